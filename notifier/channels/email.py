@@ -1,0 +1,413 @@
+"""Send notifications by email over SMTP.
+
+Rendering and sending are separate steps: `build_message` turns a notice into a complete
+`EmailMessage` (pure, no I/O), and the SMTP conversation runs in a worker thread with the
+stdlib's smtplib, one connection per batch.
+
+Choices that matter to the person reading the mail:
+- The Message-ID is derived from the notification id, so a retry after a connection lost
+  after the final "." (which may have delivered) is recognised as a duplicate.
+- Every notice about one post carries the same In-Reply-To/References root, so mail clients
+  thread a whole comment section together.
+- `Auto-Submitted` and `X-Auto-Response-Suppress` keep vacation responders from answering.
+
+Choices that matter for safety: STARTTLS is required when asked for, never opportunistic (a
+server that does not offer it gets nothing, rather than the message in clear text);
+certificates are always verified, against a private CA when `ca_file` is set; a password is
+never sent over a connection without TLS to another host; the password never appears in a
+log, an error or `repr()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import hashlib
+import ipaddress
+import logging
+import re
+import smtplib
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import ClassVar, Literal, Self
+
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from notifier.channels.base import (
+    Channel,
+    ChannelConfig,
+    ChannelContext,
+    DeliveryError,
+    PermanentFailure,
+    SendResult,
+    TemporaryFailure,
+)
+from notifier.models import Notice
+from notifier.outbox import SMTP_RETRY, RetryPolicy
+from notifier.render import RenderError
+from notifier.schema import Duration, StrictModel, StrList
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+# Headers must stay 7-bit clean: not every server announces 8BITMIME, so non-ASCII bodies are
+# sent quoted-printable or base64. `default` also refuses CR/LF in header values.
+POLICY = email.policy.default.clone(cte_type="7bit")
+_MSG_ID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
+
+
+def check_address(value: str) -> str:
+    """An RFC 5322 address, optionally with a display name: `Notifier <n@example.org>`."""
+    if any(ch in value for ch in "\r\n"):
+        raise ValueError("an email address cannot contain a line break")
+    address = parseaddr(value)[1]
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or "." not in domain.strip("."):
+        raise ValueError(f"{value!r} is not an email address such as reader@example.org")
+    return value
+
+
+def address_of(value: str) -> str:
+    """The bare address inside `Name <address>`."""
+    return parseaddr(value)[1]
+
+
+class SmtpSettings(StrictModel):
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)
+    """None takes the usual port of `security`: 587 starttls, 465 tls, 25 none."""
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = Field(None, repr=False)
+    """Never logged, never in `repr()`, never in an error message."""
+    timeout: Duration = 30.0
+    ca_file: str | None = None
+    """A private CA's certificates (PEM), relative to the configuration file."""
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        if any(ch.isspace() or ch in "/:@" for ch in value) and not _is_ip(value):
+            raise ValueError("write the SMTP server's host name only, e.g. smtp.example.org "
+                             "(the port goes in `port`)")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Self:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password, or neither")
+        if self.username is not None and self.security == "none" and not _is_loopback(self.host):
+            raise ValueError("refusing to send a password without TLS: use security: starttls "
+                             "or tls (security: none is only allowed with a password to "
+                             "localhost)")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else DEFAULT_PORTS[self.security]
+
+
+class EmailConfig(ChannelConfig):
+    # `from` is a Python keyword: the field is `from_`, written `from` in the file.
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    type: Literal["email"]
+    from_: str = Field(alias="from")
+    to: StrList = Field(min_length=1)
+    smtp: SmtpSettings
+
+    @field_validator("from_")
+    @classmethod
+    def _check_from(cls, value: str) -> str:
+        return check_address(value)
+
+    @field_validator("to")
+    @classmethod
+    def _check_to(cls, value: list[str]) -> list[str]:
+        return [check_address(item) for item in value]
+
+    @property
+    def domain(self) -> str:
+        """The sender's domain: the right-hand side of every Message-ID we make."""
+        return address_of(self.from_).rpartition("@")[2].lower()
+
+
+class _ConnectionLost(TemporaryFailure):
+    """The SMTP connection cannot be used for the next message of the batch."""
+
+
+class EmailChannel(Channel):
+    kind: ClassVar[str] = "email"
+    config_type: ClassVar[type[ChannelConfig]] = EmailConfig
+    template_slots: ClassVar[tuple[str, ...]] = ("subject", "text", "html")
+    default_retry: ClassVar[RetryPolicy] = SMTP_RETRY
+    config: EmailConfig
+
+    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext,
+                 *, now: Callable[[], datetime] | None = None) -> None:
+        if not isinstance(config, EmailConfig):
+            raise TypeError(f"channel {name}: expected an email configuration")
+        super().__init__(name, config, context)
+        self._now = now or (lambda: datetime.now(UTC))
+
+    # --- message ------------------------------------------------------------------------
+
+    def build_message(self, notice: Notice) -> EmailMessage:
+        """The complete message for one notice; raises TemporaryFailure if a template fails."""
+        try:
+            subject = self.render("subject", notice)
+            text = self.render("text", notice)
+            html = self.render("html", notice)
+        except RenderError as exc:
+            # A broken template is fixed by editing a file; until then, keep the message.
+            raise TemporaryFailure(f"email {self.name}: {exc}") from None
+        domain = self.config.domain
+        msg = EmailMessage(policy=POLICY)
+        msg["From"] = self.config.from_
+        msg["To"] = ", ".join(self.config.to)
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(self._now())
+        msg["Message-ID"] = message_id(notice.notification_id, domain)
+        root = thread_id(notice, domain)
+        msg["In-Reply-To"] = root
+        msg["References"] = root
+        msg["List-Id"] = f"<{slug(notice.subscription)}.notifier.{domain}>"
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        msg.set_content(_ensure_newline(text))
+        msg.add_alternative(_ensure_newline(html), subtype="html")
+        return msg
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def send(self, notice: Notice) -> None:
+        async for result in self.send_batch([notice]):
+            if result.error is not None:
+                raise result.error
+
+    async def send_batch(self, notices: Sequence[Notice]) -> AsyncIterator[SendResult]:
+        """One SMTP connection for the whole batch; reconnect only after it broke.
+
+        When connecting fails, every remaining notice gets that failure (each is then
+        retried on its own schedule) rather than one timeout per message.
+        """
+        smtp: smtplib.SMTP | None = None
+        try:
+            for index, notice in enumerate(notices):
+                try:
+                    msg = self.build_message(notice)
+                except DeliveryError as exc:
+                    yield SendResult(notice.notification_id, exc)
+                    continue
+                if smtp is None:
+                    try:
+                        smtp = await asyncio.to_thread(self._connect)
+                    except DeliveryError as exc:
+                        for rest in notices[index:]:
+                            yield SendResult(rest.notification_id, exc)
+                        return
+                try:
+                    await asyncio.to_thread(self._deliver, smtp, msg)
+                except DeliveryError as exc:
+                    if isinstance(exc, _ConnectionLost):
+                        await asyncio.to_thread(_close, smtp)
+                        smtp = None
+                    yield SendResult(notice.notification_id, exc)
+                else:
+                    yield SendResult(notice.notification_id)
+        finally:
+            if smtp is not None:
+                await asyncio.to_thread(_close, smtp)
+
+    def _connect(self) -> smtplib.SMTP:
+        """Open, secure and log in; runs in a worker thread."""
+        settings = self.config.smtp
+        where = f"{settings.host}:{settings.effective_port}"
+        try:
+            smtp: smtplib.SMTP
+            if settings.security == "tls":
+                smtp = smtplib.SMTP_SSL(settings.host, settings.effective_port,
+                                        timeout=settings.timeout, context=self._tls_context())
+            else:
+                smtp = smtplib.SMTP(settings.host, settings.effective_port,
+                                    timeout=settings.timeout)
+        except DeliveryError:
+            raise
+        except Exception as exc:
+            raise self._setup_failure(exc, f"cannot connect to {where}") from None
+        try:
+            smtp.ehlo()
+            if settings.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise TemporaryFailure(
+                        f"email {self.name}: {where}: server does not offer STARTTLS; "
+                        "refusing to send in clear text")
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo()
+            if settings.username is not None and settings.password is not None:
+                smtp.login(settings.username, settings.password)
+        except DeliveryError:
+            _close(smtp)
+            raise
+        except Exception as exc:
+            _close(smtp)
+            raise self._setup_failure(exc, f"{where}") from None
+        return smtp
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca_file = self.config.smtp.ca_file
+        if ca_file is None:
+            return ssl.create_default_context()
+        path = Path(self.context.renderer.base_dir) / ca_file
+        try:
+            return ssl.create_default_context(cafile=str(path))
+        except (OSError, ssl.SSLError) as exc:
+            raise TemporaryFailure(f"email {self.name}: cannot load ca_file {ca_file!r}: "
+                                   f"{exc}") from None
+
+    def _deliver(self, smtp: smtplib.SMTP, msg: EmailMessage) -> None:
+        """Send one message on an open connection; runs in a worker thread."""
+        recipients = [address_of(to) for to in self.config.to]
+        try:
+            refused = smtp.send_message(msg, from_addr=address_of(self.config.from_),
+                                        to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise self._all_refused(exc.recipients) from None
+        except smtplib.SMTPResponseException as exc:
+            failure = _by_code(exc.smtp_code, f"email {self.name}: {_reply(exc)}")
+            if exc.smtp_code == 421:  # the server is closing the connection
+                raise _ConnectionLost(str(failure)) from None
+            raise failure from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # Perhaps after the final ".": the message may have arrived, and a resend
+            # carries the same Message-ID.
+            raise _ConnectionLost(f"email {self.name}: connection lost: "
+                                  f"{_os_reason(exc)}") from None
+        except smtplib.SMTPException as exc:
+            raise _ConnectionLost(f"email {self.name}: {exc}") from None
+        if refused:
+            log.warning("email %s: the server refused %s; sent to the other recipients",
+                        self.name, _describe_refused(refused))
+
+    def _all_refused(self, refused: dict[str, tuple[int, bytes]]) -> DeliveryError:
+        reason = f"email {self.name}: every recipient was refused: {_describe_refused(refused)}"
+        # A 4xx at RCPT is usually greylisting or a full mailbox: worth another try.
+        if any(400 <= code < 500 for code, _ in refused.values()):
+            return TemporaryFailure(reason)
+        return PermanentFailure(reason)
+
+    def _setup_failure(self, exc: Exception, where: str) -> TemporaryFailure:
+        """Failures before any message is offered are about the setup, never the message.
+
+        Even a 5xx here (a refused login, a greeting of 554) is temporary: once the operator
+        fixes the password or the server, the queued messages can still go out.
+        """
+        prefix = f"email {self.name}: {where}"
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            return TemporaryFailure(f"{prefix}: login refused ({_reply(exc)}); check username "
+                                    "and password")
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return TemporaryFailure(f"{prefix}: {exc}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return TemporaryFailure(f"{prefix}: {_reply(exc)}")
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TemporaryFailure(f"{prefix}: TLS certificate not trusted: "
+                                    f"{exc.verify_message or exc}")
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            return TemporaryFailure(f"{prefix}: the server closed the connection")
+        if isinstance(exc, OSError | smtplib.SMTPException):
+            return TemporaryFailure(f"{prefix}: {_os_reason(exc)}")
+        return TemporaryFailure(f"{prefix}: {type(exc).__name__}: {exc}")
+
+    # --- description --------------------------------------------------------------------
+
+    @classmethod
+    def summarize(cls, config: ChannelConfig) -> str:
+        if not isinstance(config, EmailConfig):
+            return cls.kind
+        smtp = config.smtp
+        login = f", as {smtp.username}" if smtp.username else ""
+        return (f"email to {', '.join(address_of(to) for to in config.to)} via "
+                f"{smtp.host}:{smtp.effective_port} ({smtp.security}{login})")
+
+    def describe(self) -> str:
+        return self.summarize(self.config)
+
+
+def message_id(notification_id: str, domain: str) -> str:
+    """`<id@domain>`: the same for every attempt at one notification."""
+    return f"<{_MSG_ID_UNSAFE.sub('-', notification_id) or 'notice'}@{domain}>"
+
+
+def thread_id(notice: Notice, domain: str) -> str:
+    """The Message-ID of an imaginary first message about the post: all notices reply to it."""
+    entry = notice.entry
+    post = entry.post_link or entry.post_key or (entry.link if entry.kind == "post" else "") \
+        or entry.key
+    digest = hashlib.sha256(post.encode("utf-8")).hexdigest()[:24]
+    return f"<thread-{digest}@{domain}>"
+
+
+def slug(name: str) -> str:
+    """`Stalin Thread` -> `stalin-thread`, for the List-Id, so filters can pick one feed."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "subscription"
+
+
+def _ensure_newline(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _by_code(code: int, reason: str) -> DeliveryError:
+    if 500 <= code < 600:
+        return PermanentFailure(reason)
+    return TemporaryFailure(reason)
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error
+    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    return f"{exc.smtp_code} {' '.join(message.split())}"
+
+
+def _describe_refused(refused: dict[str, tuple[int, bytes]]) -> str:
+    parts = []
+    for address, (code, text) in refused.items():
+        message = " ".join(text.decode("utf-8", "replace").split())
+        parts.append(f"{address} ({code} {message})")
+    return "; ".join(parts)
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,172 @@
+"""Assemble the parts for a run, drive them, and stop cleanly.
+
+APScheduler ticks; two long-lived workers do the work. A tick only wakes a worker, so a
+poll that takes longer than a tick never overlaps with the next one, and a stop request
+has exactly two tasks to wait for. On SIGTERM or SIGINT the workers get a few seconds to
+finish what they are doing; whatever is cut short is safe by construction (a poll batch is
+one transaction; an unacknowledged notification stays queued and is sent on the next run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from notifier import __version__
+from notifier.channels import build_channel
+from notifier.channels.base import ChannelContext
+from notifier.config import Config
+from notifier.fetch import Fetcher, FetchSettings
+from notifier.pipeline import DeliveryReport, Pipeline, PollReport, make_parse_pool
+from notifier.render import Renderer
+from notifier.store import Store
+
+log = logging.getLogger("notifier")
+
+STOP_GRACE = 5.0
+"""Seconds the workers get to finish after a stop signal before they are cancelled."""
+DELIVERY_TICK = 5.0
+
+
+@dataclass(frozen=True)
+class OnceResult:
+    poll: PollReport
+    delivery: DeliveryReport
+
+    @property
+    def ok(self) -> bool:
+        return not self.poll.errors and not self.delivery.errors
+
+
+def fetch_settings(config: Config) -> FetchSettings:
+    return FetchSettings(timeout=config.http.timeout, max_bytes=config.http.max_body,
+                         max_connections=config.http.concurrency,
+                         per_host=config.http.per_host)
+
+
+@contextlib.asynccontextmanager
+async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
+    """Everything a run needs, opened in order and closed in reverse, also on errors."""
+    store = Store(config.state_url())
+    parse_pool = make_parse_pool()
+    try:
+        async with Fetcher(fetch_settings(config)) as fetcher, httpx.AsyncClient(
+                follow_redirects=False, timeout=httpx.Timeout(15.0),
+                headers={"User-Agent": f"notifier/{__version__}"}) as http:
+            renderer = Renderer(config.base_dir,
+                                {s.name: s.templates for s in config.subscriptions})
+            context = ChannelContext(renderer=renderer, http=http)
+            channels = {name: build_channel(name, cfg, context)
+                        for name, cfg in config.channels.items()}
+            pipeline = Pipeline(config, store, fetcher, channels, parse_pool=parse_pool)
+            try:
+                await pipeline.start()
+                yield pipeline
+            finally:
+                pipeline.close()
+    finally:
+        parse_pool.shutdown(wait=False, cancel_futures=True)
+        store.close()
+
+
+async def run_once(config: Config) -> OnceResult:
+    """Poll every subscription now, deliver everything due, and report."""
+    async with open_pipeline(config) as pipeline:
+        poll = await pipeline.poll(force=True)
+        delivery = await pipeline.deliver(limit=1_000_000)
+        log.info("cycle done: %d feeds polled (%d unchanged, %d failed), %d new entries, "
+                 "%d notifications queued, %d sent, %d to retry, %d dead-lettered",
+                 poll.feeds_polled, poll.not_modified, poll.feeds_failed, poll.new_entries,
+                 poll.queued, delivery.sent, delivery.failed, delivery.dead)
+        return OnceResult(poll, delivery)
+
+
+def poll_tick_seconds(config: Config) -> float:
+    """Often enough to honour the shortest interval, rarely enough to cost nothing."""
+    shortest = min(config.interval(s) for s in config.subscriptions)
+    return max(1.0, min(15.0, shortest / 10))
+
+
+async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None:
+    """The daemon: poll and deliver until SIGTERM/SIGINT (or `stop` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+    async with open_pipeline(config) as pipeline:
+        poll_wanted, deliver_wanted = asyncio.Event(), asyncio.Event()
+        scheduler = AsyncIOScheduler(event_loop=loop)
+        scheduler.add_job(poll_wanted.set, IntervalTrigger(seconds=poll_tick_seconds(config)),
+                          id="poll-tick", coalesce=True, max_instances=1)
+        scheduler.add_job(deliver_wanted.set, IntervalTrigger(seconds=DELIVERY_TICK),
+                          id="deliver-tick", coalesce=True, max_instances=1)
+        poll_wanted.set()
+        deliver_wanted.set()
+
+        async def poll_cycle() -> None:
+            report = await pipeline.poll()
+            if report.queued:
+                deliver_wanted.set()
+
+        async def deliver_cycle() -> None:
+            await pipeline.deliver()
+
+        workers = [_Worker("poll", poll_wanted, poll_cycle),
+                   _Worker("delivery", deliver_wanted, deliver_cycle)]
+        tasks = [asyncio.create_task(w.run(), name=w.name) for w in workers]
+        scheduler.start()
+        log.info("notifier %s running: %d subscriptions, %d channels",
+                 __version__, len(config.subscriptions), len(config.channels))
+        try:
+            await stop.wait()
+            log.info("stopping: letting work in flight finish for up to %.0f s", STOP_GRACE)
+        finally:
+            scheduler.shutdown(wait=False)
+            await _drain(workers, tasks)
+    log.info("stopped")
+
+
+class _Worker:
+    """Runs one kind of cycle whenever its event is set; knows whether it is mid-cycle."""
+
+    def __init__(self, name: str, wanted: asyncio.Event,
+                 cycle: Callable[[], Awaitable[None]]) -> None:
+        self.name = name
+        self.wanted = wanted
+        self.cycle = cycle
+        self.busy = False
+
+    async def run(self) -> None:
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            self.busy = True
+            try:
+                await self.cycle()
+            except Exception:
+                log.exception("%s cycle failed; trying again at the next tick", self.name)
+            finally:
+                self.busy = False
+
+
+async def _drain(workers: list[_Worker], tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel idle workers at once; give busy ones the grace period to finish their cycle."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOP_GRACE
+    while True:
+        for worker, task in zip(workers, tasks, strict=True):
+            if not worker.busy or loop.time() >= deadline:
+                task.cancel()
+        if all(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,101 @@
+"""Compare a feed's entries with what is stored: the pure heart of "new exactly once".
+
+Newness is decided by identity, never by date: WordPress can publish several comments with
+one timestamp, and a held comment keeps its old date when approved. Every key ever stored
+for the feed is remembered, so an entry that drops out of the feed window and comes back is
+still not new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from notifier.models import Entry
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionView:
+    """What the diff must know about one subscription reading this feed."""
+
+    name: str
+    baselined: bool
+    backfill: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    new_entries: tuple[Entry, ...]
+    """Entries not stored before, oldest first: they are stored now."""
+    changed_entries: tuple[Entry, ...]
+    """Stored entries whose title or content changed (edits)."""
+    candidates: Mapping[str, tuple[Entry, ...]] = field(default_factory=dict)
+    """Per subscription, the entries it may be told about (matching filters them further)."""
+    baselines: tuple[str, ...] = ()
+    """Subscriptions whose first poll this was."""
+    possible_gap: bool = False
+    """Every entry is new although the feed had entries before: some may have been missed."""
+
+
+def publication_order(entries: Sequence[Entry]) -> list[Entry]:
+    """Oldest first; entries without a date keep their feed order after the dated ones."""
+    indexed = list(enumerate(entries))
+    indexed.sort(key=lambda pair: (pair[1].published is None, pair[1].published or _EPOCH,
+                                   -pair[0]))
+    return [entry for _, entry in indexed]
+
+
+def decide(parsed: Sequence[Entry], seen: Mapping[str, str],
+           subscriptions: Sequence[SubscriptionView], *, feed_had_entries: bool) -> Decision:
+    """Decide what one poll of one feed means.
+
+    `seen` maps each stored key among `parsed` to its stored content hash. A subscription on
+    its first poll records a baseline and is offered only its newest `backfill` entries;
+    the others are offered every new entry.
+    """
+    unique: dict[str, Entry] = {}
+    for entry in parsed:
+        unique.setdefault(entry.key, entry)
+    ordered = publication_order(list(unique.values()))
+    new = tuple(e for e in ordered if e.key not in seen)
+    changed = tuple(e for e in ordered
+                    if e.key in seen and e.content_hash and seen[e.key] != e.content_hash)
+    candidates: dict[str, tuple[Entry, ...]] = {}
+    baselines: list[str] = []
+    for sub in subscriptions:
+        if sub.baselined:
+            candidates[sub.name] = new
+        else:
+            baselines.append(sub.name)
+            candidates[sub.name] = tuple(ordered[-sub.backfill:]) if sub.backfill else ()
+    gap = feed_had_entries and bool(unique) and len(new) == len(unique)
+    return Decision(new_entries=new, changed_entries=changed, candidates=candidates,
+                    baselines=tuple(baselines), possible_gap=gap)
+
+
+VALIDATOR_SLACK = 1.0
+"""Seconds of disagreement between Last-Modified and an entry date still taken as equal."""
+
+
+def validators_trustworthy(kind: str, last_modified: datetime | None,
+                           entries: Sequence[Entry]) -> bool:
+    """Whether a 304 to these validators could be believed on the next poll.
+
+    WordPress sends one Last-Modified (and an ETag derived from it) for the whole site: the
+    date of the newest post or comment anywhere. A comment that arrives with an older date
+    (approved after moderation, imported, or simply on an old thread of a site with a newer
+    post) leaves both unchanged, and a conditional GET answers 304 and hides it. For a
+    comment feed the validators are believed only when this feed's own newest entry explains
+    them; otherwise the next poll asks unconditionally. Post feeds keep their validators: a
+    new post always moves the date.
+    """
+    if kind != "comments" or last_modified is None:
+        return True
+    dates = [d for e in entries if (d := e.updated or e.published) is not None]
+    newest = max(dates, default=None)
+    if newest is None:
+        return False
+    return (last_modified - newest).total_seconds() <= VALIDATOR_SLACK

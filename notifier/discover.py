@@ -1,0 +1,486 @@
+"""Feed discovery: turns what a person typed (a blog, a post, a feed) into the feed to poll.
+
+url -> fetch -> a feed? keep it (an RSS2 comment feed is swapped for its Atom twin)
+            -> an HTML page? read its <link rel="alternate"> feeds -> choose one for the
+               watch kind -> prefer its Atom twin -> check that it answers a feed
+    + the WordPress REST root, from the Link header or <link rel="https://api.w.org/">
+
+Atom is preferred because WordPress's Atom comment entries carry `thr:in-reply-to` (who
+answered whom) while its RSS2 items carry no parent at all.
+
+Conventions relied on (see the field notes):
+- WordPress: posts `/feed/`, all comments `/comments/feed/`, one post's comments
+  `<permalink>/feed/`, each with an Atom twin under `.../feed/atom/`; plain permalinks use
+  `?feed=rss2`, `?feed=comments-rss2` and `?p=ID&feed=rss2`, twins `?feed=atom` and
+  `?feed=comments-atom`. Autodiscovery titles are "Site » Feed", "Site » Comments Feed" and
+  "Site » Post title Comments Feed" (English; other languages translate them, so URLs are
+  checked first and titles only as a fallback).
+- Blogger: posts `/feeds/posts/default`, all comments `/feeds/comments/default`, one post
+  `/feeds/POSTID/comments/default`; Atom by default, RSS with `?alt=rss`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+from notifier.fetch import Fetcher, parse_link_header
+from notifier.models import FetchResult
+
+Watch = Literal["posts", "comments"]
+
+FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/feed+json")
+API_REL = "https://api.w.org/"
+# Enough for any real <head>; hostile pages cannot make the parser work longer than this.
+HEAD_LIMIT = 512 * 1024
+_CHUNK = 16 * 1024
+SNIFF_LIMIT = 16 * 1024
+
+_BLOGGER_POST_COMMENTS = re.compile(r"/feeds/\d+/comments/")
+_FEED_CONTENT_TYPES = frozenset(
+    {"application/rss+xml", "application/atom+xml", "application/rdf+xml"}
+)
+_FEED_ROOTS = frozenset({"rss", "feed", "rdf:rdf"})
+# WordPress translates "Comments Feed"; these stems cover its most used locales.
+_COMMENT_WORDS = (
+    "comment", "kommentar", "comentario", "comentário", "commenti", "reactie", "komentar",
+    "коммент", "コメント", "评论", "評論", "댓글",
+)
+
+
+@dataclass(frozen=True)
+class FeedLink:
+    """One feed a page advertises with `<link rel="alternate">`."""
+
+    url: str
+    type: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What discovery settled on; `note` tells the person how, in one sentence."""
+
+    feed_url: str
+    api_root: str | None
+    source: Literal["feed", "page"]
+    note: str
+
+
+class DiscoveryError(Exception):
+    """The URL leads to no usable feed; the message is meant for the person who typed it."""
+
+
+@dataclass(frozen=True)
+class _LinkElement:
+    rel: tuple[str, ...]
+    type: str
+    title: str
+    href: str
+
+
+class _HeadParser(HTMLParser):
+    """Collects `<link>`, `<base>` and `<title>` from the head and then stops caring."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[_LinkElement] = []
+        self.base: str | None = None
+        self.title = ""
+        self.done = False
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.done:
+            return
+        if tag == "body":
+            self.done = True
+            return
+        values = {name: value or "" for name, value in attrs}
+        if tag == "link":
+            href = values.get("href", "").strip()
+            if href:
+                self.links.append(
+                    _LinkElement(
+                        rel=tuple(values.get("rel", "").lower().split()),
+                        type=values.get("type", "").split(";")[0].strip().lower(),
+                        title=" ".join(values.get("title", "").split()),
+                        href=href,
+                    )
+                )
+        elif tag == "base" and self.base is None and values.get("href", "").strip():
+            self.base = values["href"].strip()
+        elif tag == "title" and not self.title:
+            self._in_title = True
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "head":
+            self.done = True
+        elif tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title and len(self.title) < 1000:
+            self.title += data
+
+
+@dataclass(frozen=True)
+class _Head:
+    links: tuple[_LinkElement, ...]
+    base_url: str
+    title: str
+
+
+def _decode(html: bytes | str) -> str:
+    if isinstance(html, str):
+        return html[:HEAD_LIMIT]
+    # Link hrefs and feed titles in a <head> are nearly always UTF-8 or ASCII; a wrong guess
+    # only garbles a title, never a URL (they are percent-encoded or ASCII in practice).
+    return html[:HEAD_LIMIT].decode("utf-8", errors="replace")
+
+
+def _parse_head(html: bytes | str, base_url: str) -> _Head:
+    text = _decode(html)
+    parser = _HeadParser()
+    # Fed in chunks so that parsing stops soon after </head> instead of reading the body.
+    for start in range(0, len(text), _CHUNK):
+        parser.feed(text[start : start + _CHUNK])
+        if parser.done:
+            break
+    if not parser.done:
+        parser.close()
+    base = urljoin(base_url, parser.base) if parser.base else base_url
+    return _Head(tuple(parser.links), base, " ".join(parser.title.split()))
+
+
+def _feed_links(head: _Head) -> list[FeedLink]:
+    found: list[FeedLink] = []
+    seen: set[str] = set()
+    for link in head.links:
+        if "alternate" not in link.rel or link.type not in FEED_TYPES:
+            continue
+        url = urljoin(head.base_url, link.href)
+        if url in seen:
+            continue
+        seen.add(url)
+        found.append(FeedLink(url=url, type=link.type, title=link.title))
+    return found
+
+
+def find_feed_links(html: bytes | str, base_url: str) -> list[FeedLink]:
+    """RSS, Atom and JSON feeds a page advertises, in document order, URLs made absolute."""
+    return _feed_links(_parse_head(html, base_url))
+
+
+def _api_root_from_headers(headers: Mapping[str, str], base_url: str) -> str | None:
+    for name, value in headers.items():
+        if name.lower() != "link":
+            continue
+        for url, params in parse_link_header(value, base_url):
+            if API_REL in params.get("rel", "").lower().split():
+                return url
+    return None
+
+
+def _api_root_from_head(head: _Head) -> str | None:
+    for link in head.links:
+        if API_REL in link.rel:
+            return urljoin(head.base_url, link.href)
+    return None
+
+
+def find_api_root(
+    html: bytes | str | None, headers: Mapping[str, str], base_url: str
+) -> str | None:
+    """The WordPress REST API root, which lists every comment where feeds show only 10.
+
+    The header is checked first: WordPress sends it on feeds and pages alike, and reading
+    it costs no HTML parsing.
+    """
+    root = _api_root_from_headers(headers, base_url)
+    if root is None and html:
+        root = _api_root_from_head(_parse_head(html, base_url))
+    return root
+
+
+def _sniff_root(body: bytes) -> str | None:
+    """The name of the first element, skipping BOM, XML declaration, PIs, comments, DOCTYPE.
+
+    Returns None when no element starts within the sniff window.
+    """
+    window = body[:SNIFF_LIMIT]
+    if window.startswith((b"\xff\xfe", b"\xfe\xff")):
+        text = window.decode("utf-16", errors="replace")
+    else:
+        text = window.decode("latin-1")
+    text = text.removeprefix("\ufeff").removeprefix("\xef\xbb\xbf")
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i] in " \t\r\n\ufeff":
+            i += 1
+        if i >= n or text[i] != "<":
+            return None
+        if text.startswith("<?", i):
+            end = text.find("?>", i + 2)
+            if end < 0:
+                return None
+            i = end + 2
+        elif text.startswith("<!--", i):
+            end = text.find("-->", i + 4)
+            if end < 0:
+                return None
+            i = end + 3
+        elif text.startswith("<!", i):
+            end = text.find(">", i + 2)  # DOCTYPE; an internal subset is not worth handling
+            if end < 0:
+                return None
+            i = end + 1
+        else:
+            match = re.match(r"<([A-Za-z_][\w.:-]*)", text[i : i + 100])
+            return match.group(1).lower() if match else None
+    return None
+
+
+def looks_like_feed(body: bytes, content_type: str) -> bool:
+    """A cheap test of whether a response is a feed (RSS, Atom, RDF or JSON Feed).
+
+    The document's first element decides when there is one, because servers mislabel:
+    feeds go out as text/html or text/plain, and error pages as application/rss+xml.
+    """
+    media = content_type.split(";")[0].strip().lower()
+    if media in ("application/feed+json", "application/json") or body.lstrip()[:1] == b"{":
+        head = body[:2048]
+        return media == "application/feed+json" or b"jsonfeed.org/version" in head
+    root = _sniff_root(body)
+    if root is not None:
+        local = root.split(":")[-1]
+        return root in _FEED_ROOTS or local == "feed"
+    return media in _FEED_CONTENT_TYPES
+
+
+def _path_and_query(url: str) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(url)
+    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def _title_says_comments(title: str) -> bool:
+    lowered = title.lower()
+    return any(word in lowered for word in _COMMENT_WORDS)
+
+
+def is_comments_feed(link: FeedLink) -> bool:
+    """WordPress and Blogger comment feeds, by URL where it is unambiguous, else by title.
+
+    `<permalink>/feed/` is a post's comment feed but `/category/x/feed/` is a posts feed, and
+    nothing in the URL tells them apart, so for those the title decides.
+    """
+    path, query = _path_and_query(link.url)
+    feed = query.get("feed", "")
+    if "/comments/feed" in path or feed.startswith("comments-"):
+        return True
+    if feed and (query.get("p") or query.get("page_id")):
+        return True  # plain permalinks: /?p=4&feed=rss2 is post 4's comment feed
+    if "/feeds/comments/" in path or _BLOGGER_POST_COMMENTS.search(path):
+        return True
+    return _title_says_comments(link.title)
+
+
+def _permalink_of(feed_url: str) -> str | None:
+    """For a `<permalink>/feed/` style URL, the permalink's path; else None."""
+    path, query = _path_and_query(feed_url)
+    if query.get("feed") or "/comments/feed" in path:
+        return None
+    trimmed = re.sub(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?$", "/", path)
+    if trimmed == path or trimmed == "/":
+        return None
+    return trimmed
+
+
+def _is_post_comments_feed(link: FeedLink, page_url: str) -> bool:
+    """A comment feed for the one post shown on `page_url`, not the whole site's."""
+    if not is_comments_feed(link):
+        return False
+    page_path, page_query = _path_and_query(page_url)
+    feed_path, feed_query = _path_and_query(link.url)
+    permalink = _permalink_of(link.url)
+    if permalink is not None and page_path != "/" and page_path.startswith(permalink):
+        return True
+    # Plain permalinks: the page is /?p=4, its comment feed /?p=4&feed=rss2.
+    for key in ("p", "page_id"):
+        if page_query.get(key) and feed_query.get(key) == page_query[key]:
+            return True
+    if _BLOGGER_POST_COMMENTS.search(feed_path):
+        return True
+    # WordPress titles: "Site » Post title Comments Feed" vs the site's "Site » Comments Feed".
+    title = link.title
+    if title.endswith("Comments Feed") and "»" in title:
+        return bool(title.removesuffix("Comments Feed").rsplit("»", 1)[-1].strip())
+    return False
+
+
+def _rank(link: FeedLink) -> int:
+    """JSON Feed last: the parse stage reads XML feeds, and sites that offer JSON offer both."""
+    return 1 if link.type == "application/feed+json" else 0
+
+
+def choose_feed(links: list[FeedLink], page_url: str, watch: Watch) -> FeedLink | None:
+    """The feed to poll among those a page advertises, or None if none fits.
+
+    posts: the first feed that is not a comments feed. comments: the post's own comment feed
+    when the page is a post, else the site-wide comments feed.
+    """
+    ordered = sorted(links, key=_rank)  # stable: document order within a rank
+    comment_feeds = [link for link in ordered if is_comments_feed(link)]
+    if watch == "posts":
+        return next((link for link in ordered if link not in comment_feeds), None)
+    for link in comment_feeds:
+        if _is_post_comments_feed(link, page_url):
+            return link
+    return comment_feeds[0] if comment_feeds else None
+
+
+def atom_variant(url: str) -> str | None:
+    """The Atom twin of a WordPress RSS feed URL (or a Blogger `alt=rss` one), else None.
+
+    None also when the URL already is Atom: there is nothing better to try.
+    """
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    keys = [key for key, _ in pairs]
+    if "feed" in keys:
+        value = dict(pairs)["feed"]
+        twin = {
+            "rss2": "atom", "rss": "atom", "rdf": "atom",
+            "comments-rss2": "comments-atom", "comments-rss": "comments-atom",
+        }.get(value)
+        if twin is None:
+            return None
+        new_pairs = [(k, twin if k == "feed" else v) for k, v in pairs]
+        return urlunsplit(parts._replace(query=urlencode(new_pairs, safe="/:")))
+    if "/feeds/" in parts.path and dict(pairs).get("alt") == "rss":
+        new_query = urlencode([(k, v) for k, v in pairs if k != "alt"], safe="/:")
+        return urlunsplit(parts._replace(query=new_query))
+    match = re.search(r"/feed(?:/(?:rss2|rss|rdf))?/?$", parts.path)
+    if match is None:
+        return None
+    path = parts.path[: match.start()] + "/feed/atom/"
+    return urlunsplit(parts._replace(path=path))
+
+
+def _poll_url(result: FetchResult) -> str:
+    """Permanent redirects are followed for good; temporary ones keep the typed URL."""
+    return result.permanent_url or result.url
+
+
+def _normalise_input(url: str) -> str:
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text.removeprefix("//")
+    scheme = urlsplit(text).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DiscoveryError(f"{url}: only http and https URLs can be watched")
+    return text
+
+
+async def _try_feed(fetcher: Fetcher, url: str) -> FetchResult | None:
+    """The fetch of `url` when it answers a feed, else None."""
+    result = await fetcher.fetch(url)
+    content_type = result.headers.get("content-type", "")
+    if result.ok and result.body is not None and looks_like_feed(result.body, content_type):
+        return result
+    return None
+
+
+async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
+    """Find the feed to poll for `url`, or raise DiscoveryError saying why there is none.
+
+    Costs one request for a feed URL and two or three for a page (page, Atom twin, and the
+    advertised feed when the twin fails), because a feed is only accepted once it answered.
+    """
+    url = _normalise_input(url)
+    page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5")
+    if not page.ok or page.body is None:
+        raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}")
+    content_type = page.headers.get("content-type", "")
+    if looks_like_feed(page.body, content_type):
+        return await _from_feed(fetcher, page, watch)
+    media = content_type.split(";")[0].strip().lower()
+    if media not in ("", "text/html", "application/xhtml+xml") and _sniff_root(page.body) != "html":
+        raise DiscoveryError(f"{url} is neither a feed nor an HTML page ({media})")
+    head = _parse_head(page.body, page.final_url)
+    links = _feed_links(head)
+    choice = choose_feed(links, page.final_url, watch)
+    if choice is None:
+        if not links:
+            raise DiscoveryError(f"{url} is an HTML page with no RSS or Atom feed link")
+        raise DiscoveryError(f"{url} links to feeds, but none of its {watch}")
+    api_root = _api_root_from_headers(page.headers, page.final_url) or _api_root_from_head(head)
+    what = "the posts feed"
+    if watch == "comments" and _is_post_comments_feed(choice, page.final_url):
+        what = "the post's own comment feed"
+    elif watch == "comments":
+        what = "the site's comment feed"
+    twin = atom_variant(choice.url) if choice.type != "application/atom+xml" else None
+    if twin is not None:
+        answered = await _try_feed(fetcher, twin)
+        if answered is not None:
+            return Discovery(
+                feed_url=_poll_url(answered),
+                api_root=api_root or _api_root_from_headers(answered.headers, answered.final_url),
+                source="page",
+                note=f"{what}, in Atom (the page links its RSS version)",
+            )
+    answered = await _try_feed(fetcher, choice.url)
+    if answered is None:
+        raise DiscoveryError(f"{url} links to {choice.url}, which does not answer a feed")
+    return Discovery(
+        feed_url=_poll_url(answered),
+        api_root=api_root or _api_root_from_headers(answered.headers, answered.final_url),
+        source="page",
+        note=f"{what}, linked from the page",
+    )
+
+
+async def _from_feed(fetcher: Fetcher, feed: FetchResult, watch: Watch) -> Discovery:
+    assert feed.body is not None
+    api_root = _api_root_from_headers(feed.headers, feed.final_url)
+    feed_url = _poll_url(feed)
+    link = FeedLink(url=feed_url, type="", title="")
+    is_rss = _sniff_root(feed.body) in ("rss", "rdf:rdf")
+    twin = atom_variant(feed_url) if is_rss else None
+    if twin is not None and (watch == "comments" or is_comments_feed(link)):
+        answered = await _try_feed(fetcher, twin)
+        if answered is not None:
+            return Discovery(
+                feed_url=_poll_url(answered),
+                api_root=api_root or _api_root_from_headers(answered.headers, answered.final_url),
+                source="feed",
+                note="the Atom version of the RSS feed given, for its reply structure",
+            )
+    return Discovery(
+        feed_url=feed_url,
+        api_root=api_root,
+        source="feed",
+        note="the feed given",
+    )
+
+
+__all__ = [
+    "Discovery",
+    "DiscoveryError",
+    "FeedLink",
+    "atom_variant",
+    "choose_feed",
+    "discover",
+    "find_api_root",
+    "find_feed_links",
+    "is_comments_feed",
+    "looks_like_feed",
+]

@@ -1,0 +1,628 @@
+"""The fetch stage: one polite, bounded HTTP GET per feed, with failures returned as data.
+
+url -> [per-host slot] -> [global slot] -> GET (conditional) -> redirects, each hop checked
+-> status -> streamed body, decoded under a size cap -> FetchResult
+
+Hostile or broken servers are the normal case at the scale of thousands of feeds, so every
+fetch is bounded three ways: total wall time (a server dripping one byte at a time never
+trips httpx's per-phase read timeout), decoded size (gzip is decoded here with a bounded
+zlib object because httpx's decoder inflates a whole network read at once), and redirect
+count. Nothing network-related raises: one feed cannot stop a batch.
+
+URLs can carry tokens (private feeds, webhook-like links), so nothing here logs a query
+string, and httpx's own INFO request log is silenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import httpx
+
+from notifier import __version__
+from notifier.models import FetchResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_AGENT = f"notifier/{__version__} (self-hosted feed and comment notifier)"
+FEED_ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.8, "
+    "text/html;q=0.7, */*;q=0.5"
+)
+# Only codings decoded here under the size cap; httpx would add br/zstd when their packages
+# happen to be installed, and those would be decoded without a bound.
+ACCEPT_ENCODING = "gzip, deflate"
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECT_CODES = frozenset({301, 308})
+RETRY_AFTER_CODES = frozenset({429, 503})
+MAX_RETRY_AFTER = 86_400.0
+# Reading a small redirect or error body lets the connection go back to the pool; anything
+# bigger is not worth the wait, so the connection is dropped instead.
+DRAIN_LIMIT = 64 * 1024
+
+
+class TargetBlocked(Exception):
+    """Raised by `_check_target` when a URL must not be fetched (its text is the reason)."""
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """Limits for one fetcher; the defaults follow Miniflux (20 s, 15 MiB decoded)."""
+
+    user_agent: str = DEFAULT_USER_AGENT
+    timeout: float = 20.0  # whole fetch, all hops and the body; queueing for a slot excluded
+    connect_timeout: float = 10.0
+    max_bytes: int = 15 * 1024 * 1024  # decoded
+    max_connections: int = 100
+    per_host: int = 2
+    max_redirects: int = 5
+
+
+def quiet_http_logs() -> None:
+    """httpx logs every request URL at INFO, query string and any token in it included."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _check_target(url: str) -> None:
+    """Hook run before every hop: will refuse private-network targets (SSRF) later.
+
+    It sees each redirect target, not only the first URL, because a public feed can redirect
+    to an internal address. Raise `TargetBlocked` to refuse; the fetch then fails as data.
+    """
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, query or fragment: safe to put in a log line."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port is not None:
+            host = f"{host}:{parts.port}"
+    except ValueError:
+        return "<unparsable URL>"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def parse_retry_after(value: str, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date), capped at a day.
+
+    A date in the past means "now" (0). Garbage gives None so the caller's own backoff applies.
+    """
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    seconds = (when - now).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def parse_link_header(value: str, base_url: str = "") -> list[tuple[str, dict[str, str]]]:
+    """RFC 8288 `Link` values as (absolute URL, params with lower-case names), in order.
+
+    Written as a single left-to-right scan because commas and semicolons may sit inside the
+    `<URL>` and inside quoted parameter values, so splitting on "," is wrong. The first
+    occurrence of a parameter wins, as RFC 8288 says for `rel`. Malformed members are skipped.
+    """
+    links: list[tuple[str, dict[str, str]]] = []
+    i, n = 0, len(value)
+    while i < n:
+        start = value.find("<", i)
+        if start < 0:
+            break
+        end = value.find(">", start + 1)
+        if end < 0:
+            break
+        target = value[start + 1 : end].strip()
+        params: dict[str, str] = {}
+        i = end + 1
+        while i < n:
+            while i < n and value[i] in " \t":
+                i += 1
+            if i >= n or value[i] == ",":
+                i += 1
+                break
+            if value[i] != ";":
+                # Junk after the URL: skip to the next member.
+                comma = value.find(",", i)
+                i = n if comma < 0 else comma + 1
+                break
+            i += 1
+            while i < n and value[i] in " \t":
+                i += 1
+            name_start = i
+            while i < n and value[i] not in "=;, \t":
+                i += 1
+            name = value[name_start:i].lower()
+            while i < n and value[i] in " \t":
+                i += 1
+            param_value = ""
+            if i < n and value[i] == "=":
+                i += 1
+                while i < n and value[i] in " \t":
+                    i += 1
+                if i < n and value[i] == '"':
+                    i += 1
+                    chars: list[str] = []
+                    while i < n and value[i] != '"':
+                        if value[i] == "\\" and i + 1 < n:
+                            i += 1
+                        chars.append(value[i])
+                        i += 1
+                    i += 1  # closing quote
+                    param_value = "".join(chars)
+                else:
+                    token_start = i
+                    while i < n and value[i] not in ";,":
+                        i += 1
+                    param_value = value[token_start:i].strip()
+            if name and name not in params:
+                params[name] = param_value
+        url = urljoin(base_url, target) if base_url else target
+        links.append((url, params))
+    return links
+
+
+def _format_size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} bytes"
+
+
+def _host_key(url: str) -> str:
+    """Politeness is per server name; ports of one host share its limit."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """The exception, its causes and the members of any exception group, breadth first."""
+    seen: set[int] = set()
+    queue: list[BaseException] = [exc]
+    found: list[BaseException] = []
+    while queue and len(found) < 50:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            queue.extend(current.exceptions)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                queue.append(linked)
+    return found
+
+
+def describe_transport_error(exc: BaseException, url: str, settings: FetchSettings) -> str:
+    """A short reason for a person reading a feed's status, never a stack trace or a URL."""
+    host = _host_key(url) or "?"
+    chain = _exception_chain(exc)
+    for cause in chain:
+        if isinstance(cause, socket.gaierror):
+            return f"DNS lookup failed for host {host}"
+    for cause in chain:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate of {host} not trusted: {cause.verify_message}"
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS handshake with {host} failed"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the server"
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"could not connect within {settings.connect_timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {settings.timeout:g} s"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return "unsupported URL scheme"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect to {host}"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "the server broke the HTTP protocol or closed the connection early"
+    if isinstance(exc, httpx.DecodingError):
+        return "could not decode the compressed body"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return "connection lost"
+    return f"network error ({type(exc).__name__})"
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _BoundedDecoder:
+    """Inflates gzip/deflate without ever producing more than `limit` + 1 bytes.
+
+    zlib's `max_length` keeps a small bomb (a few KiB expanding a thousandfold per read)
+    from allocating the whole expansion before the size check runs.
+    """
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self._encoding = encoding
+        self._limit = limit
+        self._produced = 0
+        self._first = True
+        self._zlib = self._new()
+
+    def _new(self, raw_deflate: bool = False) -> zlib._Decompress:
+        if self._encoding == "gzip":
+            return zlib.decompressobj(zlib.MAX_WBITS | 16)
+        return zlib.decompressobj(-zlib.MAX_WBITS if raw_deflate else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes) -> bytes:
+        if self._zlib.eof:
+            return b""  # trailing garbage after the stream, as browsers ignore it
+        try:
+            return self._inflate(data)
+        except zlib.error:
+            if self._encoding == "deflate" and self._first:
+                # Some servers send raw deflate without the zlib header (RFC 9110 says not to).
+                self._zlib = self._new(raw_deflate=True)
+                self._first = False
+                return self._inflate(data)
+            raise
+        finally:
+            self._first = False
+
+    def _inflate(self, data: bytes) -> bytes:
+        parts: list[bytes] = []
+        pending = data
+        while pending and not self._zlib.eof:
+            room = self._limit - self._produced + 1
+            out = self._zlib.decompress(pending, room)
+            self._produced += len(out)
+            if self._produced > self._limit:
+                raise _BodyTooLarge
+            parts.append(out)
+            pending = self._zlib.unconsumed_tail
+        return b"".join(parts)
+
+
+async def _read_body(response: httpx.Response, max_bytes: int) -> bytes:
+    """The decoded body, raising `_BodyTooLarge` as soon as it passes `max_bytes`."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _BodyTooLarge
+        chunks: AsyncIterator[bytes] = response.aiter_raw()
+        decoder: _BoundedDecoder | None = None
+    elif encoding in ("gzip", "x-gzip", "deflate"):
+        chunks = response.aiter_raw()
+        decoder = _BoundedDecoder("deflate" if encoding == "deflate" else "gzip", max_bytes)
+    else:
+        # A coding we did not ask for: let httpx decode it, and count what comes out.
+        chunks = response.aiter_bytes()
+        decoder = None
+    body = bytearray()
+    async for chunk in chunks:
+        try:
+            data = decoder.decode(chunk) if decoder is not None else chunk
+        except zlib.error as exc:
+            raise httpx.DecodingError(str(exc)) from exc
+        body += data
+        if len(body) > max_bytes:
+            raise _BodyTooLarge
+    return bytes(body)
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a small unwanted body so the connection can be reused; give up on a big one."""
+    read = 0
+    async for chunk in response.aiter_raw():
+        read += len(chunk)
+        if read > DRAIN_LIMIT:
+            return
+
+
+def _flatten_headers(headers: httpx.Headers) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in headers.multi_items():
+        key = name.lower()
+        flat[key] = f"{flat[key]}, {value}" if key in flat else value
+    return flat
+
+
+def _url_problem(url: str) -> str | None:
+    """Why a URL cannot be fetched at all, checked before each hop; None when fine."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "invalid URL"
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        return f"unsupported URL scheme {scheme or '(none)'!r}"
+    if not parts.hostname:
+        return "invalid URL (no host)"
+    return None
+
+
+def _resolve_location(base: str, location: str) -> str:
+    """The next hop's URL; a malformed Location is left for `_url_problem` to reject."""
+    try:
+        target = urljoin(base, location.strip())
+        return urlsplit(target)._replace(fragment="").geturl()
+    except ValueError:
+        return location
+
+
+def _http_error(status: int) -> str:
+    reason = httpx.codes.get_reason_phrase(status)
+    return f"HTTP {status} {reason}" if reason else f"HTTP {status}"
+
+
+@dataclass
+class _HostSlot:
+    semaphore: asyncio.Semaphore
+    users: int = 0
+
+
+@dataclass
+class _Hop:
+    """Mutable state of one fetch as it walks through redirects."""
+
+    url: str
+    all_permanent: bool = True
+    redirects: int = 0
+    spent: float = 0.0  # network seconds used so far, against the total timeout
+    history: list[str] = field(default_factory=list)
+
+
+class Fetcher:
+    """Fetches URLs with global and per-host concurrency limits; one per daemon.
+
+    Use as `async with Fetcher(settings) as fetcher:`. An injected `client` is used as is
+    (tests, or a faster transport) and is not closed here.
+    """
+
+    def __init__(
+        self, settings: FetchSettings | None = None, client: httpx.AsyncClient | None = None
+    ) -> None:
+        quiet_http_logs()
+        self.settings = settings or FetchSettings()
+        self._own_client = client is None
+        self._client = client or self._make_client(self.settings)
+        self._global = asyncio.Semaphore(self.settings.max_connections)
+        self._hosts: dict[str, _HostSlot] = {}
+
+    @staticmethod
+    def _make_client(settings: FetchSettings) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            follow_redirects=False,
+            http2=False,
+            timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
+            limits=httpx.Limits(
+                max_connections=settings.max_connections,
+                max_keepalive_connections=settings.max_connections,
+            ),
+            headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        accept: str = FEED_ACCEPT,
+    ) -> FetchResult:
+        """GET `url`, following up to `max_redirects` redirects; never raises for I/O.
+
+        `elapsed` counts network time only, not the wait for a free slot, so a long queue
+        behind a slow host does not look like a slow feed, and queueing never times out.
+        """
+        headers = {
+            "User-Agent": self.settings.user_agent,
+            "Accept": accept,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        hop = _Hop(url=url)
+        while True:
+            try:
+                _check_target(hop.url)
+            except TargetBlocked as exc:
+                return self._failure(url, hop, str(exc) or "target not allowed")
+            problem = _url_problem(hop.url)
+            if problem:
+                return self._failure(url, hop, problem)
+            async with self._slot(hop.url):
+                outcome = await self._one_hop(url, hop, headers, etag, last_modified)
+            if isinstance(outcome, FetchResult):
+                return outcome
+            hop.redirects += 1
+            if hop.redirects > self.settings.max_redirects:
+                return self._failure(url, hop, "too many redirects")
+            hop.url = outcome
+
+    def _slot(self, url: str) -> _Slot:
+        return _Slot(self, _host_key(url))
+
+    async def _one_hop(
+        self,
+        url: str,
+        hop: _Hop,
+        headers: Mapping[str, str],
+        etag: str | None,
+        last_modified: str | None,
+    ) -> FetchResult | str:
+        """One request; returns the result, or the next URL when redirected."""
+        remaining = self.settings.timeout - hop.spent
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(max(remaining, 0.0)):
+                return await self._request(url, hop, headers, etag, last_modified, started)
+        except TimeoutError:
+            hop.spent += time.monotonic() - started
+            return self._failure(url, hop, f"timed out after {self.settings.timeout:g} s")
+        except _BodyTooLarge:
+            hop.spent += time.monotonic() - started
+            size = _format_size(self.settings.max_bytes)
+            return self._failure(url, hop, f"body larger than {size}")
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            hop.spent += time.monotonic() - started
+            reason = describe_transport_error(exc, hop.url, self.settings)
+            log.debug("fetch %s failed: %s (%r)", redact_url(hop.url), reason, exc)
+            return self._failure(url, hop, reason)
+
+    async def _request(
+        self,
+        url: str,
+        hop: _Hop,
+        headers: Mapping[str, str],
+        etag: str | None,
+        last_modified: str | None,
+        started: float,
+    ) -> FetchResult | str:
+        client = self._client
+        async with client.stream(
+            "GET", hop.url, headers=headers, follow_redirects=False
+        ) as response:
+            status = response.status_code
+            location = response.headers.get("location")
+            if status in REDIRECT_CODES and location:
+                await _drain(response)
+                hop.spent += time.monotonic() - started
+                if status not in PERMANENT_REDIRECT_CODES:
+                    hop.all_permanent = False
+                hop.history.append(hop.url)
+                return _resolve_location(hop.url, location)
+            flat = _flatten_headers(response.headers)
+            retry_after = None
+            if status in RETRY_AFTER_CODES and "retry-after" in flat:
+                retry_after = parse_retry_after(flat["retry-after"], datetime.now(UTC))
+            body: bytes | None = None
+            error: str | None = None
+            if status == 304:
+                pass
+            elif 200 <= status < 300:
+                body = await _read_body(response, self.settings.max_bytes)
+            else:
+                await _drain(response)
+                error = _http_error(status)
+            hop.spent += time.monotonic() - started
+        if status == 304:
+            new_etag = flat.get("etag") or etag
+            new_modified = flat.get("last-modified") or last_modified
+        else:
+            new_etag = flat.get("etag") if error is None else None
+            new_modified = flat.get("last-modified") if error is None else None
+        log.debug("fetched %s: %s in %.3f s", redact_url(hop.url), status, hop.spent)
+        return FetchResult(
+            url=url,
+            final_url=hop.url,
+            status=status,
+            body=body,
+            headers=flat,
+            etag=new_etag,
+            last_modified=new_modified,
+            permanent_url=hop.url if hop.history and hop.all_permanent else None,
+            error=error,
+            retry_after=retry_after,
+            elapsed=hop.spent,
+        )
+
+    def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
+        log.debug("fetch %s: %s", redact_url(hop.url), reason)
+        return FetchResult(
+            url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent
+        )
+
+
+class _Slot:
+    """Holds a per-host slot, then a global one, for one request.
+
+    Host first: a task queued behind a busy host must not sit on a global slot that a task
+    for an idle host could use. Host semaphores are dropped when unused, so polling thousands
+    of hosts does not grow a dict forever.
+    """
+
+    def __init__(self, fetcher: Fetcher, host: str) -> None:
+        self._fetcher = fetcher
+        self._host = host
+        self._slot: _HostSlot | None = None
+
+    async def __aenter__(self) -> None:
+        hosts = self._fetcher._hosts
+        slot = hosts.get(self._host)
+        if slot is None:
+            slot = hosts[self._host] = _HostSlot(
+                asyncio.Semaphore(self._fetcher.settings.per_host)
+            )
+        slot.users += 1
+        self._slot = slot
+        try:
+            await slot.semaphore.acquire()
+        except BaseException:
+            self._release_user()
+            raise
+        try:
+            await self._fetcher._global.acquire()
+        except BaseException:
+            slot.semaphore.release()
+            self._release_user()
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._fetcher._global.release()
+        if self._slot is not None:
+            self._slot.semaphore.release()
+        self._release_user()
+
+    def _release_user(self) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        slot.users -= 1
+        if slot.users == 0 and self._fetcher._hosts.get(self._host) is slot:
+            del self._fetcher._hosts[self._host]
+        self._slot = None

@@ -1,0 +1,336 @@
+"""Turn a `Notice` into the text a channel sends, through Jinja2 templates.
+
+Every channel kind ships default templates, `notifier/templates/<kind>/<slot>.j2`. A user
+overrides one with a file named in the configuration, either on the channel (`templates:` of
+a channel) or on the subscription, and the subscription's wins: it is the more specific
+choice. Each template is compiled once and cached for the life of the renderer.
+
+Feed text is untrusted. HTML slots are autoescaped and get the comment as HTML that has been
+through `sanitize_html`; plain text slots are not escaped (there is nothing to escape in a
+mail body), and one-line slots such as an email subject have every line break and run of
+whitespace collapsed after rendering, so no feed text can start a new header line. Chat
+formats escape their own syntax in Python after rendering, never in the template, so a user's
+template cannot forget it.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from markupsafe import Markup, escape
+
+from notifier.htmltext import excerpt, html_to_text
+from notifier.models import Entry, Notice
+from notifier.sanitize import sanitize_html
+
+__all__ = ["EXCERPT_CHARS", "ONE_LINE_SLOTS", "RenderError", "Renderer", "is_html_slot"]
+
+EXCERPT_CHARS = 300
+PARENT_EXCERPT_CHARS = 200
+ONE_LINE_SLOTS = frozenset({"subject", "title"})
+MAX_ONE_LINE_CHARS = 250
+"""A subject longer than this is cut: mail clients show less, and feed titles can be huge."""
+
+ANONYMOUS = "Anonymous"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_PACKAGED = "packaged:"
+_FILE = "file:"
+
+
+class RenderError(jinja2.TemplateError):
+    """A template could not be loaded, compiled or rendered.
+
+    The message names the template as the user knows it (the configured file, or the
+    packaged default) and the line, because the fix is an edit to that file.
+    """
+
+    def __init__(self, template: str, message: str, lineno: int | None = None) -> None:
+        where = f"{template}, line {lineno}" if lineno else template
+        super().__init__(f"template {where}: {message}")
+        self.template = template
+        self.lineno = lineno
+
+
+def is_html_slot(slot: str) -> bool:
+    """Slots whose output is HTML, and so are autoescaped: `html`, `body.html`, ..."""
+    return slot == "html" or slot.endswith((".html", "_html"))
+
+
+class _Loader(jinja2.BaseLoader):
+    """Two namespaces: `packaged:<kind>/<slot>.j2` and `file:<path from base_dir>`.
+
+    Names without a prefix (a user's `{% include "footer.j2" %}`) are files too.
+    """
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.packaged = jinja2.PackageLoader("notifier", "templates")
+        self.shown: dict[str, str] = {}
+        """Each loaded file's path -> the name errors show (as configured, or "(packaged)")."""
+
+    def get_source(self, environment: jinja2.Environment, template: str
+                   ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        if template.startswith(_PACKAGED):
+            source, filename, uptodate = self.packaged.get_source(
+                environment, template.removeprefix(_PACKAGED))
+            if filename:
+                self.shown[filename] = _shown(template)
+            return source, filename, uptodate
+        path = self.base_dir / template.removeprefix(_FILE)
+        try:
+            source = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise jinja2.TemplateNotFound(template) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise jinja2.TemplateNotFound(f"{template} ({exc})") from None
+        self.shown[str(path)] = _shown(template)
+        return source, str(path), lambda: True
+
+
+class Renderer:
+    """Renders notices for every channel; one per process (or per configuration reload).
+
+    `subscription_templates` maps a subscription name to its overrides, slot -> file. A
+    subscription may write `email/text` instead of `text` to override one kind's slot only.
+    """
+
+    def __init__(self, base_dir: Path,
+                 subscription_templates: Mapping[str, Mapping[str, str]] | None = None
+                 ) -> None:
+        self.base_dir = Path(base_dir)
+        self.subscription_templates = {name: dict(slots) for name, slots
+                                       in (subscription_templates or {}).items()}
+        loader = _Loader(self.base_dir)
+        self._shown = loader.shown
+        common: dict[str, Any] = {
+            "loader": loader, "undefined": jinja2.StrictUndefined, "trim_blocks": True,
+            "lstrip_blocks": True, "auto_reload": False,
+        }
+        self._envs = {
+            True: jinja2.Environment(autoescape=True, **common),
+            False: jinja2.Environment(autoescape=False, **common),
+        }
+        for env in self._envs.values():
+            env.filters["quote"] = quote
+        self._templates: dict[tuple[bool, str], jinja2.Template] = {}
+        self._last: tuple[Notice, dict[str, Any]] | None = None
+
+    # --- public ---------------------------------------------------------------------------
+
+    def render(self, kind: str, slot: str, notice: Notice,
+               channel_templates: Mapping[str, str]) -> str:
+        """The text of one slot for one notice; raises RenderError naming file and line."""
+        template = self.template(kind, slot, notice.subscription, channel_templates)
+        context = self._context(notice, kind)
+        try:
+            text = template.render(context)
+        except jinja2.TemplateSyntaxError as exc:  # from an {% include %} compiled late
+            raise self._syntax_error(exc) from None
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(self._shown_name(template), f"included template {exc.name!r} "
+                              "not found") from None
+        except Exception as exc:
+            name, line = self._locate(exc, template)
+            message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
+                f"{type(exc).__name__}: {exc}"
+            raise RenderError(name, message, line) from exc
+        if slot in ONE_LINE_SLOTS:
+            text = " ".join(text.split())
+            if len(text) > MAX_ONE_LINE_CHARS:
+                text = excerpt(text, MAX_ONE_LINE_CHARS)
+        return text
+
+    def template(self, kind: str, slot: str, subscription: str | None,
+                 channel_templates: Mapping[str, str]) -> jinja2.Template:
+        """The compiled template for a slot; `check` calls it to find broken files early."""
+        name = self._template_name(kind, slot, subscription, channel_templates)
+        html = is_html_slot(slot)
+        cached = self._templates.get((html, name))
+        if cached is not None:
+            return cached
+        shown = _shown(name)
+        try:
+            compiled = self._envs[html].get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            raise self._syntax_error(exc, shown) from None
+        except jinja2.TemplateNotFound:
+            if name.startswith(_PACKAGED):
+                raise RenderError(shown, f"channel kind {kind!r} has no template slot "
+                                         f"{slot!r}") from None
+            raise RenderError(shown, f"file not found (paths are relative to the "
+                                     f"configuration file's folder, {self.base_dir})") from None
+        self._templates[(html, name)] = compiled
+        return compiled
+
+    def context(self, notice: Notice, kind: str = "") -> dict[str, Any]:
+        """Every variable a template sees; documented in docs/templates.md."""
+        return dict(self._context(notice, kind))
+
+    # --- template lookup --------------------------------------------------------------------
+
+    def _template_name(self, kind: str, slot: str, subscription: str | None,
+                       channel_templates: Mapping[str, str]) -> str:
+        own = self.subscription_templates.get(subscription or "", {})
+        for file in (own.get(f"{kind}/{slot}"), own.get(slot), channel_templates.get(slot)):
+            if file:
+                return _FILE + file
+        return f"{_PACKAGED}{kind}/{slot}.j2"
+
+    def _syntax_error(self, exc: jinja2.TemplateSyntaxError,
+                      shown: str | None = None) -> RenderError:
+        name = shown or (_shown(exc.name) if exc.name else "(unknown)")
+        if exc.filename and exc.filename in self._shown:
+            name = self._shown[exc.filename]
+        return RenderError(name, exc.message or "syntax error", exc.lineno)
+
+    def _shown_name(self, template: jinja2.Template) -> str:
+        return self._shown.get(template.filename or "", template.name or "(unknown)")
+
+    def _locate(self, exc: Exception, template: jinja2.Template) -> tuple[str, int | None]:
+        """The template file and line an error was raised in (maybe an included one)."""
+        frame = _last_template_frame(exc, set(self._shown))
+        if frame is None:
+            return self._shown_name(template), None
+        return self._shown.get(frame[0], frame[0]), frame[1]
+
+    # --- context ----------------------------------------------------------------------------
+
+    def _context(self, notice: Notice, kind: str) -> dict[str, Any]:
+        # One notice is usually rendered into several slots in a row (subject, text, html):
+        # sanitise and convert its HTML once.
+        if self._last is not None and self._last[0] is notice:
+            base = self._last[1]
+        else:
+            base = build_context(notice)
+            self._last = (notice, base)
+        return {**base, "channel_kind": kind}
+
+
+def build_context(notice: Notice) -> dict[str, Any]:
+    """The template variables for one notice, without the channel kind."""
+    entry = notice.entry
+    parent = notice.parent
+    post_link = web_url(entry.post_link or (entry.link if entry.kind == "post" else ""))
+    link = web_url(entry.link) or post_link
+    feed_url = web_url(notice.feed_url)
+    base_url = link or feed_url
+    html, text = _html_and_text(entry, base_url)
+    post_title = entry.post_title or (entry.title if entry.kind == "post" else "") \
+        or notice.feed_title
+    author = entry.author or ANONYMOUS
+    parent_author = (parent.author if parent and parent.author else entry.parent_author) or ""
+    parent_text = _html_and_text(parent, web_url(parent.link) or base_url)[1] if parent else ""
+    published = entry.published or entry.updated
+    return {
+        "entry": entry,
+        "notice": notice,
+        "subscription": notice.subscription,
+        "channel": notice.channel,
+        "feed_title": notice.feed_title,
+        "feed_url": feed_url,
+        "kind": entry.kind,
+        "is_reply": notice.is_reply,
+        "parent": parent,
+        "parent_author": parent_author,
+        "parent_link": web_url(parent.link) if parent else "",
+        "parent_text": parent_text,
+        "parent_excerpt": excerpt(parent_text, PARENT_EXCERPT_CHARS),
+        "text": text,
+        "excerpt": excerpt(text, EXCERPT_CHARS),
+        "html": html,
+        "title": entry.title,
+        "post_title": post_title,
+        "post_link": post_link,
+        "link": link,
+        "author": author,
+        "author_url": web_url(entry.author_url),
+        "published": published,
+        "published_text": format_datetime(published),
+        "missing": notice.missing,
+        "headline": headline(notice, author=author, post_title=post_title,
+                             parent_author=parent_author),
+    }
+
+
+def headline(notice: Notice, *, author: str, post_title: str, parent_author: str) -> str:
+    """One line saying what happened, used as subject and chat message lead."""
+    entry = notice.entry
+    on = f' on "{post_title}"' if post_title else ""
+    if entry.kind == "post":
+        title = entry.title or post_title
+        by = f" by {entry.author}" if entry.author else ""
+        return f'New post{by}: "{title}"' if title else f"New post{by} on {notice.feed_title}"
+    if notice.is_reply:
+        to = f" to {parent_author}" if parent_author else ""
+        return f"Reply by {author}{to}{on}"
+    return f"New comment by {author}{on}"
+
+
+def web_url(url: str) -> str:
+    """`url` if it is an absolute http(s) URL, else "": feeds can say `javascript:` too."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return ""
+    return "" if any(ch.isspace() or ord(ch) < 32 for ch in url) else url
+
+
+def format_datetime(value: datetime | None) -> str:
+    """`21 Oct 2013 15:40 UTC`: unambiguous everywhere, independent of the locale."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return f"{value.day} {_MONTHS[value.month - 1]} {value.year} {value:%H:%M} UTC"
+
+
+def quote(text: str, prefix: str = "> ") -> str:
+    """Jinja filter: prefix every line, the way mail clients show a quoted message."""
+    return "\n".join(prefix + line if line else prefix.rstrip() for line in
+                     str(text).splitlines() or [""])
+
+
+def _html_and_text(entry: Entry, base_url: str) -> tuple[Markup, str]:
+    """Sanitised HTML and plain text that say the same thing, from whichever the source had.
+
+    The text comes from the sanitised HTML, not from the raw markup, so nothing the sanitiser
+    removes (a script's body, say) can reappear in the plain text part.
+    """
+    if entry.content_html.strip():
+        clean = sanitize_html(entry.content_html, base_url)
+        return Markup(clean), html_to_text(clean)
+    text = entry.content_text.strip()
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    html = Markup("").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(escape(line) for line in
+                                                          p.strip().splitlines()))
+        for p in paragraphs)
+    return html, text
+
+
+def _shown(name: str) -> str:
+    if name.startswith(_PACKAGED):
+        return f"{name.removeprefix(_PACKAGED)} (packaged)"
+    return name.removeprefix(_FILE)
+
+
+def _last_template_frame(exc: BaseException, filenames: set[str]) -> tuple[str, int] | None:
+    """The innermost traceback frame in a template file; Jinja maps its line to the source."""
+    found: tuple[str, int] | None = None
+    tb: types.TracebackType | None = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename in filenames:
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+

@@ -1,0 +1,688 @@
+"""The one place that speaks SQL: feeds, subscriptions, seen entries and the outbox.
+
+SQLAlchemy Core keeps one code path for the embedded SQLite file and for PostgreSQL. The
+store is synchronous and is driven from a single worker thread (see `pipeline`), which keeps
+SQLite's one-writer rule trivially true and the event loop free.
+
+Why the outbox lives here with the entries: new entries and the notifications they cause are
+written in one transaction, so a crash can neither lose a notification (entry stored, nothing
+queued) nor repeat one (queued again because the entry looked new after restart).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from notifier.models import Entry
+
+SCHEMA_VERSION = 1
+_CHUNK = 500  # bound on parameters per statement (SQLite allows 32766; stay far below)
+
+metadata = sa.MetaData()
+
+meta_table = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+feeds = sa.Table(
+    "feeds", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
+    sa.Column("api_root", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("interval", sa.Float, nullable=False),
+    sa.Column("next_due", sa.Float, nullable=False),
+    sa.Column("last_polled", sa.Float),
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
+    # Room for several nodes sharing one database: a poller holds a lease with a fencing
+    # token; writes from a node whose lease expired are refused. Unused by one node.
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
+    sa.Column("lease_token", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+subscriptions = sa.Table(
+    "subscriptions", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("source_url", sa.Text, nullable=False),
+    sa.Column("watch", sa.String(16), nullable=False),
+    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id")),
+    sa.Column("discovered_at", sa.Float),
+    sa.Column("baseline_at", sa.Float),
+    sa.Column("last_error", sa.Text),
+)
+
+entries = sa.Table(
+    "entries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id"), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("author", sa.Text, nullable=False),
+    sa.Column("author_url", sa.Text, nullable=False),
+    sa.Column("published", sa.Float),
+    sa.Column("updated", sa.Float),
+    sa.Column("link", sa.Text, nullable=False),
+    sa.Column("content_html", sa.Text, nullable=False),
+    sa.Column("content_text", sa.Text, nullable=False),
+    sa.Column("post_key", sa.Text, nullable=False),
+    sa.Column("post_title", sa.Text, nullable=False),
+    sa.Column("post_link", sa.Text, nullable=False),
+    sa.Column("parent_key", sa.Text, nullable=False),
+    sa.Column("parent_author", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.UniqueConstraint("feed_id", "key", name="uq_entries_feed_key"),
+)
+sa.Index("ix_entries_key", entries.c.key)
+
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("notification_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("subscription", sa.String(100), nullable=False),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id"), nullable=False),
+    sa.Column("entry_key", sa.Text, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False),  # queued | sent | dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt", sa.Float, nullable=False),
+    sa.Column("claimed_until", sa.Float),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float),
+    sa.Column("last_error", sa.Text),
+    # One message per comment per destination, even when several subscriptions match it.
+    sa.UniqueConstraint("channel", "entry_key", "revision", name="uq_outbox_once"),
+)
+sa.Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt)
+
+channel_state = sa.Table(
+    "channel_state", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("disabled_at", sa.Float),
+)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is from a newer notifier."""
+
+
+# --- records the store returns and takes -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    name: str
+    source_url: str
+    watch: str
+    feed_id: int | None
+    feed_url: str | None
+    discovered_at: float | None
+    baseline_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    id: int
+    url: str
+    title: str
+    api_root: str | None
+    etag: str | None
+    last_modified: str | None
+    interval: float
+    next_due: float
+    last_polled: float | None
+    last_status: int | None
+    last_error: str | None
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedNotice:
+    """A notification to enqueue: `entry_key` must be among the poll's stored entries."""
+
+    subscription: str
+    channel: str
+    entry_key: str
+    revision: int = 0
+    missing: int = 0
+
+
+@dataclass(slots=True)
+class PollRecord:
+    """Everything one poll of one feed changes, written in one transaction with its batch."""
+
+    feed_id: int
+    polled_at: float
+    next_due: float
+    status: int | None
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    new_url: str | None = None
+    title: str | None = None
+    new_entries: Sequence[Entry] = ()
+    changed_entries: Sequence[Entry] = ()
+    baselines: Sequence[str] = ()
+    notices: Sequence[QueuedNotice] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    notification_id: str
+    subscription: str
+    channel: str
+    attempts: int
+    created: float
+    missing: int
+    entry: Entry
+    feed_title: str
+    feed_url: str
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    queued: int = 0
+    sent: int = 0
+    failed: int = 0  # queued rows that have failed at least once
+    dead: int = 0
+    last_error: str | None = None
+    last_sent: float | None = None
+    disabled_reason: str | None = None
+
+
+@dataclass(slots=True)
+class FeedHealth:
+    url: str
+    last_polled: float | None
+    last_status: int | None
+    last_error: str | None
+    error_count: int
+    next_due: float
+    entries: int
+    subscriptions: list[str] = field(default_factory=list)
+
+
+# --- conversions -------------------------------------------------------------------------
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def _dt(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def _entry_row(entry: Entry) -> dict[str, Any]:
+    return {
+        "key": entry.key, "kind": entry.kind, "title": entry.title, "author": entry.author,
+        "author_url": entry.author_url, "published": _ts(entry.published),
+        "updated": _ts(entry.updated), "link": entry.link, "content_html": entry.content_html,
+        "content_text": entry.content_text, "post_key": entry.post_key,
+        "post_title": entry.post_title, "post_link": entry.post_link,
+        "parent_key": entry.parent_key, "parent_author": entry.parent_author,
+        "content_hash": entry.content_hash,
+    }
+
+
+def _row_entry(row: Any) -> Entry:
+    return Entry(
+        key=row.key, kind=row.kind, title=row.title, author=row.author,
+        author_url=row.author_url, published=_dt(row.published), updated=_dt(row.updated),
+        link=row.link, content_html=row.content_html, content_text=row.content_text,
+        post_key=row.post_key, post_title=row.post_title, post_link=row.post_link,
+        parent_key=row.parent_key, parent_author=row.parent_author,
+        content_hash=row.content_hash,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# --- the store ---------------------------------------------------------------------------
+
+
+class Store:
+    """State behind the pipeline. Methods are named after what their callers need."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = _make_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+            raise StoreError(f"cannot use state {_safe_url(url)}: {exc}") from exc
+        self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
+                        else _pg_insert)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @staticmethod
+    def describe_url(url: str) -> str:
+        return _safe_url(url)
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema; refuse a database written by a newer notifier."""
+        try:
+            with self.engine.begin() as conn:
+                metadata.create_all(conn, tables=[meta_table])
+                row = conn.execute(sa.select(meta_table.c.value).where(
+                    meta_table.c.key == "schema_version")).first()
+                version = int(row.value) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"state {_safe_url(self.url)} has schema version {version}, newer "
+                        f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier")
+                for number, step in enumerate(_MIGRATIONS, start=1):
+                    if number > version:
+                        step(conn)
+                if version != SCHEMA_VERSION:
+                    conn.execute(meta_table.delete().where(
+                        meta_table.c.key == "schema_version"))
+                    conn.execute(meta_table.insert().values(
+                        key="schema_version", value=str(SCHEMA_VERSION)))
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"cannot open state {_safe_url(self.url)}: {exc.orig}") from exc
+
+    # --- subscriptions and feeds --------------------------------------------------------
+
+    def subscription_states(self) -> dict[str, SubscriptionState]:
+        query = sa.select(subscriptions, feeds.c.url).select_from(
+            subscriptions.outerjoin(feeds, subscriptions.c.feed_id == feeds.c.id))
+        with self.engine.connect() as conn:
+            return {
+                row.name: SubscriptionState(
+                    name=row.name, source_url=row.source_url, watch=row.watch,
+                    feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
+                    baseline_at=row.baseline_at, last_error=row.last_error)
+                for row in conn.execute(query)
+            }
+
+    def save_discovery(self, name: str, source_url: str, watch: str, feed_url: str,
+                       api_root: str | None, interval: float, now: float) -> int:
+        """Point a subscription at its feed, creating the feed; a new feed means a new baseline."""
+        with self.engine.begin() as conn:
+            feed_id = self._feed_id(conn, feed_url, interval, now)
+            if api_root:
+                conn.execute(feeds.update().where(feeds.c.id == feed_id)
+                             .values(api_root=api_root))
+            old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
+                               .where(subscriptions.c.name == name)).first()
+            values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
+                      "discovered_at": now, "last_error": None}
+            if old is None:
+                conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
+                                                           **values))
+            else:
+                if old.feed_id != feed_id:
+                    values["baseline_at"] = None
+                conn.execute(subscriptions.update().where(subscriptions.c.name == name)
+                             .values(**values))
+            return feed_id
+
+    def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
+                               now: float) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
+                                   .values(last_error=error, discovered_at=None)).rowcount
+            if not updated:
+                conn.execute(subscriptions.insert().values(
+                    name=name, source_url=source_url, watch=watch, feed_id=None,
+                    discovered_at=None, baseline_at=None, last_error=error))
+
+    def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
+        existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()
+        if existing is not None:
+            return int(existing)
+        result = conn.execute(feeds.insert().values(
+            url=url, interval=interval, next_due=now, created=now).returning(feeds.c.id))
+        return int(result.scalar_one())
+
+    def set_feed_intervals(self, intervals: Mapping[int, float]) -> None:
+        """Apply configured intervals; a shorter interval makes the feed due sooner."""
+        with self.engine.begin() as conn:
+            for feed_id, interval in intervals.items():
+                conn.execute(feeds.update().where(feeds.c.id == feed_id).values(
+                    interval=interval,
+                    next_due=sa.case(
+                        (feeds.c.next_due > sa.func.coalesce(feeds.c.last_polled, 0) + interval,
+                         sa.func.coalesce(feeds.c.last_polled, 0) + interval),
+                        else_=feeds.c.next_due)))
+
+    def feeds_by_id(self, ids: Iterable[int]) -> dict[int, FeedState]:
+        wanted = sorted(set(ids))
+        out: dict[int, FeedState] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                for row in conn.execute(sa.select(feeds).where(feeds.c.id.in_(chunk))):
+                    out[row.id] = _feed_state(row)
+        return out
+
+    def due_feeds(self, now: float, feed_ids: Iterable[int], limit: int) -> list[FeedState]:
+        """Feeds among `feed_ids` whose time has come, most overdue first."""
+        wanted = sorted(set(feed_ids))
+        due: list[FeedState] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                query = (sa.select(feeds).where(feeds.c.id.in_(chunk), feeds.c.next_due <= now)
+                         .order_by(feeds.c.next_due).limit(limit))
+                due += [_feed_state(row) for row in conn.execute(query)]
+        due.sort(key=lambda f: f.next_due)
+        return due[:limit]
+
+    def next_due_time(self, feed_ids: Iterable[int]) -> float | None:
+        wanted = sorted(set(feed_ids))
+        best: float | None = None
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                value = conn.execute(sa.select(sa.func.min(feeds.c.next_due))
+                                     .where(feeds.c.id.in_(chunk))).scalar()
+                if value is not None and (best is None or value < best):
+                    best = float(value)
+        return best
+
+    def seen_entries(self, wanted: Mapping[int, Sequence[str]]) -> dict[int, dict[str, str]]:
+        """For each feed, which of these keys it has stored, with their content hashes."""
+        out: dict[int, dict[str, str]] = {feed_id: {} for feed_id in wanted}
+        with self.engine.connect() as conn:
+            for feed_id, keys in wanted.items():
+                for chunk in _chunks(list(keys)):
+                    query = sa.select(entries.c.key, entries.c.content_hash).where(
+                        entries.c.feed_id == feed_id, entries.c.key.in_(chunk))
+                    out[feed_id].update({row.key: row.content_hash
+                                         for row in conn.execute(query)})
+        return out
+
+    def has_entries(self, feed_ids: Iterable[int]) -> set[int]:
+        wanted = sorted(set(feed_ids))
+        found: set[int] = set()
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                query = sa.select(entries.c.feed_id).where(
+                    entries.c.feed_id.in_(chunk)).group_by(entries.c.feed_id)
+                found.update(int(v) for v in conn.execute(query).scalars())
+        return found
+
+    def entries_by_key(self, keys: Iterable[str]) -> dict[str, Entry]:
+        """Stored entries by key, from any feed: how a reply finds the comment it answers."""
+        wanted = sorted(set(k for k in keys if k))
+        out: dict[str, Entry] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                for row in conn.execute(sa.select(entries).where(entries.c.key.in_(chunk))):
+                    out.setdefault(row.key, _row_entry(row))
+        return out
+
+    def record_polls(self, records: Sequence[PollRecord]) -> int:
+        """Write a batch of polls in one transaction; return how many notices were queued."""
+        queued = 0
+        with self.engine.begin() as conn:
+            for record in records:
+                queued += self._record_poll(conn, record)
+        return queued
+
+    def _record_poll(self, conn: Connection, record: PollRecord) -> int:
+        values: dict[str, Any] = {
+            "last_polled": record.polled_at, "next_due": record.next_due,
+            "last_status": record.status, "last_error": record.error,
+        }
+        if record.error is None:
+            values["error_count"] = 0
+            values["etag"] = record.etag
+            values["last_modified"] = record.last_modified
+        else:
+            values["error_count"] = feeds.c.error_count + 1
+        if record.title:
+            values["title"] = record.title
+        if record.new_url:
+            taken = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == record.new_url)
+                                 ).scalar()
+            if taken is None:
+                values["url"] = record.new_url
+        if record.new_entries:
+            values["entries_seen"] = feeds.c.entries_seen + len(record.new_entries)
+        conn.execute(feeds.update().where(feeds.c.id == record.feed_id).values(**values))
+
+        if record.new_entries:
+            rows = [{**_entry_row(e), "feed_id": record.feed_id, "first_seen": record.polled_at}
+                    for e in record.new_entries]
+            conn.execute(self._insert(entries).on_conflict_do_nothing(), rows)
+        for entry in record.changed_entries:
+            conn.execute(entries.update().where(
+                entries.c.feed_id == record.feed_id, entries.c.key == entry.key,
+            ).values(**{k: v for k, v in _entry_row(entry).items() if k != "key"}))
+        if record.baselines:
+            conn.execute(subscriptions.update().where(
+                subscriptions.c.name.in_(list(record.baselines)),
+                subscriptions.c.baseline_at.is_(None),
+            ).values(baseline_at=record.polled_at))
+        if not record.notices:
+            return 0
+        keys = sorted({n.entry_key for n in record.notices})
+        ids: dict[str, int] = {}
+        for chunk in _chunks(keys):
+            ids.update({row.key: row.id for row in conn.execute(
+                sa.select(entries.c.key, entries.c.id).where(
+                    entries.c.feed_id == record.feed_id, entries.c.key.in_(chunk)))})
+        rows = [{
+            "notification_id": new_notification_id(), "subscription": n.subscription,
+            "channel": n.channel, "entry_id": ids[n.entry_key], "entry_key": n.entry_key,
+            "revision": n.revision, "missing": n.missing, "status": "queued", "attempts": 0,
+            "next_attempt": record.polled_at, "created": record.polled_at,
+        } for n in record.notices if n.entry_key in ids]
+        if not rows:
+            return 0
+        # RETURNING counts what was really inserted; rowcount is unreliable for batches.
+        inserted = conn.execute(
+            self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id), rows)
+        return len(inserted.all())
+
+    # --- outbox --------------------------------------------------------------------------
+
+    def claim_due(self, now: float, limit: int, lease: float = 300.0,
+                  channels: Iterable[str] | None = None) -> list[OutboxItem]:
+        """Take queued notifications whose time has come, oldest first, for `lease` seconds."""
+        query = (
+            sa.select(outbox, entries, feeds.c.title.label("feed_title"),
+                      feeds.c.url.label("feed_url"))
+            .select_from(outbox.join(entries, outbox.c.entry_id == entries.c.id)
+                         .join(feeds, entries.c.feed_id == feeds.c.id))
+            .where(outbox.c.status == "queued", outbox.c.next_attempt <= now,
+                   sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now))
+            .order_by(outbox.c.next_attempt, entries.c.published, outbox.c.id)
+            .limit(limit)
+        )
+        if channels is not None:
+            query = query.where(outbox.c.channel.in_(list(channels)))
+        with self.engine.begin() as conn:
+            rows = conn.execute(query).all()
+            ids = [row.id for row in rows]
+            for chunk in _chunks(ids):
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk))
+                             .values(claimed_until=now + lease))
+        return [OutboxItem(
+            id=row.id, notification_id=row.notification_id, subscription=row.subscription,
+            channel=row.channel, attempts=row.attempts, created=row.created,
+            missing=row.missing, entry=_row_entry(row), feed_title=row.feed_title,
+            feed_url=row.feed_url) for row in rows]
+
+    def release_claims(self) -> None:
+        """Forget claims left by a process that died; only safe when no other node runs."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.claimed_until.is_not(None))
+                         .values(claimed_until=None))
+
+    def mark_sent(self, item_id: int, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == item_id).values(
+                status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
+                claimed_until=None, last_error=None))
+
+    def mark_failed(self, item_id: int, error: str, next_attempt: float | None,
+                    now: float) -> None:
+        """Record a failed attempt; `next_attempt` None means dead-lettered."""
+        values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error,
+                                  "claimed_until": None}
+        if next_attempt is None:
+            values["status"] = "dead"
+        else:
+            values["next_attempt"] = next_attempt
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == item_id).values(**values))
+
+    def release(self, item_ids: Sequence[int]) -> None:
+        """Give back claimed rows that were not attempted (shutdown, disabled channel)."""
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(item_ids)):
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk))
+                             .values(claimed_until=None))
+
+    def requeue_dead(self, now: float, channel: str | None = None) -> int:
+        query = outbox.update().where(outbox.c.status == "dead")
+        if channel is not None:
+            query = query.where(outbox.c.channel == channel)
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(status="queued", next_attempt=now, attempts=0,
+                                               created=now, claimed_until=None))
+            return int(result.rowcount or 0)
+
+    def disable_channel(self, name: str, reason: str, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(channel_state.delete().where(channel_state.c.name == name))
+            conn.execute(channel_state.insert().values(name=name, disabled_reason=reason,
+                                                       disabled_at=now))
+
+    def enable_channel(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(channel_state.delete().where(channel_state.c.name == name))
+
+    def disabled_channels(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {row.name: row.disabled_reason or "" for row in
+                    conn.execute(sa.select(channel_state)
+                                 .where(channel_state.c.disabled_reason.is_not(None)))}
+
+    def pending_count(self, now: float) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+                outbox.c.status == "queued", outbox.c.next_attempt <= now)).scalar() or 0)
+
+    # --- status --------------------------------------------------------------------------
+
+    def channel_stats(self) -> dict[str, ChannelStats]:
+        stats: dict[str, ChannelStats] = {}
+        failed = sa.case((sa.and_(outbox.c.status == "queued", outbox.c.attempts > 0), 1),
+                         else_=0)
+        query = sa.select(outbox.c.channel, outbox.c.status, sa.func.count(),
+                          sa.func.sum(failed), sa.func.max(outbox.c.sent_at)).group_by(
+            outbox.c.channel, outbox.c.status)
+        with self.engine.connect() as conn:
+            for channel, status, count, failing, last_sent in conn.execute(query):
+                entry = stats.setdefault(channel, ChannelStats())
+                if status in ("queued", "sent", "dead"):
+                    setattr(entry, status, int(count))
+                entry.failed += int(failing or 0)
+                if last_sent is not None:
+                    entry.last_sent = float(last_sent)
+            errors = sa.select(outbox.c.channel, outbox.c.last_error).where(
+                outbox.c.last_error.is_not(None)).order_by(outbox.c.id.desc()).limit(1000)
+            for channel, error in conn.execute(errors):
+                entry = stats.setdefault(channel, ChannelStats())
+                if entry.last_error is None:
+                    entry.last_error = error
+            for row in conn.execute(sa.select(channel_state)):
+                stats.setdefault(row.name, ChannelStats()).disabled_reason = row.disabled_reason
+        return stats
+
+    def feed_health(self) -> list[FeedHealth]:
+        with self.engine.connect() as conn:
+            health = {row.id: FeedHealth(
+                url=row.url, last_polled=row.last_polled, last_status=row.last_status,
+                last_error=row.last_error, error_count=row.error_count, next_due=row.next_due,
+                entries=row.entries_seen) for row in conn.execute(sa.select(feeds))}
+            for row in conn.execute(sa.select(subscriptions.c.name, subscriptions.c.feed_id)):
+                if row.feed_id in health:
+                    health[row.feed_id].subscriptions.append(row.name)
+        return sorted(health.values(), key=lambda h: h.url)
+
+
+def new_notification_id() -> str:
+    """Stable per notification: the email Message-ID, webhook-id and Matrix txn id."""
+    return uuid.uuid4().hex
+
+
+def _feed_state(row: Any) -> FeedState:
+    return FeedState(
+        id=row.id, url=row.url, title=row.title, api_root=row.api_root, etag=row.etag,
+        last_modified=row.last_modified, interval=row.interval, next_due=row.next_due,
+        last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
+        error_count=row.error_count)
+
+
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[feeds, subscriptions, entries, outbox, channel_state])
+
+
+_MIGRATIONS = [_migration_1]
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_insert(table: sa.Table) -> Any:
+    from sqlalchemy.dialects.sqlite import insert
+
+    return insert(table)
+
+
+def _pg_insert(table: sa.Table) -> Any:
+    from sqlalchemy.dialects.postgresql import insert
+
+    return insert(table)
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "(unparseable URL)"

@@ -1,0 +1,479 @@
+"""Parse-and-normalise tests: golden files for real WordPress output, behaviour tests for the rest.
+
+The golden files under `tests/golden/` are the specification of what each fixture normalises
+to; they were reviewed by eye. After an intended change, regenerate them with
+`UPDATE_GOLDEN=1 pytest tests/test_parse.py`, then read the diff before committing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier import parse
+from notifier.htmltext import excerpt, html_to_text
+from notifier.models import Entry, ParsedFeed
+from notifier.parse import ParseError, parse_feed, parse_wp_rest_comments
+
+HERE = Path(__file__).parent
+FIXTURES = HERE / "fixtures"
+WP = FIXTURES / "wordpress-6.1"
+GOLDEN = HERE / "golden"
+
+POST = "http://blog.test/2013/10/20/why-defend-stalin/"
+POST_TITLE = "Why Defend Stalin?"
+C2 = POST + "#comment-2"
+C3 = POST + "#comment-3"
+
+# Where each fixture was fetched from (origin rewritten to blog.test, as in the fixtures).
+URLS = {
+    "posts.rss2.xml": "http://blog.test/feed/",
+    "posts.atom.xml": "http://blog.test/feed/atom/",
+    "comments.rss2.xml": "http://blog.test/comments/feed/",
+    "comments.atom.xml": "http://blog.test/comments/feed/atom/",
+    "post-comments.rss2.xml": POST + "feed/",
+    "post-comments.atom.xml": POST + "feed/atom/",
+}
+FEED_GOLDENS = [
+    ("01-seed-thread", "post-comments.atom.xml"),
+    ("01-seed-thread", "post-comments.rss2.xml"),
+    ("01-seed-thread", "comments.atom.xml"),
+    ("01-seed-thread", "comments.rss2.xml"),
+    ("01-seed-thread", "posts.rss2.xml"),
+    ("01-seed-thread", "posts.atom.xml"),
+    ("02-markup-comment", "post-comments.atom.xml"),
+    ("03-burst-of-24", "comments.atom.xml"),
+]
+REST_GOLDENS = [("01-seed-thread", "rest-comments-post4.json")]
+COMMENT_FEEDS = sorted(
+    (path.parent.name, path.name)
+    for path in WP.glob("*/*.xml")
+    if "comments" in path.name and "paged2" not in path.name
+)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def read_headers(path: Path) -> dict[str, str]:
+    """The captured response headers beside a fixture body (status line skipped)."""
+    headers: dict[str, str] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            key = name.strip().lower()
+            headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
+    return headers
+
+
+def load_feed(scenario: str, name: str, url: str | None = None) -> ParsedFeed:
+    path = WP / scenario / name
+    headers = read_headers(path.with_name(name + ".headers"))
+    return parse_feed(path.read_bytes(), url or URLS[name], headers)
+
+
+def load_rest(scenario: str, name: str) -> tuple[Entry, ...]:
+    body = (WP / scenario / name).read_bytes()
+    return parse_wp_rest_comments(body, post_title=POST_TITLE, post_link=POST)
+
+
+def by_key(entries: tuple[Entry, ...]) -> dict[str, Entry]:
+    return {entry.key: entry for entry in entries}
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready form of records: stable field order, datetimes as ISO strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [plain(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def check_golden(name: str, value: Any) -> None:
+    path = GOLDEN / name
+    text = json.dumps(plain(value), indent=2, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"missing golden file {path.name}: run with UPDATE_GOLDEN=1"
+    assert json.loads(text) == json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- golden files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("scenario", "name"), FEED_GOLDENS)
+def test_feed_golden(scenario: str, name: str) -> None:
+    check_golden(f"{scenario}__{name}.json", load_feed(scenario, name))
+
+
+@pytest.mark.parametrize(("scenario", "name"), REST_GOLDENS)
+def test_rest_golden(scenario: str, name: str) -> None:
+    check_golden(f"{scenario}__{name}.json", {"entries": load_rest(scenario, name)})
+
+
+def test_blogger_golden() -> None:
+    body = (FIXTURES / "blogger" / "post-comments.atom.xml").read_bytes()
+    url = "https://example-notes.blogspot.com/feeds/333/comments/default"
+    feed = parse_feed(body, url, {"Content-Type": "application/atom+xml; charset=UTF-8"})
+    check_golden("blogger__post-comments.atom.xml.json", feed)
+
+
+# -- threading: the formats agree ----------------------------------------------------------------
+
+
+def test_atom_rss_and_rest_agree_on_thread_of_comments_2_and_3() -> None:
+    sources = {
+        "post atom": by_key(load_feed("01-seed-thread", "post-comments.atom.xml").entries),
+        "post rss2": by_key(load_feed("01-seed-thread", "post-comments.rss2.xml").entries),
+        "site atom": by_key(load_feed("01-seed-thread", "comments.atom.xml").entries),
+        "site rss2": by_key(load_feed("01-seed-thread", "comments.rss2.xml").entries),
+        "rest": by_key(load_rest("01-seed-thread", "rest-comments-post4.json")),
+    }
+    for source, entries in sources.items():
+        reply, top = entries[C3], entries[C2]
+        assert (reply.parent_key, reply.post_key) == (C2, POST), source
+        assert reply.parent_author == "East Side Boy", source
+        assert (top.parent_key, top.post_key) == ("", POST), source
+        assert reply.post_link == top.post_link == POST, source
+        assert reply.post_title == POST_TITLE, source
+
+
+def test_burst_replies_point_at_comment_3() -> None:
+    entries = load_feed("03-burst-of-24", "comments.atom.xml").entries
+    replies = {e.key.rsplit("-", 1)[1] for e in entries if e.parent_key == C3}
+    assert replies == {"20", "25"}  # the two of 10, 15, 20, 25 still in the 10-item window
+    assert all(e.parent_author == "southernfriedbolshevik" for e in entries if e.parent_key)
+    rest_pages = [f"rest-comments-post4.page{n}.json" for n in (1, 2, 3)]
+    rest = [e for page in rest_pages for e in load_rest("03-burst-of-24", page)]
+    assert {e.key for e in rest if e.parent_key == C3} == {
+        f"{POST}#comment-{n}" for n in (10, 15, 20, 25)
+    }
+
+
+@pytest.mark.parametrize(("scenario", "name"), COMMENT_FEEDS)
+def test_in_reply_to_line_never_reaches_content(scenario: str, name: str) -> None:
+    feed = load_feed(scenario, name)
+    assert feed.kind == "comments"
+    for entry in feed.entries:
+        assert "In reply to" not in entry.content_html
+        assert "In reply to" not in entry.content_text
+        assert entry.content_text  # and nothing else was eaten with it
+
+
+def test_markup_comment_keeps_raw_html_but_text_has_no_script() -> None:
+    entry = by_key(load_feed("02-markup-comment", "post-comments.atom.xml").entries)[
+        POST + "#comment-5"
+    ]
+    assert "<script>alert(1)</script>" in entry.content_html  # sanitising happens later
+    assert "alert(1)" not in entry.content_text
+    assert "script" not in entry.content_text
+    assert entry.content_text == (
+        "Quote:\n\n> the people make the heroes\n\n"
+        "and bold, a link <http://example.test/>, & an ampersand, end."
+    )
+
+
+@pytest.mark.parametrize("prefix", ["t", "thread", "thr"])
+def test_thread_namespace_prefix_is_read_from_the_document(prefix: str) -> None:
+    body = (WP / "01-seed-thread" / "post-comments.atom.xml").read_text(encoding="utf-8")
+    # Without WordPress's "In reply to" line the thread element is the only parent source.
+    body = re.sub(r"<p>In reply to <a [^>]*>[^<]*</a>\.</p>\s*", "", body)
+    body = body.replace("xmlns:thr=", f"xmlns:{prefix}=").replace("<thr:", f"<{prefix}:")
+    feed = parse_feed(body.encode(), URLS["post-comments.atom.xml"])
+    entries = by_key(feed.entries)
+    assert entries[C3].parent_key == C2
+    assert entries[C3].parent_author == "East Side Boy"  # from comment 2 in the same feed
+    assert entries[C2].parent_key == ""
+    assert entries[C2].post_key == POST
+
+
+def test_wordpress_keys_come_from_guids_not_permalinks() -> None:
+    """Most blogs' post guids are "?p=ID", unlike the fixtures': keys must follow the guid."""
+    guid = "http://blog.test/?p=4"
+    for name in ("post-comments.rss2.xml", "post-comments.atom.xml"):
+        body = (WP / "01-seed-thread" / name).read_text(encoding="utf-8")
+        body = body.replace(f'"false">{POST}#comment-', f'"false">{guid}#comment-')  # <guid>
+        body = body.replace(f"<id>{POST}#comment-", f"<id>{guid}#comment-")
+        body = body.replace(f' ref="{POST}#comment-', f' ref="{guid}#comment-')
+        body = body.replace(f' ref="{POST}"', f' ref="{guid}"')
+        entries = by_key(parse_feed(body.encode(), URLS[name]).entries)
+        reply, top = entries[f"{guid}#comment-3"], entries[f"{guid}#comment-2"]
+        assert (reply.parent_key, reply.post_key) == (f"{guid}#comment-2", guid), name
+        assert (top.parent_key, top.post_key) == ("", guid), name
+        assert reply.post_link == POST and reply.link == C3, name
+    rest_body = (WP / "01-seed-thread" / "rest-comments-post4.json").read_bytes()
+    rest = by_key(parse_wp_rest_comments(rest_body, POST_TITLE, POST, post_guid=guid))
+    assert rest[f"{guid}#comment-3"].parent_key == f"{guid}#comment-2"
+    assert rest[f"{guid}#comment-3"].post_key == guid
+
+
+def test_rss_summary_only_feed_still_yields_parent() -> None:
+    """With "For each post in a feed, include: Summary" WordPress sends only an escaped line."""
+    body = (WP / "01-seed-thread" / "post-comments.rss2.xml").read_text(encoding="utf-8")
+    body = re.sub(r"<content:encoded>.*?</content:encoded>", "", body, flags=re.S)
+    reply = by_key(parse_feed(body.encode(), URLS["post-comments.rss2.xml"]).entries)[C3]
+    assert (reply.parent_key, reply.parent_author) == (C2, "East Side Boy")
+    assert "In reply to" not in reply.content_html
+    assert reply.content_html.startswith("Thank you very much")
+
+
+def test_translated_reply_line_is_read_in_rss() -> None:
+    body = (WP / "01-seed-thread" / "post-comments.rss2.xml").read_text(encoding="utf-8")
+    body = body.replace("<p>In reply to <a", "<p>En réponse à <a")
+    body = re.sub(r"<description>.*?</description>", "", body, flags=re.S)
+    reply = by_key(parse_feed(body.encode(), URLS["post-comments.rss2.xml"]).entries)[C3]
+    assert (reply.parent_key, reply.parent_author) == (C2, "East Side Boy")
+    assert reply.content_html.startswith("<p>Thank you very much")
+
+
+def test_comment_paging_segment_leaves_post_link() -> None:
+    body = (WP / "01-seed-thread" / "post-comments.rss2.xml").read_text(encoding="utf-8")
+    body = body.replace(f"<link>{POST}#comment-", f"<link>{POST}comment-page-2/#comment-")
+    reply = by_key(parse_feed(body.encode(), URLS["post-comments.rss2.xml"]).entries)[C3]
+    assert reply.link == POST + "comment-page-2/#comment-3"
+    assert reply.post_link == POST
+    assert reply.parent_key == C2
+
+
+# -- feed kind -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [(name, "posts" if name.startswith("posts") else "comments") for name in sorted(URLS)],
+)
+def test_feed_kind_without_help_from_the_url(name: str, kind: str) -> None:
+    assert load_feed("01-seed-thread", name, url="http://blog.test/some-feed").kind == kind
+
+
+def test_empty_comment_page_is_still_a_comment_feed() -> None:
+    feed = load_feed(
+        "03-burst-of-24", "comments.rss2.paged2.xml", "http://blog.test/comments/feed/?paged=2"
+    )
+    assert (feed.kind, feed.entries) == ("comments", ())
+
+
+# -- Blogger ---------------------------------------------------------------------------------------
+
+
+def test_blogger_reply_parent_is_the_related_comment() -> None:
+    body = (FIXTURES / "blogger" / "post-comments.atom.xml").read_bytes()
+    feed = parse_feed(body, "https://example-notes.blogspot.com/feeds/333/comments/default")
+    entries = by_key(feed.entries)
+    tag = "tag:blogger.com,1999:blog-111.post-"
+    reply, parent = entries[tag + "222"], entries[tag + "444"]
+    assert feed.kind == "comments"
+    assert (reply.parent_key, reply.parent_author) == (tag + "444", "Alan")
+    assert parent.parent_key == "" and entries[tag + "555"].parent_key == ""
+    assert {e.post_key for e in feed.entries} == {tag + "333"}
+    assert {e.post_link for e in feed.entries} == {
+        "https://example-notes.blogspot.com/2024/05/walking-old-railway.html"
+    }
+    assert reply.published == datetime(2024, 5, 3, 17, 15, tzinfo=UTC)
+
+
+# -- identity fallbacks, errors, bounds ------------------------------------------------------------
+
+
+def test_key_falls_back_to_link_then_content_hash() -> None:
+    body = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>
+    <item><title>With link</title><link>http://ex.test/a</link><description>a</description></item>
+    <item><title>No link</title><description>&lt;p&gt;b&lt;/p&gt;</description></item>
+    </channel></rss>"""
+    feed = parse_feed(body, "http://ex.test/feed/", {"content-type": "application/rss+xml"})
+    with_link, no_link = feed.entries
+    assert with_link.key == "http://ex.test/a"
+    assert no_link.key == "sha256:" + no_link.content_hash
+    assert len(no_link.content_hash) == 64 and no_link.content_text == "b"
+    again = parse_feed(body, "http://ex.test/feed/", {"content-type": "application/rss+xml"})
+    assert again.entries[1].key == no_link.key  # stable across polls
+
+
+@pytest.mark.parametrize(
+    ("scenario", "name"), [("01-seed-thread", "post.html"), ("01-seed-thread", "home.html")]
+)
+def test_html_page_is_not_a_feed(scenario: str, name: str) -> None:
+    path = WP / scenario / name
+    with pytest.raises(ParseError, match="not a feed: got an HTML page"):
+        parse_feed(
+            path.read_bytes(), "http://blog.test/", read_headers(path.with_name(name + ".headers"))
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "no feed found: empty body"),
+        (b"  \n", "no feed found: empty body"),
+        (b'{"posts": []}', "not a feed: got JSON"),
+        (b"\x00\x01 garbage", "no feed found: "),
+        (b"<?xml version='1.0'?><note>hi</note>", "no feed found: "),
+    ],
+)
+def test_garbage_is_not_a_feed(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=re.escape(message)):
+        parse_feed(body, "http://ex.test/feed/", {"content-type": "application/xml"})
+
+
+def test_a_url_like_body_is_never_fetched_or_opened() -> None:
+    with pytest.raises(ParseError):
+        parse_feed(b"http://127.0.0.1:9/feed", "http://ex.test/feed/")
+    with pytest.raises(ParseError):
+        parse_feed(b"/etc/hostname", "http://ex.test/feed/")
+
+
+def test_lenient_parse_keeps_entries_and_says_why() -> None:
+    body = b"""<rss version="2.0"><channel><title>t</title><item><guid>http://ex.test/1</guid>
+    <title>Caf&eacute; &amp; more</title></item></channel></rss>"""
+    feed = parse_feed(body, "http://ex.test/feed/", {"content-type": "application/rss+xml"})
+    assert [e.key for e in feed.entries] == ["http://ex.test/1"]
+    assert feed.warning
+
+
+def test_entry_count_and_field_size_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse, "MAX_ENTRIES", 5)
+    items = "".join(
+        f"<item><guid>http://ex.test/{n}</guid><title>{n}</title></item>" for n in range(8)
+    )
+    big = "é" * (parse.MAX_FIELD_BYTES // 2 + 1000)  # 2 bytes each: over 1 MiB encoded
+    body = f"""<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
+    <item><guid>http://ex.test/big</guid><description>{big}</description></item>
+    {items}</channel></rss>""".encode()
+    feed = parse_feed(body, "http://ex.test/feed/", {"content-type": "application/rss+xml"})
+    assert len(feed.entries) == 5
+    assert "ignored 4 entries beyond 5" in feed.warning
+    assert len(feed.entries[0].content_html.encode()) <= parse.MAX_FIELD_BYTES
+
+
+def test_duplicate_items_count_once() -> None:
+    item = "<item><guid>http://ex.test/1</guid><title>x</title></item>"
+    body = f'<rss version="2.0"><channel><title>t</title>{item}{item}</channel></rss>'.encode()
+    assert len(parse_feed(body, "http://ex.test/feed/").entries) == 1
+
+
+# -- WordPress REST errors -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"<html><body>Error</body></html>", "not WordPress REST JSON"),
+        (b"", "not WordPress REST JSON"),
+        (b'{"code":"rest_forbidden","message":"Sorry.","data":{"status":401}}', "rest_forbidden"),
+        (b'{"id": 3}', "got a JSON dict"),
+        (b'[{"id": 3}, "x"]', "item 1 has no integer id"),
+        (b"[" * 100_000, "not WordPress REST JSON"),
+    ],
+)
+def test_rest_errors(body: bytes, message: str) -> None:
+    with pytest.raises(ParseError, match=re.escape(message)):
+        parse_wp_rest_comments(body)
+
+
+def test_rest_skips_unapproved_and_reads_utc_dates() -> None:
+    body = json.dumps(
+        [
+            {"id": 7, "parent": 0, "status": "hold", "link": POST + "#comment-7"},
+            {"id": 8, "parent": 7, "link": POST + "#comment-8", "date_gmt": "2013-10-24T09:03:00"},
+        ]
+    ).encode()
+    (entry,) = parse_wp_rest_comments(body)
+    assert (entry.key, entry.parent_key, entry.post_key) == (
+        POST + "#comment-8", POST + "#comment-7", POST
+    )  # fmt: skip
+    assert entry.published == datetime(2013, 10, 24, 9, 3, tzinfo=UTC)
+
+
+# -- html_to_text ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>one</p><p>two</p>", "one\n\ntwo"),
+        ("a<br>b<br/><br /><br>c", "a\nb\n\nc"),
+        ("<p>  lots   of\n\t space  </p>", "lots of space"),
+        ("<p>x</p><p></p><p>&nbsp;</p><div></div><p>y</p>", "x\n\ny"),
+        ("<blockquote><p>q1</p><p>q2</p></blockquote><p>after</p>", "> q1\n>\n> q2\n\nafter"),
+        ("<blockquote>a<blockquote>b</blockquote></blockquote>", "> a\n>\n> > b"),
+        ('<a href="http://ex.test/x">the x</a>', "the x <http://ex.test/x>"),
+        ('<a href="http://ex.test/">http://ex.test/</a>', "http://ex.test/"),
+        ('<a href="https://ex.test/">ex.test</a>', "ex.test"),
+        ('<a href="javascript:alert(1)">click</a>', "click"),
+        ('<a href="#comment-2">Bob</a>', "Bob"),
+        ("<ul><li>one</li><li>two<ul><li>deep</li></ul></li></ul>", "- one\n- two\n  - deep"),
+        ("<script>alert(1)</script><style>p{}</style><template><p>t</p></template>ok", "ok"),
+        ("<svg><script>x</script><text>drawn</text></svg>ok", "ok"),
+        ("&lt;b&gt; &amp; &#8217; &eacute;", "<b> & \u2019 é"),
+        ('emoji <img src="x.png" alt="🙂" class="wp-smiley">!', "emoji 🙂!"),
+        ("<pre>  a\n    b</pre>", "a\n    b"),
+        ("", ""),
+        ("plain text", "plain text"),
+    ],
+)
+def test_html_to_text(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_html_to_text_max_chars_cuts_at_a_word() -> None:
+    text = html_to_text("<p>" + "word " * 10_000 + "</p>", max_chars=23)
+    assert text == "word word word word…"
+    assert len(text) <= 23
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<" * 300_000,
+        "<!--" * 50_000,
+        "<a href='" * 50_000,
+        "<div>" * 100_000,
+        "<blockquote>" * 50_000 + "x",
+        "&" * 200_000,
+        "<p>" + "a " * 500_000,
+        "</" * 100_000,
+        "<![CDATA[" * 50_000,
+        "<a href='http://x/'>" * 30_000 + "x" + "</a>" * 30_000,
+        "<a href='http://x/'>" * 30_000 + "<br>" * 30_000,
+        "<svg>" * 30_000 + "</iframe>" * 30_000,
+        "<blockquote>" * 2_000 + "<p>x</p>" * 30_000,
+        "<ul>" * 30_000 + "<li>x" * 30_000,
+    ],
+)
+def test_html_to_text_bounded_on_hostile_input(hostile: str) -> None:
+    started = time.perf_counter()
+    text = html_to_text(hostile)
+    assert len(html_to_text(hostile, max_chars=200)) <= 200
+    assert time.perf_counter() - started < 5
+    assert len(text) <= 3 * len(hostile)  # deep nesting does not multiply the output
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("short", 10, "short"),
+        ("hello world foo", 11, "hello…"),
+        ("hello, world and more", 14, "hello, world…"),
+        ("abcdefghijklmnop", 5, "abcd…"),
+        ("a b", 0, ""),
+        ("abc", 1, "…"),
+    ],
+)
+def test_excerpt(text: str, limit: int, expected: str) -> None:
+    assert excerpt(text, limit) == expected
+    assert len(excerpt(text, limit)) <= max(limit, 0)

@@ -1,0 +1,157 @@
+"""The state: what survives a restart, what is written together, what is refused.
+
+Runs on SQLite always and on PostgreSQL too when NOTIFIER_TEST_POSTGRES_URL names a
+database (`.ci/run` starts one).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from notifier.models import Entry
+from notifier.store import PollRecord, QueuedNotice, Store, StoreError
+
+PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        if not PG_URL:
+            pytest.skip("NOTIFIER_TEST_POSTGRES_URL is not set")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    s = Store(url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.close()
+        if request.param == "postgresql":
+            with admin.begin() as conn:
+                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+
+
+def entry(n: int, text: str = "hi") -> Entry:
+    return Entry(key=f"http://blog.test/p/#comment-{n}", kind="comment", author=f"A{n}",
+                 published=datetime(2013, 10, 21, 9, n, tzinfo=UTC), content_text=text,
+                 content_html=f"<p>{text}</p>", content_hash=f"h{n}{text}",
+                 link=f"http://blog.test/p/#comment-{n}", post_link="http://blog.test/p/")
+
+
+def setup_feed(store: Store) -> int:
+    return store.save_discovery("thread", "http://blog.test/p/", "comments",
+                                "http://blog.test/p/feed/atom/", None, 600.0, 1000.0)
+
+
+def record(feed_id: int, entries: list[Entry], notices: list[QueuedNotice],
+           now: float = 2000.0) -> PollRecord:
+    return PollRecord(feed_id=feed_id, polled_at=now, next_due=now + 600, status=200,
+                      etag='"abc"', new_entries=entries, notices=notices,
+                      baselines=["thread"])
+
+
+def test_entries_and_notices_are_written_together_and_once(store: Store) -> None:
+    feed = setup_feed(store)
+    e = entry(5)
+    notices = [QueuedNotice("thread", "me", e.key), QueuedNotice("thread", "team", e.key)]
+    assert store.record_polls([record(feed, [e], notices)]) == 2
+    # The same comment queued again (another subscription, another feed) is not doubled.
+    assert store.record_polls([record(feed, [e], notices)]) == 0
+    assert store.seen_entries({feed: [e.key, "other"]}) == {feed: {e.key: e.content_hash}}
+    items = store.claim_due(3000.0, 10)
+    assert sorted(i.channel for i in items) == ["me", "team"]
+    assert items[0].entry.content_text == "hi"
+    assert items[0].entry.published == e.published
+    assert store.subscription_states()["thread"].baseline_at == 2000.0
+
+
+def test_a_failed_batch_writes_nothing(store: Store) -> None:
+    feed = setup_feed(store)
+    good = record(feed, [entry(1)], [QueuedNotice("thread", "me", entry(1).key)])
+    bad = record(feed + 999, [entry(2)], [])  # no such feed: the foreign key refuses it
+    with pytest.raises(sa.exc.IntegrityError):
+        store.record_polls([good, bad])
+    assert store.seen_entries({feed: [entry(1).key]}) == {feed: {}}
+    assert store.claim_due(3000.0, 10) == []
+
+
+def test_claims_hide_rows_until_released_or_expired(store: Store) -> None:
+    feed = setup_feed(store)
+    store.record_polls([record(feed, [entry(1)], [QueuedNotice("thread", "me", entry(1).key)])])
+    assert len(store.claim_due(3000.0, 10, lease=60)) == 1
+    assert store.claim_due(3001.0, 10) == []
+    assert len(store.claim_due(3061.0, 10)) == 1
+    store.release_claims()
+    assert len(store.claim_due(3062.0, 10)) == 1
+
+
+def test_sent_failed_dead_and_requeue(store: Store) -> None:
+    feed = setup_feed(store)
+    es = [entry(n) for n in (1, 2, 3)]
+    store.record_polls([record(feed, es, [QueuedNotice("thread", "me", e.key) for e in es])])
+    a, b, c = store.claim_due(3000.0, 10)
+    store.mark_sent(a.id, 3001.0)
+    store.mark_failed(b.id, "HTTP 500", 3100.0, 3001.0)
+    store.mark_failed(c.id, "HTTP 400", None, 3001.0)
+    stats = store.channel_stats()["me"]
+    assert (stats.sent, stats.queued, stats.failed, stats.dead) == (1, 1, 1, 1)
+    assert stats.last_error in ("HTTP 500", "HTTP 400")
+    assert store.claim_due(3050.0, 10) == []
+    assert [i.id for i in store.claim_due(3100.0, 10)] == [b.id]
+    assert store.requeue_dead(3200.0, "me") == 1
+    assert [i.id for i in store.claim_due(3200.0, 10)] == [c.id]
+
+
+def test_new_feed_for_a_subscription_means_a_new_baseline(store: Store) -> None:
+    feed = setup_feed(store)
+    store.record_polls([record(feed, [], [])])
+    assert store.subscription_states()["thread"].baseline_at is not None
+    store.save_discovery("thread", "http://blog.test/p/", "comments",
+                         "http://blog.test/p/feed/", None, 600.0, 3000.0)
+    assert store.subscription_states()["thread"].baseline_at is None
+
+
+def test_permanent_redirect_moves_the_feed(store: Store) -> None:
+    feed = setup_feed(store)
+    moved = record(feed, [], [])
+    moved.new_url = "https://blog.test/p/feed/atom/"
+    store.record_polls([moved])
+    assert store.feeds_by_id([feed])[feed].url == "https://blog.test/p/feed/atom/"
+    assert store.subscription_states()["thread"].feed_url == "https://blog.test/p/feed/atom/"
+
+
+def test_due_feeds_and_error_counts(store: Store) -> None:
+    feed = setup_feed(store)
+    assert [f.id for f in store.due_feeds(1000.0, [feed], 10)] == [feed]
+    failing = PollRecord(feed_id=feed, polled_at=1000.0, next_due=5000.0, status=500,
+                         error="HTTP 500")
+    store.record_polls([failing])
+    store.record_polls([failing])
+    state = store.feeds_by_id([feed])[feed]
+    assert state.error_count == 2 and state.last_error == "HTTP 500"
+    assert store.due_feeds(4999.0, [feed], 10) == []
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store(url).migrate()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = '999' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="newer than this notifier"):
+        Store(url).migrate()
