@@ -22,6 +22,7 @@ Conventions relied on (see the field notes):
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -37,7 +38,6 @@ FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/feed+j
 API_REL = "https://api.w.org/"
 # Enough for any real <head>; hostile pages cannot make the parser work longer than this.
 HEAD_LIMIT = 512 * 1024
-_CHUNK = 16 * 1024
 SNIFF_LIMIT = 16 * 1024
 
 _BLOGGER_POST_COMMENTS = re.compile(r"/feeds/\d+/comments/")
@@ -47,8 +47,18 @@ _FEED_CONTENT_TYPES = frozenset(
 _FEED_ROOTS = frozenset({"rss", "feed", "rdf:rdf"})
 # WordPress translates "Comments Feed"; these stems cover its most used locales.
 _COMMENT_WORDS = (
-    "comment", "kommentar", "comentario", "comentário", "commenti", "reactie", "komentar",
-    "коммент", "コメント", "评论", "評論", "댓글",
+    "comment",
+    "kommentar",
+    "comentario",
+    "comentário",
+    "commenti",
+    "reactie",
+    "komentar",
+    "коммент",
+    "コメント",
+    "评论",
+    "評論",
+    "댓글",
 )
 
 
@@ -83,59 +93,63 @@ class _LinkElement:
     href: str
 
 
-class _HeadParser(HTMLParser):
-    """Collects `<link>`, `<base>` and `<title>` from the head and then stops caring."""
+class _TagParser(HTMLParser):
+    """Parses one start tag's attributes: quoting rules and entity decoding come from stdlib."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.links: list[_LinkElement] = []
-        self.base: str | None = None
-        self.title = ""
-        self.done = False
-        self._in_title = False
+        self.attrs: dict[str, str] = {}
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if self.done:
-            return
-        if tag == "body":
-            self.done = True
-            return
-        values = {name: value or "" for name, value in attrs}
-        if tag == "link":
-            href = values.get("href", "").strip()
-            if href:
-                self.links.append(
-                    _LinkElement(
-                        rel=tuple(values.get("rel", "").lower().split()),
-                        type=values.get("type", "").split(";")[0].strip().lower(),
-                        title=" ".join(values.get("title", "").split()),
-                        href=href,
-                    )
-                )
-        elif tag == "base" and self.base is None and values.get("href", "").strip():
-            self.base = values["href"].strip()
-        elif tag == "title" and not self.title:
-            self._in_title = True
+        self.attrs = {}
+        for name, value in attrs:
+            self.attrs.setdefault(name, value or "")
 
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "head":
-            self.done = True
-        elif tag == "title":
-            self._in_title = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_title and len(self.title) < 1000:
-            self.title += data
+    def attributes(self, tag_text: str) -> dict[str, str]:
+        self.reset()
+        self.attrs = {}
+        self.feed(tag_text)
+        return self.attrs
 
 
 @dataclass(frozen=True)
 class _Head:
     links: tuple[_LinkElement, ...]
     base_url: str
-    title: str
+
+
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+_TAG_NAME = re.compile(r"[a-z][a-z0-9:_-]*")
+# Inside a tag, only a quote right after "=" opens a value that may hide a ">".
+_TAG_STOP = re.compile(r"""=[ \t\n\r\f]*(["'])|>""")
+_RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed"})
+MAX_TAG = 16 * 1024
+MAX_LINKS = 500
+
+
+def _tag_end(text: str, pos: int) -> int:
+    """Index of the ">" closing the tag whose attributes start at `pos`, or -1."""
+    while True:
+        match = _TAG_STOP.search(text, pos)
+        if match is None:
+            return -1
+        quote = match.group(1)
+        if quote is None:
+            return match.start()
+        close = text.find(quote, match.end())
+        if close < 0:
+            return -1
+        pos = close + 1
+
+
+def _join(base: str, href: str) -> str | None:
+    """An absolute http(s) URL for `href`, or None for garbage and javascript:/data: links."""
+    try:
+        url = urljoin(base, href)
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        return None
+    return url if scheme in ("http", "https") else None
 
 
 def _decode(html: bytes | str) -> str:
@@ -147,17 +161,78 @@ def _decode(html: bytes | str) -> str:
 
 
 def _parse_head(html: bytes | str, base_url: str) -> _Head:
+    """Reads `<link>` and `<base>` up to `</head>` or `<body>`, in linear time.
+
+    Not `HTMLParser.feed()` on the whole page: on Python 3.11 it is quadratic on unclosed
+    comments, `<?`, `</` or `<a` runs (measured: 20 s to 150 s for 2 MB; CPython gh-135462,
+    CVE-2025-6069, and CVE-2026-15308 is still open). This scanner jumps with `find()` and
+    gives up at the first construct that never closes, so every byte is looked at a bounded
+    number of times. HTMLParser still parses each wanted tag, one bounded tag at a time.
+    """
     text = _decode(html)
-    parser = _HeadParser()
-    # Fed in chunks so that parsing stops soon after </head> instead of reading the body.
-    for start in range(0, len(text), _CHUNK):
-        parser.feed(text[start : start + _CHUNK])
-        if parser.done:
+    lower = text.translate(_ASCII_LOWER)  # same length as text, unlike str.lower()
+    tags = _TagParser()
+    links: list[_LinkElement] = []
+    base: str | None = None
+    i, n = 0, len(text)
+    while i < n:
+        j = lower.find("<", i)
+        if j < 0:
             break
-    if not parser.done:
-        parser.close()
-    base = urljoin(base_url, parser.base) if parser.base else base_url
-    return _Head(tuple(parser.links), base, " ".join(parser.title.split()))
+        if lower.startswith("<!--", j):
+            k = lower.find("-->", j + 4)
+            if k < 0:
+                break
+            i = k + 3
+            continue
+        if lower.startswith("</", j):
+            name_match = _TAG_NAME.match(lower, j + 2)
+            if name_match is not None and name_match.group() == "head":
+                break
+            k = lower.find(">", j + 2)
+            if k < 0:
+                break
+            i = k + 1
+            continue
+        if lower.startswith(("<!", "<?"), j):
+            k = lower.find(">", j + 2)
+            if k < 0:
+                break
+            i = k + 1
+            continue
+        name_match = _TAG_NAME.match(lower, j + 1)
+        if name_match is None:
+            i = j + 1
+            continue
+        name = name_match.group()
+        if name == "body":
+            break
+        end = _tag_end(text, name_match.end())
+        if end < 0:
+            break
+        i = end + 1
+        wanted = name == "base" or (name == "link" and len(links) < MAX_LINKS)
+        if wanted and end - j <= MAX_TAG:
+            attrs = tags.attributes(text[j : end + 1])
+            href = attrs.get("href", "").strip()
+            if name == "link" and href:
+                links.append(
+                    _LinkElement(
+                        rel=tuple(attrs.get("rel", "").lower().split()),
+                        type=attrs.get("type", "").split(";")[0].strip().lower(),
+                        title=" ".join(attrs.get("title", "").split()),
+                        href=href,
+                    )
+                )
+            elif name == "base" and href and base is None:
+                base = href
+        if name in _RAW_TEXT:
+            close = lower.find("</" + name, i)
+            if close < 0:
+                break
+            i = close
+    resolved_base = (_join(base_url, base) if base else None) or base_url
+    return _Head(tuple(links), resolved_base)
 
 
 def _feed_links(head: _Head) -> list[FeedLink]:
@@ -166,8 +241,8 @@ def _feed_links(head: _Head) -> list[FeedLink]:
     for link in head.links:
         if "alternate" not in link.rel or link.type not in FEED_TYPES:
             continue
-        url = urljoin(head.base_url, link.href)
-        if url in seen:
+        url = _join(head.base_url, link.href)
+        if url is None or url in seen:
             continue
         seen.add(url)
         found.append(FeedLink(url=url, type=link.type, title=link.title))
@@ -192,7 +267,7 @@ def _api_root_from_headers(headers: Mapping[str, str], base_url: str) -> str | N
 def _api_root_from_head(head: _Head) -> str | None:
     for link in head.links:
         if API_REL in link.rel:
-            return urljoin(head.base_url, link.href)
+            return _join(head.base_url, link.href)
     return None
 
 
@@ -213,7 +288,7 @@ def find_api_root(
 def _sniff_root(body: bytes) -> str | None:
     """The name of the first element, skipping BOM, XML declaration, PIs, comments, DOCTYPE.
 
-    Returns None when no element starts within the sniff window.
+    Returns "" when the body is not markup at all, None when the window ends undecided.
     """
     window = body[:SNIFF_LIMIT]
     if window.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -225,8 +300,10 @@ def _sniff_root(body: bytes) -> str | None:
     while i < n:
         while i < n and text[i] in " \t\r\n\ufeff":
             i += 1
-        if i >= n or text[i] != "<":
+        if i >= n:
             return None
+        if text[i] != "<":
+            return ""
         if text.startswith("<?", i):
             end = text.find("?>", i + 2)
             if end < 0:
@@ -244,7 +321,7 @@ def _sniff_root(body: bytes) -> str | None:
             i = end + 1
         else:
             match = re.match(r"<([A-Za-z_][\w.:-]*)", text[i : i + 100])
-            return match.group(1).lower() if match else None
+            return match.group(1).lower() if match else ""
     return None
 
 
@@ -255,7 +332,10 @@ def looks_like_feed(body: bytes, content_type: str) -> bool:
     feeds go out as text/html or text/plain, and error pages as application/rss+xml.
     """
     media = content_type.split(";")[0].strip().lower()
-    if media in ("application/feed+json", "application/json") or body.lstrip()[:1] == b"{":
+    start = body[:SNIFF_LIMIT].lstrip()
+    if not start:
+        return False
+    if media in ("application/feed+json", "application/json") or start[:1] == b"{":
         head = body[:2048]
         return media == "application/feed+json" or b"jsonfeed.org/version" in head
     root = _sniff_root(body)
@@ -310,15 +390,16 @@ def _is_post_comments_feed(link: FeedLink, page_url: str) -> bool:
     page_path, page_query = _path_and_query(page_url)
     feed_path, feed_query = _path_and_query(link.url)
     permalink = _permalink_of(link.url)
-    if permalink is not None and page_path != "/" and page_path.startswith(permalink):
-        return True
+    if permalink is not None:
+        return page_path != "/" and page_path.startswith(permalink)
     # Plain permalinks: the page is /?p=4, its comment feed /?p=4&feed=rss2.
     for key in ("p", "page_id"):
-        if page_query.get(key) and feed_query.get(key) == page_query[key]:
-            return True
+        if feed_query.get(key):
+            return feed_query[key] == page_query.get(key)
     if _BLOGGER_POST_COMMENTS.search(feed_path):
         return True
-    # WordPress titles: "Site » Post title Comments Feed" vs the site's "Site » Comments Feed".
+    # No URL evidence either way. WordPress titles: "Site » Post title Comments Feed" vs the
+    # site's "Site » Comments Feed".
     title = link.title
     if title.endswith("Comments Feed") and "»" in title:
         return bool(title.removesuffix("Comments Feed").rsplit("»", 1)[-1].strip())
@@ -351,14 +432,20 @@ def atom_variant(url: str) -> str | None:
 
     None also when the URL already is Atom: there is nothing better to try.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     keys = [key for key, _ in pairs]
     if "feed" in keys:
         value = dict(pairs)["feed"]
         twin = {
-            "rss2": "atom", "rss": "atom", "rdf": "atom",
-            "comments-rss2": "comments-atom", "comments-rss": "comments-atom",
+            "rss2": "atom",
+            "rss": "atom",
+            "rdf": "atom",
+            "comments-rss2": "comments-atom",
+            "comments-rss": "comments-atom",
         }.get(value)
         if twin is None:
             return None
@@ -383,7 +470,10 @@ def _normalise_input(url: str) -> str:
     text = url.strip()
     if "://" not in text:
         text = "https://" + text.removeprefix("//")
-    scheme = urlsplit(text).scheme.lower()
+    try:
+        scheme = urlsplit(text).scheme.lower()
+    except ValueError:
+        raise DiscoveryError(f"{url}: not a valid URL") from None
     if scheme not in ("http", "https"):
         raise DiscoveryError(f"{url}: only http and https URLs can be watched")
     return text

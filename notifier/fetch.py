@@ -179,7 +179,10 @@ def parse_link_header(value: str, base_url: str = "") -> list[tuple[str, dict[st
                     param_value = value[token_start:i].strip()
             if name and name not in params:
                 params[name] = param_value
-        url = urljoin(base_url, target) if base_url else target
+        try:
+            url = urljoin(base_url, target) if base_url else target
+        except ValueError:
+            continue  # e.g. a broken IPv6 literal: skip the member, keep the others
         links.append((url, params))
     return links
 
@@ -568,9 +571,7 @@ class Fetcher:
 
     def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
         log.debug("fetch %s: %s", redact_url(hop.url), reason)
-        return FetchResult(
-            url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent
-        )
+        return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
 
 
 class _Slot:
@@ -590,9 +591,7 @@ class _Slot:
         hosts = self._fetcher._hosts
         slot = hosts.get(self._host)
         if slot is None:
-            slot = hosts[self._host] = _HostSlot(
-                asyncio.Semaphore(self._fetcher.settings.per_host)
-            )
+            slot = hosts[self._host] = _HostSlot(asyncio.Semaphore(self._fetcher.settings.per_host))
         slot.users += 1
         self._slot = slot
         try:

@@ -9,13 +9,14 @@ links keep their address so a reader of the text can still follow them.
 
 from __future__ import annotations
 
+import contextlib
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 __all__ = ["MAX_INPUT_CHARS", "excerpt", "html_to_text"]
 
-# Longer input is cut before parsing: a comment or post that long is hostile or broken, and the
-# tokenizer's time must stay bounded even where it is not strictly linear.
+# Longer input is cut before parsing, and longer output is cut too: a comment or post that long
+# is hostile or broken, and neither time nor memory may grow without bound.
 MAX_INPUT_CHARS = 2 * 1024 * 1024
 
 # An unparsed tail shorter than this is left to HTMLParser.close(), whose cost is its square.
@@ -52,7 +53,7 @@ class _Full(Exception):
 class _TextWriter(HTMLParser):
     """Collects lines; each carries the quote depth and list marker in force when it began."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int) -> None:
         super().__init__(convert_charrefs=True)
         self.lines: list[tuple[int, str]] = []  # (quote depth, text); text "" = blank line
         self._parts: list[str] = []
@@ -157,11 +158,13 @@ class _TextWriter(HTMLParser):
         if not text:
             return
         self._parts.append(text)
-        if self._limit is not None:
-            # Count what will survive whitespace collapsing, so padding cannot starve the output.
-            self._size += len(text) if self._pre else len(" ".join(text.split())) + 1
-            if self._size > self._limit:
-                raise _Full
+        # Count what will survive whitespace collapsing, so padding cannot starve the output.
+        self._grow(len(text) if self._pre else len(" ".join(text.split())) + 1)
+
+    def _grow(self, size: int) -> None:
+        self._size += size
+        if self._size > self._limit:
+            raise _Full
 
     def _close_link(self) -> None:
         href, line_no, start = self._links.pop()
@@ -199,6 +202,7 @@ class _TextWriter(HTMLParser):
                 self.lines.append((depth, ""))
         self._want_blank = False
         self.lines.append((self._quote, self._marker + text))
+        self._grow(len(self._marker) + 2 * min(self._quote, _MAX_DEPTH) + 1)  # margins count
         self._marker = ""
 
     def _paragraph(self) -> None:
@@ -206,7 +210,8 @@ class _TextWriter(HTMLParser):
         self._want_blank = True
 
     def finish(self) -> str:
-        self._line_break()
+        with contextlib.suppress(_Full):  # the line is kept; the limit only stops reading
+            self._line_break()
         out: list[str] = []
         previous_blank = True  # also drops blank lines at the very start
         for depth, text in self.lines:
@@ -253,8 +258,11 @@ def html_to_text(html: str, *, max_chars: int | None = None) -> str:
     """
     if not html:
         return ""
-    limit = None if max_chars is None else max(max_chars, 0) * 2 + 64
+    limit = (
+        MAX_INPUT_CHARS if max_chars is None else min(max(max_chars, 0) * 2 + 64, MAX_INPUT_CHARS)
+    )
     writer = _TextWriter(limit)
+    full = False
     try:
         writer.feed(html[:MAX_INPUT_CHARS])
         tail = writer.rawdata
@@ -265,9 +273,11 @@ def html_to_text(html: str, *, max_chars: int | None = None) -> str:
             writer.rawdata = ""
         writer.close()
     except _Full:
-        pass
+        full = True
     text = writer.finish()
-    return text if max_chars is None else excerpt(text, max_chars)
+    if max_chars is not None:
+        return excerpt(text, max_chars)
+    return excerpt(text, len(text) - 1) if full else text  # say that something was cut
 
 
 def excerpt(text: str, limit: int) -> str:

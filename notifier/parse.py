@@ -72,8 +72,9 @@ _WP_REPLY_PREFIX_ESCAPED = re.compile(
     r"(?P<name>[^<]{0,512}?)&lt;/a&gt;\.?\s*"
 )
 # Translated sites word the prefix differently ("En réponse à %s."). Accepted only in this
-# tight shape -- a short text, one link to a comment of the same post, a full stop at most --
-# so a commenter's own opening line is not taken for it.
+# tight shape -- a short text, one link to a comment of the same post, a full stop at most, a
+# paragraph of its own -- so a commenter's own opening line is seldom taken for it; in Atom it
+# must also name the comment that thr:in-reply-to names.
 _LOCALISED_REPLY_PREFIX = re.compile(
     r'\A\s*(?:<p>\s*)?(?P<before>[^<>]{1,80})<a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
     r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
@@ -491,7 +492,9 @@ def _entry(
     if kind == "comment":
         thread = _thread(raw, raw_id or link, link, content, thread_keys, feed_ids)
         content = thread.content_html.strip()
-    content_hash = _sha256(f"{title}\n{content}")
+    # A comment's title is made up by the feed ("By: X" here, "Comment on P by X" there,
+    # none in REST), so only its content tells an edit; a post's title is its own.
+    content_hash = _sha256(f"\n{content}" if kind == "comment" else f"{title}\n{content}")
     key = raw_id or link or f"sha256:{content_hash}"
     post_title = _post_title(title, author, feed_post_title) if kind == "comment" else ""
     return Entry(

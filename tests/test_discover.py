@@ -1,0 +1,395 @@
+"""Discovery: from what a person typed to the feed worth polling, on real WordPress output."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from notifier.discover import (
+    Discovery,
+    DiscoveryError,
+    FeedLink,
+    atom_variant,
+    choose_feed,
+    discover,
+    find_api_root,
+    find_feed_links,
+    is_comments_feed,
+    looks_like_feed,
+)
+from notifier.fetch import Fetcher
+from tests.support.blog_server import POST_PATH, BlogServer
+
+SEED = Path(__file__).resolve().parent / "fixtures" / "wordpress-6.1" / "01-seed-thread"
+BLOG = "http://blog.test"
+POST = BLOG + POST_PATH
+RSS = "application/rss+xml"
+ATOM = "application/atom+xml"
+Watch = Literal["posts", "comments"]
+
+
+def fixture(name: str) -> bytes:
+    return (SEED / name).read_bytes()
+
+
+def wp_links(*, post: bool) -> list[FeedLink]:
+    links = [
+        FeedLink(BLOG + "/feed/", RSS, "southernfriedbolshevik » Feed"),
+        FeedLink(BLOG + "/comments/feed/", RSS, "southernfriedbolshevik » Comments Feed"),
+    ]
+    if post:
+        links.append(
+            FeedLink(
+                POST + "feed/", RSS, "southernfriedbolshevik » Why Defend Stalin? Comments Feed"
+            )
+        )
+    return links
+
+
+# finding links
+
+
+def test_feed_links_of_the_post_page_in_document_order() -> None:
+    assert find_feed_links(fixture("post.html"), POST) == wp_links(post=True)
+
+
+def test_feed_links_of_the_home_page() -> None:
+    assert find_feed_links(fixture("home.html").decode(), BLOG + "/") == wp_links(post=False)
+
+
+def test_feed_links_resolve_hrefs_and_respect_base() -> None:
+    html = """<html><HEAD><base href="https://cdn.test/blog/">
+    <!-- <link rel="alternate" type="application/rss+xml" href="/commented-out"> -->
+    <script>var s = '<link rel="alternate" type="application/rss+xml" href="/in-script">';</script>
+    <LINK REL="Alternate feed" TYPE="application/atom+xml; charset=utf-8" href="atom?a=1&amp;b=2"
+      title=" Tom &amp;  Jerry ">
+    <link rel="alternate" type="text/html" href="/not-a-feed">
+    <link rel="alternate" type="application/feed+json" href="/feed.json" title="JSON">
+    <link rel="alternate" type="application/rss+xml" href="javascript:alert(1)">
+    <link rel="alternate" type="application/rss+xml" href="http://[::1/broken">
+    <link rel="stylesheet" type="application/rss+xml" href="/wrong-rel">
+    <meta content="a > b" name="x"><link rel=alternate type=application/rss+xml href=/after-meta>
+    </head><body><link rel="alternate" type="application/rss+xml" href="/in-body"></body>"""
+    assert find_feed_links(html, "https://blog.test/page/") == [
+        FeedLink("https://cdn.test/blog/atom?a=1&b=2", ATOM, "Tom & Jerry"),
+        FeedLink("https://cdn.test/feed.json", "application/feed+json", "JSON"),
+        FeedLink("https://cdn.test/after-meta", RSS, ""),
+    ]
+
+
+def test_feed_links_stop_at_body_without_head_end() -> None:
+    html = '<link rel="alternate" type="application/rss+xml" href="/a"><body>' + (
+        '<link rel="alternate" type="application/rss+xml" href="/b">'
+    )
+    assert [link.url for link in find_feed_links(html, "http://x.test/")] == ["http://x.test/a"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<!--" * 200_000,
+        "<" * 800_000,
+        "</" * 400_000,
+        "<?" * 400_000,
+        "<!" * 400_000,
+        "<a" * 400_000,
+        "<a>" * 300_000,
+        '<link a="x" ' * 100_000,
+        "<link " + "= " * 400_000,
+        '<link rel="alternate" type="application/rss+xml" href="/f">' * 20_000,
+    ],
+    ids=[
+        "comments",
+        "lt",
+        "endtags",
+        "pis",
+        "decls",
+        "open-tags",
+        "tags",
+        "attrs",
+        "equals",
+        "links",
+    ],
+)
+def test_hostile_html_stays_fast(hostile: str) -> None:
+    # Python 3.11's HTMLParser.feed() takes 20 s to 150 s on 2 MB of several of these.
+    started = time.monotonic()
+    find_feed_links("<head>" + hostile, "http://x.test/")
+    find_api_root(("<head>" + hostile).encode(), {}, "http://x.test/")
+    assert time.monotonic() - started < 2.0
+
+
+# the REST API root
+
+
+def test_api_root_from_the_link_header() -> None:
+    headers = {
+        "Content-Type": "text/html",
+        "Link": f'<{BLOG}/wp-json/>; rel="https://api.w.org/", <{BLOG}/?p=4>; rel=shortlink',
+    }
+    assert find_api_root(None, headers, POST) == BLOG + "/wp-json/"
+
+
+def test_api_root_from_the_page() -> None:
+    assert find_api_root(fixture("post.html"), {}, POST) == BLOG + "/wp-json/"
+    assert find_api_root(fixture("home.html"), {"link": "<x>; rel=next"}, BLOG) == (
+        BLOG + "/wp-json/"
+    )
+
+
+def test_api_root_absent() -> None:
+    assert find_api_root("<html><head></head></html>", {}, BLOG) is None
+    assert find_api_root(None, {}, BLOG) is None
+
+
+# sniffing
+
+
+@pytest.mark.parametrize(
+    "name", ["posts.rss2.xml", "posts.atom.xml", "comments.rss2.xml", "post-comments.atom.xml"]
+)
+def test_wordpress_feeds_look_like_feeds(name: str) -> None:
+    assert looks_like_feed(fixture(name), "application/rss+xml; charset=UTF-8")
+    assert looks_like_feed(fixture(name), "text/html")  # mislabelled still counts
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        (
+            b"\xef\xbb\xbf<?xml version='1.0'?>\n<!-- hi -->\n<?xml-stylesheet href='s'?><rss>",
+            "text/plain",
+            True,
+        ),
+        (
+            b'<!DOCTYPE rss PUBLIC "-//Netscape//DTD RSS 0.91//EN" "x">\n<rss version="0.91">',
+            "",
+            True,
+        ),
+        (b"  \n<rdf:RDF xmlns:rdf='x'>", "application/xml", True),
+        (b"<atom:feed xmlns:atom='http://www.w3.org/2005/Atom'>", "", True),
+        ("\ufeff<feed>".encode("utf-16"), "", True),
+        (b"<feedback>", "application/xml", False),
+        (b"<!DOCTYPE html><html>", "application/rss+xml", False),
+        (b"<sitemapindex>", "text/xml", False),
+        (b"", "application/rss+xml", False),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": []}', "application/json", True),
+        (b'{"id": 4}', "application/json", False),
+        (b"x" * 10, "application/atom+xml", False),
+        (b"<!-- " + b"x" * 20_000, "application/atom+xml", True),
+    ],
+)
+def test_looks_like_feed(body: bytes, content_type: str, expected: bool) -> None:
+    assert looks_like_feed(body, content_type) is expected
+
+
+def test_html_pages_do_not_look_like_feeds() -> None:
+    assert not looks_like_feed(fixture("post.html"), "text/html; charset=UTF-8")
+    assert not looks_like_feed(fixture("rest-root.json"), "application/json")
+
+
+# choosing
+
+
+def test_choose_on_a_post_page() -> None:
+    links = wp_links(post=True)
+    assert choose_feed(links, POST, "comments") == links[2]
+    assert choose_feed(links, POST, "posts") == links[0]
+
+
+def test_choose_on_the_home_page() -> None:
+    links = wp_links(post=False)
+    assert choose_feed(links, BLOG + "/", "comments") == links[1]
+    assert choose_feed(links, BLOG + "/", "posts") == links[0]
+
+
+def test_choose_on_a_category_page_does_not_take_its_feed_for_comments() -> None:
+    category = FeedLink(BLOG + "/category/news/feed/", RSS, "Site » News Category Feed")
+    links = [*wp_links(post=False), category]
+    assert not is_comments_feed(category)
+    assert choose_feed(links, BLOG + "/category/news/", "comments") == links[1]
+
+
+def test_choose_with_plain_permalinks() -> None:
+    links = [
+        FeedLink(BLOG + "/?feed=rss2", RSS, "Site » Feed"),
+        FeedLink(BLOG + "/?feed=comments-rss2", RSS, "Site » Comments Feed"),
+        FeedLink(BLOG + "/?feed=rss2&p=4", RSS, "Site » Post Comments Feed"),
+    ]
+    assert choose_feed(links, BLOG + "/?p=4", "comments") == links[2]
+    assert choose_feed(links, BLOG + "/?p=5", "comments") == links[1]
+    assert choose_feed(links, BLOG + "/?p=4", "posts") == links[0]
+
+
+def test_choose_on_a_translated_wordpress_post() -> None:
+    links = [
+        FeedLink(BLOG + "/feed/", RSS, "Blog » Feed"),
+        FeedLink(BLOG + "/comments/feed/", RSS, "Blog » Kommentar-Feed"),
+        FeedLink(BLOG + "/2020/01/01/hallo/feed/", RSS, "Blog » Hallo Kommentar-Feed"),
+    ]
+    assert choose_feed(links, BLOG + "/2020/01/01/hallo/", "comments") == links[2]
+
+
+def test_choose_on_blogger() -> None:
+    site = "https://example.blogspot.com"
+    links = [
+        FeedLink(site + "/feeds/posts/default", ATOM, "Example - Atom"),
+        FeedLink(site + "/feeds/posts/default?alt=rss", RSS, "Example - RSS"),
+        FeedLink(site + "/feeds/8841/comments/default", ATOM, "Example - Atom"),
+    ]
+    page = site + "/2024/05/a-post.html"
+    assert choose_feed(links, page, "comments") == links[2]
+    assert choose_feed(links, page, "posts") == links[0]
+    home = links[:2] + [FeedLink(site + "/feeds/comments/default", ATOM, "Example - Atom")]
+    assert choose_feed(home, site + "/", "comments") == home[2]
+
+
+def test_choose_puts_json_feed_last_and_may_find_nothing() -> None:
+    json_feed = FeedLink(BLOG + "/feed.json", "application/feed+json", "JSON")
+    atom = FeedLink(BLOG + "/feed/atom/", ATOM, "Atom")
+    assert choose_feed([json_feed, atom], BLOG + "/", "posts") == atom
+    assert choose_feed([json_feed], BLOG + "/", "posts") == json_feed
+    assert choose_feed([atom], BLOG + "/", "comments") is None
+    assert choose_feed([], BLOG + "/", "posts") is None
+
+
+@pytest.mark.parametrize(
+    ("url", "twin"),
+    [
+        (BLOG + "/feed/", BLOG + "/feed/atom/"),
+        (BLOG + "/feed", BLOG + "/feed/atom/"),
+        (BLOG + "/feed/rss2/", BLOG + "/feed/atom/"),
+        (BLOG + "/comments/feed/", BLOG + "/comments/feed/atom/"),
+        (POST + "feed/", POST + "feed/atom/"),
+        (BLOG + "/?feed=rss2", BLOG + "/?feed=atom"),
+        (BLOG + "/?feed=comments-rss2", BLOG + "/?feed=comments-atom"),
+        (BLOG + "/?p=4&feed=rss2", BLOG + "/?p=4&feed=atom"),
+        (
+            "https://x.blogspot.com/feeds/posts/default?alt=rss",
+            "https://x.blogspot.com/feeds/posts/default",
+        ),
+        (
+            "https://x.blogspot.com/feeds/1/comments/default?alt=rss&max-results=50",
+            "https://x.blogspot.com/feeds/1/comments/default?max-results=50",
+        ),
+        (BLOG + "/feed/atom/", None),
+        (BLOG + "/?feed=atom", None),
+        ("https://x.blogspot.com/feeds/posts/default", None),
+        ("https://example.org/rss.xml", None),
+        ("https://example.org/index.xml", None),
+        ("http://[::1/feed/", None),
+    ],
+)
+def test_atom_variant(url: str, twin: str | None) -> None:
+    assert atom_variant(url) == twin
+
+
+# discover() against the blog server
+
+
+def run_discover(server: BlogServer, path: str, watch: Watch) -> Discovery:
+    async def main() -> Discovery:
+        async with Fetcher() as fetcher:
+            return await discover(fetcher, server.url(path), watch)
+
+    return asyncio.run(main())
+
+
+def test_discover_post_page_comments(blog_server: BlogServer) -> None:
+    found = run_discover(blog_server, POST_PATH, "comments")
+    assert found.feed_url == blog_server.url(POST_PATH + "feed/atom/")
+    assert found.api_root == blog_server.url("/wp-json/")
+    assert found.source == "page"
+    assert "post's own comment feed" in found.note
+
+
+@pytest.mark.parametrize(
+    ("watch", "feed_path"), [("posts", "/feed/atom/"), ("comments", "/comments/feed/atom/")]
+)
+def test_discover_home_page(blog_server: BlogServer, watch: Watch, feed_path: str) -> None:
+    found = run_discover(blog_server, "/", watch)
+    assert found.feed_url == blog_server.url(feed_path)
+    assert found.api_root == blog_server.url("/wp-json/")
+
+
+def test_discover_from_an_atom_feed_keeps_it(blog_server: BlogServer) -> None:
+    found = run_discover(blog_server, "/comments/feed/atom/", "comments")
+    assert found.feed_url == blog_server.url("/comments/feed/atom/")
+    assert found.source == "feed"
+    assert found.api_root == blog_server.url("/wp-json/")
+    assert blog_server.count("/comments/feed/atom/") == 1  # no second request
+
+
+def test_discover_from_an_rss_comment_feed_takes_its_atom_twin(blog_server: BlogServer) -> None:
+    found = run_discover(blog_server, POST_PATH + "feed/", "comments")
+    assert found.feed_url == blog_server.url(POST_PATH + "feed/atom/")
+    assert found.source == "feed"
+
+
+def test_discover_from_an_rss_posts_feed_keeps_it(blog_server: BlogServer) -> None:
+    found = run_discover(blog_server, "/feed/", "posts")
+    assert found.feed_url == blog_server.url("/feed/")
+    assert blog_server.count("/feed/atom/") == 0
+
+
+def test_discover_keeps_rss_when_the_atom_twin_fails(blog_server: BlogServer) -> None:
+    blog_server.override(POST_PATH + "feed/atom/", status=404)
+    found = run_discover(blog_server, POST_PATH, "comments")
+    assert found.feed_url == blog_server.url(POST_PATH + "feed/")
+
+
+def test_discover_follows_permanent_redirects_only(blog_server: BlogServer) -> None:
+    blog_server.override("/moved", status=301, headers={"Location": "/comments/feed/atom/"})
+    assert run_discover(blog_server, "/moved", "comments").feed_url == blog_server.url(
+        "/comments/feed/atom/"
+    )
+    blog_server.override("/away", status=302, headers={"Location": "/comments/feed/atom/"})
+    assert run_discover(blog_server, "/away", "comments").feed_url == blog_server.url("/away")
+
+
+def test_discover_page_without_feed_links(blog_server: BlogServer) -> None:
+    blog_server.add_file("/plain/", b"<html><head><title>x</title></head></html>", "text/html")
+    with pytest.raises(DiscoveryError) as caught:
+        run_discover(blog_server, "/plain/", "posts")
+    assert str(caught.value) == (
+        f"{blog_server.url('/plain/')} is an HTML page with no RSS or Atom feed link"
+    )
+
+
+def test_discover_page_without_a_comment_feed(blog_server: BlogServer) -> None:
+    page = b'<head><link rel="alternate" type="application/rss+xml" href="/feed/"></head>'
+    blog_server.add_file("/nocomments/", page, "text/html")
+    with pytest.raises(DiscoveryError, match="none of its comments"):
+        run_discover(blog_server, "/nocomments/", "comments")
+
+
+def test_discover_http_error(blog_server: BlogServer) -> None:
+    with pytest.raises(DiscoveryError) as caught:
+        run_discover(blog_server, "/missing/", "posts")
+    assert str(caught.value) == f"{blog_server.url('/missing/')}: HTTP 404 Not Found"
+
+
+def test_discover_linked_feed_that_is_broken(blog_server: BlogServer) -> None:
+    blog_server.override("/comments/feed/atom/", status=500)
+    blog_server.override("/comments/feed/", status=500)
+    with pytest.raises(DiscoveryError, match="which does not answer a feed"):
+        run_discover(blog_server, "/", "comments")
+
+
+def test_discover_neither_feed_nor_page(blog_server: BlogServer) -> None:
+    with pytest.raises(DiscoveryError, match="neither a feed nor an HTML page"):
+        run_discover(blog_server, "/wp-json/", "comments")
+
+
+@pytest.mark.parametrize("url", ["ftp://example.org/feed", "http://[::1/"])
+def test_discover_rejects_unusable_urls(url: str) -> None:
+    async def main() -> Discovery:
+        async with Fetcher() as fetcher:
+            return await discover(fetcher, url, "posts")
+
+    with pytest.raises(DiscoveryError):
+        asyncio.run(main())

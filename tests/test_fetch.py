@@ -1,0 +1,445 @@
+"""The fetch stage against a real loopback server: every failure comes back as data."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import TypeVar
+
+import httpx
+import pytest
+
+import notifier
+from notifier import fetch as fetch_module
+from notifier.fetch import (
+    FEED_ACCEPT,
+    Fetcher,
+    FetchSettings,
+    TargetBlocked,
+    describe_transport_error,
+    parse_link_header,
+    parse_retry_after,
+    redact_url,
+)
+from notifier.models import FetchResult
+from tests.support.blog_server import POST_PATH, BlogServer
+
+T = TypeVar("T")
+ETAG = '"4d6c8133629a3dfdf5121b6b75fafbdd"'
+LAST_MODIFIED = "Sat, 02 Nov 2013 10:00:00 GMT"
+NOW = datetime(2026, 11, 27, 1, 15, 18, tzinfo=UTC)
+
+
+def run_with(settings: FetchSettings, job: Callable[[Fetcher], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with Fetcher(settings) as fetcher:
+            return await job(fetcher)
+
+    return asyncio.run(main())
+
+
+def get(url: str, settings: FetchSettings | None = None, **kwargs: str) -> FetchResult:
+    async def job(fetcher: Fetcher) -> FetchResult:
+        return await fetcher.fetch(url, **kwargs)
+
+    return run_with(settings or FetchSettings(), job)
+
+
+# pure helpers
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    assert parse_retry_after("120", NOW) == 120.0
+    assert parse_retry_after(" 0 ", NOW) == 0.0
+    assert parse_retry_after("99999999", NOW) == 86_400.0  # capped at a day
+    in_five_minutes = format_datetime(NOW + timedelta(minutes=5), usegmt=True)
+    assert parse_retry_after(in_five_minutes, NOW) == 300.0
+    in_a_week = format_datetime(NOW + timedelta(days=7), usegmt=True)
+    assert parse_retry_after(in_a_week, NOW) == 86_400.0
+    yesterday = format_datetime(NOW - timedelta(days=1), usegmt=True)
+    assert parse_retry_after(yesterday, NOW) == 0.0
+
+
+@pytest.mark.parametrize("value", ["", "soon", "-5", "1.5e9", "Fri, 99 Nov 2026 99:00:00 GMT"])
+def test_retry_after_garbage_gives_none(value: str) -> None:
+    assert parse_retry_after(value, NOW) is None
+
+
+def test_link_header_as_wordpress_sends_it() -> None:
+    # The three Link headers of post.html.headers, joined with ", " as the fetcher does.
+    value = (
+        '<http://blog.test/wp-json/>; rel="https://api.w.org/", '
+        '<http://blog.test/wp-json/wp/v2/posts/4>; rel="alternate"; type="application/json", '
+        "<http://blog.test/?p=4>; rel=shortlink"
+    )
+    assert parse_link_header(value) == [
+        ("http://blog.test/wp-json/", {"rel": "https://api.w.org/"}),
+        (
+            "http://blog.test/wp-json/wp/v2/posts/4",
+            {"rel": "alternate", "type": "application/json"},
+        ),
+        ("http://blog.test/?p=4", {"rel": "shortlink"}),
+    ]
+
+
+def test_link_header_commas_quotes_and_relative_urls() -> None:
+    value = (
+        '</wp-json/wp/v2/comments?post=4&page=2,3>; REL="next"; title="a; b, c", '
+        '<../up>;rel=up;rel=ignored, garbage, <https://x.test/a\\b>; title="q\\"d"'
+    )
+    links = parse_link_header(value, "https://blog.test/dir/page")
+    assert links == [
+        (
+            "https://blog.test/wp-json/wp/v2/comments?post=4&page=2,3",
+            {"rel": "next", "title": "a; b, c"},
+        ),
+        ("https://blog.test/up", {"rel": "up"}),  # the first rel wins (RFC 8288)
+        ("https://x.test/a\\b", {"title": 'q"d'}),
+    ]
+
+
+def test_link_header_malformed_is_skipped_not_raised() -> None:
+    assert parse_link_header("") == []
+    assert parse_link_header("no brackets at all") == []
+    assert parse_link_header("<unclosed; rel=next") == []
+    assert parse_link_header('<http://[::1/>; rel="a", </b>; rel="b"', "http://ok.test/") == [
+        ("http://ok.test/b", {"rel": "b"})
+    ]
+    started = time.monotonic()
+    parse_link_header("<a>;" * 100_000 + '"' * 100_000)
+    assert time.monotonic() - started < 2.0
+
+
+def test_redact_url_drops_credentials_query_and_fragment() -> None:
+    assert redact_url("https://u:secret@Example.org:8443/feed/?token=abc#x") == (
+        "https://example.org:8443/feed/"
+    )
+
+
+def test_default_user_agent_names_notifier_and_version() -> None:
+    assert f"notifier/{notifier.__version__}" in FetchSettings().user_agent
+
+
+# against the blog server
+
+
+def test_200_keeps_validators_and_lower_case_headers(blog_server: BlogServer) -> None:
+    result = get(blog_server.url("/comments/feed/"))
+    assert result.ok and result.status == 200
+    assert result.error is None
+    assert result.etag == ETAG
+    assert result.last_modified == LAST_MODIFIED
+    assert result.body is not None and b"<rss" in result.body
+    assert result.final_url == result.url == blog_server.url("/comments/feed/")
+    assert result.permanent_url is None
+    assert all(key == key.lower() for key in result.headers)
+    assert result.headers["content-type"].startswith("application/rss+xml")
+    assert 0 < result.elapsed < 5
+
+
+def test_request_headers_name_notifier_and_prefer_feeds(blog_server: BlogServer) -> None:
+    get(blog_server.url("/feed/"))
+    sent = blog_server.requests[-1].headers
+    assert sent["user-agent"].startswith(f"notifier/{notifier.__version__} ")
+    assert sent["accept"] == FEED_ACCEPT
+    assert sent["accept-encoding"] == "gzip, deflate"
+    assert "if-none-match" not in sent and "if-modified-since" not in sent
+
+
+def test_second_fetch_is_conditional_and_gets_304(blog_server: BlogServer) -> None:
+    async def job(fetcher: Fetcher) -> tuple[FetchResult, FetchResult]:
+        first = await fetcher.fetch(blog_server.url("/comments/feed/atom/"))
+        second = await fetcher.fetch(first.url, etag=first.etag, last_modified=first.last_modified)
+        return first, second
+
+    first, second = run_with(FetchSettings(), job)
+    assert first.status == 200
+    sent = blog_server.requests[-1].headers
+    assert sent["if-none-match"] == ETAG
+    assert sent["if-modified-since"] == LAST_MODIFIED
+    assert second.status == 304 and second.not_modified and not second.ok
+    assert second.body is None and second.error is None
+    assert (second.etag, second.last_modified) == (ETAG, LAST_MODIFIED)
+
+
+def test_304_without_validators_keeps_the_ones_sent(blog_server: BlogServer) -> None:
+    blog_server.override("/comments/feed/", status=304)
+    result = get(blog_server.url("/comments/feed/"), etag='"old"', last_modified="yesterday")
+    assert result.status == 304
+    assert (result.etag, result.last_modified) == ('"old"', "yesterday")
+
+
+def test_304_with_new_validators_takes_them(blog_server: BlogServer) -> None:
+    blog_server.override("/comments/feed/", status=304, headers={"ETag": '"new"'})
+    result = get(blog_server.url("/comments/feed/"), etag='"old"', last_modified="yesterday")
+    assert (result.etag, result.last_modified) == ('"new"', "yesterday")
+
+
+def test_gzip_body_is_decoded(blog_server: BlogServer) -> None:
+    result = get(blog_server.url("/comments/feed/"))
+    assert result.headers.get("content-encoding") == "gzip"
+    assert result.body is not None
+    assert result.body.startswith(b"<?xml") and result.body.rstrip().endswith(b"</rss>")
+    assert blog_server.origin.encode() in result.body
+
+
+def test_repeated_link_headers_are_joined(blog_server: BlogServer) -> None:
+    result = get(blog_server.url(POST_PATH + "feed/"))
+    links = parse_link_header(result.headers["link"])
+    assert [params["rel"] for _, params in links] == [
+        "https://api.w.org/",
+        "alternate",
+        "shortlink",
+    ]
+
+
+def test_permanent_redirect_chain_sets_permanent_url(blog_server: BlogServer) -> None:
+    blog_server.override("/old", status=301, headers={"Location": "/older"})
+    blog_server.override("/older", status=308, headers={"Location": "http://blog.test/feed/"})
+    result = get(blog_server.url("/old"))
+    assert result.ok
+    assert result.url == blog_server.url("/old")
+    assert result.final_url == result.permanent_url == blog_server.url("/feed/")
+
+
+def test_temporary_redirect_leaves_permanent_url_unset(blog_server: BlogServer) -> None:
+    blog_server.override("/old", status=301, headers={"Location": "/tmp"})
+    blog_server.override("/tmp", status=302, headers={"Location": "/feed/"})
+    result = get(blog_server.url("/old"))
+    assert result.ok
+    assert result.final_url == blog_server.url("/feed/")
+    assert result.permanent_url is None
+
+
+def test_redirect_loop_stops(blog_server: BlogServer) -> None:
+    blog_server.override("/loop", status=301, headers={"Location": "/loop"}, repeat=None)
+    result = get(blog_server.url("/loop"), FetchSettings(max_redirects=3))
+    assert result.error == "too many redirects"
+    assert result.status is None and result.body is None
+    assert blog_server.count("/loop") == 4
+
+
+def test_redirect_to_other_scheme_is_refused(blog_server: BlogServer) -> None:
+    blog_server.override("/feed/", status=302, headers={"Location": "file:///etc/passwd"})
+    result = get(blog_server.url("/feed/"))
+    assert result.error == "unsupported URL scheme 'file'"
+
+
+def test_every_hop_goes_through_check_target(
+    blog_server: BlogServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    def check(url: str) -> None:
+        seen.append(url)
+        if url.endswith("/comments/feed/"):
+            raise TargetBlocked("blocked for the test")
+
+    monkeypatch.setattr(fetch_module, "_check_target", check)
+    blog_server.override("/feed/", status=301, headers={"Location": "/comments/feed/"})
+    result = get(blog_server.url("/feed/"))
+    assert seen == [blog_server.url("/feed/"), blog_server.url("/comments/feed/")]
+    assert result.error == "blocked for the test"
+    assert blog_server.count("/comments/feed/") == 0
+
+
+def test_body_over_the_cap_is_an_error(blog_server: BlogServer) -> None:
+    blog_server.add_file("/big.json", b"x" * 5000, "application/json")
+    result = get(blog_server.url("/big.json"), FetchSettings(max_bytes=4096))
+    assert result.error == "body larger than 4 KiB"
+    assert result.body is None and result.status is None
+
+
+def test_gzip_bomb_is_cut_off_by_decoded_size(blog_server: BlogServer) -> None:
+    blog_server.add_file("/bomb.xml", b"\0" * (8 << 20), "text/xml")  # gzipped: ~8 KiB
+    result = get(blog_server.url("/bomb.xml"), FetchSettings(max_bytes=1 << 20))
+    assert result.error == "body larger than 1 MiB"
+    assert result.body is None
+
+
+def test_body_exactly_at_the_cap_is_fine(blog_server: BlogServer) -> None:
+    blog_server.add_file("/edge.xml", b"<rss/>" + b" " * 994, "text/xml")
+    result = get(blog_server.url("/edge.xml"), FetchSettings(max_bytes=1000))
+    assert result.ok and result.body is not None and len(result.body) == 1000
+
+
+def test_raw_deflate_is_decoded(blog_server: BlogServer) -> None:
+    import zlib
+
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    raw = compressor.compress(b"<rss/>") + compressor.flush()
+    blog_server.override(
+        "/feed/", headers={"Content-Encoding": "deflate", "Content-Type": "text/xml"}, body=raw
+    )
+    assert get(blog_server.url("/feed/")).body == b"<rss/>"
+
+
+def test_broken_gzip_is_an_error(blog_server: BlogServer) -> None:
+    blog_server.override(
+        "/feed/", headers={"Content-Encoding": "gzip"}, body=gzip.compress(b"x")[:10] + b"\xff" * 20
+    )
+    result = get(blog_server.url("/feed/"))
+    assert result.error == "could not decode the compressed body"
+
+
+def test_dripping_server_is_cut_off_by_the_total_timeout(blog_server: BlogServer) -> None:
+    blog_server.override("/feed/", drip=(100, 0.2))
+    started = time.monotonic()
+    result = get(blog_server.url("/feed/"), FetchSettings(timeout=1.0))
+    took = time.monotonic() - started
+    assert result.error == "timed out after 1 s"
+    assert result.status is None and result.body is None
+    assert took < 1.5
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (404, "HTTP 404 Not Found"),
+        (500, "HTTP 500 Internal Server Error"),
+        (410, "HTTP 410 Gone"),
+        (599, "HTTP 599"),
+    ],
+)
+def test_http_errors_are_data(blog_server: BlogServer, status: int, error: str) -> None:
+    blog_server.override("/feed/", status=status, body=b"<html>oops</html>")
+    result = get(blog_server.url("/feed/"))
+    assert result.status == status
+    assert result.error == error
+    assert result.body is None and not result.ok
+    assert result.etag is None
+
+
+def test_unknown_path_is_404(blog_server: BlogServer) -> None:
+    assert get(blog_server.url("/nope/")).error == "HTTP 404 Not Found"
+
+
+def test_429_retry_after_seconds(blog_server: BlogServer) -> None:
+    blog_server.override("/feed/", status=429, headers={"Retry-After": "120"})
+    result = get(blog_server.url("/feed/"))
+    assert result.error == "HTTP 429 Too Many Requests"
+    assert result.retry_after == 120.0
+
+
+def test_503_retry_after_date(blog_server: BlogServer) -> None:
+    later = format_datetime(datetime.now(UTC) + timedelta(hours=1), usegmt=True)
+    blog_server.override("/feed/", status=503, headers={"Retry-After": later})
+    result = get(blog_server.url("/feed/"))
+    assert result.error == "HTTP 503 Service Unavailable"
+    assert result.retry_after is not None and 3590 <= result.retry_after <= 3600
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_connection_refused_is_data() -> None:
+    result = get(f"http://127.0.0.1:{_closed_port()}/feed/")
+    assert result.error == "connection refused"
+    assert result.status is None and result.body is None
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        ("ftp://example.org/feed", "unsupported URL scheme 'ftp'"),
+        ("not a url", "unsupported URL scheme '(none)'"),
+        ("http://[::1/feed", "invalid URL"),
+        ("http:///feed", "invalid URL (no host)"),
+    ],
+)
+def test_bad_urls_are_data(url: str, error: str) -> None:
+    assert get(url).error == error
+
+
+def test_per_host_limit_holds_back_the_third_request(blog_server: BlogServer) -> None:
+    # Each answer drips 6 bytes over 0.5 s; with per_host=2, six fetches need three rounds.
+    blog_server.override("/slow", drip=(6, 0.1), repeat=6)
+    seen_early: list[int] = []
+
+    async def job(fetcher: Fetcher) -> list[FetchResult]:
+        async def watch() -> None:
+            await asyncio.sleep(0.3)  # before any answer can finish
+            seen_early.append(blog_server.count("/slow"))
+
+        results = await asyncio.gather(
+            *(fetcher.fetch(blog_server.url("/slow")) for _ in range(6)), watch()
+        )
+        return [r for r in results if isinstance(r, FetchResult)]
+
+    started = time.monotonic()
+    results = run_with(FetchSettings(per_host=2), job)
+    took = time.monotonic() - started
+    assert all(r.ok for r in results) and len(results) == 6
+    assert seen_early == [2]
+    assert took >= 1.4  # three rounds of 0.5 s
+
+
+def test_injected_client_is_used_and_left_open(blog_server: BlogServer) -> None:
+
+    async def main() -> tuple[FetchResult, bool]:
+        async with httpx.AsyncClient(follow_redirects=True) as client:
+            async with Fetcher(client=client) as fetcher:
+                blog_server.override("/old", status=301, headers={"Location": "/feed/"})
+                result = await fetcher.fetch(blog_server.url("/old"))
+            return result, client.is_closed
+
+    result, closed = asyncio.run(main())
+    assert result.permanent_url == blog_server.url("/feed/")  # redirects still manual
+    assert not closed
+
+
+def test_httpx_info_logs_are_silenced() -> None:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.INFO)
+    run_with(FetchSettings(), lambda fetcher: asyncio.sleep(0))
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+    assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
+
+
+def test_global_limit_spans_hosts(blog_server: BlogServer) -> None:
+    # 127.0.0.1 and localhost are two hosts to the per-host limit but share the global one.
+    blog_server.override("/slow", drip=(4, 0.1), repeat=2)
+    urls = [blog_server.url("/slow"), f"http://localhost:{blog_server.port}/slow"]
+
+    async def job(fetcher: Fetcher) -> list[FetchResult]:
+        results = await asyncio.gather(*(fetcher.fetch(url) for url in urls))
+        assert fetcher._hosts == {}  # per-host semaphores are dropped once unused
+        return results
+
+    started = time.monotonic()
+    results = run_with(FetchSettings(max_connections=1), job)
+    took = time.monotonic() - started
+    assert [r.error for r in results] == [None, None]
+    assert took >= 0.6  # one after the other: two answers of 0.3 s each
+
+
+def test_transport_errors_are_described_without_urls() -> None:
+    settings = FetchSettings()
+    url = "https://feeds.example.org/x?token=secret"
+    dns = httpx.ConnectError("[Errno -2] Name or service not known")
+    dns.__cause__ = socket.gaierror(-2, "Name or service not known")
+    assert describe_transport_error(dns, url, settings) == (
+        "DNS lookup failed for host feeds.example.org"
+    )
+    refused = httpx.ConnectError("All connection attempts failed")
+    refused.__cause__ = OSError("All connection attempts failed")
+    refused.__cause__.__context__ = ExceptionGroup("x", [ConnectionRefusedError(111, "no")])
+    assert describe_transport_error(refused, url, settings) == "connection refused"
+    assert describe_transport_error(httpx.ConnectTimeout("t"), url, settings) == (
+        "could not connect within 10 s"
+    )
+    assert describe_transport_error(httpx.ReadTimeout("t"), url, settings) == (
+        "timed out after 20 s"
+    )
+    closed = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    assert "token" not in describe_transport_error(closed, url, settings)
