@@ -3,8 +3,9 @@
 Runs in its own process so that serving does not compete with notifier for the GIL.
 `GET /feed/<i>/` is the Atom comment feed of thread i (the newest 10 comments, WordPress's
 window), with an ETag and a Last-Modified equal to its newest comment, and answers 304 to a
-matching If-None-Match. `POST /_bump` adds one comment to every thread. `POST /hook` is a
-webhook receiver that accepts everything. Prints its port on the first line of stdout.
+matching If-None-Match. `POST /_bump?every=K` adds one comment to every K-th thread (every
+thread by default). `POST /hook` is a webhook receiver that accepts everything. Prints its
+port on the first line of stdout.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ TEXT = ('<p>Comment number {} on thread {}, with a <a href="https://example.org/
 class Feeds:
     def __init__(self, origin: str) -> None:
         self.origin = origin
-        self.version = 0
-        self.posts = 0
+        self.bumps: dict[int, int] = {}
         self.hooks = 0
 
-    def newest_id(self) -> int:
-        return 20 + self.version
+    def bump(self, every: int, threads: int = 1_000_000) -> None:
+        for thread in range(0, threads, every):
+            self.bumps[thread] = self.bumps.get(thread, 0) + 1
+
+    def newest_id(self, thread: int) -> int:
+        return 20 + self.bumps.get(thread, 0)
 
     def body(self, thread: int) -> bytes:
         post = f"{self.origin}/{thread}/a-post-about-things/"
-        newest = self.newest_id()
+        newest = self.newest_id(thread)
         entries = []
         for cid in range(newest, newest - WINDOW, -1):
             when = (BASE + timedelta(minutes=cid)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -62,9 +66,9 @@ class Feeds:
 	{"".join(entries)}
 </feed>""".encode()
 
-    def validators(self) -> tuple[str, str]:
-        newest = BASE + timedelta(minutes=self.newest_id())
-        return f'"v{self.version}"', format_datetime(newest, usegmt=True)
+    def validators(self, thread: int) -> tuple[str, str]:
+        newest = BASE + timedelta(minutes=self.newest_id(thread))
+        return f'"{thread}-{self.newest_id(thread)}"', format_datetime(newest, usegmt=True)
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -84,18 +88,19 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 await reader.readexactly(length)
             status, extra, body = "404 Not Found", "", b"not found"
             if method == "GET" and target.startswith("/feed/"):
-                etag, modified = feeds.validators()
+                thread = int(target.split("/")[2])
+                etag, modified = feeds.validators(thread)
                 extra = f"ETag: {etag}\r\nLast-Modified: {modified}\r\n"
                 if headers.get("if-none-match") == etag:
                     status, body = "304 Not Modified", b""
                 else:
-                    thread = int(target.split("/")[2])
                     status = "200 OK"
                     body = feeds.body(thread)
                     extra += "Content-Type: application/atom+xml; charset=UTF-8\r\n"
-            elif method == "POST" and target == "/_bump":
-                feeds.version += 1
-                status, body = "200 OK", str(feeds.version).encode()
+            elif method == "POST" and target.startswith("/_bump"):
+                every = int(target.partition("every=")[2] or 1)
+                feeds.bump(every)
+                status, body = "200 OK", b"bumped"
             elif method == "POST" and target.startswith("/hook"):
                 feeds.hooks += 1
                 status, body = "204 No Content", b""

@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
         args = rest or ["-c", str(ROOT / "config.example.yaml")]
         return subprocess.call([str(BIN / "notifier"), "run", *args], cwd=ROOT)
     if command == "test":
-        ensure_venv("test")
+        ensure_venv("test,postgres")
         # Linters first, so the test runner's summary is the last thing printed.
         steps = [
             [str(BIN / "ruff"), "check", "."],
