@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from notifier import __version__
 from notifier.config import Config, ConfigError, load_config
-from notifier.store import Store, StoreError
+from notifier.digest import DeliveryTiming
+from notifier.store import ChannelStats, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = os.environ.get("NOTIFIER_CONFIG", "notifier.yaml")
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="configuration file (default: $NOTIFIER_CONFIG or "
                               "notifier.yaml)")
         sub.add_argument("-v", "--verbose", action="count", default=0,
-                         help="more log detail (-v info is the default for run; -vv debug)")
+                         help="debug detail in the log")
         sub.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
         return sub
 
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "Show each channel's queue and each feed's health from the state.")
     retry = add("retry", "Queue dead-lettered notifications again.")
     retry.add_argument("--channel", metavar="NAME", help="only this channel's")
+    test_channel = add("test-channel", "Send a made-up test notification through one channel "
+                                       "and say whether its server accepted it.")
+    test_channel.add_argument("name", metavar="NAME", help="the channel's name")
     return parser
 
 
@@ -71,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(config)
         if args.command == "retry":
             return _retry(config, args.channel)
+        if args.command == "test-channel":
+            return _test_channel(config, args.name)
     except StoreError as exc:
         print(f"notifier: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -80,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S", stream=sys.stderr)
     # Third-party loggers print full request URLs, which can hold webhook tokens.
@@ -96,16 +102,31 @@ def _check(config: Config) -> int:
     print(f"  channels ({len(config.channels)}):")
     for name, channel in config.channels.items():
         summary = CHANNEL_KINDS[channel.type].summarize(channel)
-        print(f"    {name}: {summary}")
+        timing = _timing(channel)
+        if channel.pace is not None:
+            timing.append(f"at most one message per {_duration(channel.pace)}")
+        if channel.burst_limit is not None:
+            timing.append(f"more than {channel.burst_limit} at once as one summary")
+        print(f"    {name}: {summary}{''.join(f'; {t}' for t in timing)}")
     print(f"  subscriptions ({len(config.subscriptions)}):")
     for sub in config.subscriptions:
         filters = []
         if sub.replies_to:
-            filters.append("replies to " + ", ".join(sub.replies_to))
+            filters.append(("replies (and their subthreads) to " if sub.include_subthread
+                            else "replies to ") + ", ".join(sub.replies_to))
+            if not sub.exclude_self:
+                filters.append("their own comments too")
+        if sub.watch == "threads":
+            filters.append(f"posts of the last {_duration(config.threads_max_age(sub))}")
+        if sub.notify_edits:
+            filters.append("edits too")
+        if sub.watch != "posts":
+            filters.append(f"rescan every {_duration(config.rescan(sub))}")
         if sub.authors:
             filters.append("by " + ", ".join(sub.authors))
         if sub.exclude_authors:
             filters.append("not by " + ", ".join(sub.exclude_authors))
+        filters += _timing(sub)
         extra = f" ({'; '.join(filters)})" if filters else ""
         print(f"    {sub.name}: {sub.watch} of {sub.url}{extra} every "
               f"{_duration(config.interval(sub))} -> {', '.join(sub.notify)}")
@@ -134,19 +155,20 @@ def _status(config: Config) -> int:
         store.close()
     now = time.time()
     print(f"state: {Store.describe_url(config.state_url())}")
-    print("channels:")
-    print(f"  {'name':<16} {'queued':>7} {'sent':>7} {'failing':>7} {'dead':>7}  last error")
+    print("channels (notifications: one per comment per channel, however many subscriptions "
+          "matched it):")
+    print(f"  {'name':<16} {'queued':>7} {'held':>7} {'sent':>7} {'failing':>7} {'dead':>7}  "
+          "last error")
     for name in sorted(set(config.channels) | set(stats)):
-        s = stats.get(name)
+        s = stats.get(name) or ChannelStats()
         note = "" if name in config.channels else "  (not in the configuration)"
-        if s is None:
-            print(f"  {name:<16} {0:>7} {0:>7} {0:>7} {0:>7}  -{note}")
-            continue
         error = s.last_error or "-"
         if s.disabled_reason:
             error = f"DISABLED: {s.disabled_reason}"
-        print(f"  {name:<16} {s.queued:>7} {s.sent:>7} {s.failed:>7} {s.dead:>7}  "
+        print(f"  {name:<16} {s.queued:>7} {s.held:>7} {s.sent:>7} {s.failed:>7} {s.dead:>7}  "
               f"{error}{note}")
+        for line in _channel_notes(name, s):
+            print(f"    {line}")
     print("feeds:")
     for feed in health:
         when = _ago(now, feed.last_polled) if feed.last_polled else "never polled"
@@ -156,6 +178,33 @@ def _status(config: Config) -> int:
               f"{_duration(max(feed.next_due - now, 0))}; {feed.entries} entries seen; "
               f"for {', '.join(feed.subscriptions) or 'no subscription'}")
     return EXIT_OK
+
+
+def _timing(timing: DeliveryTiming) -> list[str]:
+    """`digest 0 8 * * * (Europe/Berlin)`, `quiet 22:00-07:00 (UTC)`, for `check`."""
+    out = []
+    if timing.digest is not None:
+        out.append(f"digest {timing.digest} ({timing.timezone})")
+    if timing.quiet_hours is not None:
+        out.append(f"quiet {timing.quiet_hours.start}-{timing.quiet_hours.end} "
+                   f"({timing.timezone})")
+    return out
+
+
+def _channel_notes(name: str, s: ChannelStats) -> list[str]:
+    """What the counts alone do not say: when held rows go, digests sent, a stopped channel."""
+    notes = []
+    if s.held and s.next_release is not None:
+        notes.append(f"{s.held} held for a digest or quiet hours; next release "
+                     f"{_when(s.next_release)}")
+    if s.digests:
+        notes.append(f"{s.in_digests} of the sent went out in {s.digests} digest "
+                     f"message{'s' if s.digests != 1 else ''}")
+    if s.disabled_reason:
+        waiting = s.queued + s.held
+        notes.append(f"disabled: nothing is sent{f' ({waiting} waiting)' if waiting else ''} "
+                     f"until `notifier retry --channel {name}`")
+    return notes
 
 
 def _retry(config: Config, channel: str | None) -> int:
@@ -175,6 +224,34 @@ def _retry(config: Config, channel: str | None) -> int:
     return EXIT_OK
 
 
+def _test_channel(config: Config, name: str) -> int:
+    """Render and send a sample through the channel, bypassing the outbox (see `sample`)."""
+    from notifier.channels.base import PermanentFailure
+    from notifier.channels.sample import describe, send_sample
+    from notifier.render import Renderer
+
+    channel = config.channels.get(name)
+    if channel is None:
+        print(f"notifier: no channel named {name!r}; channels: "
+              f"{', '.join(config.channels)}", file=sys.stderr)
+        return EXIT_USAGE
+    # The first subscription that notifies this channel, so its own templates are used too.
+    subscription = next((s.name for s in config.subscriptions if name in s.notify), None)
+    renderer = Renderer(config.base_dir, {s.name: s.templates for s in config.subscriptions})
+    print(f"{name}: sending a test notification ({describe(channel)})")
+    error = asyncio.run(send_sample(name, channel, renderer, subscription))
+    if error is None:
+        print(f"{name}: accepted by the server")
+        return EXIT_OK
+    if isinstance(error, PermanentFailure):
+        kind = "refused for good" + (", the daemon would disable the channel"
+                                     if error.disable else "")
+    else:
+        kind = "failed for now, the daemon would retry"
+    print(f"{name}: NOT accepted ({kind}): {error}")
+    return EXIT_FAILED
+
+
 def _duration(seconds: float) -> str:
     seconds = round(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -184,8 +261,11 @@ def _duration(seconds: float) -> str:
 
 
 def _ago(now: float, then: float) -> str:
-    stamp = datetime.fromtimestamp(then, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{_duration(max(now - then, 0))} ago ({stamp})"
+    return f"{_duration(max(now - then, 0))} ago ({_when(then)})"
+
+
+def _when(then: float) -> str:
+    return datetime.fromtimestamp(then, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.channels.base import ChannelConfig
+from notifier.digest import DeliveryTiming
 from notifier.schema import Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
-Watch = Literal["posts", "comments"]
+Watch = Literal["posts", "comments", "threads"]
 KeyPath = tuple[str | int, ...]
 
 
@@ -42,6 +43,10 @@ class Defaults(StrictModel):
     """Each poll is moved by up to this fraction of the interval, so feeds spread out."""
     backfill: int = Field(0, ge=0, le=1000)
     """How many of the newest existing entries a new subscription notifies on its first poll."""
+    rescan: Duration = 6 * 3600.0
+    """How often a comment feed is read in full (no validators, REST listing): late approvals."""
+    threads_max_age: Duration = 30 * 86400.0
+    """`watch: threads` follows the comment feeds of posts younger than this."""
 
 
 class HttpSettings(StrictModel):
@@ -51,7 +56,10 @@ class HttpSettings(StrictModel):
     per_host: int = Field(2, ge=1, le=50)
 
 
-class Subscription(StrictModel):
+class Subscription(DeliveryTiming):
+    """One thing to watch; from `DeliveryTiming` also `digest`, `timezone`, `quiet_hours`,
+    which override the channel's for this subscription's notifications."""
+
     name: str = Field(min_length=1, max_length=100)
     url: HttpUrl
     watch: Watch = "comments"
@@ -62,6 +70,13 @@ class Subscription(StrictModel):
     backfill: int | None = Field(None, ge=0, le=1000)
     interval: Duration | None = None
     templates: dict[str, str] = {}
+    include_subthread: bool = False
+    """With replies_to: also replies to those replies, however deep."""
+    exclude_self: bool = True
+    """Never report comments written by the replies_to people themselves."""
+    notify_edits: bool = False
+    rescan: Duration | None = None
+    threads_max_age: Duration | None = None
 
     @field_validator("name")
     @classmethod
@@ -118,6 +133,13 @@ class Config:
 
     def backfill(self, sub: Subscription) -> int:
         return sub.backfill if sub.backfill is not None else self.defaults.backfill
+
+    def rescan(self, sub: Subscription) -> float:
+        return sub.rescan if sub.rescan is not None else self.defaults.rescan
+
+    def threads_max_age(self, sub: Subscription) -> float:
+        return sub.threads_max_age if sub.threads_max_age is not None \
+            else self.defaults.threads_max_age
 
     def subscription(self, name: str) -> Subscription | None:
         return next((s for s in self.subscriptions if s.name == name), None)
@@ -302,8 +324,26 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                     f"no channel named {target!r}; channels defined: {known}"))
         if sub.watch == "posts" and sub.replies_to:
             problems.append(where.problem(
-                path + ("replies_to",), "replies_to needs watch: comments (posts have no "
-                                        "parents)"))
+                path + ("replies_to",), "replies_to needs watch: comments or threads (posts "
+                                        "have no parents)"))
+        if sub.include_subthread and not sub.replies_to:
+            problems.append(where.problem(
+                path + ("include_subthread",), "include_subthread needs replies_to: whose "
+                                               "subthread?"))
+        if sub.watch == "posts" and sub.notify_edits:
+            problems.append(where.problem(
+                path + ("notify_edits",), "notify_edits is for comments; it needs watch: "
+                                          "comments or threads"))
+        if sub.threads_max_age is not None and sub.watch != "threads":
+            problems.append(where.problem(
+                path + ("threads_max_age",), "threads_max_age needs watch: threads"))
+        for position, person in enumerate(sub.replies_to):
+            text = person.strip()
+            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not _EMAIL.fullmatch(text):
+                problems.append(where.problem(
+                    path + ("replies_to", position),
+                    f"{person!r} is neither a name nor an email address; an email is matched "
+                    "by its Gravatar hash, a URL by the commenter's website"))
         for slot, file in sub.templates.items():
             if not (base_dir / file).is_file():
                 problems.append(where.problem(path + ("templates", slot),
@@ -314,6 +354,9 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                 problems.append(where.problem(("channels", name, "templates", slot),
                                               f"template file {file!r} does not exist"))
     return problems
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _dotted(path: KeyPath) -> str:

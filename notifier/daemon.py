@@ -1,10 +1,13 @@
 """Assemble the parts for a run, drive them, and stop cleanly.
 
-APScheduler ticks; two long-lived workers do the work. A tick only wakes a worker, so a
-poll that takes longer than a tick never overlaps with the next one, and a stop request
-has exactly two tasks to wait for. On SIGTERM or SIGINT the workers get a few seconds to
-finish what they are doing; whatever is cut short is safe by construction (a poll batch is
-one transaction; an unacknowledged notification stays queued and is sent on the next run).
+APScheduler ticks; long-lived workers do the work: one polls, and each channel has its own
+delivery worker, so a slow, paced or failing channel never holds back another (nor polling).
+A tick only wakes a worker, so a cycle that takes longer than a tick never overlaps with the
+next one, and a stop request has a fixed set of tasks to wait for. Digest times are cron
+jobs of the same scheduler that wake the delivery workers at the minute. On SIGTERM or
+SIGINT the workers get a few seconds to finish what they are doing; whatever is cut short is
+safe by construction (a poll batch is one transaction; an unacknowledged notification stays
+queued and is sent on the next run).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from notifier import __version__
 from notifier.channels import build_channel
 from notifier.channels.base import ChannelContext
 from notifier.config import Config
+from notifier.digest import cron_trigger
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.pipeline import DeliveryReport, Pipeline, PollReport, make_parse_pool
 from notifier.render import Renderer
@@ -83,10 +87,17 @@ async def run_once(config: Config) -> OnceResult:
         poll = await pipeline.poll(force=True)
         delivery = await pipeline.deliver(limit=1_000_000)
         log.info("cycle done: %d feeds polled (%d unchanged, %d failed), %d new entries, "
-                 "%d notifications queued, %d sent, %d to retry, %d dead-lettered",
+                 "%d notifications queued, %d sent, %d to retry, %d dead-lettered, "
+                 "%d held for a digest or quiet hours",
                  poll.feeds_polled, poll.not_modified, poll.feeds_failed, poll.new_entries,
-                 poll.queued, delivery.sent, delivery.failed, delivery.dead)
+                 poll.queued, delivery.sent, delivery.failed, delivery.dead, delivery.held)
         return OnceResult(poll, delivery)
+
+
+def digest_times(config: Config) -> list[tuple[str, str]]:
+    """Every distinct (cron expression, time zone) of a channel or subscription digest."""
+    timings = [*config.channels.values(), *config.subscriptions]
+    return sorted({(t.digest, t.timezone) for t in timings if t.digest is not None})
 
 
 def poll_tick_seconds(config: Config) -> float:
@@ -103,25 +114,37 @@ async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     async with open_pipeline(config) as pipeline:
-        poll_wanted, deliver_wanted = asyncio.Event(), asyncio.Event()
+        poll_wanted = asyncio.Event()
+        deliver_wanted = {name: asyncio.Event() for name in config.channels}
+
+        def wake_delivery() -> None:
+            for event in deliver_wanted.values():
+                event.set()
+
         scheduler = AsyncIOScheduler(event_loop=loop)
         scheduler.add_job(poll_wanted.set, IntervalTrigger(seconds=poll_tick_seconds(config)),
                           id="poll-tick", coalesce=True, max_instances=1)
-        scheduler.add_job(deliver_wanted.set, IntervalTrigger(seconds=DELIVERY_TICK),
+        scheduler.add_job(wake_delivery, IntervalTrigger(seconds=DELIVERY_TICK),
                           id="deliver-tick", coalesce=True, max_instances=1)
+        for index, (expr, zone) in enumerate(digest_times(config)):
+            scheduler.add_job(wake_delivery, cron_trigger(expr, zone), id=f"digest-{index}",
+                              coalesce=True, max_instances=1)
         poll_wanted.set()
-        deliver_wanted.set()
+        wake_delivery()
 
         async def poll_cycle() -> None:
             report = await pipeline.poll()
             if report.queued:
-                deliver_wanted.set()
+                wake_delivery()
 
-        async def deliver_cycle() -> None:
-            await pipeline.deliver()
+        def deliver_cycle(name: str) -> Callable[[], Awaitable[None]]:
+            async def cycle() -> None:
+                await pipeline.deliver(channels=[name])
+            return cycle
 
-        workers = [_Worker("poll", poll_wanted, poll_cycle),
-                   _Worker("delivery", deliver_wanted, deliver_cycle)]
+        workers = [_Worker("poll", poll_wanted, poll_cycle)]
+        workers += [_Worker(f"delivery to {name}", event, deliver_cycle(name))
+                    for name, event in deliver_wanted.items()]
         tasks = [asyncio.create_task(w.run(), name=w.name) for w in workers]
         scheduler.start()
         log.info("notifier %s running: %d subscriptions, %d channels",

@@ -43,6 +43,9 @@ class Entry:
     parent_key: str = ""  # the comment this one replies to, when the source says so
     parent_author: str = ""  # the parent's author, when the source names it
     content_hash: str = ""  # digest of title+content, to notice edits
+    author_hash: str = ""  # md5 of the commenter's email (Gravatar's), when the source shows it
+    comments_feed: str = ""  # a post's own comment feed (wfw:commentRss, Atom rel="replies")
+    comment_count: int | None = None  # a post's comment count (slash:comments, thr:total): a hint
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,8 @@ class ParsedFeed:
     entries: tuple[Entry, ...]
     generator: str = ""
     warning: str = ""  # feedparser's bozo reason when it parsed leniently
+    next_url: str = ""  # the next (older) page: Blogger's and RFC 5005's `link rel="next"`
+    total: int | None = None  # entries the source says exist (openSearch:totalResults)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +108,9 @@ class Notice:
     is_reply: bool
     parent: Entry | None  # the comment answered, when known
     missing: int = 0  # comments that may have been missed before this one
+    revision: int = 0  # 0 for the first report; 1, 2, ... for each reported edit
+    digest: tuple[Notice, ...] = ()
+    """The notifications this one message gathers (a digest), or () for a single one.
+
+    A digest is a Notice so that every channel kind sends it the way it sends anything: the
+    renderer swaps each slot for its `digest_` variant. `entry` is then the first member's."""

@@ -52,6 +52,7 @@ __all__ = [
     "ParseError",
     "parse_feed",
     "parse_wp_rest_comments",
+    "wp_rest_comment_post",
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
@@ -489,6 +490,9 @@ def _entry(
         return None  # an empty <item/>: nothing to key, nothing to tell
 
     thread = _Thread(content_html=content)
+    comments_feed, comment_count = "", None
+    if kind == "post":
+        comments_feed, comment_count = _comments_of_post(raw, thread_keys)
     if kind == "comment":
         thread = _thread(raw, raw_id or link, link, content, thread_keys, feed_ids)
         content = thread.content_html.strip()
@@ -514,7 +518,42 @@ def _entry(
         parent_key=_clip(thread.parent_key),
         parent_author=_clip(_squash(thread.parent_author)),
         content_hash=content_hash,
+        comments_feed=_clip(comments_feed),
+        comment_count=comment_count,
     )
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _comments_of_post(raw: Mapping[str, Any], thread_keys: Sequence[str]) -> tuple[str, int | None]:
+    """A post's own comment feed and comment count, which `watch: threads` follows.
+
+    Atom (RFC 4685) says it with `<link rel="replies" type="application/atom+xml">` and
+    `thr:total`; RSS2 with `wfw:commentRss` and `slash:comments`. The count is only a hint:
+    WordPress counts pingbacks and never counts held comments.
+    """
+    feed = ""
+    count: int | None = None
+    for link in _maps(raw, "links"):
+        if _text(link, "rel") == "replies" and _text(link, "type") in (
+            "application/atom+xml", "application/rss+xml"
+        ):
+            feed = _text(link, "href").strip()
+            count = _count(_get(link, "thr:count")) if count is None else count
+            break
+    if not feed:
+        feed = _text(raw, "wfw_commentrss").strip()
+    totals = [f"{key.removesuffix('_in-reply-to')}_total" for key in thread_keys]
+    for key in [*totals, "thr_total", "slash_comments"]:
+        value = _count(_get(raw, key))
+        if value is not None:
+            count = value
+            break
+    return (feed if feed.startswith(("http://", "https://")) else ""), count
 
 
 def _fill_parent_authors(entries: list[Entry]) -> list[Entry]:
@@ -594,6 +633,9 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     if entry_kind == "comment":
         entries = _fill_parent_authors(entries)
 
+    next_links = [
+        _text(link, "href").strip() for link in _maps(feed, "links") if _text(link, "rel") == "next"
+    ]
     return ParsedFeed(
         title=title,
         link=_clip(_text(feed, "link").strip().partition("#")[0]),
@@ -601,6 +643,9 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         entries=tuple(entries),
         generator=_clip(_generator(feed)),
         warning="; ".join(warnings),
+        next_url=_clip(next(
+            (href for href in next_links if href.startswith(("http://", "https://"))), "")),
+        total=_count(_get(feed, "opensearch_totalresults")),
     )
 
 
@@ -680,6 +725,36 @@ def parse_wp_rest_comments(
                 parent_key=_clip(f"{base}#comment-{parent_id}") if parent_id else "",
                 parent_author=_clip(authors.get(parent_id, "")),
                 content_hash=_sha256(f"\n{content}"),
+                author_hash=_avatar_hash(item),
             )
         )
     return tuple(entries)
+
+
+def wp_rest_comment_post(body: bytes) -> str:
+    """The post id of one comment from `/wp-json/wp/v2/comments/<id>`, or "".
+
+    A site-wide comment feed names posts by guid only; the REST API lists a post's comments
+    by its numeric id, which one of its comments tells.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    post = data.get("post") if isinstance(data, dict) else None
+    return str(post) if isinstance(post, int) and not isinstance(post, bool) and post > 0 else ""
+
+
+_GRAVATAR_HASH = re.compile(r"/avatar/(?P<hash>[0-9a-f]{32}|[0-9a-f]{64})(?:[?#]|\Z)")
+
+
+def _avatar_hash(item: Mapping[str, Any]) -> str:
+    """The Gravatar hash of the commenter's email, which `replies_to: [email]` can match.
+
+    WordPress never shows the email itself, but its avatar URLs carry md5(lower(email))
+    (sha256 on newer Gravatar setups), so a person is recognised across name changes.
+    """
+    for url in _map(item, "author_avatar_urls").values():
+        if isinstance(url, str) and (match := _GRAVATAR_HASH.search(url)):
+            return match["hash"]
+    return ""

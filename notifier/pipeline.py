@@ -1,6 +1,8 @@
 """One polling cycle and one delivery cycle, stage by stage.
 
-    config -> discover -> due feeds -> fetch -> parse -> stored keys -> decide -> match
+    config -> discover -> due feeds -> fetch -> parse -> stored keys
+           -> fill gaps / rescan (backfill; threads joins a site's recent posts) -> decide
+           -> parents of replies (store, else REST) -> match
            -> record entries + queue notices (one transaction per batch)
     outbox -> claim due -> render -> send -> mark sent / schedule retry / dead-letter
 
@@ -14,30 +16,42 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import email.utils
+import hashlib
 import logging
 import multiprocessing
 import os
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from notifier import redact
+from notifier import backfill, redact, threads
 from notifier.channels.base import Channel, DeliveryError, PermanentFailure, TemporaryFailure
 from notifier.config import Config, Subscription
 from notifier.diff import SubscriptionView, decide, validators_trustworthy
+from notifier.digest import DIGEST_MAX, Schedule, plan, schedule_for
 from notifier.discover import DiscoveryError, discover
 from notifier.fetch import Fetcher
 from notifier.match import match
 from notifier.models import Entry, FetchResult, Notice, ParsedFeed
 from notifier.outbox import after_failure
+from notifier.pacing import MAX_INLINE_WAIT, Pacer
 from notifier.parse import ParseError, parse_feed
 from notifier.schedule import next_poll
-from notifier.store import FeedState, OutboxItem, PollRecord, Store
+from notifier.store import (
+    FeedState,
+    OutboxItem,
+    PollRecord,
+    QueuedNotice,
+    Store,
+    SubscriptionState,
+    ThreadUpdate,
+)
 
 log = logging.getLogger("notifier")
 T = TypeVar("T")
@@ -45,7 +59,13 @@ T = TypeVar("T")
 WRITE_BATCH = 200
 """Polls written per transaction: large enough to amortise commits, small enough to bound
 what a crash can make the next run fetch again."""
+BATCH_LINGER = 0.25
+"""Seconds the writer waits for more finished polls before writing a smaller batch."""
 DELIVERY_BATCH = 50
+CLAIM_LEASE = 300.0
+"""Seconds a claimed row stays hidden from other claims; forgotten at start after a crash."""
+PARENT_LEVELS = 5
+"""Ancestors fetched for `include_subthread`."""
 
 
 @dataclass
@@ -63,6 +83,7 @@ class DeliveryReport:
     sent: int = 0
     failed: int = 0
     dead: int = 0
+    held: int = 0  # newly held for a digest or quiet hours
     errors: list[str] = field(default_factory=list)
 
 
@@ -72,6 +93,12 @@ class _Polled:
     fetch: FetchResult
     parsed: ParsedFeed | None
     error: str | None
+    body_hash: str | None = None
+    unchanged: bool = False  # 200 with the very body parsed last time
+    rescan: bool = False  # asked without validators; REST listing too (late approvals)
+    missing: int = 0  # a gap no backfill could fill: at least this many may be missing
+    quiet_keys: frozenset[str] = frozenset()  # found by a first REST listing: stored, not told
+    listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
 
 
 def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
@@ -120,6 +147,12 @@ class Pipeline:
         self._feed_subs: dict[int, list[Subscription]] = {}
         self._discovery_retry: dict[str, float] = {}
         self._disabled: dict[str, str] = {}
+        self._pacers: dict[str, Pacer] = {}
+        self._states: dict[str, SubscriptionState] = {}
+        self._quiet: dict[int, set[str]] = {}
+        """Thread feeds whose first poll is part of their subscription's baseline."""
+        self._threads_changed = any(s.watch == "threads" for s in config.subscriptions)
+        """A posts feed of `watch: threads` was read: which feeds to poll may have changed."""
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -140,6 +173,9 @@ class Pipeline:
         """Poll every feed that is due (every feed with `force`) and queue what is new."""
         report = PollReport()
         await self._resolve_subscriptions(report, force=force)
+        # Loaded once per cycle: each feed is polled once per cycle, so no batch of this
+        # cycle changes what another batch needs to know about its subscriptions.
+        self._states = await self._db(self.store.subscription_states)
         now = self.clock()
         feed_ids = list(self._feed_subs)
         if force:
@@ -168,8 +204,9 @@ class Pipeline:
                      and state.source_url == sub.url and state.watch == sub.watch)
             if not fresh and (force or self._discovery_retry.get(sub.name, 0) <= now):
                 pending.append(sub)
-        results = await asyncio.gather(*(discover(self.fetcher, s.url, s.watch)
-                                         for s in pending), return_exceptions=True)
+        results = await asyncio.gather(
+            *(discover(self.fetcher, s.url, "posts" if s.watch == "threads" else s.watch)
+              for s in pending), return_exceptions=True)
         for sub, result in zip(pending, results, strict=True):
             if isinstance(result, DiscoveryError):
                 message = f"subscription {sub.name}: {result}"
@@ -185,23 +222,49 @@ class Pipeline:
                          redact.feed_url(result.feed_url))
                 await self._db(self.store.save_discovery, sub.name, sub.url, sub.watch,
                                result.feed_url, result.api_root, self.config.interval(sub), now)
-        if pending or not self._feed_subs:
+        if pending or not self._feed_subs or self._threads_changed:
+            self._threads_changed = False
             states = await self._db(self.store.subscription_states)
             feed_subs: dict[int, list[Subscription]] = defaultdict(list)
             for sub in self.config.subscriptions:
                 state = states.get(sub.name)
                 if state is not None and state.feed_id is not None and state.source_url == sub.url:
                     feed_subs[state.feed_id].append(sub)
+            # `watch: threads`: each followed post's comment feed is read for that subscription.
+            self._quiet = {}
+            for feed_id, followers in (await self._db(self.store.thread_feeds)).items():
+                for name, quiet in followers.items():
+                    follower = self._subs.get(name)
+                    if follower is None or follower.watch != "threads" \
+                            or follower in feed_subs[feed_id]:
+                        continue
+                    feed_subs[feed_id].append(follower)
+                    if quiet:
+                        self._quiet.setdefault(feed_id, set()).add(name)
             self._feed_subs = dict(feed_subs)
             intervals = {fid: min(self.config.interval(s) for s in subs)
                          for fid, subs in self._feed_subs.items()}
             await self._db(self.store.set_feed_intervals, intervals)
 
+    def _rescan_every(self, feed_id: int) -> float | None:
+        """The shortest `rescan` of the subscriptions reading a feed; None for posts only."""
+        subs = [s for s in self._feed_subs.get(feed_id, []) if s.watch != "posts"]
+        return min((self.config.rescan(s) for s in subs), default=None)
+
     async def _poll_one(self, feed: FeedState, queue: asyncio.Queue[_Polled | None]) -> None:
-        fetched = await self.fetcher.fetch(feed.url, etag=feed.etag,
-                                           last_modified=feed.last_modified)
+        # A rescan asks without validators: WordPress's are site-wide and a comment approved
+        # late at an old date changes neither, so only a full answer can show it.
+        rescan = (feed.rescan_due is not None and feed.rescan_due <= self.clock()
+                  and self._rescan_every(feed.id) is not None)
+        fetched = await self.fetcher.fetch(feed.url, etag=None if rescan else feed.etag,
+                                           last_modified=None if rescan else feed.last_modified)
         parsed: ParsedFeed | None = None
         error = fetched.error
+        digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
+        if fetched.ok and digest is not None and digest == feed.body_hash:
+            await queue.put(_Polled(feed, fetched, None, None, digest, unchanged=True,
+                                    rescan=rescan))
+            return
         if fetched.ok and fetched.body is not None:
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(
@@ -210,19 +273,24 @@ class Pipeline:
                 error = result
             else:
                 parsed = result
-        await queue.put(_Polled(feed, fetched, parsed, error))
+        await queue.put(_Polled(feed, fetched, parsed, error, digest, rescan=rescan))
 
     async def _write_results(self, queue: asyncio.Queue[_Polled | None],
                              report: PollReport) -> None:
+        loop = asyncio.get_running_loop()
         done = False
         while not done:
             item = await queue.get()
-            batch: list[_Polled] = []
             if item is None:
                 break
-            batch.append(item)
-            while len(batch) < WRITE_BATCH and not queue.empty():
-                more = queue.get_nowait()
+            batch = [item]
+            # Linger briefly so that a batch, and so a transaction, covers many feeds.
+            deadline = loop.time() + BATCH_LINGER
+            while len(batch) < WRITE_BATCH:
+                try:
+                    more = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
+                except TimeoutError:
+                    break
                 if more is None:
                     done = True
                     break
@@ -234,7 +302,8 @@ class Pipeline:
         wanted = {p.feed.id: [e.key for e in p.parsed.entries] for p in changed if p.parsed}
         seen = await self._db(self.store.seen_entries, wanted) if wanted else {}
         had_entries = await self._db(self.store.has_entries, list(wanted)) if wanted else set()
-        states = await self._db(self.store.subscription_states)
+        batch = await self._complete_threads(batch, seen, had_entries)
+        states = self._states
         now = self.clock()
         records: list[PollRecord] = []
         decisions = []
@@ -244,17 +313,25 @@ class Pipeline:
                                                 polled.feed.id in had_entries, states, now)
             records.append(record)
             decisions.append((polled, record, decision))
-        parent_keys = {e.parent_key for _, _, d in decisions if d
-                       for entries in d.candidates.values() for e in entries if e.parent_key}
-        known = await self._db(self.store.entries_by_key, parent_keys) if parent_keys else {}
+        known, fetched_parents = await self._known_parents(decisions)
         for polled, record, decision in decisions:
             if decision is None or polled.parsed is None:
                 continue
             batch_known = dict(known)
             batch_known.update({e.key: e for e in polled.parsed.entries})
-            record.notices = match(decision.candidates, self._subs, batch_known)
+            oldest_new = next(iter(decision.new_entries), None)
+            missing = {oldest_new.key: polled.missing} if oldest_new and polled.missing else {}
+            record.notices = [*match(decision.candidates, self._subs, batch_known, missing),
+                              *await self._edit_notices(polled, decision, batch_known)]
+            parents = fetched_parents.get(polled.feed.id, [])
+            if parents:
+                # Stored so the delivery can quote them; never offered: they are old.
+                stored = {e.key for e in record.new_entries}
+                record.new_entries = [*record.new_entries,
+                                      *(e for e in parents if e.key not in stored)]
         queued = await self._db(self.store.record_polls, records)
         report.queued += queued
+        self._threads_changed |= any(r.threads or r.settle_thread for r in records)
         for polled, record, decision in decisions:
             report.feeds_polled += 1
             new = len(decision.new_entries) if decision else 0
@@ -266,9 +343,10 @@ class Pipeline:
                 log.warning("poll %s failed: %s (%.2fs)", url, polled.error,
                             polled.fetch.elapsed)
             else:
-                if polled.fetch.not_modified:
+                if polled.fetch.not_modified or polled.unchanged:
                     report.not_modified += 1
-                log.info("poll %s %s new=%d queued=%d%s (%.2fs)", url, polled.fetch.status,
+                status = f"{polled.fetch.status}{' unchanged' if polled.unchanged else ''}"
+                log.info("poll %s %s new=%d queued=%d%s (%.2fs)", url, status,
                          new, len(record.notices),
                          " baseline" if decision and decision.baselines else "",
                          polled.fetch.elapsed)
@@ -276,6 +354,160 @@ class Pipeline:
                 log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
             if record.new_url:
                 log.info("feed %s moved permanently to %s", url, redact.feed_url(record.new_url))
+
+    async def _complete_threads(self, batch: Sequence[_Polled], seen: dict[int, dict[str, str]],
+                                had_entries: set[int]) -> list[_Polled]:
+        """Backfill gaps and run due rescans (see `backfill`), adding what they find to polls.
+
+        Runs in the writer, before the batch's transaction: backfills are rare (a gap, or a
+        rescan every few hours) and bounded in pages and time, and the entries they find
+        must be decided together with the window that revealed the gap.
+        """
+        jobs: dict[int, Any] = {}
+        # Polls whose first REST listing met a feed stored before (by an older notifier):
+        # what it finds beyond the window is old, not new.
+        quiet: set[int] = set()
+        for index, polled in enumerate(batch):
+            if polled.error or (polled.parsed is None and not polled.rescan):
+                continue
+            if polled.fetch.not_modified:
+                continue
+            feed = polled.feed
+            if self._rescan_every(feed.id) is None:
+                continue
+            post_id = feed.post_id or backfill.wordpress_post_id(polled.fetch.headers,
+                                                                  polled.fetch.final_url)
+            # The first poll of a WordPress post's feed lists its comments through REST once,
+            # so that later rescans tell late approvals from comments that were always there.
+            first_listing = feed.rescan_due is None and bool(feed.api_root and post_id)
+            post_guid = ""
+            if polled.rescan and feed.api_root and post_id:
+                keys = await self._db(self.store.comment_keys, feed.id)
+                post_guid = backfill.post_guid_of([Entry(key=k, kind="comment") for k in keys])
+            since = None
+            if polled.parsed is not None and backfill.gap_suspected(
+                    polled.parsed.entries, seen.get(feed.id, {}),
+                    had_entries=feed.id in had_entries):
+                newest = await self._db(self.store.newest_entry_time, feed.id)
+                since = datetime.fromtimestamp(newest, UTC) if newest is not None else None
+            jobs[index] = backfill.complete(
+                self.fetcher, self._parse_async, parsed=polled.parsed, api_root=feed.api_root,
+                post_id=post_id, post_guid=post_guid, seen=seen.get(feed.id, {}),
+                had_entries=feed.id in had_entries, stored=feed.entries_seen,
+                rescan=polled.rescan or first_listing, since=since)
+            if first_listing and feed.id in had_entries and polled.parsed is not None \
+                    and not backfill.gap_suspected(polled.parsed.entries, seen.get(feed.id, {}),
+                                                   had_entries=True):
+                quiet.add(index)
+        if not jobs:
+            return list(batch)
+        results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+        out = list(batch)
+        added: dict[int, list[str]] = {}
+        for index, result in zip(jobs, results, strict=True):
+            polled = batch[index]
+            url = redact.feed_url(polled.feed.url)
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result
+                log.warning("follow-up of %s failed: %s: %s", url, type(result).__name__,
+                            result)
+                continue
+            if result.note:
+                log.info("poll %s %s", url, result.note)
+            if result.listing_failed:
+                out[index] = dataclasses.replace(polled, listing_failed=True)
+            if not result.entries and not result.missing:
+                continue
+            window = polled.parsed.entries if polled.parsed else ()
+            in_window = {e.key for e in window}
+            extra = tuple(e for e in result.entries if e.key not in in_window)
+            parsed = polled.parsed or ParsedFeed(title=polled.feed.title, link="",
+                                                 kind="comments", entries=())
+            out[index] = dataclasses.replace(
+                out[index], parsed=dataclasses.replace(parsed, entries=(*window, *extra)),
+                missing=result.missing,
+                quiet_keys=frozenset(e.key for e in extra) if index in quiet else frozenset())
+            added[polled.feed.id] = [e.key for e in extra]
+        if added:
+            more = await self._db(self.store.seen_entries, added)
+            for feed_id, found in more.items():
+                seen.setdefault(feed_id, {}).update(found)
+        return out
+
+    async def _parse_async(self, body: bytes, url: str, headers: dict[str, str]
+                           ) -> ParsedFeed | str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._parse_pool, _parse_job, body, url, headers)
+
+    async def _known_parents(self, decisions: Sequence[tuple[_Polled, PollRecord, Any]]
+                             ) -> tuple[dict[str, Entry], dict[int, list[Entry]]]:
+        """The comments that offered replies answer, from the batch, the store or REST.
+
+        A reply is matched (`replies_to`) and shown with a quote of its parent; when the
+        parent is in neither the window nor the store (it scrolled out before this feed was
+        first polled) it is fetched from WordPress's REST API, and with `include_subthread`
+        its ancestors too, a few levels up. Returns the parents by key, and per feed those
+        that were fetched (to be stored with the poll).
+        """
+        in_batch: dict[str, Entry] = {}
+        wanted: dict[str, int] = {}
+        for polled, _, decision in decisions:
+            if decision is None or polled.parsed is None:
+                continue
+            in_batch.update({e.key: e for e in polled.parsed.entries})
+            for offered in decision.candidates.values():
+                for entry in offered:
+                    if entry.parent_key and entry.parent_key != entry.post_key:
+                        wanted.setdefault(entry.parent_key, polled.feed.id)
+        known = await self._db(self.store.entries_by_key, set(wanted)) if wanted else {}
+        known.update({k: e for k, e in in_batch.items() if k in wanted})
+        fetched: dict[int, list[Entry]] = defaultdict(list)
+        feeds = {p.feed.id: p.feed for p, _, _ in decisions}
+        deep = any(s.include_subthread for s in self._subs.values())
+        for _ in range(PARENT_LEVELS if deep else 1):
+            todo = {key: feeds[feed_id].api_root for key, feed_id in wanted.items()
+                    if key not in known and key not in in_batch}
+            found = await backfill.wordpress_parents(self.fetcher, todo)
+            if not found:
+                break
+            for key, parent in found.items():
+                known[key] = parent
+                fetched[wanted[key]].append(parent)
+            wanted = {p.parent_key: wanted[k] for k, p in found.items()
+                      if p.parent_key and p.parent_key not in known}
+            if wanted:
+                known.update(await self._db(self.store.entries_by_key, set(wanted)))
+        return known, dict(fetched)
+
+    async def _edit_notices(self, polled: _Polled, decision: Any,
+                            known: dict[str, Entry]) -> list[QueuedNotice]:
+        """`notify_edits`: one notice per edit, numbered by the entry's stored revision."""
+        editors = {s.name: decision.changed_entries for s in self._feed_subs.get(
+            polled.feed.id, []) if s.notify_edits and s.name not in decision.baselines}
+        if not decision.changed_entries or not editors:
+            return []
+        stored = await self._db(self.store.entry_revisions, polled.feed.id,
+                                [e.key for e in decision.changed_entries])
+        revisions = {key: count + 1 for key, count in stored.items()}
+        return match(editors, self._subs, known, revisions=revisions)
+
+    def _thread_updates(self, parsed: ParsedFeed, subs: Sequence[Subscription],
+                        states: dict[str, Any], now: float) -> list[ThreadUpdate]:
+        """For `watch: threads` subscriptions of a posts feed: the comment feeds to follow."""
+        if parsed.kind != "posts":
+            return []
+        updates = []
+        for sub in subs:
+            if sub.watch != "threads" or self._subs.get(sub.name) is not sub:
+                continue
+            max_age = self.config.threads_max_age(sub)
+            links = threads.followed_threads(sub.name, parsed.entries, now=now,
+                                             max_age=max_age, generator=parsed.generator)
+            baselined = bool(states.get(sub.name) and states[sub.name].baseline_at)
+            updates.append(ThreadUpdate(sub.name, links, threads.retire_before(now, max_age),
+                                        quiet=not baselined))
+        return updates
 
     def _record_for(self, polled: _Polled, subs: Sequence[Subscription], seen: dict[str, str],
                     had_entries: bool, states: dict[str, Any], now: float
@@ -288,22 +520,43 @@ class Pipeline:
             next_due=next_poll(now, feed.interval, jitter, errors=errors,
                                retry_after=fetched.retry_after, rng=self.rng),
             etag=fetched.etag, last_modified=fetched.last_modified,
-            new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None)
+            new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None,
+            body_hash=polled.body_hash)
+        if polled.unchanged:
+            # Same body as last time: keep the validators as they were judged then.
+            record.etag, record.last_modified = feed.etag, feed.last_modified
+        every = self._rescan_every(feed.id)
+        # A listing that failed for now (no answer, 5xx) is tried again at the next poll: the
+        # first one in particular, which tells later rescans what is old.
+        if every is not None and not polled.error and not polled.listing_failed \
+                and (polled.rescan or feed.rescan_due is None):
+            record.rescan_due = now + every
         if polled.error or polled.parsed is None:
             # A 304 still completes a subscription's baseline: nothing it has not seen.
-            if fetched.not_modified:
+            if fetched.not_modified or polled.unchanged:
                 record.baselines = [s.name for s in subs
                                     if states.get(s.name) and states[s.name].baseline_at is None
                                     and had_entries]
             return record, None
+        quiet = self._quiet.get(feed.id, set())
         views = [SubscriptionView(
-            name=s.name, baselined=bool(states.get(s.name) and states[s.name].baseline_at),
+            name=s.name, baselined=bool(states.get(s.name) and states[s.name].baseline_at
+                                        and s.name not in quiet),
             backfill=self.config.backfill(s)) for s in subs]
+        record.settle_thread = bool(quiet)
+        record.threads = self._thread_updates(polled.parsed, subs, states, now)
         decision = decide(polled.parsed.entries, seen, views, feed_had_entries=had_entries)
+        if polled.quiet_keys:
+            decision = dataclasses.replace(decision, candidates={
+                name: tuple(e for e in offered if e.key not in polled.quiet_keys)
+                for name, offered in decision.candidates.items()})
         if not validators_trustworthy(polled.parsed.kind, _http_date(fetched.last_modified),
                                       polled.parsed.entries):
             record.etag = record.last_modified = None
         record.title = polled.parsed.title
+        post_id = backfill.wordpress_post_id(fetched.headers, fetched.final_url)
+        if post_id and post_id != feed.post_id:
+            record.post_id = post_id
         record.new_entries = decision.new_entries
         record.changed_entries = decision.changed_entries
         record.baselines = decision.baselines
@@ -311,66 +564,134 @@ class Pipeline:
 
     # --- delivery ---------------------------------------------------------------------
 
-    async def deliver(self, *, limit: int = 1000) -> DeliveryReport:
-        """Send queued notifications whose time has come, at most `limit` of them."""
+    async def deliver(self, *, limit: int = 1000,
+                      channels: Iterable[str] | None = None) -> DeliveryReport:
+        """Send what is due, at most `limit` rows per channel.
+
+        Each channel drains on its own task with its own pacing, so a slow, paced or
+        failing channel never holds back another.
+        """
         report = DeliveryReport()
+        # Read each time: `notifier retry --channel NAME` re-enables a channel while we run.
+        self._disabled = await self._db(self.store.disabled_channels)
+        names = [n for n in (self.channels if channels is None else channels)
+                 if n in self.channels]
+        await asyncio.gather(*(self._drain(name, limit, report) for name in names))
+        return report
+
+    async def _drain(self, name: str, limit: int, report: DeliveryReport) -> None:
+        channel = self.channels[name]
+        pacer = self._pacers.setdefault(name, Pacer(channel.pace))
+        # A burst is only seen whole if one claim can hold it.
+        size = DIGEST_MAX if channel.config.burst_limit else DELIVERY_BATCH
         remaining = limit
-        while remaining > 0:
-            usable = [n for n in self.channels if n not in self._disabled]
-            items = await self._db(self.store.claim_due, self.clock(),
-                                   min(DELIVERY_BATCH, remaining), 300.0, usable)
+        while remaining > 0 and name not in self._disabled:
+            now = self.clock()
+            if pacer.wait(now) > MAX_INLINE_WAIT:
+                break
+            items = await self._db(self.store.claim_due, now, min(size, remaining),
+                                   CLAIM_LEASE, [name])
             if not items:
                 break
             remaining -= len(items)
-            await self._deliver_items(items, report)
-        return report
+            messages = await self._plan(channel, items, now, report)
+            if not await self._deliver_channel(channel, messages, pacer, report):
+                break
 
-    async def _deliver_items(self, items: Sequence[OutboxItem], report: DeliveryReport) -> None:
+    async def _plan(self, channel: Channel, items: list[OutboxItem], now: float,
+                    report: DeliveryReport) -> list[_Message]:
+        """Hold what must wait, gather digests, and make one message of each of the rest."""
+        started = {i.digest_id for i in items if i.digest_id}
+        if started:
+            items += await self._db(self.store.claim_digest_members, started, now, CLAIM_LEASE)
+        decided = plan(items, now=now, row_id=lambda i: i.id, created=lambda i: i.created,
+                       was_held=lambda i: i.held_until is not None,
+                       digest_id=lambda i: i.digest_id,
+                       schedule=lambda i: self._schedule(channel, i.subscription),
+                       burst_limit=channel.config.burst_limit)
+        if decided.hold:
+            await self._db(self.store.hold, decided.hold)
+            report.held += len(decided.hold)
+            log.info("holding %d notification(s) for %s until %s", len(decided.hold),
+                     channel.name, _utc(min(decided.hold.values())))
+        for digest_id, members in decided.digests:
+            if members[0].digest_id is None:
+                await self._db(self.store.assign_digest, digest_id, [m.id for m in members])
+        sending = decided.singles + [m for _, members in decided.digests for m in members]
         parents = await self._db(self.store.entries_by_key,
-                                 {i.entry.parent_key for i in items if i.entry.parent_key})
-        by_channel: dict[str, list[OutboxItem]] = defaultdict(list)
-        for item in items:
-            by_channel[item.channel].append(item)
-        await asyncio.gather(*(self._deliver_channel(name, group, parents, report)
-                               for name, group in by_channel.items()))
+                                 {i.entry.parent_key for i in sending if i.entry.parent_key})
+        messages = [_Message(self._notice(item, parents), (item,)) for item in decided.singles]
+        for digest_id, members in decided.digests:
+            members.sort(key=lambda m: (m.entry.published or _EPOCH, m.id))
+            notices = tuple(self._notice(member, parents) for member in members)
+            messages.append(_Message(_digest_notice(digest_id, notices), tuple(members)))
+        return messages
 
-    async def _deliver_channel(self, name: str, items: Sequence[OutboxItem],
-                               parents: dict[str, Entry], report: DeliveryReport) -> None:
-        channel = self.channels[name]
-        notices = {item.notification_id: (item, self._notice(item, parents)) for item in items}
-        attempted: set[int] = set()
+    def _schedule(self, channel: Channel, subscription: str) -> Schedule:
+        sub = self._subs.get(subscription)
+        return schedule_for(channel.config.schedule, sub.schedule if sub else None)
+
+    async def _deliver_channel(self, channel: Channel, messages: Sequence[_Message],
+                               pacer: Pacer, report: DeliveryReport) -> bool:
+        """Send, paced; False when the channel must stop for now (paused, disabled).
+
+        Messages go one at a time unless the kind sends batches itself (SMTP reuses one
+        connection) and no pacing applies. What is not attempted is given back.
+        """
+        batches = type(channel).send_batch is not Channel.send_batch and pacer.interval == 0
+        step = max(len(messages), 1) if batches else 1
+        by_id = {m.notice.notification_id: m for m in messages}
+        attempted: set[str] = set()
         try:
-            async for result in channel.send_batch([n for _, n in notices.values()]):
-                item, _ = notices[result.notification_id]
-                attempted.add(item.id)
-                await self._settle(channel, item, result.error, report)
+            for start in range(0, len(messages), step):
+                wait = pacer.wait(self.clock())
+                if wait > MAX_INLINE_WAIT or channel.name in self._disabled:
+                    return False
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                group = messages[start:start + step]
+                async for result in channel.send_batch([m.notice for m in group]):
+                    message = by_id[result.notification_id]
+                    attempted.add(result.notification_id)
+                    pacer.sent(self.clock(), channel.take_pause())
+                    await self._settle(channel, message, result.error, report, pacer)
+            return True
         finally:
-            leftover = [i.id for i, _ in notices.values() if i.id not in attempted]
+            leftover = [i.id for m in messages if m.notice.notification_id not in attempted
+                        for i in m.items]
             if leftover:
                 await self._db(self.store.release, leftover)
 
-    async def _settle(self, channel: Channel, item: OutboxItem, error: DeliveryError | None,
-                      report: DeliveryReport) -> None:
+    async def _settle(self, channel: Channel, message: _Message, error: DeliveryError | None,
+                      report: DeliveryReport, pacer: Pacer) -> None:
         now = self.clock()
+        ids = [i.id for i in message.items]
+        first = message.items[0]
         if error is None:
-            await self._db(self.store.mark_sent, item.id, now)
-            report.sent += 1
-            log.info("sent %s to %s (%s)", item.entry.link or item.entry.key, channel.name,
-                     item.subscription)
+            await self._db(self.store.mark_sent, ids, now)
+            report.sent += len(ids)
+            if message.notice.digest:
+                log.info("sent a digest of %d notifications to %s", len(ids), channel.name)
+            else:
+                log.info("sent %s to %s (%s)", first.entry.link or first.entry.key,
+                         channel.name, first.subscription)
             return
         permanent = isinstance(error, PermanentFailure)
         retry_after = error.retry_after if isinstance(error, TemporaryFailure) else None
-        verdict = after_failure(channel.retry_policy, attempts=item.attempts + 1,
-                                created=item.created, now=now, retry_after=retry_after,
-                                permanent=permanent, rng=self.rng)
-        message = f"{error} ({verdict.reason})"
-        await self._db(self.store.mark_failed, item.id, message, verdict.retry_at, now)
-        report.errors.append(f"channel {channel.name}: {message}")
+        if retry_after is not None:
+            pacer.sent(now, retry_after)  # the server asked the whole channel to slow down
+        verdict = after_failure(channel.retry_policy,
+                                attempts=max(i.attempts for i in message.items) + 1,
+                                created=min(i.age_from for i in message.items), now=now,
+                                retry_after=retry_after, permanent=permanent, rng=self.rng)
+        text = f"{error} ({verdict.reason})"
+        await self._db(self.store.mark_failed, ids, text, verdict.retry_at, now)
+        report.errors.append(f"channel {channel.name}: {text}")
         if verdict.retry_at is None:
-            report.dead += 1
+            report.dead += len(ids)
         else:
-            report.failed += 1
-        log.warning("delivery to %s failed: %s", channel.name, message)
+            report.failed += len(ids)
+        log.warning("delivery to %s failed: %s", channel.name, text)
         if isinstance(error, PermanentFailure) and error.disable:
             self._disabled[channel.name] = str(error)
             await self._db(self.store.disable_channel, channel.name, str(error), now)
@@ -385,4 +706,29 @@ class Pipeline:
             channel=item.channel, entry=entry, feed_title=item.feed_title,
             feed_url=item.feed_url,
             is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
-            parent=parent, missing=item.missing)
+            parent=parent, missing=item.missing, revision=item.revision)
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    """One message to send and the outbox rows it settles (several for a digest)."""
+
+    notice: Notice
+    items: tuple[OutboxItem, ...]
+
+
+def _digest_notice(digest_id: str, notices: tuple[Notice, ...]) -> Notice:
+    """One notice standing for many; `entry` and feed are the first member's."""
+    first = notices[0]
+    subscriptions = {n.subscription for n in notices}
+    return Notice(notification_id=digest_id,
+                  subscription=first.subscription if len(subscriptions) == 1 else "",
+                  channel=first.channel, entry=first.entry, feed_title=first.feed_title,
+                  feed_url=first.feed_url, is_reply=False, parent=None, digest=notices)
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _utc(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -33,7 +33,9 @@ __all__ = ["EXCERPT_CHARS", "ONE_LINE_SLOTS", "RenderError", "Renderer", "is_htm
 
 EXCERPT_CHARS = 300
 PARENT_EXCERPT_CHARS = 200
-ONE_LINE_SLOTS = frozenset({"subject", "title"})
+ONE_LINE_SLOTS = frozenset({"subject", "title", "digest_subject", "digest_title"})
+DIGEST_PREFIX = "digest_"
+"""A digest renders `digest_text` where a single notification renders `text`, and so on."""
 MAX_ONE_LINE_CHARS = 250
 """A subject longer than this is cut: mail clients show less, and feed titles can be huge."""
 
@@ -125,7 +127,13 @@ class Renderer:
 
     def render(self, kind: str, slot: str, notice: Notice,
                channel_templates: Mapping[str, str]) -> str:
-        """The text of one slot for one notice; raises RenderError naming file and line."""
+        """The text of one slot for one notice; raises RenderError naming file and line.
+
+        A digest renders the slot's `digest_` variant, so a channel kind sends digests
+        without knowing about them.
+        """
+        if notice.digest:
+            slot = DIGEST_PREFIX + slot
         template = self.template(kind, slot, notice.subscription, channel_templates)
         context = self._context(notice, kind)
         try:
@@ -160,6 +168,13 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise self._syntax_error(exc, shown) from None
         except jinja2.TemplateNotFound:
+            if name.startswith(_PACKAGED) and slot.startswith(DIGEST_PREFIX):
+                # A kind without digest templates of its own uses the generic ones: one
+                # for HTML slots, one for one-line slots, one for plain text.
+                generic = "html" if html else "subject" if slot in ONE_LINE_SLOTS else "text"
+                compiled = self.template("digest", generic, None, {})
+                self._templates[(html, name)] = compiled
+                return compiled
             if name.startswith(_PACKAGED):
                 raise RenderError(shown, f"channel kind {kind!r} has no template slot "
                                          f"{slot!r}") from None
@@ -207,7 +222,7 @@ class Renderer:
         if self._last is not None and self._last[0] is notice:
             base = self._last[1]
         else:
-            base = build_context(notice)
+            base = build_digest_context(notice) if notice.digest else build_context(notice)
             self._last = (notice, base)
         return {**base, "channel_kind": kind}
 
@@ -253,8 +268,47 @@ def build_context(notice: Notice) -> dict[str, Any]:
         "published": published,
         "published_text": format_datetime(published),
         "missing": notice.missing,
+        "edited": notice.revision > 0,
         "headline": headline(notice, author=author, post_title=post_title,
                              parent_author=parent_author),
+    }
+
+
+def build_digest_context(notice: Notice) -> dict[str, Any]:
+    """The template variables of a digest: each member's own variables, grouped by post.
+
+    Documented in docs/templates.md. `link` is the one post's page when every member is
+    about the same post, else the first member's feed: chat formats keep it when they cut.
+    """
+    items = [build_context(member) for member in notice.digest]
+    posts: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key = item["post_link"] or item["post_title"] or item["feed_url"]
+        group = posts.setdefault(key, {"title": item["post_title"], "link": item["post_link"],
+                                       "items": []})
+        group["items"].append(item)
+    comments = sum(1 for item in items if item["kind"] == "comment")
+    parts = []
+    if comments:
+        parts.append(f"{comments} new comment{'s' if comments != 1 else ''}")
+    if len(items) - comments:
+        new_posts = len(items) - comments
+        parts.append(f"{new_posts} new post{'s' if new_posts != 1 else ''}")
+    where = (f' on "{items[0]["post_title"]}"' if len(posts) == 1 and items[0]["post_title"]
+             else f" on {len(posts)} posts" if len(posts) > 1 else "")
+    subscriptions = sorted({member.subscription for member in notice.digest})
+    single = next(iter(posts.values())) if len(posts) == 1 else None
+    return {
+        "notice": notice,
+        "digest_id": notice.notification_id,
+        "count": len(items),
+        "items": items,
+        "posts": list(posts.values()),
+        "subscriptions": subscriptions,
+        "subscription": notice.subscription,
+        "channel": notice.channel,
+        "headline": " and ".join(parts) + where,
+        "link": (single["link"] if single else "") or (items[0]["feed_url"] if items else ""),
     }
 
 
@@ -266,6 +320,8 @@ def headline(notice: Notice, *, author: str, post_title: str, parent_author: str
         title = entry.title or post_title
         by = f" by {entry.author}" if entry.author else ""
         return f'New post{by}: "{title}"' if title else f"New post{by} on {notice.feed_title}"
+    if notice.revision > 0:
+        return f"Edited comment by {author}{on}"
     if notice.is_reply:
         to = f" to {parent_author}" if parent_author else ""
         return f"Reply by {author}{to}{on}"

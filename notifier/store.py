@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from notifier.models import Entry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 _CHUNK = 500  # bound on parameters per statement (SQLite allows 32766; stay far below)
 
 metadata = sa.MetaData()
@@ -41,6 +41,9 @@ feeds = sa.Table(
     sa.Column("api_root", sa.Text),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
+    # Digest of the last body parsed: an identical body is not parsed again, which matters
+    # for feeds whose validators cannot be trusted and are fetched in full every time.
+    sa.Column("body_hash", sa.String(64)),
     sa.Column("interval", sa.Float, nullable=False),
     sa.Column("next_due", sa.Float, nullable=False),
     sa.Column("last_polled", sa.Float),
@@ -54,6 +57,10 @@ feeds = sa.Table(
     sa.Column("lease_until", sa.Float),
     sa.Column("lease_token", sa.Integer, nullable=False, server_default="0"),
     sa.Column("created", sa.Float, nullable=False),
+    # Migration 2 (threads): the WordPress post a per-post comment feed belongs to, for REST
+    # backfill, and when the feed is next read in full (without validators, through REST).
+    sa.Column("post_id", sa.Text),
+    sa.Column("rescan_due", sa.Float),
 )
 
 subscriptions = sa.Table(
@@ -88,7 +95,22 @@ entries = sa.Table(
     sa.Column("parent_author", sa.Text, nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("first_seen", sa.Float, nullable=False),
+    # Migration 2: edits counted (the outbox's revision), and the commenter's email hash.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("author_hash", sa.Text, nullable=False, server_default=""),
     sa.UniqueConstraint("feed_id", "key", name="uq_entries_feed_key"),
+)
+
+thread_feeds = sa.Table(
+    # `watch: threads`: the comment feeds of recent posts a subscription follows besides its
+    # posts feed. `quiet` marks a feed that joined with the subscription's own baseline, so its
+    # first poll records what exists instead of reporting it.
+    "thread_feeds", metadata,
+    sa.Column("subscription", sa.String(100), primary_key=True),
+    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id"), primary_key=True),
+    sa.Column("post_key", sa.Text, nullable=False),
+    sa.Column("post_published", sa.Float),
+    sa.Column("quiet", sa.Boolean, nullable=False),
 )
 sa.Index("ix_entries_key", entries.c.key)
 
@@ -102,17 +124,23 @@ outbox = sa.Table(
     sa.Column("entry_key", sa.Text, nullable=False),
     sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("status", sa.String(16), nullable=False),  # queued | sent | dead
+    sa.Column("status", sa.String(16), nullable=False),  # queued | held | sent | dead
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("next_attempt", sa.Float, nullable=False),
     sa.Column("claimed_until", sa.Float),
     sa.Column("created", sa.Float, nullable=False),
     sa.Column("sent_at", sa.Float),
     sa.Column("last_error", sa.Text),
+    # Migration 3 (digests): when a held row was released, and the digest message it went
+    # (or goes) out in. A digest's members are written before it is sent, so a digest cut
+    # short by a crash is sent again whole, with the same id.
+    sa.Column("held_until", sa.Float),
+    sa.Column("digest_id", sa.String(64)),
     # One message per comment per destination, even when several subscriptions match it.
     sa.UniqueConstraint("channel", "entry_key", "revision", name="uq_outbox_once"),
 )
 sa.Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt)
+ix_outbox_digest = sa.Index("ix_outbox_digest", outbox.c.digest_id)
 
 channel_state = sa.Table(
     "channel_state", metadata,
@@ -149,12 +177,16 @@ class FeedState:
     api_root: str | None
     etag: str | None
     last_modified: str | None
+    body_hash: str | None
     interval: float
     next_due: float
     last_polled: float | None
     last_status: int | None
     last_error: str | None
     error_count: int
+    post_id: str | None = None
+    rescan_due: float | None = None
+    entries_seen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +200,30 @@ class QueuedNotice:
     missing: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ThreadLink:
+    """`watch: threads`: one post's comment feed that a subscription follows."""
+
+    subscription: str
+    url: str
+    post_key: str
+    published: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadUpdate:
+    """What a posts-feed poll says about one `watch: threads` subscription's thread feeds.
+
+    `links` join (quietly, recording a baseline, when `quiet`: the subscription's own first
+    poll); links to posts published before `retire_before` are dropped.
+    """
+
+    subscription: str
+    links: Sequence[ThreadLink]
+    retire_before: float
+    quiet: bool
+
+
 @dataclass(slots=True)
 class PollRecord:
     """Everything one poll of one feed changes, written in one transaction with its batch."""
@@ -179,12 +235,17 @@ class PollRecord:
     error: str | None = None
     etag: str | None = None
     last_modified: str | None = None
+    body_hash: str | None = None
     new_url: str | None = None
     title: str | None = None
     new_entries: Sequence[Entry] = ()
     changed_entries: Sequence[Entry] = ()
     baselines: Sequence[str] = ()
     notices: Sequence[QueuedNotice] = ()
+    post_id: str | None = None  # learnt from this poll's answer; None keeps the stored one
+    rescan_due: float | None = None  # set when this poll was (or began) a full rescan
+    threads: Sequence[ThreadUpdate] = ()
+    settle_thread: bool = False  # this poll was the quiet baseline of a followed thread feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,17 +260,29 @@ class OutboxItem:
     entry: Entry
     feed_title: str
     feed_url: str
+    revision: int = 0  # > 0: the notification reports an edit of the entry
+    held_until: float | None = None  # set once the row was held for a digest or quiet hours
+    digest_id: str | None = None  # the digest message it is part of
+
+    @property
+    def age_from(self) -> float:
+        """Where `give_up_after` counts from: a digest's wait is not a delivery failure."""
+        return max(self.created, self.held_until or 0.0)
 
 
 @dataclass(slots=True)
 class ChannelStats:
     queued: int = 0
+    held: int = 0  # waiting for a digest time or the end of quiet hours
     sent: int = 0
     failed: int = 0  # queued rows that have failed at least once
     dead: int = 0
     last_error: str | None = None
     last_sent: float | None = None
     disabled_reason: str | None = None
+    next_release: float | None = None  # when the earliest held row goes out
+    digests: int = 0  # digest messages sent
+    in_digests: int = 0  # notifications sent as part of those
 
 
 @dataclass(slots=True)
@@ -243,7 +316,7 @@ def _entry_row(entry: Entry) -> dict[str, Any]:
         "content_text": entry.content_text, "post_key": entry.post_key,
         "post_title": entry.post_title, "post_link": entry.post_link,
         "parent_key": entry.parent_key, "parent_author": entry.parent_author,
-        "content_hash": entry.content_hash,
+        "content_hash": entry.content_hash, "author_hash": entry.author_hash,
     }
 
 
@@ -254,7 +327,7 @@ def _row_entry(row: Any) -> Entry:
         link=row.link, content_html=row.content_html, content_text=row.content_text,
         post_key=row.post_key, post_title=row.post_title, post_link=row.post_link,
         parent_key=row.parent_key, parent_author=row.parent_author,
-        content_hash=row.content_hash,
+        content_hash=row.content_hash, author_hash=row.author_hash,
     )
 
 
@@ -408,14 +481,45 @@ class Store:
     def seen_entries(self, wanted: Mapping[int, Sequence[str]]) -> dict[int, dict[str, str]]:
         """For each feed, which of these keys it has stored, with their content hashes."""
         out: dict[int, dict[str, str]] = {feed_id: {} for feed_id in wanted}
+        pairs = {(feed_id, key) for feed_id, keys in wanted.items() for key in keys}
+        feed_ids = sorted(wanted)
+        keys = sorted({key for _, key in pairs})
+        # One query per chunk of keys for the whole batch, not one per feed.
         with self.engine.connect() as conn:
-            for feed_id, keys in wanted.items():
-                for chunk in _chunks(list(keys)):
-                    query = sa.select(entries.c.key, entries.c.content_hash).where(
-                        entries.c.feed_id == feed_id, entries.c.key.in_(chunk))
-                    out[feed_id].update({row.key: row.content_hash
-                                         for row in conn.execute(query)})
+            for feed_chunk in _chunks(feed_ids):
+                for key_chunk in _chunks(keys):
+                    query = sa.select(entries.c.feed_id, entries.c.key, entries.c.content_hash
+                                      ).where(entries.c.feed_id.in_(feed_chunk),
+                                              entries.c.key.in_(key_chunk))
+                    for row in conn.execute(query):
+                        if (row.feed_id, row.key) in pairs:
+                            out[row.feed_id][row.key] = row.content_hash
         return out
+
+    def entry_revisions(self, feed_id: int, keys: Iterable[str]) -> dict[str, int]:
+        """How many edits of each stored entry were seen: the next edit is reported as +1."""
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(keys))):
+                query = sa.select(entries.c.key, entries.c.revision).where(
+                    entries.c.feed_id == feed_id, entries.c.key.in_(chunk))
+                out.update({row.key: int(row.revision) for row in conn.execute(query)})
+        return out
+
+    def newest_entry_time(self, feed_id: int) -> float | None:
+        """When the newest stored entry of a feed was published: a gap lies after it."""
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(entries.c.published))
+                                 .where(entries.c.feed_id == feed_id)).scalar()
+        return float(value) if value is not None else None
+
+    def comment_keys(self, feed_id: int, limit: int = 1) -> list[str]:
+        """A few stored comment keys of a feed: a REST rescan keys its results like them."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                sa.select(entries.c.key).where(entries.c.feed_id == feed_id,
+                                               entries.c.kind == "comment")
+                .order_by(entries.c.id.desc()).limit(limit)).scalars())
 
     def has_entries(self, feed_ids: Iterable[int]) -> set[int]:
         wanted = sorted(set(feed_ids))
@@ -454,10 +558,16 @@ class Store:
             values["error_count"] = 0
             values["etag"] = record.etag
             values["last_modified"] = record.last_modified
+            if record.body_hash:
+                values["body_hash"] = record.body_hash
         else:
             values["error_count"] = feeds.c.error_count + 1
         if record.title:
             values["title"] = record.title
+        if record.post_id:
+            values["post_id"] = record.post_id
+        if record.rescan_due is not None:
+            values["rescan_due"] = record.rescan_due
         if record.new_url:
             taken = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == record.new_url)
                                  ).scalar()
@@ -474,7 +584,13 @@ class Store:
         for entry in record.changed_entries:
             conn.execute(entries.update().where(
                 entries.c.feed_id == record.feed_id, entries.c.key == entry.key,
-            ).values(**{k: v for k, v in _entry_row(entry).items() if k != "key"}))
+            ).values(revision=entries.c.revision + 1,
+                     **{k: v for k, v in _entry_row(entry).items() if k != "key"}))
+        for update in record.threads:
+            self._update_threads(conn, update, record.polled_at)
+        if record.settle_thread:
+            conn.execute(thread_feeds.update().where(thread_feeds.c.feed_id == record.feed_id)
+                         .values(quiet=False))
         if record.baselines:
             conn.execute(subscriptions.update().where(
                 subscriptions.c.name.in_(list(record.baselines)),
@@ -501,23 +617,73 @@ class Store:
             self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id), rows)
         return len(inserted.all())
 
+    def _update_threads(self, conn: Connection, update: ThreadUpdate, now: float) -> None:
+        site = conn.execute(
+            sa.select(feeds.c.interval, feeds.c.api_root)
+            .join(subscriptions, subscriptions.c.feed_id == feeds.c.id)
+            .where(subscriptions.c.name == update.subscription)).first()
+        interval = float(site.interval) if site is not None else 600.0
+        api_root = site.api_root if site is not None else None
+        following = set(conn.execute(sa.select(thread_feeds.c.feed_id).where(
+            thread_feeds.c.subscription == update.subscription)).scalars())
+        for link in update.links:
+            feed_id = self._feed_id(conn, link.url, interval, now)
+            if api_root:  # the same site: its REST API backfills each thread
+                conn.execute(feeds.update().where(feeds.c.id == feed_id,
+                                                  feeds.c.api_root.is_(None))
+                             .values(api_root=api_root))
+            if feed_id not in following:
+                following.add(feed_id)
+                conn.execute(thread_feeds.insert().values(
+                    subscription=update.subscription, feed_id=feed_id, post_key=link.post_key,
+                    post_published=link.published, quiet=update.quiet))
+        conn.execute(thread_feeds.delete().where(
+            thread_feeds.c.subscription == update.subscription,
+            thread_feeds.c.post_published < update.retire_before))
+
+    def thread_feeds(self) -> dict[int, dict[str, bool]]:
+        """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
+        out: dict[int, dict[str, bool]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(thread_feeds)):
+                out.setdefault(int(row.feed_id), {})[row.subscription] = bool(row.quiet)
+        return out
+
     # --- outbox --------------------------------------------------------------------------
 
     def claim_due(self, now: float, limit: int, lease: float = 300.0,
                   channels: Iterable[str] | None = None) -> list[OutboxItem]:
-        """Take queued notifications whose time has come, oldest first, for `lease` seconds."""
+        """Take queued notifications whose time has come, oldest first, for `lease` seconds.
+
+        Held rows whose release time has come are taken too: the caller gathers them into
+        a digest.
+        """
         query = (
-            sa.select(outbox, entries, feeds.c.title.label("feed_title"),
-                      feeds.c.url.label("feed_url"))
-            .select_from(outbox.join(entries, outbox.c.entry_id == entries.c.id)
-                         .join(feeds, entries.c.feed_id == feeds.c.id))
-            .where(outbox.c.status == "queued", outbox.c.next_attempt <= now,
+            _outbox_select()
+            .where(outbox.c.status.in_(_WAITING), outbox.c.next_attempt <= now,
                    sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now))
             .order_by(outbox.c.next_attempt, entries.c.published, outbox.c.id)
             .limit(limit)
         )
         if channels is not None:
             query = query.where(outbox.c.channel.in_(list(channels)))
+        return self._claim(query, now, lease)
+
+    def claim_digest_members(self, digest_ids: Iterable[str], now: float,
+                             lease: float = 300.0) -> list[OutboxItem]:
+        """The unsent, unclaimed rest of these digests: a digest is always sent whole."""
+        wanted = sorted(set(digest_ids))
+        items: list[OutboxItem] = []
+        for chunk in _chunks(wanted):
+            query = (_outbox_select()
+                     .where(outbox.c.digest_id.in_(chunk), outbox.c.status.in_(_WAITING),
+                            sa.or_(outbox.c.claimed_until.is_(None),
+                                   outbox.c.claimed_until < now))
+                     .order_by(entries.c.published, outbox.c.id))
+            items += self._claim(query, now, lease)
+        return items
+
+    def _claim(self, query: Any, now: float, lease: float) -> list[OutboxItem]:
         with self.engine.begin() as conn:
             rows = conn.execute(query).all()
             ids = [row.id for row in rows]
@@ -528,7 +694,27 @@ class Store:
             id=row.id, notification_id=row.notification_id, subscription=row.subscription,
             channel=row.channel, attempts=row.attempts, created=row.created,
             missing=row.missing, entry=_row_entry(row), feed_title=row.feed_title,
-            feed_url=row.feed_url) for row in rows]
+            feed_url=row.feed_url, revision=row.revision, held_until=row.held_until,
+            digest_id=row.digest_id) for row in rows]
+
+    def hold(self, until: Mapping[int, float]) -> None:
+        """Keep claimed rows back until their release time (a digest, quiet hours)."""
+        by_time: dict[float, list[int]] = {}
+        for item_id, when in until.items():
+            by_time.setdefault(when, []).append(item_id)
+        with self.engine.begin() as conn:
+            for when, ids in by_time.items():
+                for chunk in _chunks(ids):
+                    conn.execute(outbox.update().where(outbox.c.id.in_(chunk)).values(
+                        status="held", next_attempt=when, held_until=when,
+                        claimed_until=None))
+
+    def assign_digest(self, digest_id: str, item_ids: Sequence[int]) -> None:
+        """Make rows members of one digest message, before it is sent (see the table)."""
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(item_ids)):
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk))
+                             .values(digest_id=digest_id, status="queued"))
 
     def release_claims(self) -> None:
         """Forget claims left by a process that died; only safe when no other node runs."""
@@ -536,14 +722,16 @@ class Store:
             conn.execute(outbox.update().where(outbox.c.claimed_until.is_not(None))
                          .values(claimed_until=None))
 
-    def mark_sent(self, item_id: int, now: float) -> None:
+    def mark_sent(self, item_ids: int | Sequence[int], now: float) -> None:
+        """Record acceptance; several ids (a digest's members) in one transaction."""
         with self.engine.begin() as conn:
-            conn.execute(outbox.update().where(outbox.c.id == item_id).values(
-                status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
-                claimed_until=None, last_error=None))
+            for chunk in _chunks(_id_list(item_ids)):
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk)).values(
+                    status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
+                    claimed_until=None, last_error=None))
 
-    def mark_failed(self, item_id: int, error: str, next_attempt: float | None,
-                    now: float) -> None:
+    def mark_failed(self, item_ids: int | Sequence[int], error: str,
+                    next_attempt: float | None, now: float) -> None:
         """Record a failed attempt; `next_attempt` None means dead-lettered."""
         values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error,
                                   "claimed_until": None}
@@ -552,7 +740,8 @@ class Store:
         else:
             values["next_attempt"] = next_attempt
         with self.engine.begin() as conn:
-            conn.execute(outbox.update().where(outbox.c.id == item_id).values(**values))
+            for chunk in _chunks(_id_list(item_ids)):
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk)).values(**values))
 
     def release(self, item_ids: Sequence[int]) -> None:
         """Give back claimed rows that were not attempted (shutdown, disabled channel)."""
@@ -589,7 +778,7 @@ class Store:
     def pending_count(self, now: float) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
-                outbox.c.status == "queued", outbox.c.next_attempt <= now)).scalar() or 0)
+                outbox.c.status.in_(_WAITING), outbox.c.next_attempt <= now)).scalar() or 0)
 
     # --- status --------------------------------------------------------------------------
 
@@ -603,11 +792,23 @@ class Store:
         with self.engine.connect() as conn:
             for channel, status, count, failing, last_sent in conn.execute(query):
                 entry = stats.setdefault(channel, ChannelStats())
-                if status in ("queued", "sent", "dead"):
+                if status in ("queued", "held", "sent", "dead"):
                     setattr(entry, status, int(count))
                 entry.failed += int(failing or 0)
                 if last_sent is not None:
                     entry.last_sent = float(last_sent)
+            digests = sa.select(
+                outbox.c.channel, sa.func.count(sa.distinct(outbox.c.digest_id)),
+                sa.func.count()).where(outbox.c.status == "sent",
+                                       outbox.c.digest_id.is_not(None)
+                                       ).group_by(outbox.c.channel)
+            for channel, messages, members in conn.execute(digests):
+                entry = stats.setdefault(channel, ChannelStats())
+                entry.digests, entry.in_digests = int(messages), int(members)
+            releases = sa.select(outbox.c.channel, sa.func.min(outbox.c.next_attempt)).where(
+                outbox.c.status == "held").group_by(outbox.c.channel)
+            for channel, release in conn.execute(releases):
+                stats.setdefault(channel, ChannelStats()).next_release = float(release)
             errors = sa.select(outbox.c.channel, outbox.c.last_error).where(
                 outbox.c.last_error.is_not(None)).order_by(outbox.c.id.desc()).limit(1000)
             for channel, error in conn.execute(errors):
@@ -627,7 +828,27 @@ class Store:
             for row in conn.execute(sa.select(subscriptions.c.name, subscriptions.c.feed_id)):
                 if row.feed_id in health:
                     health[row.feed_id].subscriptions.append(row.name)
+            for row in conn.execute(sa.select(thread_feeds.c.subscription,
+                                              thread_feeds.c.feed_id)):
+                if row.feed_id in health:
+                    health[row.feed_id].subscriptions.append(f"{row.subscription} (thread)")
         return sorted(health.values(), key=lambda h: h.url)
+
+
+_WAITING = ("queued", "held")
+"""Statuses of rows not yet delivered nor given up on."""
+
+
+def _outbox_select() -> Any:
+    """Outbox rows with everything rendering needs: the entry and its feed."""
+    return (sa.select(outbox, entries, feeds.c.title.label("feed_title"),
+                      feeds.c.url.label("feed_url"))
+            .select_from(outbox.join(entries, outbox.c.entry_id == entries.c.id)
+                         .join(feeds, entries.c.feed_id == feeds.c.id)))
+
+
+def _id_list(ids: int | Sequence[int]) -> list[int]:
+    return [ids] if isinstance(ids, int) else list(ids)
 
 
 def new_notification_id() -> str:
@@ -638,16 +859,49 @@ def new_notification_id() -> str:
 def _feed_state(row: Any) -> FeedState:
     return FeedState(
         id=row.id, url=row.url, title=row.title, api_root=row.api_root, etag=row.etag,
-        last_modified=row.last_modified, interval=row.interval, next_due=row.next_due,
+        last_modified=row.last_modified, body_hash=row.body_hash,
+        interval=row.interval, next_due=row.next_due,
         last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
-        error_count=row.error_count)
+        error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
+        entries_seen=row.entries_seen)
 
 
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[feeds, subscriptions, entries, outbox, channel_state])
 
 
-_MIGRATIONS = [_migration_1]
+def _add_missing_columns(conn: Connection, table: sa.Table, names: Sequence[str]) -> None:
+    """ALTER TABLE ADD COLUMN for each declared column the database lacks.
+
+    Only where missing, because a database created by this version's `_migration_1` already
+    has every column (it creates the tables as currently declared).
+    """
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        kind = column.type.compile(dialect=conn.dialect)
+        server_default = getattr(column.server_default, "arg", None)
+        default = f" NOT NULL DEFAULT '{server_default}'" if server_default is not None else ""
+        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{default}"))
+
+
+def _migration_2(conn: Connection) -> None:
+    """Thread intelligence: rescans, REST backfill, edits, email hashes, `watch: threads`;
+    and the digest of the last body parsed, so an identical body is not parsed again."""
+    _add_missing_columns(conn, feeds, ("post_id", "rescan_due", "body_hash"))
+    _add_missing_columns(conn, entries, ("revision", "author_hash"))
+    metadata.create_all(conn, tables=[thread_feeds])
+
+
+def _migration_3(conn: Connection) -> None:
+    """Digests and quiet hours: held rows and digest membership in the outbox."""
+    _add_missing_columns(conn, outbox, ("held_until", "digest_id"))
+    ix_outbox_digest.create(conn, checkfirst=True)
+
+
+_MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 
 
 def _make_engine(url: str) -> Engine:

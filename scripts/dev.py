@@ -46,7 +46,9 @@ def main(argv: list[str]) -> int:
     if command == "run":
         ensure_venv("")
         args = rest or ["-c", str(ROOT / "config.example.yaml")]
-        return subprocess.call([str(BIN / "notifier"), "run", *args], cwd=ROOT)
+        # Become the daemon, so Ctrl-C and SIGTERM reach it directly.
+        os.chdir(ROOT)
+        os.execv(str(BIN / "notifier"), [str(BIN / "notifier"), "run", *args])
     if command == "test":
         ensure_venv("test,postgres")
         # Linters first, so the test runner's summary is the last thing printed.

@@ -7,10 +7,7 @@ import base64
 import hashlib
 import hmac
 import logging
-import shutil
-import ssl
-import subprocess
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,10 +33,13 @@ from notifier.channels.base import (
 )
 from notifier.channels.console import SEPARATOR, ConsoleChannel
 from notifier.channels.email import EmailChannel, EmailConfig
+from notifier.channels.matrix import MatrixChannel
+from notifier.channels.ntfy import NtfyChannel
+from notifier.channels.telegram import TelegramChannel
 from notifier.channels.webhook import WebhookChannel, discord_content, fit, sign, slack_text
 from notifier.models import Entry, Notice
 from notifier.render import Renderer
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, make_certificate
 from tests.support.webhook_receiver import WebhookReceiver
 
 T = TypeVar("T")
@@ -97,14 +97,16 @@ async def failure_of(ch: Channel, item: Notice) -> DeliveryError:
 # --- registry -------------------------------------------------------------------------------
 
 
-def test_registry_knows_the_three_kinds() -> None:
-    expected = {"console": ConsoleChannel, "email": EmailChannel, "webhook": WebhookChannel}
+def test_registry_knows_every_kind() -> None:
+    expected = {"console": ConsoleChannel, "email": EmailChannel, "webhook": WebhookChannel,
+                "matrix": MatrixChannel, "telegram": TelegramChannel, "ntfy": NtfyChannel}
     assert expected == CHANNEL_KINDS
     assert channel_config_type("email") is EmailConfig
     with pytest.raises(KeyError) as caught:
         channel_config_type("pager")
     assert isinstance(caught.value, UnknownChannelKind)
-    assert str(caught.value) == "unknown channel type 'pager'; known types: console, email, webhook"
+    assert str(caught.value) == ("unknown channel type 'pager'; known types: console, email, "
+                                 "webhook, matrix, telegram, ntfy")
 
 
 def test_build_channel_refuses_a_config_of_another_kind() -> None:
@@ -142,17 +144,37 @@ def email_body(port: int | None, **smtp: Any) -> dict[str, Any]:
             "smtp": {"host": "127.0.0.1", "port": port, "security": "none", **smtp}}
 
 
-def test_email_message_is_complete_and_safe(smtp_server: SmtpServer) -> None:
+@pytest.fixture(params=["plain", "starttls-login"])
+def mail_server(request: pytest.FixtureRequest,
+                tmp_path: Path) -> Iterator[tuple[SmtpServer, dict[str, Any]]]:
+    """A bare server, and a submission server as real setups have one: STARTTLS and a
+    login both required. Yields the server and the `smtp:` settings that reach it."""
+    if request.param == "plain":
+        with SmtpServer() as server:
+            yield server, {}
+        return
+    certificate = request.getfixturevalue("certificate")
+    with SmtpServer(tls="starttls", certificate=certificate,
+                    users={"notifier": "s3cret!"}) as server:
+        yield server, {"security": "starttls", "ca_file": str(certificate[0]),
+                       "username": "notifier", "password": "s3cret!"}
+
+
+def test_email_message_is_complete_and_safe(
+        mail_server: tuple[SmtpServer, dict[str, Any]]) -> None:
+    smtp_server, settings = mail_server
     first, second = make_notice(5, parent=PARENT), make_notice(6)
 
     async def send(context: ChannelContext) -> None:
-        ch = channel(context, email_body(smtp_server.port))
+        ch = channel(context, email_body(smtp_server.port, **settings))
         await ch.send(first)
         await ch.send(second)
         await ch.send(make_notice(7, post=OTHER_POST))
 
     run(send)
     mails = smtp_server.wait_for(3)
+    # Each send is a batch of its own: one connection, one login over TLS.
+    assert smtp_server.logins == ([("PLAIN", "notifier")] * 3 if settings else [])
     mail = mails[0]
     assert mail.get_content_type() == "multipart/alternative"
     assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
@@ -241,38 +263,20 @@ def test_email_starttls_not_offered_sends_nothing(smtp_server: SmtpServer) -> No
     assert smtp_server.messages == [] and smtp_server.rejections == []
 
 
-class TlsSmtpServer(SmtpServer):
-    """The support server with a certificate: STARTTLS offered, or TLS from the first byte."""
-
-    def __init__(self, cert: Path, key: Path, *, implicit: bool) -> None:
-        super().__init__()
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert, key)
-        self.implicit = implicit
-
-    def _controller_kwargs(self) -> dict[str, Any]:
-        extra = {"ssl_context": self.context} if self.implicit else \
-            {"tls_context": self.context, "require_starttls": True}
-        return {**super()._controller_kwargs(), **extra}
-
-
 @pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1: the private CA a small setup would use."""
-    if shutil.which("openssl") is None:
+    made = make_certificate(tmp_path)
+    if made is None:
         pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "ca.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
+    return made
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_email_over_tls_with_a_private_ca(tmp_path: Path, certificate: tuple[Path, Path],
                                           security: str) -> None:
-    with TlsSmtpServer(*certificate, implicit=security == "tls") as server:
+    tls: Any = "implicit" if security == "tls" else "starttls"
+    with SmtpServer(tls=tls, certificate=certificate) as server:
         async def send(context: ChannelContext) -> DeliveryError | None:
             trusted = channel(context, email_body(server.port, security=security,
                                                   ca_file="ca.pem"))
@@ -290,6 +294,119 @@ def test_email_over_tls_with_a_private_ca(tmp_path: Path, certificate: tuple[Pat
         assert isinstance(error, TemporaryFailure)
         assert "TLS certificate not trusted" in str(error)
         assert len(server.messages) == 1
+
+
+@pytest.mark.parametrize(("security", "mechanism"), [("starttls", "PLAIN"), ("tls", "LOGIN")])
+def test_email_logs_in_over_tls(tmp_path: Path, certificate: tuple[Path, Path],
+                                security: str, mechanism: str) -> None:
+    tls: Any = "implicit" if security == "tls" else "starttls"
+    with SmtpServer(tls=tls, certificate=certificate, users={"notifier": "s3cret!"},
+                    mechanisms=(mechanism,)) as server:
+        async def send(context: ChannelContext) -> DeliveryError:
+            good = channel(context, email_body(server.port, security=security,
+                                               ca_file="ca.pem", username="notifier",
+                                               password="s3cret!"))
+            await good.send(make_notice(5))
+            wrong = channel(context, email_body(server.port, security=security,
+                                                ca_file="ca.pem", username="notifier",
+                                                password="hunter2"))
+            return await failure_of(wrong, make_notice(6))
+
+        error = run(send, tmp_path)
+        assert len(server.wait_for(1)) == 1 and len(server.messages) == 1
+        assert server.logins == [(mechanism, "notifier")]
+        # A refused login is the operator's to fix: the message waits, and the error never
+        # shows the password that was tried.
+        assert isinstance(error, TemporaryFailure) and "login refused" in str(error)
+        assert "hunter2" not in str(error)
+
+
+def test_email_starttls_required_but_not_offered_sends_no_password() -> None:
+    """A server that takes a login without offering STARTTLS (a downgrade by someone in
+    between) gets neither the password nor the message."""
+    with SmtpServer(users={"notifier": "s3cret!"}) as server:
+        async def send(context: ChannelContext) -> DeliveryError:
+            ch = channel(context, email_body(server.port, security="starttls",
+                                             host="localhost", username="notifier",
+                                             password="s3cret!"))
+            return await failure_of(ch, make_notice())
+
+        error = run(send)
+        assert isinstance(error, TemporaryFailure) and "does not offer STARTTLS" in str(error)
+        assert server.messages == [] and server.logins == []
+
+
+def test_email_451_then_accepted_on_the_retry(smtp_server: SmtpServer) -> None:
+    smtp_server.fail_next(451, "Greylisted, come back later")
+    item = make_notice()
+
+    async def send(context: ChannelContext) -> DeliveryError:
+        ch = channel(context, email_body(smtp_server.port))
+        first = await failure_of(ch, item)
+        await ch.send(item)
+        return first
+
+    first = run(send)
+    assert isinstance(first, TemporaryFailure) and "451 Greylisted" in str(first)
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["Message-ID"] == f"<{item.notification_id}@example.org>"
+    assert len(smtp_server.rejections) == 1
+
+
+def test_email_feed_text_cannot_add_a_header(smtp_server: SmtpServer) -> None:
+    """CR/LF in an author name or a post title must not become a Bcc (or any header)."""
+    sneaky = replace(make_notice(), entry=replace(
+        make_notice().entry, author="Eve\r\nBcc: victim@example.org",
+        post_title="Title\nX-Injected: yes\r\n\r\nbody"))
+
+    async def send(context: ChannelContext) -> None:
+        await channel(context, email_body(smtp_server.port)).send(sneaky)
+
+    run(send)
+    (mail,) = smtp_server.wait_for(1)
+    assert mail["Bcc"] is None and mail["X-Injected"] is None
+    assert mail.rcpt_tos == ("reader@example.org",)
+    assert "\n" not in mail["Subject"] and "Bcc: victim@example.org" in mail["Subject"]
+    head = mail.raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nBcc:" not in head and b"\r\nX-Injected:" not in head
+
+
+@pytest.mark.parametrize(("address", "one_click"), [
+    ("https://blog.example.org/notifier/unsubscribe?token=" + "a" * 80, True),
+    ("mailto:unsubscribe@example.org?subject=stop", False),
+])
+def test_email_list_unsubscribe(smtp_server: SmtpServer, address: str,
+                                one_click: bool) -> None:
+    async def send(context: ChannelContext) -> None:
+        body = {**email_body(smtp_server.port), "list_unsubscribe": address}
+        await channel(context, body).send(make_notice())
+
+    run(send)
+    (mail,) = smtp_server.wait_for(1)
+    # One line as written, never folded into encoded words a mail client cannot read.
+    assert f"\r\nList-Unsubscribe: <{address}>\r\n".encode() in mail.raw
+    expected = "List-Unsubscribe=One-Click" if one_click else None
+    assert mail["List-Unsubscribe-Post"] == expected
+
+
+def test_email_list_unsubscribe_is_checked() -> None:
+    for bad in ["http://blog.example.org/unsub", "mailto:not-an-address",
+                "https://x.example.org/u\r\nBcc: v@example.org", "javascript:alert(1)",
+                "https://x.example.org/a>, <https://evil.test/"]:
+        with pytest.raises(ValidationError):
+            EmailConfig.model_validate({**email_body(25), "list_unsubscribe": bad})
+    assert "List-Unsubscribe" not in channel_less_message()
+
+
+def channel_less_message() -> str:
+    """The headers of a message from a channel without `list_unsubscribe`."""
+    config = EmailConfig.model_validate(email_body(25))
+
+    async def build(context: ChannelContext) -> str:
+        ch = EmailChannel("out", config, context)
+        return str(ch.build_message(make_notice()))
+
+    return run(build).split("\n\n", 1)[0]
 
 
 def test_email_batch_uses_one_connection_and_survives_a_refusal(
@@ -593,7 +710,7 @@ def test_webhook_config_checks() -> None:
     assert WebhookChannel.summarize(config) == "webhook (slack) to https://hooks.slack.test/…"
     for body in [
         hook("ftp://x.test/"),
-        hook(url, format="teams"),
+        hook(url, format="msteams"),
         hook(url, format="slack", secret=SECRET),  # chat platforms do not verify
         hook(url, secret="whsec_not base64!"),
         hook(url, secret="whsec_c2hvcnQ="),  # too short

@@ -115,7 +115,7 @@ def test_env_value_cannot_change_structure(tmp_path: Path) -> None:
     ("unknown channel type", lambda t: t.replace("type: webhook", "type: pager"),
      ":12: channels.team.type: unknown channel type 'pager'; known types: console"),
     ("bad watch value", lambda t: t.replace("watch: posts", "watch: post"),
-     ":18: subscriptions[0].watch: Input should be 'posts' or 'comments' (got 'post')"),
+     ":18: subscriptions[0].watch: Input should be 'posts', 'comments' or 'threads' (got 'post')"),
     ("duplicate subscription name", lambda t: t.replace("name: the-thread", "name: new-posts"),
      ":20: subscriptions[1].name: subscription name 'new-posts' is already used by "
      "subscriptions[0]"),
@@ -137,6 +137,27 @@ def test_env_value_cannot_change_structure(tmp_path: Path) -> None:
      ":19: subscriptions[0].templates.subject: template file 'no.j2' does not exist"),
     ("negative backfill", lambda t: t.replace("interval: 10m", "interval: 10m\n  backfill: -1"),
      ":4: defaults.backfill: Input should be greater than or equal to 0"),
+    ("bad rescan", lambda t: t.replace("interval: 10m", "interval: 10m\n  rescan: often"),
+     ":4: defaults.rescan: 'often' is not a duration"),
+    ("include_subthread without replies_to",
+     lambda t: t.replace("    watch: comments\n    notify: [me, team]",
+                         "    watch: comments\n    include_subthread: true\n"
+                         "    notify: [me, team]"),
+     ":23: subscriptions[1].include_subthread: include_subthread needs replies_to"),
+    ("threads_max_age without watch threads",
+     lambda t: t.replace("    watch: posts\n", "    watch: posts\n    threads_max_age: 7d\n"),
+     ":19: subscriptions[0].threads_max_age: threads_max_age needs watch: threads"),
+    ("notify_edits on posts",
+     lambda t: t.replace("    watch: posts\n", "    watch: posts\n    notify_edits: true\n"),
+     ":19: subscriptions[0].notify_edits: notify_edits is for comments"),
+    ("replies_to neither name nor email",
+     lambda t: t.replace('replies_to: ["East Side Boy"]',
+                         'replies_to: ["East Side Boy", "me@home"]'),
+     ":27: subscriptions[2].replies_to[1]: 'me@home' is neither a name nor an email address"),
+    ("exclude_self not a boolean",
+     lambda t: t.replace('replies_to: ["East Side Boy"]',
+                         'replies_to: ["East Side Boy"]\n    exclude_self: sometimes'),
+     ":28: subscriptions[2].exclude_self: Input should be a valid boolean"),
 ])
 def test_broken_config_is_reported_precisely(tmp_path: Path, name: str, edit: object,
                                              expected: str) -> None:
@@ -145,6 +166,40 @@ def test_broken_config_is_reported_precisely(tmp_path: Path, name: str, edit: ob
     message = problems(tmp_path, edit(GOOD), env)
     assert expected in message, message
     assert message.startswith(str(tmp_path / "notifier.yaml") + ":")
+
+
+def test_thread_keys_are_typed_with_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    text = GOOD.replace("interval: 10m", "interval: 10m\n  rescan: 2h\n  threads_max_age: 14d")
+    text += """\
+  - name: whole-site
+    url: https://blog.example.org/
+    watch: threads
+    threads_max_age: 3d
+    rescan: 30m
+    replies_to: [me@example.org, "https://me.example.org/"]
+    include_subthread: true
+    exclude_self: false
+    notify_edits: true
+    notify: [me]
+"""
+    config = load_config(write(tmp_path, text), ENV)
+    site = config.subscription("whole-site")
+    thread = config.subscription("the-thread")
+    assert site is not None and thread is not None
+    assert (config.rescan(site), config.threads_max_age(site)) == (1800.0, 3 * 86400.0)
+    assert (config.rescan(thread), config.threads_max_age(thread)) == (7200.0, 14 * 86400.0)
+    assert site.include_subthread and site.notify_edits and not site.exclude_self
+    assert thread.exclude_self and not thread.notify_edits and not thread.include_subthread
+    # `check` shows what they mean.
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    assert main(["check", "-c", str(tmp_path / "notifier.yaml")]) == 0
+    (line,) = [li for li in capsys.readouterr().out.splitlines() if "whole-site:" in li]
+    for shown in ("threads of https://blog.example.org/", "replies (and their subthreads) to "
+                  "me@example.org, https://me.example.org/", "their own comments too",
+                  "posts of the last 3d", "edits too", "rescan every 30m"):
+        assert shown in line, line
 
 
 def test_all_problems_are_listed_together(tmp_path: Path) -> None:

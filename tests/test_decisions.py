@@ -135,8 +135,11 @@ def test_retry_ladders_and_dead_letter() -> None:
     delays = [after_failure(WEBHOOK_RETRY, attempts=n, created=0, now=0, rng=rng).retry_at
               for n in range(1, 7)]
     assert all(d is not None for d in delays)
-    assert 4.5 <= (delays[0] or 0) <= 5.5 and 27 <= (delays[1] or 0) <= 33
-    assert 32000 <= (delays[-1] or 0) <= 36000 * 1.1
+    ladder = [5, 300, 1800, 7200, 18000, 36000]  # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h
+    assert all(0.9 * want <= (got or 0) <= 1.1 * want for got, want in zip(delays, ladder,
+                                                                           strict=True))
+    tenth = after_failure(WEBHOOK_RETRY, attempts=10, created=0, now=0, rng=rng).retry_at
+    assert tenth is not None and 0.9 * 36000 <= tenth <= 1.1 * 36000
     smtp = after_failure(SMTP_RETRY, attempts=1, created=0, now=0, rng=rng).retry_at
     assert smtp is not None and 270 <= smtp <= 330
     honoured = after_failure(WEBHOOK_RETRY, attempts=1, created=0, now=0, retry_after=120)

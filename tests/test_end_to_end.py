@@ -125,6 +125,7 @@ def test_new_comment_reaches_email_and_chat_once(
     assert posts and all("if-none-match" in r.headers for r in posts)
     assert comments and not any("if-none-match" in r.headers for r in comments)
     assert all("notifier/" in r.headers.get("user-agent", "") for r in posts + comments)
+    assert "200 unchanged" in third.stderr  # the identical body was not parsed again
     time.sleep(0.3)
     assert len(smtp_server.messages) == 1 and len(webhook_receiver.received) == 1
 
@@ -225,3 +226,40 @@ def test_daemon_notices_a_new_comment_and_stops_on_sigterm(
     assert "stopped" in err
     assert len(smtp_server.messages) == 1
     assert "Markup Tester" in smtp_server.messages[0]["Subject"]
+
+
+def test_one_bad_feed_never_stops_the_others(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    subs = f"""\
+  - name: gone
+    url: {blog_server.origin}/no-such-blog/
+    watch: comments
+    notify: [me]
+  - name: site
+    url: {blog_server.origin}/comments/feed/atom/
+    watch: comments
+    notify: [me]
+  - name: thread
+    url: {blog_server.origin}{POST_PATH}
+    watch: comments
+    notify: [me]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    first = run_once(config)
+    assert first.returncode == 1
+    assert "subscription gone:" in first.stderr and "404" in first.stderr
+
+    blog_server.scenario = "02-markup-comment"
+    blog_server.override("/comments/feed/atom/", status=500, repeat=None)
+    second = run_once(config)
+    assert second.returncode == 1  # the failures are reported ...
+    assert "/comments/feed/atom/: HTTP 500" in second.stderr
+    assert smtp_server.wait_for(1, timeout=10)  # ... and the good thread still delivers
+    assert "Markup Tester" in smtp_server.messages[0]["Subject"]
+
+    status = subprocess.run([sys.executable, "-m", "notifier", "status", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60, check=False, env=_env())
+    assert status.returncode == 0, status.stderr
+    assert "failing x1: HTTP 500" in status.stdout
+    assert f"{POST_PATH}feed/atom/" in status.stdout

@@ -165,6 +165,32 @@ def test_burst_replies_point_at_comment_3() -> None:
     }
 
 
+def test_atom_rss_and_rest_agree_on_the_whole_burst() -> None:
+    """Same keys, posts, parents, authors, dates and content for every comment 20-29.
+
+    The REST keys must equal the feed keys (built from the post's guid), else a backfill
+    would report a comment the feed already reported, under another name.
+    """
+    feeds = ["post-comments.atom.xml", "post-comments.rss2.xml", "comments.atom.xml",
+             "comments.rss2.xml"]
+    sources = {name: by_key(load_feed("03-burst-of-24", name).entries) for name in feeds}
+    rest_pages = [f"rest-comments-post4.page{n}.json" for n in (1, 2, 3)]
+    sources["rest"] = by_key(tuple(
+        e for page in rest_pages for e in parse_wp_rest_comments(
+            (WP / "03-burst-of-24" / page).read_bytes(), post_guid=POST)))
+    window = [f"{POST}#comment-{n}" for n in range(20, 30)]
+
+    def shape(entry: Entry) -> tuple[object, ...]:
+        return (entry.parent_key, entry.post_key, entry.author, entry.published,
+                entry.content_hash, entry.link)
+
+    expected = {key: shape(sources["post-comments.atom.xml"][key]) for key in window}
+    for source, entries in sources.items():
+        assert {key: shape(entries[key]) for key in window} == expected, source
+    assert {k for k in window if expected[k][0] == C3} == {POST + "#comment-20",
+                                                           POST + "#comment-25"}
+
+
 @pytest.mark.parametrize(("scenario", "name"), COMMENT_FEEDS)
 def test_in_reply_to_line_never_reaches_content(scenario: str, name: str) -> None:
     feed = load_feed(scenario, name)

@@ -16,7 +16,14 @@ import pytest
 import sqlalchemy as sa
 
 from notifier.models import Entry
-from notifier.store import PollRecord, QueuedNotice, Store, StoreError
+from notifier.store import (
+    PollRecord,
+    QueuedNotice,
+    Store,
+    StoreError,
+    ThreadLink,
+    ThreadUpdate,
+)
 
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
 
@@ -155,3 +162,88 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(StoreError, match="newer than this notifier"):
         Store(url).migrate()
+
+
+def test_a_version_1_state_is_upgraded_keeping_what_it_saw(tmp_path: Path) -> None:
+    """Migrations 2 and 3 add what came after version 1 to a state written by version 1."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    old = Store(url)
+    old.migrate()
+    feed = setup_feed(old)
+    old.record_polls([record(feed, [entry(1)], [])])
+    old.close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # back to version 1's shape
+        conn.execute(sa.text("DROP INDEX ix_outbox_digest"))
+        for table, column in (("feeds", "post_id"), ("feeds", "rescan_due"),
+                              ("feeds", "body_hash"), ("entries", "revision"),
+                              ("entries", "author_hash"), ("outbox", "held_until"),
+                              ("outbox", "digest_id")):
+            conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN {column}"))
+        conn.execute(sa.text("DROP TABLE thread_feeds"))
+        conn.execute(sa.text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    engine.dispose()
+
+    store = Store(url)
+    store.migrate()
+    assert store.seen_entries({feed: [entry(1).key]}) == {feed: {entry(1).key: "h1hi"}}
+    assert store.entry_revisions(feed, [entry(1).key]) == {entry(1).key: 0}
+    edited = entry(1, "edited")
+    store.record_polls([PollRecord(feed_id=feed, polled_at=3000.0, next_due=3600.0,
+                                   status=200, changed_entries=[edited], post_id="4",
+                                   rescan_due=9000.0)])
+    assert store.entry_revisions(feed, [edited.key]) == {edited.key: 1}
+    state = store.feeds_by_id([feed])[feed]
+    assert (state.post_id, state.rescan_due, state.body_hash) == ("4", 9000.0, None)
+    assert store.thread_feeds() == {}
+    store.close()
+
+
+def test_thread_feeds_join_quietly_at_baseline_and_retire_by_age(store: Store) -> None:
+    site = store.save_discovery("site", "http://blog.test/", "threads",
+                                "http://blog.test/feed/atom/", None, 600.0, 1000.0)
+    old = ThreadLink("site", "http://blog.test/old/feed/atom/", "old", 100.0)
+    new = ThreadLink("site", "http://blog.test/new/feed/atom/", "new", 5000.0)
+    baseline = PollRecord(feed_id=site, polled_at=6000.0, next_due=6600.0, status=200,
+                          threads=[ThreadUpdate("site", [old, new], 50.0, quiet=True)])
+    store.record_polls([baseline])
+    following = store.thread_feeds()
+    assert sorted(following.values(), key=str) == [{"site": True}, {"site": True}]
+    (new_id,) = [fid for fid, s in following.items()
+                 if store.feeds_by_id([fid])[fid].url == new.url]
+    store.record_polls([PollRecord(feed_id=new_id, polled_at=6100.0, next_due=6700.0,
+                                   status=200, settle_thread=True)])
+    later = ThreadLink("site", "http://blog.test/later/feed/atom/", "later", 7000.0)
+    store.record_polls([PollRecord(feed_id=site, polled_at=8000.0, next_due=8600.0,
+                                   status=200,
+                                   threads=[ThreadUpdate("site", [new, later], 1000.0,
+                                                         quiet=False)])])
+    urls = {store.feeds_by_id([fid])[fid].url: quiet
+            for fid, subs in store.thread_feeds().items() for quiet in subs.values()}
+    assert urls == {new.url: False, later.url: False}  # old retired; later joined loud
+
+
+def test_held_rows_digests_and_their_counts(store: Store) -> None:
+    feed = setup_feed(store)
+    es = [entry(n) for n in (1, 2, 3, 4)]
+    store.record_polls([record(feed, es, [QueuedNotice("thread", "me", e.key) for e in es])])
+    a, b, c, d = store.claim_due(3000.0, 10)
+    store.hold({a.id: 5000.0, b.id: 5000.0, c.id: 6000.0})
+    store.release([d.id])
+    assert [i.id for i in store.claim_due(4000.0, 10)] == [d.id]
+    store.mark_failed(d.id, "HTTP 500", 7000.0, 4000.0)
+    stats = store.channel_stats()["me"]
+    assert (stats.queued, stats.held, stats.failed, stats.next_release) == (1, 3, 1, 5000.0)
+    # Released rows come back with the time they were held until; a digest is claimed whole.
+    released = store.claim_due(5000.0, 1)
+    assert [i.held_until for i in released] == [5000.0]
+    store.assign_digest("digest-1", [a.id, b.id])
+    rest = store.claim_digest_members(["digest-1"], 5000.0)
+    assert {i.id for i in released + rest} == {a.id, b.id}
+    assert all(i.digest_id == "digest-1" for i in rest)
+    store.mark_sent([a.id, b.id], 5001.0)
+    stats = store.channel_stats()["me"]
+    assert (stats.held, stats.sent, stats.digests, stats.in_digests) == (1, 2, 1, 2)
+    assert [i.id for i in store.claim_due(7000.0, 10)] == [c.id, d.id]
+    store.mark_failed([c.id, d.id], "HTTP 500", None, 7000.0)
+    assert store.channel_stats()["me"].dead == 2

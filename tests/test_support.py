@@ -154,6 +154,31 @@ def test_rest_captures_do_not_mix_scenarios(blog_server: BlogServer) -> None:
     assert [c["id"] for c in after.json()] == [29, 28, 27, 26]
 
 
+def test_rest_single_comment_route(blog_server: BlogServer) -> None:
+    blog_server.scenario = "03-burst-of-24"
+    with client() as http:
+        found = http.get(blog_server.url("/wp-json/wp/v2/comments/3"))
+        gone = http.get(blog_server.url("/wp-json/wp/v2/comments/4"))  # a pingback
+    assert found.status_code == 200
+    item = found.json()
+    assert (item["id"], item["post"], item["author_name"]) == (3, 4, "southernfriedbolshevik")
+    assert blog_server.origin in item["link"]
+    assert gone.status_code == 404 and gone.json()["code"] == "rest_comment_invalid_id"
+
+
+def test_added_file_with_validators_answers_304_like_wordpress(blog_server: BlogServer) -> None:
+    headers = {"ETag": '"v1"', "Last-Modified": "Wed, 23 Oct 2013 12:00:00 GMT"}
+    blog_server.add_file("/x/feed/", b"<rss/>", "application/rss+xml", headers)
+    with client() as http:
+        fresh = http.get(blog_server.url("/x/feed/"))
+        blog_server.add_file("/x/feed/", b"<rss>changed</rss>", "application/rss+xml", headers)
+        hidden = http.get(blog_server.url("/x/feed/"), headers={"If-None-Match": '"v1"'})
+        plain = http.get(blog_server.url("/x/feed/"))
+    assert fresh.status_code == 200 and fresh.headers["etag"] == '"v1"'
+    assert hidden.status_code == 304
+    assert plain.status_code == 200 and plain.content == b"<rss>changed</rss>"
+
+
 def test_gzip_only_for_types_apache_compresses(blog_server: BlogServer) -> None:
     gz = {"Accept-Encoding": "gzip"}
     status, headers, wire = raw_get(blog_server.url("/comments/feed/"), gz)

@@ -9,12 +9,16 @@ from __future__ import annotations
 from notifier.channels.base import Channel, ChannelConfig, ChannelContext
 from notifier.channels.console import ConsoleChannel
 from notifier.channels.email import EmailChannel
+from notifier.channels.matrix import MatrixChannel
+from notifier.channels.ntfy import NtfyChannel
+from notifier.channels.telegram import TelegramChannel
 from notifier.channels.webhook import WebhookChannel
 
 __all__ = ["CHANNEL_KINDS", "UnknownChannelKind", "build_channel", "channel_config_type"]
 
 CHANNEL_KINDS: dict[str, type[Channel]] = {
-    cls.kind: cls for cls in (ConsoleChannel, EmailChannel, WebhookChannel)
+    cls.kind: cls for cls in (ConsoleChannel, EmailChannel, WebhookChannel, MatrixChannel,
+                              TelegramChannel, NtfyChannel)
 }
 
 

@@ -12,26 +12,52 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import httpx
+from pydantic import Field, model_validator
 
+from notifier.digest import DIGEST_MAX, DeliveryTiming
 from notifier.models import Notice
 from notifier.outbox import WEBHOOK_RETRY, RetryPolicy
-from notifier.schema import StrictModel
+from notifier.schema import Duration
 
 if TYPE_CHECKING:
     from notifier.render import Renderer
 
 
-class ChannelConfig(StrictModel):
-    """Settings every channel kind accepts; each kind subclasses it with a `type` literal."""
+class ChannelConfig(DeliveryTiming):
+    """Settings every channel kind accepts; each kind subclasses it with a `type` literal.
+
+    From `DeliveryTiming`: `digest`, `timezone`, `quiet_hours`.
+    """
 
     type: str
     templates: dict[str, str] = {}
     """Template slot -> file (relative to the config file), overriding the packaged one."""
     retry: RetryPolicy | None = None
     """How failed messages are retried; None takes the kind's `default_retry`."""
+    pace: Duration | None = None
+    """Minimum time between two messages; None takes the kind's `default_pace()`."""
+    burst_limit: int | None = Field(None, ge=1, le=DIGEST_MAX - 1)
+    """More notifications than this due at once go out as one summary message."""
+
+    def template_slots(self) -> tuple[str, ...] | None:
+        """The slots `templates:` may name with these settings; None accepts any."""
+        return None
+
+    @model_validator(mode="after")
+    def _known_template_slots(self) -> Self:
+        """A misspelt slot would silently leave the packaged template in use."""
+        slots = self.template_slots()
+        if slots is None:
+            return self
+        for slot in self.templates:
+            if slot not in slots and slot.removeprefix("digest_") not in slots:
+                known = ", ".join(slots) or "none (this format has a fixed payload)"
+                raise ValueError(f"templates: {self.type} channels have no template slot "
+                                 f"{slot!r}; theirs: {known} (and their digest_ variants)")
+        return self
 
 
 class DeliveryError(Exception):
@@ -74,15 +100,37 @@ class Channel(ABC):
     template_slots: ClassVar[tuple[str, ...]]
     """The templates this kind renders; each has a packaged default `<kind>/<slot>.j2`."""
     default_retry: ClassVar[RetryPolicy] = WEBHOOK_RETRY
+    _pause: float | None
 
     @property
     def retry_policy(self) -> RetryPolicy:
         return self.config.retry or self.default_retry
 
+    @property
+    def pace(self) -> float:
+        """Minimum seconds between two messages of this channel (0: as fast as accepted)."""
+        return self.config.pace if self.config.pace is not None else self.default_pace()
+
+    def default_pace(self) -> float:
+        """The platform's own limit when one is documented (Slack: about one a second)."""
+        return 0.0
+
+    def note_pause(self, seconds: float | None) -> None:
+        """Called by a send that learned the server wants a pause before the next message
+        (Discord's `X-RateLimit-*` headers); the delivery step paces the channel by it."""
+        if seconds is not None:
+            self._pause = max(self._pause or 0.0, seconds)
+
+    def take_pause(self) -> float | None:
+        """The pause asked for since the last call, once."""
+        pause, self._pause = self._pause, None
+        return pause
+
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext) -> None:
         self.name = name
         self.config = config
         self.context = context
+        self._pause = None
 
     def render(self, slot: str, notice: Notice) -> str:
         """Render one template slot, honouring subscription and channel overrides."""

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -49,14 +49,45 @@ from notifier.channels.base import (
 from notifier.models import Notice
 from notifier.outbox import SMTP_RETRY, RetryPolicy
 from notifier.render import RenderError
-from notifier.schema import Duration, StrictModel, StrList
+from notifier.schema import Duration, StrictModel, StrList, check_http_url
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+_UNFOLDED = frozenset({"list-unsubscribe", "list-id"})
+
+
+if TYPE_CHECKING:
+    _Base = email.policy.EmailPolicy[EmailMessage]
+else:  # not subscriptable at run time
+    _Base = email.policy.EmailPolicy
+
+
+class _Policy(_Base):
+    """The default policy, except that a long URL in a List-* header stays one line.
+
+    The default folds a "word" longer than 78 characters into RFC 2047 encoded words, and no
+    mail client reads an unsubscribe URL back out of those; RFC 5322 allows 998.
+    """
+
+    def _long(self) -> _Base:
+        return email.policy.default.clone(cte_type=self.cte_type, linesep=self.linesep,
+                                          max_line_length=998)
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in _UNFOLDED:
+            return str(self._long().fold(name, value))
+        return str(super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in _UNFOLDED:
+            return bytes(self._long().fold_binary(name, value))
+        return bytes(super().fold_binary(name, value))
+
+
 # Headers must stay 7-bit clean: not every server announces 8BITMIME, so non-ASCII bodies are
 # sent quoted-printable or base64. `default` also refuses CR/LF in header values.
-POLICY = email.policy.default.clone(cte_type="7bit")
+POLICY = _Policy().clone(cte_type="7bit")
 _MSG_ID_UNSAFE = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 
 
@@ -87,6 +118,12 @@ class SmtpSettings(StrictModel):
     timeout: Duration = 30.0
     ca_file: str | None = None
     """A private CA's certificates (PEM), relative to the configuration file."""
+
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `${SMTP_USERNAME:-}` with the variable unset means "no login", not "log in as ''".
+        return None if value == "" else value
 
     @field_validator("host")
     @classmethod
@@ -119,6 +156,26 @@ class EmailConfig(ChannelConfig):
     from_: str = Field(alias="from")
     to: StrList = Field(min_length=1)
     smtp: SmtpSettings
+    list_unsubscribe: str | None = None
+    """`mailto:` address or `https:` URL where a reader stops these mails; an https URL is
+    announced as one-click (RFC 8058), so the mail client may POST to it directly."""
+
+    @field_validator("list_unsubscribe")
+    @classmethod
+    def _check_unsubscribe(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if any(ch.isspace() or ch in "<>,\0" for ch in value):
+            raise ValueError("the unsubscribe address cannot contain spaces, line breaks, "
+                             "commas or angle brackets")
+        scheme, _, rest = value.partition(":")
+        if scheme.lower() == "mailto":
+            check_address(rest.partition("?")[0])
+        elif scheme.lower() == "https":
+            check_http_url(value)
+        else:
+            raise ValueError("expected mailto:address or an https:// URL")
+        return value
 
     @field_validator("from_")
     @classmethod
@@ -129,6 +186,9 @@ class EmailConfig(ChannelConfig):
     @classmethod
     def _check_to(cls, value: list[str]) -> list[str]:
         return [check_address(item) for item in value]
+
+    def template_slots(self) -> tuple[str, ...]:
+        return EmailChannel.template_slots
 
     @property
     def domain(self) -> str:
@@ -178,6 +238,11 @@ class EmailChannel(Channel):
         msg["List-Id"] = f"<{slug(notice.subscription)}.notifier.{domain}>"
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
+        unsubscribe = self.config.list_unsubscribe
+        if unsubscribe is not None:
+            msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+            if unsubscribe.lower().startswith("https:"):
+                msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(_ensure_newline(text))
         msg.add_alternative(_ensure_newline(html), subtype="html")
         return msg
@@ -344,7 +409,12 @@ def message_id(notification_id: str, domain: str) -> str:
 
 
 def thread_id(notice: Notice, domain: str) -> str:
-    """The Message-ID of an imaginary first message about the post: all notices reply to it."""
+    """The Message-ID of an imaginary first message about the post: all notices reply to it.
+
+    A digest spans posts, so digests thread with each other, one thread per channel.
+    """
+    if notice.digest:
+        return f"<digests-{slug(notice.channel)}@{domain}>"
     entry = notice.entry
     post = entry.post_link or entry.post_key or (entry.link if entry.kind == "post" else "") \
         or entry.key

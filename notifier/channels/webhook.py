@@ -1,15 +1,17 @@
-"""POST notifications to a URL: a JSON payload signed the Standard Webhooks way, or a Slack or
-Discord message.
+"""POST notifications to a URL: a JSON payload signed the Standard Webhooks way, or a chat
+message for Slack, Mattermost, Discord or Teams (see `formats`).
+
+A format, not a kind of its own, is anything that is one unauthenticated JSON POST to a URL
+the user was given; platforms with their own credentials and URL shapes (Matrix, Telegram,
+ntfy) are channel types.
 
 The URL of a chat webhook is a credential (its path holds the token), so it never appears in
 an error, a log line or `check` output: they say "webhook <channel name>" and show the host
 at most. Redirects are not followed: a 3xx from a webhook is a misconfiguration, and
 following it would hand the payload (and its signature) to wherever it points.
 
-Chat text comes from the `text` template and is escaped here for each platform, after
-rendering, so a template can never forget it: Slack gets `& < >` escaped (else `<!channel>`
-in a comment pings everyone), Discord gets `allowed_mentions: {"parse": []}` and a broken
-`@everyone`/`@here` as well.
+Chat text comes from the `text` template and is escaped for each platform after rendering,
+so a template can never forget it.
 """
 
 from __future__ import annotations
@@ -18,34 +20,31 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
-import time
-from collections.abc import Callable
 from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from notifier.channels.base import (
-    Channel,
-    ChannelConfig,
-    ChannelContext,
-    DeliveryError,
-    PermanentFailure,
-    TemporaryFailure,
+from notifier.channels.base import ChannelConfig
+from notifier.channels.formats import (
+    CHAT_FORMATS,
+    DISCORD_LIMIT,
+    SLACK_LIMIT,
+    discord_content,
+    mattermost_text,
+    slack_text,
 )
+from notifier.channels.httpsend import HttpChannel, Platform, dump, fit, number
 from notifier.models import Notice
+from notifier.pacing import discord_pause
 from notifier.redact import destination
-from notifier.render import RenderError, build_context
+from notifier.render import build_context
 from notifier.schema import Duration, HttpUrl
 
-SLACK_LIMIT = 40_000
-DISCORD_LIMIT = 2_000
-ELLIPSIS = "…"
-ZWSP = "\u200b"
+__all__ = ["DISCORD_LIMIT", "SLACK_LIMIT", "WebhookChannel", "WebhookConfig",
+           "discord_content", "fit", "mattermost_text", "payload", "sign", "slack_text"]
+
 _RESERVED_HEADERS = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature",
                                "content-type", "content-length", "host"})
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
@@ -56,12 +55,16 @@ class WebhookConfig(ChannelConfig):
     type: Literal["webhook"]
     url: HttpUrl = Field(repr=False)
     """A credential for chat platforms (the token is in the path): never shown whole."""
-    format: Literal["json", "slack", "discord"] = "json"
+    format: Literal["json", "slack", "mattermost", "discord", "teams"] = "json"
     secret: str | None = Field(None, repr=False)
     """Standard Webhooks signing secret, `whsec_` + base64; json format only."""
     timeout: Duration = 15.0
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     """Extra request headers, e.g. an Authorization for a self-hosted receiver."""
+
+    def template_slots(self) -> tuple[str, ...]:
+        """The json format's payload is fixed: a template there would do nothing."""
+        return () if self.format == "json" else WebhookChannel.template_slots
 
     @field_validator("secret")
     @classmethod
@@ -85,7 +88,7 @@ class WebhookConfig(ChannelConfig):
     @model_validator(mode="after")
     def _secret_needs_json(self) -> WebhookConfig:
         if self.secret is not None and self.format != "json":
-            raise ValueError("secret signs the json format only; Slack and Discord "
+            raise ValueError("secret signs the json format only; chat platforms' "
                              "webhooks do not check signatures")
         return self
 
@@ -146,78 +149,18 @@ def payload(notice: Notice, context: dict[str, Any] | None = None) -> dict[str, 
     }
 
 
-def slack_text(text: str, link: str) -> str:
-    """Slack's own escaping, so `<!channel>` or `<http://x|y>` in a comment is just text."""
-    escaped = _slack_escape(text)
-    return fit(escaped, SLACK_LIMIT, _slack_escape(link))
+def digest_payload(notice: Notice) -> dict[str, Any]:
+    """The json format's body for a digest: each member's own payload, under one id."""
+    return {"type": "digest", "id": notice.notification_id, "channel": notice.channel,
+            "count": len(notice.digest),
+            "notifications": [payload(member) for member in notice.digest]}
 
 
-def discord_content(text: str, link: str) -> str:
-    """Discord content: at most 2,000 characters, no mass mention even if parsing were on."""
-    for word in ("@everyone", "@here"):
-        text = text.replace(word, "@" + ZWSP + word[1:])
-    return fit(text, DISCORD_LIMIT, link, measure=_utf16_len)
-
-
-def fit(text: str, limit: int, keep: str = "", *,
-        measure: Callable[[str], int] = len) -> str:
-    """`text` cut to `limit` with "…", keeping `keep` (the link) whole at its end."""
-    if measure(text) <= limit:
-        return text
-    tail = ""
-    head = text
-    if keep and keep in text and measure(keep) + 2 < limit:
-        at = text.rfind(keep)
-        head, tail = text[:at], "\n" + keep
-    room = limit - measure(tail) - len(ELLIPSIS)
-    cut = head[:room]
-    while cut and measure(cut) > room:
-        cut = cut[:-1]
-    # Never end inside an HTML entity such as "&amp;" that Slack would show half of.
-    amp = cut.rfind("&")
-    if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < 6:
-        cut = cut[:amp]
-    return cut.rstrip() + ELLIPSIS + tail
-
-
-def retry_after(response: httpx.Response, now: float) -> float | None:
-    """Seconds to wait: Retry-After (seconds or an HTTP date), else Discord's JSON field."""
-    header = response.headers.get("retry-after", "").strip()
-    if header:
-        try:
-            return max(float(header), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(header)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(when.timestamp() - now, 0.0)
-    if "json" in response.headers.get("content-type", ""):
-        try:
-            value = response.json().get("retry_after")
-        except (ValueError, AttributeError):
-            return None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return max(float(value), 0.0)
-    return None
-
-
-class WebhookChannel(Channel):
+class WebhookChannel(HttpChannel):
     kind: ClassVar[str] = "webhook"
     config_type: ClassVar[type[ChannelConfig]] = WebhookConfig
     template_slots: ClassVar[tuple[str, ...]] = ("text",)
     config: WebhookConfig
-
-    def __init__(self, name: str, config: ChannelConfig, context: ChannelContext,
-                 *, clock: Callable[[], float] = time.time) -> None:
-        if not isinstance(config, WebhookConfig):
-            raise TypeError(f"channel {name}: expected a webhook configuration")
-        super().__init__(name, config, context)
-        self.clock = clock
 
     def request_url(self) -> str:
         """Discord answers 204 without `wait=true`, and only with it reports errors fully."""
@@ -233,20 +176,14 @@ class WebhookChannel(Channel):
 
     def build_request(self, notice: Notice) -> tuple[bytes, dict[str, str]]:
         """Body and headers for one notice; the same id on every retry, a fresh timestamp."""
-        if self.config.format == "json":
+        if self.config.format == "json" and notice.digest:
+            data = digest_payload(notice)
+        elif self.config.format == "json":
             data = payload(notice, self.context.renderer.context(notice, self.kind))
         else:
-            try:
-                text = self.render("text", notice).strip()
-            except RenderError as exc:
-                raise TemporaryFailure(f"webhook {self.name}: {exc}") from None
-            link = self.context.renderer.context(notice, self.kind)["link"]
-            if self.config.format == "slack":
-                data = {"text": slack_text(text, link)}
-            else:
-                data = {"content": discord_content(text, link),
-                        "allowed_mentions": {"parse": []}}
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            text = self.render_slot("text", notice)
+            data = CHAT_FORMATS[self.config.format](text, self.link(notice))
+        body = dump(data)
         timestamp = int(self.clock())
         headers = {**self.config.headers,
                    "content-type": "application/json",
@@ -259,33 +196,19 @@ class WebhookChannel(Channel):
 
     async def send(self, notice: Notice) -> None:
         body, headers = self.build_request(notice)
-        try:
-            response = await self.context.http.post(
-                self.request_url(), content=body, headers=headers,
-                timeout=self.config.timeout, follow_redirects=False)
-        except httpx.TimeoutException:
-            raise TemporaryFailure(f"webhook {self.name}: timed out") from None
-        except httpx.TransportError as exc:
-            # httpx's messages come from the socket layer; the URL is not in them, but the
-            # exception's request is: use the class name and the OS reason only.
-            raise TemporaryFailure(f"webhook {self.name}: {_transport_reason(exc)}") from None
-        failure = self._judge(response)
-        if failure is not None:
-            raise failure
+        platform = JSON_PLATFORM if self.config.format == "json" else CHAT_PLATFORM
+        await self.request("POST", self.request_url(), body, headers,
+                           timeout=self.config.timeout, platform=platform,
+                           secrets=[self.config.url])
 
-    def _judge(self, response: httpx.Response) -> DeliveryError | None:
-        status = response.status_code
-        what = f"webhook {self.name}: HTTP {status}"
-        if 200 <= status < 300:
-            return None
-        if 300 <= status < 400:
-            return PermanentFailure(f"{what}: redirect not followed; put the final URL in "
-                                    "the configuration")
-        if status == 410 or (status == 404 and self.config.format != "json"):
-            return PermanentFailure(f"{what}: the webhook no longer exists", disable=True)
-        if status in (408, 429) or status >= 500:
-            return TemporaryFailure(what, retry_after=retry_after(response, self.clock()))
-        return PermanentFailure(what + _error_hint(response, self.config.url))
+    def observe(self, response: httpx.Response) -> None:
+        if self.config.format == "discord":
+            self.note_pause(discord_pause(response.headers))
+
+    def default_pace(self) -> float:
+        """Slack accepts about one message a second per webhook and drops bursts beyond it;
+        Teams about four a second."""
+        return {"slack": 1.0, "teams": 0.25}.get(self.config.format, 0.0)
 
     @classmethod
     def summarize(cls, config: ChannelConfig) -> str:
@@ -298,32 +221,27 @@ class WebhookChannel(Channel):
         return self.summarize(self.config)
 
 
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _discord_wait(data: Any) -> float | None:
+    """Discord's 429 says `retry_after` (seconds) in its JSON, not always in a header."""
+    return number(data.get("retry_after")) if isinstance(data, dict) else None
 
 
-def _utf16_len(text: str) -> int:
-    """Discord counts JavaScript string length: an emoji outside the BMP counts twice."""
-    return len(text.encode("utf-16-le")) // 2
+def _webhook_gone(response: httpx.Response) -> str | None:
+    return "the webhook no longer exists" if response.status_code == 410 else None
 
 
-def _transport_reason(exc: httpx.TransportError) -> str:
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.strerror:
-            return f"{type(exc).__name__}: {cause.strerror}"
-        cause = cause.__cause__ or cause.__context__
-    return type(exc).__name__
+def _chat_gone(response: httpx.Response) -> str | None:
+    """Slack, Discord, Mattermost and Teams answer 404 for a deleted webhook and 401 or 403
+    for a token that no longer works (Discord's "Invalid Webhook Token", Slack's
+    `invalid_token`): no message will pass until the URL is replaced. A generic json
+    receiver's 404 or 401 may be a passing fault, so only chat formats read them as gone."""
+    status = response.status_code
+    if status in (404, 410):
+        return "the webhook no longer exists"
+    if status in (401, 403):
+        return "the webhook's token was refused; replace the URL"
+    return None
 
 
-def _error_hint(response: httpx.Response, url: str) -> str:
-    """A short reason from the receiver's answer (Slack says `invalid_payload`, ...)."""
-    text = " ".join(response.text[:200].split()) if response.content else ""
-    if not text or "<" in text:  # an HTML error page says nothing useful in one line
-        return ""
-    # A receiver that echoes the request would put the token in our log: cut every path
-    # segment of the URL out of its words.
-    for secret in [url, *(part for part in urlsplit(url).path.split("/") if len(part) >= 8)]:
-        text = text.replace(secret, "…")
-    return f" ({text[:120]})"
-
+JSON_PLATFORM = Platform(gone=_webhook_gone, wait=_discord_wait)
+CHAT_PLATFORM = Platform(gone=_chat_gone, wait=_discord_wait)

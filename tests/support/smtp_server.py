@@ -1,25 +1,34 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 that keeps what it receives.
 
 The notifier's mail channel talks to it over a socket, so the SMTP dialogue, retries on 4xx
-replies and the MIME it builds are tested as they would be against a real relay.
+replies and the MIME it builds are tested as they would be against a real relay. It can speak
+TLS from the first byte (port 465 style) or offer STARTTLS, with a throwaway certificate from
+`make_certificate`, and ask for a login (AUTH PLAIN and LOGIN), as a submission server does.
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 Stage = Literal["RCPT", "DATA"]
+Tls = Literal["none", "starttls", "implicit"]
 
 
 class ReceivedMail(EmailMessage):
@@ -59,6 +68,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        """aiosmtpd warns about AUTH without STARTTLS on every connection; the implicit-TLS
+        and downgrade tests do that on purpose."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            server: SMTP = super().factory()  # type: ignore[no-untyped-call]
+            return server
+
+
+def make_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path] | None:
+    """A self-signed certificate and key for `host`, or None without the openssl command.
+
+    Self-signed is what a small private setup uses; the client trusts it through `ca_file`.
+    """
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = directory / "ca.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={host}",
+                    "-addext", f"subjectAltName=IP:{host}"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
 class _Handler:
     """aiosmtpd hooks; they run on the controller's event-loop thread."""
 
@@ -90,10 +124,29 @@ class _Handler:
 
 
 class SmtpServer:
-    """SMTP on 127.0.0.1 with scripted refusals; TLS and AUTH would go in _controller_kwargs."""
+    """SMTP on 127.0.0.1 with scripted refusals, optional TLS and optional login.
 
-    def __init__(self, host: str = "127.0.0.1", server_hostname: str = "smtp.test") -> None:
+    `tls="starttls"` offers STARTTLS and refuses mail before it; `tls="implicit"` speaks
+    TLS from the first byte. `users` (name -> password) makes a login required before MAIL,
+    and, with STARTTLS, refuses AUTH until the connection is encrypted; `mechanisms` are
+    the AUTH mechanisms offered.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", server_hostname: str = "smtp.test", *,
+                 tls: Tls = "none", certificate: tuple[Path, Path] | None = None,
+                 users: Mapping[str, str] | None = None,
+                 mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")) -> None:
+        if tls != "none" and certificate is None:
+            raise ValueError("TLS needs a certificate (see make_certificate)")
         self.host = host
+        self.tls = tls
+        self.users = dict(users or {})
+        self.mechanisms = mechanisms
+        self._tls_context: ssl.SSLContext | None = None
+        if certificate is not None:
+            self._tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls_context.load_cert_chain(*certificate)
+        self._logins: list[tuple[str, str]] = []
         # A fixed name keeps aiosmtpd from a reverse DNS lookup (getfqdn) at start.
         self.server_hostname = server_hostname
         self.port = 0
@@ -104,8 +157,39 @@ class SmtpServer:
         self._controller: Controller | None = None
 
     def _controller_kwargs(self) -> dict[str, Any]:
-        """Extra Controller/SMTP options; the place for tls_context, authenticator later."""
-        return {"server_hostname": self.server_hostname, "ready_timeout": 5.0}
+        """Controller and SMTP options for the TLS and login asked for."""
+        kwargs: dict[str, Any] = {"server_hostname": self.server_hostname,
+                                  "ready_timeout": 5.0}
+        if self.tls == "implicit":
+            kwargs["ssl_context"] = self._tls_context
+        elif self.tls == "starttls":
+            kwargs.update(tls_context=self._tls_context, require_starttls=True)
+        if self.users:
+            # aiosmtpd only counts STARTTLS as encryption; an implicit-TLS connection is
+            # encrypted from the start, so there the check must be off.
+            kwargs.update(authenticator=self._authenticate, auth_required=True,
+                          auth_require_tls=self.tls == "starttls",
+                          auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN")
+                                                  if m not in self.mechanisms])
+        return kwargs
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope,
+                      mechanism: str, auth_data: Any) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = user in self.users and self.users[user] == password
+        if ok:
+            with self._lock:
+                self._logins.append((mechanism, user))
+        return AuthResult(success=ok, handled=False)
+
+    @property
+    def logins(self) -> list[tuple[str, str]]:
+        """(mechanism, user) of every successful login."""
+        with self._lock:
+            return list(self._logins)
 
     def start(self) -> Self:
         """Start on a free port; retries a few times if another process grabs it first."""
@@ -114,7 +198,7 @@ class SmtpServer:
         last_error: OSError | None = None
         for _attempt in range(3):
             port = free_port(self.host)
-            controller = Controller(
+            controller = _Controller(
                 _Handler(self), hostname=self.host, port=port, **self._controller_kwargs()
             )
             try:

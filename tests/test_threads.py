@@ -1,0 +1,472 @@
+"""Thread intelligence end to end: bursts, backfill, replies to me, late approvals, edits.
+
+The real `notifier` command runs against the captured WordPress blog (and Blogger pages
+written from Blogger's documented format) on loopback, as in `test_end_to_end`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from tests.support import blogger_feed
+from tests.support.blog_server import WORDPRESS_DIR, BlogServer
+from tests.support.blogger_feed import Comment
+from tests.support.smtp_server import SmtpServer
+from tests.support.webhook_receiver import WebhookReceiver
+from tests.test_end_to_end import POST_PATH, run_once, write_config
+
+REPLIES_TO_3 = {10, 15, 20, 25}
+
+
+def _payloads(hook: WebhookReceiver) -> list[dict[str, object]]:
+    return [json.loads(r.body) for r in hook.received]
+
+
+def _comment_number(payload: dict[str, object]) -> int:
+    entry = payload["entry"]
+    assert isinstance(entry, dict)
+    return int(str(entry["link"]).rsplit("-", 1)[1])
+
+
+def _settle(hook: WebhookReceiver, count: int) -> None:
+    """Wait for `count` deliveries, then a moment to be sure no more follow."""
+    assert hook.wait_for(count, timeout=20), len(hook.received)
+    time.sleep(0.3)
+
+
+def test_burst_of_24_is_reported_completely_once_and_in_order(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    subs = f"""\
+  - name: thread
+    url: {blog_server.origin}{POST_PATH}
+    watch: comments
+    notify: [feed-json]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+    blog_server.scenario = "02-markup-comment"
+    assert run_once(config).returncode == 0
+    _settle(webhook_receiver, 1)
+    assert [_comment_number(p) for p in _payloads(webhook_receiver)] == [5]
+
+    # 24 comments arrive; the feed shows the newest 10 only, none of them seen before.
+    blog_server.scenario = "03-burst-of-24"
+    blog_server.clear_log()
+    result = run_once(config)
+    assert result.returncode == 0, result.stderr
+    _settle(webhook_receiver, 25)
+    burst = _payloads(webhook_receiver)[1:]
+    assert [_comment_number(p) for p in burst] == list(range(6, 30))
+    for payload in burst:
+        entry, parent = payload["entry"], payload["parent"]
+        assert isinstance(entry, dict)
+        if _comment_number(payload) in REPLIES_TO_3:
+            assert entry["is_reply"] is True
+            assert isinstance(parent, dict) and parent["author"] == "southernfriedbolshevik"
+            assert "no evidence that anyone was ever persecuted" in str(parent["excerpt"])
+        else:
+            assert entry["is_reply"] is False and parent is None
+    # The REST API filled the gap, page by page.
+    assert blog_server.count("/wp-json/wp/v2/comments") == 3
+    assert "missing" not in json.dumps(burst)
+
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 25
+
+
+def test_site_wide_comment_feed_burst_is_backfilled_post_by_post(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    subs = f"""\
+  - name: site
+    url: {blog_server.origin}/
+    watch: comments
+    notify: [feed-json]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+    blog_server.scenario = "03-burst-of-24"
+    result = run_once(config)
+    assert result.returncode == 0, result.stderr
+    # The site feed shows 20-29; comment 5 (captured only in the post's feed) and 6-19 come
+    # from the post's REST listing, its id learnt from one of its comments.
+    _settle(webhook_receiver, 25)
+    assert [_comment_number(p) for p in _payloads(webhook_receiver)] == list(range(5, 30))
+    assert blog_server.count("/wp-json/wp/v2/comments/29") == 1
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 25
+
+
+def test_rescans_never_report_comments_older_than_the_subscription(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    # Subscribed while the post has 27 comments and its feed shows 10: the first poll lists
+    # the other 17 through REST as part of the baseline, so no rescan takes them for new.
+    blog_server.scenario = "03-burst-of-24"
+    subs = EDIT_SUBS.format(origin=blog_server.origin, post=POST_PATH, extra="")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    assert "REST rescan: 27 comments in 3 pages" in first.stderr
+    _make_rescans_due(config)
+    rescan = run_once(config)
+    assert rescan.returncode == 0, rescan.stderr
+    assert "REST rescan: 27 comments" in rescan.stderr
+    time.sleep(0.3)
+    assert smtp_server.messages == []
+
+
+def _make_rescans_due(config: Path) -> None:
+    """Move the state's clock instead of sleeping through `rescan`."""
+    with sqlite3.connect(config.parent / "state.db") as conn:
+        conn.execute("UPDATE feeds SET rescan_due = 0 WHERE rescan_due IS NOT NULL")
+
+
+def _four_scenarios(config: Path, blog_server: BlogServer) -> list[str]:
+    """Poll through all four captures, each poll after the first a rescan; return the logs."""
+    logs = []
+    for scenario in ("01-seed-thread", "02-markup-comment", "03-burst-of-24",
+                     "04-edit-and-trash"):
+        blog_server.scenario = scenario
+        result = run_once(config)
+        assert result.returncode == 0, result.stderr
+        logs.append(result.stderr)
+        _make_rescans_due(config)
+    return logs
+
+
+EDIT_SUBS = """\
+  - name: thread
+    url: {origin}{post}
+    watch: comments
+    rescan: 6h
+    notify: [me]{extra}
+"""
+
+
+def test_edit_and_trash_report_nothing_by_default(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    subs = EDIT_SUBS.format(origin=blog_server.origin, post=POST_PATH, extra="")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    logs = _four_scenarios(config, blog_server)
+    assert smtp_server.wait_for(25, timeout=20)
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 25  # comment 5, then the burst; no edit, no error
+    assert "REST rescan" in logs[-1]  # comment 2's edit was seen, only through REST
+    subjects = [m["Subject"] for m in smtp_server.messages]
+    assert not any("Edited" in s for s in subjects)
+
+
+def test_notify_edits_reports_one_edit(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    subs = EDIT_SUBS.format(origin=blog_server.origin, post=POST_PATH,
+                            extra="\n    notify_edits: true")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    _four_scenarios(config, blog_server)
+    assert smtp_server.wait_for(26, timeout=20)
+    time.sleep(0.3)
+    edits = [m for m in smtp_server.messages if "Edited" in m["Subject"]]
+    assert len(smtp_server.messages) == 26 and len(edits) == 1
+    assert "East Side Boy" in edits[0]["Subject"]
+    text_part = edits[0].get_body(preferencelist=("plain",))
+    assert text_part is not None and "thanks for article (edited)" in text_part.get_content()
+
+    # The same edit is not reported again by the next rescan.
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 26
+
+
+def test_replies_to_me_quotes_the_parent_fetched_from_rest(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    # Comment 3 scrolled out of the site's comment feed long ago and was never stored: the
+    # replies to it in the window (20 and 25) are recognised and quoted only by fetching it.
+    blog_server.scenario = "03-burst-of-24"
+    subs = f"""\
+  - name: replies-to-me
+    url: {blog_server.origin}/
+    watch: comments
+    replies_to: [" SouthernFriedBolshevik "]
+    backfill: 10
+    notify: [me]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    result = run_once(config)
+    assert result.returncode == 0, result.stderr
+    assert smtp_server.wait_for(2, timeout=10)
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 2
+    assert blog_server.count("/wp-json/wp/v2/comments/3") == 1
+    for mail, number in zip(smtp_server.messages, (20, 25), strict=True):
+        assert mail["Subject"].startswith("Reply by Reader")
+        assert "to southernfriedbolshevik" in mail["Subject"]
+        text_part = mail.get_body(preferencelist=("plain",))
+        assert text_part is not None
+        text = text_part.get_content()
+        assert f"#comment-{number}" in text
+        quoted = text.index("southernfriedbolshevik wrote:\n> Thank you very much")
+        assert quoted < text.index(f"Burst comment number {number - 5}")
+
+
+def test_late_approval_behind_a_304_is_reported_once_after_the_rescan(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    feed = (WORDPRESS_DIR / "02-markup-comment" / "post-comments.atom.xml").read_bytes()
+    # WordPress's validators: site-wide, here set by comment 5, the feed's newest entry.
+    headers = {"ETag": '"late-approval"', "Last-Modified": "Wed, 23 Oct 2013 12:00:00 GMT"}
+    path = "/late/feed/atom/"
+    blog_server.add_file(path, feed, "application/atom+xml; charset=UTF-8", headers)
+    subs = f"""\
+  - name: thread
+    url: {blog_server.origin}{path}
+    watch: comments
+    rescan: 6h
+    notify: [feed-json]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+
+    # A comment held since 22 Oct is approved: it appears below comment 5 (23 Oct), and
+    # neither validator changes.
+    late = _late_entry(feed)
+    blog_server.add_file(path, late, "application/atom+xml; charset=UTF-8", headers)
+    blog_server.clear_log()
+    hidden = run_once(config)
+    assert hidden.returncode == 0, hidden.stderr
+    (asked,) = [r for r in blog_server.requests if r.path == path]
+    assert asked.headers.get("if-none-match") == '"late-approval"'
+    assert " 304 " in hidden.stderr
+    time.sleep(0.3)
+    assert webhook_receiver.received == []
+
+    _make_rescans_due(config)  # six hours later
+    found = run_once(config)
+    assert found.returncode == 0, found.stderr
+    _settle(webhook_receiver, 1)
+    (payload,) = _payloads(webhook_receiver)
+    assert _comment_number(payload) == 30
+    entry = payload["entry"]
+    assert isinstance(entry, dict) and entry["author"] == "Held Back"
+
+    _make_rescans_due(config)
+    assert run_once(config).returncode == 0
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 1
+
+
+def _late_entry(feed: bytes) -> bytes:
+    """The feed with comment 30, dated 22 Oct 2013, inserted after its newest entry."""
+    text = feed.decode()
+    first_end = text.index("</entry>") + len("</entry>")
+    post = "http://blog.test/2013/10/20/why-defend-stalin/"
+    entry = f"""
+	<entry>
+		<title>By: Held Back</title>
+		<link rel="alternate" href="{post}#comment-30" type="text/html" />
+		<author><name>Held Back</name></author>
+		<id>{post}#comment-30</id>
+		<updated>2013-10-22T08:30:00Z</updated>
+		<published>2013-10-22T08:30:00Z</published>
+		<content type="html"><![CDATA[<p>Held in moderation for a week.</p>]]></content>
+		<thr:in-reply-to ref="{post}" href="{post}" type="text/html" />
+	</entry>"""
+    return (text[:first_end] + entry + text[first_end:]).encode()
+
+
+def _blogger_comments(count: int, first_id: int, first_minute: int) -> list[Comment]:
+    return [Comment(first_id + i, f"Walker {i + 1}", f"Burst comment {i + 1} on the railway.",
+                    first_minute + i, parent=444 if (i + 1) % 7 == 0 else None)
+            for i in range(count)]
+
+
+SEED = [Comment(444, "Alan", "I walked this in 1998 & the viaduct was still open.", 0),
+        Comment(555, "Anonymous", "Is the path open past the second bridge?", 5),
+        Comment(222, "Margaret", "Thank you Alan! The viaduct is closed now.", 10, parent=444)]
+
+
+def _serve_blogger(blog: BlogServer, comments: list[Comment], per_page: int = 25) -> None:
+    pages = range(1, len(comments) + 1, per_page)
+    # Query-specific pages first: the bare path answers any query.
+    for start in pages:
+        if start > 1:
+            blog.add_file(blogger_feed.page_path(start, per_page),
+                          blogger_feed.comment_page(comments, start=start, per_page=per_page),
+                          "application/atom+xml; charset=UTF-8")
+    blog.remove_file(blogger_feed.FEED_PATH)
+    blog.add_file(blogger_feed.FEED_PATH, blogger_feed.comment_page(comments, per_page=per_page),
+                  "application/atom+xml; charset=UTF-8")
+
+
+def test_blogger_burst_larger_than_a_page_is_backfilled_through_next_links(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    _serve_blogger(blog_server, SEED)
+    subs = f"""\
+  - name: railway
+    url: {blog_server.origin}{blogger_feed.FEED_PATH}
+    watch: comments
+    notify: [feed-json]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+
+    # 50 new comments: two full pages of 25 and the start of a third, where the known begin.
+    burst = _blogger_comments(50, 1001, 60)
+    _serve_blogger(blog_server, SEED + burst)
+    blog_server.clear_log()
+    result = run_once(config)
+    assert result.returncode == 0, result.stderr
+    _settle(webhook_receiver, 50)
+    payloads = _payloads(webhook_receiver)
+    assert [p["entry"]["key"] for p in payloads] == [  # type: ignore[index]
+        c.key for c in burst]
+    for payload, comment in zip(payloads, burst, strict=True):
+        entry, parent = payload["entry"], payload["parent"]
+        assert isinstance(entry, dict)
+        assert entry["is_reply"] is (comment.parent == 444)
+        if comment.parent == 444:
+            assert isinstance(parent, dict) and parent["author"] == "Alan"
+    assert blog_server.count(blogger_feed.page_path(26, 25)) == 1
+    assert blog_server.count(blogger_feed.page_path(51, 25)) == 1
+
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 50
+
+
+def test_gap_without_backfill_says_comments_may_be_missing(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    # The same burst, served without its next page: nothing can fill the gap.
+    _serve_blogger(blog_server, SEED)
+    subs = f"""\
+  - name: railway
+    url: {blog_server.origin}{blogger_feed.FEED_PATH}
+    watch: comments
+    notify: [me]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+    burst = _blogger_comments(30, 1001, 60)
+    blog_server.add_file(blogger_feed.FEED_PATH,
+                         blogger_feed.comment_page(SEED + burst, per_page=25).replace(
+                             b"<link rel='next'", b"<link rel='x-next'"),
+                         "application/atom+xml; charset=UTF-8")
+    assert run_once(config).returncode == 0
+    assert smtp_server.wait_for(25, timeout=20)
+    time.sleep(0.3)
+    texts = []
+    for mail in smtp_server.messages:
+        part = mail.get_body(preferencelist=("plain",))
+        assert part is not None
+        texts.append(part.get_content())
+    warned = [t for t in texts if "may be missing; see the thread" in t]
+    assert len(warned) == 1 and "Walker 6 wrote" in warned[0]
+    # openSearch says 33 exist; 3 were stored and 25 are shown: at least 5 are missing.
+    assert "at least 5 comments may be missing" in warned[0]
+
+
+NEW_POST = "/2013/11/09/a-new-post/"
+
+
+def _posts_with_a_new_post() -> tuple[bytes, bytes]:
+    """The posts feed with a newer post open for comments, and that post's comment feed."""
+    posts = (WORDPRESS_DIR / "01-seed-thread" / "posts.atom.xml").read_text()
+    start = posts.index("\t<entry>")
+    second = posts.index("\t<entry>", start + 1)
+    stalin = posts[second:posts.index("</entry>", second)]
+    new = (stalin.replace("/2013/10/20/why-defend-stalin/", NEW_POST)
+           .replace("Why Defend Stalin?", "A New Post")
+           .replace("2013-10-20T17:04:00Z", "2013-11-09T09:00:00Z")) + "</entry>\n"
+    feed = posts[:start] + new + posts[start:]
+    comments = (WORDPRESS_DIR / "01-seed-thread" / "post-comments.atom.xml").read_text()
+    comments = (comments.replace("/2013/10/20/why-defend-stalin/", NEW_POST)
+                .replace("Why Defend Stalin?", "A New Post"))
+    return feed.encode(), comments.encode()
+
+
+def test_watch_threads_follows_each_recent_post_and_new_posts_join(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    subs = f"""\
+  - name: site
+    url: {blog_server.origin}/
+    watch: threads
+    threads_max_age: 20000d
+    notify: [feed-json]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    # The first run reads the posts feed (a baseline) and joins the post's comment feed,
+    # which the second run reads as part of the same baseline: nothing old is reported.
+    assert run_once(config).returncode == 0
+    second = run_once(config)
+    assert second.returncode == 0, second.stderr
+    assert f"poll {blog_server.origin}{POST_PATH}feed/atom/ 200 new=3 queued=0 baseline" \
+        in second.stderr
+    time.sleep(0.3)
+    assert webhook_receiver.received == []
+
+    blog_server.scenario = "02-markup-comment"
+    assert run_once(config).returncode == 0
+    _settle(webhook_receiver, 1)
+    assert _comment_number(_payloads(webhook_receiver)[0]) == 5
+
+    # A new post: it is reported, its comment feed joins, and its comments are all new.
+    feed, comments = _posts_with_a_new_post()
+    blog_server.add_file("/feed/atom/", feed, "application/atom+xml; charset=UTF-8")
+    blog_server.add_file(NEW_POST + "feed/atom/", comments,
+                         "application/atom+xml; charset=UTF-8")
+    assert run_once(config).returncode == 0
+    _settle(webhook_receiver, 2)
+    post = _payloads(webhook_receiver)[1]
+    assert post["type"] == "post.created"
+    assert post["entry"]["title"] == "A New Post"  # type: ignore[index]
+    assert run_once(config).returncode == 0
+    _settle(webhook_receiver, 5)
+    joined = _payloads(webhook_receiver)[2:]
+    assert [p["entry"]["link"] for p in joined] == [  # type: ignore[index]
+        f"{blog_server.origin}{NEW_POST}#comment-{n}" for n in (2, 3, 4)]
+
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 5
+
+
+def test_blogger_backfill_stops_where_the_subscription_began(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    # 40 comments before the subscription; its baseline saw the newest 25 of them. After a
+    # burst of 30, the second page holds the last 5 new ones and then old ones: the walk ends
+    # there, and the 15 old comments it never saw are not reported as new.
+    old = _blogger_comments(40, 2001, 0)
+    _serve_blogger(blog_server, old)
+    subs = f"""\
+  - name: railway
+    url: {blog_server.origin}{blogger_feed.FEED_PATH}
+    watch: comments
+    notify: [feed-json]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+    burst = _blogger_comments(30, 1001, 100)
+    _serve_blogger(blog_server, old + burst)
+    blog_server.clear_log()
+    assert run_once(config).returncode == 0
+    _settle(webhook_receiver, 30)
+    keys = [p["entry"]["key"] for p in _payloads(webhook_receiver)]  # type: ignore[index]
+    assert keys == [c.key for c in burst]
+    assert blog_server.count(blogger_feed.page_path(26, 25)) == 1
+    assert blog_server.count(blogger_feed.page_path(51, 25)) == 0
+    assert run_once(config).returncode == 0
+    time.sleep(0.3)
+    assert len(webhook_receiver.received) == 30
