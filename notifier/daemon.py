@@ -27,9 +27,10 @@ from notifier import __version__
 from notifier.channels import build_channel
 from notifier.channels.base import ChannelContext
 from notifier.config import Config
+from notifier.deliver import DeliveryReport
 from notifier.digest import cron_trigger
 from notifier.fetch import Fetcher, FetchSettings
-from notifier.pipeline import DeliveryReport, Pipeline, PollReport, make_parse_pool
+from notifier.pipeline import Pipeline, PollReport, make_parse_pool
 from notifier.render import Renderer
 from notifier.store import Store
 

@@ -36,8 +36,6 @@ class Decision:
     """Per subscription, the entries it may be told about (matching filters them further)."""
     baselines: tuple[str, ...] = ()
     """Subscriptions whose first poll this was."""
-    possible_gap: bool = False
-    """Every entry is new although the feed had entries before: some may have been missed."""
 
 
 def publication_order(entries: Sequence[Entry]) -> list[Entry]:
@@ -49,7 +47,7 @@ def publication_order(entries: Sequence[Entry]) -> list[Entry]:
 
 
 def decide(parsed: Sequence[Entry], seen: Mapping[str, str],
-           subscriptions: Sequence[SubscriptionView], *, feed_had_entries: bool) -> Decision:
+           subscriptions: Sequence[SubscriptionView]) -> Decision:
     """Decide what one poll of one feed means.
 
     `seen` maps each stored key among `parsed` to its stored content hash. A subscription on
@@ -71,9 +69,8 @@ def decide(parsed: Sequence[Entry], seen: Mapping[str, str],
         else:
             baselines.append(sub.name)
             candidates[sub.name] = tuple(ordered[-sub.backfill:]) if sub.backfill else ()
-    gap = feed_had_entries and bool(unique) and len(new) == len(unique)
     return Decision(new_entries=new, changed_entries=changed, candidates=candidates,
-                    baselines=tuple(baselines), possible_gap=gap)
+                    baselines=tuple(baselines))
 
 
 VALIDATOR_SLACK = 1.0

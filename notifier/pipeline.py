@@ -1,15 +1,14 @@
-"""One polling cycle and one delivery cycle, stage by stage.
+"""One polling cycle, stage by stage; the delivery cycle is `notifier.deliver`.
 
     config -> discover -> due feeds -> fetch -> parse -> stored keys
            -> fill gaps / rescan (backfill; threads joins a site's recent posts) -> decide
            -> parents of replies (store, else REST) -> match
            -> record entries + queue notices (one transaction per batch)
-    outbox -> claim due -> render -> send -> mark sent / schedule retry / dead-letter
 
 Polling and delivery are separate so a slow or dead channel never delays detection: polling
-only queues, delivery only drains. All SQL runs on one worker thread (`_db`), parsing runs in
-a process pool, and fetching is plain asyncio with per-host limits, so one process handles
-thousands of feeds without a thread or process per feed.
+only queues, delivery only drains. All SQL runs on one worker thread (`_db`, shared with
+delivery), parsing runs in a process pool, and fetching is plain asyncio with per-host
+limits, so one process handles thousands of feeds without a thread or process per feed.
 """
 
 from __future__ import annotations
@@ -31,21 +30,18 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from notifier import backfill, redact, threads
-from notifier.channels.base import Channel, DeliveryError, PermanentFailure, TemporaryFailure
+from notifier.channels.base import Channel
 from notifier.config import Config, Subscription
+from notifier.deliver import Delivery, DeliveryReport
 from notifier.diff import SubscriptionView, decide, validators_trustworthy
-from notifier.digest import DIGEST_MAX, Schedule, plan, schedule_for
 from notifier.discover import DiscoveryError, discover
 from notifier.fetch import Fetcher
 from notifier.match import match
-from notifier.models import Entry, FetchResult, Notice, ParsedFeed
-from notifier.outbox import after_failure
-from notifier.pacing import MAX_INLINE_WAIT, Pacer
+from notifier.models import Entry, FetchResult, ParsedFeed
 from notifier.parse import ParseError, parse_feed
 from notifier.schedule import next_poll
 from notifier.store import (
     FeedState,
-    OutboxItem,
     PollRecord,
     QueuedNotice,
     Store,
@@ -61,9 +57,6 @@ WRITE_BATCH = 200
 what a crash can make the next run fetch again."""
 BATCH_LINGER = 0.25
 """Seconds the writer waits for more finished polls before writing a smaller batch."""
-DELIVERY_BATCH = 50
-CLAIM_LEASE = 300.0
-"""Seconds a claimed row stays hidden from other claims; forgotten at start after a crash."""
 PARENT_LEVELS = 5
 """Ancestors fetched for `include_subthread`."""
 
@@ -75,15 +68,6 @@ class PollReport:
     not_modified: int = 0
     new_entries: int = 0
     queued: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DeliveryReport:
-    sent: int = 0
-    failed: int = 0
-    dead: int = 0
-    held: int = 0  # newly held for a digest or quiet hours
     errors: list[str] = field(default_factory=list)
 
 
@@ -146,8 +130,7 @@ class Pipeline:
         self._subs = {s.name: s for s in config.subscriptions}
         self._feed_subs: dict[int, list[Subscription]] = {}
         self._discovery_retry: dict[str, float] = {}
-        self._disabled: dict[str, str] = {}
-        self._pacers: dict[str, Pacer] = {}
+        self.delivery = Delivery(config, store, channels, self._db, clock=clock, rng=self.rng)
         self._states: dict[str, SubscriptionState] = {}
         self._quiet: dict[int, set[str]] = {}
         """Thread feeds whose first poll is part of their subscription's baseline."""
@@ -165,7 +148,6 @@ class Pipeline:
         """Open the state and forget delivery claims a killed process left behind."""
         await self._db(self.store.migrate)
         await self._db(self.store.release_claims)
-        self._disabled = await self._db(self.store.disabled_channels)
 
     # --- polling ----------------------------------------------------------------------
 
@@ -545,7 +527,7 @@ class Pipeline:
             backfill=self.config.backfill(s)) for s in subs]
         record.settle_thread = bool(quiet)
         record.threads = self._thread_updates(polled.parsed, subs, states, now)
-        decision = decide(polled.parsed.entries, seen, views, feed_had_entries=had_entries)
+        decision = decide(polled.parsed.entries, seen, views)
         if polled.quiet_keys:
             decision = dataclasses.replace(decision, candidates={
                 name: tuple(e for e in offered if e.key not in polled.quiet_keys)
@@ -562,173 +544,7 @@ class Pipeline:
         record.baselines = decision.baselines
         return record, decision
 
-    # --- delivery ---------------------------------------------------------------------
-
     async def deliver(self, *, limit: int = 1000,
                       channels: Iterable[str] | None = None) -> DeliveryReport:
-        """Send what is due, at most `limit` rows per channel.
-
-        Each channel drains on its own task with its own pacing, so a slow, paced or
-        failing channel never holds back another.
-        """
-        report = DeliveryReport()
-        # Read each time: `notifier retry --channel NAME` re-enables a channel while we run.
-        self._disabled = await self._db(self.store.disabled_channels)
-        names = [n for n in (self.channels if channels is None else channels)
-                 if n in self.channels]
-        await asyncio.gather(*(self._drain(name, limit, report) for name in names))
-        return report
-
-    async def _drain(self, name: str, limit: int, report: DeliveryReport) -> None:
-        channel = self.channels[name]
-        pacer = self._pacers.setdefault(name, Pacer(channel.pace))
-        # A burst is only seen whole if one claim can hold it.
-        size = DIGEST_MAX if channel.config.burst_limit else DELIVERY_BATCH
-        remaining = limit
-        while remaining > 0 and name not in self._disabled:
-            now = self.clock()
-            if pacer.wait(now) > MAX_INLINE_WAIT:
-                break
-            items = await self._db(self.store.claim_due, now, min(size, remaining),
-                                   CLAIM_LEASE, [name])
-            if not items:
-                break
-            remaining -= len(items)
-            messages = await self._plan(channel, items, now, report)
-            if not await self._deliver_channel(channel, messages, pacer, report):
-                break
-
-    async def _plan(self, channel: Channel, items: list[OutboxItem], now: float,
-                    report: DeliveryReport) -> list[_Message]:
-        """Hold what must wait, gather digests, and make one message of each of the rest."""
-        started = {i.digest_id for i in items if i.digest_id}
-        if started:
-            items += await self._db(self.store.claim_digest_members, started, now, CLAIM_LEASE)
-        decided = plan(items, now=now, row_id=lambda i: i.id, created=lambda i: i.created,
-                       was_held=lambda i: i.held_until is not None,
-                       digest_id=lambda i: i.digest_id,
-                       schedule=lambda i: self._schedule(channel, i.subscription),
-                       burst_limit=channel.config.burst_limit)
-        if decided.hold:
-            await self._db(self.store.hold, decided.hold)
-            report.held += len(decided.hold)
-            log.info("holding %d notification(s) for %s until %s", len(decided.hold),
-                     channel.name, _utc(min(decided.hold.values())))
-        for digest_id, members in decided.digests:
-            if members[0].digest_id is None:
-                await self._db(self.store.assign_digest, digest_id, [m.id for m in members])
-        sending = decided.singles + [m for _, members in decided.digests for m in members]
-        parents = await self._db(self.store.entries_by_key,
-                                 {i.entry.parent_key for i in sending if i.entry.parent_key})
-        messages = [_Message(self._notice(item, parents), (item,)) for item in decided.singles]
-        for digest_id, members in decided.digests:
-            members.sort(key=lambda m: (m.entry.published or _EPOCH, m.id))
-            notices = tuple(self._notice(member, parents) for member in members)
-            messages.append(_Message(_digest_notice(digest_id, notices), tuple(members)))
-        return messages
-
-    def _schedule(self, channel: Channel, subscription: str) -> Schedule:
-        sub = self._subs.get(subscription)
-        return schedule_for(channel.config.schedule, sub.schedule if sub else None)
-
-    async def _deliver_channel(self, channel: Channel, messages: Sequence[_Message],
-                               pacer: Pacer, report: DeliveryReport) -> bool:
-        """Send, paced; False when the channel must stop for now (paused, disabled).
-
-        Messages go one at a time unless the kind sends batches itself (SMTP reuses one
-        connection) and no pacing applies. What is not attempted is given back.
-        """
-        batches = type(channel).send_batch is not Channel.send_batch and pacer.interval == 0
-        step = max(len(messages), 1) if batches else 1
-        by_id = {m.notice.notification_id: m for m in messages}
-        attempted: set[str] = set()
-        try:
-            for start in range(0, len(messages), step):
-                wait = pacer.wait(self.clock())
-                if wait > MAX_INLINE_WAIT or channel.name in self._disabled:
-                    return False
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                group = messages[start:start + step]
-                async for result in channel.send_batch([m.notice for m in group]):
-                    message = by_id[result.notification_id]
-                    attempted.add(result.notification_id)
-                    pacer.sent(self.clock(), channel.take_pause())
-                    await self._settle(channel, message, result.error, report, pacer)
-            return True
-        finally:
-            leftover = [i.id for m in messages if m.notice.notification_id not in attempted
-                        for i in m.items]
-            if leftover:
-                await self._db(self.store.release, leftover)
-
-    async def _settle(self, channel: Channel, message: _Message, error: DeliveryError | None,
-                      report: DeliveryReport, pacer: Pacer) -> None:
-        now = self.clock()
-        ids = [i.id for i in message.items]
-        first = message.items[0]
-        if error is None:
-            await self._db(self.store.mark_sent, ids, now)
-            report.sent += len(ids)
-            if message.notice.digest:
-                log.info("sent a digest of %d notifications to %s", len(ids), channel.name)
-            else:
-                log.info("sent %s to %s (%s)", first.entry.link or first.entry.key,
-                         channel.name, first.subscription)
-            return
-        permanent = isinstance(error, PermanentFailure)
-        retry_after = error.retry_after if isinstance(error, TemporaryFailure) else None
-        if retry_after is not None:
-            pacer.sent(now, retry_after)  # the server asked the whole channel to slow down
-        verdict = after_failure(channel.retry_policy,
-                                attempts=max(i.attempts for i in message.items) + 1,
-                                created=min(i.age_from for i in message.items), now=now,
-                                retry_after=retry_after, permanent=permanent, rng=self.rng)
-        text = f"{error} ({verdict.reason})"
-        await self._db(self.store.mark_failed, ids, text, verdict.retry_at, now)
-        report.errors.append(f"channel {channel.name}: {text}")
-        if verdict.retry_at is None:
-            report.dead += len(ids)
-        else:
-            report.failed += len(ids)
-        log.warning("delivery to %s failed: %s", channel.name, text)
-        if isinstance(error, PermanentFailure) and error.disable:
-            self._disabled[channel.name] = str(error)
-            await self._db(self.store.disable_channel, channel.name, str(error), now)
-            log.error("channel %s disabled: %s; fix it, then run `notifier retry --channel %s`",
-                      channel.name, error, channel.name)
-
-    def _notice(self, item: OutboxItem, parents: dict[str, Entry]) -> Notice:
-        entry = item.entry
-        parent = parents.get(entry.parent_key) if entry.parent_key else None
-        return Notice(
-            notification_id=item.notification_id, subscription=item.subscription,
-            channel=item.channel, entry=entry, feed_title=item.feed_title,
-            feed_url=item.feed_url,
-            is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
-            parent=parent, missing=item.missing, revision=item.revision)
-
-
-@dataclass(frozen=True, slots=True)
-class _Message:
-    """One message to send and the outbox rows it settles (several for a digest)."""
-
-    notice: Notice
-    items: tuple[OutboxItem, ...]
-
-
-def _digest_notice(digest_id: str, notices: tuple[Notice, ...]) -> Notice:
-    """One notice standing for many; `entry` and feed are the first member's."""
-    first = notices[0]
-    subscriptions = {n.subscription for n in notices}
-    return Notice(notification_id=digest_id,
-                  subscription=first.subscription if len(subscriptions) == 1 else "",
-                  channel=first.channel, entry=first.entry, feed_title=first.feed_title,
-                  feed_url=first.feed_url, is_reply=False, parent=None, digest=notices)
-
-
-_EPOCH = datetime.fromtimestamp(0, UTC)
-
-
-def _utc(when: float) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        """Send what is due, at most `limit` rows per channel: see `notifier.deliver`."""
+        return await self.delivery.deliver(limit=limit, channels=channels)

@@ -36,8 +36,7 @@ SEEN = SubscriptionView("s", baselined=True, backfill=0)
 
 def test_first_poll_is_a_baseline_that_offers_nothing() -> None:
     parsed = [comment(3), comment(2)]
-    d = decide(parsed, {}, [SubscriptionView("s", baselined=False, backfill=0)],
-               feed_had_entries=False)
+    d = decide(parsed, {}, [SubscriptionView("s", baselined=False, backfill=0)])
     assert [e.key for e in d.new_entries] == [comment(2).key, comment(3).key]
     assert d.candidates["s"] == ()
     assert d.baselines == ("s",)
@@ -45,39 +44,32 @@ def test_first_poll_is_a_baseline_that_offers_nothing() -> None:
 
 def test_backfill_offers_the_newest_n_in_publication_order() -> None:
     parsed = [comment(4), comment(3), comment(2)]
-    d = decide(parsed, {}, [SubscriptionView("s", baselined=False, backfill=2)],
-               feed_had_entries=False)
+    d = decide(parsed, {}, [SubscriptionView("s", baselined=False, backfill=2)])
     assert [e.key for e in d.candidates["s"]] == [comment(3).key, comment(4).key]
 
 
 def test_only_unseen_entries_are_new_and_same_timestamp_is_no_problem() -> None:
     same = [comment(5, minute=0), comment(6, minute=0), comment(2, minute=0)]
     seen = {comment(2).key: comment(2).content_hash}
-    d = decide(same, seen, [SEEN], feed_had_entries=True)
+    d = decide(same, seen, [SEEN])
     assert {e.key for e in d.candidates["s"]} == {comment(5).key, comment(6).key}
-    assert not d.possible_gap
 
 
 def test_an_entry_coming_back_into_the_window_is_not_new() -> None:
     seen = {comment(n).key: comment(n).content_hash for n in (2, 3, 4)}
-    d = decide([comment(2), comment(4)], seen, [SEEN], feed_had_entries=True)
+    d = decide([comment(2), comment(4)], seen, [SEEN])
     assert d.new_entries == () and d.candidates["s"] == ()
 
 
 def test_edits_are_changed_not_new() -> None:
     seen = {comment(2).key: comment(2).content_hash}
-    d = decide([comment(2, text="edited")], seen, [SEEN], feed_had_entries=True)
+    d = decide([comment(2, text="edited")], seen, [SEEN])
     assert d.new_entries == ()
     assert [e.content_text for e in d.changed_entries] == ["edited"]
 
 
-def test_all_new_after_earlier_entries_flags_a_possible_gap() -> None:
-    d = decide([comment(30), comment(31)], {}, [SEEN], feed_had_entries=True)
-    assert d.possible_gap
-
-
 def test_duplicate_keys_in_one_document_count_once() -> None:
-    d = decide([comment(7), comment(7)], {}, [SEEN], feed_had_entries=True)
+    d = decide([comment(7), comment(7)], {}, [SEEN])
     assert len(d.new_entries) == 1
 
 
