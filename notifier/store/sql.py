@@ -1,4 +1,4 @@
-"""The one place that speaks SQL: feeds, subscriptions, seen entries and the outbox.
+"""The Store: every query notifier makes, over the schema in `schema`.
 
 SQLAlchemy Core keeps one code path for the embedded SQLite file and for PostgreSQL. The
 store is synchronous and is driven from a single worker thread (see `pipeline`), which keeps
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,284 +20,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from notifier.models import Entry
+from notifier.store.records import (
+    ChannelStats,
+    FeedHealth,
+    FeedState,
+    OutboxItem,
+    PollRecord,
+    StoreError,
+    SubscriptionState,
+    ThreadUpdate,
+)
+from notifier.store.schema import (
+    _MIGRATIONS,
+    SCHEMA_VERSION,
+    channel_state,
+    entries,
+    feeds,
+    meta_table,
+    metadata,
+    outbox,
+    subscriptions,
+    thread_feeds,
+)
 
-SCHEMA_VERSION = 3
 _CHUNK = 500  # bound on parameters per statement (SQLite allows 32766; stay far below)
-
-metadata = sa.MetaData()
-
-meta_table = sa.Table(
-    "meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-feeds = sa.Table(
-    "feeds", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("url", sa.Text, nullable=False, unique=True),
-    sa.Column("title", sa.Text, nullable=False, server_default=""),
-    sa.Column("api_root", sa.Text),
-    sa.Column("etag", sa.Text),
-    sa.Column("last_modified", sa.Text),
-    # Digest of the last body parsed: an identical body is not parsed again, which matters
-    # for feeds whose validators cannot be trusted and are fetched in full every time.
-    sa.Column("body_hash", sa.String(64)),
-    sa.Column("interval", sa.Float, nullable=False),
-    sa.Column("next_due", sa.Float, nullable=False),
-    sa.Column("last_polled", sa.Float),
-    sa.Column("last_status", sa.Integer),
-    sa.Column("last_error", sa.Text),
-    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
-    # Room for several nodes sharing one database: a poller holds a lease with a fencing
-    # token; writes from a node whose lease expired are refused. Unused by one node.
-    sa.Column("lease_owner", sa.String(64)),
-    sa.Column("lease_until", sa.Float),
-    sa.Column("lease_token", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("created", sa.Float, nullable=False),
-    # Migration 2 (threads): the WordPress post a per-post comment feed belongs to, for REST
-    # backfill, and when the feed is next read in full (without validators, through REST).
-    sa.Column("post_id", sa.Text),
-    sa.Column("rescan_due", sa.Float),
-)
-
-subscriptions = sa.Table(
-    "subscriptions", metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("source_url", sa.Text, nullable=False),
-    sa.Column("watch", sa.String(16), nullable=False),
-    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id")),
-    sa.Column("discovered_at", sa.Float),
-    sa.Column("baseline_at", sa.Float),
-    sa.Column("last_error", sa.Text),
-)
-
-entries = sa.Table(
-    "entries", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id"), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("author", sa.Text, nullable=False),
-    sa.Column("author_url", sa.Text, nullable=False),
-    sa.Column("published", sa.Float),
-    sa.Column("updated", sa.Float),
-    sa.Column("link", sa.Text, nullable=False),
-    sa.Column("content_html", sa.Text, nullable=False),
-    sa.Column("content_text", sa.Text, nullable=False),
-    sa.Column("post_key", sa.Text, nullable=False),
-    sa.Column("post_title", sa.Text, nullable=False),
-    sa.Column("post_link", sa.Text, nullable=False),
-    sa.Column("parent_key", sa.Text, nullable=False),
-    sa.Column("parent_author", sa.Text, nullable=False),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("first_seen", sa.Float, nullable=False),
-    # Migration 2: edits counted (the outbox's revision), and the commenter's email hash.
-    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("author_hash", sa.Text, nullable=False, server_default=""),
-    sa.UniqueConstraint("feed_id", "key", name="uq_entries_feed_key"),
-)
-
-thread_feeds = sa.Table(
-    # `watch: threads`: the comment feeds of recent posts a subscription follows besides its
-    # posts feed. `quiet` marks a feed that joined with the subscription's own baseline, so its
-    # first poll records what exists instead of reporting it.
-    "thread_feeds", metadata,
-    sa.Column("subscription", sa.String(100), primary_key=True),
-    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id"), primary_key=True),
-    sa.Column("post_key", sa.Text, nullable=False),
-    sa.Column("post_published", sa.Float),
-    sa.Column("quiet", sa.Boolean, nullable=False),
-)
-sa.Index("ix_entries_key", entries.c.key)
-
-outbox = sa.Table(
-    "outbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("notification_id", sa.String(64), nullable=False, unique=True),
-    sa.Column("subscription", sa.String(100), nullable=False),
-    sa.Column("channel", sa.String(100), nullable=False),
-    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id"), nullable=False),
-    sa.Column("entry_key", sa.Text, nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("status", sa.String(16), nullable=False),  # queued | held | sent | dead
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt", sa.Float, nullable=False),
-    sa.Column("claimed_until", sa.Float),
-    sa.Column("created", sa.Float, nullable=False),
-    sa.Column("sent_at", sa.Float),
-    sa.Column("last_error", sa.Text),
-    # Migration 3 (digests): when a held row was released, and the digest message it went
-    # (or goes) out in. A digest's members are written before it is sent, so a digest cut
-    # short by a crash is sent again whole, with the same id.
-    sa.Column("held_until", sa.Float),
-    sa.Column("digest_id", sa.String(64)),
-    # One message per comment per destination, even when several subscriptions match it.
-    sa.UniqueConstraint("channel", "entry_key", "revision", name="uq_outbox_once"),
-)
-sa.Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt)
-ix_outbox_digest = sa.Index("ix_outbox_digest", outbox.c.digest_id)
-
-channel_state = sa.Table(
-    "channel_state", metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("disabled_reason", sa.Text),
-    sa.Column("disabled_at", sa.Float),
-)
-
-
-class StoreError(Exception):
-    """The database cannot be opened or is from a newer notifier."""
-
-
-# --- records the store returns and takes -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionState:
-    name: str
-    source_url: str
-    watch: str
-    feed_id: int | None
-    feed_url: str | None
-    discovered_at: float | None
-    baseline_at: float | None
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FeedState:
-    id: int
-    url: str
-    title: str
-    api_root: str | None
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-    interval: float
-    next_due: float
-    last_polled: float | None
-    last_status: int | None
-    last_error: str | None
-    error_count: int
-    post_id: str | None = None
-    rescan_due: float | None = None
-    entries_seen: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedNotice:
-    """A notification to enqueue: `entry_key` must be among the poll's stored entries."""
-
-    subscription: str
-    channel: str
-    entry_key: str
-    revision: int = 0
-    missing: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadLink:
-    """`watch: threads`: one post's comment feed that a subscription follows."""
-
-    subscription: str
-    url: str
-    post_key: str
-    published: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class ThreadUpdate:
-    """What a posts-feed poll says about one `watch: threads` subscription's thread feeds.
-
-    `links` join (quietly, recording a baseline, when `quiet`: the subscription's own first
-    poll); links to posts published before `retire_before` are dropped.
-    """
-
-    subscription: str
-    links: Sequence[ThreadLink]
-    retire_before: float
-    quiet: bool
-
-
-@dataclass(slots=True)
-class PollRecord:
-    """Everything one poll of one feed changes, written in one transaction with its batch."""
-
-    feed_id: int
-    polled_at: float
-    next_due: float
-    status: int | None
-    error: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None
-    new_url: str | None = None
-    title: str | None = None
-    new_entries: Sequence[Entry] = ()
-    changed_entries: Sequence[Entry] = ()
-    baselines: Sequence[str] = ()
-    notices: Sequence[QueuedNotice] = ()
-    post_id: str | None = None  # learnt from this poll's answer; None keeps the stored one
-    rescan_due: float | None = None  # set when this poll was (or began) a full rescan
-    threads: Sequence[ThreadUpdate] = ()
-    settle_thread: bool = False  # this poll was the quiet baseline of a followed thread feed
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    id: int
-    notification_id: str
-    subscription: str
-    channel: str
-    attempts: int
-    created: float
-    missing: int
-    entry: Entry
-    feed_title: str
-    feed_url: str
-    revision: int = 0  # > 0: the notification reports an edit of the entry
-    held_until: float | None = None  # set once the row was held for a digest or quiet hours
-    digest_id: str | None = None  # the digest message it is part of
-
-    @property
-    def age_from(self) -> float:
-        """Where `give_up_after` counts from: a digest's wait is not a delivery failure."""
-        return max(self.created, self.held_until or 0.0)
-
-
-@dataclass(slots=True)
-class ChannelStats:
-    queued: int = 0
-    held: int = 0  # waiting for a digest time or the end of quiet hours
-    sent: int = 0
-    failed: int = 0  # queued rows that have failed at least once
-    dead: int = 0
-    last_error: str | None = None
-    last_sent: float | None = None
-    disabled_reason: str | None = None
-    next_release: float | None = None  # when the earliest held row goes out
-    digests: int = 0  # digest messages sent
-    in_digests: int = 0  # notifications sent as part of those
-
-
-@dataclass(slots=True)
-class FeedHealth:
-    url: str
-    last_polled: float | None
-    last_status: int | None
-    last_error: str | None
-    error_count: int
-    next_due: float
-    entries: int
-    subscriptions: list[str] = field(default_factory=list)
-
-
-# --- conversions -------------------------------------------------------------------------
-
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
@@ -864,44 +609,6 @@ def _feed_state(row: Any) -> FeedState:
         last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
         error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
         entries_seen=row.entries_seen)
-
-
-def _migration_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[feeds, subscriptions, entries, outbox, channel_state])
-
-
-def _add_missing_columns(conn: Connection, table: sa.Table, names: Sequence[str]) -> None:
-    """ALTER TABLE ADD COLUMN for each declared column the database lacks.
-
-    Only where missing, because a database created by this version's `_migration_1` already
-    has every column (it creates the tables as currently declared).
-    """
-    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
-    for name in names:
-        if name in present:
-            continue
-        column = table.c[name]
-        kind = column.type.compile(dialect=conn.dialect)
-        server_default = getattr(column.server_default, "arg", None)
-        default = f" NOT NULL DEFAULT '{server_default}'" if server_default is not None else ""
-        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{default}"))
-
-
-def _migration_2(conn: Connection) -> None:
-    """Thread intelligence: rescans, REST backfill, edits, email hashes, `watch: threads`;
-    and the digest of the last body parsed, so an identical body is not parsed again."""
-    _add_missing_columns(conn, feeds, ("post_id", "rescan_due", "body_hash"))
-    _add_missing_columns(conn, entries, ("revision", "author_hash"))
-    metadata.create_all(conn, tables=[thread_feeds])
-
-
-def _migration_3(conn: Connection) -> None:
-    """Digests and quiet hours: held rows and digest membership in the outbox."""
-    _add_missing_columns(conn, outbox, ("held_until", "digest_id"))
-    ix_outbox_digest.create(conn, checkfirst=True)
-
-
-_MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 
 
 def _make_engine(url: str) -> Engine:

@@ -1,0 +1,155 @@
+"""What the store takes and returns: plain frozen records, no SQL types."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from notifier.models import Entry
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is from a newer notifier."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    name: str
+    source_url: str
+    watch: str
+    feed_id: int | None
+    feed_url: str | None
+    discovered_at: float | None
+    baseline_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    id: int
+    url: str
+    title: str
+    api_root: str | None
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    interval: float
+    next_due: float
+    last_polled: float | None
+    last_status: int | None
+    last_error: str | None
+    error_count: int
+    post_id: str | None = None
+    rescan_due: float | None = None
+    entries_seen: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedNotice:
+    """A notification to enqueue: `entry_key` must be among the poll's stored entries."""
+
+    subscription: str
+    channel: str
+    entry_key: str
+    revision: int = 0
+    missing: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadLink:
+    """`watch: threads`: one post's comment feed that a subscription follows."""
+
+    subscription: str
+    url: str
+    post_key: str
+    published: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadUpdate:
+    """What a posts-feed poll says about one `watch: threads` subscription's thread feeds.
+
+    `links` join (quietly, recording a baseline, when `quiet`: the subscription's own first
+    poll); links to posts published before `retire_before` are dropped.
+    """
+
+    subscription: str
+    links: Sequence[ThreadLink]
+    retire_before: float
+    quiet: bool
+
+
+@dataclass(slots=True)
+class PollRecord:
+    """Everything one poll of one feed changes, written in one transaction with its batch."""
+
+    feed_id: int
+    polled_at: float
+    next_due: float
+    status: int | None
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    new_url: str | None = None
+    title: str | None = None
+    new_entries: Sequence[Entry] = ()
+    changed_entries: Sequence[Entry] = ()
+    baselines: Sequence[str] = ()
+    notices: Sequence[QueuedNotice] = ()
+    post_id: str | None = None  # learnt from this poll's answer; None keeps the stored one
+    rescan_due: float | None = None  # set when this poll was (or began) a full rescan
+    threads: Sequence[ThreadUpdate] = ()
+    settle_thread: bool = False  # this poll was the quiet baseline of a followed thread feed
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    notification_id: str
+    subscription: str
+    channel: str
+    attempts: int
+    created: float
+    missing: int
+    entry: Entry
+    feed_title: str
+    feed_url: str
+    revision: int = 0  # > 0: the notification reports an edit of the entry
+    held_until: float | None = None  # set once the row was held for a digest or quiet hours
+    digest_id: str | None = None  # the digest message it is part of
+
+    @property
+    def age_from(self) -> float:
+        """Where `give_up_after` counts from: a digest's wait is not a delivery failure."""
+        return max(self.created, self.held_until or 0.0)
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    queued: int = 0
+    held: int = 0  # waiting for a digest time or the end of quiet hours
+    sent: int = 0
+    failed: int = 0  # queued rows that have failed at least once
+    dead: int = 0
+    last_error: str | None = None
+    last_sent: float | None = None
+    disabled_reason: str | None = None
+    next_release: float | None = None  # when the earliest held row goes out
+    digests: int = 0  # digest messages sent
+    in_digests: int = 0  # notifications sent as part of those
+
+
+@dataclass(slots=True)
+class FeedHealth:
+    url: str
+    last_polled: float | None
+    last_status: int | None
+    last_error: str | None
+    error_count: int
+    next_due: float
+    entries: int
+    subscriptions: list[str] = field(default_factory=list)
+
+
+# --- conversions -------------------------------------------------------------------------
