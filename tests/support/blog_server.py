@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 from urllib.parse import parse_qs, quote, urlsplit
+
+from tests.support.threaded import OwnedServer, ThreadedHTTPService
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 WORDPRESS_DIR = FIXTURES_DIR / "wordpress-6.1"
@@ -204,11 +205,6 @@ def _matches(key: str, path: str, target: str) -> bool:
     return key == target if "?" in key else key == path
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    blog: BlogServer
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 10.0
@@ -223,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve()
 
     def _serve(self) -> None:
-        blog = cast(_Server, self.server).blog
+        blog = cast(BlogServer, cast(OwnedServer, self.server).owner)
         headers = blog._record(self.command, self.path, self.headers.items())
         response = blog._respond(self.path, headers)
         self._send(response, blog)
@@ -271,74 +267,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
 
-class BlogServer:
+class BlogServer(ThreadedHTTPService):
     """The captured WordPress blog, served on 127.0.0.1 from tests/fixtures/wordpress-6.1.
 
     Files missing from the current scenario come from the latest earlier scenario that has
     them, because later captures only hold what changed.
     """
 
+    handler = _Handler
+    thread_name = "blog-server"
+
     def __init__(self, scenario: str = DEFAULT_SCENARIO) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._log: list[RecordedRequest] = []
         self._overrides: list[tuple[str, _Override]] = []
         self._files: dict[str, _AddedFile] = {}
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._scenario = DEFAULT_SCENARIO
         self.scenario = scenario
-        self.origin = ""
-        self.host = "127.0.0.1"
-        self.port = 0
         # WordPress answers 304 from validators alone; switch off to see every body.
         self.conditional_get = True
         # Apache's mod_deflate renames the ETag of gzipped bodies, so WordPress stops matching.
         self.gzip_etag_suffix = False
         # WordPress drops the port from get_self_link(); switch off for the plain rewrite.
         self.portless_self_links = True
-
-    # lifecycle
-
-    def start(self) -> Self:
-        """Bind a free port and serve in a daemon thread."""
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        httpd = _Server((self.host, 0), _Handler)
-        httpd.blog = self
-        self.port = httpd.server_address[1]
-        self.origin = f"http://{self.host}:{self.port}"
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-            name=f"blog-server-{self.port}",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port; safe to call twice."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # scenario
 

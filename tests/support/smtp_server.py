@@ -13,7 +13,6 @@ import socket
 import ssl
 import subprocess
 import threading
-import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from typing import Any, Literal, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from tests.support.threaded import wait_for_items
 
 Stage = Literal["RCPT", "DATA"]
 Tls = Literal["none", "starttls", "implicit"]
@@ -253,16 +254,7 @@ class SmtpServer:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
         """Block until `count` messages arrived, or raise TimeoutError after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self._messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"expected {count} message(s) within {timeout}s, got {len(self._messages)}"
-                    )
-                self._lock.wait(remaining)
-            return list(self._messages)
+        return wait_for_items(self._lock, self._messages, count, timeout, "message")
 
     def _take_failure(self, stage: Stage, mail_from: str, rcpt_tos: tuple[str, ...]) -> str | None:
         with self._lock:

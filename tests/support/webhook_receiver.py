@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self, cast
+from http.server import BaseHTTPRequestHandler
+from typing import cast
+
+from tests.support.threaded import OwnedServer, ThreadedHTTPService, wait_for_items
 
 MAX_BODY = 10 * 1024 * 1024
 MAX_DELAY = 30.0
@@ -48,11 +49,6 @@ class ReceivedWebhook:
     json: object | None
     status: int
     at: float
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    receiver: WebhookReceiver
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -89,7 +85,7 @@ class _Handler(BaseHTTPRequestHandler):
         raise ValueError("body too large")
 
     def _handle(self) -> None:
-        receiver = cast(_Server, self.server).receiver
+        receiver = cast(WebhookReceiver, cast(OwnedServer, self.server).owner)
         try:
             body = self._read_body()
         except ValueError:
@@ -114,63 +110,23 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
 
 
-class WebhookReceiver:
+class WebhookReceiver(ThreadedHTTPService):
     """Records every request on 127.0.0.1; answers 204 unless a script says otherwise."""
 
+    handler = _Handler
+    thread_name = "webhook-receiver"
+
     def __init__(self, path: str = "/hook") -> None:
+        super().__init__()
         self.path = path
-        self.host = "127.0.0.1"
-        self.port = 0
-        self.origin = ""
         self.url = ""
         self.default_response = ScriptedResponse(204)
         self._lock = threading.Condition()
         self._received: list[ReceivedWebhook] = []
         self._script: list[ScriptedResponse] = []
-        self._stopping = threading.Event()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> Self:
-        """Bind a free port and serve in a daemon thread."""
-        if self._httpd is not None:
-            return self
-        self._stopping.clear()
-        httpd = _Server((self.host, 0), _Handler)
-        httpd.receiver = self
-        self.port = httpd.server_address[1]
-        self.origin = f"http://{self.host}:{self.port}"
+    def _bound(self) -> None:
         self.url = self.origin + self.path
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
-            name=f"webhook-receiver-{self.port}",
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, cutting short any scripted delay; safe to call twice."""
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def script(self, responses: Iterable[ScriptItem]) -> None:
         """Replace the queue of answers; each request takes the next one, then the default."""
@@ -189,16 +145,7 @@ class WebhookReceiver:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedWebhook]:
         """Block until `count` requests arrived, or raise TimeoutError after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self._received) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(
-                        f"expected {count} request(s) within {timeout}s, got {len(self._received)}"
-                    )
-                self._lock.wait(remaining)
-            return list(self._received)
+        return wait_for_items(self._lock, self._received, count, timeout, "request")
 
     def _next_answer(self) -> ScriptedResponse:
         with self._lock:
