@@ -253,11 +253,16 @@ def _test_channel(config: Config, name: str) -> int:
 
 
 def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if (seconds >= size and seconds % size == 0) or seconds >= 10 * size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    """`45s`, `9m03s`, `10m`, `2h05m`, `3d`: at most two units, as a person reads them."""
+    total = round(seconds)
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    for index, (unit, size) in enumerate(units[:-1]):
+        if total >= size:
+            whole, rest = divmod(total, size)
+            small, small_size = units[index + 1]
+            part = rest // small_size
+            return f"{whole}{unit}{part:02d}{small}" if part else f"{whole}{unit}"
+    return f"{total}s"
 
 
 def _ago(now: float, then: float) -> str:
