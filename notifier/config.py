@@ -54,6 +54,9 @@ class HttpSettings(StrictModel):
     max_body: Size = 15 * 1024 * 1024
     concurrency: int = Field(50, ge=1, le=1000)
     per_host: int = Field(2, ge=1, le=50)
+    block_private_networks: bool = False
+    """Refuse feeds on loopback, private and link-local addresses, also after a redirect or
+    a DNS change: for a notifier whose subscriptions other people can add."""
 
 
 class Subscription(DeliveryTiming):

@@ -54,7 +54,8 @@ class OnceResult:
 def fetch_settings(config: Config) -> FetchSettings:
     return FetchSettings(timeout=config.http.timeout, max_bytes=config.http.max_body,
                          max_connections=config.http.concurrency,
-                         per_host=config.http.per_host)
+                         per_host=config.http.per_host,
+                         block_private=config.http.block_private_networks)
 
 
 @contextlib.asynccontextmanager

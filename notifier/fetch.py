@@ -16,6 +16,7 @@ string, and httpx's own INFO request log is silenced.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
@@ -30,6 +31,9 @@ from typing import Self
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+from aiohttp import ClientSession, TCPConnector
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from httpx_aiohttp import AiohttpTransport
 
 from notifier import __version__
@@ -69,6 +73,8 @@ class FetchSettings:
     max_connections: int = 100
     per_host: int = 2
     max_redirects: int = 5
+    block_private: bool = False
+    """Refuse loopback, private, link-local and other non-public addresses (SSRF)."""
 
 
 def quiet_http_logs() -> None:
@@ -77,12 +83,55 @@ def quiet_http_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _check_target(url: str) -> None:
-    """Hook run before every hop: will refuse private-network targets (SSRF) later.
+def _check_target(url: str, block_private: bool = False) -> None:
+    """Run before every hop: refuse a literal non-public address when asked to.
 
     It sees each redirect target, not only the first URL, because a public feed can redirect
-    to an internal address. Raise `TargetBlocked` to refuse; the fetch then fails as data.
+    to an internal address. Host names are checked where they are resolved
+    (`PublicOnlyResolver`), so a name that resolves to an internal address, or starts to
+    between two requests, is refused too. Raise `TargetBlocked` to refuse; the fetch then
+    fails as data.
     """
+    if not block_private:
+        return
+    host = (urlsplit(url).hostname or "").strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            raise TargetBlocked(f"{host} is a local address; http.block_private_networks "
+                                "is on") from None
+        return
+    if not address.is_global:
+        raise TargetBlocked(f"{host} is a private or local address; "
+                            "http.block_private_networks is on")
+
+
+class PrivateAddressBlocked(OSError):
+    """A host name resolved only to addresses that `block_private` refuses."""
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """aiohttp's resolver, keeping only public addresses.
+
+    Filtering at resolution, not before the request, closes the gap in which a name is
+    checked and then resolved again to something else (DNS rebinding).
+    """
+
+    def __init__(self) -> None:
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        public = [r for r in found if ipaddress.ip_address(r["host"]).is_global]
+        if not public:
+            raise PrivateAddressBlocked(f"{host} resolves only to private or local addresses; "
+                                        "http.block_private_networks is on")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def redact_url(url: str) -> str:
@@ -227,6 +276,8 @@ def describe_transport_error(exc: BaseException, url: str, settings: FetchSettin
     host = _host_key(url) or "?"
     chain = _exception_chain(exc)
     for cause in chain:
+        if isinstance(cause, PrivateAddressBlocked):
+            return str(cause)
         if isinstance(cause, socket.gaierror):
             return f"DNS lookup failed for host {host}"
     for cause in chain:
@@ -426,8 +477,15 @@ class Fetcher:
         """
         limits = httpx.Limits(max_connections=settings.max_connections,
                               max_keepalive_connections=settings.max_connections)
+        transport = AiohttpTransport(limits=limits)
+        if settings.block_private:
+            def session() -> ClientSession:
+                return ClientSession(connector=TCPConnector(
+                    limit=settings.max_connections, resolver=PublicOnlyResolver()))
+
+            transport = AiohttpTransport(limits=limits, client=session)
         return httpx.AsyncClient(
-            transport=AiohttpTransport(limits=limits),
+            transport=transport,
             follow_redirects=False,
             timeout=httpx.Timeout(settings.timeout, connect=settings.connect_timeout),
             limits=limits,
@@ -474,7 +532,7 @@ class Fetcher:
         hop = _Hop(url=url)
         while True:
             try:
-                _check_target(hop.url)
+                _check_target(hop.url, self.settings.block_private)
             except TargetBlocked as exc:
                 return self._failure(url, hop, str(exc) or "target not allowed")
             problem = _url_problem(hop.url)

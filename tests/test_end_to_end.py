@@ -263,3 +263,17 @@ def test_one_bad_feed_never_stops_the_others(
     assert status.returncode == 0, status.stderr
     assert "failing x1: HTTP 500" in status.stdout
     assert f"{POST_PATH}feed/atom/" in status.stdout
+
+
+def test_blocking_private_networks_refuses_a_loopback_feed(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver,
+                          THREAD.format(origin=blog_server.origin))
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("defaults:\n", "http: {block_private_networks: true}\n"
+                                                  "defaults:\n"), encoding="utf-8")
+    result = run_once(config)
+    assert result.returncode == 1
+    assert "127.0.0.1 is a private or local address" in result.stderr
+    assert blog_server.requests == []

@@ -235,7 +235,7 @@ def test_every_hop_goes_through_check_target(
 ) -> None:
     seen: list[str] = []
 
-    def check(url: str) -> None:
+    def check(url: str, block_private: bool = False) -> None:
         seen.append(url)
         if url.endswith("/comments/feed/"):
             raise TargetBlocked("blocked for the test")
@@ -443,3 +443,29 @@ def test_transport_errors_are_described_without_urls() -> None:
     )
     closed = httpx.RemoteProtocolError("Server disconnected without sending a response.")
     assert "token" not in describe_transport_error(closed, url, settings)
+
+
+def test_private_networks_can_be_blocked(blog_server: BlogServer) -> None:
+    blocked = FetchSettings(block_private=True)
+    literal = get(blog_server.url("/feed/"), blocked)
+    assert literal.status is None and literal.body is None
+    assert literal.error == "127.0.0.1 is a private or local address; " \
+        "http.block_private_networks is on"
+    named = get(f"http://localhost:{blog_server.port}/feed/", blocked)
+    assert named.error is not None and "local address" in named.error
+    assert blog_server.count("/feed/") == 0
+    assert get(blog_server.url("/feed/")).ok  # off by default
+
+
+def test_private_resolver_drops_internal_addresses() -> None:
+    from notifier.fetch import PrivateAddressBlocked, PublicOnlyResolver
+
+    async def resolve(host: str) -> object:
+        resolver = PublicOnlyResolver()
+        try:
+            return await resolver.resolve(host, 80)
+        finally:
+            await resolver.close()
+
+    with pytest.raises(PrivateAddressBlocked, match="localhost resolves only to private"):
+        asyncio.run(resolve("localhost"))
