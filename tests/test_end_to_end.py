@@ -49,6 +49,15 @@ subscriptions:
     return path
 
 
+def subscription(name: str, url: str, notify: str, *, watch: str = "comments",
+                 **keys: str) -> str:
+    """One `subscriptions:` item in YAML; `keys` are further settings, written as given."""
+    lines = [f"  - name: {name}", f"    url: {url}", f"    watch: {watch}"]
+    lines += [f"    {key}: {value}" for key, value in keys.items()]
+    lines.append(f"    notify: [{notify}]")
+    return "\n".join(lines) + "\n"
+
+
 THREAD = """\
   - name: the-thread
     url: {origin}/2013/10/20/why-defend-stalin/
@@ -137,14 +146,9 @@ def test_new_comment_reaches_email_and_chat_once(
 def test_replies_to_fires_only_for_replies_to_that_person(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
-    subs = f"""\
-  - name: replies-to-me
-    url: {blog_server.origin}/
-    watch: comments
-    replies_to: ["east side boy"]
-    backfill: 10
-    notify: [feed-json]
-"""
+    subs = subscription(
+        "replies-to-me", f"{blog_server.origin}/", "feed-json",
+        replies_to='["east side boy"]', backfill="10")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     result = run_once(config)
     assert result.returncode == 0, result.stderr
@@ -162,12 +166,7 @@ def test_replies_to_fires_only_for_replies_to_that_person(
 def test_failed_delivery_is_retried_by_the_next_run_and_sent_once(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
-    subs = f"""\
-  - name: thread
-    url: {blog_server.origin}{POST_PATH}feed/atom/
-    watch: comments
-    notify: [feed-json]
-"""
+    subs = subscription("thread", f"{blog_server.origin}{POST_PATH}feed/atom/", "feed-json")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
     blog_server.scenario = "02-markup-comment"
@@ -195,13 +194,7 @@ def _make_retries_due(db: Path) -> None:
 def test_daemon_notices_a_new_comment_and_stops_on_sigterm(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
-    subs = f"""\
-  - name: thread
-    url: {blog_server.origin}{POST_PATH}
-    watch: comments
-    interval: 1s
-    notify: [me]
-"""
+    subs = subscription("thread", f"{blog_server.origin}{POST_PATH}", "me", interval="1s")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

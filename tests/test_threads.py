@@ -16,7 +16,7 @@ from tests.support.blog_server import WORDPRESS_DIR, BlogServer
 from tests.support.blogger_feed import Comment
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.test_end_to_end import POST_PATH, run_once, write_config
+from tests.test_end_to_end import POST_PATH, run_once, subscription, write_config
 
 REPLIES_TO_3 = {10, 15, 20, 25}
 
@@ -40,12 +40,7 @@ def _settle(hook: WebhookReceiver, count: int) -> None:
 def test_burst_of_24_is_reported_completely_once_and_in_order(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
-    subs = f"""\
-  - name: thread
-    url: {blog_server.origin}{POST_PATH}
-    watch: comments
-    notify: [feed-json]
-"""
+    subs = subscription("thread", f"{blog_server.origin}{POST_PATH}", "feed-json")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
     blog_server.scenario = "02-markup-comment"
@@ -82,12 +77,7 @@ def test_burst_of_24_is_reported_completely_once_and_in_order(
 def test_site_wide_comment_feed_burst_is_backfilled_post_by_post(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
-    subs = f"""\
-  - name: site
-    url: {blog_server.origin}/
-    watch: comments
-    notify: [feed-json]
-"""
+    subs = subscription("site", f"{blog_server.origin}/", "feed-json")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
     blog_server.scenario = "03-burst-of-24"
@@ -191,14 +181,9 @@ def test_replies_to_me_quotes_the_parent_fetched_from_rest(
     # Comment 3 scrolled out of the site's comment feed long ago and was never stored: the
     # replies to it in the window (20 and 25) are recognised and quoted only by fetching it.
     blog_server.scenario = "03-burst-of-24"
-    subs = f"""\
-  - name: replies-to-me
-    url: {blog_server.origin}/
-    watch: comments
-    replies_to: [" SouthernFriedBolshevik "]
-    backfill: 10
-    notify: [me]
-"""
+    subs = subscription(
+        "replies-to-me", f"{blog_server.origin}/", "me",
+        replies_to='[" SouthernFriedBolshevik "]', backfill="10")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     result = run_once(config)
     assert result.returncode == 0, result.stderr
@@ -225,13 +210,7 @@ def test_late_approval_behind_a_304_is_reported_once_after_the_rescan(
     headers = {"ETag": '"late-approval"', "Last-Modified": "Wed, 23 Oct 2013 12:00:00 GMT"}
     path = "/late/feed/atom/"
     blog_server.add_file(path, feed, "application/atom+xml; charset=UTF-8", headers)
-    subs = f"""\
-  - name: thread
-    url: {blog_server.origin}{path}
-    watch: comments
-    rescan: 6h
-    notify: [feed-json]
-"""
+    subs = subscription("thread", f"{blog_server.origin}{path}", "feed-json", rescan="6h")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
 
@@ -311,12 +290,7 @@ def test_blogger_burst_larger_than_a_page_is_backfilled_through_next_links(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
     _serve_blogger(blog_server, SEED)
-    subs = f"""\
-  - name: railway
-    url: {blog_server.origin}{blogger_feed.FEED_PATH}
-    watch: comments
-    notify: [feed-json]
-"""
+    subs = subscription("railway", f"{blog_server.origin}{blogger_feed.FEED_PATH}", "feed-json")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
 
@@ -349,12 +323,7 @@ def test_gap_without_backfill_says_comments_may_be_missing(
         webhook_receiver: WebhookReceiver) -> None:
     # The same burst, served without its next page: nothing can fill the gap.
     _serve_blogger(blog_server, SEED)
-    subs = f"""\
-  - name: railway
-    url: {blog_server.origin}{blogger_feed.FEED_PATH}
-    watch: comments
-    notify: [me]
-"""
+    subs = subscription("railway", f"{blog_server.origin}{blogger_feed.FEED_PATH}", "me")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
     burst = _blogger_comments(30, 1001, 60)
@@ -398,13 +367,8 @@ def _posts_with_a_new_post() -> tuple[bytes, bytes]:
 def test_watch_threads_follows_each_recent_post_and_new_posts_join(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
-    subs = f"""\
-  - name: site
-    url: {blog_server.origin}/
-    watch: threads
-    threads_max_age: 20000d
-    notify: [feed-json]
-"""
+    subs = subscription(
+        "site", f"{blog_server.origin}/", "feed-json", watch="threads", threads_max_age="20000d")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     # The first run reads the posts feed (a baseline) and joins the post's comment feed,
     # which the second run reads as part of the same baseline: nothing old is reported.
@@ -450,12 +414,7 @@ def test_blogger_backfill_stops_where_the_subscription_began(
     # there, and the 15 old comments it never saw are not reported as new.
     old = _blogger_comments(40, 2001, 0)
     _serve_blogger(blog_server, old)
-    subs = f"""\
-  - name: railway
-    url: {blog_server.origin}{blogger_feed.FEED_PATH}
-    watch: comments
-    notify: [feed-json]
-"""
+    subs = subscription("railway", f"{blog_server.origin}{blogger_feed.FEED_PATH}", "feed-json")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
     burst = _blogger_comments(30, 1001, 100)
