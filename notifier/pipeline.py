@@ -154,10 +154,9 @@ class Pipeline:
     async def poll(self, *, force: bool = False) -> PollReport:
         """Poll every feed that is due (every feed with `force`) and queue what is new."""
         report = PollReport()
-        await self._resolve_subscriptions(report, force=force)
-        # Loaded once per cycle: each feed is polled once per cycle, so no batch of this
-        # cycle changes what another batch needs to know about its subscriptions.
-        self._states = await self._db(self.store.subscription_states)
+        # Read once per cycle: each feed is polled once per cycle, so no batch of this cycle
+        # changes what another batch needs to know about its subscriptions.
+        self._states = await self._resolve_subscriptions(report, force=force)
         now = self.clock()
         feed_ids = list(self._feed_subs)
         if force:
@@ -175,8 +174,12 @@ class Pipeline:
             await writer
         return report
 
-    async def _resolve_subscriptions(self, report: PollReport, *, force: bool) -> None:
-        """Turn what each subscription names (site, page, feed) into a feed to poll."""
+    async def _resolve_subscriptions(self, report: PollReport, *, force: bool
+                                     ) -> dict[str, SubscriptionState]:
+        """Turn what each subscription names (site, page, feed) into a feed to poll.
+
+        Returns the subscriptions' stored state as it stands afterwards.
+        """
         states = await self._db(self.store.subscription_states)
         now = self.clock()
         pending: list[Subscription] = []
@@ -227,6 +230,7 @@ class Pipeline:
             intervals = {fid: min(self.config.interval(s) for s in subs)
                          for fid, subs in self._feed_subs.items()}
             await self._db(self.store.set_feed_intervals, intervals)
+        return states
 
     def _rescan_every(self, feed_id: int) -> float | None:
         """The shortest `rescan` of the subscriptions reading a feed; None for posts only."""

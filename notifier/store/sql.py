@@ -181,9 +181,19 @@ class Store:
         return int(result.scalar_one())
 
     def set_feed_intervals(self, intervals: Mapping[int, float]) -> None:
-        """Apply configured intervals; a shorter interval makes the feed due sooner."""
+        """Apply configured intervals; a shorter interval makes the feed due sooner.
+
+        Only feeds whose interval changed are written: this runs whenever the set of feeds
+        is recomputed, which `watch: threads` makes frequent.
+        """
         with self.engine.begin() as conn:
+            current: dict[int, float] = {}
+            for chunk in _chunks(sorted(intervals)):
+                current.update({row.id: row.interval for row in conn.execute(
+                    sa.select(feeds.c.id, feeds.c.interval).where(feeds.c.id.in_(chunk)))})
             for feed_id, interval in intervals.items():
+                if current.get(feed_id) == interval:
+                    continue
                 conn.execute(feeds.update().where(feeds.c.id == feed_id).values(
                     interval=interval,
                     next_due=sa.case(
