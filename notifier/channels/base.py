@@ -42,9 +42,12 @@ class ChannelConfig(DeliveryTiming):
     burst_limit: int | None = Field(None, ge=1, le=DIGEST_MAX - 1)
     """More notifications than this due at once go out as one summary message."""
 
+    kind_slots: ClassVar[tuple[str, ...] | None] = None
+    """Set by the `Channel` subclass that owns this settings type: its `template_slots`."""
+
     def template_slots(self) -> tuple[str, ...] | None:
         """The slots `templates:` may name with these settings; None accepts any."""
-        return None
+        return self.kind_slots
 
     @model_validator(mode="after")
     def _known_template_slots(self) -> Self:
@@ -101,6 +104,12 @@ class Channel(ABC):
     """The templates this kind renders; each has a packaged default `<kind>/<slot>.j2`."""
     default_retry: ClassVar[RetryPolicy] = WEBHOOK_RETRY
     _pause: float | None
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # The settings type learns its kind's slots here, so no config repeats them.
+        super().__init_subclass__(**kwargs)
+        if "config_type" in cls.__dict__ and "template_slots" in cls.__dict__:
+            cls.config_type.kind_slots = cls.template_slots
 
     @property
     def retry_policy(self) -> RetryPolicy:

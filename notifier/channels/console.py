@@ -19,9 +19,6 @@ class ConsoleConfig(ChannelConfig):
     type: Literal["console"]
     stream: Literal["stdout", "stderr"] = "stdout"
 
-    def template_slots(self) -> tuple[str, ...]:
-        return ConsoleChannel.template_slots
-
 
 class ConsoleChannel(Channel):
     kind: ClassVar[str] = "console"

@@ -187,9 +187,6 @@ class EmailConfig(ChannelConfig):
     def _check_to(cls, value: list[str]) -> list[str]:
         return [check_address(item) for item in value]
 
-    def template_slots(self) -> tuple[str, ...]:
-        return EmailChannel.template_slots
-
     @property
     def domain(self) -> str:
         """The sender's domain: the right-hand side of every Message-ID we make."""

@@ -59,9 +59,6 @@ class MatrixConfig(ChannelConfig):
     msgtype: Literal["m.notice", "m.text"] = "m.notice"
     timeout: Duration = 15.0
 
-    def template_slots(self) -> tuple[str, ...]:
-        return MatrixChannel.template_slots
-
     @field_validator("room")
     @classmethod
     def _check_room(cls, value: str) -> str:

@@ -43,9 +43,6 @@ class NtfyConfig(ChannelConfig):
     priority: Literal["min", "low", "default", "high", "max"] = "default"
     timeout: Duration = 15.0
 
-    def template_slots(self) -> tuple[str, ...]:
-        return NtfyChannel.template_slots
-
     @field_validator("url")
     @classmethod
     def _has_topic(cls, value: str) -> str:

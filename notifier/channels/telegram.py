@@ -59,9 +59,6 @@ class TelegramConfig(ChannelConfig):
     link_preview: bool = False
     timeout: Duration = 15.0
 
-    def template_slots(self) -> tuple[str, ...]:
-        return TelegramChannel.template_slots
-
     @field_validator("token")
     @classmethod
     def _check_token(cls, value: str) -> str:

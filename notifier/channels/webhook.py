@@ -62,9 +62,9 @@ class WebhookConfig(ChannelConfig):
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
     """Extra request headers, e.g. an Authorization for a self-hosted receiver."""
 
-    def template_slots(self) -> tuple[str, ...]:
+    def template_slots(self) -> tuple[str, ...] | None:
         """The json format's payload is fixed: a template there would do nothing."""
-        return () if self.format == "json" else WebhookChannel.template_slots
+        return () if self.format == "json" else self.kind_slots
 
     @field_validator("secret")
     @classmethod
