@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from notifier.config import load_config  # noqa: E402
-from notifier.daemon import open_pipeline  # noqa: E402
+from notifier.daemon import open_engine  # noqa: E402
 
 
 def write_config(folder: Path, origin: str, feeds: int, concurrency: int) -> Path:
@@ -50,7 +50,7 @@ subscriptions:
 async def measure(config_path: Path, origin: str) -> list[tuple[str, float, str]]:
     config = load_config(config_path, {})
     rows: list[tuple[str, float, str]] = []
-    async with open_pipeline(config) as pipeline:
+    async with open_engine(config) as pipeline:
         start = time.perf_counter()
         report = await pipeline.poll(force=True)
         rows.append(("first cycle (discover + baseline)", time.perf_counter() - start,

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -25,12 +27,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
 from notifier.channels import build_channel
-from notifier.channels.base import ChannelContext
+from notifier.channels.base import Channel, ChannelContext
 from notifier.config import Config
-from notifier.deliver import DeliveryReport
+from notifier.deliver import Delivery, DeliveryReport
 from notifier.digest import cron_trigger
 from notifier.fetch import Fetcher, FetchSettings
-from notifier.pipeline import Pipeline, PollReport, make_parse_pool
+from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
 from notifier.store import Store
 
@@ -58,11 +60,46 @@ def fetch_settings(config: Config) -> FetchSettings:
                          block_private=config.http.block_private_networks)
 
 
+class Engine:
+    """The two halves of a run side by side: polling queues, delivery drains.
+
+    They share only the store (through one worker thread); the daemon, not the poller,
+    owns delivery, so a channel's trouble never reaches the poll path.
+    """
+
+    def __init__(self, config: Config, store: Store, fetcher: Fetcher,
+                 channels: dict[str, Channel], *, parser: ParsePool,
+                 clock: Callable[[], float] = time.time,
+                 rng: random.Random | None = None) -> None:
+        self.store = store
+        self.db = StoreThread()
+        rng = rng or random.Random()
+        self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
+                             rng=rng)
+        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=rng)
+
+    async def start(self) -> None:
+        """Open the state and forget delivery claims a killed process left behind."""
+        await self.db(self.store.migrate)
+        await self.db(self.store.release_claims)
+
+    async def poll(self, *, force: bool = False) -> PollReport:
+        return await self.poller.poll(force=force)
+
+    async def deliver(self, *, limit: int = 1000,
+                      channels: Iterable[str] | None = None) -> DeliveryReport:
+        """Send what is due, at most `limit` rows per channel: see `notifier.deliver`."""
+        return await self.delivery.deliver(limit=limit, channels=channels)
+
+    def close(self) -> None:
+        self.db.close()
+
+
 @contextlib.asynccontextmanager
-async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
+async def open_engine(config: Config) -> AsyncIterator[Engine]:
     """Everything a run needs, opened in order and closed in reverse, also on errors."""
     store = Store(config.state_url())
-    parse_pool = make_parse_pool()
+    parser = ParsePool()
     try:
         async with Fetcher(fetch_settings(config)) as fetcher, httpx.AsyncClient(
                 follow_redirects=False, timeout=httpx.Timeout(15.0),
@@ -72,27 +109,25 @@ async def open_pipeline(config: Config) -> AsyncIterator[Pipeline]:
             context = ChannelContext(renderer=renderer, http=http)
             channels = {name: build_channel(name, cfg, context)
                         for name, cfg in config.channels.items()}
-            pipeline = Pipeline(config, store, fetcher, channels, parse_pool=parse_pool)
+            engine = Engine(config, store, fetcher, channels, parser=parser)
             try:
-                await pipeline.start()
-                yield pipeline
+                await engine.start()
+                yield engine
             finally:
-                pipeline.close()
+                engine.close()
     finally:
-        parse_pool.shutdown(wait=False, cancel_futures=True)
+        parser.shutdown()
         store.close()
 
 
 async def run_once(config: Config) -> OnceResult:
     """Poll every subscription now, deliver everything due, and report."""
-    async with open_pipeline(config) as pipeline:
-        poll = await pipeline.poll(force=True)
-        delivery = await pipeline.deliver(limit=1_000_000)
-        log.info("cycle done: %d feeds polled (%d unchanged, %d failed), %d new entries, "
-                 "%d notifications queued, %d sent, %d to retry, %d dead-lettered, "
-                 "%d held for a digest or quiet hours",
-                 poll.feeds_polled, poll.not_modified, poll.feeds_failed, poll.new_entries,
-                 poll.queued, delivery.sent, delivery.failed, delivery.dead, delivery.held)
+    async with open_engine(config) as engine:
+        poll = await engine.poll(force=True)
+        delivery = await engine.deliver(limit=1_000_000)
+        log.info("cycle done: %s; %d sent, %d to retry, %d dead-lettered, "
+                 "%d held for a digest or quiet hours", poll.summary(),
+                 delivery.sent, delivery.failed, delivery.dead, delivery.held)
         return OnceResult(poll, delivery)
 
 
@@ -115,7 +150,7 @@ async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    async with open_pipeline(config) as pipeline:
+    async with open_engine(config) as engine:
         poll_wanted = asyncio.Event()
         deliver_wanted = {name: asyncio.Event() for name in config.channels}
 
@@ -135,13 +170,15 @@ async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None
         wake_delivery()
 
         async def poll_cycle() -> None:
-            report = await pipeline.poll()
+            report = await engine.poll()
+            if report.feeds_polled or report.feeds_failed:
+                log.info("poll cycle: %s", report.summary())
             if report.queued:
                 wake_delivery()
 
         def deliver_cycle(name: str) -> Callable[[], Awaitable[None]]:
             async def cycle() -> None:
-                await pipeline.deliver(channels=[name])
+                await engine.deliver(channels=[name])
             return cycle
 
         workers = [_Worker("poll", poll_wanted, poll_cycle)]

@@ -8,6 +8,7 @@ still not new.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,12 +39,30 @@ class Decision:
     """Subscriptions whose first poll this was."""
 
 
+_SEQUENCE = re.compile(r"(\d+)\Z")
+
+
+def _sequence(entry: Entry) -> int | None:
+    """The platform's own running number at the end of a key (`#comment-41`, `.post-7`)."""
+    match = _SEQUENCE.search(entry.key)
+    return int(match[1]) if match else None
+
+
 def publication_order(entries: Sequence[Entry]) -> list[Entry]:
-    """Oldest first; entries without a date keep their feed order after the dated ones."""
-    indexed = list(enumerate(entries))
-    indexed.sort(key=lambda pair: (pair[1].published is None, pair[1].published or _EPOCH,
-                                   -pair[0]))
-    return [entry for _, entry in indexed]
+    """Oldest first; ties in date by the platform's own number, then reversed feed order.
+
+    A burst through a comment form gives many comments one timestamp (to the second), and a
+    window (newest first) merged with a REST listing (oldest first) has no single feed
+    order to undo, so the number the platform gave each comment decides. Entries without a
+    date keep their feed order after the dated ones.
+    """
+    def order(pair: tuple[int, Entry]) -> tuple[bool, datetime, bool, int, int]:
+        index, entry = pair
+        number = _sequence(entry)
+        return (entry.published is None, entry.published or _EPOCH, number is None,
+                number or 0, -index)
+
+    return [entry for _, entry in sorted(enumerate(entries), key=order)]
 
 
 def decide(parsed: Sequence[Entry], seen: Mapping[str, str],

@@ -79,6 +79,15 @@ def test_publication_order_puts_undated_last_in_feed_order() -> None:
     assert [e.key for e in ordered] == [comment(2).key, comment(3).key, "x"]
 
 
+def test_a_burst_with_one_timestamp_is_reported_in_the_platforms_order() -> None:
+    # The feed window, newest first, then a REST listing of what it no longer shows, oldest
+    # first: all 50 comments were posted within one second.
+    window = [comment(n, minute=0) for n in range(50, 40, -1)]
+    listing = [comment(n, minute=0) for n in range(1, 41)]
+    d = decide([*window, *listing], {}, [SEEN])
+    assert [e.key for e in d.candidates["s"]] == [comment(n).key for n in range(1, 51)]
+
+
 def test_replies_to_matches_parent_author_case_and_space_insensitively() -> None:
     s = sub(replies_to=["east  side BOY"])
     reply = comment(3, "southernfriedbolshevik", parent=2)

@@ -9,7 +9,6 @@ by sleeping; only pacing, which is about real time, is measured in real time.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import itertools
 import json
@@ -27,10 +26,10 @@ from notifier.channels import build_channel
 from notifier.channels.base import ChannelContext
 from notifier.cli import main
 from notifier.config import load_config
-from notifier.daemon import digest_times, fetch_settings
+from notifier.daemon import Engine, digest_times, fetch_settings
 from notifier.fetch import Fetcher
 from notifier.models import Entry
-from notifier.pipeline import Pipeline
+from notifier.poll import ParsePool
 from notifier.render import Renderer
 from notifier.store import PollRecord, QueuedNotice, Store
 from tests.support.smtp_server import SmtpServer
@@ -101,17 +100,17 @@ def queue(path: Path, numbers: range, at: datetime | float, channel: str = "hook
 
 
 @contextlib.asynccontextmanager
-async def pipeline(config_path: Path, clock: Clock) -> AsyncIterator[Pipeline]:
+async def pipeline(config_path: Path, clock: Clock) -> AsyncIterator[Engine]:
     """The daemon's delivery parts with the test's clock; a new one is a restart."""
     config = load_config(config_path, {})
     store = Store(config.state_url())
-    pool = concurrent.futures.ThreadPoolExecutor(1)
+    pool = ParsePool(workers=1)
     try:
         async with Fetcher(fetch_settings(config)) as fetcher, httpx.AsyncClient() as http:
             context = ChannelContext(renderer=Renderer(config.base_dir), http=http)
             channels = {name: build_channel(name, cfg, context)
                         for name, cfg in config.channels.items()}
-            pipe = Pipeline(config, store, fetcher, channels, parse_pool=pool, clock=clock)
+            pipe = Engine(config, store, fetcher, channels, parser=pool, clock=clock)
             try:
                 await pipe.start()
                 yield pipe

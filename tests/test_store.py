@@ -6,6 +6,7 @@ database (`.ci/run` starts one).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterator
@@ -134,8 +135,7 @@ def test_new_feed_for_a_subscription_means_a_new_baseline(store: Store) -> None:
 
 def test_permanent_redirect_moves_the_feed(store: Store) -> None:
     feed = setup_feed(store)
-    moved = record(feed, [], [])
-    moved.new_url = "https://blog.test/p/feed/atom/"
+    moved = dataclasses.replace(record(feed, [], []), new_url="https://blog.test/p/feed/atom/")
     store.record_polls([moved])
     assert store.feeds_by_id([feed])[feed].url == "https://blog.test/p/feed/atom/"
     assert store.subscription_states()["thread"].feed_url == "https://blog.test/p/feed/atom/"

@@ -219,7 +219,7 @@ def test_late_approval_behind_a_304_is_reported_once_after_the_rescan(
     late = _late_entry(feed)
     blog_server.add_file(path, late, "application/atom+xml; charset=UTF-8", headers)
     blog_server.clear_log()
-    hidden = run_once(config)
+    hidden = run_once(config, "-v")  # unchanged polls are logged at DEBUG
     assert hidden.returncode == 0, hidden.stderr
     (asked,) = [r for r in blog_server.requests if r.path == path]
     assert asked.headers.get("if-none-match") == '"late-approval"'

@@ -79,7 +79,7 @@ class ThreadUpdate:
     quiet: bool
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PollRecord:
     """Everything one poll of one feed changes, written in one transaction with its batch."""
 

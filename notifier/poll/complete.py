@@ -1,0 +1,195 @@
+"""Complete a batch of polls with what their windows do not show, before deciding.
+
+    polls + stored keys -> gaps and due rescans -> backfill (REST listing, older pages)
+                        -> parents of replies not in the window (store, else REST)
+                        -> stored revisions of edited entries (`notify_edits`)
+                        -> `Snapshot` per feed: everything `decide` needs, frozen
+
+Runs in the writer, before the batch's transaction: backfills are rare (a gap, or a rescan
+every few hours) and bounded in pages and time, and what they find must be decided
+together with the window that revealed it. Every fact `decide` needs is read here, in one
+batch read per kind, so the decision itself does no I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier import backfill, redact
+from notifier.config import Config
+from notifier.fetch import Fetcher
+from notifier.models import Entry, ParsedFeed
+from notifier.poll.plan import Plan
+from notifier.poll.retrieve import ParsePool, Polled
+from notifier.store import Store
+
+log = logging.getLogger("notifier")
+Db = Callable[..., Awaitable[Any]]
+
+PARENT_LEVELS = 5
+"""Ancestors fetched for `include_subthread`."""
+
+__all__ = ["PARENT_LEVELS", "Snapshot", "complete_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What is stored about one polled feed, as far as its decision needs it."""
+
+    polled: Polled
+    seen: Mapping[str, str]  # key -> stored content hash, for the keys in the window
+    had_entries: bool
+    revisions: Mapping[str, int]  # stored edit count of entries that changed
+    known: Mapping[str, Entry]  # parents (and the window) by key, to match and quote replies
+    fetched_parents: tuple[Entry, ...] = ()  # parents read from REST: stored, never offered
+
+
+async def complete_batch(batch: Sequence[Polled], plan: Plan, *, config: Config, store: Store,
+                         fetcher: Fetcher, parser: ParsePool, db: Db) -> list[Snapshot]:
+    """Backfill, rescan, find parents and revisions: one `Snapshot` per poll of `batch`."""
+    changed = [p for p in batch if p.parsed is not None]
+    wanted = {p.feed.id: [e.key for e in p.parsed.entries] for p in changed if p.parsed}
+    seen: dict[int, dict[str, str]] = await db(store.seen_entries, wanted) if wanted else {}
+    had: set[int] = await db(store.has_entries, list(wanted)) if wanted else set()
+    polls = await _backfill(batch, plan, seen, had, config=config, store=store,
+                            fetcher=fetcher, parser=parser, db=db)
+    known, fetched = await _known_parents(polls, plan, store=store, fetcher=fetcher, db=db)
+    snapshots = []
+    for polled in polls:
+        feed_seen = seen.get(polled.feed.id, {})
+        revisions: dict[str, int] = {}
+        if polled.parsed is not None and any(s.notify_edits for s in plan.readers(
+                polled.feed.id)):
+            edited = [e.key for e in polled.parsed.entries
+                      if e.key in feed_seen and e.content_hash
+                      and feed_seen[e.key] != e.content_hash]
+            if edited:
+                revisions = await db(store.entry_revisions, polled.feed.id, edited)
+        window = {e.key: e for e in polled.parsed.entries} if polled.parsed else {}
+        snapshots.append(Snapshot(polled, feed_seen, polled.feed.id in had, revisions,
+                                  {**known, **window},
+                                  tuple(fetched.get(polled.feed.id, ()))))
+    return snapshots
+
+
+async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[str, str]],
+                    had_entries: set[int], *, config: Config, store: Store, fetcher: Fetcher,
+                    parser: ParsePool, db: Db) -> list[Polled]:
+    """Fill gaps and run due rescans (see `backfill`), adding what they find to the polls."""
+    jobs: dict[int, Any] = {}
+    # Polls whose first REST listing met a feed stored before (by an older notifier):
+    # what it finds beyond the window is old, not new.
+    quiet: set[int] = set()
+    for index, polled in enumerate(batch):
+        if polled.error or (polled.parsed is None and not polled.rescan):
+            continue
+        if polled.fetch.not_modified:
+            continue
+        feed = polled.feed
+        if plan.rescan_every(config, feed.id) is None:
+            continue
+        post_id = feed.post_id or backfill.wordpress_post_id(polled.fetch.headers,
+                                                              polled.fetch.final_url)
+        # The first poll of a WordPress post's feed lists its comments through REST once,
+        # so that later rescans tell late approvals from comments that were always there.
+        first_listing = feed.rescan_due is None and bool(feed.api_root and post_id)
+        post_guid = ""
+        if polled.rescan and feed.api_root and post_id:
+            keys = await db(store.comment_keys, feed.id)
+            post_guid = backfill.post_guid_of([Entry(key=k, kind="comment") for k in keys])
+        feed_seen = seen.get(feed.id, {})
+        had = feed.id in had_entries
+        gap = polled.parsed is not None and backfill.gap_suspected(
+            polled.parsed.entries, feed_seen, had_entries=had)
+        since = None
+        if gap:
+            newest = await db(store.newest_entry_time, feed.id)
+            since = datetime.fromtimestamp(newest, UTC) if newest is not None else None
+        jobs[index] = backfill.complete(
+            fetcher, parser.parse, parsed=polled.parsed, api_root=feed.api_root,
+            post_id=post_id, post_guid=post_guid, seen=feed_seen, had_entries=had,
+            stored=feed.entries_seen, rescan=polled.rescan or first_listing, since=since)
+        if first_listing and had and polled.parsed is not None and not gap:
+            quiet.add(index)
+    if not jobs:
+        return list(batch)
+    results = await asyncio.gather(*jobs.values(), return_exceptions=True)
+    out = list(batch)
+    added: dict[int, list[str]] = {}
+    for index, result in zip(jobs, results, strict=True):
+        polled = batch[index]
+        url = redact.feed_url(polled.feed.url)
+        if isinstance(result, BaseException):
+            if not isinstance(result, Exception):
+                raise result
+            log.warning("follow-up of %s failed: %s: %s", url, type(result).__name__, result)
+            continue
+        if result.note:
+            log.info("poll %s %s", url, result.note)
+        if result.listing_failed:
+            out[index] = dataclasses.replace(polled, listing_failed=True)
+        if not result.entries and not result.missing:
+            continue
+        window = polled.parsed.entries if polled.parsed else ()
+        in_window = {e.key for e in window}
+        extra = tuple(e for e in result.entries if e.key not in in_window)
+        parsed = polled.parsed or ParsedFeed(title=polled.feed.title, link="",
+                                             kind="comments", entries=())
+        out[index] = dataclasses.replace(
+            out[index], parsed=dataclasses.replace(parsed, entries=(*window, *extra)),
+            missing=result.missing,
+            quiet_keys=frozenset(e.key for e in extra) if index in quiet else frozenset())
+        added[polled.feed.id] = [e.key for e in extra]
+    if added:
+        more = await db(store.seen_entries, added)
+        for feed_id, found in more.items():
+            seen.setdefault(feed_id, {}).update(found)
+    return out
+
+
+async def _known_parents(polls: Sequence[Polled], plan: Plan, *, store: Store,
+                         fetcher: Fetcher, db: Db
+                         ) -> tuple[dict[str, Entry], dict[int, list[Entry]]]:
+    """The comments that new replies answer, from the batch, the store or REST.
+
+    A reply is matched (`replies_to`) and shown with a quote of its parent; when the parent
+    is in neither the window nor the store (it scrolled out before this feed was first
+    polled) it is fetched from WordPress's REST API, and with `include_subthread` its
+    ancestors too, a few levels up. Returns the parents by key, and per feed those that were
+    fetched (to be stored with the poll).
+    """
+    in_batch: dict[str, Entry] = {}
+    wanted: dict[str, int] = {}
+    for polled in polls:
+        if polled.parsed is None:
+            continue
+        in_batch.update({e.key: e for e in polled.parsed.entries})
+        for entry in polled.parsed.entries:
+            if entry.parent_key and entry.parent_key != entry.post_key:
+                wanted.setdefault(entry.parent_key, polled.feed.id)
+    wanted = {k: v for k, v in wanted.items() if k not in in_batch}
+    known: dict[str, Entry] = await db(store.entries_by_key, set(wanted)) if wanted else {}
+    fetched: dict[int, list[Entry]] = defaultdict(list)
+    feeds = {p.feed.id: p.feed for p in polls}
+    deep = any(s.include_subthread for s in plan.subscriptions.values())
+    for _ in range(PARENT_LEVELS if deep else 1):
+        todo = {key: feeds[feed_id].api_root for key, feed_id in wanted.items()
+                if key not in known and key not in in_batch}
+        found = await backfill.wordpress_parents(fetcher, todo)
+        if not found:
+            break
+        for key, parent in found.items():
+            known[key] = parent
+            fetched[wanted[key]].append(parent)
+        wanted = {p.parent_key: wanted[k] for k, p in found.items()
+                  if p.parent_key and p.parent_key not in known}
+        if wanted:
+            known.update(await db(store.entries_by_key, set(wanted)))
+    return known, dict(fetched)

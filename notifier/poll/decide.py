@@ -1,0 +1,148 @@
+"""Decide what one poll of one feed means: the pure step between reading and writing.
+
+    Snapshot (stored state) + parsed feed + the subscriptions reading it + now
+        -> which entries are new or edited (`diff`) -> who is told (`match`)
+        -> thread feeds to follow (`threads`) -> when to poll next (`schedule`)
+        -> one frozen `PollRecord`: the write intent
+
+Nothing here does I/O or keeps state between calls: everything stored that the decision
+needs arrives in the `Snapshot` (read in one batch by `complete`), and the clock and random
+source are arguments, so the tests of this module need no server and no clock patching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from notifier import backfill, threads
+from notifier.config import Config, Subscription
+from notifier.diff import Decision, SubscriptionView, decide, validators_trustworthy
+from notifier.match import match
+from notifier.models import Entry
+from notifier.poll.complete import Snapshot
+from notifier.poll.plan import Plan
+from notifier.schedule import next_poll
+from notifier.store import PollRecord, QueuedNotice, SubscriptionState, ThreadUpdate
+
+__all__ = ["Outcome", "decide_poll"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A poll's write intent, and the diff it came from (for the cycle's report)."""
+
+    record: PollRecord
+    decision: Decision | None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _baselined(states: Mapping[str, SubscriptionState], name: str) -> bool:
+    state = states.get(name)
+    return bool(state and state.baseline_at)
+
+
+def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
+                rng: random.Random) -> Outcome:
+    """The write intent for one polled feed; see the module docstring."""
+    polled = snapshot.polled
+    feed, fetched = polled.feed, polled.fetch
+    subs = plan.readers(feed.id)
+    errors = feed.error_count + 1 if polled.error else 0
+    next_due = next_poll(now, feed.interval, config.defaults.jitter, errors=errors,
+                         retry_after=fetched.retry_after, rng=rng)
+    every = plan.rescan_every(config, feed.id)
+    # A listing that failed for now (no answer, 5xx) is tried again at the next poll: the
+    # first one in particular, which tells later rescans what is old.
+    rescan_due = None
+    if every is not None and not polled.error and not polled.listing_failed \
+            and (polled.rescan or feed.rescan_due is None):
+        rescan_due = now + every
+    etag, last_modified = fetched.etag, fetched.last_modified
+    if polled.unchanged:
+        # Same body as last time: keep the validators as they were judged then.
+        etag, last_modified = feed.etag, feed.last_modified
+    base = PollRecord(
+        feed_id=feed.id, polled_at=now, status=fetched.status, error=polled.error,
+        next_due=next_due, etag=etag, last_modified=last_modified,
+        new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None,
+        body_hash=polled.body_hash, rescan_due=rescan_due)
+    if polled.error or polled.parsed is None:
+        baselines: list[str] = []
+        # A 304 still completes a subscription's baseline: nothing it has not seen.
+        if fetched.not_modified or polled.unchanged:
+            baselines = [s.name for s in subs if plan.states.get(s.name)
+                         and plan.states[s.name].baseline_at is None and snapshot.had_entries]
+        return Outcome(dataclasses.replace(base, baselines=baselines), None)
+    parsed = polled.parsed
+    quiet = plan.quiet.get(feed.id, frozenset())
+    views = [SubscriptionView(name=s.name,
+                              baselined=_baselined(plan.states, s.name) and s.name not in quiet,
+                              backfill=config.backfill(s)) for s in subs]
+    decision = decide(parsed.entries, snapshot.seen, views)
+    if polled.quiet_keys:
+        decision = Decision(decision.new_entries, decision.changed_entries, {
+            name: tuple(e for e in offered if e.key not in polled.quiet_keys)
+            for name, offered in decision.candidates.items()}, decision.baselines)
+    if not validators_trustworthy(parsed.kind, _http_date(fetched.last_modified),
+                                  parsed.entries):
+        base = dataclasses.replace(base, etag=None, last_modified=None)
+    oldest_new = next(iter(decision.new_entries), None)
+    missing = {oldest_new.key: polled.missing} if oldest_new and polled.missing else {}
+    notices = [*match(decision.candidates, plan.subscriptions, snapshot.known, missing),
+               *_edit_notices(snapshot, subs, decision, plan)]
+    stored = {e.key for e in decision.new_entries}
+    # Parents read from REST are stored so the delivery can quote them; never offered.
+    new_entries = (*decision.new_entries,
+                   *(e for e in snapshot.fetched_parents if e.key not in stored))
+    post_id = backfill.wordpress_post_id(fetched.headers, fetched.final_url)
+    record = dataclasses.replace(
+        base, title=parsed.title, new_entries=new_entries,
+        changed_entries=decision.changed_entries, baselines=decision.baselines,
+        notices=notices, post_id=post_id if post_id and post_id != feed.post_id else None,
+        threads=_thread_updates(parsed.kind, parsed.entries, parsed.generator, subs, plan,
+                                config, now),
+        settle_thread=bool(quiet))
+    return Outcome(record, decision)
+
+
+def _edit_notices(snapshot: Snapshot, subs: Sequence[Subscription], decision: Decision,
+                  plan: Plan) -> list[QueuedNotice]:
+    """`notify_edits`: one notice per edit, numbered by the entry's stored revision."""
+    editors = {s.name: decision.changed_entries for s in subs
+               if s.notify_edits and s.name not in decision.baselines}
+    if not decision.changed_entries or not editors:
+        return []
+    revisions = {key: count + 1 for key, count in snapshot.revisions.items()}
+    return match(editors, plan.subscriptions, snapshot.known, revisions=revisions)
+
+
+def _thread_updates(kind: str, entries: Sequence[Entry], generator: str,
+                    subs: Sequence[Subscription], plan: Plan, config: Config, now: float
+                    ) -> list[ThreadUpdate]:
+    """For `watch: threads` subscriptions of a posts feed: the comment feeds to follow."""
+    if kind != "posts":
+        return []
+    updates = []
+    for sub in subs:
+        if sub.watch != "threads" or plan.subscriptions.get(sub.name) is not sub:
+            continue
+        max_age = config.threads_max_age(sub)
+        links = threads.followed_threads(sub.name, entries, now=now, max_age=max_age,
+                                         generator=generator)
+        updates.append(ThreadUpdate(sub.name, links, threads.retire_before(now, max_age),
+                                    quiet=not _baselined(plan.states, sub.name)))
+    return updates

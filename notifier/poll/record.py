@@ -1,0 +1,72 @@
+"""Record a batch: every poll's write intent in one transaction, then the cycle's report.
+
+Entries and the notifications they queue are written together (`Store.record_polls`), so a
+crash leaves either both or neither: a comment is never stored without its notification,
+nor notified without being stored. Per-poll lines are DEBUG for unchanged feeds (at 10,000
+feeds an INFO line per poll is most of the log); what changed or failed is INFO/WARNING.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from notifier import redact
+from notifier.poll.decide import Outcome
+from notifier.poll.retrieve import Polled
+
+log = logging.getLogger("notifier")
+
+__all__ = ["PollReport", "report_batch"]
+
+
+@dataclass
+class PollReport:
+    """What one poll cycle did, summed over its batches (the cycle's INFO line)."""
+
+    feeds_polled: int = 0
+    feeds_failed: int = 0
+    not_modified: int = 0
+    new_entries: int = 0
+    queued: int = 0
+    baselines: int = 0  # subscriptions whose first poll this was
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
+                f"{self.feeds_failed} failed), {self.new_entries} new entries, "
+                f"{self.queued} notifications queued")
+        if self.baselines:
+            text += (f"; baseline recorded for {self.baselines} subscriptions: from now on "
+                     "new entries are reported")
+        return text
+
+
+def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: int,
+                 report: PollReport) -> None:
+    """Add a written batch to the cycle's report and log each poll at its level."""
+    report.queued += queued
+    for polled, outcome in zip(polls, outcomes, strict=True):
+        record, decision = outcome.record, outcome.decision
+        report.feeds_polled += 1
+        new = len(decision.new_entries) if decision else 0
+        report.new_entries += new
+        report.baselines += len(record.baselines)
+        url = redact.feed_url(polled.feed.url)
+        if polled.error:
+            report.feeds_failed += 1
+            report.errors.append(f"{url}: {polled.error}")
+            log.warning("poll %s failed: %s (%.2fs)", url, polled.error, polled.fetch.elapsed)
+        else:
+            if polled.fetch.not_modified or polled.unchanged:
+                report.not_modified += 1
+            status = f"{polled.fetch.status}{' unchanged' if polled.unchanged else ''}"
+            level = logging.INFO if new or record.notices else logging.DEBUG
+            log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
+                    len(record.notices), " baseline" if record.baselines else "",
+                    polled.fetch.elapsed)
+        if polled.parsed and polled.parsed.warning:
+            log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
+        if record.new_url:
+            log.info("feed %s moved permanently to %s", url, redact.feed_url(record.new_url))
