@@ -69,12 +69,12 @@ class Subscription(DeliveryTiming):
     url: HttpUrl
     watch: Watch = "comments"
     notify: StrList = Field(min_length=1)
-    authors: StrList = []
-    exclude_authors: StrList = []
-    replies_to: StrList = []
+    authors: StrList = Field(default_factory=list)
+    exclude_authors: StrList = Field(default_factory=list)
+    replies_to: StrList = Field(default_factory=list)
     backfill: int | None = Field(None, ge=0, le=1000)
     interval: Duration | None = None
-    templates: dict[str, str] = {}
+    templates: dict[str, str] = Field(default_factory=dict)
     include_subthread: bool = False
     """With replies_to: also replies to those replies, however deep."""
     exclude_self: bool = True
@@ -416,7 +416,11 @@ class _Builder:
                                      "keep one of them")
             seen.add(name)
             key = key_node.value if key_node.tag == _STR_TAG else self._scalar(key_node)
-            out[key] = self.build(value_node, (*path, name), in_alias)
+            if value_node.tag == _STR_TAG and not in_alias \
+                    and isinstance(value_node, yaml.ScalarNode):
+                out[key] = value_node.value  # most values: skip the call
+            else:
+                out[key] = self.build(value_node, (*path, name), in_alias)
             self.lines[(*path, name)] = key_node.start_mark.line + 1
         if not merged:
             return out
