@@ -284,6 +284,7 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
                                                   "'subscriptions'; put it in the main file")
                      for k in extra]
         problems += _substitute_env(inc_data, env, inc_where)
+        where.adopt(inc_where, rank)
         offset = len(subs)
         subs += inc_data["subscriptions"]
         where.add_file(included, rank, offset, len(inc_data["subscriptions"]))
@@ -389,7 +390,11 @@ class _Builder:
             if isinstance(node, yaml.SequenceNode):
                 items = []
                 for index, item in enumerate(node.value):
-                    items.append(self.build(item, (*path, index), in_alias))
+                    if item.tag == _STR_TAG and not in_alias \
+                            and isinstance(item, yaml.ScalarNode):
+                        items.append(item.value)
+                    else:
+                        items.append(self.build(item, (*path, index), in_alias))
                     self.lines[(*path, index)] = item.start_mark.line + 1
                 return items
             if isinstance(node, yaml.MappingNode):
@@ -435,8 +440,11 @@ class _Builder:
         return result
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        construct = self.constructor.yaml_constructors.get(node.tag)
         try:
-            return self.constructor.construct_object(node)
+            if construct is not None:
+                return construct(self.constructor, node)
+            return self.constructor.construct_object(node)  # raises: unknown tag
         except yaml.YAMLError as exc:
             raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: not valid YAML: "
                                f"{getattr(exc, 'problem', None) or exc}"]) from None
@@ -597,6 +605,10 @@ class _Locator:
         if count:
             self._starts.append(offset)
             self._origins.append((file, rank))
+
+    def adopt(self, other: _Locator, rank: int) -> None:
+        """Sort the problems another file's locator described as that file's."""
+        self._order.update({text: (rank, line) for text, (_, line) in other._order.items()})
 
     def _origin(self, path: KeyPath) -> tuple[Path, int, KeyPath]:
         """The file, its rank and the path as that file spells it."""
