@@ -407,26 +407,31 @@ class _Builder:
         out: dict[Any, Any] = {}
         merged: list[Any] = []
         seen: set[str] = set()
+        lines = self.lines
+        scalar = yaml.ScalarNode
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE_TAG:
+            key_tag = key_node.tag
+            if key_tag == _MERGE_TAG:
                 merged.append(self.build(value_node, path, in_alias))
                 continue
-            if not isinstance(key_node, yaml.ScalarNode):
+            if not isinstance(key_node, scalar):
                 raise ConfigError([f"{self.file}:{key_node.start_mark.line + 1}: "
                                    f"{_dotted(path)}: a key must be a plain value"])
-            name = str(key_node.value)
+            key = key_node.value
+            name = str(key)
+            child = (*path, name)
             if name in seen:
                 self.problems.append(f"{self.file}:{key_node.start_mark.line + 1}: "
-                                     f"{_dotted((*path, name))}: this key appears twice; "
+                                     f"{_dotted(child)}: this key appears twice; "
                                      "keep one of them")
             seen.add(name)
-            key = key_node.value if key_node.tag == _STR_TAG else self._scalar(key_node)
-            if value_node.tag == _STR_TAG and not in_alias \
-                    and isinstance(value_node, yaml.ScalarNode):
+            if key_tag != _STR_TAG:
+                key = self._scalar(key_node)
+            if value_node.tag == _STR_TAG and not in_alias and type(value_node) is scalar:
                 out[key] = value_node.value  # most values: skip the call
             else:
-                out[key] = self.build(value_node, (*path, name), in_alias)
-            self.lines[(*path, name)] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, child, in_alias)
+            lines[child] = key_node.start_mark.line + 1
         if not merged:
             return out
         result: dict[Any, Any] = {}
