@@ -181,10 +181,26 @@ MAX_ALIAS_NODES = 10_000
 for a shared `notify:` list, but nested ones multiply: nine levels of nine references in
 631 bytes expand to 387 million values (a "billion laughs" bomb)."""
 
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml composes ten times faster than the pure-Python parser; not every build has it."""
 
 _STR_TAG = "tag:yaml.org,2002:str"
+_FIRST_CHARS = frozenset(_BASE_LOADER.yaml_implicit_resolvers)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc]
+    """The safe loader, resolving most strings without trying every implicit type.
+
+    Even libyaml calls back into Python to resolve each node's tag; a quoted scalar, or a
+    plain one whose first character starts no implicit type (bool, int, null, ...), is a
+    string, which is what most values are. Everything else goes the usual way.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and None not in _FIRST_CHARS and (
+                not implicit[0] or (value and value[0] not in _FIRST_CHARS)):
+            return _STR_TAG
+        return super().resolve(kind, value, implicit)
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
@@ -332,11 +348,11 @@ def _parse_yaml(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
 
 def _compose(text: str, file: Path) -> yaml.Node | None:
     try:
-        node: yaml.Node | None = yaml.compose(text, Loader=_LOADER)
+        node: yaml.Node | None = yaml.compose(text, Loader=_Loader)
         return node
     except yaml.YAMLError as exc:
         error: yaml.YAMLError = exc
-    if _LOADER is not yaml.SafeLoader:
+    if _BASE_LOADER is not yaml.SafeLoader:
         # The pure-Python parser's messages say what it expected; parse again to show them.
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)

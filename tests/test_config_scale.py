@@ -137,3 +137,10 @@ def test_subscription_count_limit_counts_all_files(tmp_path: Path,
 def test_recursive_alias_is_refused(tmp_path: Path) -> None:
     main = write(tmp_path / "notifier.yaml", "loop: &l [1, *l]\n" + MAIN)
     assert f"{main}:1: an alias refers to a collection that contains it" in problems(main)
+
+
+def test_merge_keys_and_typed_scalars_still_load(tmp_path: Path) -> None:
+    text = MAIN + ("  - <<: {watch: posts, backfill: 3}\n    name: merged\n"
+                   "    url: https://blog.example.org/\n    notify: [me]\n    backfill: 5\n")
+    merged = load_config(write(tmp_path / "notifier.yaml", text), {}).subscriptions[1]
+    assert (merged.watch, merged.backfill) == ("posts", 5)
