@@ -10,6 +10,8 @@ environment variable can never add keys or change the YAML structure.
 
 from __future__ import annotations
 
+import bisect
+import glob
 import os
 import re
 from collections.abc import Mapping
@@ -67,12 +69,12 @@ class Subscription(DeliveryTiming):
     url: HttpUrl
     watch: Watch = "comments"
     notify: StrList = Field(min_length=1)
-    authors: StrList = []
-    exclude_authors: StrList = []
-    replies_to: StrList = []
+    authors: StrList = Field(default_factory=list)
+    exclude_authors: StrList = Field(default_factory=list)
+    replies_to: StrList = Field(default_factory=list)
     backfill: int | None = Field(None, ge=0, le=1000)
     interval: Duration | None = None
-    templates: dict[str, str] = {}
+    templates: dict[str, str] = Field(default_factory=dict)
     include_subthread: bool = False
     """With replies_to: also replies to those replies, however deep."""
     exclude_self: bool = True
@@ -101,6 +103,8 @@ class _RawConfig(StrictModel):
     """The document's shape; channels are checked separately against their kind's type."""
 
     state: str = "sqlite:///notifier.db"
+    include: StrList = []
+    """Files whose subscriptions are appended; read by the loader before validation."""
     defaults: Defaults = Defaults()
     http: HttpSettings = HttpSettings()
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
@@ -163,25 +167,62 @@ def resolve_state_url(state: str, base_dir: Path) -> str:
 
 # --- loading ------------------------------------------------------------------------------
 
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+"""Largest configuration file read, main or included. Far above any real file (10,000
+subscriptions take about 1 MiB); it stops a wrong path (a log, a disk image) from being
+read into memory and parsed for minutes."""
+
+MAX_SUBSCRIPTIONS = 100_000
+"""Most subscriptions in all files together: ten times what one daemon is meant to poll, so
+a generated file that went wrong is refused before it is validated and scheduled."""
+
+MAX_ALIAS_NODES = 10_000
+"""Most values one file may produce by expanding YAML aliases (`*name`). Aliases are handy
+for a shared `notify:` list, but nested ones multiply: nine levels of nine references in
+631 bytes expand to 387 million values (a "billion laughs" bomb)."""
+
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml composes ten times faster than the pure-Python parser; not every build has it."""
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_FIRST_CHARS = frozenset(_BASE_LOADER.yaml_implicit_resolvers)
+
+
+class _Loader(_BASE_LOADER):  # type: ignore[misc]
+    """The safe loader, resolving most strings without trying every implicit type.
+
+    Even libyaml calls back into Python to resolve each node's tag; a quoted scalar, or a
+    plain one whose first character starts no implicit type (bool, int, null, ...), is a
+    string, which is what most values are. Everything else goes the usual way.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and None not in _FIRST_CHARS and (
+                not implicit[0] or (value and value[0] not in _FIRST_CHARS)):
+            return _STR_TAG
+        return super().resolve(kind, value, implicit)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read, substitute, validate and cross-check one file; raise ConfigError listing all."""
+    """Read, substitute, validate and cross-check the file and the files it includes; raise
+    ConfigError listing all problems."""
     file = Path(path)
     env = os.environ if environ is None else environ
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{file}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{file}: cannot read it: {exc}"]) from None
-    data, lines = _parse_yaml(text, file)
+    data, lines = _parse_yaml(_read(file), file)
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
     where = _Locator(file, lines, data)
     problems = _substitute_env(data, env, where)
+    problems += _include(file, data, lines, env, where)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=where.line_of))
+    subs = data.get("subscriptions")
+    if isinstance(subs, list) and len(subs) > MAX_SUBSCRIPTIONS:
+        raise ConfigError([f"{file}: {len(subs)} subscriptions in all; at most "
+                           f"{MAX_SUBSCRIPTIONS} are allowed: split them over several "
+                           "notifier instances"])
     raw: _RawConfig | None = None
     try:
         raw = _RawConfig.model_validate(data)
@@ -201,48 +242,240 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
                   channels=channels, subscriptions=tuple(raw.subscriptions))
 
 
-def _parse_yaml(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
-    """Parse once into plain values plus the line of every key and list item."""
+def _read(file: Path) -> str:
+    """The file's text, refusing a file larger than MAX_CONFIG_BYTES before reading it all."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        context = ""
-        if exc.context and exc.context_mark and exc.context_mark is not mark:
-            context = f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
-        raise ConfigError([f"{file}{line}: not valid YAML: {exc.problem or exc}{context}"]
-                          ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}: not valid YAML: {exc}"]) from None
-    lines: dict[KeyPath, int] = {}
+        with file.open("rb") as stream:
+            content = stream.read(MAX_CONFIG_BYTES + 1)
+        if len(content) > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{file}: the file is larger than {MAX_CONFIG_BYTES} bytes, "
+                               "the most a configuration file may hold; is it the right "
+                               "file?"])
+        return content.decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file}: cannot read it: {exc}"]) from None
+
+
+def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
+             env: Mapping[str, str], where: _Locator) -> list[str]:
+    """Append the subscriptions of the `include:` files to `data`, their lines to `lines`
+    and their origins to `where`, so that later errors name the included file."""
+    patterns = data.get("include")
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        return [where.problem(("include",), "expected a file pattern or a list of them, "
+                                            "such as subscriptions.d/ or subs/*.yaml")]
     problems: list[str] = []
-    if node is not None:
-        _record_lines(node, (), lines, problems, file)
+    files: list[Path] = []
+    for index, pattern in enumerate(patterns):
+        matched = _expand(file.parent, pattern)
+        if not matched:
+            problems.append(where.problem(
+                ("include", index) if isinstance(data["include"], list) else ("include",),
+                f"{pattern!r} matches no file (relative to {file.parent.name or '.'}/; a "
+                "folder means its *.yaml and *.yml files)"))
+        files += [m for m in matched if m not in files and m.resolve() != file.resolve()]
     if problems:
-        raise ConfigError(problems)
+        return problems
+    subs = data.get("subscriptions")
+    if subs is None:
+        subs = data["subscriptions"] = []
+    if not isinstance(subs, list):
+        return []  # validation reports the main file's mistake
+    for rank, included in enumerate(files, start=1):
+        inc_data, inc_lines = _parse_yaml(_read(included), included)
+        inc_where = _Locator(included, inc_lines, inc_data)
+        if not isinstance(inc_data, dict) or not isinstance(inc_data.get("subscriptions"),
+                                                            list):
+            problems.append(f"{included}:1: an included file must be a mapping with one key, "
+                            "'subscriptions', holding a list")
+            continue
+        extra = [k for k in inc_data if k != "subscriptions"]
+        problems += [inc_where.problem((str(k),), "an included file may only hold "
+                                                  "'subscriptions'; put it in the main file")
+                     for k in extra]
+        problems += _substitute_env(inc_data, env, inc_where)
+        where.adopt(inc_where, rank)
+        offset = len(subs)
+        subs += inc_data["subscriptions"]
+        where.add_file(included, rank, offset, len(inc_data["subscriptions"]))
+        for key, line in inc_lines.items():
+            if len(key) >= 2 and key[0] == "subscriptions" and isinstance(key[1], int):
+                lines[("subscriptions", key[1] + offset, *key[2:])] = line
+        if len(subs) > MAX_SUBSCRIPTIONS:
+            break  # the caller refuses the total; parse no more
+    return problems
+
+
+def _expand(base: Path, pattern: str) -> list[Path]:
+    """Files named by one `include:` entry: a folder's YAML files or a glob's matches,
+    sorted, so the order of subscriptions does not depend on the file system."""
+    target = base / pattern
+    if target.is_dir():
+        return sorted(p for p in target.iterdir()
+                      if p.suffix in (".yaml", ".yml") and p.is_file())
+    out: list[Path] = []
+    for match in sorted(glob.glob(str(target), recursive=True)):
+        found = Path(match)
+        if found.is_dir():
+            out += _expand(found, ".")
+        elif found.is_file():
+            out.append(found)
+    return out
+
+
+def _parse_yaml(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
+    """Compose once, then build the plain values and the line of every key and list item in
+    one walk over the node tree."""
+    node = _compose(text, file)
+    lines: dict[KeyPath, int] = {}
+    if node is None:
+        return None, lines
+    builder = _Builder(file, lines)
+    try:
+        data = builder.build(node, ())
+    except RecursionError:
+        raise ConfigError([f"{file}: the YAML is nested too deeply"]) from None
+    if builder.problems:
+        raise ConfigError(builder.problems)
     return data, lines
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],
-                  problems: list[str], file: Path) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+def _compose(text: str, file: Path) -> yaml.Node | None:
+    try:
+        node: yaml.Node | None = yaml.compose(text, Loader=_Loader)
+        return node
+    except yaml.YAMLError as exc:
+        error: yaml.YAMLError = exc
+    if _BASE_LOADER is not yaml.SafeLoader:
+        # The pure-Python parser's messages say what it expected; parse again to show them.
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            return node
+        except yaml.YAMLError as exc:
+            error = exc
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        context = ""
+        if error.context and error.context_mark and error.context_mark is not mark:
+            context = f" ({error.context} that starts on line {error.context_mark.line + 1})"
+        raise ConfigError([f"{file}{line}: not valid YAML: {error.problem or error}{context}"])
+    raise ConfigError([f"{file}: not valid YAML: {error}"])
+
+
+class _Builder:
+    """Plain values from a node tree, recording lines and counting what aliases expand to.
+
+    The composer shares one node for an anchor and all its aliases; a node seen before is an
+    alias, and everything built under it counts against MAX_ALIAS_NODES.
+    """
+
+    def __init__(self, file: Path, lines: dict[KeyPath, int]) -> None:
+        self.file = file
+        self.lines = lines
+        self.problems: list[str] = []
+        self.seen: set[int] = set()
+        self.open: set[int] = set()
+        self.expanded = 0
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, node: yaml.Node, path: KeyPath, in_alias: bool = False) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            if in_alias:
+                self._count(node)
+            if node.tag == _STR_TAG:
+                return node.value
+            return self._scalar(node)
+        ident = id(node)
+        if ident in self.open:
+            raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: an alias refers to "
+                               "a collection that contains it"])
+        if ident in self.seen:
+            in_alias = True
+        self.seen.add(ident)
+        if in_alias:
+            self._count(node)
+        self.open.add(ident)
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                items = []
+                for index, item in enumerate(node.value):
+                    if item.tag == _STR_TAG and not in_alias \
+                            and isinstance(item, yaml.ScalarNode):
+                        items.append(item.value)
+                    else:
+                        items.append(self.build(item, (*path, index), in_alias))
+                    self.lines[(*path, index)] = item.start_mark.line + 1
+                return items
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path, in_alias)
+        finally:
+            self.open.discard(ident)
+        return None
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath, in_alias: bool) -> Any:
+        out: dict[Any, Any] = {}
+        merged: list[Any] = []
         seen: set[str] = set()
+        lines = self.lines
+        scalar = yaml.ScalarNode
         for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in seen and key != "<<":
-                problems.append(f"{file}:{key_node.start_mark.line + 1}: "
-                                f"{_dotted(path + (key,))}: this key appears twice; "
-                                "keep one of them")
-            seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            _record_lines(value_node, path + (key,), lines, problems, file)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _record_lines(item, path + (index,), lines, problems, file)
+            key_tag = key_node.tag
+            if key_tag == _MERGE_TAG:
+                merged.append(self.build(value_node, path, in_alias))
+                continue
+            if not isinstance(key_node, scalar):
+                raise ConfigError([f"{self.file}:{key_node.start_mark.line + 1}: "
+                                   f"{_dotted(path)}: a key must be a plain value"])
+            key = key_node.value
+            name = str(key)
+            child = (*path, name)
+            if name in seen:
+                self.problems.append(f"{self.file}:{key_node.start_mark.line + 1}: "
+                                     f"{_dotted(child)}: this key appears twice; "
+                                     "keep one of them")
+            seen.add(name)
+            if key_tag != _STR_TAG:
+                key = self._scalar(key_node)
+            if value_node.tag == _STR_TAG and not in_alias and type(value_node) is scalar:
+                out[key] = value_node.value  # most values: skip the call
+            else:
+                out[key] = self.build(value_node, child, in_alias)
+            lines[child] = key_node.start_mark.line + 1
+        if not merged:
+            return out
+        result: dict[Any, Any] = {}
+        for source in reversed(merged):
+            for mapping in reversed(source) if isinstance(source, list) else [source]:
+                if not isinstance(mapping, dict):
+                    raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: "
+                                       f"{_dotted(path)}: '<<' must merge a mapping"])
+                result.update(mapping)
+        result.update(out)
+        return result
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        construct = self.constructor.yaml_constructors.get(node.tag)
+        try:
+            if construct is not None:
+                return construct(self.constructor, node)
+            return self.constructor.construct_object(node)  # raises: unknown tag
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: not valid YAML: "
+                               f"{getattr(exc, 'problem', None) or exc}"]) from None
+
+    def _count(self, node: yaml.Node) -> None:
+        self.expanded += 1
+        if self.expanded > MAX_ALIAS_NODES:
+            raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: aliases (*name) "
+                               f"expand to more than {MAX_ALIAS_NODES} values; write the "
+                               "values out or use fewer nested aliases"])
 
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -315,9 +548,13 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
     for index, sub in enumerate(raw.subscriptions):
         path: KeyPath = ("subscriptions", index)
         if sub.name in seen:
+            first = ("subscriptions", seen[sub.name])
+            other = _dotted(where.shown_path(first))
+            if where.file_of(first) != where.file_of(path):
+                other += f" in {where.location(first + ('name',))}"
             problems.append(where.problem(
                 path + ("name",), f"subscription name {sub.name!r} is already used by "
-                                  f"subscriptions[{seen[sub.name]}]; names must be unique"))
+                                  f"{other}; names must be unique"))
         seen.setdefault(sub.name, index)
         for position, target in enumerate(sub.notify):
             if target not in raw.channels:
@@ -370,23 +607,61 @@ def _dotted(path: KeyPath) -> str:
 
 
 class _Locator:
-    """Turns a key path into `file:line: path: message`, the line of the nearest known key."""
+    """Turns a key path into `file:line: path: message`, the line of the nearest known key.
+
+    Subscriptions from included files keep their own file and index in that file: `lines`
+    holds their lines under the combined index, and `add_file` says which range is whose.
+    """
 
     def __init__(self, file: Path, lines: Mapping[KeyPath, int], data: Any) -> None:
         self.file = file
         self.lines = lines
         self.data = data
+        self._starts: list[int] = []
+        self._origins: list[tuple[Path, int]] = []
+        self._order: dict[str, tuple[int, int]] = {}
+
+    def add_file(self, file: Path, rank: int, offset: int, count: int) -> None:
+        """Subscriptions `offset` to `offset + count - 1` come from `file`, the rank-th."""
+        if count:
+            self._starts.append(offset)
+            self._origins.append((file, rank))
+
+    def adopt(self, other: _Locator, rank: int) -> None:
+        """Sort the problems another file's locator described as that file's."""
+        self._order.update({text: (rank, line) for text, (_, line) in other._order.items()})
+
+    def _origin(self, path: KeyPath) -> tuple[Path, int, KeyPath]:
+        """The file, its rank and the path as that file spells it."""
+        if self._starts and len(path) >= 2 and path[0] == "subscriptions" \
+                and isinstance(path[1], int) and path[1] >= self._starts[0]:
+            which = bisect.bisect_right(self._starts, path[1]) - 1
+            file, rank = self._origins[which]
+            return file, rank, ("subscriptions", path[1] - self._starts[which], *path[2:])
+        return self.file, 0, path
+
+    def file_of(self, path: KeyPath) -> Path:
+        return self._origin(path)[0]
+
+    def shown_path(self, path: KeyPath) -> KeyPath:
+        return self._origin(path)[2]
+
+    def location(self, path: KeyPath) -> str:
+        """`file:line` of a key path."""
+        line = self._line(path)
+        return f"{self.file_of(path)}:{line}" if line else str(self.file_of(path))
 
     def problem(self, path: KeyPath, message: str) -> str:
+        file, rank, shown = self._origin(path)
         line = self._line(path)
-        return f"{self.file}:{line}: {_dotted(path)}: {message}" if line else \
-            f"{self.file}: {_dotted(path)}: {message}"
+        text = f"{file}:{line}: {_dotted(shown)}: {message}" if line else \
+            f"{file}: {_dotted(shown)}: {message}"
+        self._order[text] = (rank, line or 0)
+        return text
 
-    def line_of(self, problem: str) -> int:
-        """Sort key: problems are listed in the order of the file's lines."""
-        rest = problem[len(str(self.file)) + 1:]
-        number = rest.split(":", 1)[0]
-        return int(number) if number.isdigit() else 0
+    def line_of(self, problem: str) -> tuple[int, int]:
+        """Sort key: problems are listed by file (main first), then in the order of lines."""
+        return self._order.get(problem, (0, 0))
 
     def _line(self, path: KeyPath) -> int | None:
         for end in range(len(path), -1, -1):
