@@ -19,16 +19,25 @@ failure comes back as `Backfill.error`, and the poll goes on with what the feed 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlencode, urljoin, urlsplit
 
-from notifier.fetch import Fetcher, parse_link_header
+from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
-from notifier.parse import ParseError, parse_wp_rest_comments, wp_rest_comment_post
+from notifier.sources import wordpress
+from notifier.sources.records import MAX_PAGES, MAX_SECONDS, Backfill
+from notifier.sources.wordpress import (
+    COMMENT_KEY,
+    JSON_ACCEPT,
+    rest_url,
+    wordpress_comment,
+    wordpress_comments,
+    wordpress_parents,
+    wordpress_post_id,
+    wp_rest_comment_post,
+)
 
 __all__ = [
     "MAX_PAGES",
@@ -39,36 +48,15 @@ __all__ = [
     "gap_suspected",
     "missing_estimate",
     "post_guid_of",
+    "rest_url",
     "wordpress_comment",
     "wordpress_comments",
     "wordpress_parents",
     "wordpress_post_id",
 ]
 
-MAX_PAGES = 30
-"""Pages fetched for one backfill: 3,000 WordPress comments, 750 Blogger ones."""
-MAX_SECONDS = 60.0
-"""Time for one backfill, all pages together; what arrived by then is used."""
-REST_PER_PAGE = 100  # the REST API's maximum
-BLOGGER_PAGE = 25  # Blogger's documented default for max-results
-JSON_ACCEPT = "application/json"
-
-_WP_COMMENT_KEY = re.compile(r"\A(?P<post>.+)#comment-(?P<n>\d+)\Z", re.S)
-_REST_POST = re.compile(r"/wp/v2/(?:posts|pages)/(?P<id>\d+)/?\Z")
-_SHORTLINK_POST = re.compile(r"[?&]p=(?P<id>\d+)(?:&|\Z)")
 
 ParseFeed = Callable[[bytes, str, dict[str, str]], Awaitable[ParsedFeed | str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Backfill:
-    """What a backfill found: entries (oldest first where the source says), and how it went."""
-
-    entries: tuple[Entry, ...] = ()
-    complete: bool = False  # the source was read to its end (or to entries already known)
-    pages: int = 0
-    error: str = ""
-    transient: bool = False  # the error may pass (no answer, 5xx): worth trying again soon
 
 
 # --- pure decisions ----------------------------------------------------------------------
@@ -98,120 +86,12 @@ def missing_estimate(total: int | None, stored: int, new: int) -> int:
 def post_guid_of(entries: Sequence[Entry]) -> str:
     """The post's guid as WordPress keys its comments (`<guid>#comment-N`), or ""."""
     for entry in entries:
-        match = _WP_COMMENT_KEY.match(entry.key)
-        if match:
-            return match["post"]
+        if post := wordpress.post_key_of(entry.key):
+            return post
     return ""
-
-
-def wordpress_post_id(headers: Mapping[str, str], base_url: str) -> str:
-    """The post id a per-post WordPress comment feed answers for, from its `Link` header.
-
-    WordPress sends `<.../wp-json/wp/v2/posts/4>; rel="alternate"; type="application/json"`
-    and `<...?p=4>; rel=shortlink` with a single post's feeds and pages, never with the
-    site-wide ones, so an id here also says "this feed is one post's".
-    """
-    value = headers.get("link", "")
-    for url, params in parse_link_header(value, base_url):
-        rels = params.get("rel", "").lower().split()
-        if "alternate" in rels and params.get("type", "") == JSON_ACCEPT:
-            match = _REST_POST.search(urlsplit(url).path)
-            if match:
-                return match["id"]
-        if "shortlink" in rels and (match := _SHORTLINK_POST.search(url)):
-            return match["id"]
-    return ""
-
-
-def rest_url(api_root: str, route: str, params: Mapping[str, str | int] | None = None) -> str:
-    """A REST URL under `api_root`, pretty (`/wp-json/`) or plain (`/?rest_route=/`)."""
-    query = urlencode(params or {})
-    if "rest_route=" in api_root:
-        return api_root.rstrip("/") + "/" + route + (f"&{query}" if query else "")
-    base = api_root if api_root.endswith("/") else api_root + "/"
-    return urljoin(base, route) + (f"?{query}" if query else "")
 
 
 # --- fetching ---------------------------------------------------------------------------
-
-
-async def wordpress_comments(fetcher: Fetcher, api_root: str, post_id: str, *,
-                             post_guid: str, post_title: str = "", post_link: str = "",
-                             max_pages: int = MAX_PAGES, max_seconds: float = MAX_SECONDS
-                             ) -> Backfill:
-    """Every approved comment of one post, oldest id first, keyed like the post's feed.
-
-    The whole listing rather than `after=`: `after` compares the site's local time, and a
-    comment approved late keeps its old date, so a full listing (de-duplicated by key by the
-    diff) is what finds it. A busy thread of a thousand comments costs ten requests.
-    """
-    url = rest_url(api_root, "wp/v2/comments", {
-        "post": post_id, "per_page": REST_PER_PAGE, "orderby": "id", "order": "asc"})
-    found: dict[str, Entry] = {}
-    deadline = time.monotonic() + max_seconds
-    pages = 0
-    while url and pages < max_pages:
-        if time.monotonic() > deadline:
-            return Backfill(tuple(found.values()), False, pages, "backfill took too long")
-        fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
-        pages += 1
-        if not fetched.ok or fetched.body is None:
-            problem = fetched.error or f"HTTP {fetched.status}"
-            transient = fetched.status is None or fetched.status >= 500
-            return Backfill(tuple(found.values()), False, pages, f"REST API: {problem}",
-                            transient)
-        try:
-            entries = parse_wp_rest_comments(fetched.body, post_title, post_link,
-                                             post_guid=post_guid)
-        except ParseError as exc:
-            return Backfill(tuple(found.values()), False, pages, str(exc))
-        for entry in entries:
-            found.setdefault(entry.key, entry)
-        url = _next_link(fetched.headers, fetched.final_url)
-        total_pages = fetched.headers.get("x-wp-totalpages", "")
-        if total_pages.isdigit() and pages >= int(total_pages):
-            url = ""
-    return Backfill(tuple(found.values()), not url, pages)
-
-
-async def wordpress_comment(fetcher: Fetcher, api_root: str, comment_id: str, *,
-                            post_guid: str) -> Entry | None:
-    """One comment by id: the parent a reply answers, when neither feed nor store has it.
-
-    None when it cannot be had (trashed, held, the API closed): the reply is still reported,
-    only without its quote.
-    """
-    fetched = await fetcher.fetch(rest_url(api_root, f"wp/v2/comments/{comment_id}"),
-                                  accept=JSON_ACCEPT)
-    if not fetched.ok or fetched.body is None:
-        return None
-    try:
-        entries = parse_wp_rest_comments(b"[" + fetched.body + b"]", post_guid=post_guid)
-    except ParseError:
-        return None
-    return entries[0] if entries else None
-
-
-MAX_PARENT_FETCHES = 50
-"""Parents fetched from REST at once: a quote is worth a request, not a flood."""
-
-
-async def wordpress_parents(fetcher: Fetcher, wanted: Mapping[str, str | None]
-                            ) -> dict[str, Entry]:
-    """The comments with these keys, each from its site's REST API (key -> API root).
-
-    Only WordPress-shaped keys (`<post guid>#comment-N`) on sites with a known API can be
-    fetched; the others, and those the API will not show, are simply absent.
-    """
-    jobs = []
-    for key, api_root in list(wanted.items())[:MAX_PARENT_FETCHES]:
-        match = _WP_COMMENT_KEY.match(key)
-        if api_root and match:
-            jobs.append((key, wordpress_comment(fetcher, api_root, match["n"],
-                                                post_guid=match["post"])))
-    results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
-    return {key: result for (key, _), result in zip(jobs, results, strict=True)
-            if isinstance(result, Entry) and result.key == key}
 
 
 async def feed_pages(fetcher: Fetcher, next_url: str, parse: ParseFeed,
@@ -328,12 +208,12 @@ async def _site_wide(fetcher: Fetcher, api_root: str, window: Sequence[Entry],
     """
     samples: dict[str, Entry] = {}
     for entry in window:
-        if _WP_COMMENT_KEY.match(entry.key):
+        if COMMENT_KEY.match(entry.key):
             samples.setdefault(entry.post_key, entry)
     chosen = list(samples.values())[:MAX_POSTS]
 
     async def one(sample: Entry) -> Backfill:
-        match = _WP_COMMENT_KEY.match(sample.key)
+        match = COMMENT_KEY.match(sample.key)
         assert match is not None
         fetched = await fetcher.fetch(rest_url(api_root, f"wp/v2/comments/{match['n']}"),
                                       accept=JSON_ACCEPT)
@@ -356,13 +236,6 @@ async def _site_wide(fetcher: Fetcher, api_root: str, window: Sequence[Entry],
 def _after(entry: Entry, since: datetime | None) -> bool:
     """Published at or after `since` (same-second comments are told apart by key later)."""
     return since is None or entry.published is None or entry.published >= since
-
-
-def _next_link(headers: Mapping[str, str], base_url: str) -> str:
-    for url, params in parse_link_header(headers.get("link", ""), base_url):
-        if "next" in params.get("rel", "").lower().split():
-            return url
-    return ""
 
 
 async def gather_bounded(jobs: Sequence[Awaitable[Backfill]]) -> list[Backfill]:

@@ -31,11 +31,11 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from notifier.fetch import Fetcher, parse_link_header
 from notifier.models import FetchResult
+from notifier.sources.wordpress import API_REL
 
 Watch = Literal["posts", "comments"]
 
 FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/feed+json")
-API_REL = "https://api.w.org/"
 # Enough for any real <head>; hostile pages cannot make the parser work longer than this.
 HEAD_LIMIT = 512 * 1024
 SNIFF_LIMIT = 16 * 1024

@@ -28,22 +28,30 @@ equal the keys the Atom feed, the RSS feed and the posts feed use for the same t
 
 from __future__ import annotations
 
-import hashlib
 import html
 import io
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import feedparser
 
+from notifier.entrytext import MAX_ENTRIES, MAX_FIELD_BYTES, ParseError
+from notifier.entrytext import clip as _clip
+from notifier.entrytext import get as _get
+from notifier.entrytext import map_of as _map
+from notifier.entrytext import post_link as _post_link
+from notifier.entrytext import sha256 as _sha256
+from notifier.entrytext import squash as _squash
+from notifier.entrytext import text_of as _text
 from notifier.htmltext import html_to_text
 from notifier.models import Entry, EntryKind, FeedKind, ParsedFeed
+from notifier.sources.wordpress import COMMENT_KEY as _WP_COMMENT_KEY
+from notifier.sources.wordpress import parse_wp_rest_comments, wp_rest_comment_post
 
 __all__ = [
     "MAX_ENTRIES",
@@ -56,8 +64,6 @@ __all__ = [
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
-MAX_ENTRIES = 10_000  # a real feed holds tens; more is a mistake or an attack
-MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
 
 # Parsing the reply prefix only ever looks at the start of a comment.
 _PREFIX_WINDOW = 8192
@@ -80,11 +86,8 @@ _LOCALISED_REPLY_PREFIX = re.compile(
     r'\A\s*(?:<p>\s*)?(?P<before>[^<>]{1,80})<a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
     r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
 )
-_WP_COMMENT_KEY = re.compile(r"\A(?P<post>.+)#comment-(?P<n>\d+)\Z", re.S)
 _COMMENT_FRAGMENT = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
 _WP_COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
-_COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
-_PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})
 _BLOGGER_TAG = "tag:blogger.com,1999:"
 _BLOGGER_ID = re.compile(r"\Atag:blogger\.com,1999:blog-(?P<blog>\d+)\.post-(?P<item>\d+)\Z")
 _BLOGGER_COMMENT_URL = re.compile(
@@ -101,34 +104,7 @@ _WP_ARCHIVE_FEED_PATH = re.compile(r"\A/(?:category|tag|author)/[^/]+/feed\b")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
-class ParseError(Exception):
-    """The body is not a feed (or not the JSON expected); the message says what it was."""
-
-
 # -- reading feedparser's dicts --------------------------------------------------------------
-
-
-def _get(obj: object, key: str) -> object:
-    """A stored value, bypassing FeedParserDict's aliases.
-
-    Its `get("updated_parsed")` answers with the published date when there is no updated one
-    (and warns), and other keys have legacy aliases; only what the document said is wanted.
-    """
-    if isinstance(obj, dict):
-        return dict.get(obj, key)
-    if isinstance(obj, Mapping):
-        return obj.get(key)
-    return None
-
-
-def _text(obj: object, key: str) -> str:
-    value = _get(obj, key)
-    return value if isinstance(value, str) else ""
-
-
-def _map(obj: object, key: str) -> Mapping[str, Any]:
-    value = _get(obj, key)
-    return value if isinstance(value, Mapping) else {}
 
 
 def _maps(obj: object, key: str) -> list[Mapping[str, Any]]:
@@ -147,20 +123,6 @@ def _when(obj: object, key: str) -> datetime | None:
         return datetime(*value[:6], tzinfo=UTC)
     except (ValueError, OverflowError):
         return None
-
-
-def _clip(text: str, limit: int = MAX_FIELD_BYTES) -> str:
-    if len(text) * 4 <= limit:  # cannot be over the limit even if every char takes 4 bytes
-        return text
-    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
-
-
-def _squash(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _link_of(raw: Mapping[str, Any]) -> str:
@@ -193,24 +155,6 @@ def _content_html(raw: Mapping[str, Any]) -> str:
     if _text(chosen, "type") == "text/plain":
         value = html.escape(value).replace("\n", "<br>\n")
     return value.strip()
-
-
-def _post_link(url: str) -> str:
-    """A comment's link without what only locates the comment: fragment and page markers."""
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.partition("#")[0]
-    path = _COMMENT_PAGE.sub("/", parts.path)
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        kept = [(k, v) for k, v in pairs if k not in _PAGING_PARAMS]
-        if len(kept) != len(pairs):
-            query = urlencode(kept)
-    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
 
 
 def _thread_keys(namespaces: object) -> tuple[str, ...]:
@@ -647,114 +591,3 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
             (href for href in next_links if href.startswith(("http://", "https://"))), "")),
         total=_count(_get(feed, "opensearch_totalresults")),
     )
-
-
-# -- WordPress REST API --------------------------------------------------------------------------
-
-
-def _rest_time(value: object) -> datetime | None:
-    """`date_gmt` is UTC without an offset ("2013-10-21T15:40:00")."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def parse_wp_rest_comments(
-    body: bytes, post_title: str = "", post_link: str = "", *, post_guid: str = ""
-) -> tuple[Entry, ...]:
-    """Comments from WordPress's `/wp-json/wp/v2/comments`, keyed the way its feeds key them.
-
-    Feeds key a comment by its guid, `<post guid>#comment-<id>`; the API has no guid, only the
-    comment's `link`. Keys are therefore built as `<post>#comment-<id>` from `post_guid` when
-    the caller knows it (the post's `guid.rendered`, or the prefix of any feed key for that
-    post), else from the comment's link without its fragment and `comment-page-N/`. The second
-    equals the feed key only where a post's guid is its permalink. `post_title`, `post_link` and
-    `post_guid` describe one post: pass them only for a `?post=ID` listing.
-    """
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise ParseError(f"not WordPress REST JSON: {exc}") from exc
-    if isinstance(data, dict) and isinstance(data.get("code"), str):
-        message = data.get("message")
-        raise ParseError(f"WordPress REST error {data['code']}: {message}")
-    if not isinstance(data, list):
-        raise ParseError(f"not a WordPress comment list: got a JSON {type(data).__name__}")
-
-    items: list[dict[str, Any]] = []
-    for position, item in enumerate(data[:MAX_ENTRIES]):
-        comment_id = item.get("id") if isinstance(item, dict) else None
-        if not isinstance(comment_id, int) or isinstance(comment_id, bool):
-            raise ParseError(f"not a WordPress comment list: item {position} has no integer id")
-        items.append(item)
-
-    def base_of(item: Mapping[str, Any]) -> str:
-        if post_guid:
-            return post_guid
-        link = _text(item, "link").strip()
-        return _post_link(link) if link else post_link
-
-    authors = {item["id"]: _squash(_text(item, "author_name")) for item in items}
-    entries: list[Entry] = []
-    for item in items:
-        if item.get("status", "approved") != "approved":
-            continue  # held or spam, visible only to a logged-in moderator: not published
-        comment_id = item["id"]
-        base = base_of(item)
-        link = _clip(_text(item, "link").strip())
-        parent = item.get("parent")
-        parent_id = parent if isinstance(parent, int) and parent > 0 else 0
-        content = _clip(_text(_map(item, "content"), "rendered")).strip()
-        entries.append(
-            Entry(
-                key=_clip(f"{base}#comment-{comment_id}"),
-                kind="comment",
-                author=_clip(authors[comment_id]),
-                author_url=_clip(_text(item, "author_url").strip()),
-                published=_rest_time(item.get("date_gmt")),
-                link=link,
-                content_html=content,
-                content_text=html_to_text(content),
-                post_key=_clip(base),
-                post_title=_clip(post_title),
-                post_link=_clip(post_link or _post_link(link)),
-                parent_key=_clip(f"{base}#comment-{parent_id}") if parent_id else "",
-                parent_author=_clip(authors.get(parent_id, "")),
-                content_hash=_sha256(f"\n{content}"),
-                author_hash=_avatar_hash(item),
-            )
-        )
-    return tuple(entries)
-
-
-def wp_rest_comment_post(body: bytes) -> str:
-    """The post id of one comment from `/wp-json/wp/v2/comments/<id>`, or "".
-
-    A site-wide comment feed names posts by guid only; the REST API lists a post's comments
-    by its numeric id, which one of its comments tells.
-    """
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return ""
-    post = data.get("post") if isinstance(data, dict) else None
-    return str(post) if isinstance(post, int) and not isinstance(post, bool) and post > 0 else ""
-
-
-_GRAVATAR_HASH = re.compile(r"/avatar/(?P<hash>[0-9a-f]{32}|[0-9a-f]{64})(?:[?#]|\Z)")
-
-
-def _avatar_hash(item: Mapping[str, Any]) -> str:
-    """The Gravatar hash of the commenter's email, which `replies_to: [email]` can match.
-
-    WordPress never shows the email itself, but its avatar URLs carry md5(lower(email))
-    (sha256 on newer Gravatar setups), so a person is recognised across name changes.
-    """
-    for url in _map(item, "author_avatar_urls").values():
-        if isinstance(url, str) and (match := _GRAVATAR_HASH.search(url)):
-            return match["hash"]
-    return ""

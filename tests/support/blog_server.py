@@ -284,6 +284,8 @@ class BlogServer(ThreadedHTTPService):
         self._overrides: list[tuple[str, _Override]] = []
         self._files: dict[str, _AddedFile] = {}
         self._scenario = DEFAULT_SCENARIO
+        self.extra_rest_comments: list[dict[str, object]] = []
+        """Comments REST lists beyond the captures: a late approval at an old id."""
         self.scenario = scenario
         # WordPress answers 304 from validators alone; switch off to see every body.
         self.conditional_get = True
@@ -564,6 +566,8 @@ class BlogServer(ThreadedHTTPService):
         page = int(page_text)
         if posts and "4" not in posts:
             return self._rest_list(template_headers, [])
+        if params.get("orderby", [""])[0] == "id" and not posts:
+            return self._rest_by_id(template_headers, unpaged, pages, params)
         after = params.get("after", [""])[0]
         if after:
             if after_file is not None and page == 1:
@@ -646,6 +650,35 @@ class BlogServer(ThreadedHTTPService):
         if page > 1:
             return self._rest_bad_page(template_headers)
         return self._rest_list(template_headers, kept)
+
+    def _rest_by_id(
+        self,
+        template_headers: Headers,
+        unpaged: Path | None,
+        pages: dict[int, Path],
+        params: Mapping[str, list[str]],
+    ) -> _Response:
+        """Site-wide listing ordered by id, like WordPress: `per_page`, `order`, `_fields`.
+
+        X-WP-Total counts every approved comment of the scenario plus `extra_rest_comments`
+        (a test's late approval), as WordPress counts before paging.
+        """
+        sources = [unpaged] if unpaged is not None else [pages[n] for n in sorted(pages)]
+        items: list[dict[str, object]] = []
+        for source in sources:
+            items.extend(json.loads(source.read_bytes()))
+        items.extend(self.extra_rest_comments)
+        descending = params.get("order", ["desc"])[0] == "desc"
+        items.sort(key=lambda item: int(str(item["id"])), reverse=descending)
+        per_page_text = params.get("per_page", ["10"])[0]
+        per_page = int(per_page_text) if per_page_text.isdigit() else 10
+        fields = [f for f in params.get("_fields", [""])[0].split(",") if f]
+        shown = [{k: v for k, v in item.items() if not fields or k in fields}
+                 for item in items[:per_page]]
+        headers = self._rest_headers(template_headers)
+        pages_total = -(-len(items) // per_page) if per_page else 0
+        headers += [("X-WP-Total", str(len(items))), ("X-WP-TotalPages", str(pages_total))]
+        return self._from_capture(200, "OK", headers, _wp_json(shown))
 
     def _rest_list(self, template_headers: Headers, items: list[dict[str, object]]) -> _Response:
         headers = self._rest_headers(template_headers)

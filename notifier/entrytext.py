@@ -1,0 +1,95 @@
+"""The field rules every parser shares: bounds, hashing, untyped-dict reading, post links.
+
+    raw dict / JSON value -> text_of / map_of -> clip, squash -> Entry fields; sha256 -> hash
+
+Why a module of its own: the feed parser (`parse`) and each platform adapter
+(`notifier.sources.*`, which read REST JSON) must clip, hash and key entries identically, or
+the same comment read twice would look like two. Adapters cannot import `parse` (it asks
+them about platform rules), so what both need lives here, below both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "MAX_ENTRIES",
+    "MAX_FIELD_BYTES",
+    "ParseError",
+    "clip",
+    "get",
+    "map_of",
+    "post_link",
+    "sha256",
+    "squash",
+    "text_of",
+]
+
+MAX_ENTRIES = 10_000  # a real feed holds tens; more is a mistake or an attack
+MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
+
+_COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
+_PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})
+
+
+class ParseError(Exception):
+    """The body is not a feed (or not the JSON expected); the message says what it was."""
+
+
+def get(obj: object, key: str) -> object:
+    """A stored value, bypassing FeedParserDict's aliases.
+
+    Its `get("updated_parsed")` answers with the published date when there is no updated one
+    (and warns), and other keys have legacy aliases; only what the document said is wanted.
+    """
+    if isinstance(obj, dict):
+        return dict.get(obj, key)
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return None
+
+
+def text_of(obj: object, key: str) -> str:
+    value = get(obj, key)
+    return value if isinstance(value, str) else ""
+
+
+def map_of(obj: object, key: str) -> Mapping[str, Any]:
+    value = get(obj, key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def clip(text: str, limit: int = MAX_FIELD_BYTES) -> str:
+    if len(text) * 4 <= limit:  # cannot be over the limit even if every char takes 4 bytes
+        return text
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def post_link(url: str) -> str:
+    """A comment's link without what only locates the comment: fragment and page markers."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.partition("#")[0]
+    path = _COMMENT_PAGE.sub("/", parts.path)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if k not in _PAGING_PARAMS]
+        if len(kept) != len(pairs):
+            query = urlencode(kept)
+    return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
