@@ -90,28 +90,3 @@ def decide(parsed: Sequence[Entry], seen: Mapping[str, str],
             candidates[sub.name] = tuple(ordered[-sub.backfill:]) if sub.backfill else ()
     return Decision(new_entries=new, changed_entries=changed, candidates=candidates,
                     baselines=tuple(baselines))
-
-
-VALIDATOR_SLACK = 1.0
-"""Seconds of disagreement between Last-Modified and an entry date still taken as equal."""
-
-
-def validators_trustworthy(kind: str, last_modified: datetime | None,
-                           entries: Sequence[Entry]) -> bool:
-    """Whether a 304 to these validators could be believed on the next poll.
-
-    WordPress sends one Last-Modified (and an ETag derived from it) for the whole site: the
-    date of the newest post or comment anywhere. A comment that arrives with an older date
-    (approved after moderation, imported, or simply on an old thread of a site with a newer
-    post) leaves both unchanged, and a conditional GET answers 304 and hides it. For a
-    comment feed the validators are believed only when this feed's own newest entry explains
-    them; otherwise the next poll asks unconditionally. Post feeds keep their validators: a
-    new post always moves the date.
-    """
-    if kind != "comments" or last_modified is None:
-        return True
-    dates = [d for e in entries if (d := e.updated or e.published) is not None]
-    newest = max(dates, default=None)
-    if newest is None:
-        return False
-    return (last_modified - newest).total_seconds() <= VALIDATOR_SLACK

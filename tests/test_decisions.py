@@ -6,7 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from notifier.config import Subscription
-from notifier.diff import SubscriptionView, decide, publication_order, validators_trustworthy
+from notifier.diff import SubscriptionView, decide, publication_order
 from notifier.match import match, wants
 from notifier.models import Entry
 from notifier.outbox import SMTP_RETRY, WEBHOOK_RETRY, after_failure
@@ -148,13 +148,3 @@ def test_retry_ladders_and_dead_letter() -> None:
     assert after_failure(WEBHOOK_RETRY, attempts=3, created=0, now=3 * 86400).retry_at is None
     assert after_failure(WEBHOOK_RETRY, attempts=1, created=0, now=0,
                          permanent=True).retry_at is None
-
-
-def test_site_wide_validators_of_a_comment_feed_are_not_trusted() -> None:
-    newest = comment(4)
-    assert newest.published is not None
-    assert validators_trustworthy("comments", newest.published, [comment(2), newest])
-    later = newest.published + timedelta(days=11)  # a newer post set Last-Modified
-    assert not validators_trustworthy("comments", later, [comment(2), newest])
-    assert validators_trustworthy("posts", later, [comment(2), newest])
-    assert validators_trustworthy("comments", None, [newest])

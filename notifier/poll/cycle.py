@@ -19,6 +19,7 @@ from notifier.fetch import Fetcher
 from notifier.poll.complete import complete_batch
 from notifier.poll.decide import decide_poll
 from notifier.poll.plan import Plan, Planner
+from notifier.poll.probe import probe_sites
 from notifier.poll.record import PollReport, report_batch
 from notifier.poll.retrieve import ParsePool, Polled, retrieve
 from notifier.store import Store
@@ -81,13 +82,18 @@ class Poller:
         if not due:
             return report
         now = self.clock()
+        news = await probe_sites(due, plan, self.config, store=self.store,
+                                 fetcher=self.fetcher, db=self._db, now=now, force=force)
         queue: asyncio.Queue[Polled | None] = asyncio.Queue()
         writer = asyncio.create_task(self._write(queue, plan, report))
 
         async def one(feed: Any) -> None:
-            rescan = (feed.rescan_due is not None and feed.rescan_due <= now
-                      and plan.rescan_every(self.config, feed.id) is not None)
-            await queue.put(await retrieve(self.fetcher, self.parser, feed, rescan=rescan))
+            every = plan.rescan_every(self.config, feed.id)
+            rescan = every is not None and (
+                (feed.rescan_due is not None and feed.rescan_due <= now)
+                or (feed.api_root is not None and feed.api_root in news.moved))
+            await queue.put(await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
+                                           conditional=not news.unconditional(feed)))
 
         try:
             await asyncio.gather(*(one(feed) for feed in due))

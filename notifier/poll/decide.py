@@ -13,15 +13,13 @@ source are arguments, so the tests of this module need no server and no clock pa
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from notifier import backfill, threads
 from notifier.config import Config, Subscription
-from notifier.diff import Decision, SubscriptionView, decide, validators_trustworthy
+from notifier.diff import Decision, SubscriptionView, decide
 from notifier.match import match
 from notifier.models import Entry
 from notifier.poll.complete import Snapshot
@@ -38,16 +36,6 @@ class Outcome:
 
     record: PollRecord
     decision: Decision | None
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _baselined(states: Mapping[str, SubscriptionState], name: str) -> bool:
@@ -97,9 +85,6 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
         decision = Decision(decision.new_entries, decision.changed_entries, {
             name: tuple(e for e in offered if e.key not in polled.quiet_keys)
             for name, offered in decision.candidates.items()}, decision.baselines)
-    if not validators_trustworthy(parsed.kind, _http_date(fetched.last_modified),
-                                  parsed.entries):
-        base = dataclasses.replace(base, etag=None, last_modified=None)
     oldest_new = next(iter(decision.new_entries), None)
     missing = {oldest_new.key: polled.missing} if oldest_new and polled.missing else {}
     notices = [*match(decision.candidates, plan.subscriptions, snapshot.known, missing),

@@ -83,14 +83,16 @@ class ParsePool:
 
 
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
-                   rescan: bool) -> Polled:
-    """Fetch `feed` (without validators on a rescan) and parse a body not parsed before.
+                   rescan: bool, conditional: bool = True) -> Polled:
+    """Fetch `feed` and parse a body not parsed before.
 
-    A rescan asks without validators: WordPress's are site-wide, and a comment approved late
-    at an old date changes neither, so only a full answer can show it.
+    A rescan, and a thread a site probe says has news, ask without validators: WordPress's
+    are site-wide, and a comment approved late or imported at an old date changes neither,
+    so only a full answer can show it (see `notifier.poll.probe`).
     """
-    fetched = await fetcher.fetch(feed.url, etag=None if rescan else feed.etag,
-                                  last_modified=None if rescan else feed.last_modified)
+    ask = conditional and not rescan
+    fetched = await fetcher.fetch(feed.url, etag=feed.etag if ask else None,
+                                  last_modified=feed.last_modified if ask else None)
     digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.ok and digest is not None and digest == feed.body_hash:
         return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)

@@ -21,7 +21,7 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -324,6 +324,18 @@ class SiteProbe:
     total: int  # X-WP-Total: approved comments site-wide
     newest_id: int
     ids: tuple[int, ...]  # newest first, at most PROBE_SIZE
+    posts: Mapping[int, int] = field(default_factory=dict)  # comment id -> its post's id
+
+    def posts_since(self, previous: SiteProbe | None) -> frozenset[str]:
+        """The posts that got comments newer (by id) than `previous` saw, as id strings.
+
+        A new comment's thread is read without validators: an imported comment has a new
+        id but an old date, so it does not move the site's Last-Modified either.
+        """
+        if previous is None:
+            return frozenset()
+        return frozenset(str(self.posts[i]) for i in self.ids
+                         if i > previous.newest_id and i in self.posts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,10 +377,12 @@ async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailur
         return ProbeFailure(f"not WordPress REST JSON: {exc}")
     if not total_text.isdigit() or not isinstance(data, list):
         return ProbeFailure("REST API: no X-WP-Total or no comment list")
-    ids = tuple(sorted((item["id"] for item in data if isinstance(item, dict)
-                        and isinstance(item.get("id"), int)
-                        and not isinstance(item.get("id"), bool)), reverse=True))
-    return SiteProbe(int(total_text), ids[0] if ids else 0, ids)
+    items = [item for item in data if isinstance(item, dict)
+             and isinstance(item.get("id"), int) and not isinstance(item.get("id"), bool)]
+    ids = tuple(sorted((item["id"] for item in items), reverse=True))
+    posts = {item["id"]: item["post"] for item in items
+             if isinstance(item.get("post"), int) and not isinstance(item.get("post"), bool)}
+    return SiteProbe(int(total_text), ids[0] if ids else 0, ids, posts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,16 @@ class FeedState:
 
 
 @dataclass(frozen=True, slots=True)
+class SiteState:
+    """The last look at a site's approved comments (see `sources.wordpress.probe_site`)."""
+
+    api_root: str
+    comment_total: int
+    newest_id: int
+    next_probe: float
+
+
+@dataclass(frozen=True, slots=True)
 class QueuedNotice:
     """A notification to enqueue: `entry_key` must be among the poll's stored entries."""
 

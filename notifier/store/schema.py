@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -138,6 +138,19 @@ channel_state = sa.Table(
     sa.Column("disabled_at", sa.Float),
 )
 
+# Migration 4 (conditional GET everywhere): the last look at each WordPress site's approved
+# comment count. A thread feed is asked with its validators, which on WordPress are the
+# site's; a count that moved without new comments to explain it (a late approval, an
+# import, a trash) makes that site's followed threads be read in full once.
+sites = sa.Table(
+    "sites", metadata,
+    sa.Column("api_root", sa.Text, primary_key=True),
+    sa.Column("comment_total", sa.Integer, nullable=False),
+    sa.Column("newest_id", sa.Integer, nullable=False),
+    sa.Column("probed_at", sa.Float, nullable=False),
+    sa.Column("next_probe", sa.Float, nullable=False),
+)
+
 
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[feeds, subscriptions, entries, outbox, channel_state])
@@ -174,4 +187,10 @@ def _migration_3(conn: Connection) -> None:
     ix_outbox_digest.create(conn, checkfirst=True)
 
 
-_MIGRATIONS = [_migration_1, _migration_2, _migration_3]
+def _migration_4(conn: Connection) -> None:
+    """Site probes: one small request per WordPress site per interval instead of fetching
+    every thread in full."""
+    metadata.create_all(conn, tables=[sites])
+
+
+_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]

@@ -26,6 +26,7 @@ from notifier.store.records import (
     FeedState,
     OutboxItem,
     PollRecord,
+    SiteState,
     StoreError,
     SubscriptionState,
     ThreadUpdate,
@@ -39,6 +40,7 @@ from notifier.store.schema import (
     meta_table,
     metadata,
     outbox,
+    sites,
     subscriptions,
     thread_feeds,
 )
@@ -395,6 +397,32 @@ class Store:
         conn.execute(thread_feeds.delete().where(
             thread_feeds.c.subscription == update.subscription,
             thread_feeds.c.post_published < update.retire_before))
+
+    # --- site probes ------------------------------------------------------------------
+
+    def site_probes(self, api_roots: Iterable[str]) -> dict[str, SiteState]:
+        """The last probe of each of these sites that has one."""
+        found: dict[str, SiteState] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(api_roots))):
+                for row in conn.execute(sa.select(sites).where(sites.c.api_root.in_(chunk))):
+                    found[row.api_root] = SiteState(row.api_root, row.comment_total,
+                                                    row.newest_id, row.next_probe)
+        return found
+
+    def save_site_probes(self, probes: Sequence[SiteState], now: float) -> None:
+        """Replace the stored probe of each site; one transaction for the cycle's probes."""
+        if not probes:
+            return
+        rows = [{"api_root": p.api_root, "comment_total": p.comment_total,
+                 "newest_id": p.newest_id, "probed_at": now, "next_probe": p.next_probe}
+                for p in probes]
+        with self.engine.begin() as conn:
+            statement = self._insert(sites)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=[sites.c.api_root],
+                set_={name: statement.excluded[name] for name in
+                      ("comment_total", "newest_id", "probed_at", "next_probe")}), rows)
 
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
