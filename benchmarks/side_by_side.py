@@ -335,8 +335,12 @@ def timed(argv: list[str], log: Path, sink: Sink) -> Measure:
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
     time.sleep(0.2)  # the sink's last message is counted before we read it
-    return Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                   proc.returncode, sink.take())
+    measure = Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+                      proc.returncode, sink.take())
+    # Each figure as soon as it exists: a long run cut short still leaves its finished rows.
+    print(f"  {Path(argv[0]).name} {' '.join(a for a in argv[1:] if not a.startswith('/'))}: "
+          f"{measure}", file=sys.stderr, flush=True)
+    return measure
 
 
 @dataclass(frozen=True)
