@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from notifier import __version__
+from notifier import __version__, redact
 from notifier.config import Config, ConfigError, load_config
 from notifier.digest import DeliveryTiming
 from notifier.store import ChannelStats, Store, StoreError
@@ -151,6 +151,7 @@ def _status(config: Config) -> int:
         store.migrate()
         stats = store.channel_stats()
         health = store.feed_health()
+        states = store.subscription_states()
     finally:
         store.close()
     now = time.time()
@@ -177,6 +178,15 @@ def _status(config: Config) -> int:
         print(f"  {feed.url}\n    {state}; polled {when}; next in "
               f"{_duration(max(feed.next_due - now, 0))}; {feed.entries} entries seen; "
               f"for {', '.join(feed.subscriptions) or 'no subscription'}")
+    # A subscription whose feed was never found has no feed row: show it, or it vanishes.
+    lost = [sub for sub in config.subscriptions
+            if (known := states.get(sub.name)) is None or known.feed_id is None]
+    if lost:
+        print("subscriptions without a feed:")
+        for sub in lost:
+            known = states.get(sub.name)
+            reason = known.last_error if known and known.last_error else "not polled yet"
+            print(f"  {sub.name}: {redact.feed_url(sub.url)}\n    discovery failing: {reason}")
     return EXIT_OK
 
 

@@ -245,6 +245,8 @@ def test_one_bad_feed_never_stops_the_others(
     first = run_once(config)
     assert first.returncode == 1
     assert "subscription gone:" in first.stderr and "404" in first.stderr
+    # The failed discovery counts as a failed feed in the cycle's summary.
+    assert "3 feeds polled (0 unchanged, 1 failed)" in first.stderr
 
     blog_server.scenario = "02-markup-comment"
     blog_server.override("/comments/feed/atom/", status=500, repeat=None)
@@ -259,6 +261,8 @@ def test_one_bad_feed_never_stops_the_others(
     assert status.returncode == 0, status.stderr
     assert "failing x1: HTTP 500" in status.stdout
     assert f"{POST_PATH}feed/atom/" in status.stdout
+    assert "subscriptions without a feed:" in status.stdout
+    assert "  gone: " in status.stdout and "discovery failing: " in status.stdout
 
 
 def test_blocking_private_networks_refuses_a_loopback_feed(

@@ -72,6 +72,9 @@ class Poller:
         # cycle changes what another batch needs to know about its subscriptions.
         plan = await self.planner.plan(force=force)
         for failure in plan.failures:
+            # Tried and failed like a fetch: a subscription with no feed must not vanish
+            # from the summary ("0 feeds polled, 0 failed" while nothing works).
+            report.feeds_polled += 1
             report.feeds_failed += 1
             report.errors.append(f"subscription {failure.subscription}: {failure.reason}")
         feed_ids = list(plan.feed_subs)
