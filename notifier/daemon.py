@@ -25,10 +25,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
 from notifier.channels import build_channel
-from notifier.channels.base import ChannelContext
 from notifier.config import Config
-from notifier.deliver import DeliveryReport
-from notifier.digest import cron_trigger
+from notifier.delivery.channel import ChannelContext
+from notifier.delivery.cycle import DeliveryReport
+from notifier.delivery.digest import cron_trigger
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.pipeline import Pipeline, PollReport, make_parse_pool
 from notifier.render import Renderer

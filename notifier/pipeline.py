@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from notifier import backfill, redact, threads
-from notifier.channels.base import Channel
 from notifier.config import Config, Subscription
-from notifier.deliver import Delivery, DeliveryReport
+from notifier.delivery.channel import Channel
+from notifier.delivery.cycle import Delivery, DeliveryReport
 from notifier.diff import SubscriptionView, decide, validators_trustworthy
 from notifier.discover import DiscoveryError, discover
 from notifier.fetch import Fetcher
