@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from notifier import __version__, redact
 from notifier.config import Config, ConfigError, load_config
-from notifier.digest import DeliveryTiming
+from notifier.delivery.digest import DeliveryTiming
 from notifier.store import ChannelStats, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -236,8 +236,8 @@ def _retry(config: Config, channel: str | None) -> int:
 
 def _test_channel(config: Config, name: str) -> int:
     """Render and send a sample through the channel, bypassing the outbox (see `sample`)."""
-    from notifier.channels.base import PermanentFailure
     from notifier.channels.sample import describe, send_sample
+    from notifier.delivery.channel import PermanentFailure
     from notifier.render import Renderer
 
     channel = config.channels.get(name)

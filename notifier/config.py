@@ -23,8 +23,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
-from notifier.channels.base import ChannelConfig
-from notifier.digest import DeliveryTiming
+from notifier.delivery.channel import ChannelConfig
+from notifier.delivery.digest import DeliveryTiming
 from notifier.schema import Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]

@@ -27,10 +27,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
 from notifier.channels import build_channel
-from notifier.channels.base import Channel, ChannelContext
 from notifier.config import Config
-from notifier.deliver import Delivery, DeliveryReport
-from notifier.digest import cron_trigger
+from notifier.delivery.channel import Channel, ChannelContext
+from notifier.delivery.cycle import Delivery, DeliveryReport
+from notifier.delivery.digest import cron_trigger
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
@@ -88,7 +88,7 @@ class Engine:
 
     async def deliver(self, *, limit: int = 1000,
                       channels: Iterable[str] | None = None) -> DeliveryReport:
-        """Send what is due, at most `limit` rows per channel: see `notifier.deliver`."""
+        """Send what is due, at most `limit` rows per channel: see `notifier.delivery`."""
         return await self.delivery.deliver(limit=limit, channels=channels)
 
     def close(self) -> None:

@@ -23,7 +23,13 @@ from notifier.channels import (
     build_channel,
     channel_config_type,
 )
-from notifier.channels.base import (
+from notifier.channels.console import SEPARATOR, ConsoleChannel
+from notifier.channels.email import EmailChannel, EmailConfig
+from notifier.channels.matrix import MatrixChannel
+from notifier.channels.ntfy import NtfyChannel
+from notifier.channels.telegram import TelegramChannel
+from notifier.channels.webhook import WebhookChannel, discord_content, fit, sign, slack_text
+from notifier.delivery.channel import (
     Channel,
     ChannelContext,
     DeliveryError,
@@ -31,12 +37,6 @@ from notifier.channels.base import (
     SendResult,
     TemporaryFailure,
 )
-from notifier.channels.console import SEPARATOR, ConsoleChannel
-from notifier.channels.email import EmailChannel, EmailConfig
-from notifier.channels.matrix import MatrixChannel
-from notifier.channels.ntfy import NtfyChannel
-from notifier.channels.telegram import TelegramChannel
-from notifier.channels.webhook import WebhookChannel, discord_content, fit, sign, slack_text
 from notifier.models import Entry, Notice
 from notifier.render import Renderer
 from tests.support.smtp_server import SmtpServer, make_certificate

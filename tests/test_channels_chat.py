@@ -18,18 +18,18 @@ import pytest
 from pydantic import ValidationError
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
-from notifier.channels.base import (
-    ChannelContext,
-    DeliveryError,
-    PermanentFailure,
-    TemporaryFailure,
-)
 from notifier.channels.formats import MATTERMOST_LIMIT, SLACK_LIMIT, TEAMS_LIMIT
 from notifier.channels.httpsend import json_len, utf16_len
 from notifier.channels.markup import clean, link_html, shape
 from notifier.channels.matrix import MATRIX_LIMIT
 from notifier.channels.ntfy import NTFY_LIMIT, header_value
 from notifier.channels.telegram import TELEGRAM_LIMIT, TELEGRAM_TAGS
+from notifier.delivery.channel import (
+    ChannelContext,
+    DeliveryError,
+    PermanentFailure,
+    TemporaryFailure,
+)
 from notifier.models import Notice
 from tests.support.webhook_receiver import ReceivedWebhook, WebhookReceiver
 from tests.test_channels import PARENT, POST, channel, collect, failure_of, make_notice, run

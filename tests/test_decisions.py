@@ -6,10 +6,10 @@ import random
 from datetime import UTC, datetime, timedelta
 
 from notifier.config import Subscription
+from notifier.delivery.retry import SMTP_RETRY, WEBHOOK_RETRY, after_failure
 from notifier.diff import SubscriptionView, decide, publication_order
 from notifier.match import match, wants
 from notifier.models import Entry
-from notifier.outbox import SMTP_RETRY, WEBHOOK_RETRY, after_failure
 from notifier.schedule import next_poll
 
 T0 = datetime(2013, 10, 21, 9, 0, tzinfo=UTC)

@@ -23,10 +23,10 @@ import pytest
 import yaml
 
 from notifier.channels import build_channel
-from notifier.channels.base import ChannelContext
 from notifier.cli import main
 from notifier.config import load_config
 from notifier.daemon import Engine, digest_times, fetch_settings
+from notifier.delivery.channel import ChannelContext
 from notifier.fetch import Fetcher
 from notifier.models import Entry
 from notifier.poll import ParsePool

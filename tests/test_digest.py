@@ -15,7 +15,7 @@ import pytest
 
 from notifier.cli import main
 from notifier.config import ConfigError, load_config
-from notifier.digest import (
+from notifier.delivery.digest import (
     QuietHours,
     Schedule,
     crontab_for_apscheduler,
@@ -24,7 +24,7 @@ from notifier.digest import (
     quiet_until,
     release_time,
 )
-from notifier.pacing import Pacer, discord_pause
+from notifier.delivery.pacing import Pacer, discord_pause
 
 
 def ts(year: int, month: int, day: int, hour: int, minute: int, tz: str = "UTC") -> float:

@@ -6,13 +6,13 @@ build each configured channel; adding a kind means one module and one line here.
 
 from __future__ import annotations
 
-from notifier.channels.base import Channel, ChannelConfig, ChannelContext
 from notifier.channels.console import ConsoleChannel
 from notifier.channels.email import EmailChannel
 from notifier.channels.matrix import MatrixChannel
 from notifier.channels.ntfy import NtfyChannel
 from notifier.channels.telegram import TelegramChannel
 from notifier.channels.webhook import WebhookChannel
+from notifier.delivery.channel import Channel, ChannelConfig, ChannelContext
 
 __all__ = ["CHANNEL_KINDS", "UnknownChannelKind", "build_channel", "channel_config_type"]
 

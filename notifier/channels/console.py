@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import ClassVar, Literal, TextIO
 
-from notifier.channels.base import Channel, ChannelConfig, ChannelContext, PermanentFailure
+from notifier.delivery.channel import Channel, ChannelConfig, ChannelContext, PermanentFailure
 from notifier.models import Notice
 
 SEPARATOR = "-" * 72

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from notifier.channels.base import (
+from notifier.delivery.channel import (
     Channel,
     ChannelConfig,
     ChannelContext,
@@ -46,8 +46,8 @@ from notifier.channels.base import (
     SendResult,
     TemporaryFailure,
 )
+from notifier.delivery.retry import SMTP_RETRY, RetryPolicy
 from notifier.models import Notice
-from notifier.outbox import SMTP_RETRY, RetryPolicy
 from notifier.render import RenderError
 from notifier.schema import Duration, StrictModel, StrList, check_http_url
 

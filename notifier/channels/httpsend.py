@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from notifier.channels.base import (
+from notifier.delivery.channel import (
     Channel,
     ChannelConfig,
     ChannelContext,

@@ -19,7 +19,6 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, field_validator
 
-from notifier.channels.base import ChannelConfig
 from notifier.channels.httpsend import (
     HttpChannel,
     Platform,
@@ -31,6 +30,7 @@ from notifier.channels.httpsend import (
     number,
 )
 from notifier.channels.markup import clean, link_html, shape
+from notifier.delivery.channel import ChannelConfig
 from notifier.models import Notice
 from notifier.redact import destination
 from notifier.schema import Duration, HttpUrl

@@ -19,8 +19,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, field_validator
 
-from notifier.channels.base import ChannelConfig
 from notifier.channels.httpsend import HttpChannel, Platform, fit, utf8_len
+from notifier.delivery.channel import ChannelConfig
 from notifier.models import Notice
 from notifier.redact import destination
 from notifier.schema import Duration, HttpUrl, StrList

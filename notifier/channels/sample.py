@@ -19,7 +19,7 @@ import httpx
 
 from notifier import __version__
 from notifier.channels import CHANNEL_KINDS, build_channel
-from notifier.channels.base import ChannelConfig, ChannelContext, DeliveryError
+from notifier.delivery.channel import ChannelConfig, ChannelContext, DeliveryError
 from notifier.models import Entry, Notice
 from notifier.render import Renderer
 

@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, field_validator
 
-from notifier.channels.base import ChannelConfig
 from notifier.channels.httpsend import (
     ZWSP,
     HttpChannel,
@@ -31,6 +30,7 @@ from notifier.channels.httpsend import (
     utf16_len,
 )
 from notifier.channels.markup import blocks_to_lines, clean, link_html, shape
+from notifier.delivery.channel import ChannelConfig
 from notifier.models import Notice
 from notifier.redact import destination
 from notifier.schema import Duration, HttpUrl

@@ -26,7 +26,6 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, field_validator, model_validator
 
-from notifier.channels.base import ChannelConfig
 from notifier.channels.formats import (
     CHAT_FORMATS,
     DISCORD_LIMIT,
@@ -36,8 +35,9 @@ from notifier.channels.formats import (
     slack_text,
 )
 from notifier.channels.httpsend import HttpChannel, Platform, dump, fit, number
+from notifier.delivery.channel import ChannelConfig
+from notifier.delivery.pacing import discord_pause
 from notifier.models import Notice
-from notifier.pacing import discord_pause
 from notifier.redact import destination
 from notifier.render import build_context
 from notifier.schema import Duration, HttpUrl

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from notifier.channels.base import Channel, DeliveryError, PermanentFailure, TemporaryFailure
 from notifier.config import Config
-from notifier.digest import DIGEST_MAX, Schedule, plan, schedule_for
+from notifier.delivery.channel import Channel, DeliveryError, PermanentFailure, TemporaryFailure
+from notifier.delivery.digest import DIGEST_MAX, Schedule, plan, schedule_for
+from notifier.delivery.pacing import MAX_INLINE_WAIT, Pacer
+from notifier.delivery.retry import after_failure
 from notifier.models import Entry, Notice
-from notifier.outbox import after_failure
-from notifier.pacing import MAX_INLINE_WAIT, Pacer
 from notifier.store import OutboxItem, Store
 
 log = logging.getLogger("notifier")

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, ClassVar, Self
 import httpx
 from pydantic import Field, model_validator
 
-from notifier.digest import DIGEST_MAX, DeliveryTiming
+from notifier.delivery.digest import DIGEST_MAX, DeliveryTiming
+from notifier.delivery.retry import WEBHOOK_RETRY, RetryPolicy
 from notifier.models import Notice
-from notifier.outbox import WEBHOOK_RETRY, RetryPolicy
 from notifier.schema import Duration
 
 if TYPE_CHECKING:
