@@ -25,13 +25,14 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
+from notifier.errors import NotifierError
 from notifier.schema import Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]
 KeyPath = tuple[str | int, ...]
 
 
-class ConfigError(Exception):
+class ConfigError(NotifierError):
     """One or more problems in a configuration file; `str()` lists them, one per line."""
 
     def __init__(self, problems: list[str]) -> None:

@@ -29,6 +29,7 @@ from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, parse_link_header
 from notifier.models import FetchResult
 from notifier.sources.wordpress import API_REL
@@ -81,7 +82,7 @@ class Discovery:
     note: str
 
 
-class DiscoveryError(Exception):
+class DiscoveryError(NotifierError):
     """The URL leads to no usable feed; the message is meant for the person who typed it."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from notifier.errors import NotifierError
+
 __all__ = [
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
@@ -36,7 +38,7 @@ _COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
 _PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})
 
 
-class ParseError(Exception):
+class ParseError(NotifierError):
     """The body is not a feed (or not the JSON expected); the message says what it was."""
 
 

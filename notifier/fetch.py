@@ -37,6 +37,7 @@ from aiohttp.resolver import DefaultResolver
 from httpx_aiohttp import AiohttpTransport
 
 from notifier import __version__
+from notifier.errors import NotifierError
 from notifier.models import FetchResult
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ MAX_RETRY_AFTER = 86_400.0
 DRAIN_LIMIT = 64 * 1024
 
 
-class TargetBlocked(Exception):
+class TargetBlocked(NotifierError):
     """Raised by `_check_target` when a URL must not be fetched (its text is the reason)."""
 
 

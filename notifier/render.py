@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import jinja2
 from markupsafe import Markup, escape
 
+from notifier.errors import NotifierError
 from notifier.htmltext import excerpt, html_to_text
 from notifier.models import Entry, Notice
 from notifier.sanitize import sanitize_html
@@ -45,7 +46,7 @@ _PACKAGED = "packaged:"
 _FILE = "file:"
 
 
-class RenderError(jinja2.TemplateError):
+class RenderError(NotifierError, jinja2.TemplateError):
     """A template could not be loaded, compiled or rendered.
 
     The message names the template as the user knows it (the configured file, or the

@@ -13,6 +13,7 @@ from notifier.channels.ntfy import NtfyChannel
 from notifier.channels.telegram import TelegramChannel
 from notifier.channels.webhook import WebhookChannel
 from notifier.delivery.channel import Channel, ChannelConfig, ChannelContext
+from notifier.errors import NotifierError
 
 __all__ = ["CHANNEL_KINDS", "UnknownChannelKind", "build_channel", "channel_config_type"]
 
@@ -22,7 +23,7 @@ CHANNEL_KINDS: dict[str, type[Channel]] = {
 }
 
 
-class UnknownChannelKind(KeyError):
+class UnknownChannelKind(NotifierError, KeyError):
     """A `type:` no channel kind answers to; a KeyError so lookups can catch it as one."""
 
     def __init__(self, kind: str) -> None:

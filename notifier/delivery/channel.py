@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from notifier.delivery.digest import DIGEST_MAX, DeliveryTiming
 from notifier.delivery.retry import WEBHOOK_RETRY, RetryPolicy
+from notifier.errors import NotifierError
 from notifier.models import Notice
 from notifier.schema import Duration
 
@@ -63,7 +64,7 @@ class ChannelConfig(DeliveryTiming):
         return self
 
 
-class DeliveryError(Exception):
+class DeliveryError(NotifierError):
     """A message was not accepted. The text is shown in logs and `status`: no secrets."""
 
 

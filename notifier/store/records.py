@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from notifier.errors import NotifierError
 from notifier.models import Entry
 
 
-class StoreError(Exception):
+class StoreError(NotifierError):
     """The database cannot be opened or is from a newer notifier."""
 
 

@@ -1,0 +1,28 @@
+"""The root of every error notifier raises on purpose, and where each branch lives.
+
+    NotifierError
+    ├── ConfigError           config.py         the file is wrong: file, line, key, what to do
+    ├── StoreError            store/records.py  the state cannot be opened, or is too new
+    ├── ParseError            entrytext.py      a body is not a feed (or not REST JSON)
+    ├── DiscoveryError        discover.py       no feed found for what a subscription names
+    ├── TargetBlocked         fetch.py          an address refused by `block_private_networks`
+    ├── UnknownChannelKind    channels/         a `type:` no channel kind registers
+    ├── RenderError           render.py         a template failed (also a jinja2.TemplateError)
+    └── DeliveryError         delivery/channel.py
+        ├── TemporaryFailure                    try again later, perhaps after Retry-After
+        └── PermanentFailure                    do not retry; perhaps disable the channel
+
+Each class stays beside the code that raises it, so the reason it exists is read there;
+this module gives them one root, so a caller (the CLI, a daemon loop) can tell notifier's
+own failures, with messages written for the person fixing them, from bugs. Failures of
+one feed or one message are not raised at all: they travel as data (`Polled.error`,
+`SendResult`) so that one bad feed cannot stop the others.
+"""
+
+from __future__ import annotations
+
+__all__ = ["NotifierError"]
+
+
+class NotifierError(Exception):
+    """A failure notifier expected and explains; anything else is a bug."""
