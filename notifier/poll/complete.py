@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,12 +26,11 @@ from notifier import backfill, redact
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
-from notifier.poll.plan import Plan
+from notifier.poll.plan import Db, Plan
 from notifier.poll.retrieve import ParsePool, Polled
 from notifier.store import Store
 
 log = logging.getLogger("notifier")
-Db = Callable[..., Awaitable[Any]]
 
 PARENT_LEVELS = 5
 """Ancestors fetched for `include_subthread`."""
@@ -174,8 +173,11 @@ async def _known_parents(polls: Sequence[Polled], plan: Plan, *, store: Store,
         for entry in polled.parsed.entries:
             if entry.parent_key and entry.parent_key != entry.post_key:
                 wanted.setdefault(entry.parent_key, polled.feed.id)
+    # A parent in another feed of this batch (the site-wide feed beside a post's) is known.
+    known: dict[str, Entry] = {k: in_batch[k] for k in wanted if k in in_batch}
     wanted = {k: v for k, v in wanted.items() if k not in in_batch}
-    known: dict[str, Entry] = await db(store.entries_by_key, set(wanted)) if wanted else {}
+    if wanted:
+        known.update(await db(store.entries_by_key, set(wanted)))
     fetched: dict[int, list[Entry]] = defaultdict(list)
     feeds = {p.feed.id: p.feed for p in polls}
     deep = any(s.include_subthread for s in plan.subscriptions.values())

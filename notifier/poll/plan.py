@@ -17,7 +17,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from notifier import redact
 from notifier.config import Config, Subscription
@@ -26,10 +26,10 @@ from notifier.fetch import Fetcher
 from notifier.store import Store, SubscriptionState
 
 log = logging.getLogger("notifier")
-T = TypeVar("T")
 Db = Callable[..., Awaitable[Any]]
+"""Runs a store method on the store's one thread (`cycle.StoreThread`)."""
 
-__all__ = ["DiscoveryFailure", "Plan", "Planner"]
+__all__ = ["Db", "DiscoveryFailure", "Plan", "Planner"]
 
 
 @dataclass(frozen=True, slots=True)

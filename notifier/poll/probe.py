@@ -19,19 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from notifier import redact
 from notifier.config import Config
 from notifier.fetch import Fetcher
-from notifier.poll.plan import Plan
+from notifier.poll.plan import Db, Plan
 from notifier.sources.wordpress import SiteProbe, probe_site, unexplained_change
 from notifier.store import FeedState, SiteState, Store
 
 log = logging.getLogger("notifier")
-Db = Callable[..., Awaitable[Any]]
 
 __all__ = ["SiteNews", "probe_sites"]
 
