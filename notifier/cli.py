@@ -185,8 +185,13 @@ def _status(config: Config) -> int:
         print("subscriptions without a feed:")
         for sub in lost:
             known = states.get(sub.name)
-            reason = known.last_error if known and known.last_error else "not polled yet"
-            print(f"  {sub.name}: {redact.feed_url(sub.url)}\n    discovery failing: {reason}")
+            if known is None or not known.last_error:
+                print(f"  {sub.name}: {redact.feed_url(sub.url)}\n    not discovered yet")
+                continue
+            retry = (f"; next try in {_duration(max(known.discovery_due - now, 0))}"
+                     if known.discovery_due is not None else "")
+            print(f"  {sub.name}: {redact.feed_url(sub.url)}\n    discovery failing "
+                  f"x{known.discovery_errors}: {known.last_error}{retry}")
     return EXIT_OK
 
 

@@ -114,6 +114,7 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
                 await engine.start()
                 yield engine
             finally:
+                await engine.poller.close()
                 engine.close()
     finally:
         parser.shutdown()
@@ -168,13 +169,12 @@ async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None
                               coalesce=True, max_instances=1)
         poll_wanted.set()
         wake_delivery()
+        engine.poller.on_queued = wake_delivery
 
         async def poll_cycle() -> None:
             report = await engine.poll()
             if report.feeds_polled or report.feeds_failed:
                 log.info("poll cycle: %s", report.summary())
-            if report.queued:
-                wake_delivery()
 
         def deliver_cycle(name: str) -> Callable[[], Awaitable[None]]:
             async def cycle() -> None:

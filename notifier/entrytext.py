@@ -21,6 +21,7 @@ from notifier.errors import NotifierError
 __all__ = [
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
+    "MAX_PERSON_BYTES",
     "ParseError",
     "clip",
     "get",
@@ -33,6 +34,9 @@ __all__ = [
 
 MAX_ENTRIES = 10_000  # a real feed holds tens; more is a mistake or an attack
 MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
+MAX_PERSON_BYTES = 2048
+"""An author's name or email element longer than this is cut before feedparser reads it:
+its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
 
 _COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
 _PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})

@@ -40,7 +40,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import feedparser
 
-from notifier.entrytext import MAX_ENTRIES, MAX_FIELD_BYTES, ParseError
+from notifier.entrytext import MAX_ENTRIES, MAX_FIELD_BYTES, MAX_PERSON_BYTES, ParseError
 from notifier.entrytext import clip as _clip
 from notifier.entrytext import get as _get
 from notifier.entrytext import map_of as _map
@@ -64,6 +64,36 @@ __all__ = [
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
+
+# An element naming a person, whatever its prefix, then more text than a name ever holds.
+_LONG_PERSON_FIELD = re.compile(
+    rb"(<(?:[A-Za-z_][\w.-]{0,64}:)?(?:author|name|email|creator|managingEditor|webMaster)"
+    rb"(?:\s[^<>]{0,4096})?>)([^<]{%d,})" % (MAX_PERSON_BYTES + 1))
+
+
+def _cut_person(match: re.Match[bytes]) -> bytes:
+    text = match[2][:MAX_PERSON_BYTES]
+    amp = text.rfind(b"&", -12)
+    if amp >= 0 and b";" not in text[amp:]:
+        text = text[:amp]  # never half an entity
+    while text and text[-1] & 0xC0 == 0x80:
+        text = text[:-1]  # never half a UTF-8 character: drop the continuation bytes
+    if text and text[-1] >= 0xC0:
+        text = text[:-1]  # ... and the lead byte they belonged to
+    return match[1] + text
+
+
+def cap_person_fields(body: bytes) -> bytes:
+    """The body with overlong author/name/email texts cut to `MAX_PERSON_BYTES`.
+
+    Done on the bytes, before feedparser sees them, because feedparser's own regexes are
+    what a long author attacks. ASCII-compatible encodings only; anything else still has
+    the parse workers' time limit.
+    """
+    if len(body) <= MAX_PERSON_BYTES:
+        return body
+    return _LONG_PERSON_FIELD.sub(_cut_person, body)
+
 
 # Parsing the reply prefix only ever looks at the start of a comment.
 _PREFIX_WINDOW = 8192
@@ -542,7 +572,7 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     response_headers = {key.lower(): value for key, value in (headers or {}).items()}
     response_headers["content-location"] = url
     parsed: Mapping[str, Any] = feedparser.parse(
-        io.BytesIO(body), response_headers=response_headers, sanitize_html=False
+        io.BytesIO(cap_person_fields(body)), response_headers=response_headers, sanitize_html=False
     )
     all_raws = _maps(parsed, "entries")
     if not _text(parsed, "version") and not all_raws:

@@ -12,14 +12,36 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 _SECRET_PARAM = re.compile(r"(token|key|secret|pass|auth|sig|session|code)", re.IGNORECASE)
 
 
+_TOKEN_LIKE = re.compile(r"\A(?=.*[A-Za-z])(?=.*\d)[A-Za-z0-9_\-.~+/=]{20,}\Z")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s\"'<>]+")
+
+
 def feed_url(url: str) -> str:
-    """A feed URL with the values of secret-looking query parameters hidden."""
-    parts = urlsplit(url)
+    """A feed URL without its userinfo, and with secret-looking query values hidden.
+
+    Hidden: values of parameters whose name looks secret (`apikey`, `token`, ...) and
+    values that look like a token whatever their name (20+ characters, letters and digits).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(invalid URL)"
+    if "@" in parts.netloc:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        parts = parts._replace(netloc=f"…@{host}" + (f":{port}" if port is not None else ""))
     if not parts.query:
-        return url
-    query = [(k, "…" if _SECRET_PARAM.search(k) else v)
+        return urlunsplit(parts)
+    query = [(k, "…" if _SECRET_PARAM.search(k) or _TOKEN_LIKE.match(v) else v)
              for k, v in parse_qsl(parts.query, keep_blank_values=True)]
     return urlunsplit(parts._replace(query=urlencode(query, safe="…/:")))
+
+
+def text(message: str) -> str:
+    """A message with every URL in it redacted as `feed_url` does (errors quote URLs)."""
+    return _URL_IN_TEXT.sub(lambda m: feed_url(m[0]), message)
 
 
 def destination(url: str) -> str:
