@@ -19,11 +19,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from notifier.errors import NotifierError
 
 __all__ = [
+    "COMMENT_ANCHOR",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
     "MAX_PERSON_BYTES",
     "ParseError",
     "clip",
+    "comment_number",
     "get",
     "map_of",
     "post_link",
@@ -38,6 +40,8 @@ MAX_PERSON_BYTES = 2048
 """An author's name or email element longer than this is cut before feedparser reads it:
 its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
 
+COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
+"""A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
 _COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
 _PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})
 
@@ -81,6 +85,12 @@ def squash(text: str) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def comment_number(url: str) -> str:
+    """The comment number a URL's fragment names (`...#comment-7` -> "7"), or ""."""
+    match = COMMENT_ANCHOR.search(url)
+    return match["n"] if match else ""
 
 
 def post_link(url: str) -> str:
