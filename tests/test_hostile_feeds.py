@@ -119,6 +119,13 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path) 
     pytest.fail(f"{what} not within {timeout:g} s; daemon log:\n{log.read_text()[-4000:]}")
 
 
+def baselined(log: Path, *parts: str) -> bool:
+    """Whether the daemon logged the first (baseline) poll of each feed named."""
+    lines = [line for line in log.read_text().splitlines() if line.endswith("s)")
+             and " baseline (" in line]
+    return all(any(part in line for line in lines) for part in parts)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> float:
     """SIGTERM, and the seconds until the daemon (and its parse workers) exited."""
     started = time.monotonic()
@@ -161,7 +168,7 @@ def test_a_stuck_parse_a_dripping_feed_and_a_slow_discovery_hold_back_no_one(
         "drip": "/drip/feed/atom/", "slowpage": "/slowpage/"})
     log = tmp_path / "daemon.log"
     with daemon(config, log) as proc:
-        wait_until(lambda: "baseline recorded" in log.read_text(), 30, "first cycle", log)
+        wait_until(lambda: baselined(log, "/healthy/", "/drip/"), 30, "first polls", log)
         blog.override("/drip/feed/atom/", 200, {"Content-Type": "application/atom+xml"},
                       atom(1), repeat=None, drip=(10_000, 1.0))
         # The UTF-16 parse is stuck and the drips in flight; a new comment arrives.
@@ -213,7 +220,8 @@ def test_retry_after_and_gone_apply_from_the_first_answer_also_to_discovery(
             wait_until(lambda run=run: log.read_text().count(" running: ") > run, 30,  # type: ignore[misc]
                        "start", log)
             if run == 0:
-                wait_until(lambda: "baseline recorded" in log.read_text(), 30, "baseline", log)
+                wait_until(lambda: baselined(log, "/healthy/", "/later-gone/"), 30, "baseline",
+                           log)
                 blog.override("/later-gone/feed/atom/", 410, repeat=None)
                 before_gone = blog.count("/later-gone/feed/atom/")
                 wait_until(lambda n=before_gone: blog.count("/later-gone/feed/atom/") > n,  # type: ignore[misc]
