@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from notifier.errors import NotifierError
+from notifier.textsafety import storable
 
 __all__ = [
     "COMMENT_ANCHOR",
@@ -64,8 +65,9 @@ def get(obj: object, key: str) -> object:
 
 
 def text_of(obj: object, key: str) -> str:
+    """A text field, made storable (NUL and lone surrogates out: `textsafety.storable`)."""
     value = get(obj, key)
-    return value if isinstance(value, str) else ""
+    return storable(value) if isinstance(value, str) else ""
 
 
 def map_of(obj: object, key: str) -> Mapping[str, Any]:

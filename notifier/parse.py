@@ -78,6 +78,20 @@ def _cut_person(match: re.Match[bytes]) -> bytes:
     return match[1] + text
 
 
+# A character reference to NUL or to half a surrogate pair: feedparser's lenient parser
+# crashes on the latter (`chr(0xD800).encode()`), failing the whole feed for one comment.
+_BAD_CHARREF = re.compile(
+    rb"&#(?:0*|[xX]0*|[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}|0*5529[6-9]|0*55[3-9]\d\d"
+    rb"|0*56\d\d\d|0*57[0-2]\d\d|0*573[0-3]\d|0*5734[0-3]);")
+
+
+def defuse(body: bytes) -> bytes:
+    """What feedparser must not see: overlong person fields, references to NUL or to lone
+    surrogates (replaced by U+FFFD, as a decoder would)."""
+    body = _BAD_CHARREF.sub(b"&#xFFFD;", body) if b"&#" in body else body
+    return cap_person_fields(body)
+
+
 def cap_person_fields(body: bytes) -> bytes:
     """The body with overlong author/name/email texts cut to `MAX_PERSON_BYTES`.
 
@@ -399,7 +413,7 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     response_headers = {key.lower(): value for key, value in (headers or {}).items()}
     response_headers["content-location"] = url
     parsed: Mapping[str, Any] = feedparser.parse(
-        io.BytesIO(cap_person_fields(body)), response_headers=response_headers,
+        io.BytesIO(defuse(body)), response_headers=response_headers,
         sanitize_html=False
     )
     all_raws = _maps(parsed, "entries")

@@ -14,20 +14,23 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import fields, replace
 from typing import Any, TypeVar
 
+from notifier import redact
 from notifier.config import Config
 from notifier.fetch import Fetcher
-from notifier.models import FetchResult
-from notifier.poll.complete import complete_batch
-from notifier.poll.decide import decide_poll
+from notifier.models import Entry, FetchResult
+from notifier.poll.complete import Snapshot, complete_batch
+from notifier.poll.decide import Outcome, decide_poll
 from notifier.poll.parsepool import PARSE_TIME_LIMIT, ParsePool
 from notifier.poll.plan import Plan, Planner
 from notifier.poll.probe import probe_sites
 from notifier.poll.record import PollReport, report_batch
 from notifier.poll.retrieve import Polled, retrieve
 from notifier.poll.waiting import wait_while_finishing
-from notifier.store import Store
+from notifier.store import PollRecord, Store
+from notifier.textsafety import storable
 
 T = TypeVar("T")
 
@@ -195,14 +198,80 @@ class Poller:
         snapshots = await complete_batch(batch, plan, config=self.config, store=self.store,
                                          fetcher=self.fetcher, parser=self.parser, db=self._db)
         now = self.clock()
-        outcomes = [decide_poll(s, plan, self.config, now=now, rng=self.rng) for s in snapshots]
-        records = [o.record for o in outcomes]
-        queued = await self._db(self.store.record_polls, records)
+        outcomes = [self._decide(s, plan, now) for s in snapshots]
+        records = [storable_record(o.record) for o in outcomes]
+        try:
+            queued = await self._db(self.store.record_polls, records)
+        except Exception as exc:
+            # One poll the database still refuses must not lose the batch's others: each
+            # is written on its own, and the refused one is recorded as a failed poll.
+            log.error("writing %d polls together failed (%s); writing them one by one",
+                      len(records), _db_reason(exc))
+            queued, records = await self._write_one_by_one(records)
+            outcomes = [replace(o, record=r, decision=o.decision if r.error is None else None)
+                        for o, r in zip(outcomes, records, strict=True)]
+            snapshots = [replace(s, polled=replace(s.polled, error=r.error))
+                         if r.error and not s.polled.error else s
+                         for s, r in zip(snapshots, records, strict=True)]
         if queued and self.on_queued is not None:
             self.on_queued()  # also for polls that finish after their cycle returned
         if any(r.threads or r.settle_thread for r in records):
             self.planner.threads_moved()
         report_batch([s.polled for s in snapshots], outcomes, queued, report)
+
+
+    def _decide(self, snapshot: Snapshot, plan: Plan, now: float) -> Outcome:
+        """`decide_poll`, and a failed poll instead of a failed batch if it raises (a bug
+        that one feed's odd content found: logged with its traceback, the rest goes on)."""
+        try:
+            return decide_poll(snapshot, plan, self.config, now=now, rng=self.rng)
+        except Exception as exc:
+            feed = snapshot.polled.feed
+            log.exception("feed %s: deciding what is new failed", redact.feed_url(feed.url))
+            reason = f"notifier failed on this feed's content ({type(exc).__name__})"
+            failed = replace(snapshot.polled, parsed=None, error=reason)
+            return decide_poll(replace(snapshot, polled=failed), plan, self.config, now=now,
+                               rng=self.rng)
+
+    async def _write_one_by_one(self, records: list[PollRecord]
+                                ) -> tuple[int, list[PollRecord]]:
+        queued = 0
+        written = []
+        for record in records:
+            try:
+                queued += await self._db(self.store.record_polls, [record])
+            except Exception as exc:
+                reason = f"the state refused this poll's entries: {_db_reason(exc)}"
+                record = PollRecord(feed_id=record.feed_id, polled_at=record.polled_at,
+                                    next_due=record.next_due, status=record.status,
+                                    error=reason)
+                try:
+                    await self._db(self.store.record_polls, [record])
+                except Exception as again:
+                    log.error("feed %d: even its failure could not be stored: %s",
+                              record.feed_id, _db_reason(again))
+            written.append(record)
+        return queued, written
+
+
+def _db_reason(exc: Exception) -> str:
+    """The database's own message, first line only (SQLAlchemy appends the whole SQL)."""
+    orig = getattr(exc, "orig", None)
+    return (str(orig if orig is not None else exc).strip().splitlines() or [""])[0][:300]
+
+
+def storable_record(record: PollRecord) -> PollRecord:
+    """The record with every text a feed supplied made storable (`textsafety.storable`)."""
+    new = tuple(_storable_entry(e) for e in record.new_entries)
+    changed = tuple(_storable_entry(e) for e in record.changed_entries)
+    title = storable(record.title) if record.title is not None else None
+    return replace(record, new_entries=new, changed_entries=changed, title=title)
+
+
+def _storable_entry(entry: Entry) -> Entry:
+    changes: dict[str, Any] = {f.name: storable(value) for f in fields(entry)
+               if isinstance(value := getattr(entry, f.name), str) and storable(value) != value}
+    return replace(entry, **changes) if changes else entry
 
 
 def feed_budget(config: Config) -> float:
