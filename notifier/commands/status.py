@@ -41,7 +41,7 @@ def _status(args: argparse.Namespace) -> int:
         polled = ago(now, feed.last_polled) if feed.last_polled else "never polled"
         state = (f"failing x{feed.error_count}: {feed.last_error}" if feed.last_error
                  else f"ok ({feed.last_status})" if feed.last_status else "waiting")
-        print(f"  {feed.url}\n    {state}; polled {polled}; next in "
+        print(f"  {redact.short(redact.feed_url(feed.url))}\n    {state}; polled {polled}; next in "
               f"{duration(max(feed.next_due - now, 0))}; {feed.entries} entries seen; "
               f"for {', '.join(feed.subscriptions) or 'no subscription'}")
     # A subscription whose feed was never found has no feed row: show it, or it vanishes.
