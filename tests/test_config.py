@@ -104,7 +104,7 @@ def test_env_value_cannot_change_structure(tmp_path: Path) -> None:
      ":18: subscriptions[0].wacth: unknown key; did you mean 'watch'?"),
     ("unknown channel in notify", lambda t: t.replace("notify: [me, team]",
                                                       "notify: [me, teem]"),
-     ":23: subscriptions[1].notify[1]: no channel named 'teem'; channels defined: me, team"),
+     ":23: subscriptions[1].notify[1]: no channel named 'teem'; did you mean 'team'?"),
     ("bad url", lambda t: t.replace("url: https://blog.example.org/\n    watch: posts",
                                     "url: ftp://blog.example.org/\n    watch: posts"),
      ":17: subscriptions[0].url: 'ftp://blog.example.org/…' is not an http:// or https:// URL"),

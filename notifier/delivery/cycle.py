@@ -189,7 +189,9 @@ class Delivery:
                                 created=min(i.age_from for i in message.items), now=now,
                                 retry_after=retry_after, permanent=permanent, rng=self.rng)
         text = f"{error} ({verdict.reason})"
-        await self._db(self.store.mark_failed, ids, text, verdict.retry_at, now)
+        # A retry's "in 593 s" goes stale at once; `status` shows the stored next_attempt.
+        stored = str(error) if verdict.retry_at is not None else text
+        await self._db(self.store.mark_failed, ids, stored, verdict.retry_at, now)
         report.errors.append(f"channel {channel.name}: {text}")
         if verdict.retry_at is None:
             report.dead += len(ids)

@@ -542,6 +542,20 @@ class Store:
                                                created=now, claimed_until=None))
             return int(result.rowcount or 0)
 
+    def retry_now(self, now: float, channel: str | None = None) -> tuple[int, int]:
+        """Make failing rows due now and queue dead letters again: `retry --now`.
+
+        Returns (failing made due, dead requeued). A running daemon sees the rows at its
+        next delivery tick, since it reads due rows from here each time.
+        """
+        failing = outbox.update().where(outbox.c.status == "queued", outbox.c.attempts > 0,
+                                        outbox.c.next_attempt > now)
+        if channel is not None:
+            failing = failing.where(outbox.c.channel == channel)
+        with self.engine.begin() as conn:
+            due = int(conn.execute(failing.values(next_attempt=now)).rowcount or 0)
+        return due, self.requeue_dead(now, channel)
+
     def disable_channel(self, name: str, reason: str, now: float) -> None:
         with self.engine.begin() as conn:
             conn.execute(channel_state.delete().where(channel_state.c.name == name))
@@ -592,6 +606,10 @@ class Store:
                 outbox.c.status == "held").group_by(outbox.c.channel)
             for channel, release in conn.execute(releases):
                 stats.setdefault(channel, ChannelStats()).next_release = float(release)
+            retries = sa.select(outbox.c.channel, sa.func.min(outbox.c.next_attempt)).where(
+                outbox.c.status == "queued", outbox.c.attempts > 0).group_by(outbox.c.channel)
+            for channel, retry_at in conn.execute(retries):
+                stats.setdefault(channel, ChannelStats()).next_retry = float(retry_at)
             errors = sa.select(outbox.c.channel, outbox.c.last_error).where(
                 outbox.c.last_error.is_not(None)).order_by(outbox.c.id.desc()).limit(1000)
             for channel, error in conn.execute(errors):
