@@ -132,8 +132,9 @@ class Config:
     channels: Mapping[str, ChannelConfig]
     subscriptions: tuple[Subscription, ...]
     unresolved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    """Loaded with `require_secrets=False`: channels left out of `channels` because their
-    settings need environment variables that are not set, with those variables' names."""
+    """Loaded with `require_secrets=False`: channels whose settings need environment
+    variables that are not set, with those variables' names. Such a channel is in `channels`
+    (with the values left empty) only when it is valid even so; it must not be sent to."""
 
     @property
     def base_dir(self) -> Path:
@@ -215,8 +216,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
 
     With `require_secrets=False` (for commands that read the state and send nothing, run
     from a shell without the service's environment), a `${VAR}` that is not set inside
-    `channels:` is no problem: the channels that need it are listed in `Config.unresolved`
-    instead of `Config.channels`.
+    `channels:` is no problem: the channels that need it are listed in `Config.unresolved`.
     """
     file = Path(path)
     env = os.environ if environ is None else environ
@@ -259,8 +259,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         problems += channel_problems
         for key, names in tolerated.items():
             name = str(key[1])
-            if name not in channels:
-                unresolved[name] = tuple(sorted({*unresolved.get(name, ()), *names}))
+            unresolved[name] = tuple(sorted({*unresolved.get(name, ()), *names}))
     if raw is not None:
         problems += _cross_check(raw, channels, file.parent, where)
     if problems or raw is None:
@@ -275,7 +274,7 @@ def _missing_problem(where: _Locator, path: KeyPath, names: list[str],
     """One problem per value; "did you mean" names a set variable spelt almost alike."""
     text = "; ".join(
         f"environment variable {name} is not set; set it, or write ${{{name}:-default}} "
-        f"to give a default{_close_match(name, list(env), list_all=False)}"
+        f"to give a default{close_match(name, list(env), list_all=False)}"
         for name in names)
     return where.problem(path, text)
 
@@ -283,7 +282,9 @@ def _missing_problem(where: _Locator, path: KeyPath, names: list[str],
 def _covered(path: KeyPath, missing: Mapping[KeyPath, object]) -> bool:
     """Whether a validation error sits under a value whose variable is missing: the
     variable's problem says it already, and the empty stand-in would only add noise."""
-    return any(path[:len(m)] == m for m in missing)
+    return any(path[:len(m)] == m  # the value itself, or inside it
+               or (len(path) == len(m) - 1 and m[:len(path)] == path)  # its mapping's check
+               for m in missing)
 
 
 def _read(file: Path) -> str:
@@ -644,7 +645,7 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
         for position, target in enumerate(sub.notify):
             if target not in raw.channels:
                 known = ", ".join(raw.channels) or "none"
-                hint = _close_match(target, list(raw.channels), list_all=False)
+                hint = close_match(target, list(raw.channels), list_all=False)
                 problems.append(where.problem(
                     path + ("notify", position),
                     f"no channel named {target!r}{hint or f'; channels defined: {known}'}"))
@@ -765,7 +766,7 @@ class _Locator:
             parent = self._value_at(path[:-1])
             hint = ""
             if isinstance(parent, dict):
-                hint = _close_match(str(path[-1]), self._allowed_keys(path[:-1], prefix))
+                hint = close_match(str(path[-1]), self._allowed_keys(path[:-1], prefix))
             return self.problem(path, f"unknown key{hint}")
         if kind == "missing":
             return self.problem(path, "this required key is missing")
@@ -822,7 +823,7 @@ class _Locator:
         return value
 
 
-def _close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
+def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
     import difflib
 
     best = difflib.get_close_matches(word, options, n=1)

@@ -95,8 +95,7 @@ def test_env_value_cannot_change_structure(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "edit", "expected"), [
     ("yaml syntax", lambda t: t.replace("    watch: posts\n", "    watch: [posts\n"),
-     ":19: not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence "
-     "that starts on line 18)"),
+     ":18: not valid YAML: the [ list ] that starts on this line is not closed with ]"),
     ("unknown top-level key", lambda t: t.replace("subscriptions:", "subscription:"),
      ":15: subscription: unknown key; did you mean 'subscriptions'?"),
     ("unknown key in a subscription", lambda t: t.replace("    watch: posts",

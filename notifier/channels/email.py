@@ -365,8 +365,7 @@ class EmailChannel(Channel):
         if any(400 <= code < 500 for code, _ in refused.values()):
             return TemporaryFailure(reason)
         # Every message goes to the same `to:`, so the next one would be refused too.
-        return PermanentFailure(f"{reason}; fix the addresses in channels.{self.name}.to, "
-                                f"then run `notifier retry --now --channel {self.name}`",
+        return PermanentFailure(f"{reason}; fix the addresses in channels.{self.name}.to",
                                 disable=True)
 
     def _setup_failure(self, exc: Exception, where: str) -> DeliveryError:
@@ -382,8 +381,8 @@ class EmailChannel(Channel):
             if 500 <= exc.smtp_code < 600:
                 return PermanentFailure(
                     f"{prefix}: login refused ({_reply(exc)}); fix channels.{self.name}.smtp."
-                    "username and password (or the environment variables they come from), "
-                    f"then run `notifier retry --now --channel {self.name}`", disable=True)
+                    "username and password (or the environment variables they come from)",
+                    disable=True)
             return TemporaryFailure(f"{prefix}: login refused ({_reply(exc)}); check username "
                                     "and password")
         if isinstance(exc, smtplib.SMTPNotSupportedError):

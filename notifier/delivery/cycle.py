@@ -201,8 +201,8 @@ class Delivery:
         if isinstance(error, PermanentFailure) and error.disable:
             self._disabled[channel.name] = str(error)
             await self._db(self.store.disable_channel, channel.name, str(error), now)
-            log.error("channel %s disabled: %s; fix it, then run `notifier retry --channel %s`",
-                      channel.name, error, channel.name)
+            log.error("channel %s disabled: %s; once fixed, `notifier retry --now --channel %s` "
+                      "sends what it kept", channel.name, error, channel.name)
 
     def _notice(self, item: OutboxItem, parents: dict[str, Entry]) -> Notice:
         entry = item.entry
