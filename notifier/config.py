@@ -225,7 +225,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
     where = _Locator(file, lines, data)
-    missing = _substitute_env(data, env, where)
+    missing = _substitute_env(data, env, where, stand_in=not require_secrets)
     if not require_secrets:
         tolerated = {key: names for key, names in missing.items()
                      if key[:1] == ("channels",) and len(key) > 2}
@@ -564,10 +564,12 @@ class _Builder:
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator
-                    ) -> dict[KeyPath, list[str]]:
-    """Substitute in place; return the paths of values whose variables are not set (they
-    are left empty) and the variables' names."""
+def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator, *,
+                    stand_in: bool = False) -> dict[KeyPath, list[str]]:
+    """Substitute in place; return the paths of values whose variables are not set and the
+    variables' names. Those are left empty, or with `stand_in` (channel settings loaded
+    without secrets) given the text `unset-NAME`, which keeps a password or a URL's token
+    valid, so the channel can still be described and rendered."""
     missing: dict[KeyPath, list[str]] = {}
 
     def replace_in(text: str, path: KeyPath) -> str:
@@ -580,7 +582,7 @@ def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator
             if default is not None:
                 return default
             missing.setdefault(path, []).append(name)
-            return ""
+            return f"unset-{name}" if stand_in and path[:1] == ("channels",) else ""
         return _ENV_REF.sub(one, text)
 
     def walk(value: Any, path: KeyPath) -> Any:

@@ -84,6 +84,8 @@ def test_read_only_loading_tolerates_missing_channel_secrets(tmp_path: Path) -> 
         load_config(path, {})
     config = load_config(path, {}, require_secrets=False)
     assert config.unresolved == {"mail": ("SMTP_PASSWORD",), "hook": ("HOOK_TOKEN",)}
+    # Still described and rendered (by `status`, `preview`), never sent to.
+    assert set(config.channels) == {"mail", "hook"}
     # A variable missing outside `channels:` is still an error.
     path.write_text(GOOD.replace("https://blog.example.org/", "${BLOG}"), encoding="utf-8")
     with pytest.raises(ConfigError, match="environment variable BLOG is not set"):

@@ -278,6 +278,14 @@ class Store:
                                                entries.c.kind == "comment")
                 .order_by(entries.c.id.desc()).limit(limit)).scalars())
 
+    def newest_entries(self, feed_id: int, limit: int = 1) -> list[Entry]:
+        """A feed's newest stored entries, by publication time then arrival: `preview`."""
+        query = sa.select(entries).where(entries.c.feed_id == feed_id).order_by(
+            entries.c.published.is_(None), entries.c.published.desc(), entries.c.id.desc()
+        ).limit(limit)
+        with self.engine.connect() as conn:
+            return [_row_entry(row) for row in conn.execute(query)]
+
     def has_entries(self, feed_ids: Iterable[int]) -> set[int]:
         wanted = sorted(set(feed_ids))
         found: set[int] = set()
