@@ -5,6 +5,9 @@ channel until the operator fixes it. Real blog, SMTP server and webhook receiver
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,3 +191,20 @@ def test_status_json_lists_failing_feeds_and_discoveries_with_reasons(
     assert feed["subscriptions"] == ["thread"]
     assert datetime.fromisoformat(feed["next_poll"]) > datetime.fromisoformat(
         feed["last_polled"])
+
+
+def test_demo_shows_a_notification_without_internet() -> None:
+    """The README's first command: a bundled blog on loopback, the real pipeline."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # no way out, if it tried
+    result = subprocess.run([sys.executable, "-m", "notifier", "demo"], capture_output=True,
+                            text=True, timeout=120, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "baseline: 3 entries recorded on 1 feed (demo-thread); new ones will be reported" \
+        in out
+    assert "New comment by Markup Tester on \"Why Defend Stalin?\"" in out
+    assert "> the people make the heroes" in out and "alert(1)" not in out
+    assert out.index("baseline") < out.index("Markup Tester")
+    assert result.stderr == ""

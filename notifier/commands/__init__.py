@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from notifier import __version__
 from notifier.commands import (
     check,
+    demo,
     preview,
     retry,
     run,
@@ -43,6 +44,7 @@ COMMANDS: tuple[Command, ...] = (
     subscriptions.IMPORT,
     subscriptions.EXPORT,
     preview.COMMAND,
+    demo.COMMAND,
 )
 
 
