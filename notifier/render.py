@@ -184,6 +184,15 @@ class Renderer:
         self._templates[(html, name)] = compiled
         return compiled
 
+    def is_own(self, kind: str, slot: str, notice: Notice,
+               channel_templates: Mapping[str, str]) -> bool:
+        """Whether the user chose the template for this slot (a file, not the packaged one):
+        chat formats then send that text instead of laying out their own card."""
+        if notice.digest:
+            slot = DIGEST_PREFIX + slot
+        name = self._template_name(kind, slot, notice.subscription, channel_templates)
+        return name.startswith(_FILE)
+
     def context(self, notice: Notice, kind: str = "") -> dict[str, Any]:
         """Every variable a template sees; documented in docs/templates.md."""
         return dict(self._context(notice, kind))

@@ -23,6 +23,7 @@ from notifier.channels import (
     build_channel,
     channel_config_type,
 )
+from notifier.channels.apprise import AppriseChannel
 from notifier.channels.console import SEPARATOR, ConsoleChannel
 from notifier.channels.email import EmailChannel, EmailConfig
 from notifier.channels.matrix import MatrixChannel
@@ -99,14 +100,15 @@ async def failure_of(ch: Channel, item: Notice) -> DeliveryError:
 
 def test_registry_knows_every_kind() -> None:
     expected = {"console": ConsoleChannel, "email": EmailChannel, "webhook": WebhookChannel,
-                "matrix": MatrixChannel, "telegram": TelegramChannel, "ntfy": NtfyChannel}
+                "matrix": MatrixChannel, "telegram": TelegramChannel, "ntfy": NtfyChannel,
+                "apprise": AppriseChannel}
     assert expected == CHANNEL_KINDS
     assert channel_config_type("email") is EmailConfig
     with pytest.raises(KeyError) as caught:
         channel_config_type("pager")
     assert isinstance(caught.value, UnknownChannelKind)
     assert str(caught.value) == ("unknown channel type 'pager'; known types: console, email, "
-                                 "webhook, matrix, telegram, ntfy")
+                                 "webhook, matrix, telegram, ntfy, apprise")
 
 
 def test_build_channel_refuses_a_config_of_another_kind() -> None:
@@ -601,9 +603,11 @@ def test_discord_waits_limits_and_mutes(webhook_receiver: WebhookReceiver) -> No
     assert request.path == "/hook?thread_id=42&wait=true"
     assert isinstance(request.json, dict)
     assert request.json["allowed_mentions"] == {"parse": []}
-    content = request.json["content"]
-    assert len(content) <= 2000 and "@everyone" not in content
-    assert content.endswith(f"{POST}#comment-5")
+    (embed,) = request.json["embeds"]
+    description = embed["description"]
+    assert len(description) <= 4096 and "@everyone" not in description
+    assert "@\u200beveryone" in description
+    assert description.endswith(f"…\n\n[Read and reply]({POST}#comment-5)")
 
 
 @pytest.mark.parametrize(("answer", "expected", "retry_after", "disable"), [
