@@ -7,9 +7,11 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -205,6 +207,14 @@ def test_email_message_is_complete_and_safe(
     assert "<strong>bold</strong>" in html and "&amp; an ampersand" in html
     assert "> thanks for article" in text and f"{POST}#comment-5" in text
     assert b"alert(1)" not in mail.raw
+    # A quote inside the comment has the same side bar as the quoted parent.
+    bars = re.findall(r"<blockquote( style=\"[^\"]*\")?>", html)
+    assert len(bars) == 2 and bars[0] == bars[1] and "border-left" in bars[0]
+    # The footer leads to the post, not to the raw feed; no unsubscribe line without one.
+    assert f'about <a href="{POST}" style="color:#71717a;">Why Defend Stalin?</a>' in html
+    assert "feed/atom" not in html and "feed/atom" not in text
+    assert f'about "Why Defend Stalin?" ({POST})' in text
+    assert "To stop these messages" not in text + html
 
 
 def test_email_message_id_is_stable_across_retries(smtp_server: SmtpServer) -> None:
@@ -389,6 +399,13 @@ def test_email_list_unsubscribe(smtp_server: SmtpServer, address: str,
     assert f"\r\nList-Unsubscribe: <{address}>\r\n".encode() in mail.raw
     expected = "List-Unsubscribe=One-Click" if one_click else None
     assert mail["List-Unsubscribe-Post"] == expected
+    # The body says it in words too, for readers whose mail program shows no button.
+    text_part, html_part = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert text_part is not None and html_part is not None
+    text, html = text_part.get_content(), html_part.get_content()
+    how = f"open {address}" if one_click else "write to unsubscribe@example.org"
+    assert f"To stop these messages, {how}, or use your mail program's Unsubscribe" in text
+    assert f'<a href="{escape(address)}"' in html and "To stop these messages" in html
 
 
 def test_email_list_unsubscribe_is_checked() -> None:
