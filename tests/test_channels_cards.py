@@ -9,6 +9,7 @@ Discord's parser honours the same backslash escapes.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from datetime import datetime
@@ -474,7 +475,8 @@ def test_apprise_delivers_through_json(webhook_receiver: WebhookReceiver) -> Non
 
 
 def test_apprise_failure_is_retried_and_names_no_secret(
-        webhook_receiver: WebhookReceiver) -> None:
+        webhook_receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     webhook_receiver.script([(500, {}, b"")])
     secret_url = webhook_receiver.url.replace("http://", "json://user:s3cretpass@", 1)
 
@@ -487,6 +489,7 @@ def test_apprise_failure_is_retried_and_names_no_secret(
 
     message = run(send)
     assert "json" in message and "s3cretpass" not in message and "127.0.0.1" not in message
+    assert "s3cretpass" not in caplog.text
     assert webhook_receiver.received[-1].status == 204
 
 

@@ -22,6 +22,7 @@ name the services by scheme only. Apprise itself is an optional dependency
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
@@ -45,6 +46,9 @@ def _library() -> Any:
         import apprise as library
     except ImportError:
         raise ValueError(_MISSING) from None
+    # Apprise's debug lines print service URLs, tokens included: warnings and up only.
+    logger = logging.getLogger("apprise")
+    logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
     return library
 
 
