@@ -186,7 +186,7 @@ def _status(config: Config) -> int:
         for sub in lost:
             known = states.get(sub.name)
             reason = known.last_error if known and known.last_error else "not polled yet"
-            print(f"  {sub.name}: {redact.feed_url(sub.url)}\n    discovery failing: {reason}")
+            print(f"  {sub.name}: {redact.url(sub.url)}\n    discovery failing: {reason}")
     return EXIT_OK
 
 
