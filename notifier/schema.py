@@ -93,6 +93,11 @@ StrList = Annotated[list[str], BeforeValidator(_string_list)]
 """A list of strings that also accepts one bare string."""
 
 
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+"""An address, not a name: "@bob" and "Bob @ home" are names (`replies_to`, checked by the
+config and matched by `match`)."""
+
+
 def normalise_name(name: str) -> str:
     """Names compare case- and space-insensitively: 'East  Side boy' is 'east side boy'."""
     return " ".join(name.split()).casefold()
