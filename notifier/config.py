@@ -26,7 +26,7 @@ from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
 from notifier.errors import NotifierError
-from notifier.schema import Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
+from notifier.schema import EMAIL, Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]
 KeyPath = tuple[str | int, ...]
@@ -668,7 +668,7 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                 path + ("threads_max_age",), "threads_max_age needs watch: threads"))
         for position, person in enumerate(sub.replies_to):
             text = person.strip()
-            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not _EMAIL.fullmatch(text):
+            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not EMAIL.fullmatch(text):
                 problems.append(where.problem(
                     path + ("replies_to", position),
                     f"{person!r} is neither a name nor an email address; an email is matched "
@@ -684,8 +684,6 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                                               f"template file {file!r} does not exist"))
     return problems
 
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _dotted(path: KeyPath) -> str:

@@ -119,7 +119,7 @@ class Planner:
                 raise result
             else:
                 log.info("subscription %s: polling %s", sub.name,
-                         redact.feed_url(result.feed_url))
+                         redact.url(result.feed_url))
                 await self._db(self.store.save_discovery, sub.name, sub.url, sub.watch,
                                result.feed_url, result.api_root, self.config.interval(sub), now)
         return failures

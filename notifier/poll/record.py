@@ -53,7 +53,7 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         new = len(decision.new_entries) if decision else 0
         report.new_entries += new
         report.baselines += len(record.baselines)
-        url = redact.feed_url(polled.feed.url)
+        url = redact.url(polled.feed.url)
         if polled.error:
             report.feeds_failed += 1
             report.errors.append(f"{url}: {polled.error}")
@@ -69,4 +69,4 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         if polled.parsed and polled.parsed.warning:
             log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
         if record.new_url:
-            log.info("feed %s moved permanently to %s", url, redact.feed_url(record.new_url))
+            log.info("feed %s moved permanently to %s", url, redact.url(record.new_url))

@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from notifier import redact
 from notifier.models import Entry
 from notifier.store.records import (
     ChannelStats,
@@ -94,7 +95,7 @@ class Store:
         try:
             self.engine: Engine = _make_engine(url)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-            raise StoreError(f"cannot use state {_safe_url(url)}: {exc}") from exc
+            raise StoreError(f"cannot use state {redact.url(url)}: {exc}") from exc
         self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
                         else _pg_insert)
 
@@ -103,7 +104,7 @@ class Store:
 
     @staticmethod
     def describe_url(url: str) -> str:
-        return _safe_url(url)
+        return redact.url(url)
 
     def migrate(self) -> None:
         """Create or upgrade the schema; refuse a database written by a newer notifier."""
@@ -115,7 +116,7 @@ class Store:
                 version = int(row.value) if row else 0
                 if version > SCHEMA_VERSION:
                     raise StoreError(
-                        f"state {_safe_url(self.url)} has schema version {version}, newer "
+                        f"state {redact.url(self.url)} has schema version {version}, newer "
                         f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier")
                 for number, step in enumerate(_MIGRATIONS, start=1):
                     if number > version:
@@ -126,7 +127,7 @@ class Store:
                     conn.execute(meta_table.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)))
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open state {_safe_url(self.url)}: {exc.orig}") from exc
+            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}") from exc
 
     # --- subscriptions and feeds --------------------------------------------------------
 
@@ -703,11 +704,3 @@ def _pg_insert(table: sa.Table) -> Any:
     from sqlalchemy.dialects.postgresql import insert
 
     return insert(table)
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "(unparseable URL)"
