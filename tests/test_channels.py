@@ -327,9 +327,10 @@ def test_email_logs_in_over_tls(tmp_path: Path, certificate: tuple[Path, Path],
         error = run(send, tmp_path)
         assert len(server.wait_for(1)) == 1 and len(server.messages) == 1
         assert server.logins == [(mechanism, "notifier")]
-        # A refused login is the operator's to fix: the message waits, and the error never
-        # shows the password that was tried.
-        assert isinstance(error, TemporaryFailure) and "login refused" in str(error)
+        # A refused login is the operator's to fix: the channel stops (its notifications are
+        # kept for `retry --now`), the error says what to fix and never shows the password.
+        assert isinstance(error, PermanentFailure) and error.disable
+        assert "login refused (535" in str(error) and "username and password" in str(error)
         assert "hunter2" not in str(error)
 
 

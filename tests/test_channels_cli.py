@@ -74,7 +74,8 @@ def test_test_channel_reports_the_servers_refusal(tmp_path: Path, smtp_server: S
     out = capsys.readouterr().out
     assert "bot: NOT accepted (refused for good, the daemon would disable the channel): " \
            "telegram bot: HTTP 403: Forbidden: bot was kicked from the group chat" in out
-    assert "mail: NOT accepted (refused for good): " in out and "550 Mailbox unavailable" in out
+    assert "mail: NOT accepted (refused for good, the daemon would disable the channel): " \
+           in out and "550 Mailbox unavailable" in out and "channels.mail.to" in out
     assert "AAHfiqks" not in out
     assert smtp_server.messages == []
 
