@@ -503,10 +503,11 @@ def test_apprise_failure_is_retried_and_names_no_secret(
     assert webhook_receiver.received[-1].status == 204
 
 
-def test_apprise_config_checks(tmp_path: Path) -> None:
+def test_apprise_config_checks(caplog: pytest.LogCaptureFixture) -> None:
     model = channel_config_type("apprise")
     with pytest.raises(ValidationError, match="URL 1 \\(nosuch://…\\) is not one Apprise"):
-        model.model_validate({"type": "apprise", "urls": ["nosuch://token@host"]})
+        model.model_validate({"type": "apprise", "urls": ["nosuch://pw@host"]})
+    assert "pw@host" not in caplog.text  # Apprise would log a short URL whole
     with pytest.raises(ValidationError, match="urls"):
         model.model_validate({"type": "apprise", "urls": []})
     config = model.model_validate({"type": "apprise",
