@@ -10,7 +10,9 @@ Regenerate with `UPDATE_GOLDEN=1 pytest tests/test_corpus.py` and read the diff.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,11 @@ from notifier.entrytext import MAX_ENTRIES
 from notifier.htmltext import html_to_text
 from notifier.models import FeedKind, ParsedFeed
 from notifier.parse import ParseError, parse_feed
+from tests.support.blog_server import BlogServer
 from tests.support.golden import check_golden
+from tests.support.smtp_server import SmtpServer
+from tests.support.webhook_receiver import WebhookReceiver
+from tests.test_end_to_end import run_once, subscription, write_config
 
 CORPUS = Path(__file__).parent / "corpus"
 FOLDERS = sorted(path.name for path in CORPUS.iterdir() if path.is_dir())
@@ -191,3 +197,38 @@ def test_corpus_walk(folder: str) -> None:
     parsed, rejected = _walk(folder)
     if folder != "html":  # pages are rejected, with a reason; most feeds are read
         assert parsed > 3 * rejected, f"{folder}: {rejected} of {parsed + rejected} rejected"
+
+
+# -- the subscription's watch decides, end to end ------------------------------------------------
+
+
+def test_watch_posts_on_a_mastodon_timeline_reports_its_posts(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """One toot in the timeline answers another: the feed looks like comments, but the
+    person asked for posts, and gets them, with the reason in the log."""
+    timeline = (CORPUS / "mastodon" / "localdomain-feed.atom.xml").read_bytes()
+    path = "/users/foo.atom"
+    blog_server.add_file(path, timeline, "application/atom+xml; charset=utf-8")
+    subs = subscription("toots", blog_server.url(path), "feed-json", watch="posts")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    assert "read as posts, as its subscriptions watch posts" in first.stderr
+
+    toot = b"""<entry><id>tag:localdomain.com,2017-04-20:objectId=12800:objectType=Status</id>
+    <published>2017-04-20T08:00:00Z</published><updated>2017-04-20T08:00:00Z</updated>
+    <title>New status by foo</title>
+    <content type="html">&lt;p&gt;A toot of its own.&lt;/p&gt;</content>
+    <link rel="alternate" type="text/html" href="https://webdomain.com/users/foo/updates/94"/>
+    </entry>"""
+    newer = timeline.replace(b"<entry>", toot + b"\n  <entry>", 1)
+    blog_server.add_file(path, newer, "application/atom+xml; charset=utf-8")
+    second = run_once(config)
+    assert second.returncode == 0, second.stderr
+    assert webhook_receiver.wait_for(1, timeout=20)
+    time.sleep(0.3)
+    (payload,) = [json.loads(request.body) for request in webhook_receiver.received]
+    entry = payload["entry"]
+    assert entry["kind"] == "post" and entry["author"] == "foo"
+    assert "A toot of its own." in json.dumps(payload)
