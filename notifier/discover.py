@@ -107,6 +107,7 @@ class _Head:
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _TAG_NAME = re.compile(r"[a-z][a-z0-9:_-]*")
+_MARKUP_START = re.compile(r"<[a-z!/?]")
 # Inside a tag, only a quote right after "=" opens a value that may hide a ">".
 _TAG_STOP = re.compile(r"""=[ \t\n\r\f]*(["'])|>""")
 _RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed"})
@@ -177,10 +178,11 @@ def _parse_head(html: bytes | str, base_url: str) -> _Head:
     base: str | None = None
     i, n = 0, len(text)
     while i < n:
-        j = lower.find("<", i)
-        if j < 0:
+        markup = _MARKUP_START.search(lower, i)  # skips runs of "<" that start nothing, in C
+        if markup is None:
             i = n
             break
+        j = markup.start()
         i = j  # where to go on from if this construct does not close within the window
         if lower.startswith("<!--", j):
             k = lower.find("-->", j + 4)

@@ -252,7 +252,7 @@ def _thread(
 
     post_link = _post_link(link)
     if not post_link and ref_href:
-        post_link = _post_link(ref_href)
+        post_link = _post_link(_web(ref_href))
 
     parent_key = ref if ref_is_comment else ""
     parent_author = ""

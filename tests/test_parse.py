@@ -395,6 +395,16 @@ def test_atom_source_author_comes_before_the_feed_author() -> None:
         ("Ann", "http://ann.test/"), ("Planet Admin", ""), ("Bob", "")]
 
 
+def test_a_tag_uri_in_reply_to_is_no_post_link() -> None:
+    body = b"""<feed xmlns="http://www.w3.org/2005/Atom"
+      xmlns:thr="http://purl.org/syndication/thread/1.0"><title>Comments</title>
+      <entry><id>tag:ex.test,2024:c1</id><title>c</title><content>hi</content>
+        <thr:in-reply-to ref="tag:ex.test,2024:p1" href="tag:ex.test,2024:p1"/></entry></feed>"""
+    (entry,) = parse_feed(body, "http://ex.test/comments.atom").entries
+    assert (entry.kind, entry.link, entry.post_link) == ("comment", "", "")
+    assert entry.post_key == "tag:ex.test,2024:p1"  # an id still keys the post
+
+
 def test_rss_channel_editor_is_not_every_item_author() -> None:
     body = rss("<item><guid>http://ex.test/1</guid><title>a</title></item>",
                "<managingEditor>ed@ex.test (Ed)</managingEditor>")
