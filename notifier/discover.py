@@ -25,7 +25,8 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 from notifier.errors import NotifierError
-from notifier.fetch import Fetcher, parse_link_header
+from notifier.fetch import Fetcher
+from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
 from notifier.sources import API_RELS
 from notifier.sources import atom_twin as _atom_twin

@@ -1,6 +1,6 @@
-"""Parse and normalise: feed or REST bytes -> `ParsedFeed` / `Entry` records.
+"""Parse and normalise: feed bytes -> `ParsedFeed` / `Entry` records.
 
-    body bytes -> feedparser (or json) -> feed kind -> one Entry per item -> thread links
+    body bytes -> feedparser -> feed kind -> one Entry per item -> thread links (adapters)
 
 feedparser reads the XML; everything it hands back is an untyped dict, so this module is the
 only place that looks into those dicts, and nothing after it sees one.
@@ -41,7 +41,6 @@ from notifier.entrytext import text_of as _text
 from notifier.htmltext import html_to_text
 from notifier.models import Entry, EntryKind, FeedKind, ParsedFeed
 from notifier.sources import FeedFacts, Hints
-from notifier.sources.wordpress import parse_wp_rest_comments, wp_rest_comment_post
 
 __all__ = [
     "MAX_ENTRIES",
@@ -49,8 +48,6 @@ __all__ = [
     "THREAD_NS",
     "ParseError",
     "parse_feed",
-    "parse_wp_rest_comments",
-    "wp_rest_comment_post",
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"

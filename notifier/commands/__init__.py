@@ -15,7 +15,16 @@ import sys
 from collections.abc import Sequence
 
 from notifier import __version__
-from notifier.commands import check, retry, run, status, test_channel
+from notifier.commands import (
+    check,
+    demo,
+    preview,
+    retry,
+    run,
+    status,
+    subscriptions,
+    test_channel,
+)
 from notifier.commands.common import (
     DEFAULT_CONFIG,
     EXIT_FAILED,
@@ -31,6 +40,11 @@ COMMANDS: tuple[Command, ...] = (
     status.COMMAND,
     retry.COMMAND,
     test_channel.COMMAND,
+    subscriptions.ADD,
+    subscriptions.IMPORT,
+    subscriptions.EXPORT,
+    preview.COMMAND,
+    demo.COMMAND,
 )
 
 

@@ -12,6 +12,8 @@ def _check(args: argparse.Namespace) -> int:
     from notifier.channels import CHANNEL_KINDS
 
     config = load(args)
+    if args.quiet:  # for scripts and reload hooks: problems only, on stderr
+        return EXIT_OK
     print(f"{config.path}: OK")
     print(f"  state: {Store.describe_url(config.state_url())}")
     print(f"  channels ({len(config.channels)}):")
@@ -48,4 +50,5 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("check", "Validate the configuration file and print a summary.", _check)
+COMMAND = Command("check", "Validate the configuration file and print a summary (with -q, "
+                           "only problems).", _check)

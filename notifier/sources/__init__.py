@@ -33,7 +33,8 @@ To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from notifier.sources.base import Source
 from notifier.sources.blogger import Blogger
@@ -49,6 +50,10 @@ from notifier.sources.records import (
     ThreadRef,
 )
 from notifier.sources.wordpress import WordPress
+
+if TYPE_CHECKING:
+    from notifier.fetch import Fetcher
+    from notifier.models import Entry
 
 __all__ = [
     "API_RELS",
@@ -67,8 +72,10 @@ __all__ = [
     "WordPress",
     "atom_twin",
     "comment_document",
+    "fetch_parents",
     "is_comment_feed",
     "own_post_feed",
+    "post_id",
     "post_key_of",
     "post_title",
     "ref_names_post",
@@ -143,3 +150,20 @@ def ref_names_post(key: str, ref: str) -> bool:
 def related_parent(links: Sequence[tuple[str, str]], key: str) -> str:
     """A reply's parent key from its links, where a platform names parents that way."""
     return next((p for s in SOURCES if (p := s.related_parent(links, key))), "")
+
+
+def post_id(headers: Mapping[str, str], url: str) -> str:
+    """The post id a per-post comment feed answers for, where its platform's headers say."""
+    return next((p for s in SOURCES if (p := s.post_id(headers, url))), "")
+
+
+async def fetch_parents(fetcher: Fetcher, wanted: Mapping[str, str | None]) -> dict[str, Entry]:
+    """Comments by key (key -> the API root of the feed that wants it), from the platforms
+    whose key shapes and APIs allow it; the others are simply absent."""
+    found: dict[str, Entry] = {}
+    for source in SOURCES:
+        todo = {key: root for key, root in wanted.items() if key not in found}
+        if not todo:
+            break
+        found.update(await source.fetch_parents(fetcher, todo))
+    return found

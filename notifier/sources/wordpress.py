@@ -50,8 +50,9 @@ from notifier.entrytext import (
     text_of,
 )
 from notifier.entrytext import post_link as _permalink
-from notifier.fetch import Fetcher, parse_link_header
+from notifier.fetch import Fetcher
 from notifier.htmltext import html_to_text
+from notifier.httpheaders import parse_link_header
 from notifier.models import Entry
 from notifier.sources.base import Source
 from notifier.sources.records import (
