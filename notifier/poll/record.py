@@ -66,6 +66,8 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
             log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
                     len(record.notices), " baseline" if record.baselines else "",
                     polled.fetch.elapsed)
+        if polled.parsed and polled.parsed.kind_note:
+            log.info("feed %s %s", url, polled.parsed.kind_note)
         if polled.parsed and polled.parsed.warning:
             log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
         if record.new_url:
