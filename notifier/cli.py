@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from notifier import __version__, redact
 from notifier.config import Config, ConfigError, load_config
 from notifier.delivery.digest import DeliveryTiming
+from notifier.logsetup import LOG_FORMATS, setup_logging
 from notifier.store import ChannelStats, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -32,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 1 a feed or delivery failed (run --once), "
                "2 bad configuration or usage. See README.md for the configuration format.")
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
+    # Accepted before the command too (`notifier -v run`); see `_log_options`.
+    parser.add_argument("-v", "--verbose", dest="g_verbose", action="count", default=0,
+                        help="debug detail in the log; -vv adds the libraries' debug output")
+    parser.add_argument("--log-format", dest="g_log_format", choices=LOG_FORMATS,
+                        help="text (default) or json: one JSON object per line")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -40,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="configuration file (default: $NOTIFIER_CONFIG or "
                               "notifier.yaml)")
         sub.add_argument("-v", "--verbose", action="count", default=0,
-                         help="debug detail in the log")
+                         help="debug detail in the log; -vv adds the libraries' debug output")
         sub.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+        sub.add_argument("--log-format", choices=LOG_FORMATS,
+                         help="text (default) or json: one JSON object per line")
         return sub
 
     run = add("run", "Run the daemon in the foreground until SIGTERM or SIGINT.")
@@ -52,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("status", "Show each channel's queue and each feed's health from the state.")
     retry = add("retry", "Queue dead-lettered notifications again.")
     retry.add_argument("--channel", metavar="NAME", help="only this channel's")
+    add("reload", "Make the running daemon read its configuration file again (as SIGHUP "
+                  "does), after checking the file here first.")
     test_channel = add("test-channel", "Send a made-up test notification through one channel "
                                        "and say whether its server accepted it.")
     test_channel.add_argument("name", metavar="NAME", help="the channel's name")
@@ -60,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose + args.g_verbose, args.quiet,
+                  args.log_format or args.g_log_format or "text")
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -75,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(config)
         if args.command == "retry":
             return _retry(config, args.channel)
+        if args.command == "reload":
+            return _reload(config)
         if args.command == "test-channel":
             return _test_channel(config, args.name)
     except StoreError as exc:
@@ -83,15 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
     raise AssertionError(args.command)
-
-
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S", stream=sys.stderr)
-    # Third-party loggers print full request URLs, which can hold webhook tokens.
-    for name in ("httpx", "httpcore", "apscheduler", "aiosmtpd", "mail.log"):
-        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def _check(config: Config) -> int:
@@ -141,7 +147,50 @@ def _run(config: Config, *, once: bool) -> int:
         for error in result.poll.errors + result.delivery.errors:
             print(f"notifier: {error}", file=sys.stderr)
         return EXIT_OK if result.ok else EXIT_FAILED
-    asyncio.run(run_forever(config))
+    from notifier.daemon import AdminListenError
+
+    try:
+        asyncio.run(run_forever(config))
+    except AdminListenError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _reload(config: Config) -> int:
+    """Signal the daemon recorded in the state; it checks the file again before applying.
+
+    The daemon notes its host, pid and process start time in the state when it starts, so
+    this finds it whatever its working directory or service manager, and never signals a
+    process that merely reused its pid.
+    """
+    from notifier.daemon import process_started
+
+    store = Store(config.state_url())
+    try:
+        store.migrate()
+        daemon = store.daemon_record()
+    finally:
+        store.close()
+    where = Store.describe_url(config.state_url())
+    if daemon is None:
+        print(f"notifier: no running daemon recorded in state {where}; start it with "
+              "`notifier run`", file=sys.stderr)
+        return EXIT_FAILED
+    if daemon.host != socket.gethostname():
+        print(f"notifier: the daemon runs on host {daemon.host} (pid {daemon.pid}); run "
+              "`notifier reload` there", file=sys.stderr)
+        return EXIT_FAILED
+    if not daemon.started or process_started(daemon.pid) != daemon.started:
+        print(f"notifier: the daemon recorded in state {where} (pid {daemon.pid}) is no "
+              "longer running", file=sys.stderr)
+        return EXIT_FAILED
+    if Path(daemon.config) != config.path.resolve():
+        print(f"notifier: note: the daemon reads {daemon.config}, not {config.path}; it "
+              "reloads its own file", file=sys.stderr)
+    os.kill(daemon.pid, signal.SIGHUP)
+    print(f"asked the daemon (pid {daemon.pid}) to reload {daemon.config}; its log says "
+          "what changed")
     return EXIT_OK
 
 
