@@ -221,6 +221,7 @@ class Daemon:
             try:
                 await self.admin.start()
             except OSError as exc:
+                await self.admin.stop()
                 raise AdminListenError(f"admin.listen {self.config.admin.listen}: cannot "
                                        f"listen: {exc.strerror or exc}") from exc
         self._schedule()

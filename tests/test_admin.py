@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import html.parser
 import json
+import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from notifier.config import load_config
 from notifier.daemon import Daemon as RunningDaemon
 from notifier.daemon import open_engine
 from tests.support.blog_server import BlogServer
-from tests.support.daemon import Daemon, free_port, running, wait_until
+from tests.support.daemon import Daemon, cli_env, free_port, running, wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 CHROMIUM = "/usr/bin/chromium"
@@ -253,3 +255,26 @@ def test_healthz_is_503_when_the_database_stops_answering_or_a_loop_dies(
     loops = seen[3][1]["loops"]
     assert isinstance(loops, dict) and loops["poll"] == "stopped"
     assert seen[3][1]["status"] == "failing"
+
+
+def test_admin_listen_is_checked_and_a_taken_port_stops_the_start(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    config = write_config(tmp_path, blog_server, webhook_receiver, 9464)
+    config.write_text(config.read_text().replace('"127.0.0.1:9464"', '"127.0.0.1:99999"'))
+    bad = subprocess.run([sys.executable, "-m", "notifier", "check", "-c", str(config)],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         env=cli_env())
+    assert bad.returncode == 2
+    assert "notifier.yaml:3: admin.listen: expected host:port" in bad.stderr
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path, blog_server, webhook_receiver, port)
+        run = subprocess.run([sys.executable, "-m", "notifier", "run", "-c", str(config)],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env=cli_env())
+    assert run.returncode == 2
+    assert f"notifier: admin.listen 127.0.0.1:{port}: cannot listen" in run.stderr
+    assert "Traceback" not in run.stderr
