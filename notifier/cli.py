@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="text (default) or json: one JSON object per line")
         return sub
 
-    run = add("run", "Run the daemon in the foreground until SIGTERM or SIGINT.")
+    run = add("run", "Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP "
+                     "makes it read its configuration again.")
     run.add_argument("--once", action="store_true",
                      help="poll every subscription once, deliver every pending notification, "
                           "then exit (non-zero if anything failed); for cron and tests")

@@ -232,9 +232,7 @@ class Daemon:
         self.scheduler.start()
         self.poll_wanted.set()
         self.wake_delivery()
-        await self.engine.db(self.engine.store.register_daemon, DaemonRecord(
-            host=socket.gethostname(), pid=os.getpid(), started=process_started(os.getpid()),
-            config=str(self.config.path.resolve())))
+        await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
                  __version__, len(self.config.subscriptions), len(self.config.channels))
         self.systemd.ready(self._status_line())
@@ -262,6 +260,18 @@ class Daemon:
                 await self.admin.stop()
             with contextlib.suppress(Exception):
                 await self.engine.db(self.engine.store.clear_daemon, os.getpid())
+
+    async def _register(self) -> None:
+        """Note this process in the state for `notifier reload`; warn of a live other one."""
+        store, me = self.engine.store, os.getpid()
+        other = await self.engine.db(store.daemon_record)
+        if other is not None and other.pid != me and other.host == socket.gethostname() \
+                and other.started and process_started(other.pid) == other.started:
+            log.warning("another notifier daemon (pid %d, %s) runs on this state: each would "
+                        "send what the other sends; stop one of them", other.pid, other.config)
+        await self.engine.db(store.register_daemon, DaemonRecord(
+            host=socket.gethostname(), pid=me, started=process_started(me),
+            config=str(self.config.path.resolve())))
 
     # --- workers and their ticks ------------------------------------------------------
 
@@ -325,9 +335,11 @@ class Daemon:
             self.engine.reconfigure(new)
         except (ConfigError, ReloadRefused) as exc:
             log.error("reload refused, still running the previous configuration: %s", exc)
-            self.metrics.reloads.labels(result="refused").inc()
-            self.systemd.ready(self._status_line())
-            return False
+            return self._refused()
+        except Exception:
+            # A bug must not take the running configuration down with it.
+            log.exception("reload failed, still running the previous configuration")
+            return self._refused()
         old = self.config
         self.config = new
         for name in old.channels:
@@ -348,6 +360,11 @@ class Daemon:
         self.poll_wanted.set()
         self.wake_delivery()
         return True
+
+    def _refused(self) -> bool:
+        self.metrics.reloads.labels(result="refused").inc()
+        self.systemd.ready(self._status_line())
+        return False
 
     async def _load(self, path: Path) -> Config:
         new = await asyncio.to_thread(load_config, path)

@@ -151,3 +151,28 @@ def test_reload_adds_removes_and_rechannels_without_losing_or_repeating(
     # Stopped: `reload` says so instead of signalling anything.
     gone = reload_cli(config)
     assert gone.returncode == 1 and "no running daemon" in gone.stderr
+
+
+def test_reload_refuses_another_state_and_keeps_polling(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    config = tmp_path / "notifier.yaml"
+    text = config_text(hook_url=webhook_receiver.url, log_url=webhook_receiver.url,
+                       subscriptions=f"""\
+  - name: old
+    url: {blog_server.url(OLD_FEED)}
+    notify: [hook]
+""")
+    config.write_text(text, encoding="utf-8")
+    with running(config, tmp_path / "daemon.log") as daemon:
+        daemon.wait_log("baseline recorded")
+        config.write_text(text.replace("sqlite:///state.db", "sqlite:///other.db"),
+                          encoding="utf-8")
+        daemon.signal(signal.SIGHUP)
+        log = daemon.wait_log("reload refused")
+        assert "moving to another database needs a restart" in log
+        polled = blog_server.count(OLD_FEED)
+        wait_until(lambda: blog_server.count(OLD_FEED) >= polled + 2, 15,
+                   "polling to go on by the running configuration")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+    assert not (tmp_path / "other.db").exists()
