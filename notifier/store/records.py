@@ -147,6 +147,7 @@ class ChannelStats:
     last_sent: float | None = None
     disabled_reason: str | None = None
     next_release: float | None = None  # when the earliest held row goes out
+    next_retry: float | None = None  # when the earliest failing row is tried again
     digests: int = 0  # digest messages sent
     in_digests: int = 0  # notifications sent as part of those
 

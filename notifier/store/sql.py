@@ -284,6 +284,14 @@ class Store:
                                                entries.c.kind == "comment")
                 .order_by(entries.c.id.desc()).limit(limit)).scalars())
 
+    def newest_entries(self, feed_id: int, limit: int = 1) -> list[Entry]:
+        """A feed's newest stored entries, by publication time then arrival: `preview`."""
+        query = sa.select(entries).where(entries.c.feed_id == feed_id).order_by(
+            entries.c.published.is_(None), entries.c.published.desc(), entries.c.id.desc()
+        ).limit(limit)
+        with self.engine.connect() as conn:
+            return [_row_entry(row) for row in conn.execute(query)]
+
     def has_entries(self, feed_ids: Iterable[int]) -> set[int]:
         wanted = sorted(set(feed_ids))
         found: set[int] = set()
@@ -548,6 +556,20 @@ class Store:
                                                created=now, claimed_until=None))
             return int(result.rowcount or 0)
 
+    def retry_now(self, now: float, channel: str | None = None) -> tuple[int, int]:
+        """Make failing rows due now and queue dead letters again: `retry --now`.
+
+        Returns (failing made due, dead requeued). A running daemon sees the rows at its
+        next delivery tick, since it reads due rows from here each time.
+        """
+        failing = outbox.update().where(outbox.c.status == "queued", outbox.c.attempts > 0,
+                                        outbox.c.next_attempt > now)
+        if channel is not None:
+            failing = failing.where(outbox.c.channel == channel)
+        with self.engine.begin() as conn:
+            due = int(conn.execute(failing.values(next_attempt=now)).rowcount or 0)
+        return due, self.requeue_dead(now, channel)
+
     def disable_channel(self, name: str, reason: str, now: float) -> None:
         with self.engine.begin() as conn:
             conn.execute(channel_state.delete().where(channel_state.c.name == name))
@@ -598,6 +620,10 @@ class Store:
                 outbox.c.status == "held").group_by(outbox.c.channel)
             for channel, release in conn.execute(releases):
                 stats.setdefault(channel, ChannelStats()).next_release = float(release)
+            retries = sa.select(outbox.c.channel, sa.func.min(outbox.c.next_attempt)).where(
+                outbox.c.status == "queued", outbox.c.attempts > 0).group_by(outbox.c.channel)
+            for channel, retry_at in conn.execute(retries):
+                stats.setdefault(channel, ChannelStats()).next_retry = float(retry_at)
             errors = sa.select(outbox.c.channel, outbox.c.last_error).where(
                 outbox.c.last_error.is_not(None)).order_by(outbox.c.id.desc()).limit(1000)
             for channel, error in conn.execute(errors):
