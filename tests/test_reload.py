@@ -155,16 +155,25 @@ def test_reload_adds_removes_and_rechannels_without_losing_or_repeating(
 
 def test_reload_refuses_another_state_and_keeps_polling(
         tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    """Also: `notifier reload` runs from a shell without the daemon's secrets."""
     config = tmp_path / "notifier.yaml"
-    text = config_text(hook_url=webhook_receiver.url, log_url=webhook_receiver.url,
-                       subscriptions=f"""\
+    text = config_text(hook_url="${HOOK_URL}", log_url="${HOOK_URL}", subscriptions=f"""\
   - name: old
     url: {blog_server.url(OLD_FEED)}
     notify: [hook]
 """)
     config.write_text(text, encoding="utf-8")
-    with running(config, tmp_path / "daemon.log") as daemon:
+    with running(config, tmp_path / "daemon.log",
+                 env={"HOOK_URL": webhook_receiver.url}) as daemon:
         daemon.wait_log("baseline recorded")
+        config.write_text(text.replace("sqlite:///state.db", "sqlite:///other.db"),
+                          encoding="utf-8")
+        # The new file names another state: the command finds no daemon recorded there.
+        assert reload_cli(config).returncode == 1
+        config.write_text(text + "# a comment\n", encoding="utf-8")
+        answer = reload_cli(config)
+        assert answer.returncode == 0, answer.stderr
+        daemon.wait_log("reload applied: subscriptions: unchanged; channels: unchanged")
         config.write_text(text.replace("sqlite:///state.db", "sqlite:///other.db"),
                           encoding="utf-8")
         daemon.signal(signal.SIGHUP)
@@ -175,4 +184,3 @@ def test_reload_refuses_another_state_and_keeps_polling(
                    "polling to go on by the running configuration")
         daemon.signal(signal.SIGTERM)
         assert daemon.wait() == 0
-    assert not (tmp_path / "other.db").exists()

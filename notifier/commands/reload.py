@@ -1,10 +1,11 @@
 """`notifier reload`: make the running daemon read its configuration file again.
 
-The file is checked here first (a bad one is reported and nothing is signalled), then the
-daemon the state records is sent SIGHUP; it checks the file again before applying it. The
-daemon notes its host, pid and process start time in the state when it starts, so it is
-found whatever its working directory or service manager, and a process that merely reused
-its pid is never signalled.
+The file is checked here first, without needing the secrets (a shell may lack the
+service's environment file; the daemon checks them): a bad one is reported and nothing is
+signalled. Then the daemon the state records is sent SIGHUP; it checks the file again
+before applying it. The daemon notes its host, pid and process start time in the state
+when it starts, so it is found whatever its working directory or service manager, and a
+process that merely reused its pid is never signalled.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from notifier.store import Store
 def _reload(args: argparse.Namespace) -> int:
     from notifier.daemon import process_started
 
-    config = load(args)
+    # The secrets are the daemon's business: this shell may lack its environment file.
+    config = load(args, require_secrets=False)
     store = Store(config.state_url())
     try:
         store.migrate()
