@@ -17,9 +17,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from notifier.admin.page import FEEDS_SHOWN, PageFacts, render_page
 from notifier.config import load_config
 from notifier.daemon import Daemon as RunningDaemon
 from notifier.daemon import open_engine
+from notifier.store import FeedHealth
 from tests.support.blog_server import BlogServer
 from tests.support.daemon import Daemon, cli_env, free_port, running, wait_until
 from tests.support.webhook_receiver import WebhookReceiver
@@ -278,3 +280,20 @@ def test_admin_listen_is_checked_and_a_taken_port_stops_the_start(
     assert run.returncode == 2
     assert f"notifier: admin.listen 127.0.0.1:{port}: cannot listen" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_cut(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    config = load_config(write_config(tmp_path, blog_server, webhook_receiver, 9464))
+    health = [FeedHealth(url=f"https://blog{i:04d}.example.org/feed/", last_polled=1.0,
+                         last_status=None if i % 500 == 7 else 200,
+                         last_error="HTTP 500 Internal Server Error" if i % 500 == 7 else None,
+                         error_count=3 if i % 500 == 7 else 0, next_due=2.0, entries=10)
+              for i in range(FEEDS_SHOWN + 700)]
+    page = render_page(PageFacts({}, health, {}, []), config, started=0.0, now=60.0)
+    rows = page.count("example.org/feed/</td>")
+    assert rows == FEEDS_SHOWN
+    assert f"Feeds ({FEEDS_SHOWN + 700})" in page and "notifier status</code> lists" in page
+    first_rows = page.split("<h2 id=\"feeds\">")[1]
+    assert first_rows.index("blog0007.") < first_rows.index("blog0000.")  # failing first
+    assert "blog0507." in first_rows and "blog0999." not in first_rows

@@ -20,6 +20,9 @@ from notifier.store import ChannelStats, FeedHealth, RecentNotification, Store
 
 RECENT = 50
 """Notifications listed, newest first."""
+FEEDS_SHOWN = 300
+"""Feed rows listed, failing ones first: at 10,000 feeds a full list is megabytes that no
+one reads in a browser; `notifier status` lists every feed."""
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("notifier.admin", "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined)
@@ -70,7 +73,8 @@ def render_page(facts: PageFacts, config: Config, started: float,
     for name, reason in facts.lost.items():
         failures.append(f"subscription {name}: no feed: {reason}")
     feeds = []
-    for feed in sorted(facts.health, key=lambda h: (h.last_error is None, h.url)):
+    ordered = sorted(facts.health, key=lambda h: (h.last_error is None, h.url))
+    for feed in ordered[:FEEDS_SHOWN]:
         url = redact.feed_url(feed.url)
         if feed.last_error:
             state = f"failing x{feed.error_count}: {feed.last_error}"
@@ -91,7 +95,7 @@ def render_page(facts: PageFacts, config: Config, started: float,
         version=__version__, started=_when(started), uptime=_duration(now - started),
         now=_when(now), config_path=str(config.path),
         state=Store.describe_url(config.state_url()), failures=failures, channels=channels,
-        feeds=feeds, recent=recent)
+        feeds=feeds, feed_count=len(ordered), recent=recent)
 
 
 def _what(r: RecentNotification) -> str:
