@@ -15,6 +15,7 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 
 from notifier.fetch import Fetcher
@@ -39,6 +40,12 @@ class Polled:
     missing: int = 0  # a gap no backfill could fill: at least this many may be missing
     quiet_keys: frozenset[str] = frozenset()  # found by a first REST listing: stored, not told
     listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
+
+
+def _worker_signals() -> None:
+    """Ctrl-C reaches the whole process group: the daemon stops its workers itself, so
+    they ignore SIGINT instead of each printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _parse_job(body: bytes, url: str, headers: dict[str, str],
@@ -70,7 +77,8 @@ class ParsePool:
                     1, thread_name_prefix="parse")
             else:
                 self._executor = concurrent.futures.ProcessPoolExecutor(
-                    self._workers, mp_context=multiprocessing.get_context("spawn"))
+                    self._workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_signals)
         return self._executor
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str],
