@@ -242,5 +242,5 @@ def test_retry_after_and_gone_apply_from_the_first_answer_also_to_discovery(
     text = status(config)
     assert "discovery failing x1: " in text and "HTTP 429" in text, text
     assert "asked again once a day" in text, text
-    assert "next try in 59m" in text or "next try in 1h" in text, text
+    assert "(in 59m" in text or "(in 1h" in text, text
     assert "HTTP 410" in feed_state(config, "/later-gone/"), text

@@ -27,7 +27,9 @@ from notifier.sources.wordpress import (
     ProbeFailure,
     SiteProbe,
     probe_site,
+    rest_url,
     unexplained_change,
+    wordpress_post_id,
 )
 from tests.support.blog_server import BlogServer
 
@@ -119,6 +121,25 @@ def test_a_new_platform_is_one_class_in_the_registry(monkeypatch: pytest.MonkeyP
     assert choose_feed([link], "https://forum.test/t/12", "comments") == link
     assert atom_variant(url) is None
     assert isinstance(source_for(Hints(feed_url=url)), Forum)
+
+
+def test_post_id_comes_from_the_link_header_of_a_single_post_feed() -> None:
+    headers = {"link": '<http://b.test/wp-json/>; rel="https://api.w.org/", '
+                       '<http://b.test/wp-json/wp/v2/posts/4>; rel="alternate"; '
+                       'type="application/json", <http://b.test/?p=4>; rel=shortlink'}
+    assert wordpress_post_id(headers, "http://b.test/x/feed/atom/") == "4"
+    assert wordpress_post_id({"link": "<http://b.test/?p=17>; rel=shortlink"}, "") == "17"
+    site_wide = {"link": '<http://b.test/wp-json/>; rel="https://api.w.org/"'}
+    assert wordpress_post_id(site_wide, "http://b.test/comments/feed/") == ""
+
+
+def test_rest_urls_for_pretty_and_plain_permalinks() -> None:
+    assert rest_url("http://b.test/wp-json/", "wp/v2/comments/3") == \
+        "http://b.test/wp-json/wp/v2/comments/3"
+    assert rest_url("http://b.test/wp-json", "wp/v2/comments", {"post": 4}) == \
+        "http://b.test/wp-json/wp/v2/comments?post=4"
+    assert rest_url("http://b.test/?rest_route=/", "wp/v2/comments", {"post": 4}) == \
+        "http://b.test/?rest_route=/wp/v2/comments&post=4"
 
 
 def test_wordpress_post_key_from_comment_key() -> None:

@@ -13,6 +13,8 @@ def _check(args: argparse.Namespace) -> int:
     from notifier.channels import CHANNEL_KINDS
 
     config = load(args)
+    if args.quiet:  # for scripts and reload hooks: problems only, on stderr
+        return EXIT_OK
     print(f"{config.path}: OK")
     print(f"  state: {Store.describe_url(config.state_url())}")
     print(f"  channels ({len(config.channels)}):")
@@ -46,9 +48,10 @@ def _check(args: argparse.Namespace) -> int:
         filters += timing(sub)
         extra = f" ({redact.short('; '.join(filters))})" if filters else ""
         print(f"    {redact.short(sub.name)}: {sub.watch} of "
-              f"{redact.short(redact.feed_url(sub.url))}{extra} every "
+              f"{redact.short(redact.url(sub.url))}{extra} every "
               f"{duration(config.interval(sub))} -> {', '.join(sub.notify)}")
     return EXIT_OK
 
 
-COMMAND = Command("check", "Validate the configuration file and print a summary.", _check)
+COMMAND = Command("check", "Validate the configuration file and print a summary (with -q, "
+                           "only problems).", _check)

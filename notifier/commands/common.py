@@ -32,9 +32,27 @@ class Command:
     """Whether `-c FILE` is offered; `run` loads the file itself (see `load`)."""
 
 
-def load(args: argparse.Namespace) -> Config:
-    """The configuration named by `-c`; raises ConfigError, which `main` reports."""
-    return load_config(args.config)
+def load(args: argparse.Namespace, *, require_secrets: bool = True) -> Config:
+    """The configuration named by `-c`; raises ConfigError, which `main` reports.
+
+    Commands that send nothing pass `require_secrets=False`, so that they work from a shell
+    without the service's environment file (see `load_config`).
+    """
+    return load_config(args.config, require_secrets=require_secrets)
+
+
+def iso(when: float | None) -> str | None:
+    """A time for JSON output: ISO 8601 in UTC, seconds precision."""
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds")
+
+
+def at(now: float, then: float) -> str:
+    """`2026-12-02 17:20:00 UTC (in 9m53s)`: the absolute time first, it does not go stale."""
+    delta = then - now
+    relative = f"in {duration(delta)}" if delta > 0 else "now"
+    return f"{when(then)} ({relative})"
 
 
 def timing(timing: DeliveryTiming) -> list[str]:

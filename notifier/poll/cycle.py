@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from notifier import redact
 from notifier.config import Config
 from notifier.fetch import Fetcher
-from notifier.models import Entry, FetchResult
+from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
 from notifier.poll.decide import Outcome, decide_poll
 from notifier.poll.parsepool import PARSE_TIME_LIMIT, ParsePool
@@ -132,7 +132,8 @@ class Poller:
                 (feed.rescan_due is not None and feed.rescan_due <= now)
                 or (feed.api_root is not None and feed.api_root in news.moved))
             await self._queue.put(await self._retrieve(
-                feed, rescan=rescan, conditional=not news.unconditional(feed)))
+                feed, rescan=rescan, conditional=not news.unconditional(feed),
+                expect=plan.expected_kind(feed.id)))
 
         tasks = []
         for feed in due:
@@ -151,11 +152,12 @@ class Poller:
     def _landed(self, feed_id: int, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(feed_id, None)
 
-    async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool) -> Polled:
+    async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
+                        expect: FeedKind | None) -> Polled:
         try:
             async with asyncio.timeout(self.feed_budget):
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                      conditional=conditional)
+                                      conditional=conditional, expect=expect)
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
@@ -227,7 +229,7 @@ class Poller:
             return decide_poll(snapshot, plan, self.config, now=now, rng=self.rng)
         except Exception as exc:
             feed = snapshot.polled.feed
-            log.exception("feed %s: deciding what is new failed", redact.feed_url(feed.url))
+            log.exception("feed %s: deciding what is new failed", redact.url(feed.url))
             reason = f"notifier failed on this feed's content ({type(exc).__name__})"
             failed = replace(snapshot.polled, parsed=None, error=reason)
             return decide_poll(replace(snapshot, polled=failed), plan, self.config, now=now,

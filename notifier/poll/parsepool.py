@@ -25,12 +25,13 @@ import contextlib
 import multiprocessing
 import os
 import resource
+import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from notifier.models import ParsedFeed
+from notifier.models import FeedKind, ParsedFeed
 from notifier.parse import ParseError, parse_feed
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
@@ -48,10 +49,11 @@ RECYCLE_JOBS = 500
 Job = Callable[..., Any]
 
 
-def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
+def _parse_job(body: bytes, url: str, headers: dict[str, str],
+               expect: FeedKind | None = None) -> ParsedFeed | str:
     """The parse itself: the parsed feed or the reason it is not one."""
     try:
-        return parse_feed(body, url, headers)
+        return parse_feed(body, url, headers, expect=expect)
     except ParseError as exc:
         return str(exc)
     except MemoryError:
@@ -64,6 +66,9 @@ def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | s
 
 def _serve(conn: Connection, memory_limit: int) -> None:
     """A worker's life: answer jobs until told to stop or it should be replaced."""
+    # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
+    # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if memory_limit:
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -151,9 +156,10 @@ class ParsePool:
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
 
-    async def parse(self, body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
+    async def parse(self, body: bytes, url: str, headers: dict[str, str],
+                    expect: FeedKind | None = None) -> ParsedFeed | str:
         """The parsed feed, or why not (a time or memory overrun included)."""
-        result = await self.run(_parse_job, body, url, headers)
+        result = await self.run(_parse_job, body, url, headers, expect)
         if isinstance(result, ParsedFeed | str):
             return result
         return f"parser failed: unexpected answer {type(result).__name__}"

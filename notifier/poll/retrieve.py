@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 
 from notifier.fetch import Fetcher
-from notifier.models import FetchResult, ParsedFeed
+from notifier.models import FeedKind, FetchResult, ParsedFeed
 from notifier.poll.parsepool import ParsePool
 from notifier.store import FeedState
 
@@ -38,8 +38,12 @@ class Polled:
 
 
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
-                   rescan: bool, conditional: bool = True) -> Polled:
+                   rescan: bool, conditional: bool = True,
+                   expect: FeedKind | None = None) -> Polled:
     """Fetch `feed` and parse a body not parsed before.
+
+    `expect` is the kind its subscriptions watch (`Plan.expected_kind`), which wins over what
+    the document looks like.
 
     A rescan, and a thread a site probe says has news, ask without validators: WordPress's
     are site-wide, and a comment approved late or imported at an old date changes neither,
@@ -54,7 +58,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     parsed: ParsedFeed | None = None
     error = fetched.error
     if fetched.ok and fetched.body is not None:
-        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers)
+        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers, expect)
         if isinstance(result, str):
             error = result
         else:

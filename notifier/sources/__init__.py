@@ -33,10 +33,12 @@ To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from notifier.sources.base import Source
 from notifier.sources.blogger import Blogger
+from notifier.sources.disqus import Disqus
 from notifier.sources.generic import Generic
 from notifier.sources.records import (
     Backfill,
@@ -49,11 +51,16 @@ from notifier.sources.records import (
 )
 from notifier.sources.wordpress import WordPress
 
+if TYPE_CHECKING:
+    from notifier.fetch import Fetcher
+    from notifier.models import Entry
+
 __all__ = [
     "API_RELS",
     "SOURCES",
     "Backfill",
     "Blogger",
+    "Disqus",
     "FeedFacts",
     "Generic",
     "Hints",
@@ -65,8 +72,10 @@ __all__ = [
     "WordPress",
     "atom_twin",
     "comment_document",
+    "fetch_parents",
     "is_comment_feed",
     "own_post_feed",
+    "post_id",
     "post_key_of",
     "post_title",
     "ref_names_post",
@@ -75,7 +84,7 @@ __all__ = [
     "source_for",
 ]
 
-SOURCES: tuple[Source, ...] = (Blogger(), WordPress(), Generic())
+SOURCES: tuple[Source, ...] = (Disqus(), Blogger(), WordPress(), Generic())
 """Adapters in the order they are asked; the generic one last, because it says yes to all."""
 
 API_RELS: frozenset[str] = frozenset(s.api_rel for s in SOURCES if s.api_rel)
@@ -89,7 +98,15 @@ def source_for(hints: Hints, sources: Sequence[Source] | None = None) -> Source:
 
 
 def is_comment_feed(url: str, title: str = "") -> bool:
-    """Whether any platform says this feed URL (or advertised title) is a comment feed."""
+    """Whether a feed URL (or its advertised title) is a comment feed: by URL first.
+
+    A URL any platform calls a comment feed is one; a URL a platform calls its posts feed is
+    not, whatever its title says; only other URLs are left to the title.
+    """
+    if any(s.comment_feed(url) for s in SOURCES):
+        return True
+    if not title or any(s.posts_feed(url) for s in SOURCES):
+        return False
     return any(s.comment_feed(url, title) for s in SOURCES)
 
 
@@ -133,3 +150,20 @@ def ref_names_post(key: str, ref: str) -> bool:
 def related_parent(links: Sequence[tuple[str, str]], key: str) -> str:
     """A reply's parent key from its links, where a platform names parents that way."""
     return next((p for s in SOURCES if (p := s.related_parent(links, key))), "")
+
+
+def post_id(headers: Mapping[str, str], url: str) -> str:
+    """The post id a per-post comment feed answers for, where its platform's headers say."""
+    return next((p for s in SOURCES if (p := s.post_id(headers, url))), "")
+
+
+async def fetch_parents(fetcher: Fetcher, wanted: Mapping[str, str | None]) -> dict[str, Entry]:
+    """Comments by key (key -> the API root of the feed that wants it), from the platforms
+    whose key shapes and APIs allow it; the others are simply absent."""
+    found: dict[str, Entry] = {}
+    for source in SOURCES:
+        todo = {key: root for key, root in wanted.items() if key not in found}
+        if not todo:
+            break
+        found.update(await source.fetch_parents(fetcher, todo))
+    return found
