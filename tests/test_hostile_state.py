@@ -124,3 +124,34 @@ def test_one_unstorable_comment_never_loses_the_others(
     if not longid_delivered:
         assert "1 failed" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr, second.stderr
+
+
+def test_a_flood_of_new_comments_becomes_the_newest_few_per_channel(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    path = "/flood/feed/atom/"
+    blog_server.add_file(path, comment_feed(1, post="http://blog.test/flood/")
+                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db",
+        "channels": {"hook": {"type": "webhook", "url": webhook_receiver.url,
+                              "format": "slack"}},
+        "subscriptions": [{"name": "flooded", "url": blog_server.origin + path,
+                           "watch": "comments", "notify": ["hook"]}],
+    }), encoding="utf-8")
+    assert run_once(config).returncode == 0
+    # An import: 120 comments appear at once (more than the default limit of 50).
+    blog_server.add_file(path, comment_feed(121, post="http://blog.test/flood/")
+                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
+    second = run_once(config)
+    assert second.returncode == 0, second.stderr
+    texts = hook_texts(webhook_receiver)
+    assert len(texts) == 5, texts
+    numbers = sorted(int(t.split("Comment number ")[1].split(".")[0]) for t in texts)
+    assert numbers == [117, 118, 119, 120, 121]
+    summary = next(t for t in texts if "Comment number 117." in t)
+    assert "at least 115 comments may be missing" in summary, summary
+    # Every entry is stored all the same: nothing is reported again later.
+    assert "121 entries seen" in status(config)
+    third = run_once(config)
+    assert third.returncode == 0 and len(hook_texts(webhook_receiver)) == 5

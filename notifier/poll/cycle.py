@@ -102,7 +102,8 @@ class Poller:
 
         With `force` (`run --once`) every feed's poll is waited for.
         """
-        report = self._report = PollReport()
+        # Polls written since the last cycle returned (slow ones) are reported by this one.
+        report = self._report
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
@@ -119,6 +120,7 @@ class Poller:
             due = await self._db(self.store.due_feeds, self.clock(), feed_ids, 10 * WRITE_BATCH)
         due = [feed for feed in due if feed.id not in self._inflight]
         if not due:
+            self._report = PollReport()
             return report
         now = self.clock()
         news = await probe_sites(due, plan, self.config, store=self.store,
@@ -147,10 +149,14 @@ class Poller:
             await wait_while_finishing(tasks, STRAGGLER_WAIT, CYCLE_WAIT)
         # Everything finished so far is written before the cycle reports.
         await self._queue.join()
+        self._report = PollReport()
         return report
 
-    def _landed(self, feed_id: int, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(feed_id, None)
+    def _landed(self, feed_id: int, task: asyncio.Task[None]) -> None:
+        """A feed stays in flight until its poll is written (by `_write`), so a next cycle
+        never reads its stored state from before this poll; unless nothing was queued."""
+        if task.cancelled() or task.exception() is not None:
+            self._inflight.pop(feed_id, None)
 
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None) -> Polled:
@@ -193,7 +199,8 @@ class Poller:
             except Exception:
                 log.exception("writing %d polls failed; they are polled again", len(batch))
             finally:
-                for _ in batch:
+                for polled in batch:
+                    self._inflight.pop(polled.feed.id, None)
                     self._queue.task_done()
 
     async def _write_batch(self, batch: list[Polled], plan: Plan, report: PollReport) -> None:
