@@ -5,18 +5,13 @@ url -> fetch -> a feed? keep it (an RSS2 comment feed is swapped for its Atom tw
                watch kind -> prefer its Atom twin -> check that it answers a feed
     + the WordPress REST root, from the Link header or <link rel="https://api.w.org/">
 
-Atom is preferred because WordPress's Atom comment entries carry `thr:in-reply-to` (who
-answered whom) while its RSS2 items carry no parent at all.
+Atom is preferred because its comment entries carry `thr:in-reply-to` (who answered whom)
+while RSS2 items carry no parent at all (WordPress's do not).
 
-Conventions relied on (see the field notes):
-- WordPress: posts `/feed/`, all comments `/comments/feed/`, one post's comments
-  `<permalink>/feed/`, each with an Atom twin under `.../feed/atom/`; plain permalinks use
-  `?feed=rss2`, `?feed=comments-rss2` and `?p=ID&feed=rss2`, twins `?feed=atom` and
-  `?feed=comments-atom`. Autodiscovery titles are "Site » Feed", "Site » Comments Feed" and
-  "Site » Post title Comments Feed" (English; other languages translate them, so URLs are
-  checked first and titles only as a fallback).
-- Blogger: posts `/feeds/posts/default`, all comments `/feeds/comments/default`, one post
-  `/feeds/POSTID/comments/default`; Atom by default, RSS with `?alt=rss`.
+Which URL shapes and titles mark a comment feed, which comment feed is a post's own, and
+where a feed's Atom twin lives are each platform's conventions: they are asked of the
+adapters in `notifier.sources` (WordPress's and Blogger's are described there). What stays
+here is generic: reading a page's `<head>` safely, sniffing a feed, and the order of tries.
 """
 
 from __future__ import annotations
@@ -27,12 +22,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 from notifier.errors import NotifierError
-from notifier.fetch import Fetcher, parse_link_header
+from notifier.fetch import Fetcher
+from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
-from notifier.sources.wordpress import API_REL
+from notifier.sources import API_RELS
+from notifier.sources import atom_twin as _atom_twin
+from notifier.sources import is_comment_feed as _is_comment_feed
+from notifier.sources import own_post_feed as _own_post_feed
 
 Watch = Literal["posts", "comments"]
 
@@ -41,26 +40,10 @@ FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/feed+j
 HEAD_LIMIT = 512 * 1024
 SNIFF_LIMIT = 16 * 1024
 
-_BLOGGER_POST_COMMENTS = re.compile(r"/feeds/\d+/comments/")
 _FEED_CONTENT_TYPES = frozenset(
     {"application/rss+xml", "application/atom+xml", "application/rdf+xml"}
 )
 _FEED_ROOTS = frozenset({"rss", "feed", "rdf:rdf"})
-# WordPress translates "Comments Feed"; these stems cover its most used locales.
-_COMMENT_WORDS = (
-    "comment",
-    "kommentar",
-    "comentario",
-    "comentário",
-    "commenti",
-    "reactie",
-    "komentar",
-    "коммент",
-    "コメント",
-    "评论",
-    "評論",
-    "댓글",
-)
 
 
 @dataclass(frozen=True)
@@ -260,14 +243,14 @@ def _api_root_from_headers(headers: Mapping[str, str], base_url: str) -> str | N
         if name.lower() != "link":
             continue
         for url, params in parse_link_header(value, base_url):
-            if API_REL in params.get("rel", "").lower().split():
+            if API_RELS.intersection(params.get("rel", "").lower().split()):
                 return url
     return None
 
 
 def _api_root_from_head(head: _Head) -> str | None:
     for link in head.links:
-        if API_REL in link.rel:
+        if API_RELS.intersection(link.rel):
             return _join(head.base_url, link.href)
     return None
 
@@ -275,7 +258,7 @@ def _api_root_from_head(head: _Head) -> str | None:
 def find_api_root(
     html: bytes | str | None, headers: Mapping[str, str], base_url: str
 ) -> str | None:
-    """The WordPress REST API root, which lists every comment where feeds show only 10.
+    """A platform's API root (WordPress's REST API lists every comment where feeds show 10).
 
     The header is checked first: WordPress sends it on feeds and pages alike, and reading
     it costs no HTML parsing.
@@ -346,65 +329,18 @@ def looks_like_feed(body: bytes, content_type: str) -> bool:
     return media in _FEED_CONTENT_TYPES
 
 
-def _path_and_query(url: str) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(url)
-    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
-
-
-def _title_says_comments(title: str) -> bool:
-    lowered = title.lower()
-    return any(word in lowered for word in _COMMENT_WORDS)
-
-
 def is_comments_feed(link: FeedLink) -> bool:
-    """WordPress and Blogger comment feeds, by URL where it is unambiguous, else by title.
+    """A comment feed, by URL where a platform's shape is unambiguous, else by title.
 
     `<permalink>/feed/` is a post's comment feed but `/category/x/feed/` is a posts feed, and
     nothing in the URL tells them apart, so for those the title decides.
     """
-    path, query = _path_and_query(link.url)
-    feed = query.get("feed", "")
-    if "/comments/feed" in path or feed.startswith("comments-"):
-        return True
-    if feed and (query.get("p") or query.get("page_id")):
-        return True  # plain permalinks: /?p=4&feed=rss2 is post 4's comment feed
-    if "/feeds/comments/" in path or _BLOGGER_POST_COMMENTS.search(path):
-        return True
-    return _title_says_comments(link.title)
-
-
-def _permalink_of(feed_url: str) -> str | None:
-    """For a `<permalink>/feed/` style URL, the permalink's path; else None."""
-    path, query = _path_and_query(feed_url)
-    if query.get("feed") or "/comments/feed" in path:
-        return None
-    trimmed = re.sub(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?$", "/", path)
-    if trimmed == path or trimmed == "/":
-        return None
-    return trimmed
+    return _is_comment_feed(link.url, link.title)
 
 
 def _is_post_comments_feed(link: FeedLink, page_url: str) -> bool:
     """A comment feed for the one post shown on `page_url`, not the whole site's."""
-    if not is_comments_feed(link):
-        return False
-    page_path, page_query = _path_and_query(page_url)
-    feed_path, feed_query = _path_and_query(link.url)
-    permalink = _permalink_of(link.url)
-    if permalink is not None:
-        return page_path != "/" and page_path.startswith(permalink)
-    # Plain permalinks: the page is /?p=4, its comment feed /?p=4&feed=rss2.
-    for key in ("p", "page_id"):
-        if feed_query.get(key):
-            return feed_query[key] == page_query.get(key)
-    if _BLOGGER_POST_COMMENTS.search(feed_path):
-        return True
-    # No URL evidence either way. WordPress titles: "Site » Post title Comments Feed" vs the
-    # site's "Site » Comments Feed".
-    title = link.title
-    if title.endswith("Comments Feed") and "»" in title:
-        return bool(title.removesuffix("Comments Feed").rsplit("»", 1)[-1].strip())
-    return False
+    return is_comments_feed(link) and _own_post_feed(link.url, link.title, page_url)
 
 
 def _rank(link: FeedLink) -> int:
@@ -429,37 +365,11 @@ def choose_feed(links: list[FeedLink], page_url: str, watch: Watch) -> FeedLink 
 
 
 def atom_variant(url: str) -> str | None:
-    """The Atom twin of a WordPress RSS feed URL (or a Blogger `alt=rss` one), else None.
+    """The Atom twin of an RSS feed URL where a platform names one (WordPress, Blogger).
 
     None also when the URL already is Atom: there is nothing better to try.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    keys = [key for key, _ in pairs]
-    if "feed" in keys:
-        value = dict(pairs)["feed"]
-        twin = {
-            "rss2": "atom",
-            "rss": "atom",
-            "rdf": "atom",
-            "comments-rss2": "comments-atom",
-            "comments-rss": "comments-atom",
-        }.get(value)
-        if twin is None:
-            return None
-        new_pairs = [(k, twin if k == "feed" else v) for k, v in pairs]
-        return urlunsplit(parts._replace(query=urlencode(new_pairs, safe="/:")))
-    if "/feeds/" in parts.path and dict(pairs).get("alt") == "rss":
-        new_query = urlencode([(k, v) for k, v in pairs if k != "alt"], safe="/:")
-        return urlunsplit(parts._replace(query=new_query))
-    match = re.search(r"/feed(?:/(?:rss2|rss|rdf))?/?$", parts.path)
-    if match is None:
-        return None
-    path = parts.path[: match.start()] + "/feed/atom/"
-    return urlunsplit(parts._replace(path=path))
+    return _atom_twin(url)
 
 
 def _poll_url(result: FetchResult) -> str:

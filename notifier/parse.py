@@ -1,47 +1,35 @@
-"""Parse and normalise: feed or REST bytes -> `ParsedFeed` / `Entry` records.
+"""Parse and normalise: feed bytes -> `ParsedFeed` / `Entry` records.
 
-    body bytes -> feedparser (or json) -> feed kind -> one Entry per item -> thread links
+    body bytes -> feedparser -> feed kind -> one Entry per item -> thread links (adapters)
 
 feedparser reads the XML; everything it hands back is an untyped dict, so this module is the
 only place that looks into those dicts, and nothing after it sees one.
 
 Thread structure is the point of this stage: notifier exists to tell people about replies to
 their comments, so each comment is given the key of the post it belongs to (`post_key`) and,
-when the source says so, the key of the comment it answers (`parent_key`). The sources say it
-in different ways:
-
-- Atom threading (RFC 4685): `<thr:in-reply-to ref=...>` names the id replied to. WordPress
-  points a top-level comment at the post's guid and a reply at the parent comment's guid.
-- WordPress RSS2 has no thread element; a reply's text starts with
-  `<p>In reply to <a href="PARENT-LINK">Name</a>.</p>`. That line is WordPress's, not the
-  commenter's, so it is always removed from the content (in Atom too) after it is read.
-- Blogger points every comment's `thr:in-reply-to` at the post; a reply names its parent with
-  `<link rel="related" href=".../feeds/BLOG/POST/comments/default/PARENT"/>`.
-
-Identity: WordPress builds a comment's guid as the post's guid + "#comment-N" and a comment's
-link as the post's permalink (+ "comment-page-N/" when comments are paged) + "#comment-N". The
-two agree only while the post's guid is its permalink (true of the fixtures, not of most blogs,
-whose guids look like "https://ex.com/?p=123"). So when a comment's own key has the WordPress
-shape, its post and parent keys are built from that key's prefix, never from a link: they then
-equal the keys the Atom feed, the RSS feed and the posts feed use for the same things.
+when the source says so, the key of the comment it answers (`parent_key`). What any feed may
+say is read here: Atom threading (RFC 4685), where `<thr:in-reply-to ref=...>` names the id
+replied to, the post or a comment. What one platform says its own way (WordPress's "In reply
+to" line and `#comment-N` keys, Blogger's related links and feed ids, feed-title wording) is
+asked of the adapters in `notifier.sources`, so this module holds no platform's rules.
 """
 
 from __future__ import annotations
 
 import html
 import io
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import feedparser
 
-from notifier.entrytext import MAX_ENTRIES, MAX_FIELD_BYTES, ParseError
+from notifier import sources
+from notifier.entrytext import COMMENT_ANCHOR, MAX_ENTRIES, MAX_FIELD_BYTES, ParseError
 from notifier.entrytext import clip as _clip
+from notifier.entrytext import comment_number as _comment_number
 from notifier.entrytext import get as _get
 from notifier.entrytext import map_of as _map
 from notifier.entrytext import post_link as _post_link
@@ -50,8 +38,7 @@ from notifier.entrytext import squash as _squash
 from notifier.entrytext import text_of as _text
 from notifier.htmltext import html_to_text
 from notifier.models import Entry, EntryKind, FeedKind, ParsedFeed
-from notifier.sources.wordpress import COMMENT_KEY as _WP_COMMENT_KEY
-from notifier.sources.wordpress import parse_wp_rest_comments, wp_rest_comment_post
+from notifier.sources import FeedFacts, Hints
 
 __all__ = [
     "MAX_ENTRIES",
@@ -59,48 +46,10 @@ __all__ = [
     "THREAD_NS",
     "ParseError",
     "parse_feed",
-    "parse_wp_rest_comments",
-    "wp_rest_comment_post",
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
 
-# Parsing the reply prefix only ever looks at the start of a comment.
-_PREFIX_WINDOW = 8192
-# WordPress: `sprintf(__('In reply to %s.'), '<a href="' . esc_url(link) . '">' . name . '</a>')`,
-# then "\n\n" and the comment, then wpautop. Anchored, bounded, no nested repetition.
-_WP_REPLY_PREFIX = re.compile(
-    r'\A\s*(?:<p>\s*)?In reply to <a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
-    r"(?P<name>[^<]{0,512})</a>\.?\s*(?:</p>|<br\s*/?>)?\s*"
-)
-# The same line in RSS `<description>` (the "summary" feed setting), which WordPress escapes.
-_WP_REPLY_PREFIX_ESCAPED = re.compile(
-    r"\A\s*In reply to &lt;a href=&quot;(?P<href>[^\"<>\s]{1,2048}?)&quot;&gt;"
-    r"(?P<name>[^<]{0,512}?)&lt;/a&gt;\.?\s*"
-)
-# Translated sites word the prefix differently ("En réponse à %s."). Accepted only in this
-# tight shape -- a short text, one link to a comment of the same post, a full stop at most, a
-# paragraph of its own -- so a commenter's own opening line is seldom taken for it; in Atom it
-# must also name the comment that thr:in-reply-to names.
-_LOCALISED_REPLY_PREFIX = re.compile(
-    r'\A\s*(?:<p>\s*)?(?P<before>[^<>]{1,80})<a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
-    r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
-)
-_COMMENT_FRAGMENT = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
-_WP_COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
-_BLOGGER_TAG = "tag:blogger.com,1999:"
-_BLOGGER_ID = re.compile(r"\Atag:blogger\.com,1999:blog-(?P<blog>\d+)\.post-(?P<item>\d+)\Z")
-_BLOGGER_COMMENT_URL = re.compile(
-    r"/feeds/(?:(?P<blog>\d+)/)?(?P<post>\d+)/comments/(?:default|full|summary)/(?P<item>\d+)"
-    r"(?:[?#]|\Z)"
-)
-_BLOGGER_FEED_ID = re.compile(r"\Atag:blogger\.com,1999:blog-\d+(?:\.post-?\d+)?\.+comments\Z")
-_FEED_TITLE_POST = re.compile(r"\AComments on:?\s+(?P<title>.+)\Z", re.S)
-_FEED_TITLE_COMMENTS = re.compile(r"\AComments (?:on|for)\b")
-_ENTRY_TITLE_POST = re.compile(r"\AComment on (?P<title>.+) by .+\Z", re.S)
-_COMMENT_FEED_PATH = re.compile(r"/comments/(?:feed|default|full|summary|rss2?|atom)\b")
-_WP_POST_FEED_PATH = re.compile(r"\A/.+/feed(?:/(?:atom|rss2?|rdf))?/?\Z")
-_WP_ARCHIVE_FEED_PATH = re.compile(r"\A/(?:category|tag|author)/[^/]+/feed\b")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -173,32 +122,6 @@ def _thread_keys(namespaces: object) -> tuple[str, ...]:
 # -- feed kind ---------------------------------------------------------------------------------
 
 
-def _is_comment_url(url: str) -> bool:
-    """URL shapes that only comment feeds have (WordPress and Blogger)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    path = parts.path
-    if _COMMENT_FEED_PATH.search(path):
-        return True
-    query = dict(parse_qsl(parts.query))
-    feed = query.get("feed", "")
-    # Plain permalinks: ?feed=comments-rss2, and ?p=ID&feed=rss2 for one post's comments.
-    return feed.startswith("comments-") or (bool(feed) and ("p" in query or "page_id" in query))
-
-
-def _looks_like_post_comment_feed(url: str, titles: Sequence[str]) -> bool:
-    """A WordPress `<permalink>/feed/` whose items are titled "By: Name"."""
-    try:
-        path = urlsplit(url).path
-    except ValueError:
-        return False
-    if not _WP_POST_FEED_PATH.match(path) or _WP_ARCHIVE_FEED_PATH.match(path):
-        return False
-    return bool(titles) and all(title.startswith("By: ") for title in titles)
-
-
 def _feed_kind(
     feed: Mapping[str, Any],
     raws: Sequence[Mapping[str, Any]],
@@ -207,69 +130,27 @@ def _feed_kind(
 ) -> FeedKind:
     """Comments or posts, from the strongest signal present; posts when nothing says comments.
 
-    In order: an entry that replies to something (RFC 4685); a WordPress comment feed title
-    ("Comments on: Post", "Comments on Post", "Comments for Site"); a Blogger comment feed id;
-    a comment feed URL (the self link or the URL fetched: WordPress `/comments/feed/`,
-    `?feed=comments-rss2`, `?p=ID&feed=rss2`, Blogger `/feeds/.../comments/default`); entries
-    whose ids or links are comment anchors (`#comment-N`, Blogger `?showComment=`); last, a
-    post's `/feed/` whose items are all titled "By: Name". Titles are English-only, which is
-    why the URL and anchor checks exist.
+    In order: an entry that replies to something (RFC 4685); a platform's comment feed URL
+    (the self link or the URL fetched); entries whose ids or links are comment anchors
+    (`#comment-N`, `#cN`); then what a platform's conventions say of the feed's title, id and
+    items (`notifier.sources`).
     """
     if any(_map(raw, key) for raw in raws for key in thread_keys):
         return "comments"
-    if _FEED_TITLE_COMMENTS.match(_squash(_text(feed, "title"))):
+    if any(sources.is_comment_feed(url) for url in urls if url):
         return "comments"
-    if _BLOGGER_FEED_ID.match(_text(feed, "id")):
+    links = [_link_of(raw) for raw in raws]
+    anchored = sum(1 for raw, link in zip(raws, links, strict=True)
+                   if COMMENT_ANCHOR.search(_text(raw, "id")) or COMMENT_ANCHOR.search(link))
+    if raws and anchored * 2 > len(raws):
         return "comments"
-    if any(_is_comment_url(url) for url in urls if url):
-        return "comments"
-    anchored = [
-        raw for raw in raws
-        if _COMMENT_FRAGMENT.search(_text(raw, "id")) or _COMMENT_FRAGMENT.search(_link_of(raw))
-        or "showComment=" in _link_of(raw)
-    ]  # fmt: skip
-    if raws and len(anchored) * 2 > len(raws):
-        return "comments"
-    titles = [_squash(_text(raw, "title")) for raw in raws]
-    if any(_looks_like_post_comment_feed(url, titles) for url in urls if url):
-        return "comments"
-    return "posts"
+    facts = FeedFacts(title=_squash(_text(feed, "title")), feed_id=_text(feed, "id"),
+                      urls=urls, entry_titles=[_squash(_text(raw, "title")) for raw in raws],
+                      entry_links=links)
+    return "comments" if sources.comment_document(facts) else "posts"
 
 
 # -- comment threading -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    """What the WordPress "In reply to" line said, and where the real content starts."""
-
-    href: str
-    name: str
-    rest: str
-    english: bool  # the exact WordPress wording, not the looser translated shape
-
-
-def _reply_prefix(content: str, post_link: str) -> _Reply | None:
-    head = content[:_PREFIX_WINDOW]
-    if match := _WP_REPLY_PREFIX.match(head):
-        name = html.unescape(match["name"]).strip()
-        return _Reply(html.unescape(match["href"]), name, content[match.end() :], True)
-    if match := _WP_REPLY_PREFIX_ESCAPED.match(head):
-        # esc_url() made "&" "&#038;", then esc_html() escaped the whole line once more.
-        href = html.unescape(html.unescape(match["href"]))
-        name = html.unescape(match["name"]).strip()
-        return _Reply(href, name, content[match.end() :], True)
-    if match := _LOCALISED_REPLY_PREFIX.match(head):
-        href = html.unescape(match["href"])
-        if _WP_COMMENT_ANCHOR.search(href) and post_link and _post_link(href) == post_link:
-            name = html.unescape(match["name"]).strip()
-            return _Reply(href, name, content[match.end() :], False)
-    return None
-
-
-def _comment_number(url: str) -> str:
-    match = _COMMENT_FRAGMENT.search(url)
-    return match["n"] if match else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,33 +170,29 @@ def _thread(
     thread_keys: Sequence[str],
     feed_ids: frozenset[str],
 ) -> _Thread:
-    """Where a comment sits: its post, its parent, and its content without WordPress's line.
+    """Where a comment sits: its post, its parent, and its content without a platform's line.
 
     RFC 4685 does not say whether a `ref` names the post or a comment. It is taken for a
     comment when it is the id of another entry in this feed or ends in a comment anchor
-    (`#comment-N`, `#cN`), and for the post otherwise -- except on Blogger, whose `ref` is
-    always the post.
+    (`#comment-N`, `#cN`), and for the post otherwise -- except where a platform says its
+    `ref` is always the post (Blogger). A comment whose own key has a platform's shape takes
+    its post key from that key, so Atom, RSS and the posts feed agree on it.
     """
     in_reply_to: Mapping[str, Any] = {}
     for name in thread_keys:
         in_reply_to = _map(raw, name) or in_reply_to
     ref = _text(in_reply_to, "ref").strip()
     ref_href = _text(in_reply_to, "href").strip()
-    wp_key = _WP_COMMENT_KEY.match(key)
-    blogger_key = _BLOGGER_ID.match(key)
+    key_post = sources.post_key_of(key)
 
     # Does the thread element name the post or a comment?
     ref_is_comment = False
-    if ref:
-        blogger_ref = _BLOGGER_ID.match(ref)
-        if blogger_key and blogger_ref:
-            ref_is_comment = False  # Blogger always names the post here
-        else:
-            ref_is_comment = (
-                ref in feed_ids
-                or bool(_COMMENT_FRAGMENT.search(ref))
-                or bool(ref_href and _COMMENT_FRAGMENT.search(ref_href))
-            )
+    if ref and not sources.ref_names_post(key, ref):
+        ref_is_comment = (
+            ref in feed_ids
+            or bool(COMMENT_ANCHOR.search(ref))
+            or bool(ref_href and COMMENT_ANCHOR.search(ref_href))
+        )
 
     post_link = _post_link(link)
     if not post_link and ref_href:
@@ -323,7 +200,7 @@ def _thread(
 
     parent_key = ref if ref_is_comment else ""
     parent_author = ""
-    reply = _reply_prefix(content, post_link)
+    reply = sources.reply_line(content, post_link, key)
     if reply is not None:
         number = _comment_number(reply.href)
         if ref:
@@ -336,79 +213,19 @@ def _thread(
         else:
             content = reply.rest
             parent_author = reply.name
-            # The line links the parent's permalink; its key is its guid: same post, same shape.
-            wp_parent = f"{wp_key['post']}#comment-{number}" if wp_key and number else ""
-            parent_key = wp_parent or reply.href
+            parent_key = reply.parent_key
 
     if not parent_key:
-        parent_key = _blogger_parent(raw, key)
+        links = [(_text(link, "rel"), _text(link, "href").strip()) for link in _maps(raw, "links")]
+        parent_key = sources.related_parent(links, key)
 
-    if wp_key:
-        post_key = wp_key["post"]
+    if key_post:
+        post_key = key_post
     elif ref and not ref_is_comment:
         post_key = ref
     else:
         post_key = post_link
     return _Thread(post_key, post_link, parent_key, parent_author, content)
-
-
-def _blogger_parent(raw: Mapping[str, Any], key: str) -> str:
-    """Blogger's `rel="related"` comment link, mapped to the parent comment's entry id.
-
-    `https://www.blogger.com/feeds/BLOG/POST/comments/default/PARENT` becomes
-    `tag:blogger.com,1999:blog-BLOG.post-PARENT` -- Blogger numbers posts and comments from
-    one sequence and gives both ids that shape. The blog id comes from this entry's own id,
-    else from the link; with neither the link itself is the best key there is.
-    """
-    own = _BLOGGER_ID.match(key)
-    for link in _maps(raw, "links"):
-        if _text(link, "rel") != "related":
-            continue
-        href = _text(link, "href").strip()
-        match = _BLOGGER_COMMENT_URL.search(href)
-        if match is None:
-            continue
-        blog = own["blog"] if own else match["blog"]
-        if own and match["item"] == own["item"]:
-            continue
-        return f"tag:blogger.com,1999:blog-{blog}.post-{match['item']}" if blog else href
-    return ""
-
-
-def _feed_post_title(title: str, *, blogger: bool) -> str:
-    """The post a per-post comment feed is about, from the feed's title.
-
-    WordPress: "Comments on: Post" (RSS), "Comments on Post" (Atom); "Comments for Site" is
-    the site-wide feed and names no post. Blogger (unverified against a live feed): "Comments
-    on Blog: Post" -- cut at the first ": ", as post titles hold colons more often than blog
-    names do.
-    """
-    match = _FEED_TITLE_POST.match(title)
-    if match is None:
-        return ""
-    rest = match["title"].strip()
-    if blogger:
-        _, colon, post = rest.partition(": ")
-        return post.strip() if colon else ""
-    return rest
-
-
-def _post_title(entry_title: str, author: str, feed_post_title: str) -> str:
-    """The post's title, from what WordPress writes around it.
-
-    A post's own comment feed is titled "Comments on: X" (RSS) or "Comments on X" (Atom); the
-    site-wide feed titles each item "Comment on X by Author". Items titled "By: Author" say
-    nothing. The author is cut off by name, because post titles may contain " by ".
-    """
-    if feed_post_title:
-        return feed_post_title
-    match = _ENTRY_TITLE_POST.match(entry_title)
-    if match is None:
-        return ""
-    suffix = f" by {author}"
-    if author and entry_title.endswith(suffix):
-        return entry_title[len("Comment on ") : -len(suffix)].strip()
-    return match["title"].strip()
 
 
 # -- entries -----------------------------------------------------------------------------------
@@ -417,7 +234,8 @@ def _post_title(entry_title: str, author: str, feed_post_title: str) -> str:
 def _entry(
     raw: Mapping[str, Any],
     kind: EntryKind,
-    feed_post_title: str,
+    feed_title: str,
+    hints: Hints,
     thread_keys: Sequence[str],
     feed_ids: frozenset[str],
 ) -> Entry | None:
@@ -444,7 +262,7 @@ def _entry(
     # none in REST), so only its content tells an edit; a post's title is its own.
     content_hash = _sha256(f"\n{content}" if kind == "comment" else f"{title}\n{content}")
     key = raw_id or link or f"sha256:{content_hash}"
-    post_title = _post_title(title, author, feed_post_title) if kind == "comment" else ""
+    post_title = sources.post_title(feed_title, title, author, hints) if kind == "comment" else ""
     return Entry(
         key=key,
         kind=kind,
@@ -562,15 +380,16 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
     ]
     kind = _feed_kind(feed, raws, thread_keys, [*self_links, url])
     title = _clip(_plain(_map(feed, "title_detail"), _text(feed, "title")))
-    blogger = _text(feed, "generator") == "Blogger" or _text(feed, "id").startswith(_BLOGGER_TAG)
-    feed_post_title = _feed_post_title(title, blogger=blogger) if kind == "comments" else ""
+    generator = _clip(_generator(feed))
+    hints = Hints(feed_url=url, generator=generator, feed_id=_text(feed, "id"),
+                  headers=response_headers)
 
     entry_kind: EntryKind = "comment" if kind == "comments" else "post"
     feed_ids = frozenset(_text(raw, "id").strip() for raw in raws) - {""}
     entries: list[Entry] = []
     seen: set[str] = set()
     for raw in raws:
-        entry = _entry(raw, entry_kind, feed_post_title, thread_keys, feed_ids)
+        entry = _entry(raw, entry_kind, title, hints, thread_keys, feed_ids)
         if entry is not None and entry.key not in seen:  # a repeated item is one item
             seen.add(entry.key)
             entries.append(entry)
@@ -585,7 +404,7 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None) 
         link=_clip(_text(feed, "link").strip().partition("#")[0]),
         kind=kind,
         entries=tuple(entries),
-        generator=_clip(_generator(feed)),
+        generator=generator,
         warning="; ".join(warnings),
         next_url=_clip(next(
             (href for href in next_links if href.startswith(("http://", "https://"))), "")),

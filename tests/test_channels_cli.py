@@ -55,7 +55,8 @@ def test_test_channel_sends_a_marked_sample(tmp_path: Path, smtp_server: SmtpSer
     (request,) = webhook_receiver.wait_for(1)
     assert isinstance(request.json, dict)
     # The subscription's own template is used, as it would be for a real comment.
-    assert request.json["text"].startswith("[custom] Reply by notifier (test message)")
+    # Escaped as Markdown, as any text a chat format sends.
+    assert request.json["text"].startswith("\\[custom\\] Reply by notifier \\(test message\\)")
     assert not (tmp_path / "state.db").exists()  # the outbox is bypassed: nothing recorded
     assert "secret-token" not in out
 

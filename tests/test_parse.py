@@ -21,7 +21,8 @@ import pytest
 from notifier import parse
 from notifier.htmltext import MAX_INPUT_CHARS, excerpt, html_to_text
 from notifier.models import Entry, ParsedFeed
-from notifier.parse import ParseError, parse_feed, parse_wp_rest_comments
+from notifier.parse import ParseError, parse_feed
+from notifier.sources.wordpress import parse_wp_rest_comments
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"

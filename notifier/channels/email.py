@@ -220,9 +220,11 @@ class EmailChannel(Channel):
     def build_message(self, notice: Notice) -> EmailMessage:
         """The complete message for one notice; raises TemporaryFailure if a template fails."""
         try:
-            subject = self.render("subject", notice)
-            text = self.render("text", notice)
-            html = self.render("html", notice)
+            extra = self.template_vars()
+            subject, text, html = (
+                self.context.renderer.render(self.kind, slot, notice, self.config.templates,
+                                             extra)
+                for slot in ("subject", "text", "html"))
         except RenderError as exc:
             # A broken template is fixed by editing a file; until then, keep the message.
             raise TemporaryFailure(f"email {self.name}: {exc}") from None
@@ -247,6 +249,13 @@ class EmailChannel(Channel):
         msg.set_content(_ensure_newline(text))
         msg.add_alternative(_ensure_newline(html), subtype="html")
         return msg
+
+    def template_vars(self) -> dict[str, str]:
+        """`unsubscribe`: where the reader stops these mails (the List-Unsubscribe target),
+        and `unsubscribe_address` for a mailto: one, so the body can say it in words."""
+        target = self.config.list_unsubscribe or ""
+        address = target[7:].partition("?")[0] if target.lower().startswith("mailto:") else ""
+        return {"unsubscribe": target, "unsubscribe_address": address}
 
     # --- sending ------------------------------------------------------------------------
 

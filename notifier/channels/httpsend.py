@@ -17,8 +17,6 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -31,6 +29,8 @@ from notifier.delivery.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from notifier.httpheaders import parse_retry_after
+from notifier.limits import MAX_RETRY_AFTER
 from notifier.models import Notice
 from notifier.render import RenderError
 
@@ -97,20 +97,9 @@ def retry_after(response: httpx.Response, now: float,
                 from_body: Callable[[Any], float | None] | None = None) -> float | None:
     """Seconds to wait: Retry-After (seconds or an HTTP date), else the platform's own field
     in a JSON answer, read by `from_body`."""
-    header = response.headers.get("retry-after", "").strip()
-    if header:
-        try:
-            return max(float(header), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(header)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(when.timestamp() - now, 0.0)
+    header = parse_retry_after(response.headers.get("retry-after", ""), now)
+    if header is not None:
+        return header
     if from_body is None:
         return None
     data = json_answer(response)
@@ -118,7 +107,7 @@ def retry_after(response: httpx.Response, now: float,
         value = from_body(data) if data is not None else None
     except (AttributeError, KeyError, TypeError):
         return None
-    return None if value is None else max(value, 0.0)
+    return None if value is None else min(max(value, 0.0), MAX_RETRY_AFTER)
 
 
 def number(value: Any) -> float | None:
