@@ -268,3 +268,22 @@ def test_a_running_daemon_sends_at_once_after_retry_now(
     assert daemon.returncode == 0, "".join(log) + err
     data = status_json(config, capsys)
     assert channel(data, "hook")["sent"] == 1 and channel(data, "hook")["failing"] == 0
+
+
+def test_every_recipient_refused_disables_the_channel_naming_the_setting(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver, secrets: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver)
+    config.write_text(config.read_text().replace("username: notifier, password: "
+                                                 "\"${SMTP_PASSWORD}\"", "timeout: 5s"))
+    assert main(["run", "--once", "-c", str(config)]) == 0
+    blog_server.scenario = "02-markup-comment"
+    smtp_server.fail_next(550, "5.1.1 No such user here", stage="RCPT")
+    assert main(["run", "--once", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "every recipient was refused: reader@localhost (550 5.1.1 No such user here); " \
+           "fix the addresses in channels.mail.to" in err
+    mail = channel(status_json(config, capsys), "mail")
+    assert mail["dead"] == 1 and "channels.mail.to" in str(mail["disabled"])
+    assert smtp_server.messages == []
