@@ -26,7 +26,7 @@ from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
 from notifier.errors import NotifierError
-from notifier.schema import Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
+from notifier.schema import EMAIL, Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]
 KeyPath = tuple[str | int, ...]
@@ -60,6 +60,28 @@ class HttpSettings(StrictModel):
     block_private_networks: bool = False
     """Refuse feeds on loopback, private and link-local addresses, also after a redirect or
     a DNS change: for a notifier whose subscriptions other people can add."""
+
+
+class AdminSettings(StrictModel):
+    listen: str | None = None
+    """`host:port` of the admin listener (/metrics, /healthz, the status page); off when
+    unset. It has no authentication: keep it on loopback or a private network."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464` -> (host, port); ValueError else."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:9464, got {value!r}")
+    return host, int(port)
 
 
 class Subscription(DeliveryTiming):
@@ -108,6 +130,7 @@ class _RawConfig(StrictModel):
     """Files whose subscriptions are appended; read by the loader before validation."""
     defaults: Defaults = Defaults()
     http: HttpSettings = HttpSettings()
+    admin: AdminSettings = AdminSettings()
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
     subscriptions: list[Subscription] = Field(min_length=1)
 
@@ -116,7 +139,7 @@ class _RawConfig(StrictModel):
     def _null_sections(cls, data: Any) -> Any:
         # `defaults:` with nothing under it parses as None; treat it as empty.
         if isinstance(data, dict):
-            return {k: ({} if v is None and k in ("defaults", "http") else v)
+            return {k: ({} if v is None and k in ("defaults", "http", "admin") else v)
                     for k, v in data.items()}
         return data
 
@@ -135,6 +158,7 @@ class Config:
     """Loaded with `require_secrets=False`: channels whose settings need environment
     variables that are not set, with those variables' names. Such a channel is in `channels`
     (with the values left empty) only when it is valid even so; it must not be sent to."""
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
     @property
     def base_dir(self) -> Path:
@@ -266,7 +290,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError(sorted(problems, key=where.line_of))
     return Config(path=file, state=raw.state, defaults=raw.defaults, http=raw.http,
                   channels=channels, subscriptions=tuple(raw.subscriptions),
-                  unresolved=unresolved)
+                  unresolved=unresolved, admin=raw.admin)
 
 
 def _missing_problem(where: _Locator, path: KeyPath, names: list[str],
@@ -668,7 +692,7 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                 path + ("threads_max_age",), "threads_max_age needs watch: threads"))
         for position, person in enumerate(sub.replies_to):
             text = person.strip()
-            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not _EMAIL.fullmatch(text):
+            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not EMAIL.fullmatch(text):
                 problems.append(where.problem(
                     path + ("replies_to", position),
                     f"{person!r} is neither a name nor an email address; an email is matched "
@@ -684,8 +708,6 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                                               f"template file {file!r} does not exist"))
     return problems
 
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _dotted(path: KeyPath) -> str:

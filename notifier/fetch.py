@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from aiohttp import ClientSession, TCPConnector
@@ -35,7 +35,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from httpx_aiohttp import AiohttpTransport
 
-from notifier import __version__
+from notifier import __version__, redact
 from notifier.errors import NotifierError
 from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
@@ -132,18 +132,6 @@ class PublicOnlyResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to put in a log line."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        return "<unparsable URL>"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _format_size(size: int) -> str:
@@ -483,7 +471,7 @@ class Fetcher:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
-            log.debug("fetch %s failed: %s (%r)", redact_url(hop.url), reason, exc)
+            log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
             return self._failure(url, hop, reason)
 
     async def _request(
@@ -528,7 +516,7 @@ class Fetcher:
         else:
             new_etag = flat.get("etag") if error is None else None
             new_modified = flat.get("last-modified") if error is None else None
-        log.debug("fetched %s: %s in %.3f s", redact_url(hop.url), status, hop.spent)
+        log.debug("fetched %s: %s in %.3f s", redact.url(hop.url), status, hop.spent)
         return FetchResult(
             url=url,
             final_url=hop.url,
@@ -544,7 +532,7 @@ class Fetcher:
         )
 
     def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
-        log.debug("fetch %s: %s", redact_url(hop.url), reason)
+        log.debug("fetch %s: %s", redact.url(hop.url), reason)
         return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
 
 

@@ -253,8 +253,9 @@ def build_context(notice: Notice) -> dict[str, Any]:
     feed_url = web_url(notice.feed_url)
     base_url = link or feed_url
     html, text = _html_and_text(entry, base_url)
-    post_title = entry.post_title or (entry.title if entry.kind == "post" else "") \
-        or notice.feed_title
+    # A post is its own post: without a title it has none, and is not headed with the feed's
+    # name as if that were its title ("New post by nova on nova", not 'New post: "nova"').
+    post_title = entry.post_title or (entry.title if entry.kind == "post" else notice.feed_title)
     author = entry.author or ANONYMOUS
     parent_author = (parent.author if parent and parent.author else entry.parent_author) or ""
     parent_text = _html_and_text(parent, web_url(parent.link) or base_url)[1] if parent else ""

@@ -10,7 +10,6 @@ configuration or the command line is wrong, or the state cannot be opened.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -19,6 +18,7 @@ from notifier.commands import (
     check,
     demo,
     preview,
+    reload,
     retry,
     run,
     status,
@@ -32,6 +32,7 @@ from notifier.commands.common import (
     Command,
 )
 from notifier.config import ConfigError
+from notifier.logsetup import LOG_FORMATS, setup_logging
 from notifier.store import StoreError
 
 COMMANDS: tuple[Command, ...] = (
@@ -39,6 +40,7 @@ COMMANDS: tuple[Command, ...] = (
     check.COMMAND,
     status.COMMAND,
     retry.COMMAND,
+    reload.COMMAND,
     test_channel.COMMAND,
     subscriptions.ADD,
     subscriptions.IMPORT,
@@ -56,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 success, 1 a feed or delivery failed (run --once), "
                "2 bad configuration or usage. See README.md for the configuration format.")
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
+    # Also accepted before the command (`notifier -v run`); `main` adds the two places up.
+    parser.add_argument("-v", "--verbose", dest="g_verbose", action="count", default=0,
+                        help="debug detail in the log; -vv adds the libraries' debug output")
+    parser.add_argument("--log-format", dest="g_log_format", choices=LOG_FORMATS,
+                        help="text (default) or json: one JSON object per line")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.help,
@@ -65,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="configuration file (default: $NOTIFIER_CONFIG or "
                                   "notifier.yaml)")
         sub.add_argument("-v", "--verbose", action="count", default=0,
-                         help="debug detail in the log")
+                         help="debug detail in the log; -vv adds the libraries' debug output")
         sub.add_argument("-q", "--quiet", action="store_true",
                          help="warnings and errors only")
+        sub.add_argument("--log-format", choices=LOG_FORMATS,
+                         help="text (default) or json: one JSON object per line")
         command.configure(sub)
         sub.set_defaults(run_command=command.run)
     return parser
@@ -75,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose + args.g_verbose, args.quiet,
+                  args.log_format or args.g_log_format or "text")
     try:
         code: int = args.run_command(args)
         return code
@@ -88,11 +98,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
 
-
-def setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S", stream=sys.stderr)
-    # Third-party loggers print full request URLs, which can hold webhook tokens.
-    for name in ("httpx", "httpcore", "apscheduler", "aiosmtpd", "mail.log"):
-        logging.getLogger(name).setLevel(max(level, logging.WARNING))

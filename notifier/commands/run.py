@@ -13,7 +13,7 @@ import asyncio
 import sys
 import time
 
-from notifier.commands.common import EXIT_FAILED, EXIT_OK, Command, at, load
+from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
 from notifier.config import Config
 from notifier.store import Store, SubscriptionState
 
@@ -26,12 +26,16 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from notifier.daemon import run_forever
+    from notifier.daemon import AdminListenError, run_forever
 
     config = load(args)
     if args.once:
         return run_once(config)
-    asyncio.run(run_forever(config))
+    try:
+        asyncio.run(run_forever(config))
+    except AdminListenError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -107,5 +111,5 @@ def _still_failing(config: Config) -> list[str]:
     return lines
 
 
-COMMAND = Command("run", "Run the daemon in the foreground until SIGTERM or SIGINT.", _run,
-                  _configure)
+COMMAND = Command("run", "Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP "
+                         "makes it read its configuration again.", _run, _configure)

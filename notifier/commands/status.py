@@ -99,7 +99,7 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
     for sub in config.subscriptions:
         known = states.get(sub.name)
         if known is None or known.feed_id is None:
-            lost.append(DiscoveryStatus(sub.name, redact.feed_url(sub.url),
+            lost.append(DiscoveryStatus(sub.name, redact.url(sub.url),
                                         known.last_error if known else None))
     return StatusReport(Store.describe_url(config.state_url()),
                         time.time() if now is None else now, channels, feeds, lost)

@@ -68,6 +68,13 @@ class Delivery:
         self._disabled: dict[str, str] = {}
         self._pacers: dict[str, Pacer] = {}
 
+    def keep_pacing(self, previous: Delivery, names: Iterable[str]) -> None:
+        """After a reload: the named channels (settings unchanged) keep their pacing, so a
+        reload never lets a paced channel send early."""
+        for name in names:
+            if name in previous._pacers:
+                self._pacers[name] = previous._pacers[name]
+
     async def deliver(self, *, limit: int = 1000,
                       channels: Iterable[str] | None = None) -> DeliveryReport:
         """Send what is due, at most `limit` rows per channel.

@@ -96,7 +96,8 @@ class Poller:
                 (feed.rescan_due is not None and feed.rescan_due <= now)
                 or (feed.api_root is not None and feed.api_root in news.moved))
             await queue.put(await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                           conditional=not news.unconditional(feed)))
+                                           conditional=not news.unconditional(feed),
+                                           expect=plan.expected_kind(feed.id)))
 
         try:
             await asyncio.gather(*(one(feed) for feed in due))
