@@ -297,3 +297,42 @@ def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_c
     first_rows = page.split("<h2 id=\"feeds\">")[1]
     assert first_rows.index("blog0007.") < first_rows.index("blog0000.")  # failing first
     assert "blog0507." in first_rows and "blog0999." not in first_rows
+
+
+def test_healthz_is_503_while_a_poll_cycle_hangs_and_200_when_it_ends(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    blog_server.add_file(FEED_PATH, hostile_feed(2), "application/atom+xml; charset=UTF-8")
+    # The feed answers one byte every 0.1 s: the first poll cycle takes several seconds.
+    blog_server.override(FEED_PATH, body=hostile_feed(2)[:60], drip=(60, 0.1), repeat=None,
+                         headers={"Content-Type": "application/atom+xml"})
+    port = free_port()
+    config = load_config(write_config(tmp_path, blog_server, webhook_receiver, port))
+    base = f"http://127.0.0.1:{port}"
+
+    async def scenario() -> list[tuple[int, dict[str, object]]]:
+        seen = []
+        stop, reload = asyncio.Event(), asyncio.Event()
+        async with open_engine(config) as engine:
+            daemon = RunningDaemon(config, engine)
+            daemon.stuck_after = 1.0  # instead of an hour
+            task = asyncio.create_task(daemon.run(stop, reload))
+            async with httpx.AsyncClient(timeout=15) as client:
+                await asyncio.sleep(2.5)
+                answer = await client.get(base + "/healthz")
+                seen.append((answer.status_code, answer.json()))
+                blog_server.clear_overrides()
+                for _ in range(200):
+                    await asyncio.sleep(0.1)
+                    answer = await client.get(base + "/healthz")
+                    if answer.status_code == 200:
+                        break
+                seen.append((answer.status_code, answer.json()))
+            stop.set()
+            await task
+        return seen
+
+    (first, hung), (second, well) = asyncio.run(scenario())
+    loops = hung["loops"]
+    assert first == 503 and isinstance(loops, dict)
+    assert str(loops["poll"]).startswith("stuck for")
+    assert second == 200 and well["status"] == "ok"
