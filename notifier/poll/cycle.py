@@ -42,7 +42,7 @@ BATCH_LINGER = 0.25
 STRAGGLER_WAIT = 1.0
 """A daemon cycle stops waiting once no feed finished for this long: the rest are slow
 (dripping servers, stuck parses) and finish in the background within their budget."""
-CYCLE_WAIT = 10.0
+CYCLE_WAIT = 3.0
 """... and after this long in any case; what is still in flight lands in a later cycle."""
 
 log = logging.getLogger("notifier")
