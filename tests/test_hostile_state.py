@@ -10,8 +10,10 @@ failure, not the batch's.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import sqlite3
 import subprocess
@@ -245,3 +247,40 @@ def test_an_empty_state_file_is_created_anew_with_a_warning(
     assert result.returncode == 0, result.stderr
     assert "WARNING" in result.stderr and "is empty (0 bytes" in result.stderr, result.stderr
     assert "starts with a baseline" in result.stderr
+
+
+def test_a_state_that_cannot_be_written_gives_one_error_then_quiet_retries(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Disk full (SQLite's own error, as a full disk raises it): one ERROR without a
+    traceback, growing pauses, and a line when the state is writable again."""
+    from notifier import daemon
+
+    monkeypatch.setattr(daemon, "STATE_BACKOFF_MAX", 0.05)
+    full = sa.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(
+        "database or disk is full"))
+    calls = 0
+
+    async def cycle() -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 4:
+            raise full
+
+    async def drive() -> None:
+        wanted = asyncio.Event()
+        worker = daemon._Worker("poll", wanted, cycle)
+        task = asyncio.create_task(worker.run())
+        for _ in range(5):
+            wanted.set()
+            await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with caplog.at_level(logging.INFO, logger="notifier"):
+        asyncio.run(drive())
+    assert calls == 5
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert "database or disk is full" in errors[0].getMessage()
+    assert any("writable again after 4 failed cycles" in r.getMessage()
+               for r in caplog.records)

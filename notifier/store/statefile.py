@@ -25,11 +25,13 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from notifier.store.records import StoreError
 
 log = logging.getLogger("notifier")
 
-__all__ = ["backup", "hold_state", "sqlite_path"]
+__all__ = ["backup", "hold_state", "sqlite_path", "unwritable"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -99,6 +101,14 @@ def hold_state(url: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def unwritable(exc: BaseException) -> str | None:
+    """The database's reason when `exc` says the state cannot be used right now (disk full,
+    read-only file, server gone), else None: a condition to wait out, not a bug."""
+    if isinstance(exc, sa.exc.OperationalError):
+        return (str(exc.orig or exc).strip().splitlines() or ["unknown"])[0][:300]
+    return None
 
 
 def backup(url: str, dest: Path) -> int:
