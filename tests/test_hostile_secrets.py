@@ -80,3 +80,16 @@ def test_a_secret_file_that_cannot_be_read_is_a_clear_configuration_error(
     assert check.returncode == 2
     assert "channels.hook.url_file: cannot read nowhere.txt" in check.stderr, check.stderr
     assert "Traceback" not in check.stderr
+
+
+def test_check_never_prints_an_over_long_value_in_full(tmp_path: Path) -> None:
+    long_url = "https://blog.example/feed/?" + "&".join(f"p{n}=v{n}" for n in range(2000))
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "channels": {"screen": {"type": "console"}},
+        "subscriptions": [{"name": "long", "url": long_url, "notify": ["screen"]}],
+    }), encoding="utf-8")
+    check = notifier("check", "-c", str(config))
+    assert check.returncode == 0, check.stderr
+    line = next(x for x in check.stdout.splitlines() if "long:" in x)
+    assert len(line) < 400 and f"({len(long_url):,} characters)" in line, line
