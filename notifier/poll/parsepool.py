@@ -45,6 +45,8 @@ RECYCLE_RSS = 120 * 1024 * 1024
 """A worker whose peak resident size passed this is replaced after its answer."""
 RECYCLE_JOBS = 500
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
+WORKER_START_LIMIT = 60.0
+"""Seconds a new worker may take to import its libraries."""
 SUSPECT_BYTES = 1024 * 1024
 """A body larger than this, or from a URL whose parse overran before, is parsed in the
 suspect lane (one worker of its own), so slow parses never queue the quick ones."""
@@ -78,6 +80,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
             limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    conn.send("ready")  # imports done: the time limit counts parsing only
     jobs = 0
     while True:
         try:
@@ -116,6 +119,10 @@ class _Worker:
         self.process.start()
         child.close()
         self.retired = False
+        # Runs on a thread: waits for the child's imports (seconds on a busy machine).
+        if not self.conn.poll(WORKER_START_LIMIT) or self.conn.recv() != "ready":
+            self.kill()
+            raise OSError("a parse worker did not start")
 
     def roundtrip(self, job: tuple[Job, tuple[Any, ...]]) -> object:
         """Send a job and wait for its answer (runs on a thread: both may block)."""
@@ -157,7 +164,9 @@ class ParsePool:
         self._size = max(1, workers if workers is not None else min(os.cpu_count() or 1, 4))
         self.time_limit = time_limit
         self.memory_limit = memory_limit
-        self._idle: list[_Worker] = []
+        self._idle: dict[bool, list[_Worker]] = {False: [], True: []}
+        """Idle workers per lane (suspect or not): the suspect lane never takes a warm
+        worker from the ordinary one."""
         self._all: set[_Worker] = set()
         self._free: asyncio.Semaphore | None = None
         self._suspect_free: asyncio.Semaphore | None = None
@@ -188,7 +197,10 @@ class ParsePool:
             self._free = asyncio.Semaphore(self._size)
             self._suspect_free = asyncio.Semaphore(1)
         async with self._suspect_free if suspect else self._free:
-            worker = await self._borrow()
+            try:
+                worker = await self._borrow(suspect)
+            except (OSError, EOFError) as exc:
+                return f"parser worker did not start: {exc}"
             if self.closed:
                 self._discard(worker)
                 return "stopping"
@@ -209,15 +221,15 @@ class ParsePool:
             if worker.retired:
                 self._discard(worker)
             else:
-                self._idle.append(worker)
+                self._idle[suspect].append(worker)
             return result
 
-    async def _borrow(self) -> _Worker:
+    async def _borrow(self, suspect: bool) -> _Worker:
         if self._threads is None:
             self._threads = concurrent.futures.ThreadPoolExecutor(
                 self._size + 1, thread_name_prefix="parse-io")
-        if self._idle:
-            return self._idle.pop()
+        if self._idle[suspect]:
+            return self._idle[suspect].pop()
         # Starting a process imports feedparser: seconds on a busy machine, off the loop.
         loop = asyncio.get_running_loop()
         worker = await loop.run_in_executor(self._threads, _Worker, self.memory_limit)
@@ -226,8 +238,9 @@ class ParsePool:
 
     def _discard(self, worker: _Worker) -> None:
         self._all.discard(worker)
-        with contextlib.suppress(ValueError):
-            self._idle.remove(worker)
+        for idle in self._idle.values():
+            with contextlib.suppress(ValueError):
+                idle.remove(worker)
         worker.kill()
 
     @property
@@ -241,12 +254,13 @@ class ParsePool:
         """Stop every worker now, a stuck one included: nothing they do needs finishing."""
         self._closed = True
         for worker in list(self._all):
-            if worker in self._idle:
+            if any(worker in idle for idle in self._idle.values()):
                 worker.stop()
             else:
                 worker.kill()
         self._all.clear()
-        self._idle.clear()
+        for idle in self._idle.values():
+            idle.clear()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
