@@ -92,6 +92,7 @@ class Engine:
         self.rng = rng or random.Random()
         self.context = context
         self.db = StoreThread()
+        self.retired: list[Poller] = []
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
                              rng=self.rng)
         self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng)
@@ -123,6 +124,10 @@ class Engine:
         delivery.keep_pacing(self.delivery, [name for name, cfg in config.channels.items()
                                              if self.config.channels.get(name) == cfg])
         self.config, self.context = config, context
+        # The old poller's feeds in flight finish and are written by it; it is closed with
+        # the engine.
+        poller.on_queued = self.poller.on_queued
+        self.retired.append(self.poller)
         self.poller, self.delivery = poller, delivery
 
     async def poll(self, *, force: bool = False) -> PollReport:
@@ -156,6 +161,8 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
                 await engine.start()
                 yield engine
             finally:
+                for poller in [*engine.retired, engine.poller]:
+                    await poller.close()
                 engine.close()
     finally:
         parser.shutdown()
@@ -236,6 +243,8 @@ class Daemon:
         self.scheduler.start()
         self.poll_wanted.set()
         self.wake_delivery()
+        # Polls that finish after their cycle returned (slow feeds) wake delivery too.
+        self.engine.poller.on_queued = self.wake_delivery
         await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
                  __version__, len(self.config.subscriptions), len(self.config.channels))

@@ -16,6 +16,7 @@ string, and httpx's own INFO request log is silenced.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import socket
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 from aiohttp import ClientSession, TCPConnector
@@ -35,7 +36,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from httpx_aiohttp import AiohttpTransport
 
-from notifier import __version__
+from notifier import __version__, redact
 from notifier.errors import NotifierError
 from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
@@ -134,16 +135,23 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to put in a log line."""
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without `user:password@`, and the Basic `Authorization` value it implied.
+
+    Sent as a header by us, not left in the URL: the transport refuses a URL with userinfo
+    beside an explicit Authorization header, and logs show URLs. A redirect keeps the
+    credentials only when its Location is relative (the same origin), as browsers do.
+    """
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
     except ValueError:
-        return "<unparsable URL>"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), f"Basic {token}"
 
 
 def _format_size(size: int) -> str:
@@ -483,7 +491,7 @@ class Fetcher:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
-            log.debug("fetch %s failed: %s (%r)", redact_url(hop.url), reason, exc)
+            log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
             return self._failure(url, hop, reason)
 
     async def _request(
@@ -496,8 +504,11 @@ class Fetcher:
         started: float,
     ) -> FetchResult | str:
         client = self._client
+        target, authorization = split_credentials(hop.url)
+        if authorization is not None:
+            headers = {**headers, "Authorization": authorization}
         async with client.stream(
-            "GET", hop.url, headers=headers, follow_redirects=False
+            "GET", target, headers=headers, follow_redirects=False
         ) as response:
             status = response.status_code
             location = response.headers.get("location")
@@ -528,7 +539,7 @@ class Fetcher:
         else:
             new_etag = flat.get("etag") if error is None else None
             new_modified = flat.get("last-modified") if error is None else None
-        log.debug("fetched %s: %s in %.3f s", redact_url(hop.url), status, hop.spent)
+        log.debug("fetched %s: %s in %.3f s", redact.url(hop.url), status, hop.spent)
         return FetchResult(
             url=url,
             final_url=hop.url,
@@ -544,7 +555,7 @@ class Fetcher:
         )
 
     def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
-        log.debug("fetch %s: %s", redact_url(hop.url), reason)
+        log.debug("fetch %s: %s", redact.url(hop.url), reason)
         return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
 
 

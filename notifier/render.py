@@ -29,6 +29,7 @@ from notifier.errors import NotifierError
 from notifier.htmltext import excerpt, html_to_text
 from notifier.models import Entry, Notice
 from notifier.sanitize import sanitize_html
+from notifier.textsafety import strip_bidi_controls
 
 __all__ = ["EXCERPT_CHARS", "ONE_LINE_SLOTS", "RenderError", "Renderer", "is_html_slot"]
 
@@ -155,6 +156,7 @@ class Renderer:
             message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
                 f"{type(exc).__name__}: {exc}"
             raise RenderError(name, message, line) from exc
+        text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
         if slot in ONE_LINE_SLOTS:
             text = " ".join(text.split())
             if len(text) > MAX_ONE_LINE_CHARS:
@@ -253,8 +255,9 @@ def build_context(notice: Notice) -> dict[str, Any]:
     feed_url = web_url(notice.feed_url)
     base_url = link or feed_url
     html, text = _html_and_text(entry, base_url)
-    post_title = entry.post_title or (entry.title if entry.kind == "post" else "") \
-        or notice.feed_title
+    # A post is its own post: without a title it has none, and is not headed with the feed's
+    # name as if that were its title ("New post by nova on nova", not 'New post: "nova"').
+    post_title = entry.post_title or (entry.title if entry.kind == "post" else notice.feed_title)
     author = entry.author or ANONYMOUS
     parent_author = (parent.author if parent and parent.author else entry.parent_author) or ""
     parent_text = _html_and_text(parent, web_url(parent.link) or base_url)[1] if parent else ""

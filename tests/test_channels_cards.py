@@ -9,8 +9,10 @@ Discord's parser honours the same backslash escapes.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import sys
 from dataclasses import replace
 from datetime import datetime
 from html.parser import HTMLParser
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft6Validator
 from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
@@ -338,6 +341,10 @@ def test_mattermost_quotes_the_parent_in_inert_markdown(
 
 # --- Teams --------------------------------------------------------------------------------
 
+CARD_SCHEMA = Draft6Validator(json.loads(
+    (Path(__file__).parent / "fixtures" / "adaptive-cards" / "adaptive-card-1.4.schema.json")
+    .read_text(encoding="utf-8")))
+"""Microsoft's Adaptive Card schema, version 1.4 (see tests/fixtures/README.md)."""
 CARD_ELEMENTS = {"TextBlock", "RichTextBlock", "Container", "ColumnSet", "FactSet", "Image",
                  "ActionSet"}
 TEXTRUN_PROPS = {"type", "text", "color", "fontType", "highlight", "isSubtle", "italic",
@@ -359,6 +366,10 @@ def check_card(data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     assert len(dump(data)) <= 25_000
+    # The schema itself; `msteams` is Teams' documented host extension, outside it.
+    errors = list(CARD_SCHEMA.iter_errors({k: v for k, v in card.items() if k != "msteams"}))
+    assert not errors, [error.message for error in errors]
+    assert card["msteams"] == {"width": "Full"}
     runs: list[dict[str, Any]] = []
 
     def element(item: dict[str, Any]) -> None:
@@ -493,16 +504,25 @@ def test_apprise_failure_is_retried_and_names_no_secret(
     assert webhook_receiver.received[-1].status == 204
 
 
-def test_apprise_config_checks(tmp_path: Path) -> None:
+def test_apprise_config_checks(caplog: pytest.LogCaptureFixture) -> None:
     model = channel_config_type("apprise")
     with pytest.raises(ValidationError, match="URL 1 \\(nosuch://…\\) is not one Apprise"):
-        model.model_validate({"type": "apprise", "urls": ["nosuch://token@host"]})
+        model.model_validate({"type": "apprise", "urls": ["nosuch://pw@host"]})
+    assert "pw@host" not in caplog.text  # Apprise would log a short URL whole
     with pytest.raises(ValidationError, match="urls"):
         model.model_validate({"type": "apprise", "urls": []})
     config = model.model_validate({"type": "apprise",
                                    "urls": ["pover://user@token", "json://localhost/x"]})
     assert AppriseChannel.summarize(config) == "apprise to 2 URLs (pover, json)"
     assert "token" not in repr(config)
+
+
+def test_apprise_without_the_library_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "apprise", None)  # `import apprise` now fails
+    with pytest.raises(ValidationError, match=r"pip install 'notifier\[apprise\]'"):
+        channel_config_type("apprise").model_validate(
+            {"type": "apprise", "urls": ["json://localhost/"]})
 
 
 def test_apprise_delivers_through_the_outbox(tmp_path: Path,

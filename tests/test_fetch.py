@@ -22,7 +22,6 @@ from notifier.fetch import (
     FetchSettings,
     TargetBlocked,
     describe_transport_error,
-    redact_url,
 )
 from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
@@ -49,12 +48,6 @@ def get(url: str, settings: FetchSettings | None = None, **kwargs: str) -> Fetch
 
 
 # pure helpers
-
-
-def test_redact_url_drops_credentials_query_and_fragment() -> None:
-    assert redact_url("https://u:secret@Example.org:8443/feed/?token=abc#x") == (
-        "https://example.org:8443/feed/"
-    )
 
 
 def test_default_user_agent_names_notifier_and_version() -> None:

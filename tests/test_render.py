@@ -122,6 +122,8 @@ def test_reply_to_an_unseen_parent_names_it_from_the_source() -> None:
     (replace(EAST_SIDE_BOY, author=""), False, 'New comment by Anonymous on "Why Defend Stalin?"'),
     (Entry(key=POST, kind="post", title="Why Defend Stalin?", author="admin", link=POST),
      False, 'New post by admin: "Why Defend Stalin?"'),
+    (Entry(key=POST, kind="post", title="", author="nova", link=POST),
+     False, "New post by nova on Comments on: Why Defend Stalin?"),
 ])
 def test_headline(entry: Entry, is_reply: bool, expected: str) -> None:
     context = Renderer(Path(".")).context(notice(entry, is_reply=is_reply))

@@ -75,7 +75,7 @@ def render_page(facts: PageFacts, config: Config, started: float,
     feeds = []
     ordered = sorted(facts.health, key=lambda h: (h.last_error is None, h.url))
     for feed in ordered[:FEEDS_SHOWN]:
-        url = redact.feed_url(feed.url)
+        url = redact.url(feed.url)
         if feed.last_error:
             state = f"failing x{feed.error_count}: {feed.last_error}"
             failures.append(f"feed {url}: {state}")

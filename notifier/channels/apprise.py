@@ -59,6 +59,18 @@ def scheme(url: str) -> str:
         else "?"
 
 
+def _instantiate(library: Any, url: str) -> Any:
+    """Apprise's parse of one URL, or None. It logs a URL it cannot parse whole, token and
+    all, so its logger is silenced meanwhile: the caller's error names the scheme only."""
+    logger = logging.getLogger("apprise")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        return library.Apprise.instantiate(url)
+    finally:
+        logger.setLevel(level)
+
+
 class AppriseConfig(ChannelConfig):
     type: Literal["apprise"]
     urls: list[str] = Field(min_length=1, repr=False)
@@ -71,7 +83,7 @@ class AppriseConfig(ChannelConfig):
     def _known_services(cls, value: list[str]) -> list[str]:
         library = _library()
         for number, url in enumerate(value, 1):
-            if library.Apprise.instantiate(url.strip()) is None:
+            if _instantiate(library, url.strip()) is None:
                 raise ValueError(f"URL {number} ({scheme(url)}://…) is not one Apprise "
                                  "understands; see the Apprise wiki for its form")
         return [url.strip() for url in value]

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from notifier import redact
 from notifier.delivery.channel import (
     Channel,
     ChannelConfig,
@@ -154,11 +155,11 @@ def judge(response: httpx.Response, what: str, platform: Platform, *, now: float
                                 "configuration")
     gone = platform.gone(response)
     if gone is not None:
-        return PermanentFailure(redact(f"{what}: {gone}", secrets), disable=True)
+        return PermanentFailure(redact.text(f"{what}: {gone}", secrets), disable=True)
     if status in (408, 429) or status >= 500:
         return TemporaryFailure(what, retry_after=retry_after(response, now, platform.wait))
     text = platform.reason(response) if platform.reason else answer_text(response)
-    text = redact(text, secrets)[:120]
+    text = redact.text(text, secrets)[:120]
     return PermanentFailure(f"{what} ({text})" if text else what)
 
 
@@ -166,23 +167,6 @@ def answer_text(response: httpx.Response) -> str:
     """The receiver's answer in one line (Slack says `invalid_payload`), if it is text."""
     text = " ".join(response.text[:200].split()) if response.content else ""
     return "" if "<" in text else text  # an HTML error page says nothing useful in one line
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any secret, nor any long path segment of a secret URL: a receiver
-    that echoes the request must not put the token into our log."""
-    words: list[str] = []
-    for secret in secrets:
-        if not secret:
-            continue
-        words.append(secret)
-        if "://" in secret:  # a Workflows URL's `sig=` is as secret as a Slack path
-            path, _, query = secret.split("://", 1)[1].partition("/")[2].partition("?")
-            parts = path.split("/") + [v for p in query.split("&") for v in p.split("=")[1:]]
-            words += [part for part in parts if len(part) >= 8]
-    for word in sorted(words, key=len, reverse=True):
-        text = text.replace(word, "…")
-    return text
 
 
 async def send(http: httpx.AsyncClient, method: str, url: str, *, what: str,

@@ -92,10 +92,11 @@ def _card(message: ChatMessage, text: str) -> dict[str, Any]:
     if byline:
         body.append(rich(run(byline, isSubtle=True, size="Small"), spacing="None"))
     if message.has_parent:
-        body.append({"type": "Container", "style": "emphasis", "items": [
-            rich(run(f"{message.parent_author or 'Someone'} wrote:", italic=True,
-                     isSubtle=True)),
-            rich(run(message.parent_text), spacing="Small")]})
+        quote = [rich(run(f"{message.parent_author or 'Someone'} wrote:", italic=True,
+                          isSubtle=True))]
+        if message.parent_text:
+            quote.append(rich(run(message.parent_text), spacing="Small"))
+        body.append({"type": "Container", "style": "emphasis", "items": quote})
     body += _paragraphs(text)
     if message.missing:
         many = "comment" if message.missing == 1 else "comments"

@@ -64,6 +64,8 @@ def _add(args: argparse.Namespace) -> int:
     if notify is None:
         return EXIT_USAGE
     url: str = args.url.strip()
+    if "://" not in url:  # `notifier add blog.example.org`, as discovery reads it too
+        url = "https://" + url.removeprefix("//")
     for sub in config.subscriptions:
         if sub.url == url and sub.watch == args.watch:
             print(f"notifier: {sub.name} already follows the {args.watch} of {url}",
@@ -82,13 +84,13 @@ def _add(args: argparse.Namespace) -> int:
     try:
         found = asyncio.run(find())
     except DiscoveryError as exc:
-        print(f"notifier: cannot follow {redact.feed_url(url)}: {exc}; nothing was added",
+        print(f"notifier: cannot follow {redact.url(url)}: {exc}; nothing was added",
               file=sys.stderr)
         return EXIT_FAILED
     name = args.name or subscription_name("", url, taken)
     what = {"posts": "new posts", "comments": "new comments",
             "threads": "new posts and the comments on each"}[args.watch]
-    print(f"{name}: {what} from {redact.feed_url(found.feed_url)}")
+    print(f"{name}: {what} from {redact.url(found.feed_url)}")
     print(f"  ({found.note}; notifying {', '.join(notify)})")
     item: dict[str, Any] = {"name": name, "url": url}
     if args.watch != "comments":
@@ -132,7 +134,7 @@ def _import(args: argparse.Namespace) -> int:
     skipped: list[str] = []
     for feed in feeds:
         if (feed.url, args.watch) in followed:
-            skipped.append(f"{followed[(feed.url, args.watch)]} ({redact.feed_url(feed.url)})")
+            skipped.append(f"{followed[(feed.url, args.watch)]} ({redact.url(feed.url)})")
             continue
         item: dict[str, Any] = {"name": subscription_name(feed.title, feed.url, taken),
                                 "url": feed.url}
@@ -142,7 +144,7 @@ def _import(args: argparse.Namespace) -> int:
         items.append(item)
         followed[(feed.url, args.watch)] = item["name"]
     for item in items:
-        print(f"  + {item['name']}: {redact.feed_url(item['url'])}")
+        print(f"  + {item['name']}: {redact.url(item['url'])}")
     if skipped:
         print(f"already followed, skipped: {', '.join(skipped)}")
     if not items:

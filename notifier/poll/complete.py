@@ -129,7 +129,7 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
     added: dict[int, list[str]] = {}
     for index, result in zip(jobs, results, strict=True):
         polled = batch[index]
-        url = redact.feed_url(polled.feed.url)
+        url = redact.url(polled.feed.url)
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result

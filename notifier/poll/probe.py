@@ -74,14 +74,14 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
         if result is None:
             continue  # the platform has no cheap probe: its periodic rescan has to do
         if not isinstance(result, SiteProbe):
-            log.debug("probe of %s failed: %s", redact.feed_url(root), result.error)
+            log.debug("probe of %s failed: %s", redact.url(root), result.error)
             continue
         before = stored.get(root)
         previous = (SiteProbe(before.comment_total, before.newest_id, ())
                     if before is not None else None)
         if adapters[root].unexplained_change(previous, result):
             log.info("site %s: approved comments %d -> %d beyond its new ones; reading its "
-                     "followed threads in full", redact.feed_url(root),
+                     "followed threads in full", redact.url(root),
                      previous.total if previous else 0, result.total)
             moved.add(root)
         touched[root] = result.posts_since(previous)

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from notifier import redact
 from notifier.models import Entry
 from notifier.store.records import (
     ChannelStats,
@@ -100,7 +101,7 @@ class Store:
         try:
             self.engine: Engine = _make_engine(url)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-            raise StoreError(f"cannot use state {_safe_url(url)}: {exc}") from exc
+            raise StoreError(f"cannot use state {redact.url(url)}: {exc}") from exc
         self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
                         else _pg_insert)
 
@@ -109,7 +110,7 @@ class Store:
 
     @staticmethod
     def describe_url(url: str) -> str:
-        return _safe_url(url)
+        return redact.url(url)
 
     def migrate(self) -> None:
         """Create or upgrade the schema; refuse a database written by a newer notifier."""
@@ -121,7 +122,7 @@ class Store:
                 version = int(row.value) if row else 0
                 if version > SCHEMA_VERSION:
                     raise StoreError(
-                        f"state {_safe_url(self.url)} has schema version {version}, newer "
+                        f"state {redact.url(self.url)} has schema version {version}, newer "
                         f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier")
                 for number, step in enumerate(_MIGRATIONS, start=1):
                     if number > version:
@@ -132,7 +133,7 @@ class Store:
                     conn.execute(meta_table.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)))
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open state {_safe_url(self.url)}: {exc.orig}") from exc
+            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}") from exc
 
     # --- subscriptions and feeds --------------------------------------------------------
 
@@ -144,7 +145,9 @@ class Store:
                 row.name: SubscriptionState(
                     name=row.name, source_url=row.source_url, watch=row.watch,
                     feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
-                    baseline_at=row.baseline_at, last_error=row.last_error)
+                    baseline_at=row.baseline_at, last_error=row.last_error,
+                    discovery_errors=row.discovery_errors or 0,
+                    discovery_due=row.discovery_due)
                 for row in conn.execute(query)
             }
 
@@ -159,7 +162,8 @@ class Store:
             old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
                                .where(subscriptions.c.name == name)).first()
             values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
-                      "discovered_at": now, "last_error": None}
+                      "discovered_at": now, "last_error": None, "discovery_errors": 0,
+                      "discovery_due": None}
             if old is None:
                 conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
                                                            **values))
@@ -171,14 +175,19 @@ class Store:
             return feed_id
 
     def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
-                               now: float) -> None:
+                               now: float, next_due: float | None = None) -> None:
+        """Remember a failed discovery and when to try again (`next_due`)."""
         with self.engine.begin() as conn:
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
-                                   .values(last_error=error, discovered_at=None)).rowcount
+                                   .values(source_url=source_url, watch=watch,
+                                           last_error=error, discovered_at=None,
+                                           discovery_errors=subscriptions.c.discovery_errors + 1,
+                                           discovery_due=next_due)).rowcount
             if not updated:
                 conn.execute(subscriptions.insert().values(
                     name=name, source_url=source_url, watch=watch, feed_id=None,
-                    discovered_at=None, baseline_at=None, last_error=error))
+                    discovered_at=None, baseline_at=None, last_error=error,
+                    discovery_errors=1, discovery_due=next_due))
 
     def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
         existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()
@@ -790,11 +799,3 @@ def _pg_insert(table: sa.Table) -> Any:
     from sqlalchemy.dialects.postgresql import insert
 
     return insert(table)
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "(unparseable URL)"
