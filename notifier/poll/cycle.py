@@ -88,6 +88,7 @@ class Poller:
         self.rng = rng or random.Random()
         self._db = db
         self.planner = Planner(config, store, fetcher, db, clock)
+        self._retired: list[Planner] = []
         self.feed_budget = feed_budget(config)
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._queue: asyncio.Queue[Polled] = asyncio.Queue()
@@ -164,6 +165,18 @@ class Poller:
                                             error=reason, elapsed=self.feed_budget),
                           None, reason, rescan=rescan)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: plan by `config` from the next cycle on.
+
+        The same poller goes on, so a feed in flight is never polled a second time beside
+        it, and its result is written as any late poll is (against the newest plan). The old
+        planner's discoveries under way finish on their own; it is closed with the poller.
+        """
+        self._retired = [p for p in self._retired if p.discovering] + [self.planner]
+        self.config = config
+        self.planner = Planner(config, self.store, self.fetcher, self._db, self.clock)
+        self.feed_budget = feed_budget(config)
+
     async def close(self) -> None:
         """Stop feeds still in flight and the writer: what they had not written is not lost,
         it is polled again next run."""
@@ -172,7 +185,8 @@ class Poller:
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
-        await self.planner.close()
+        for planner in [*self._retired, self.planner]:
+            await planner.close()
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
