@@ -239,6 +239,7 @@ class Daemon:
         self.wake_delivery()
         # Polls that finish after their cycle returned (slow feeds) wake delivery too.
         self.engine.poller.on_queued = self.wake_delivery
+        self.engine.poller.on_polled = self.metrics.observe_poll
         await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
                  __version__, len(self.config.subscriptions), len(self.config.channels))
@@ -306,7 +307,7 @@ class Daemon:
 
     async def _poll_cycle(self) -> None:
         report = await self.engine.poll()
-        self.metrics.observe_poll(report)
+        self.metrics.last_poll.set(time.time())
         if report.feeds_polled or report.feeds_failed:
             log.info("poll cycle: %s", report.summary())
         if report.queued:

@@ -96,6 +96,9 @@ class Poller:
         self._report = PollReport()
         self._plan: Plan | None = None
         self.on_queued: Callable[[], None] | None = None
+        self.on_polled: Callable[[PollReport], None] | None = None
+        """Called with what each written batch (and each cycle's failed discoveries) adds
+        to a report, also for polls that land after their cycle returned (the metrics)."""
         """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
 
     async def poll(self, *, force: bool = False) -> PollReport:
@@ -107,12 +110,16 @@ class Poller:
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
+        lost = PollReport()
         for failure in plan.failures:
             # Tried and failed like a fetch: a subscription with no feed must not vanish
             # from the summary ("0 feeds polled, 0 failed" while nothing works).
-            report.feeds_polled += 1
-            report.feeds_failed += 1
-            report.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+            lost.feeds_polled += 1
+            lost.feeds_failed += 1
+            lost.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+        report.add(lost)
+        if lost.feeds_polled and self.on_polled is not None:
+            self.on_polled(lost)
         feed_ids = list(plan.feed_subs)
         if force:
             due = list((await self._db(self.store.feeds_by_id, feed_ids)).values())
@@ -233,7 +240,11 @@ class Poller:
             self.on_queued()  # also for polls that finish after their cycle returned
         if any(r.threads or r.settle_thread for r in records):
             self.planner.threads_moved()
-        report_batch([s.polled for s in snapshots], outcomes, queued, report)
+        written = PollReport()
+        report_batch([s.polled for s in snapshots], outcomes, queued, written)
+        report.add(written)
+        if self.on_polled is not None:
+            self.on_polled(written)
 
 
     def _decide(self, snapshot: Snapshot, plan: Plan, now: float) -> Outcome:
