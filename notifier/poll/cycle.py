@@ -88,6 +88,7 @@ class Poller:
         self.rng = rng or random.Random()
         self._db = db
         self.planner = Planner(config, store, fetcher, db, clock)
+        self._retired: list[Planner] = []
         self.feed_budget = feed_budget(config)
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._queue: asyncio.Queue[Polled] = asyncio.Queue()
@@ -95,6 +96,9 @@ class Poller:
         self._report = PollReport()
         self._plan: Plan | None = None
         self.on_queued: Callable[[], None] | None = None
+        self.on_polled: Callable[[PollReport], None] | None = None
+        """Called with what each written batch (and each cycle's failed discoveries) adds
+        to a report, also for polls that land after their cycle returned (the metrics)."""
         """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
 
     async def poll(self, *, force: bool = False) -> PollReport:
@@ -108,12 +112,16 @@ class Poller:
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
+        lost = PollReport()
         for failure in plan.failures:
             # Tried and failed like a fetch: a subscription with no feed must not vanish
             # from the summary ("0 feeds polled, 0 failed" while nothing works).
-            report.feeds_polled += 1
-            report.feeds_failed += 1
-            report.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+            lost.feeds_polled += 1
+            lost.feeds_failed += 1
+            lost.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+        report.add(lost)
+        if lost.feeds_polled and self.on_polled is not None:
+            self.on_polled(lost)
         feed_ids = list(plan.feed_subs)
         if force:
             due = list((await self._db(self.store.feeds_by_id, feed_ids)).values())
@@ -174,6 +182,18 @@ class Poller:
                                             error=reason, elapsed=self.feed_budget),
                           None, reason, rescan=rescan)
 
+    def reconfigure(self, config: Config) -> None:
+        """A reload: plan by `config` from the next cycle on.
+
+        The same poller goes on, so a feed in flight is never polled a second time beside
+        it, and its result is written as any late poll is (against the newest plan). The old
+        planner's discoveries under way finish on their own; it is closed with the poller.
+        """
+        self._retired = [p for p in self._retired if p.discovering] + [self.planner]
+        self.config = config
+        self.planner = Planner(config, self.store, self.fetcher, self._db, self.clock)
+        self.feed_budget = feed_budget(config)
+
     async def close(self) -> None:
         """Stop feeds still in flight and the writer: what they had not written is not lost,
         it is polled again next run."""
@@ -182,7 +202,8 @@ class Poller:
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
-        await self.planner.close()
+        for planner in [*self._retired, self.planner]:
+            await planner.close()
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
@@ -230,7 +251,11 @@ class Poller:
             self.on_queued()  # also for polls that finish after their cycle returned
         if any(r.threads or r.settle_thread for r in records):
             self.planner.threads_moved()
-        report_batch([s.polled for s in snapshots], outcomes, queued, report)
+        written = PollReport()
+        report_batch([s.polled for s in snapshots], outcomes, queued, written)
+        report.add(written)
+        if self.on_polled is not None:
+            self.on_polled(written)
 
 
     def _decide(self, snapshot: Snapshot, plan: Plan, now: float) -> Outcome:

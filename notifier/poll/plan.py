@@ -194,6 +194,11 @@ class Planner:
                                result.feed_url, result.api_root, self.config.interval(sub), now)
         return failures
 
+    @property
+    def discovering(self) -> bool:
+        """Whether discoveries it started are still under way."""
+        return bool(self._discovering)
+
     async def close(self) -> None:
         for task in self._discovering.values():
             task.cancel()

@@ -34,6 +34,14 @@ class PollReport:
     errors: list[str] = field(default_factory=list)
     fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
+    def add(self, other: PollReport) -> None:
+        """Sum `other` (a batch's share) into this report."""
+        for name in ("feeds_polled", "feeds_failed", "not_modified", "new_entries", "queued",
+                     "baselines"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.fetch_seconds += other.fetch_seconds
+
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
                 f"{self.feeds_failed} failed), {self.new_entries} new entries, "
