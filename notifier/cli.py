@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from notifier import __version__, redact
 from notifier.config import Config, ConfigError, load_config
 from notifier.delivery.digest import DeliveryTiming
+from notifier.failures import Failure
 from notifier.store import ChannelStats, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -173,7 +174,8 @@ def _status(config: Config) -> int:
     print("feeds:")
     for feed in health:
         when = _ago(now, feed.last_polled) if feed.last_polled else "never polled"
-        state = (f"failing x{feed.error_count}: {feed.last_error}" if feed.last_error
+        state = (f"failing x{feed.error_count}: {_failure(feed.last_failure)}"
+                 if feed.last_failure
                  else f"ok ({feed.last_status})" if feed.last_status else "waiting")
         print(f"  {feed.url}\n    {state}; polled {when}; next in "
               f"{_duration(max(feed.next_due - now, 0))}; {feed.entries} entries seen; "
@@ -185,9 +187,17 @@ def _status(config: Config) -> int:
         print("subscriptions without a feed:")
         for sub in lost:
             known = states.get(sub.name)
-            reason = known.last_error if known and known.last_error else "not polled yet"
+            reason = (_failure(known.last_failure) if known and known.last_failure
+                      else "not polled yet")
             print(f"  {sub.name}: {redact.url(sub.url)}\n    discovery failing: {reason}")
     return EXIT_OK
+
+
+def _failure(failure: Failure) -> str:
+    """The message, then its kind, and whether waiting can help: `status` is where people look
+    for what they must fix."""
+    hint = "; waiting will not fix it" if failure.kind.needs_a_person else ""
+    return f"{failure.message} [{failure.kind}{hint}]"
 
 
 def _timing(timing: DeliveryTiming) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 from notifier.errors import NotifierError
+from notifier.failures import FailureKind
 from notifier.fetch import Fetcher
 from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
@@ -66,7 +67,15 @@ class Discovery:
 
 
 class DiscoveryError(NotifierError):
-    """The URL leads to no usable feed; the message is meant for the person who typed it."""
+    """The URL leads to no usable feed; the message is meant for the person who typed it.
+
+    `kind` says whether the page could not be had (network, timeout, HTTP: it may pass) or
+    was had and holds no feed (discovery: someone must change the URL).
+    """
+
+    def __init__(self, message: str, kind: FailureKind = FailureKind.DISCOVERY) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -408,7 +417,9 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     url = _normalise_input(url)
     page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5")
     if not page.ok or page.body is None:
-        raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}")
+        failure = page.failure
+        raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}",
+                             failure.kind if failure else FailureKind.HTTP)
     content_type = page.headers.get("content-type", "")
     if looks_like_feed(page.body, content_type):
         return await _from_feed(fetcher, page, watch)

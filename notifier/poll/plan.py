@@ -22,6 +22,7 @@ from typing import Any
 from notifier import redact
 from notifier.config import Config, Subscription
 from notifier.discover import DiscoveryError, discover
+from notifier.failures import Failure
 from notifier.fetch import Fetcher
 from notifier.store import Store, SubscriptionState
 
@@ -37,7 +38,7 @@ class DiscoveryFailure:
     """A subscription whose feed could not be found this cycle: it counts as a failed feed."""
 
     subscription: str
-    reason: str
+    reason: Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +112,11 @@ class Planner:
         for sub, result in zip(pending, results, strict=True):
             if isinstance(result, DiscoveryError):
                 log.warning("discovery failed: subscription %s: %s", sub.name, result)
-                failures.append(DiscoveryFailure(sub.name, str(result)))
+                failure = Failure(result.kind, str(result))
+                failures.append(DiscoveryFailure(sub.name, failure))
                 self._discovery_retry[sub.name] = now + self.config.interval(sub)
                 await self._db(self.store.record_discovery_error, sub.name, sub.url,
-                               sub.watch, str(result), now)
+                               sub.watch, failure, now)
             elif isinstance(result, BaseException):
                 raise result
             else:

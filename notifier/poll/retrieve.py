@@ -3,9 +3,10 @@
     FeedState -> conditional GET (validators, unless a rescan asks without them)
               -> 304 | same body as last time | body -> parse worker -> `Polled`
 
-A failure is data, never an exception: `Polled.error` says what went wrong, so one feed
-cannot stop the batch. Parsing runs in a process pool started only when a body needs it,
-so a cycle of unchanged feeds (304s) never pays for the workers' start-up.
+A failure is data, never an exception: `Polled.failure` says what went wrong (a kind and a
+message), so one feed cannot stop the batch. Parsing runs in a process pool started only
+when a body needs it, so a cycle of unchanged feeds (304s) never pays for the workers'
+start-up.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import FetchResult, ParsedFeed
 from notifier.parse import ParseError, parse_feed
@@ -32,7 +34,7 @@ class Polled:
     feed: FeedState
     fetch: FetchResult
     parsed: ParsedFeed | None
-    error: str | None
+    failure: Failure | None
     body_hash: str | None = None
     unchanged: bool = False  # 200 with the very body parsed last time
     rescan: bool = False  # asked without validators; REST listing too (late approvals)
@@ -41,14 +43,14 @@ class Polled:
     listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
 
 
-def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
-    """Runs in a worker process: returns the parsed feed or the reason it is not one."""
+def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | Failure:
+    """Runs in a worker process: returns the parsed feed or why it is not one."""
     try:
         return parse_feed(body, url, headers)
     except ParseError as exc:
-        return str(exc)
+        return Failure(FailureKind.NOT_A_FEED, str(exc))
     except Exception as exc:
-        return f"parser failed: {type(exc).__name__}: {exc}"
+        return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
 
 
 class ParsePool:
@@ -72,7 +74,8 @@ class ParsePool:
                     self._workers, mp_context=multiprocessing.get_context("spawn"))
         return self._executor
 
-    async def parse(self, body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
+    async def parse(self, body: bytes, url: str, headers: dict[str, str]
+                    ) -> ParsedFeed | Failure:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool(), _parse_job, body, url, headers)
 
@@ -97,11 +100,11 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     if fetched.ok and digest is not None and digest == feed.body_hash:
         return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)
     parsed: ParsedFeed | None = None
-    error = fetched.error
+    failure = fetched.failure
     if fetched.ok and fetched.body is not None:
         result = await parser.parse(fetched.body, fetched.final_url, fetched.headers)
-        if isinstance(result, str):
-            error = result
+        if isinstance(result, Failure):
+            failure = result
         else:
             parsed = result
-    return Polled(feed, fetched, parsed, error, digest, rescan=rescan)
+    return Polled(feed, fetched, parsed, failure, digest, rescan=rescan)

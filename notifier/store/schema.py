@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -50,6 +50,8 @@ feeds = sa.Table(
     # backfill, and when the feed is next read in full (without validators, through REST).
     sa.Column("post_id", sa.Text),
     sa.Column("rescan_due", sa.Float),
+    # Migration 5 (typed failures): the kind of the last error (`failures.FailureKind`).
+    sa.Column("last_error_kind", sa.String(32)),
 )
 
 subscriptions = sa.Table(
@@ -61,6 +63,7 @@ subscriptions = sa.Table(
     sa.Column("discovered_at", sa.Float),
     sa.Column("baseline_at", sa.Float),
     sa.Column("last_error", sa.Text),
+    sa.Column("last_error_kind", sa.String(32)),  # migration 5
 )
 
 entries = sa.Table(
@@ -193,4 +196,10 @@ def _migration_4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[sites])
 
 
-_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(conn: Connection) -> None:
+    """Typed failures: the kind of a feed's or a subscription's last error beside its text."""
+    _add_missing_columns(conn, feeds, ("last_error_kind",))
+    _add_missing_columns(conn, subscriptions, ("last_error_kind",))
+
+
+_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from notifier import redact
+from notifier.failures import Failure
 from notifier.models import Entry
 from notifier.store.records import (
     ChannelStats,
@@ -139,7 +140,8 @@ class Store:
                 row.name: SubscriptionState(
                     name=row.name, source_url=row.source_url, watch=row.watch,
                     feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
-                    baseline_at=row.baseline_at, last_error=row.last_error)
+                    baseline_at=row.baseline_at,
+                    last_failure=Failure.stored(row.last_error_kind, row.last_error))
                 for row in conn.execute(query)
             }
 
@@ -154,7 +156,7 @@ class Store:
             old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
                                .where(subscriptions.c.name == name)).first()
             values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
-                      "discovered_at": now, "last_error": None}
+                      "discovered_at": now, "last_error": None, "last_error_kind": None}
             if old is None:
                 conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
                                                            **values))
@@ -165,15 +167,16 @@ class Store:
                              .values(**values))
             return feed_id
 
-    def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
+    def record_discovery_error(self, name: str, source_url: str, watch: str, failure: Failure,
                                now: float) -> None:
+        error = {"last_error": failure.message, "last_error_kind": failure.kind.value}
         with self.engine.begin() as conn:
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
-                                   .values(last_error=error, discovered_at=None)).rowcount
+                                   .values(discovered_at=None, **error)).rowcount
             if not updated:
                 conn.execute(subscriptions.insert().values(
                     name=name, source_url=source_url, watch=watch, feed_id=None,
-                    discovered_at=None, baseline_at=None, last_error=error))
+                    discovered_at=None, baseline_at=None, **error))
 
     def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
         existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()
@@ -310,9 +313,11 @@ class Store:
     def _record_poll(self, conn: Connection, record: PollRecord) -> int:
         values: dict[str, Any] = {
             "last_polled": record.polled_at, "next_due": record.next_due,
-            "last_status": record.status, "last_error": record.error,
+            "last_status": record.status,
+            "last_error": record.failure.message if record.failure else None,
+            "last_error_kind": record.failure.kind.value if record.failure else None,
         }
-        if record.error is None:
+        if record.failure is None:
             values["error_count"] = 0
             values["etag"] = record.etag
             values["last_modified"] = record.last_modified
@@ -607,7 +612,8 @@ class Store:
         with self.engine.connect() as conn:
             health = {row.id: FeedHealth(
                 url=row.url, last_polled=row.last_polled, last_status=row.last_status,
-                last_error=row.last_error, error_count=row.error_count, next_due=row.next_due,
+                last_failure=Failure.stored(row.last_error_kind, row.last_error),
+                error_count=row.error_count, next_due=row.next_due,
                 entries=row.entries_seen) for row in conn.execute(sa.select(feeds))}
             for row in conn.execute(sa.select(subscriptions.c.name, subscriptions.c.feed_id)):
                 if row.feed_id in health:
@@ -645,7 +651,8 @@ def _feed_state(row: Any) -> FeedState:
         id=row.id, url=row.url, title=row.title, api_root=row.api_root, etag=row.etag,
         last_modified=row.last_modified, body_hash=row.body_hash,
         interval=row.interval, next_due=row.next_due,
-        last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
+        last_polled=row.last_polled, last_status=row.last_status,
+        last_failure=Failure.stored(row.last_error_kind, row.last_error),
         error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
         entries_seen=row.entries_seen)
 
