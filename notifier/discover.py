@@ -3,7 +3,8 @@
 url -> fetch -> a feed? keep it (an RSS2 comment feed is swapped for its Atom twin)
             -> an HTML page? read its <link rel="alternate"> feeds -> choose one for the
                watch kind -> prefer its Atom twin -> check that it answers a feed
-    + the WordPress REST root, from the Link header or <link rel="https://api.w.org/">
+    + a platform's API root, from the Link header or a <link> with an adapter's `api_rel`
+      (WordPress: rel="https://api.w.org/")
 
 Atom is preferred because its comment entries carry `thr:in-reply-to` (who answered whom)
 while RSS2 items carry no parent at all (WordPress's do not).
