@@ -40,6 +40,9 @@ Watch = Literal["posts", "comments"]
 FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/feed+json")
 # Enough for any real <head>; hostile pages cannot make the parser work longer than this.
 HEAD_LIMIT = 512 * 1024
+# A page whose <head> names no feed is read this far for a feed <link> in its body: YouTube
+# puts its channel feed's after 400 KB of inline script.
+PAGE_LIMIT = 2 * 1024 * 1024
 SNIFF_LIMIT = 16 * 1024
 
 _FEED_CONTENT_TYPES = frozenset(
@@ -71,12 +74,17 @@ class DiscoveryError(NotifierError):
     """The URL leads to no usable feed; the message is meant for the person who typed it.
 
     `kind` says whether the page could not be had (network, timeout, HTTP: it may pass) or
-    was had and holds no feed (discovery: someone must change the URL).
+    was had and holds no feed (discovery: someone must change the URL). `retry_after`
+    carries the server's Retry-After (429/503) and `status` its answer, so a failed
+    discovery backs off as the server asked, from the first answer.
     """
 
-    def __init__(self, message: str, kind: FailureKind = FailureKind.DISCOVERY) -> None:
+    def __init__(self, message: str, *, kind: FailureKind = FailureKind.DISCOVERY,
+                 status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -110,10 +118,12 @@ class _TagParser(HTMLParser):
 class _Head:
     links: tuple[_LinkElement, ...]
     base_url: str
+    end: int = 0  # where reading stopped, in characters
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _TAG_NAME = re.compile(r"[a-z][a-z0-9:_-]*")
+_MARKUP_START = re.compile(r"<[a-z!/?]")
 # Inside a tag, only a quote right after "=" opens a value that may hide a ">".
 _TAG_STOP = re.compile(r"""=[ \t\n\r\f]*(["'])|>""")
 _RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed"})
@@ -146,12 +156,25 @@ def _join(base: str, href: str) -> str | None:
     return url if scheme in ("http", "https") else None
 
 
-def _decode(html: bytes | str) -> str:
+def _decode(html: bytes | str, limit: int) -> str:
     if isinstance(html, str):
-        return html[:HEAD_LIMIT]
+        return html[:limit]
     # Link hrefs and feed titles in a <head> are nearly always UTF-8 or ASCII; a wrong guess
     # only garbles a title, never a URL (they are percent-encoded or ASCII in practice).
-    return html[:HEAD_LIMIT].decode("utf-8", errors="replace")
+    return html[:limit].decode("utf-8", errors="replace")
+
+
+def _link_element(tags: _TagParser, tag_text: str) -> _LinkElement | None:
+    attrs = tags.attributes(tag_text)
+    href = attrs.get("href", "").strip()
+    if not href:
+        return None
+    return _LinkElement(
+        rel=tuple(attrs.get("rel", "").lower().split()),
+        type=attrs.get("type", "").split(";")[0].strip().lower(),
+        title=" ".join(attrs.get("title", "").split()),
+        href=href,
+    )
 
 
 def _parse_head(html: bytes | str, base_url: str) -> _Head:
@@ -162,17 +185,21 @@ def _parse_head(html: bytes | str, base_url: str) -> _Head:
     CVE-2025-6069, and CVE-2026-15308 is still open). This scanner jumps with `find()` and
     gives up at the first construct that never closes, so every byte is looked at a bounded
     number of times. HTMLParser still parses each wanted tag, one bounded tag at a time.
+    `end` is where reading stopped, for `_body_links` to go on from.
     """
-    text = _decode(html)
+    text = _decode(html, HEAD_LIMIT)
     lower = text.translate(_ASCII_LOWER)  # same length as text, unlike str.lower()
     tags = _TagParser()
     links: list[_LinkElement] = []
     base: str | None = None
     i, n = 0, len(text)
     while i < n:
-        j = lower.find("<", i)
-        if j < 0:
+        markup = _MARKUP_START.search(lower, i)  # skips runs of "<" that start nothing, in C
+        if markup is None:
+            i = n
             break
+        j = markup.start()
+        i = j  # where to go on from if this construct does not close within the window
         if lower.startswith("<!--", j):
             k = lower.find("-->", j + 4)
             if k < 0:
@@ -207,26 +234,63 @@ def _parse_head(html: bytes | str, base_url: str) -> _Head:
         i = end + 1
         wanted = name == "base" or (name == "link" and len(links) < MAX_LINKS)
         if wanted and end - j <= MAX_TAG:
-            attrs = tags.attributes(text[j : end + 1])
-            href = attrs.get("href", "").strip()
-            if name == "link" and href:
-                links.append(
-                    _LinkElement(
-                        rel=tuple(attrs.get("rel", "").lower().split()),
-                        type=attrs.get("type", "").split(";")[0].strip().lower(),
-                        title=" ".join(attrs.get("title", "").split()),
-                        href=href,
-                    )
-                )
-            elif name == "base" and href and base is None:
-                base = href
+            element = _link_element(tags, text[j : end + 1])
+            if element is not None and name == "link":
+                links.append(element)
+            elif element is not None and name == "base" and base is None:
+                base = element.href
         if name in _RAW_TEXT:
             close = lower.find("</" + name, i)
             if close < 0:
                 break
             i = close
     resolved_base = (_join(base_url, base) if base else None) or base_url
-    return _Head(tuple(links), resolved_base)
+    return _Head(tuple(links), resolved_base, i)
+
+
+# In the body only feed <link>s matter, and what may hide one: comments and raw text.
+_BODY_STOP = re.compile(r"<(?:!--|(link|script|style|textarea|title|xmp|iframe|noembed)"
+                        r"(?=[ \t\n\r\f/>]))")
+
+
+def _body_links(html: bytes | str, start: int) -> list[_LinkElement]:
+    """`<link>` elements after the head, up to `PAGE_LIMIT`: HTML allows them in the body.
+
+    Jumps from one construct that matters to the next with one regular-expression search
+    (no backtracking: a literal prefix and a fixed set of names), so a page costs time in
+    proportion to its length, like `_parse_head`.
+    """
+    text = _decode(html, PAGE_LIMIT)
+    lower = text.translate(_ASCII_LOWER)
+    tags = _TagParser()
+    links: list[_LinkElement] = []
+    i, n = start, len(text)
+    while i < n and len(links) < MAX_LINKS:
+        match = _BODY_STOP.search(lower, i)
+        if match is None:
+            break
+        j = match.start()
+        name = match.group(1)
+        if name is None:  # a comment
+            k = lower.find("-->", j + 4)
+            if k < 0:
+                break
+            i = k + 3
+            continue
+        end = _tag_end(text, match.end())
+        if end < 0:
+            break
+        i = end + 1
+        if name == "link":
+            element = _link_element(tags, text[j : end + 1]) if end - j <= MAX_TAG else None
+            if element is not None:
+                links.append(element)
+            continue
+        close = lower.find("</" + name, i)
+        if close < 0:
+            break
+        i = close + 2
+    return links
 
 
 def _feed_links(head: _Head) -> list[FeedLink]:
@@ -243,9 +307,23 @@ def _feed_links(head: _Head) -> list[FeedLink]:
     return found
 
 
+def _page_feed_links(html: bytes | str, base_url: str) -> tuple[_Head, list[FeedLink]]:
+    """The head's feed links; the whole page's when the head has none."""
+    head = _parse_head(html, base_url)
+    links = _feed_links(head)
+    if not links:
+        links = _feed_links(_Head(tuple(_body_links(html, head.end)), head.base_url))
+    return head, links
+
+
 def find_feed_links(html: bytes | str, base_url: str) -> list[FeedLink]:
-    """RSS, Atom and JSON feeds a page advertises, in document order, URLs made absolute."""
-    return _feed_links(_parse_head(html, base_url))
+    """RSS, Atom and JSON feeds a page advertises, in document order, URLs made absolute.
+
+    The `<head>` is where feeds are announced and is read first; only when it names none is
+    the rest of the page read too (bounded), so a feed `<link>` in the body is found without
+    letting a widget's link in the body override the site's own.
+    """
+    return _page_feed_links(html, base_url)[1]
 
 
 def _api_root_from_headers(headers: Mapping[str, str], base_url: str) -> str | None:
@@ -340,10 +418,11 @@ def looks_like_feed(body: bytes, content_type: str) -> bool:
 
 
 def is_comments_feed(link: FeedLink) -> bool:
-    """A comment feed, by URL where a platform's shape is unambiguous, else by title.
+    """A comment feed, by URL convention first, else by title (`sources.is_comment_feed`).
 
-    `<permalink>/feed/` is a post's comment feed but `/category/x/feed/` is a posts feed, and
-    nothing in the URL tells them apart, so for those the title decides.
+    The URL decides when a platform's convention speaks either way (`/comments/feed/` is
+    comments, a site's `/feed/` is posts, whatever its title). `<permalink>/feed/` may be a
+    post's comment feed or a subfolder site's posts feed, so for it the title decides.
     """
     return _is_comment_feed(link.url, link.title)
 
@@ -420,15 +499,15 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     if not page.ok or page.body is None:
         failure = page.failure
         raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}",
-                             failure.kind if failure else FailureKind.HTTP)
+                             kind=failure.kind if failure else FailureKind.HTTP,
+                             status=page.status, retry_after=page.retry_after)
     content_type = page.headers.get("content-type", "")
     if looks_like_feed(page.body, content_type):
         return await _from_feed(fetcher, page, watch)
     media = content_type.split(";")[0].strip().lower()
     if media not in ("", "text/html", "application/xhtml+xml") and _sniff_root(page.body) != "html":
         raise DiscoveryError(f"{url} is neither a feed nor an HTML page ({media})")
-    head = _parse_head(page.body, page.final_url)
-    links = _feed_links(head)
+    head, links = _page_feed_links(page.body, page.final_url)
     choice = choose_feed(links, page.final_url, watch)
     if choice is None:
         if not links:

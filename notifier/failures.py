@@ -1,8 +1,8 @@
 """Failures as values: what went wrong with one feed or one subscription, as a kind and a message.
 
     fetch (no answer, timeout, HTTP status, refused by our rules) ─┐
-    parse (not a feed, parser crashed)                            ├─> Failure(kind, message)
-    discovery (no feed found for a subscription)                  ┘     -> Polled -> PollRecord
+    parse (not a feed, parser crashed or overran)                 ├─> Failure(kind, message)
+    discovery (no feed found), the store refusing a poll          ┘     -> Polled -> PollRecord
         -> store (last_error, last_error_kind) -> `status`, the cycle summary, the log
 
 Why values and not exceptions: at thousands of feeds a failing feed is the normal case, and
@@ -30,6 +30,7 @@ class FailureKind(StrEnum):
     NOT_A_FEED = "not-a-feed"  # the body is an HTML page, JSON, or nothing readable
     PARSER = "parser"  # the parser itself failed on the body: a bug, or a hostile document
     DISCOVERY = "discovery"  # no feed could be found for what a subscription names
+    STATE = "state"  # the database refused to store what the poll found
 
     @property
     def needs_a_person(self) -> bool:

@@ -32,6 +32,7 @@ class PollReport:
     queued: int = 0
     baselines: int = 0  # subscriptions whose first poll this was
     errors: list[str] = field(default_factory=list)
+    fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
@@ -54,6 +55,7 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         report.new_entries += new
         report.baselines += len(record.baselines)
         url = redact.url(polled.feed.url)
+        report.fetch_seconds.append(polled.fetch.elapsed)
         if polled.failure:
             report.feeds_failed += 1
             report.errors.append(f"{url}: {polled.failure}")
@@ -66,6 +68,8 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
             log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
                     len(record.notices), " baseline" if record.baselines else "",
                     polled.fetch.elapsed)
+        if polled.parsed and polled.parsed.kind_note:
+            log.info("feed %s %s", url, polled.parsed.kind_note)
         if polled.parsed and polled.parsed.warning:
             log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
         if record.new_url:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 from notifier.sources.base import Source
 from notifier.sources.blogger import Blogger
+from notifier.sources.disqus import Disqus
 from notifier.sources.generic import Generic
 from notifier.sources.records import (
     Backfill,
@@ -60,6 +61,7 @@ __all__ = [
     "SOURCES",
     "Backfill",
     "Blogger",
+    "Disqus",
     "FeedFacts",
     "Generic",
     "Hints",
@@ -83,7 +85,7 @@ __all__ = [
     "source_for",
 ]
 
-SOURCES: tuple[Source, ...] = (Blogger(), WordPress(), Generic())
+SOURCES: tuple[Source, ...] = (Disqus(), Blogger(), WordPress(), Generic())
 """Adapters in the order they are asked; the generic one last, because it says yes to all."""
 
 API_RELS: frozenset[str] = frozenset(s.api_rel for s in SOURCES if s.api_rel)
@@ -97,7 +99,15 @@ def source_for(hints: Hints, sources: Sequence[Source] | None = None) -> Source:
 
 
 def is_comment_feed(url: str, title: str = "") -> bool:
-    """Whether any platform says this feed URL (or advertised title) is a comment feed."""
+    """Whether a feed URL (or its advertised title) is a comment feed: by URL first.
+
+    A URL any platform calls a comment feed is one; a URL a platform calls its posts feed is
+    not, whatever its title says; only other URLs are left to the title.
+    """
+    if any(s.comment_feed(url) for s in SOURCES):
+        return True
+    if not title or any(s.posts_feed(url) for s in SOURCES):
+        return False
     return any(s.comment_feed(url, title) for s in SOURCES)
 
 

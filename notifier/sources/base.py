@@ -54,6 +54,11 @@ class Source(Protocol):
         """Whether a feed URL (or the title a page gives its `<link>`) is a comment feed's."""
         return False
 
+    def posts_feed(self, url: str) -> bool:
+        """Whether a feed URL is, by the platform's convention, a posts feed: then no title
+        can make it a comment feed ("Comment Central » Feed" at a site's `/feed/`)."""
+        return False
+
     def own_post_feed(self, url: str, title: str, page_url: str) -> bool | None:
         """Whether comment feed `url` is the one post's shown on `page_url` (None: no sign)."""
         return None

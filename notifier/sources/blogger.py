@@ -114,6 +114,12 @@ class Blogger(Source):
     def comment_feed(self, url: str, title: str = "") -> bool:
         return comment_feed_url(url)
 
+    def posts_feed(self, url: str) -> bool:
+        try:
+            return "/feeds/posts/" in urlsplit(url).path
+        except ValueError:
+            return False
+
     def own_post_feed(self, url: str, title: str, page_url: str) -> bool | None:
         try:
             path = urlsplit(url).path

@@ -126,6 +126,8 @@ _ENTRY_TITLE_POST = re.compile(r"\AComment on (?P<title>.+) by .+\Z", re.S)
 _COMMENT_FEED_PATH = re.compile(r"/comments/(?:feed|rss2?|atom)\b")
 _POST_FEED_PATH = re.compile(r"\A/.+/feed(?:/(?:atom|rss2?|rdf))?/?\Z")
 _ARCHIVE_FEED_PATH = re.compile(r"\A/(?:category|tag|author)/[^/]+/feed\b")
+_SITE_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?")
+_POSTS_FEED_QUERY = frozenset({"rss2", "rss", "rdf", "atom"})
 _RSS_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf))?/?$")
 _ATOM_TWIN = {"rss2": "atom", "rss": "atom", "rdf": "atom",
               "comments-rss2": "comments-atom", "comments-rss": "comments-atom"}
@@ -180,8 +182,21 @@ def comment_feed_url(url: str) -> bool:
 
 
 def _title_says_comments(title: str) -> bool:
-    lowered = title.lower()
+    """WordPress titles its feeds "Site » What": only "What" speaks of the feed.
+
+    A site called "Comment Central" has a posts feed titled "Comment Central » Feed".
+    """
+    lowered = title.rpartition("»")[2].lower()
     return any(word in lowered for word in _COMMENT_WORDS)
+
+
+def posts_feed_url(url: str) -> bool:
+    """The site's `/feed/` (and twins), `?feed=rss2|atom|...`, `/category|tag|author/x/feed/`."""
+    path, query = _path_and_query(url)
+    feed = query.get("feed", "")
+    if feed:
+        return feed in _POSTS_FEED_QUERY and not (query.get("p") or query.get("page_id"))
+    return bool(_SITE_FEED_PATH.fullmatch(path) or _ARCHIVE_FEED_PATH.match(path))
 
 
 def _permalink_of(feed_url: str) -> str | None:
@@ -619,6 +634,9 @@ class WordPress(Source):
 
     def comment_feed(self, url: str, title: str = "") -> bool:
         return comment_feed_url(url) or (bool(title) and _title_says_comments(title))
+
+    def posts_feed(self, url: str) -> bool:
+        return posts_feed_url(url)
 
     def own_post_feed(self, url: str, title: str, page_url: str) -> bool | None:
         return own_post_feed(url, title, page_url)
