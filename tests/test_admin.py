@@ -21,6 +21,7 @@ from notifier.admin.page import FEEDS_SHOWN, PageFacts, render_page
 from notifier.config import load_config
 from notifier.daemon import Daemon as RunningDaemon
 from notifier.daemon import open_engine
+from notifier.failures import Failure, FailureKind
 from notifier.store import FeedHealth
 from tests.support.blog_server import BlogServer
 from tests.support.daemon import Daemon, cli_env, free_port, running, wait_until
@@ -289,7 +290,8 @@ def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_c
     config = load_config(write_config(tmp_path, blog_server, webhook_receiver, 9464))
     health = [FeedHealth(url=f"https://blog{i:04d}.example.org/feed/", last_polled=1.0,
                          last_status=None if i % 500 == 7 else 200,
-                         last_error="HTTP 500 Internal Server Error" if i % 500 == 7 else None,
+                         last_failure=Failure(FailureKind.HTTP, "HTTP 500 Internal Server Error")
+                         if i % 500 == 7 else None,
                          error_count=3 if i % 500 == 7 else 0, next_due=2.0, entries=10)
               for i in range(FEEDS_SHOWN + 700)]
     page = render_page(PageFacts({}, health, {}, []), config, started=0.0, now=60.0)

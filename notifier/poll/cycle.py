@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from notifier import redact
 from notifier.config import Config
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
@@ -179,8 +180,9 @@ class Poller:
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
-                                            error=reason, elapsed=self.feed_budget),
-                          None, reason, rescan=rescan)
+                                            error=reason, elapsed=self.feed_budget,
+                                            error_kind=FailureKind.TIMEOUT),
+                          None, Failure(FailureKind.TIMEOUT, reason), rescan=rescan)
 
     def reconfigure(self, config: Config) -> None:
         """A reload: plan by `config` from the next cycle on.
@@ -242,10 +244,10 @@ class Poller:
             log.error("writing %d polls together failed (%s); writing them one by one",
                       len(records), _db_reason(exc))
             queued, records = await self._write_one_by_one(records)
-            outcomes = [replace(o, record=r, decision=o.decision if r.error is None else None)
+            outcomes = [replace(o, record=r, decision=o.decision if r.failure is None else None)
                         for o, r in zip(outcomes, records, strict=True)]
-            snapshots = [replace(s, polled=replace(s.polled, error=r.error))
-                         if r.error and not s.polled.error else s
+            snapshots = [replace(s, polled=replace(s.polled, failure=r.failure))
+                         if r.failure and not s.polled.failure else s
                          for s, r in zip(snapshots, records, strict=True)]
         if queued and self.on_queued is not None:
             self.on_queued()  # also for polls that finish after their cycle returned
@@ -267,7 +269,8 @@ class Poller:
             feed = snapshot.polled.feed
             log.exception("feed %s: deciding what is new failed", redact.url(feed.url))
             reason = f"notifier failed on this feed's content ({type(exc).__name__})"
-            failed = replace(snapshot.polled, parsed=None, error=reason)
+            failed = replace(snapshot.polled, parsed=None,
+                             failure=Failure(FailureKind.PARSER, reason))
             return decide_poll(replace(snapshot, polled=failed), plan, self.config, now=now,
                                rng=self.rng)
 
@@ -282,7 +285,7 @@ class Poller:
                 reason = f"the state refused this poll's entries: {_db_reason(exc)}"
                 record = PollRecord(feed_id=record.feed_id, polled_at=record.polled_at,
                                     next_due=record.next_due, status=record.status,
-                                    error=reason)
+                                    failure=Failure(FailureKind.STATE, reason))
                 try:
                     await self._db(self.store.record_polls, [record])
                 except Exception as again:

@@ -64,10 +64,10 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         report.baselines += len(record.baselines)
         url = redact.url(polled.feed.url)
         report.fetch_seconds.append(polled.fetch.elapsed)
-        if polled.error:
+        if polled.failure:
             report.feeds_failed += 1
-            report.errors.append(f"{url}: {polled.error}")
-            log.warning("poll %s failed: %s (%.2fs)", url, polled.error, polled.fetch.elapsed)
+            report.errors.append(f"{url}: {polled.failure}")
+            log.warning("poll %s failed: %s (%.2fs)", url, polled.failure, polled.fetch.elapsed)
         else:
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1
