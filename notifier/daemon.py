@@ -95,7 +95,6 @@ class Engine:
         self.rng = rng or random.Random()
         self.context = context
         self.db = StoreThread()
-        self.retired: list[Poller] = []
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
                              rng=self.rng)
         self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng)
@@ -108,11 +107,12 @@ class Engine:
     def reconfigure(self, config: Config) -> None:
         """Poll and deliver by `config` from the next cycle on (a reload).
 
-        A cycle in flight finishes on the objects it started with. Everything that must
-        survive lives in the store: seen entries, baselines, the outbox; so a subscription
-        that is new gets its baseline at its first poll, a removed one is simply no longer
-        planned, and queued notifications wait for their channel as before. Channels with
-        unchanged settings keep their pacing.
+        The poller is reconfigured in place (a feed in flight finishes, and is never polled
+        twice beside it); a delivery cycle in flight finishes on the channels it started
+        with. Everything that must survive lives in the store: seen entries, baselines, the
+        outbox; so a subscription that is new gets its baseline at its first poll, a removed
+        one is simply no longer planned, and queued notifications wait for their channel as
+        before. Channels with unchanged settings keep their pacing.
         """
         if self.context is None:
             raise RuntimeError("this engine was built without a channel context")
@@ -120,18 +120,13 @@ class Engine:
         context = ChannelContext(renderer=renderer, http=self.context.http)
         channels = {name: build_channel(name, cfg, context)
                     for name, cfg in config.channels.items()}
-        poller = Poller(config, self.store, self.fetcher, self.db, parser=self.parser,
-                        clock=self.clock, rng=self.rng)
         delivery = Delivery(config, self.store, channels, self.db, clock=self.clock,
                             rng=self.rng)
         delivery.keep_pacing(self.delivery, [name for name, cfg in config.channels.items()
                                              if self.config.channels.get(name) == cfg])
         self.config, self.context = config, context
-        # The old poller's feeds in flight finish and are written by it; it is closed with
-        # the engine.
-        poller.on_queued = self.poller.on_queued
-        self.retired.append(self.poller)
-        self.poller, self.delivery = poller, delivery
+        self.poller.reconfigure(config)
+        self.delivery = delivery
 
     async def poll(self, *, force: bool = False) -> PollReport:
         return await self.poller.poll(force=force)
@@ -164,8 +159,7 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
                 await engine.start()
                 yield engine
             finally:
-                for poller in [*engine.retired, engine.poller]:
-                    await poller.close()
+                await engine.poller.close()
                 engine.close()
     finally:
         parser.shutdown()
@@ -248,6 +242,7 @@ class Daemon:
         self.wake_delivery()
         # Polls that finish after their cycle returned (slow feeds) wake delivery too.
         self.engine.poller.on_queued = self.wake_delivery
+        self.engine.poller.on_polled = self.metrics.observe_poll
         await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
                  __version__, len(self.config.subscriptions), len(self.config.channels))
@@ -315,7 +310,7 @@ class Daemon:
 
     async def _poll_cycle(self) -> None:
         report = await self.engine.poll()
-        self.metrics.observe_poll(report)
+        self.metrics.last_poll.set(time.time())
         if report.feeds_polled or report.feeds_failed:
             log.info("poll cycle: %s", report.summary())
         if report.queued:

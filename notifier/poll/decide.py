@@ -49,14 +49,14 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     polled = snapshot.polled
     feed, fetched = polled.feed, polled.fetch
     subs = plan.readers(feed.id)
-    errors = feed.error_count + 1 if polled.error else 0
+    errors = feed.error_count + 1 if polled.failure else 0
     next_due = next_poll(now, feed.interval, config.defaults.jitter, errors=errors,
                          retry_after=server_delay(fetched.status, fetched.retry_after), rng=rng)
     every = plan.rescan_every(config, feed.id)
     # A listing that failed for now (no answer, 5xx) is tried again at the next poll: the
     # first one in particular, which tells later rescans what is old.
     rescan_due = None
-    if every is not None and not polled.error and not polled.listing_failed \
+    if every is not None and not polled.failure and not polled.listing_failed \
             and (polled.rescan or feed.rescan_due is None):
         rescan_due = now + every
     etag, last_modified = fetched.etag, fetched.last_modified
@@ -64,11 +64,11 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
         # Same body as last time: keep the validators as they were judged then.
         etag, last_modified = feed.etag, feed.last_modified
     base = PollRecord(
-        feed_id=feed.id, polled_at=now, status=fetched.status, error=polled.error,
+        feed_id=feed.id, polled_at=now, status=fetched.status, failure=polled.failure,
         next_due=next_due, etag=etag, last_modified=last_modified,
         new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None,
         body_hash=polled.body_hash, rescan_due=rescan_due)
-    if polled.error or polled.parsed is None:
+    if polled.failure or polled.parsed is None:
         baselines: list[str] = []
         # A 304 still completes a subscription's baseline: nothing it has not seen.
         if fetched.not_modified or polled.unchanged:

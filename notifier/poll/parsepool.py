@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from notifier.failures import Failure, FailureKind
 from notifier.models import FeedKind, ParsedFeed
 from notifier.parse import ParseError, parse_feed
 
@@ -56,18 +57,18 @@ Job = Callable[..., Any]
 
 
 def _parse_job(body: bytes, url: str, headers: dict[str, str],
-               expect: FeedKind | None = None) -> ParsedFeed | str:
-    """The parse itself: the parsed feed or the reason it is not one."""
+               expect: FeedKind | None = None) -> ParsedFeed | Failure:
+    """The parse itself: the parsed feed or why it is not one."""
     try:
         return parse_feed(body, url, headers, expect=expect)
     except ParseError as exc:
-        return str(exc)
+        return Failure(FailureKind.NOT_A_FEED, str(exc))
     except MemoryError:
         raise
     except RecursionError:
-        return "parser failed: the document is nested too deeply"
+        return Failure(FailureKind.PARSER, "parser failed: the document is nested too deeply")
     except Exception as exc:
-        return f"parser failed: {type(exc).__name__}: {exc}"
+        return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
 
 
 def _serve(conn: Connection, memory_limit: int) -> None:
@@ -175,7 +176,7 @@ class ParsePool:
         self._closed = False
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str],
-                    expect: FeedKind | None = None) -> ParsedFeed | str:
+                    expect: FeedKind | None = None) -> ParsedFeed | Failure:
         """The parsed feed, or why not (a time or memory overrun included)."""
         suspect = len(body) > SUSPECT_BYTES or url in self._suspects
         result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect)
@@ -185,9 +186,12 @@ class ParsePool:
                 self._suspects.add(url)
         elif isinstance(result, ParsedFeed):
             self._suspects.discard(url)
-        if isinstance(result, ParsedFeed | str):
+        if isinstance(result, ParsedFeed | Failure):
             return result
-        return f"parser failed: unexpected answer {type(result).__name__}"
+        if isinstance(result, str):  # the pool's own reason: a time or memory overrun
+            return Failure(FailureKind.PARSER, result)
+        return Failure(FailureKind.PARSER,
+                       f"parser failed: unexpected answer {type(result).__name__}")
 
     async def run(self, fn: Job, *args: Any, suspect: bool = False) -> object:
         """`fn(*args)` in a worker (fn importable by name); a reason string when it failed."""

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from notifier import redact
+from notifier.failures import Failure
 from notifier.models import Entry
 from notifier.store.records import (
     ChannelStats,
@@ -152,7 +153,8 @@ class Store:
                 row.name: SubscriptionState(
                     name=row.name, source_url=row.source_url, watch=row.watch,
                     feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
-                    baseline_at=row.baseline_at, last_error=row.last_error,
+                    baseline_at=row.baseline_at,
+                    last_failure=Failure.stored(row.last_error_kind, row.last_error),
                     discovery_errors=row.discovery_errors or 0,
                     discovery_due=row.discovery_due)
                 for row in conn.execute(query)
@@ -169,8 +171,8 @@ class Store:
             old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
                                .where(subscriptions.c.name == name)).first()
             values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
-                      "discovered_at": now, "last_error": None, "discovery_errors": 0,
-                      "discovery_due": None}
+                      "discovered_at": now, "last_error": None, "last_error_kind": None,
+                      "discovery_errors": 0, "discovery_due": None}
             if old is None:
                 conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
                                                            **values))
@@ -181,20 +183,21 @@ class Store:
                              .values(**values))
             return feed_id
 
-    def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
+    def record_discovery_error(self, name: str, source_url: str, watch: str, failure: Failure,
                                now: float, next_due: float | None = None) -> None:
-        """Remember a failed discovery and when to try again (`next_due`)."""
+        """Remember a failed discovery, its kind, and when to try again (`next_due`)."""
+        error = {"last_error": failure.message, "last_error_kind": failure.kind.value}
         with self.engine.begin() as conn:
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
                                    .values(source_url=source_url, watch=watch,
-                                           last_error=error, discovered_at=None,
+                                           discovered_at=None,
                                            discovery_errors=subscriptions.c.discovery_errors + 1,
-                                           discovery_due=next_due)).rowcount
+                                           discovery_due=next_due, **error)).rowcount
             if not updated:
                 conn.execute(subscriptions.insert().values(
                     name=name, source_url=source_url, watch=watch, feed_id=None,
-                    discovered_at=None, baseline_at=None, last_error=error,
-                    discovery_errors=1, discovery_due=next_due))
+                    discovered_at=None, baseline_at=None,
+                    discovery_errors=1, discovery_due=next_due, **error))
 
     def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
         existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()
@@ -339,9 +342,11 @@ class Store:
     def _record_poll(self, conn: Connection, record: PollRecord) -> int:
         values: dict[str, Any] = {
             "last_polled": record.polled_at, "next_due": record.next_due,
-            "last_status": record.status, "last_error": record.error,
+            "last_status": record.status,
+            "last_error": record.failure.message if record.failure else None,
+            "last_error_kind": record.failure.kind.value if record.failure else None,
         }
-        if record.error is None:
+        if record.failure is None:
             values["error_count"] = 0
             values["etag"] = record.etag
             values["last_modified"] = record.last_modified
@@ -654,7 +659,8 @@ class Store:
         with self.engine.connect() as conn:
             health = {row.id: FeedHealth(
                 url=row.url, last_polled=row.last_polled, last_status=row.last_status,
-                last_error=row.last_error, error_count=row.error_count, next_due=row.next_due,
+                last_failure=Failure.stored(row.last_error_kind, row.last_error),
+                error_count=row.error_count, next_due=row.next_due,
                 entries=row.entries_seen) for row in conn.execute(sa.select(feeds))}
             for row in conn.execute(sa.select(subscriptions.c.name, subscriptions.c.feed_id)):
                 if row.feed_id in health:
@@ -773,7 +779,8 @@ def _feed_state(row: Any) -> FeedState:
         id=row.id, url=row.url, title=row.title, api_root=row.api_root, etag=row.etag,
         last_modified=row.last_modified, body_hash=row.body_hash,
         interval=row.interval, next_due=row.next_due,
-        last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
+        last_polled=row.last_polled, last_status=row.last_status,
+        last_failure=Failure.stored(row.last_error_kind, row.last_error),
         error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
         entries_seen=row.entries_seen)
 
