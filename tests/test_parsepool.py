@@ -45,28 +45,29 @@ def test_an_overrunning_parse_is_cut_and_its_worker_replaced() -> None:
             os.kill(pid, 0)
 
 
-def test_a_url_whose_parse_overran_no_longer_holds_up_the_others() -> None:
-    bomb = rss_with_author("a" * 200_000, "UTF-16")
+def test_a_suspect_body_never_holds_up_the_ordinary_feeds() -> None:
+    bomb = rss_with_author("a" * 200_000, "UTF-16")  # over 1 MiB: parsed in its own lane
 
-    async def drive() -> tuple[float, object]:
-        pool = ParsePool(workers=1, time_limit=3.0)
+    async def drive() -> tuple[object, bool]:
+        pool = ParsePool(workers=1, time_limit=30.0)
         try:
-            assert str(await pool.parse(bomb, "http://blog.test/bomb/", {})) == \
-                "parser took more than 3 s"
-            # A fresh worker for the ordinary lane (the stuck one was killed).
+            # A warm worker for the ordinary lane.
             assert isinstance(await pool.parse(atom(1), "http://blog.test/w/", {}), ParsedFeed)
-            # Now a suspect: it parses in its own lane while an ordinary feed is parsed.
+            before = set(pool.worker_pids())
             slow = asyncio.create_task(pool.parse(bomb, "http://blog.test/bomb/", {}))
+            for _ in range(600):  # the suspect lane's worker starts and takes the bomb
+                if set(pool.worker_pids()) - before:
+                    break
+                await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
             quick = await pool.parse(atom(2), "http://blog.test/a/feed/atom/", {})
-            took = loop.time() - started
-            await slow
-            return took, quick
+            still_stuck = not slow.done()
+            slow.cancel()
+            await asyncio.gather(slow, return_exceptions=True)
+            return quick, still_stuck
         finally:
             pool.shutdown()
 
-    took, quick = asyncio.run(drive())
+    quick, still_stuck = asyncio.run(drive())
     assert isinstance(quick, ParsedFeed)
-    assert took < 2.5, took
+    assert still_stuck  # the ordinary feed was parsed while the bomb still ran
