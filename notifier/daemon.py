@@ -42,6 +42,7 @@ from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
+from notifier.store.statefile import unwritable
 
 log = logging.getLogger("notifier")
 
@@ -52,6 +53,8 @@ STUCK_AFTER = 3600.0
 watchdog: far above a first poll of 10,000 feeds (about 4 minutes)."""
 STOP_GRACE = 5.0
 """Seconds the workers get to finish after a stop signal before they are cancelled."""
+STATE_BACKOFF_MAX = 60.0
+"""Longest pause between cycles while the state cannot be written."""
 DELIVERY_TICK = 5.0
 
 
@@ -484,6 +487,7 @@ class _Worker:
         self.wanted = wanted
         self.cycle = cycle
         self.busy_since: float | None = None  # monotonic time the running cycle began
+        self.state_failures = 0  # cycles in a row the state refused (disk full, read-only)
 
     @property
     def busy(self) -> bool:
@@ -496,8 +500,26 @@ class _Worker:
             self.busy_since = time.monotonic()
             try:
                 await self.cycle()
-            except Exception:
-                log.exception("%s cycle failed; trying again at the next tick", self.name)
+            except Exception as exc:
+                reason = unwritable(exc)
+                if reason is None:
+                    log.exception("%s cycle failed; trying again at the next tick", self.name)
+                    continue
+                # Disk full, a read-only file, a lost server: one ERROR saying so, not a
+                # traceback every tick, and fewer tries while it lasts. Nothing is lost:
+                # what was not written is polled or sent again.
+                self.state_failures += 1
+                if self.state_failures == 1:
+                    log.error("%s: the state cannot be written (%s); nothing is lost, trying "
+                              "again with growing pauses (at most %.0f s) until it can",
+                              self.name, reason, STATE_BACKOFF_MAX)
+                self.busy_since = None
+                await asyncio.sleep(min(STATE_BACKOFF_MAX, 2.0 ** self.state_failures))
+            else:
+                if self.state_failures:
+                    log.warning("%s: the state is writable again after %d failed cycles",
+                                self.name, self.state_failures)
+                    self.state_failures = 0
             finally:
                 self.busy_since = None
 

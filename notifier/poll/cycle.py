@@ -31,6 +31,7 @@ from notifier.poll.record import PollReport, report_batch
 from notifier.poll.retrieve import Polled, retrieve
 from notifier.poll.waiting import wait_while_finishing
 from notifier.store import PollRecord, Store
+from notifier.store.statefile import unwritable
 from notifier.textsafety import storable
 
 T = TypeVar("T")
@@ -43,7 +44,7 @@ BATCH_LINGER = 0.25
 STRAGGLER_WAIT = 1.0
 """A daemon cycle stops waiting once no feed finished for this long: the rest are slow
 (dripping servers, stuck parses) and finish in the background within their budget."""
-CYCLE_WAIT = 10.0
+CYCLE_WAIT = 3.0
 """... and after this long in any case; what is still in flight lands in a later cycle."""
 
 log = logging.getLogger("notifier")
@@ -223,8 +224,13 @@ class Poller:
             try:
                 assert self._plan is not None
                 await self._write_batch(batch, self._plan, self._report)
-            except Exception:
-                log.exception("writing %d polls failed; they are polled again", len(batch))
+            except Exception as exc:
+                reason = unwritable(exc)
+                if reason is None:
+                    log.exception("writing %d polls failed; they are polled again", len(batch))
+                else:  # disk full, read-only: no traceback per batch, the daemon backs off
+                    log.error("writing %d polls failed, the state cannot be written (%s); "
+                              "they are polled again", len(batch), reason)
             finally:
                 for polled in batch:
                     self._inflight.pop(polled.feed.id, None)

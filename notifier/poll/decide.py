@@ -87,7 +87,8 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
             for name, offered in decision.candidates.items()}, decision.baselines)
     oldest_new = next(iter(decision.new_entries), None)
     missing = {oldest_new.key: polled.missing} if oldest_new and polled.missing else {}
-    notices = [*match(decision.candidates, plan.subscriptions, snapshot.known, missing),
+    notices = [*_unflooded(match(decision.candidates, plan.subscriptions, snapshot.known,
+                                 missing), decision.new_entries, config, plan),
                *_edit_notices(snapshot, subs, decision, plan)]
     stored = {e.key for e in decision.new_entries}
     # Parents read from REST are stored so the delivery can quote them; never offered.
@@ -102,6 +103,35 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
                                 config, now),
         settle_thread=bool(quiet))
     return Outcome(record, decision)
+
+
+FLOOD_SHOWN = 5
+"""Of a flood, each channel gets this many of the newest entries, one message each."""
+
+
+def _unflooded(notices: list[QueuedNotice], new_entries: Sequence[Entry], config: Config,
+               plan: Plan) -> list[QueuedNotice]:
+    """A channel offered more new entries from one poll than a subscription's `flood_limit`
+    (a feed that imported 5,000 comments) gets the newest `FLOOD_SHOWN`, the oldest of them
+    counting the rest as not shown; every entry is still stored."""
+    order = {entry.key: index for index, entry in enumerate(new_entries)}  # oldest first
+    by_channel: dict[str, list[QueuedNotice]] = {}
+    for notice in notices:
+        by_channel.setdefault(notice.channel, []).append(notice)
+    kept: list[QueuedNotice] = []
+    for channel_notices in by_channel.values():
+        subs = {n.subscription for n in channel_notices}
+        limit = min(config.flood_limit(plan.subscriptions[name]) for name in subs
+                    if name in plan.subscriptions) if subs & plan.subscriptions.keys() else None
+        if limit is None or len(channel_notices) <= limit:
+            kept += channel_notices
+            continue
+        ordered = sorted(channel_notices, key=lambda n: order.get(n.entry_key, -1))
+        newest = ordered[-min(FLOOD_SHOWN, limit):]
+        skipped = len(ordered) - len(newest)
+        kept += [dataclasses.replace(newest[0], missing=newest[0].missing + skipped),
+                 *newest[1:]]
+    return kept
 
 
 def _edit_notices(snapshot: Snapshot, subs: Sequence[Subscription], decision: Decision,

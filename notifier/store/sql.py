@@ -124,7 +124,8 @@ class Store:
                 if version > SCHEMA_VERSION:
                     raise StoreError(
                         f"state {redact.url(self.url)} has schema version {version}, newer "
-                        f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier")
+                        f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier "
+                        "(or restore a backup made by this version)")
                 for number, step in enumerate(_MIGRATIONS, start=1):
                     if number > version:
                         step(conn)
@@ -133,8 +134,14 @@ class Store:
                         meta_table.c.key == "schema_version"))
                     conn.execute(meta_table.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)))
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}") from exc
+        except sa.exc.DatabaseError as exc:
+            # A truncated or overwritten SQLite file lands here too ("file is not a
+            # database", "database disk image is malformed"): say what to do, touch nothing.
+            hint = ("; restore it from a backup (see `notifier backup`), or move it away to "
+                    "start an empty state: notifier never overwrites it"
+                    if self.engine.dialect.name == "sqlite" else "")
+            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}{hint}"
+                             ) from exc
 
     # --- subscriptions and feeds --------------------------------------------------------
 
