@@ -22,11 +22,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
-from notifier.channels import build_channel
+from notifier.channels import CHANNEL_KINDS, build_channel
 from notifier.config import Config
 from notifier.delivery.channel import Channel, ChannelContext
 from notifier.delivery.cycle import Delivery, DeliveryReport
@@ -101,9 +99,13 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
     store = Store(config.state_url())
     parser = ParsePool()
     try:
-        async with Fetcher(fetch_settings(config)) as fetcher, httpx.AsyncClient(
-                follow_redirects=False, timeout=httpx.Timeout(15.0),
-                headers={"User-Agent": f"notifier/{__version__}"}) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            fetcher = await stack.enter_async_context(Fetcher(fetch_settings(config)))
+            http = None
+            if any(CHANNEL_KINDS[c.type].uses_http for c in config.channels.values()):
+                http = await stack.enter_async_context(httpx.AsyncClient(
+                    follow_redirects=False, timeout=httpx.Timeout(15.0),
+                    headers={"User-Agent": f"notifier/{__version__}"}))
             renderer = Renderer(config.base_dir,
                                 {s.name: s.templates for s in config.subscriptions})
             context = ChannelContext(renderer=renderer, http=http)
@@ -145,6 +147,10 @@ def poll_tick_seconds(config: Config) -> float:
 
 async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None:
     """The daemon: poll and deliver until SIGTERM/SIGINT (or `stop` is set)."""
+    # Here, not at the top: `run --once` and the other commands never schedule anything.
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
