@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -22,6 +23,8 @@ from notifier.store import ChannelStats, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = os.environ.get("NOTIFIER_CONFIG", "notifier.yaml")
+GC_THRESHOLD = 10_000
+"""Allocations between youngest-generation collections (Python's default is 700)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"notifier: configuration is not valid:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
+    _tune_gc()
     try:
         if args.command == "check":
             return _check(config)
@@ -83,6 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_FAILED
     raise AssertionError(args.command)
+
+
+def _tune_gc() -> None:
+    """Keep the cycle collector off the modules and the configuration, and run it less often.
+
+    A cycle over 10,000 feeds allocates millions of short-lived objects, nearly all freed by
+    reference counting; with the default thresholds the collector still walked every live
+    object (10,000 subscriptions included) again and again: a quarter of the CPU of an
+    unchanged cycle. Frozen objects are never walked; garbage cycles are still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
