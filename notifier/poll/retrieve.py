@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from notifier.fetch import Fetcher
 from notifier.models import FetchResult, ParsedFeed
-from notifier.parse import ParseError, parse_feed
+from notifier.parsejob import parse_job
 from notifier.store import FeedState
 
 __all__ = ["ParsePool", "Polled", "retrieve"]
@@ -39,16 +39,6 @@ class Polled:
     missing: int = 0  # a gap no backfill could fill: at least this many may be missing
     quiet_keys: frozenset[str] = frozenset()  # found by a first REST listing: stored, not told
     listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
-
-
-def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
-    """Runs in a worker process: returns the parsed feed or the reason it is not one."""
-    try:
-        return parse_feed(body, url, headers)
-    except ParseError as exc:
-        return str(exc)
-    except Exception as exc:
-        return f"parser failed: {type(exc).__name__}: {exc}"
 
 
 class ParsePool:
@@ -74,7 +64,7 @@ class ParsePool:
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), _parse_job, body, url, headers)
+        return await loop.run_in_executor(self._pool(), parse_job, body, url, headers)
 
     def shutdown(self) -> None:
         if self._executor is not None:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from notifier.entrytext import (
@@ -36,10 +36,13 @@ from notifier.entrytext import (
     text_of,
 )
 from notifier.entrytext import post_link as _permalink
-from notifier.fetch import Fetcher, parse_link_header
 from notifier.htmltext import html_to_text
+from notifier.httpheaders import parse_link_header
 from notifier.models import Entry
 from notifier.sources.records import MAX_PAGES, MAX_SECONDS, Backfill, Hints
+
+if TYPE_CHECKING:  # a parse worker imports this module and never fetches
+    from notifier.fetch import Fetcher
 
 __all__ = [
     "API_REL",
