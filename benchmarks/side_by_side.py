@@ -381,8 +381,8 @@ def _proc_cpu_and_rss(pid: int) -> tuple[float, float, float]:
 def daemon_tick(config: Path, count: int, interval: int, log: Path) -> DaemonFigure | None:
     """CPU of `notifier run` over one full unchanged cycle, start-up excluded.
 
-    The window opens once the daemon is up and idle and closes when it has logged a poll
-    line for N feeds; with jitter 0 every feed comes due once per interval."""
+    The window opens once the daemon is up and idle and closes when its cycle summaries
+    have counted N polls; with jitter 0 every feed comes due once per interval."""
     polls = 0
     running = threading.Event()
     lock = threading.Lock()
@@ -393,14 +393,15 @@ def daemon_tick(config: Path, count: int, interval: int, log: Path) -> DaemonFig
         stream = proc.stderr
 
         def read() -> None:
+            # Unchanged polls log at DEBUG; each cycle logs one INFO summary with its count.
             nonlocal polls
             for line in stream:
                 out.write(line.encode())
                 if " running: " in line:
                     running.set()
-                elif re.search(r" poll http\S* \d{3}", line):
+                elif found := re.search(r" poll cycle: (\d+) feeds polled", line):
                     with lock:
-                        polls += 1
+                        polls += int(found.group(1))
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()

@@ -53,7 +53,10 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         new = len(decision.new_entries) if decision else 0
         report.new_entries += new
         report.baselines += len(record.baselines)
-        url = redact.feed_url(polled.feed.url)
+        level = logging.INFO if new or record.notices else logging.DEBUG
+        # Redacting parses the URL: skipped for the quiet majority when no line shows it.
+        url = (redact.feed_url(polled.feed.url)
+               if polled.error or record.new_url or log.isEnabledFor(level) else "")
         if polled.error:
             report.feeds_failed += 1
             report.errors.append(f"{url}: {polled.error}")
@@ -62,7 +65,6 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1
             status = f"{polled.fetch.status}{' unchanged' if polled.unchanged else ''}"
-            level = logging.INFO if new or record.notices else logging.DEBUG
             log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
                     len(record.notices), " baseline" if record.baselines else "",
                     polled.fetch.elapsed)
