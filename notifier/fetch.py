@@ -21,6 +21,7 @@ string, and httpx's own INFO request log is silenced.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -64,6 +65,9 @@ RETRY_AFTER_CODES = frozenset({429, 503})
 # bigger is not worth the wait, so the connection is dropped instead.
 DRAIN_LIMIT = 64 * 1024
 READ_CHUNK = 64 * 1024
+URL_CACHE = 32_768
+"""URLs whose checks are remembered: the same feeds come back every cycle, and splitting
+their URLs again was a tenth of the CPU of an unchanged poll."""
 
 
 class TargetBlocked(NotifierError):
@@ -161,6 +165,7 @@ def _format_size(size: int) -> str:
     return f"{size} bytes"
 
 
+@functools.lru_cache(maxsize=URL_CACHE)
 def _host_key(url: str) -> str:
     """Politeness is per server name; ports of one host share its limit."""
     try:
@@ -347,6 +352,7 @@ def _flatten_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return flat
 
 
+@functools.lru_cache(maxsize=URL_CACHE)
 def _url_problem(url: str) -> str | None:
     """Why a URL cannot be fetched at all, checked before each hop; None when fine."""
     try:

@@ -241,16 +241,20 @@ class Store:
         return out
 
     def due_feeds(self, now: float, feed_ids: Iterable[int], limit: int) -> list[FeedState]:
-        """Feeds among `feed_ids` whose time has come, most overdue first."""
-        wanted = sorted(set(feed_ids))
+        """Feeds among `feed_ids` whose time has come, most overdue first.
+
+        One query over the due feeds, filtered here, not one per 500 ids: a daemon asks
+        every few seconds, and with 10,000 feeds twenty `IN` queries a tick added up."""
+        wanted = set(feed_ids)
         due: list[FeedState] = []
+        query = sa.select(feeds).where(feeds.c.next_due <= now).order_by(feeds.c.next_due)
         with self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                query = (sa.select(feeds).where(feeds.c.id.in_(chunk), feeds.c.next_due <= now)
-                         .order_by(feeds.c.next_due).limit(limit))
-                due += [_feed_state(row) for row in conn.execute(query)]
-        due.sort(key=lambda f: f.next_due)
-        return due[:limit]
+            for row in conn.execute(query):
+                if row.id in wanted:
+                    due.append(_feed_state(row))
+                    if len(due) >= limit:
+                        break
+        return due
 
     def next_due_time(self, feed_ids: Iterable[int]) -> float | None:
         wanted = sorted(set(feed_ids))
