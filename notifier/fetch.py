@@ -21,6 +21,7 @@ string, and httpx's own INFO request log is silenced.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import ipaddress
 import logging
@@ -33,19 +34,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
-from urllib.parse import urljoin, urlsplit, urlunsplit
-
-__all__ = ["MAX_RETRY_AFTER", "FetchSettings", "Fetcher", "parse_link_header",
-           "parse_retry_after", "redact_url"]
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from notifier import __version__
+from notifier import __version__, redact
 from notifier.errors import NotifierError
-from notifier.httpheaders import MAX_RETRY_AFTER, parse_link_header, parse_retry_after
+from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
 
 log = logging.getLogger(__name__)
@@ -146,16 +144,23 @@ class PublicOnlyResolver(AbstractResolver):
         await self._inner.close()
 
 
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to put in a log line."""
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without `user:password@`, and the Basic `Authorization` value it implied.
+
+    Sent as a header by us, not left in the URL: the transport refuses a URL with userinfo
+    beside an explicit Authorization header, and logs show URLs. A redirect keeps the
+    credentials only when its Location is relative (the same origin), as browsers do.
+    """
     try:
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
     except ValueError:
-        return "<unparsable URL>"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), f"Basic {token}"
 
 
 def _format_size(size: int) -> str:
@@ -514,7 +519,7 @@ class Fetcher:
             # Before TimeoutError: aiohttp's connect timeout is also a TimeoutError.
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
-            log.debug("fetch %s failed: %s (%r)", redact_url(hop.url), reason, exc)
+            log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
             return self._failure(url, hop, reason)
         except TimeoutError:
             hop.spent += time.monotonic() - started
@@ -529,15 +534,18 @@ class Fetcher:
         last_modified: str | None,
         started: float,
     ) -> FetchResult | str:
+        target, authorization = split_credentials(hop.url)
+        if authorization is not None:
+            headers = {**headers, "Authorization": authorization}
         if self._client is not None:
             async with self._client.stream(
-                "GET", hop.url, headers=headers, follow_redirects=False
+                "GET", target, headers=headers, follow_redirects=False
             ) as response:
                 return await self._answer(url, hop, etag, last_modified, started,
                                           response.status_code, response.headers.multi_items(),
                                           response.aiter_raw)
         session = self._session or self._open_session()
-        async with session.get(hop.url, headers=headers, allow_redirects=False) as reply:
+        async with session.get(target, headers=headers, allow_redirects=False) as reply:
             content = reply.content
             return await self._answer(url, hop, etag, last_modified, started, reply.status,
                                       reply.headers.items(),
@@ -584,7 +592,7 @@ class Fetcher:
             new_etag = flat.get("etag") if error is None else None
             new_modified = flat.get("last-modified") if error is None else None
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("fetched %s: %s in %.3f s", redact_url(hop.url), status, hop.spent)
+            log.debug("fetched %s: %s in %.3f s", redact.url(hop.url), status, hop.spent)
         return FetchResult(
             url=url,
             final_url=hop.url,
@@ -600,7 +608,7 @@ class Fetcher:
         )
 
     def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
-        log.debug("fetch %s: %s", redact_url(hop.url), reason)
+        log.debug("fetch %s: %s", redact.url(hop.url), reason)
         return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
 
 

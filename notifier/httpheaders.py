@@ -1,30 +1,39 @@
-"""HTTP header values parsed in one place: `Retry-After` and `Link`.
+"""HTTP header values read once, here: `Retry-After` and `Link`, for feeds and channels alike.
 
-Pure functions with no client behind them, so a parse worker (which reads a WordPress
-feed's `Link` header) does not import an HTTP client to use them; `notifier.fetch`
-re-exports them.
+    "120" | "Wed, 21 Oct 2015 07:28:30 GMT" -> parse_retry_after -> seconds (capped) | None
+    '<url>; rel="next", <url2>; rel=shortlink' -> parse_link_header -> [(url, params)]
+
+Why one module: the fetcher (a feed's 429/503), every HTTP channel (a webhook's 429) and
+the platform adapters (WordPress's `Link` headers) read the same headers; two parsers of
+one header drift apart (one took "1.5", the other not; one capped, the other not).
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
-__all__ = ["MAX_RETRY_AFTER", "parse_link_header", "parse_retry_after"]
+from notifier.limits import MAX_RETRY_AFTER
 
-MAX_RETRY_AFTER = 86_400.0
+__all__ = ["parse_link_header", "parse_retry_after"]
+
+_DELAY_SECONDS = re.compile(r"\A\d{1,12}(?:\.\d{1,6})?\Z")
 
 
-def parse_retry_after(value: str, now: datetime) -> float | None:
+def parse_retry_after(value: str, now: datetime | float) -> float | None:
     """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date), capped at a day.
 
-    A date in the past means "now" (0). Garbage gives None so the caller's own backoff applies.
+    RFC 9110 says whole seconds; some servers send a fraction ("1.5"), which is honoured too.
+    A date in the past means "now" (0). Garbage (words, negative numbers, exponents) gives
+    None, so the caller's own backoff applies. `now` is a datetime or a Unix timestamp.
     """
     text = value.strip()
     if not text:
         return None
-    if text.isascii() and text.isdigit():
+    if text.isascii() and _DELAY_SECONDS.match(text):
         return min(float(text), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(text)
@@ -32,9 +41,11 @@ def parse_retry_after(value: str, now: datetime) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    seconds = (when - now).total_seconds()
+    if isinstance(now, datetime):
+        moment = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    else:
+        moment = datetime.fromtimestamp(now, UTC)
+    seconds = (when - moment).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 

@@ -24,6 +24,7 @@ _MODULES: dict[str, tuple[str, str]] = {
     "matrix": ("notifier.channels.matrix", "MatrixChannel"),
     "telegram": ("notifier.channels.telegram", "TelegramChannel"),
     "ntfy": ("notifier.channels.ntfy", "NtfyChannel"),
+    "apprise": ("notifier.channels.apprise", "AppriseChannel"),
 }
 """Kind name -> (module, class): the registry itself, in the order `check` lists kinds."""
 

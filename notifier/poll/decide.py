@@ -17,14 +17,14 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from notifier import backfill, threads
+from notifier import sources, threads
 from notifier.config import Config, Subscription
 from notifier.diff import Decision, SubscriptionView, decide
 from notifier.match import match
 from notifier.models import Entry
 from notifier.poll.complete import Snapshot
 from notifier.poll.plan import Plan
-from notifier.schedule import next_poll
+from notifier.schedule import next_poll, server_delay
 from notifier.store import PollRecord, QueuedNotice, SubscriptionState, ThreadUpdate
 
 __all__ = ["Outcome", "decide_poll"]
@@ -51,7 +51,7 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     subs = plan.readers(feed.id)
     errors = feed.error_count + 1 if polled.error else 0
     next_due = next_poll(now, feed.interval, config.defaults.jitter, errors=errors,
-                         retry_after=fetched.retry_after, rng=rng)
+                         retry_after=server_delay(fetched.status, fetched.retry_after), rng=rng)
     every = plan.rescan_every(config, feed.id)
     # A listing that failed for now (no answer, 5xx) is tried again at the next poll: the
     # first one in particular, which tells later rescans what is old.
@@ -95,7 +95,7 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     # Parents read from REST are stored so the delivery can quote them; never offered.
     new_entries = (*decision.new_entries,
                    *(e for e in snapshot.fetched_parents if e.key not in stored))
-    post_id = backfill.wordpress_post_id(fetched.headers, fetched.final_url)
+    post_id = sources.post_id(fetched.headers, fetched.final_url)
     record = dataclasses.replace(
         base, title=parsed.title, new_entries=new_entries,
         changed_entries=decision.changed_entries, baselines=decision.baselines,

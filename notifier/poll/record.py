@@ -32,6 +32,7 @@ class PollReport:
     queued: int = 0
     baselines: int = 0  # subscriptions whose first poll this was
     errors: list[str] = field(default_factory=list)
+    fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
@@ -53,9 +54,10 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         new = len(decision.new_entries) if decision else 0
         report.new_entries += new
         report.baselines += len(record.baselines)
+        report.fetch_seconds.append(polled.fetch.elapsed)
         level = logging.INFO if new or record.notices else logging.DEBUG
         # Redacting parses the URL: skipped for the quiet majority when no line shows it.
-        url = (redact.feed_url(polled.feed.url)
+        url = (redact.url(polled.feed.url)
                if polled.error or record.new_url or log.isEnabledFor(level) else "")
         if polled.error:
             report.feeds_failed += 1
@@ -68,7 +70,9 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
             log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
                     len(record.notices), " baseline" if record.baselines else "",
                     polled.fetch.elapsed)
+        if polled.parsed and polled.parsed.kind_note:
+            log.info("feed %s %s", url, polled.parsed.kind_note)
         if polled.parsed and polled.parsed.warning:
             log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
         if record.new_url:
-            log.info("feed %s moved permanently to %s", url, redact.feed_url(record.new_url))
+            log.info("feed %s moved permanently to %s", url, redact.url(record.new_url))

@@ -4,22 +4,18 @@
               -> 304 | same body as last time | body -> parse worker -> `Polled`
 
 A failure is data, never an exception: `Polled.error` says what went wrong, so one feed
-cannot stop the batch. Parsing runs in a process pool started only when a body needs it,
-so a cycle of unchanged feeds (304s) never pays for the workers' start-up.
+cannot stop the batch. Parsing runs in `parsepool`'s workers, each parse bounded in time
+and memory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
-import multiprocessing
-import os
 from dataclasses import dataclass
 
 from notifier.fetch import Fetcher
-from notifier.models import FetchResult, ParsedFeed
-from notifier.parsejob import parse_job
+from notifier.models import FeedKind, FetchResult, ParsedFeed
+from notifier.poll.parsepool import ParsePool
 from notifier.store import FeedState
 
 __all__ = ["ParsePool", "Polled", "retrieve"]
@@ -41,40 +37,13 @@ class Polled:
     listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
 
 
-class ParsePool:
-    """Parse workers, started at the first body: feedparser holds the GIL while it works.
-
-    Processes when there are cores to spare, one thread otherwise (and in tests that ask for
-    `workers=1`), so parsing never blocks the event loop.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-        self._executor: concurrent.futures.Executor | None = None
-
-    def _pool(self) -> concurrent.futures.Executor:
-        if self._executor is None:
-            if self._workers <= 1:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    1, thread_name_prefix="parse")
-            else:
-                self._executor = concurrent.futures.ProcessPoolExecutor(
-                    self._workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._executor
-
-    async def parse(self, body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), parse_job, body, url, headers)
-
-    def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
-                   rescan: bool, conditional: bool = True) -> Polled:
+                   rescan: bool, conditional: bool = True,
+                   expect: FeedKind | None = None) -> Polled:
     """Fetch `feed` and parse a body not parsed before.
+
+    `expect` is the kind its subscriptions watch (`Plan.expected_kind`), which wins over what
+    the document looks like.
 
     A rescan, and a thread a site probe says has news, ask without validators: WordPress's
     are site-wide, and a comment approved late or imported at an old date changes neither,
@@ -89,7 +58,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     parsed: ParsedFeed | None = None
     error = fetched.error
     if fetched.ok and fetched.body is not None:
-        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers)
+        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers, expect)
         if isinstance(result, str):
             error = result
         else:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -61,6 +61,9 @@ subscriptions = sa.Table(
     sa.Column("discovered_at", sa.Float),
     sa.Column("baseline_at", sa.Float),
     sa.Column("last_error", sa.Text),
+    # Migration 5: failed discoveries back off like failed polls, across restarts.
+    sa.Column("discovery_errors", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("discovery_due", sa.Float),
 )
 
 entries = sa.Table(
@@ -193,4 +196,10 @@ def _migration_4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[sites])
 
 
-_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4]
+def _migration_5(conn: Connection) -> None:
+    """Discovery back-off: a subscription whose feed cannot be found is not asked for it
+    every cycle (Retry-After and 410 honoured from the first answer)."""
+    _add_missing_columns(conn, subscriptions, ("discovery_errors", "discovery_due"))
+
+
+_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
