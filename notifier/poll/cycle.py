@@ -102,7 +102,9 @@ class Poller:
 
         With `force` (`run --once`) every feed's poll is waited for.
         """
-        report = self._report = PollReport()
+        # Polls that landed after their own cycle returned (stragglers) were counted into
+        # this report by the writer: the cycle reports them, so no poll goes uncounted.
+        report = self._report
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
@@ -119,7 +121,7 @@ class Poller:
             due = await self._db(self.store.due_feeds, self.clock(), feed_ids, 10 * WRITE_BATCH)
         due = [feed for feed in due if feed.id not in self._inflight]
         if not due:
-            return report
+            return self._take_report()
         now = self.clock()
         news = await probe_sites(due, plan, self.config, store=self.store,
                                  fetcher=self.fetcher, db=self._db, now=now, force=force)
@@ -147,10 +149,18 @@ class Poller:
             await wait_while_finishing(tasks, STRAGGLER_WAIT, CYCLE_WAIT)
         # Everything finished so far is written before the cycle reports.
         await self._queue.join()
+        return self._take_report()
+
+    def _take_report(self) -> PollReport:
+        report, self._report = self._report, PollReport()
         return report
 
-    def _landed(self, feed_id: int, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(feed_id, None)
+    def _landed(self, feed_id: int, task: asyncio.Task[None]) -> None:
+        """A feed stays in flight until its poll is written (the writer lets it go): a
+        straggler done but not yet written is still due in the store, and must not be polled
+        again by the next cycle. Only a task that ended without a result is let go here."""
+        if task.cancelled() or task.exception() is not None:
+            self._inflight.pop(feed_id, None)
 
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None) -> Polled:
@@ -193,7 +203,8 @@ class Poller:
             except Exception:
                 log.exception("writing %d polls failed; they are polled again", len(batch))
             finally:
-                for _ in batch:
+                for polled in batch:
+                    self._inflight.pop(polled.feed.id, None)
                     self._queue.task_done()
 
     async def _write_batch(self, batch: list[Polled], plan: Plan, report: PollReport) -> None:
