@@ -24,11 +24,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from notifier import __version__
-from notifier.admin import AdminServer, Metrics, read_facts, render_page
 from notifier.channels import CHANNEL_KINDS, build_channel
 from notifier.config import Config, ConfigError, load_config, split_listen
 from notifier.delivery.channel import Channel, ChannelContext
@@ -40,6 +40,9 @@ from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
+
+if TYPE_CHECKING:
+    from notifier.admin import AdminServer
 
 log = logging.getLogger("notifier")
 
@@ -215,8 +218,11 @@ class Daemon:
 
     def __init__(self, config: Config, engine: Engine,
                  systemd: SystemdNotifier | None = None) -> None:
-        # Here, not at the top: `run --once` and the other commands never schedule anything.
+        # Here, not at the top: `run --once` and the other commands never schedule anything,
+        # nor serve metrics (prometheus_client) or the status page.
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from notifier.admin import Metrics
 
         self.config = config
         self.engine = engine
@@ -233,6 +239,8 @@ class Daemon:
     async def run(self, stop: asyncio.Event, reload: asyncio.Event) -> None:
         if self.config.admin.listen:
             host, port = split_listen(self.config.admin.listen)
+            from notifier.admin import AdminServer
+
             self.admin = AdminServer(host, port, self)
             try:
                 await self.admin.start()
@@ -432,6 +440,8 @@ class Daemon:
         return self.metrics.render()
 
     async def status_page(self) -> str:
+        from notifier.admin import read_facts, render_page
+
         facts = await self.engine.db(read_facts, self.engine.store, self.config)
         return render_page(facts, self.config, self.started)
 
