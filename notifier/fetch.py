@@ -43,6 +43,7 @@ from aiohttp.resolver import DefaultResolver
 
 from notifier import __version__, redact
 from notifier.errors import NotifierError
+from notifier.failures import FailureKind
 from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
 
@@ -196,6 +197,22 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
             if linked is not None:
                 queue.append(linked)
     return found
+
+
+def transport_failure_kind(exc: BaseException) -> FailureKind:
+    """The kind of a transport error, read like `describe_transport_error` reads its reason:
+    an operating-system cause (refused, reset, DNS, TLS) first, then the exception's class."""
+    chain = _exception_chain(exc)
+    if any(isinstance(cause, PrivateAddressBlocked) for cause in chain):
+        return FailureKind.REFUSED
+    if any(isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
+           for cause in chain[1:]):
+        return FailureKind.NETWORK
+    if isinstance(exc, httpx.TimeoutException | aiohttp.ServerTimeoutError):
+        return FailureKind.TIMEOUT
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return FailureKind.REFUSED
+    return FailureKind.NETWORK
 
 
 def describe_transport_error(exc: BaseException, url: str, settings: FetchSettings) -> str:
@@ -480,17 +497,18 @@ class Fetcher:
             try:
                 _check_target(hop.url, self.settings.block_private)
             except TargetBlocked as exc:
-                return self._failure(url, hop, str(exc) or "target not allowed")
+                return self._failure(url, hop, str(exc) or "target not allowed",
+                                     FailureKind.REFUSED)
             problem = _url_problem(hop.url)
             if problem:
-                return self._failure(url, hop, problem)
+                return self._failure(url, hop, problem, FailureKind.REFUSED)
             async with self._slot(hop.url):
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified)
             if isinstance(outcome, FetchResult):
                 return outcome
             hop.redirects += 1
             if hop.redirects > self.settings.max_redirects:
-                return self._failure(url, hop, "too many redirects")
+                return self._failure(url, hop, "too many redirects", FailureKind.REFUSED)
             hop.url = outcome
 
     def _slot(self, url: str) -> _Slot:
@@ -513,17 +531,18 @@ class Fetcher:
         except _BodyTooLarge:
             hop.spent += time.monotonic() - started
             size = _format_size(self.settings.max_bytes)
-            return self._failure(url, hop, f"body larger than {size}")
+            return self._failure(url, hop, f"body larger than {size}", FailureKind.REFUSED)
         except (aiohttp.ClientError, httpx.HTTPError, httpx.InvalidURL, _DecodeFailed,
                 ValueError) as exc:
             # Before TimeoutError: aiohttp's connect timeout is also a TimeoutError.
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
             log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
-            return self._failure(url, hop, reason)
+            return self._failure(url, hop, reason, transport_failure_kind(exc))
         except TimeoutError:
             hop.spent += time.monotonic() - started
-            return self._failure(url, hop, f"timed out after {self.settings.timeout:g} s")
+            return self._failure(url, hop, f"timed out after {self.settings.timeout:g} s",
+                                 FailureKind.TIMEOUT)
 
     async def _request(
         self,
@@ -607,9 +626,11 @@ class Fetcher:
             elapsed=hop.spent,
         )
 
-    def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
+    def _failure(self, url: str, hop: _Hop, reason: str,
+                 kind: FailureKind = FailureKind.NETWORK) -> FetchResult:
         log.debug("fetch %s: %s", redact.url(hop.url), reason)
-        return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
+        return FetchResult(url=url, final_url=hop.url, status=None, error=reason,
+                           elapsed=hop.spent, error_kind=kind)
 
 
 class _Slot:

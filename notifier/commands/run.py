@@ -17,6 +17,7 @@ import time
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
 from notifier.config import Config
 from notifier.store import Store, SubscriptionState
+from notifier.store.statefile import hold_state
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -31,14 +32,16 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load(args)
     tune_gc()
-    if args.once:
-        return run_once(config)
-    try:
-        asyncio.run(run_forever(config))
-    except AdminListenError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
+    # One run per SQLite state: a second exits 2 here, before it touches any claim.
+    with hold_state(config.state_url()):
+        if args.once:
+            return run_once(config)
+        try:
+            asyncio.run(run_forever(config))
+        except AdminListenError as exc:
+            print(f"notifier: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return EXIT_OK
 
 
 GC_THRESHOLD = 10_000

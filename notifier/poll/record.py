@@ -34,6 +34,14 @@ class PollReport:
     errors: list[str] = field(default_factory=list)
     fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
+    def add(self, other: PollReport) -> None:
+        """Sum `other` (a batch's share) into this report."""
+        for name in ("feeds_polled", "feeds_failed", "not_modified", "new_entries", "queued",
+                     "baselines"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.fetch_seconds += other.fetch_seconds
+
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
                 f"{self.feeds_failed} failed), {self.new_entries} new entries, "
@@ -57,12 +65,13 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         report.fetch_seconds.append(polled.fetch.elapsed)
         level = logging.INFO if new or record.notices else logging.DEBUG
         # Redacting parses the URL: skipped for the quiet majority when no line shows it.
-        url = (redact.url(polled.feed.url)
-               if polled.error or record.new_url or log.isEnabledFor(level) else "")
-        if polled.error:
+        shown = (polled.failure or record.new_url or log.isEnabledFor(level)
+                 or (polled.parsed is not None and polled.parsed.kind_note))
+        url = redact.url(polled.feed.url) if shown else ""
+        if polled.failure:
             report.feeds_failed += 1
-            report.errors.append(f"{url}: {polled.error}")
-            log.warning("poll %s failed: %s (%.2fs)", url, polled.error, polled.fetch.elapsed)
+            report.errors.append(f"{url}: {polled.failure}")
+            log.warning("poll %s failed: %s (%.2fs)", url, polled.failure, polled.fetch.elapsed)
         else:
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1

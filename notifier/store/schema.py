@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -50,6 +50,8 @@ feeds = sa.Table(
     # backfill, and when the feed is next read in full (without validators, through REST).
     sa.Column("post_id", sa.Text),
     sa.Column("rescan_due", sa.Float),
+    # Migration 6 (typed failures): the kind of the last error (`failures.FailureKind`).
+    sa.Column("last_error_kind", sa.String(32)),
 )
 
 subscriptions = sa.Table(
@@ -64,6 +66,7 @@ subscriptions = sa.Table(
     # Migration 5: failed discoveries back off like failed polls, across restarts.
     sa.Column("discovery_errors", sa.Integer, nullable=False, server_default="0"),
     sa.Column("discovery_due", sa.Float),
+    sa.Column("last_error_kind", sa.String(32)),  # migration 6
 )
 
 entries = sa.Table(
@@ -202,4 +205,11 @@ def _migration_5(conn: Connection) -> None:
     _add_missing_columns(conn, subscriptions, ("discovery_errors", "discovery_due"))
 
 
-_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5]
+def _migration_6(conn: Connection) -> None:
+    """Typed failures: the kind of a feed's or a subscription's last error beside its text."""
+    _add_missing_columns(conn, feeds, ("last_error_kind",))
+    _add_missing_columns(conn, subscriptions, ("last_error_kind",))
+
+
+_MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
+               _migration_6]

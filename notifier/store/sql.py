@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from notifier import redact
+from notifier.failures import Failure
 from notifier.models import Entry
 from notifier.store.records import (
     ChannelStats,
@@ -92,7 +93,7 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
 
 def _feed_row_only(record: PollRecord) -> bool:
     """A poll whose only write is plain values on its feed's row."""
-    return (record.error is None and not record.new_url and not record.new_entries
+    return (record.failure is None and not record.new_url and not record.new_entries
             and not record.changed_entries and not record.threads
             and not record.settle_thread and not record.baselines and not record.notices)
 
@@ -101,9 +102,11 @@ def _feed_values(record: PollRecord) -> dict[str, Any]:
     """The plain values a poll writes on its feed's row (no SQL expressions)."""
     values: dict[str, Any] = {
         "last_polled": record.polled_at, "next_due": record.next_due,
-        "last_status": record.status, "last_error": record.error,
+        "last_status": record.status,
+        "last_error": record.failure.message if record.failure else None,
+        "last_error_kind": record.failure.kind.value if record.failure else None,
     }
-    if record.error is None:
+    if record.failure is None:
         values["error_count"] = 0
         values["etag"] = record.etag
         values["last_modified"] = record.last_modified
@@ -151,7 +154,8 @@ class Store:
                 if version > SCHEMA_VERSION:
                     raise StoreError(
                         f"state {redact.url(self.url)} has schema version {version}, newer "
-                        f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier")
+                        f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier "
+                        "(or restore a backup made by this version)")
                 for number, step in enumerate(_MIGRATIONS, start=1):
                     if number > version:
                         step(conn)
@@ -160,8 +164,14 @@ class Store:
                         meta_table.c.key == "schema_version"))
                     conn.execute(meta_table.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)))
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}") from exc
+        except sa.exc.DatabaseError as exc:
+            # A truncated or overwritten SQLite file lands here too ("file is not a
+            # database", "database disk image is malformed"): say what to do, touch nothing.
+            hint = ("; restore it from a backup (see `notifier backup`), or move it away to "
+                    "start an empty state: notifier never overwrites it"
+                    if self.engine.dialect.name == "sqlite" else "")
+            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}{hint}"
+                             ) from exc
 
     # --- subscriptions and feeds --------------------------------------------------------
 
@@ -173,7 +183,8 @@ class Store:
                 row.name: SubscriptionState(
                     name=row.name, source_url=row.source_url, watch=row.watch,
                     feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
-                    baseline_at=row.baseline_at, last_error=row.last_error,
+                    baseline_at=row.baseline_at,
+                    last_failure=Failure.stored(row.last_error_kind, row.last_error),
                     discovery_errors=row.discovery_errors or 0,
                     discovery_due=row.discovery_due)
                 for row in conn.execute(query)
@@ -190,8 +201,8 @@ class Store:
             old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
                                .where(subscriptions.c.name == name)).first()
             values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
-                      "discovered_at": now, "last_error": None, "discovery_errors": 0,
-                      "discovery_due": None}
+                      "discovered_at": now, "last_error": None, "last_error_kind": None,
+                      "discovery_errors": 0, "discovery_due": None}
             if old is None:
                 conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
                                                            **values))
@@ -202,20 +213,21 @@ class Store:
                              .values(**values))
             return feed_id
 
-    def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
+    def record_discovery_error(self, name: str, source_url: str, watch: str, failure: Failure,
                                now: float, next_due: float | None = None) -> None:
-        """Remember a failed discovery and when to try again (`next_due`)."""
+        """Remember a failed discovery, its kind, and when to try again (`next_due`)."""
+        error = {"last_error": failure.message, "last_error_kind": failure.kind.value}
         with self.engine.begin() as conn:
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
                                    .values(source_url=source_url, watch=watch,
-                                           last_error=error, discovered_at=None,
+                                           discovered_at=None,
                                            discovery_errors=subscriptions.c.discovery_errors + 1,
-                                           discovery_due=next_due)).rowcount
+                                           discovery_due=next_due, **error)).rowcount
             if not updated:
                 conn.execute(subscriptions.insert().values(
                     name=name, source_url=source_url, watch=watch, feed_id=None,
-                    discovered_at=None, baseline_at=None, last_error=error,
-                    discovery_errors=1, discovery_due=next_due))
+                    discovered_at=None, baseline_at=None,
+                    discovery_errors=1, discovery_due=next_due, **error))
 
     def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
         existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()
@@ -377,7 +389,7 @@ class Store:
 
     def _record_poll(self, conn: Connection, record: PollRecord) -> int:
         values: dict[str, Any] = _feed_values(record)
-        if record.error is not None:
+        if record.failure is not None:
             values["error_count"] = feeds.c.error_count + 1
         if record.new_url:
             taken = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == record.new_url)
@@ -678,7 +690,8 @@ class Store:
         with self.engine.connect() as conn:
             health = {row.id: FeedHealth(
                 url=row.url, last_polled=row.last_polled, last_status=row.last_status,
-                last_error=row.last_error, error_count=row.error_count, next_due=row.next_due,
+                last_failure=Failure.stored(row.last_error_kind, row.last_error),
+                error_count=row.error_count, next_due=row.next_due,
                 entries=row.entries_seen) for row in conn.execute(sa.select(feeds))}
             for row in conn.execute(sa.select(subscriptions.c.name, subscriptions.c.feed_id)):
                 if row.feed_id in health:
@@ -797,7 +810,8 @@ def _feed_state(row: Any) -> FeedState:
         id=row.id, url=row.url, title=row.title, api_root=row.api_root, etag=row.etag,
         last_modified=row.last_modified, body_hash=row.body_hash,
         interval=row.interval, next_due=row.next_due,
-        last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
+        last_polled=row.last_polled, last_status=row.last_status,
+        last_failure=Failure.stored(row.last_error_kind, row.last_error),
         error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
         entries_seen=row.entries_seen)
 
