@@ -24,14 +24,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
-from notifier.admin import AdminServer, Metrics, read_facts, render_page
-from notifier.channels import build_channel
+from notifier.channels import CHANNEL_KINDS, build_channel
 from notifier.config import Config, ConfigError, load_config, split_listen
 from notifier.delivery.channel import Channel, ChannelContext
 from notifier.delivery.cycle import Delivery, DeliveryReport
@@ -43,6 +41,9 @@ from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
 from notifier.store.statefile import unwritable
+
+if TYPE_CHECKING:
+    from notifier.admin import AdminServer
 
 log = logging.getLogger("notifier")
 
@@ -146,9 +147,13 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
     store = Store(config.state_url())
     parser = ParsePool()
     try:
-        async with Fetcher(fetch_settings(config)) as fetcher, httpx.AsyncClient(
-                follow_redirects=False, timeout=httpx.Timeout(15.0),
-                headers={"User-Agent": f"notifier/{__version__}"}) as http:
+        async with contextlib.AsyncExitStack() as stack:
+            fetcher = await stack.enter_async_context(Fetcher(fetch_settings(config)))
+            http = None
+            if any(CHANNEL_KINDS[c.type].uses_http for c in config.channels.values()):
+                http = await stack.enter_async_context(httpx.AsyncClient(
+                    follow_redirects=False, timeout=httpx.Timeout(15.0),
+                    headers={"User-Agent": f"notifier/{__version__}"}))
             renderer = Renderer(config.base_dir,
                                 {s.name: s.templates for s in config.subscriptions})
             context = ChannelContext(renderer=renderer, http=http)
@@ -210,6 +215,12 @@ class Daemon:
 
     def __init__(self, config: Config, engine: Engine,
                  systemd: SystemdNotifier | None = None) -> None:
+        # Here, not at the top: `run --once` and the other commands never schedule anything,
+        # nor serve metrics (prometheus_client) or the status page.
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        from notifier.admin import Metrics
+
         self.config = config
         self.engine = engine
         self.metrics = Metrics()
@@ -225,6 +236,8 @@ class Daemon:
     async def run(self, stop: asyncio.Event, reload: asyncio.Event) -> None:
         if self.config.admin.listen:
             host, port = split_listen(self.config.admin.listen)
+            from notifier.admin import AdminServer
+
             self.admin = AdminServer(host, port, self)
             try:
                 await self.admin.start()
@@ -318,6 +331,8 @@ class Daemon:
 
     def _schedule(self) -> None:
         """(Re)build the ticks and the digest times from the current configuration."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
         for job in self.scheduler.get_jobs():
             job.remove()
         self.scheduler.add_job(self.poll_wanted.set,
@@ -423,6 +438,8 @@ class Daemon:
         return self.metrics.render()
 
     async def status_page(self) -> str:
+        from notifier.admin import read_facts, render_page
+
         facts = await self.engine.db(read_facts, self.engine.store, self.config)
         return render_page(facts, self.config, self.started)
 

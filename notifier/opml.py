@@ -16,8 +16,6 @@ from email.utils import format_datetime
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
-import listparser
-
 from notifier.errors import NotifierError
 
 MAX_OPML_BYTES = 16 * 1024 * 1024
@@ -49,6 +47,8 @@ def read_opml(data: bytes, source: str) -> list[OpmlFeed]:
     """The feeds of an OPML document, in document order, without repeats."""
     if len(data) > MAX_OPML_BYTES:
         raise OpmlError(f"{source}: larger than {MAX_OPML_BYTES} bytes; is it an OPML file?")
+    import listparser  # here: every command imports this module, few read OPML
+
     parsed = listparser.parse(data)
     feeds: list[OpmlFeed] = []
     seen: set[str] = set()

@@ -2,26 +2,52 @@
 
 The configuration loader asks it which settings a `type:` accepts, the daemon asks it to
 build each configured channel; adding a kind means one module and one line here.
+
+A kind's module is imported the first time the kind is asked for: a configuration with one
+email channel does not pay, at every start, for the chat and webhook kinds it never uses.
 """
 
 from __future__ import annotations
 
-from notifier.channels.apprise import AppriseChannel
-from notifier.channels.console import ConsoleChannel
-from notifier.channels.email import EmailChannel
-from notifier.channels.matrix import MatrixChannel
-from notifier.channels.ntfy import NtfyChannel
-from notifier.channels.telegram import TelegramChannel
-from notifier.channels.webhook import WebhookChannel
+import importlib
+from collections.abc import Iterator, Mapping
+
 from notifier.delivery.channel import Channel, ChannelConfig, ChannelContext
 from notifier.errors import NotifierError
 
 __all__ = ["CHANNEL_KINDS", "UnknownChannelKind", "build_channel", "channel_config_type"]
 
-CHANNEL_KINDS: dict[str, type[Channel]] = {
-    cls.kind: cls for cls in (ConsoleChannel, EmailChannel, WebhookChannel, MatrixChannel,
-                              TelegramChannel, NtfyChannel, AppriseChannel)
+_MODULES: dict[str, tuple[str, str]] = {
+    "console": ("notifier.channels.console", "ConsoleChannel"),
+    "email": ("notifier.channels.email", "EmailChannel"),
+    "webhook": ("notifier.channels.webhook", "WebhookChannel"),
+    "matrix": ("notifier.channels.matrix", "MatrixChannel"),
+    "telegram": ("notifier.channels.telegram", "TelegramChannel"),
+    "ntfy": ("notifier.channels.ntfy", "NtfyChannel"),
+    "apprise": ("notifier.channels.apprise", "AppriseChannel"),
 }
+"""Kind name -> (module, class): the registry itself, in the order `check` lists kinds."""
+
+
+class _Kinds(Mapping[str, type[Channel]]):
+    """The registry as a read-only mapping that imports a kind's module on first lookup."""
+
+    def __getitem__(self, kind: str) -> type[Channel]:
+        module, name = _MODULES[kind]
+        cls: type[Channel] = getattr(importlib.import_module(module), name)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in _MODULES
+
+
+CHANNEL_KINDS: Mapping[str, type[Channel]] = _Kinds()
 
 
 class UnknownChannelKind(NotifierError, KeyError):

@@ -205,11 +205,16 @@ class HttpChannel(Channel):
     """A channel that sends each notice as one HTTP request; `clock` is injectable so a
     Retry-After date can be tested without patching time."""
 
+    uses_http = True
+
     def __init__(self, name: str, config: ChannelConfig, context: ChannelContext,
                  *, clock: Callable[[], float] = time.time) -> None:
         if not isinstance(config, self.config_type):
             raise TypeError(f"channel {name}: expected a {self.kind} configuration")
+        if context.http is None:
+            raise TypeError(f"channel {name}: a {self.kind} channel needs an HTTP client")
         super().__init__(name, config, context)
+        self.http = context.http
         self.clock = clock
 
     @property
@@ -231,7 +236,7 @@ class HttpChannel(Channel):
     async def request(self, method: str, url: str, body: bytes, headers: Mapping[str, str],
                       *, timeout: float, platform: Platform, secrets: Iterable[str]) -> None:
         """Send, and raise the failure the answer means; return when it was accepted."""
-        response = await send(self.context.http, method, url, what=self.what, content=body,
+        response = await send(self.http, method, url, what=self.what, content=body,
                               headers=headers, timeout=timeout)
         self.observe(response)
         failure = judge(response, self.what, platform, now=self.clock(), secrets=secrets)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
 
@@ -30,6 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     from notifier.daemon import AdminListenError, run_forever
 
     config = load(args)
+    tune_gc()
     # One run per SQLite state: a second exits 2 here, before it touches any claim.
     with hold_state(config.state_url()):
         if args.once:
@@ -40,6 +42,22 @@ def _run(args: argparse.Namespace) -> int:
             print(f"notifier: {exc}", file=sys.stderr)
             return EXIT_USAGE
         return EXIT_OK
+
+
+GC_THRESHOLD = 10_000
+"""Allocations between youngest-generation collections (Python's default is 700)."""
+
+
+def tune_gc() -> None:
+    """Keep the cycle collector off the modules and the configuration, and run it less often.
+
+    A cycle over 10,000 feeds allocates millions of short-lived objects, nearly all freed by
+    reference counting; with the default thresholds the collector still walked every live
+    object (10,000 subscriptions included) again and again: a quarter of the CPU of an
+    unchanged cycle. Frozen objects are never walked; garbage cycles are still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def run_once(config: Config) -> int:

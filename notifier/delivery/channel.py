@@ -93,7 +93,9 @@ class ChannelContext:
     """Shared resources a channel may use; built once per process."""
 
     renderer: Renderer
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient | None
+    """None when no configured channel sends over HTTP: opening a client costs a start-up
+    a few hundred milliseconds (its TLS trust store and connection pool)."""
 
 
 class Channel(ABC):
@@ -104,6 +106,8 @@ class Channel(ABC):
     template_slots: ClassVar[tuple[str, ...]]
     """The templates this kind renders; each has a packaged default `<kind>/<slot>.j2`."""
     default_retry: ClassVar[RetryPolicy] = WEBHOOK_RETRY
+    uses_http: ClassVar[bool] = False
+    """Whether the kind sends through `ChannelContext.http`."""
     _pause: float | None
 
     def __init_subclass__(cls, **kwargs: object) -> None:

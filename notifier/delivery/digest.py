@@ -22,12 +22,14 @@ import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from typing import Annotated, Generic, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from notifier.schema import StrictModel
+
+if TYPE_CHECKING:  # imported when a cron expression is first used, not at every start
+    from apscheduler.triggers.cron import CronTrigger
 
 DIGEST_MAX = 500
 """Rows in one digest message: bounds the message (chat platforms cut it anyway) and a claim."""
@@ -145,6 +147,8 @@ class DeliveryTiming(StrictModel):
 
 @functools.lru_cache(maxsize=256)
 def _trigger(expr: str, tz: str) -> CronTrigger:
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger.from_crontab(crontab_for_apscheduler(expr), timezone=zoneinfo.ZoneInfo(tz))
 
 

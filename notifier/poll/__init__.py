@@ -24,8 +24,30 @@ shapes, reply lines, thread listings, probes) is asked of the adapters in
 the batch.
 """
 
-from notifier.poll.cycle import BATCH_LINGER, WRITE_BATCH, Poller, StoreThread
-from notifier.poll.record import PollReport
-from notifier.poll.retrieve import ParsePool
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from notifier.poll.cycle import BATCH_LINGER, WRITE_BATCH, Poller, StoreThread
+    from notifier.poll.record import PollReport
+    from notifier.poll.retrieve import ParsePool
 
 __all__ = ["BATCH_LINGER", "WRITE_BATCH", "ParsePool", "PollReport", "Poller", "StoreThread"]
+
+_HOMES = {"BATCH_LINGER": "cycle", "WRITE_BATCH": "cycle", "Poller": "cycle",
+          "StoreThread": "cycle", "PollReport": "record", "ParsePool": "retrieve"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, imported on first use.
+
+    A parse worker imports `notifier.poll.parsepool`, and with it this package: importing
+    the stages here would give every worker the HTTP client, the SQL layer and the
+    configuration to load (half a second each) before it parses anything.
+    """
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"notifier.poll.{home}"), name)

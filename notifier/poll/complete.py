@@ -181,8 +181,9 @@ async def _known_parents(polls: Sequence[Polled], plan: Plan, *, store: Store,
     # A parent in another feed of this batch (the site-wide feed beside a post's) is known.
     known: dict[str, Entry] = {k: in_batch[k] for k in wanted if k in in_batch}
     wanted = {k: v for k, v in wanted.items() if k not in in_batch}
-    if wanted:
-        known.update(await db(store.entries_by_key, set(wanted)))
+    if not wanted:
+        return known, {}
+    known.update(await db(store.entries_by_key, set(wanted)))
     fetched: dict[int, list[Entry]] = defaultdict(list)
     feeds = {p.feed.id: p.feed for p in polls}
     deep = any(s.include_subthread for s in plan.subscriptions.values())

@@ -74,7 +74,9 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
         if fetched.not_modified or polled.unchanged:
             baselines = [s.name for s in subs if plan.states.get(s.name)
                          and plan.states[s.name].baseline_at is None and snapshot.had_entries]
-        return Outcome(dataclasses.replace(base, baselines=baselines), None)
+        # `replace` costs more than the rest of an unchanged feed's decision: only if needed.
+        return Outcome(dataclasses.replace(base, baselines=baselines) if baselines else base,
+                       None)
     parsed = polled.parsed
     quiet = plan.quiet.get(feed.id, frozenset())
     views = [SubscriptionView(name=s.name,

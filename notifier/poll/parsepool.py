@@ -33,7 +33,6 @@ from typing import Any
 
 from notifier.failures import Failure, FailureKind
 from notifier.models import FeedKind, ParsedFeed
-from notifier.parse import ParseError, parse_feed
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
 
@@ -59,6 +58,10 @@ Job = Callable[..., Any]
 def _parse_job(body: bytes, url: str, headers: dict[str, str],
                expect: FeedKind | None = None) -> ParsedFeed | Failure:
     """The parse itself: the parsed feed or why it is not one."""
+    # Imported here, in the worker: the daemon itself never parses, and a cycle of 304s
+    # should not pay for importing feedparser.
+    from notifier.parse import ParseError, parse_feed
+
     try:
         return parse_feed(body, url, headers, expect=expect)
     except ParseError as exc:

@@ -62,8 +62,12 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         new = len(decision.new_entries) if decision else 0
         report.new_entries += new
         report.baselines += len(record.baselines)
-        url = redact.url(polled.feed.url)
         report.fetch_seconds.append(polled.fetch.elapsed)
+        level = logging.INFO if new or record.notices else logging.DEBUG
+        # Redacting parses the URL: skipped for the quiet majority when no line shows it.
+        shown = (polled.failure or record.new_url or log.isEnabledFor(level)
+                 or (polled.parsed is not None and polled.parsed.kind_note))
+        url = redact.url(polled.feed.url) if shown else ""
         if polled.failure:
             report.feeds_failed += 1
             report.errors.append(f"{url}: {polled.failure}")
@@ -72,7 +76,6 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1
             status = f"{polled.fetch.status}{' unchanged' if polled.unchanged else ''}"
-            level = logging.INFO if new or record.notices else logging.DEBUG
             log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
                     len(record.notices), " baseline" if record.baselines else "",
                     polled.fetch.elapsed)

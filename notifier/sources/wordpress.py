@@ -36,7 +36,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from notifier.entrytext import (
@@ -50,7 +50,6 @@ from notifier.entrytext import (
     text_of,
 )
 from notifier.entrytext import post_link as _permalink
-from notifier.fetch import Fetcher
 from notifier.htmltext import html_to_text
 from notifier.httpheaders import parse_link_header
 from notifier.models import Entry
@@ -66,6 +65,9 @@ from notifier.sources.records import (
     SiteProbe,
     ThreadRef,
 )
+
+if TYPE_CHECKING:  # a parse worker imports this module and never fetches
+    from notifier.fetch import Fetcher
 
 __all__ = [
     "API_REL",
