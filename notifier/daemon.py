@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
 from notifier.channels import build_channel
+from notifier.cluster import Node
 from notifier.config import Config
 from notifier.delivery.channel import Channel, ChannelContext
 from notifier.delivery.cycle import Delivery, DeliveryReport
@@ -73,15 +74,46 @@ class Engine:
                  rng: random.Random | None = None) -> None:
         self.store = store
         self.db = StoreThread()
+        self.clock = clock
+        self.node = Node.of(config)
         rng = rng or random.Random()
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
-                             rng=rng)
-        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=rng)
+                             rng=rng, node=self.node)
+        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=rng,
+                                 node=self.node)
+        self._heart: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the state and forget delivery claims a killed process left behind."""
+        """Open the state, forget claims a killed process left behind, start beating.
+
+        On SQLite this is the only node, so every claim left is a dead process's; on
+        PostgreSQL only this node's own (a stable `cluster.node` name finds them at once;
+        others' run out within a lease).
+        """
         await self.db(self.store.migrate)
-        await self.db(self.store.release_claims)
+        single = self.store.engine.dialect.name == "sqlite"
+        await self.db(self.store.release_node, self.node.name, self.clock(), single)
+        await self.node.beat(self.store, self.db, self.clock)
+        self._heart = asyncio.create_task(self._beat(), name="heartbeat")
+        log.info("node %s (lease %.0f s, subscriptions %s)", self.node.name, self.node.lease,
+                 self.node.config_hash)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.node.beat_every)
+            try:
+                await self.node.beat(self.store, self.db, self.clock)
+            except Exception:
+                log.exception("heartbeat failed; trying again in %.0f s", self.node.beat_every)
+
+    async def stop(self) -> None:
+        """Stop beating and give back what this node holds, so others take over at once."""
+        if self._heart is None:
+            return
+        self._heart.cancel()
+        await asyncio.gather(self._heart, return_exceptions=True)
+        self._heart = None
+        await self.db(self.store.release_node, self.node.name, self.clock())
 
     async def poll(self, *, force: bool = False) -> PollReport:
         return await self.poller.poll(force=force)
@@ -112,7 +144,10 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
             engine = Engine(config, store, fetcher, channels, parser=parser)
             try:
                 await engine.start()
-                yield engine
+                try:
+                    yield engine
+                finally:
+                    await engine.stop()
             finally:
                 engine.close()
     finally:

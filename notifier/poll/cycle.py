@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import random
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from notifier.cluster import Node
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.poll.complete import complete_batch
@@ -32,7 +34,18 @@ what a crash can make the next run fetch again."""
 BATCH_LINGER = 0.25
 """Seconds the writer waits for more finished polls before writing a smaller batch."""
 
-__all__ = ["BATCH_LINGER", "WRITE_BATCH", "Poller", "StoreThread"]
+__all__ = ["BATCH_LINGER", "WRITE_BATCH", "Poller", "StoreThread", "claim_size"]
+
+log = logging.getLogger("notifier")
+
+
+def claim_size(config: Config, store: Store) -> int:
+    """Feeds claimed at once. One node (SQLite) takes large batches, as before there were
+    claims; several nodes take twice what one fetches at a time, so that every node gets a
+    share and a claim holds no feed long before it is fetched."""
+    if store.engine.dialect.name == "sqlite":
+        return 10 * WRITE_BATCH
+    return max(2 * config.http.concurrency, 10)
 
 
 class StoreThread:
@@ -55,8 +68,9 @@ class StoreThread:
 class Poller:
     def __init__(self, config: Config, store: Store, fetcher: Fetcher, db: StoreThread, *,
                  parser: ParsePool, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, node: Node | None = None) -> None:
         self.config = config
+        self.node = node or Node.of(config)
         self.store = store
         self.fetcher = fetcher
         self.parser = parser
@@ -77,20 +91,10 @@ class Poller:
             report.feeds_polled += 1
             report.feeds_failed += 1
             report.errors.append(f"subscription {failure.subscription}: {failure.reason}")
-        feed_ids = list(plan.feed_subs)
-        if force:
-            due = list((await self._db(self.store.feeds_by_id, feed_ids)).values())
-        else:
-            due = await self._db(self.store.due_feeds, self.clock(), feed_ids, 10 * WRITE_BATCH)
-        if not due:
-            return report
-        now = self.clock()
-        news = await probe_sites(due, plan, self.config, store=self.store,
-                                 fetcher=self.fetcher, db=self._db, now=now, force=force)
         queue: asyncio.Queue[Polled | None] = asyncio.Queue()
         writer = asyncio.create_task(self._write(queue, plan, report))
 
-        async def one(feed: Any) -> None:
+        async def one(feed: Any, news: Any, now: float) -> None:
             every = plan.rescan_every(self.config, feed.id)
             rescan = every is not None and (
                 (feed.rescan_due is not None and feed.rescan_due <= now)
@@ -98,11 +102,42 @@ class Poller:
             await queue.put(await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
                                            conditional=not news.unconditional(feed)))
 
+        # Feeds are claimed a batch at a time (see `claim_size`), the next batch when the
+        # fetches in flight run low; each feed at most once per cycle.
+        unclaimed = dict.fromkeys(plan.feed_subs)
+        size = claim_size(self.config, self.store)
+        in_flight: set[asyncio.Task[None]] = set()
+        claimed: list[int] = []
+        finished = False
         try:
-            await asyncio.gather(*(one(feed) for feed in due))
+            while unclaimed:
+                now = self.clock()
+                due = await self._db(self.store.claim_feeds, self.node.name, now,
+                                     list(unclaimed), size, self.node.lease, not force)
+                if not due:
+                    break
+                for feed in due:
+                    unclaimed.pop(feed.id, None)
+                    claimed.append(feed.id)
+                news = await probe_sites(due, plan, self.config, store=self.store,
+                                         fetcher=self.fetcher, db=self._db, now=now,
+                                         force=force)
+                in_flight.update(asyncio.create_task(one(feed, news, now)) for feed in due)
+                while len(in_flight) > size // 2:
+                    done, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()
+            await asyncio.gather(*in_flight)
+            finished = True
         finally:
+            for task in in_flight:
+                task.cancel()
             await queue.put(None)
             await writer
+            if not finished:  # cut short: let another node (or the next cycle) take them now
+                await self._db(self.store.release_feeds, self.node.name,
+                               [i for i in claimed if i not in report.written])
         return report
 
     async def _write(self, queue: asyncio.Queue[Polled | None], plan: Plan,
@@ -133,7 +168,22 @@ class Poller:
         now = self.clock()
         outcomes = [decide_poll(s, plan, self.config, now=now, rng=self.rng) for s in snapshots]
         records = [o.record for o in outcomes]
-        queued = await self._db(self.store.record_polls, records)
+        tokens = {s.polled.feed.id: s.polled.feed.lease_token for s in snapshots}
+        queued, refused = await self._db(self.store.record_fenced, records, self.node.name,
+                                         tokens)
+        if refused:
+            # Paused past the lease (or cut off): another node has these feeds now and
+            # writes their polls; ours are stale and dropped whole, notifications included.
+            log.warning("lost the lease on %d feed(s) before writing their polls (this node "
+                        "was paused or slow for more than %.0f s); their results are dropped, "
+                        "another node polls them", len(refused), self.node.lease)
+            report.fenced += len(refused)
+            lost = set(refused)
+            kept = [i for i, o in enumerate(outcomes) if o.record.feed_id not in lost]
+            snapshots = [snapshots[i] for i in kept]
+            outcomes = [outcomes[i] for i in kept]
+            records = [o.record for o in outcomes]
+        report.written.update(r.feed_id for r in records)
         if any(r.threads or r.settle_thread for r in records):
             self.planner.threads_moved()
         report_batch([s.polled for s in snapshots], outcomes, queued, report)

@@ -31,12 +31,16 @@ class PollReport:
     new_entries: int = 0
     queued: int = 0
     baselines: int = 0  # subscriptions whose first poll this was
+    fenced: int = 0  # polls dropped: another node claimed the feed since (lease lost)
     errors: list[str] = field(default_factory=list)
+    written: set[int] = field(default_factory=set)  # feeds whose poll was written
 
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
                 f"{self.feeds_failed} failed), {self.new_entries} new entries, "
                 f"{self.queued} notifications queued")
+        if self.fenced:
+            text += f"; {self.fenced} polls dropped after the lease was lost"
         if self.baselines:
             text += (f"; baseline recorded for {self.baselines} subscriptions: from now on "
                      "new entries are reported")
