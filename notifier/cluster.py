@@ -61,6 +61,15 @@ class Node:
     config_hash: str
     version: str = __version__
     started: float = field(default_factory=time.time)
+    last_beat: float = 0.0
+    """When the last heartbeat began: it renewed every unexpired lease to then + lease."""
+    unbroken_since: float = 0.0
+    """When the current run of heartbeats began, each within a lease of the one before: a
+    claim older than that may have run out in the gap (a pause), whatever came after."""
+    feeds: set[int] = field(default_factory=set)
+    """Feeds this node has claimed and works on: only these leases are renewed."""
+    claims: set[str] = field(default_factory=set)
+    """Outbox claims this node works on: only these are renewed."""
     _warned: frozenset[str] = frozenset()
 
     @classmethod
@@ -71,12 +80,26 @@ class Node:
     def beat_every(self) -> float:
         return self.lease / 3
 
+    def holds(self, claimed_at: float, now: float) -> bool:
+        """Whether a claim taken at `claimed_at` still holds by this node's own clock.
+
+        Checked before starting work under a claim (a fetch, a send), so that a node that
+        was paused past its lease does not fetch or send what another node took over; the
+        database's fencing token still guards every write.
+        """
+        if claimed_at < self.unbroken_since:
+            return now < claimed_at + self.lease
+        return now < max(claimed_at, self.last_beat) + self.lease
+
     async def beat(self, store: Store, db: Callable[..., Awaitable[Any]],
                    clock: Callable[[], float] = time.time) -> None:
         """One heartbeat; logs (once per change) which nodes run other subscriptions."""
         now = clock()
         await db(store.heartbeat, self.name, self.version, self.config_hash, now, self.lease,
-                 self.started)
+                 self.started, sorted(self.feeds), sorted(self.claims))
+        if now - self.last_beat >= self.lease:
+            self.unbroken_since = now
+        self.last_beat = now
         nodes: list[NodeState] = await db(store.nodes, now)
         odd = disagreeing(nodes, now)
         names = frozenset(f"{n.name} ({n.config_hash})" for n in odd)

@@ -71,11 +71,11 @@ class Engine:
     def __init__(self, config: Config, store: Store, fetcher: Fetcher,
                  channels: dict[str, Channel], *, parser: ParsePool,
                  clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, node: Node | None = None) -> None:
         self.store = store
         self.db = StoreThread()
         self.clock = clock
-        self.node = Node.of(config)
+        self.node = node or Node.of(config)
         rng = rng or random.Random()
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
                              rng=rng, node=self.node)
@@ -130,7 +130,8 @@ class Engine:
 @contextlib.asynccontextmanager
 async def open_engine(config: Config) -> AsyncIterator[Engine]:
     """Everything a run needs, opened in order and closed in reverse, also on errors."""
-    store = Store(config.state_url())
+    node = Node.of(config)
+    store = Store(config.state_url(), node.name, node.lease)
     parser = ParsePool()
     try:
         async with Fetcher(fetch_settings(config)) as fetcher, httpx.AsyncClient(
@@ -141,7 +142,7 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
             context = ChannelContext(renderer=renderer, http=http)
             channels = {name: build_channel(name, cfg, context)
                         for name, cfg in config.channels.items()}
-            engine = Engine(config, store, fetcher, channels, parser=parser)
+            engine = Engine(config, store, fetcher, channels, parser=parser, node=node)
             try:
                 await engine.start()
                 try:

@@ -108,8 +108,17 @@ class Delivery:
             if not items:
                 break
             remaining -= len(items)
-            messages = await self._plan(channel, items, now, report)
-            if not await self._deliver_channel(channel, messages, pacer, report):
+            claim = items[0].claim_id or ""
+            self.node.claims.add(claim)
+            try:
+                messages = await self._plan(channel, items, now, report)
+                if not await self._deliver_channel(channel, messages, pacer, report, now):
+                    break
+            finally:
+                self.node.claims.discard(claim)
+            mine, _ = await self._db(self.store.lease_channel, name, self.node.name,
+                                     self.clock(), lease)
+            if not mine:
                 break
 
     async def _plan(self, channel: Channel, items: list[OutboxItem], now: float,
@@ -149,7 +158,7 @@ class Delivery:
         return schedule_for(channel.config.schedule, sub.schedule if sub else None)
 
     async def _deliver_channel(self, channel: Channel, messages: Sequence[_Message],
-                               pacer: Pacer, report: DeliveryReport) -> bool:
+                               pacer: Pacer, report: DeliveryReport, claimed_at: float) -> bool:
         """Send, paced; False when the channel must stop for now (paused, disabled).
 
         Messages go one at a time unless the kind sends batches itself (SMTP reuses one
@@ -164,6 +173,8 @@ class Delivery:
                 wait = pacer.wait(self.clock())
                 if wait > MAX_INLINE_WAIT or channel.name in self._disabled:
                     return False
+                if not self.node.holds(claimed_at, self.clock() + wait):
+                    return False  # paused past the lease: another node sends these now
                 if wait > 0:
                     await asyncio.sleep(wait)
                 group = messages[start:start + step]

@@ -40,12 +40,12 @@ log = logging.getLogger("notifier")
 
 
 def claim_size(config: Config, store: Store) -> int:
-    """Feeds claimed at once. One node (SQLite) takes large batches, as before there were
-    claims; several nodes take twice what one fetches at a time, so that every node gets a
-    share and a claim holds no feed long before it is fetched."""
+    """Feeds a node holds claimed at once. One node (SQLite) takes large batches, as before
+    there were claims; with several nodes a node claims only what it can fetch at once, so
+    that every node gets a share and no claimed feed waits for a free connection."""
     if store.engine.dialect.name == "sqlite":
         return 10 * WRITE_BATCH
-    return max(2 * config.http.concurrency, 10)
+    return max(config.http.concurrency, 2)
 
 
 class StoreThread:
@@ -95,6 +95,9 @@ class Poller:
         writer = asyncio.create_task(self._write(queue, plan, report))
 
         async def one(feed: Any, news: Any, now: float) -> None:
+            if not self.node.holds(now, self.clock()):
+                report.fenced += 1  # paused past the lease: another node polls it now
+                return
             every = plan.rescan_every(self.config, feed.id)
             rescan = every is not None and (
                 (feed.rescan_due is not None and feed.rescan_due <= now)
@@ -108,17 +111,18 @@ class Poller:
         size = claim_size(self.config, self.store)
         in_flight: set[asyncio.Task[None]] = set()
         claimed: list[int] = []
-        finished = False
         try:
             while unclaimed:
                 now = self.clock()
                 due = await self._db(self.store.claim_feeds, self.node.name, now,
-                                     list(unclaimed), size, self.node.lease, not force)
+                                     list(unclaimed), size - len(in_flight), self.node.lease,
+                                     not force)
                 if not due:
                     break
                 for feed in due:
                     unclaimed.pop(feed.id, None)
                     claimed.append(feed.id)
+                self.node.feeds.update(claimed[-len(due):])
                 news = await probe_sites(due, plan, self.config, store=self.store,
                                          fetcher=self.fetcher, db=self._db, now=now,
                                          force=force)
@@ -129,15 +133,19 @@ class Poller:
                     for task in done:
                         task.result()
             await asyncio.gather(*in_flight)
-            finished = True
         finally:
             for task in in_flight:
                 task.cancel()
-            await queue.put(None)
-            await writer
-            if not finished:  # cut short: let another node (or the next cycle) take them now
-                await self._db(self.store.release_feeds, self.node.name,
-                               [i for i in claimed if i not in report.written])
+            try:
+                await queue.put(None)
+                await writer
+            finally:
+                # Whatever was claimed and not written (a failed write, a stop, a lost
+                # lease) is given back now and no longer renewed by the heartbeat.
+                self.node.feeds.difference_update(claimed)
+                left = [i for i in claimed if i not in report.written]
+                if left:
+                    await self._db(self.store.release_feeds, self.node.name, left)
         return report
 
     async def _write(self, queue: asyncio.Queue[Polled | None], plan: Plan,

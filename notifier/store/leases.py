@@ -166,10 +166,13 @@ class LeaseStore:
     # --- nodes ---------------------------------------------------------------------------
 
     def heartbeat(self, node: str, version: str, config_hash: str, now: float,
-                  lease: float, started: float) -> None:
-        """Say this node is alive and renew every lease and claim it still holds.
+                  lease: float, started: float, feed_ids: Sequence[int] = (),
+                  claim_ids: Sequence[str] = ()) -> None:
+        """Say this node is alive and renew the leases on the feeds and outbox claims it
+        is working on (a claim abandoned by a failed cycle then runs out).
 
         Only unexpired leases are renewed: one that ran out may be another node's by now.
+        Channel leases are renewed by the delivery that holds them.
         """
         until = now + lease
         with self.engine.begin() as conn:
@@ -179,17 +182,18 @@ class LeaseStore:
             conn.execute(insert.on_conflict_do_update(
                 index_elements=[nodes.c.name],
                 set_={k: insert.excluded[k] for k in row if k != "name"}), [row])
-            mine = (sa.select(feeds.c.id)
-                    .where(feeds.c.lease_owner == node, feeds.c.lease_until >= now)
-                    .with_for_update(skip_locked=True))
-            conn.execute(feeds.update().where(feeds.c.id.in_(mine.scalar_subquery()))
-                         .values(lease_until=until))
-            conn.execute(outbox.update().where(outbox.c.claim_owner == node,
-                                               outbox.c.claimed_until >= now)
-                         .values(claimed_until=until))
-            conn.execute(channel_state.update().where(channel_state.c.lease_owner == node,
-                                                      channel_state.c.lease_until >= now)
-                         .values(lease_until=until))
+            if feed_ids:
+                mine = (sa.select(feeds.c.id)
+                        .where(self._id_in(feed_ids), feeds.c.lease_owner == node,
+                               feeds.c.lease_until >= now)
+                        .with_for_update(skip_locked=True))
+                conn.execute(feeds.update().where(feeds.c.id.in_(mine.scalar_subquery()))
+                             .values(lease_until=until))
+            if claim_ids:
+                conn.execute(outbox.update().where(outbox.c.claim_id.in_(list(claim_ids)),
+                                                   outbox.c.claim_owner == node,
+                                                   outbox.c.claimed_until >= now)
+                             .values(claimed_until=until))
 
     def release_node(self, node: str, now: float, everyone: bool = False) -> None:
         """Give back what `node` holds (at its stop, or at start after a crash), so that

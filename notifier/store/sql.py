@@ -94,10 +94,15 @@ class Store(LeaseStore):
     """State behind the pipeline. Methods are named after what their callers need; the
     claims and heartbeats of several nodes are in `LeaseStore`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, node: str | None = None, lease: float | None = None
+                 ) -> None:
+        """`node` names this node's connections (PostgreSQL's `application_name`, seen in
+        `pg_stat_activity`). With `lease`, PostgreSQL ends a session of this node left idle
+        inside a transaction for that long: a node paused mid-transaction would otherwise
+        keep its row locks, and so its feeds, until it woke."""
         self.url = url
         try:
-            self.engine: Engine = _make_engine(url)
+            self.engine: Engine = _make_engine(url, node, lease)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
             raise StoreError(f"cannot use state {_safe_url(url)}: {exc}") from exc
         self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
@@ -687,7 +692,7 @@ def _feed_state(row: Any) -> FeedState:
         entries_seen=row.entries_seen, lease_token=row.lease_token)
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, node: str | None = None, lease: float | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
@@ -702,7 +707,17 @@ def _make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, pool_pre_ping=True)
+    args = {"application_name": node} if node and url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
+    if lease is not None and engine.dialect.name == "postgresql":
+        @sa.event.listens_for(engine, "connect")
+        def _idle_limit(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(lease * 1000)}")
+            cursor.close()
+            dbapi_conn.commit()
+
+    return engine
 
 
 def _sqlite_insert(table: sa.Table) -> Any:
