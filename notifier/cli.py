@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from notifier import __version__, redact
+from notifier.cluster import disagreeing
 from notifier.config import Config, ConfigError, load_config
 from notifier.delivery.digest import DeliveryTiming
-from notifier.store import ChannelStats, Store, StoreError
+from notifier.store import ChannelStats, NodeState, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = os.environ.get("NOTIFIER_CONFIG", "notifier.yaml")
@@ -152,10 +153,12 @@ def _status(config: Config) -> int:
         stats = store.channel_stats()
         health = store.feed_health()
         states = store.subscription_states()
+        nodes = store.nodes(time.time())
     finally:
         store.close()
     now = time.time()
     print(f"state: {Store.describe_url(config.state_url())}")
+    _print_nodes(config, nodes, now)
     print("channels (notifications: one per comment per channel, however many subscriptions "
           "matched it):")
     print(f"  {'name':<16} {'queued':>7} {'held':>7} {'sent':>7} {'failing':>7} {'dead':>7}  "
@@ -175,9 +178,11 @@ def _status(config: Config) -> int:
         when = _ago(now, feed.last_polled) if feed.last_polled else "never polled"
         state = (f"failing x{feed.error_count}: {feed.last_error}" if feed.last_error
                  else f"ok ({feed.last_status})" if feed.last_status else "waiting")
-        print(f"  {feed.url}\n    {state}; polled {when}; next in "
-              f"{_duration(max(feed.next_due - now, 0))}; {feed.entries} entries seen; "
-              f"for {', '.join(feed.subscriptions) or 'no subscription'}")
+        by = f" by {feed.polled_by}" if feed.polled_by and len(nodes) > 1 else ""
+        now_by = f"; being polled by {feed.claimed_by}" if feed.claimed_by else ""
+        print(f"  {feed.url}\n    {state}; polled {when}{by}; next in "
+              f"{_duration(max(feed.next_due - now, 0))}{now_by}; {feed.entries} entries "
+              f"seen; for {', '.join(feed.subscriptions) or 'no subscription'}")
     # A subscription whose feed was never found has no feed row: show it, or it vanishes.
     lost = [sub for sub in config.subscriptions
             if (known := states.get(sub.name)) is None or known.feed_id is None]
@@ -188,6 +193,30 @@ def _status(config: Config) -> int:
             reason = known.last_error if known and known.last_error else "not polled yet"
             print(f"  {sub.name}: {redact.feed_url(sub.url)}\n    discovery failing: {reason}")
     return EXIT_OK
+
+
+def _print_nodes(config: Config, nodes: list[NodeState], now: float) -> None:
+    """The nodes sharing this state, from their heartbeats: who is alive, who does what."""
+    if not nodes:
+        return
+    odd = {n.name for n in disagreeing(nodes, now)}
+    mine = config.subscriptions_hash()
+    print("nodes (a node's feeds and channels pass to the others one lease after its last "
+          "heartbeat):")
+    print(f"  {'name':<24} {'state':<8} {'heartbeat':<12} {'claimed':>7} {'polled':>7}  "
+          "version  subscriptions")
+    for n in nodes:
+        state = ("stopped" if n.stopped is not None else "alive" if n.alive(now)
+                 else "silent")
+        subs = n.config_hash + (" (as this file)" if n.config_hash == mine
+                                else " (not as this file)")
+        if n.name in odd:
+            subs += "  DIFFERS FROM THE OTHER NODES"
+        beat = f"{_duration(max(now - n.heartbeat, 0))} ago"
+        print(f"  {n.name:<24} {state:<8} {beat:<12} {n.feeds_claimed:>7} "
+              f"{n.feeds_polled:>7}  {n.version:<7}  {subs}")
+        if n.channels:
+            print(f"    delivers to {', '.join(n.channels)}")
 
 
 def _timing(timing: DeliveryTiming) -> list[str]:

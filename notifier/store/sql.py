@@ -119,13 +119,16 @@ class Store(LeaseStore):
         """Create or upgrade the schema; refuse a database written by a newer notifier.
 
         Nodes starting together against one PostgreSQL queue on an advisory lock held for
-        the transaction, so the first migrates and the others find the schema current.
+        the transaction, so the first migrates and the others find the schema current
+        (on SQLite, processes opening one file at once queue on its write lock).
         """
         try:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                                  {"key": MIGRATION_LOCK})
+                else:  # SQLite: take the write lock before reading the version
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 metadata.create_all(conn, tables=[meta_table])
                 row = conn.execute(sa.select(meta_table.c.value).where(
                     meta_table.c.key == "schema_version")).first()
