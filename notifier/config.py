@@ -28,7 +28,7 @@ from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
 from notifier.errors import NotifierError
-from notifier.schema import Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
+from notifier.schema import EMAIL, Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]
 KeyPath = tuple[str | int, ...]
@@ -72,6 +72,28 @@ class ClusterSettings(StrictModel):
     a dead or paused node's work is taken over by the others within one lease."""
     node: str | None = Field(None, min_length=1, max_length=64)
     """This node's name in `status` and the logs; by default host name and process id."""
+
+
+class AdminSettings(StrictModel):
+    listen: str | None = None
+    """`host:port` of the admin listener (/metrics, /healthz, the status page); off when
+    unset. It has no authentication: keep it on loopback or a private network."""
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_listen(value)
+        return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464` -> (host, port); ValueError else."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:9464, got {value!r}")
+    return host, int(port)
 
 
 class Subscription(DeliveryTiming):
@@ -120,7 +142,8 @@ class _RawConfig(StrictModel):
     """Files whose subscriptions are appended; read by the loader before validation."""
     defaults: Defaults = Defaults()
     http: HttpSettings = HttpSettings()
-    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    admin: AdminSettings = AdminSettings()
+    cluster: ClusterSettings = ClusterSettings()
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
     subscriptions: list[Subscription] = Field(min_length=1)
 
@@ -129,7 +152,8 @@ class _RawConfig(StrictModel):
     def _null_sections(cls, data: Any) -> Any:
         # `defaults:` with nothing under it parses as None; treat it as empty.
         if isinstance(data, dict):
-            return {k: ({} if v is None and k in ("defaults", "http", "cluster") else v)
+            return {k: ({} if v is None and k in ("defaults", "http", "admin", "cluster")
+                         else v)
                     for k, v in data.items()}
         return data
 
@@ -144,6 +168,11 @@ class Config:
     http: HttpSettings
     channels: Mapping[str, ChannelConfig]
     subscriptions: tuple[Subscription, ...]
+    unresolved: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Loaded with `require_secrets=False`: channels whose settings need environment
+    variables that are not set, with those variables' names. Such a channel is in `channels`
+    (with the values left empty) only when it is valid even so; it must not be sent to."""
+    admin: AdminSettings = field(default_factory=AdminSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
@@ -227,9 +256,15 @@ class _Loader(_BASE_LOADER):  # type: ignore[misc]
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *,
+                require_secrets: bool = True) -> Config:
     """Read, substitute, validate and cross-check the file and the files it includes; raise
-    ConfigError listing all problems."""
+    ConfigError listing all problems.
+
+    With `require_secrets=False` (for commands that read the state and send nothing, run
+    from a shell without the service's environment), a `${VAR}` that is not set inside
+    `channels:` is no problem: the channels that need it are listed in `Config.unresolved`.
+    """
     file = Path(path)
     env = os.environ if environ is None else environ
     data, lines = _parse_yaml(_read(file), file)
@@ -237,10 +272,20 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
     where = _Locator(file, lines, data)
-    problems = _substitute_env(data, env, where)
-    problems += _include(file, data, lines, env, where)
-    if problems:
-        raise ConfigError(sorted(problems, key=where.line_of))
+    missing = _substitute_env(data, env, where, stand_in=not require_secrets)
+    if not require_secrets:
+        tolerated = {key: names for key, names in missing.items()
+                     if key[:1] == ("channels",) and len(key) > 2}
+        missing = {key: names for key, names in missing.items() if key not in tolerated}
+    else:
+        tolerated = {}
+    # Missing variables do not stop the checks: every other mistake is reported with them,
+    # not in a second round after the variables are set.
+    problems = [_missing_problem(where, key, names, env) for key, names in missing.items()]
+    include_problems = _include(file, data, lines, env, where)
+    if include_problems:
+        raise ConfigError(sorted(problems + include_problems, key=where.line_of))
+    covered = {**missing, **tolerated}
     subs = data.get("subscriptions")
     if isinstance(subs, list) and len(subs) > MAX_SUBSCRIPTIONS:
         raise ConfigError([f"{file}: {len(subs)} subscriptions in all; at most "
@@ -250,20 +295,43 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     try:
         raw = _RawConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [where.describe_error(err) for err in exc.errors()]
+        problems += [where.describe_error(err) for err in exc.errors()
+                     if not _covered(where.error_path(err), covered)]
     raw_channels = data.get("channels")
     channels: dict[str, ChannelConfig] = {}
+    unresolved: dict[str, tuple[str, ...]] = {}
     if isinstance(raw_channels, dict):
         channels, channel_problems = _validate_channels(
-            {k: v for k, v in raw_channels.items() if isinstance(v, dict)}, where)
+            {k: v for k, v in raw_channels.items() if isinstance(v, dict)}, where, covered)
         problems += channel_problems
+        for key, names in tolerated.items():
+            name = str(key[1])
+            unresolved[name] = tuple(sorted({*unresolved.get(name, ()), *names}))
     if raw is not None:
         problems += _cross_check(raw, channels, file.parent, where)
     if problems or raw is None:
         raise ConfigError(sorted(problems, key=where.line_of))
     return Config(path=file, state=raw.state, defaults=raw.defaults, http=raw.http,
                   channels=channels, subscriptions=tuple(raw.subscriptions),
-                  cluster=raw.cluster)
+                  unresolved=unresolved, admin=raw.admin, cluster=raw.cluster)
+
+
+def _missing_problem(where: _Locator, path: KeyPath, names: list[str],
+                     env: Mapping[str, str]) -> str:
+    """One problem per value; "did you mean" names a set variable spelt almost alike."""
+    text = "; ".join(
+        f"environment variable {name} is not set; set it, or write ${{{name}:-default}} "
+        f"to give a default{close_match(name, list(env), list_all=False)}"
+        for name in names)
+    return where.problem(path, text)
+
+
+def _covered(path: KeyPath, missing: Mapping[KeyPath, object]) -> bool:
+    """Whether a validation error sits under a value whose variable is missing: the
+    variable's problem says it already, and the empty stand-in would only add noise."""
+    return any(path[:len(m)] == m  # the value itself, or inside it
+               or (len(path) == len(m) - 1 and m[:len(path)] == path)  # its mapping's check
+               for m in missing)
 
 
 def _read(file: Path) -> str:
@@ -323,7 +391,8 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
         problems += [inc_where.problem((str(k),), "an included file may only hold "
                                                   "'subscriptions'; put it in the main file")
                      for k in extra]
-        problems += _substitute_env(inc_data, env, inc_where)
+        problems += [_missing_problem(inc_where, path, names, env)
+                     for path, names in _substitute_env(inc_data, env, inc_where).items()]
         where.adopt(inc_where, rank)
         offset = len(subs)
         subs += inc_data["subscriptions"]
@@ -385,12 +454,49 @@ def _compose(text: str, file: Path) -> yaml.Node | None:
             error = exc
     if isinstance(error, yaml.MarkedYAMLError):
         mark = error.problem_mark or error.context_mark
+        hinted = _yaml_hint(error)
+        if hinted is not None:
+            line_number, hint = hinted
+            raise ConfigError([f"{file}:{line_number}: not valid YAML: {hint}"])
         line = f":{mark.line + 1}" if mark else ""
         context = ""
         if error.context and error.context_mark and error.context_mark is not mark:
             context = f" ({error.context} that starts on line {error.context_mark.line + 1})"
         raise ConfigError([f"{file}{line}: not valid YAML: {error.problem or error}{context}"])
     raise ConfigError([f"{file}: not valid YAML: {error}"])
+
+
+_INDENT_HINT = ("the indentation of this line does not fit the lines above it: the keys of "
+                "one mapping start in the same column, and a list item's keys line up under "
+                "the first one after '- '")
+
+
+def _yaml_hint(error: yaml.MarkedYAMLError) -> tuple[int, str] | None:
+    """The line the user has to change and what to do, for the mistakes people make.
+
+    The parser often notices a mistake a line later (a key without ':' is found out when
+    the next line starts); these messages point at the line where it was made.
+    """
+    problem = error.problem or ""
+    at = error.problem_mark.line + 1 if error.problem_mark else None
+    since = error.context_mark.line + 1 if error.context_mark else None
+    context = error.context or ""
+    if "could not find expected ':'" in problem and since is not None:
+        return since, ("this line has no ':' after its key; write `key: value`, with a "
+                       "space after the colon")
+    if "quoted scalar" in context and since is not None:
+        return since, "the quoted value that starts on this line is never closed"
+    if "flow sequence" in context and since is not None:
+        return since, "the [ list ] that starts on this line is not closed with ]"
+    if "flow mapping" in context and since is not None:
+        return since, "the { mapping } that starts on this line is not closed with }"
+    if "'\\t'" in problem and at is not None:
+        return at, "a tab character; YAML indents with spaces only"
+    if at is not None and ("expected <block end>" in problem
+                           or "mapping values are not allowed" in problem
+                           or "expected <block mapping start>" in problem):
+        return at, _INDENT_HINT
+    return None
 
 
 class _Builder:
@@ -505,8 +611,13 @@ class _Builder:
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator) -> list[str]:
-    problems: list[str] = []
+def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator, *,
+                    stand_in: bool = False) -> dict[KeyPath, list[str]]:
+    """Substitute in place; return the paths of values whose variables are not set and the
+    variables' names. Those are left empty, or with `stand_in` (channel settings loaded
+    without secrets) given the text `unset-NAME`, which keeps a password or a URL's token
+    valid, so the channel can still be described and rendered."""
+    missing: dict[KeyPath, list[str]] = {}
 
     def replace_in(text: str, path: KeyPath) -> str:
         def one(match: re.Match[str]) -> str:
@@ -517,10 +628,8 @@ def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator) -> list[
                 return env[name]
             if default is not None:
                 return default
-            problems.append(where.problem(
-                path, f"environment variable {name} is not set; set it, or write "
-                      f"${{{name}:-default}} to give a default"))
-            return ""
+            missing.setdefault(path, []).append(name)
+            return f"unset-{name}" if stand_in and path[:1] == ("channels",) else ""
         return _ENV_REF.sub(one, text)
 
     def walk(value: Any, path: KeyPath) -> Any:
@@ -535,10 +644,11 @@ def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator) -> list[
         return value
 
     walk(data, ())
-    return problems
+    return missing
 
 
-def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator
+def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator,
+                       covered: Mapping[KeyPath, object]
                        ) -> tuple[dict[str, ChannelConfig], list[str]]:
     channels: dict[str, ChannelConfig] = {}
     problems: list[str] = []
@@ -560,7 +670,8 @@ def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator
         try:
             channels[name] = config_type.model_validate(body)
         except ValidationError as exc:
-            problems += [where.describe_error(err, prefix=path) for err in exc.errors()]
+            problems += [where.describe_error(err, prefix=path) for err in exc.errors()
+                         if not _covered(where.error_path(err, path), covered)]
     return channels, problems
 
 
@@ -583,9 +694,10 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
         for position, target in enumerate(sub.notify):
             if target not in raw.channels:
                 known = ", ".join(raw.channels) or "none"
+                hint = close_match(target, list(raw.channels), list_all=False)
                 problems.append(where.problem(
                     path + ("notify", position),
-                    f"no channel named {target!r}; channels defined: {known}"))
+                    f"no channel named {target!r}{hint or f'; channels defined: {known}'}"))
         if sub.watch == "posts" and sub.replies_to:
             problems.append(where.problem(
                 path + ("replies_to",), "replies_to needs watch: comments or threads (posts "
@@ -603,7 +715,7 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                 path + ("threads_max_age",), "threads_max_age needs watch: threads"))
         for position, person in enumerate(sub.replies_to):
             text = person.strip()
-            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not _EMAIL.fullmatch(text):
+            if re.fullmatch(r"[^@\s]+@[^@\s]+", text) and not EMAIL.fullmatch(text):
                 problems.append(where.problem(
                     path + ("replies_to", position),
                     f"{person!r} is neither a name nor an email address; an email is matched "
@@ -619,8 +731,6 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                                               f"template file {file!r} does not exist"))
     return problems
 
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _dotted(path: KeyPath) -> str:
@@ -693,14 +803,17 @@ class _Locator:
                 return self.lines[path[:end]]
         return None
 
+    def error_path(self, err: Any, prefix: KeyPath = ()) -> KeyPath:
+        return self._real_path(prefix + tuple(err["loc"]))
+
     def describe_error(self, err: Any, prefix: KeyPath = ()) -> str:
-        path = self._real_path(prefix + tuple(err["loc"]))
+        path = self.error_path(err, prefix)
         kind = err["type"]
         if kind == "extra_forbidden":
             parent = self._value_at(path[:-1])
             hint = ""
             if isinstance(parent, dict):
-                hint = _close_match(str(path[-1]), self._allowed_keys(path[:-1], prefix))
+                hint = close_match(str(path[-1]), self._allowed_keys(path[:-1], prefix))
             return self.problem(path, f"unknown key{hint}")
         if kind == "missing":
             return self.problem(path, "this required key is missing")
@@ -757,13 +870,13 @@ class _Locator:
         return value
 
 
-def _close_match(word: str, options: list[str]) -> str:
+def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
     import difflib
 
     best = difflib.get_close_matches(word, options, n=1)
     if best:
         return f"; did you mean {best[0]!r}?"
-    if options:
+    if options and list_all:
         return f"; expected one of: {', '.join(options)}"
     return ""
 

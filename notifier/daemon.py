@@ -14,31 +14,40 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import random
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from notifier import __version__
+from notifier.admin import AdminServer, Metrics, read_facts, render_page
 from notifier.channels import build_channel
 from notifier.cluster import Node
-from notifier.config import Config
+from notifier.config import Config, ConfigError, load_config, split_listen
 from notifier.delivery.channel import Channel, ChannelContext
 from notifier.delivery.cycle import Delivery, DeliveryReport
 from notifier.delivery.digest import cron_trigger
+from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
-from notifier.store import Store
+from notifier.sdnotify import SystemdNotifier
+from notifier.store import DaemonRecord, Store
 
 log = logging.getLogger("notifier")
 
+HEALTH_DB_TIMEOUT = 10.0
+"""Seconds the database gets to answer the health check's query."""
 STOP_GRACE = 5.0
 """Seconds the workers get to finish after a stop signal before they are cancelled."""
 DELIVERY_TICK = 5.0
@@ -71,15 +80,20 @@ class Engine:
     def __init__(self, config: Config, store: Store, fetcher: Fetcher,
                  channels: dict[str, Channel], *, parser: ParsePool,
                  clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None, node: Node | None = None) -> None:
+                 rng: random.Random | None = None,
+                 context: ChannelContext | None = None, node: Node | None = None) -> None:
+        self.config = config
         self.store = store
-        self.db = StoreThread()
+        self.fetcher = fetcher
+        self.parser = parser
         self.clock = clock
+        self.rng = rng or random.Random()
+        self.context = context
+        self.db = StoreThread()
         self.node = node or Node.of(config)
-        rng = rng or random.Random()
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
-                             rng=rng, node=self.node)
-        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=rng,
+                             rng=self.rng, node=self.node)
+        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng,
                                  node=self.node)
         self._heart: asyncio.Task[None] | None = None
 
@@ -115,6 +129,33 @@ class Engine:
         self._heart = None
         await self.db(self.store.release_node, self.node.name, self.clock())
 
+    def reconfigure(self, config: Config) -> None:
+        """Poll and deliver by `config` from the next cycle on (a reload).
+
+        A cycle in flight finishes on the objects it started with. Everything that must
+        survive lives in the store: seen entries, baselines, the outbox; so a subscription
+        that is new gets its baseline at its first poll, a removed one is simply no longer
+        planned, and queued notifications wait for their channel as before. Channels with
+        unchanged settings keep their pacing.
+        """
+        if self.context is None:
+            raise RuntimeError("this engine was built without a channel context")
+        renderer = Renderer(config.base_dir, {s.name: s.templates for s in config.subscriptions})
+        context = ChannelContext(renderer=renderer, http=self.context.http)
+        channels = {name: build_channel(name, cfg, context)
+                    for name, cfg in config.channels.items()}
+        # The same node, beating on: what it claimed stays its own; the others see its new
+        # subscriptions at the next heartbeat.
+        self.node.config_hash = config.subscriptions_hash()
+        poller = Poller(config, self.store, self.fetcher, self.db, parser=self.parser,
+                        clock=self.clock, rng=self.rng, node=self.node)
+        delivery = Delivery(config, self.store, channels, self.db, clock=self.clock,
+                            rng=self.rng, node=self.node)
+        delivery.keep_pacing(self.delivery, [name for name, cfg in config.channels.items()
+                                             if self.config.channels.get(name) == cfg])
+        self.config, self.context = config, context
+        self.poller, self.delivery = poller, delivery
+
     async def poll(self, *, force: bool = False) -> PollReport:
         return await self.poller.poll(force=force)
 
@@ -142,7 +183,8 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
             context = ChannelContext(renderer=renderer, http=http)
             channels = {name: build_channel(name, cfg, context)
                         for name, cfg in config.channels.items()}
-            engine = Engine(config, store, fetcher, channels, parser=parser, node=node)
+            engine = Engine(config, store, fetcher, channels, parser=parser, context=context,
+                            node=node)
             try:
                 await engine.start()
                 try:
@@ -179,58 +221,282 @@ def poll_tick_seconds(config: Config) -> float:
     return max(1.0, min(15.0, shortest / 10))
 
 
-async def run_forever(config: Config, stop: asyncio.Event | None = None) -> None:
-    """The daemon: poll and deliver until SIGTERM/SIGINT (or `stop` is set)."""
+async def run_forever(config: Config, stop: asyncio.Event | None = None,
+                      reload: asyncio.Event | None = None) -> None:
+    """The daemon: poll and deliver until SIGTERM/SIGINT (or `stop` is set); SIGHUP (or
+    `reload`) reads the configuration file again."""
     stop = stop or asyncio.Event()
+    reload = reload or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
+    for signum, event in ((signal.SIGTERM, stop), (signal.SIGINT, stop),
+                          (signal.SIGHUP, reload)):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, event.set)
     async with open_engine(config) as engine:
-        poll_wanted = asyncio.Event()
-        deliver_wanted = {name: asyncio.Event() for name in config.channels}
+        await Daemon(config, engine).run(stop, reload)
+    log.info("stopped")
 
-        def wake_delivery() -> None:
-            for event in deliver_wanted.values():
-                event.set()
 
-        scheduler = AsyncIOScheduler(event_loop=loop)
-        scheduler.add_job(poll_wanted.set, IntervalTrigger(seconds=poll_tick_seconds(config)),
-                          id="poll-tick", coalesce=True, max_instances=1)
-        scheduler.add_job(wake_delivery, IntervalTrigger(seconds=DELIVERY_TICK),
-                          id="deliver-tick", coalesce=True, max_instances=1)
-        for index, (expr, zone) in enumerate(digest_times(config)):
-            scheduler.add_job(wake_delivery, cron_trigger(expr, zone), id=f"digest-{index}",
-                              coalesce=True, max_instances=1)
-        poll_wanted.set()
-        wake_delivery()
+class Daemon:
+    """The long-lived workers, their scheduler, the admin listener and the reload logic."""
 
-        async def poll_cycle() -> None:
-            report = await engine.poll()
-            if report.feeds_polled or report.feeds_failed:
-                log.info("poll cycle: %s", report.summary())
-            if report.queued:
-                wake_delivery()
+    def __init__(self, config: Config, engine: Engine,
+                 systemd: SystemdNotifier | None = None) -> None:
+        self.config = config
+        self.engine = engine
+        self.metrics = Metrics()
+        self.systemd = systemd or SystemdNotifier()
+        self.started = time.time()
+        self.poll_wanted = asyncio.Event()
+        self.deliver_wanted: dict[str, asyncio.Event] = {}
+        self.workers: dict[str, tuple[_Worker, asyncio.Task[None]]] = {}
+        self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+        self.admin: AdminServer | None = None
 
-        def deliver_cycle(name: str) -> Callable[[], Awaitable[None]]:
-            async def cycle() -> None:
-                await engine.deliver(channels=[name])
-            return cycle
-
-        workers = [_Worker("poll", poll_wanted, poll_cycle)]
-        workers += [_Worker(f"delivery to {name}", event, deliver_cycle(name))
-                    for name, event in deliver_wanted.items()]
-        tasks = [asyncio.create_task(w.run(), name=w.name) for w in workers]
-        scheduler.start()
+    async def run(self, stop: asyncio.Event, reload: asyncio.Event) -> None:
+        if self.config.admin.listen:
+            host, port = split_listen(self.config.admin.listen)
+            self.admin = AdminServer(host, port, self)
+            try:
+                await self.admin.start()
+            except OSError as exc:
+                await self.admin.stop()
+                raise AdminListenError(f"admin.listen {self.config.admin.listen}: cannot "
+                                       f"listen: {exc.strerror or exc}") from exc
+        self._schedule()
+        self.metrics.channels(list(self.config.channels))
+        self._start_worker("poll", _Worker("poll", self.poll_wanted, self._poll_cycle))
+        for name in self.config.channels:
+            self._start_delivery(name)
+        self.scheduler.start()
+        self.poll_wanted.set()
+        self.wake_delivery()
+        await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
-                 __version__, len(config.subscriptions), len(config.channels))
+                 __version__, len(self.config.subscriptions), len(self.config.channels))
+        self.systemd.ready(self._status_line())
+        watchdog = (asyncio.create_task(self._watchdog(self.systemd.watchdog_seconds / 2))
+                    if self.systemd.watchdog_seconds else None)
         try:
-            await stop.wait()
+            while not stop.is_set():
+                stopped = asyncio.create_task(stop.wait())
+                reloaded = asyncio.create_task(reload.wait())
+                await asyncio.wait((stopped, reloaded), return_when=asyncio.FIRST_COMPLETED)
+                for task in (stopped, reloaded):
+                    task.cancel()
+                if reload.is_set() and not stop.is_set():
+                    reload.clear()
+                    await self.reload()
             log.info("stopping: letting work in flight finish for up to %.0f s", STOP_GRACE)
         finally:
-            scheduler.shutdown(wait=False)
-            await _drain(workers, tasks)
-    log.info("stopped")
+            self.systemd.stopping()
+            if watchdog is not None:
+                watchdog.cancel()
+            self.scheduler.shutdown(wait=False)
+            workers = list(self.workers.values())
+            await _drain([w for w, _ in workers], [t for _, t in workers])
+            if self.admin is not None:
+                await self.admin.stop()
+            with contextlib.suppress(Exception):
+                await self.engine.db(self.engine.store.clear_daemon, os.getpid())
+
+    async def _register(self) -> None:
+        """Note this process in the state for `notifier reload`; warn of a live other one."""
+        store, me = self.engine.store, os.getpid()
+        other = await self.engine.db(store.daemon_record)
+        if other is not None and other.pid != me and other.host == socket.gethostname() \
+                and other.started and process_started(other.pid) == other.started:
+            log.warning("another notifier daemon (pid %d, %s) runs on this state: each would "
+                        "send what the other sends; stop one of them", other.pid, other.config)
+        await self.engine.db(store.register_daemon, DaemonRecord(
+            host=socket.gethostname(), pid=me, started=process_started(me),
+            config=str(self.config.path.resolve())))
+
+    # --- workers and their ticks ------------------------------------------------------
+
+    def wake_delivery(self) -> None:
+        for event in self.deliver_wanted.values():
+            event.set()
+
+    def _start_worker(self, key: str, worker: _Worker) -> None:
+        self.workers[key] = (worker, asyncio.create_task(worker.run(), name=worker.name))
+
+    def _start_delivery(self, name: str) -> None:
+        event = self.deliver_wanted[name] = asyncio.Event()
+
+        async def cycle() -> None:
+            report = await self.engine.deliver(channels=[name])
+            self.metrics.observe_delivery(name, report)
+
+        self._start_worker(f"delivery:{name}", _Worker(f"delivery to {name}", event, cycle))
+
+    async def _stop_delivery(self, name: str) -> None:
+        """A channel left the configuration: its worker ends after the cycle it is in."""
+        self.deliver_wanted.pop(name, None)
+        worker, task = self.workers.pop(f"delivery:{name}")
+        await _drain([worker], [task])
+
+    async def _poll_cycle(self) -> None:
+        report = await self.engine.poll()
+        self.metrics.observe_poll(report)
+        if report.feeds_polled or report.feeds_failed:
+            log.info("poll cycle: %s", report.summary())
+        if report.queued:
+            self.wake_delivery()
+
+    def _schedule(self) -> None:
+        """(Re)build the ticks and the digest times from the current configuration."""
+        for job in self.scheduler.get_jobs():
+            job.remove()
+        self.scheduler.add_job(self.poll_wanted.set,
+                               IntervalTrigger(seconds=poll_tick_seconds(self.config)),
+                               id="poll-tick", coalesce=True, max_instances=1)
+        self.scheduler.add_job(self.wake_delivery, IntervalTrigger(seconds=DELIVERY_TICK),
+                               id="deliver-tick", coalesce=True, max_instances=1)
+        for index, (expr, zone) in enumerate(digest_times(self.config)):
+            self.scheduler.add_job(self.wake_delivery, cron_trigger(expr, zone),
+                                   id=f"digest-{index}", coalesce=True, max_instances=1)
+
+    def _status_line(self) -> str:
+        return (f"polling {len(self.config.subscriptions)} subscriptions for "
+                f"{len(self.config.channels)} channels")
+
+    # --- reload -----------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Read the configuration file again and apply it; keep the old one if it is bad."""
+        path = self.config.path
+        log.info("reload: reading %s", path)
+        self.systemd.reloading()
+        try:
+            new = await self._load(path)
+            changes = describe_changes(self.config, new)
+            self.engine.reconfigure(new)
+        except (ConfigError, ReloadRefused) as exc:
+            log.error("reload refused, still running the previous configuration: %s", exc)
+            return self._refused()
+        except Exception:
+            # A bug must not take the running configuration down with it.
+            log.exception("reload failed, still running the previous configuration")
+            return self._refused()
+        old = self.config
+        self.config = new
+        for name in old.channels:
+            if name not in new.channels:
+                await self._stop_delivery(name)
+        for name in new.channels:
+            if name not in old.channels:
+                self._start_delivery(name)
+        self._schedule()
+        self.metrics.channels(list(new.channels))
+        self.metrics.reloads.labels(result="applied").inc()
+        log.info("reload applied: %s", changes)
+        for setting in ("http", "admin"):
+            if getattr(old, setting) != getattr(new, setting):
+                log.warning("reload: the %s settings changed; they take effect at the next "
+                            "restart", setting)
+        self.systemd.ready(self._status_line())
+        self.poll_wanted.set()
+        self.wake_delivery()
+        return True
+
+    def _refused(self) -> bool:
+        self.metrics.reloads.labels(result="refused").inc()
+        self.systemd.ready(self._status_line())
+        return False
+
+    async def _load(self, path: Path) -> Config:
+        new = await asyncio.to_thread(load_config, path)
+        if new.state_url() != self.config.state_url():
+            raise ReloadRefused(
+                f"{path}: state: the database changed ({Store.describe_url(new.state_url())}); "
+                "moving to another database needs a restart")
+        return new
+
+    # --- what the admin listener and the watchdog ask ---------------------------------
+
+    async def health(self) -> tuple[bool, dict[str, object]]:
+        """Healthy while every loop is alive and the database answers within a bound."""
+        loops = {}
+        ok = self.scheduler.running
+        for worker, task in self.workers.values():
+            alive = not task.done()
+            loops[worker.name] = ("busy" if worker.busy else "idle") if alive else "stopped"
+            ok = ok and alive
+        try:
+            await asyncio.wait_for(self.engine.db(self.engine.store.ping), HEALTH_DB_TIMEOUT)
+            database = "ok"
+        except Exception as exc:
+            database = f"not answering: {type(exc).__name__}"
+            ok = False
+        return ok, {"status": "ok" if ok else "failing", "version": __version__,
+                    "uptime_seconds": round(time.time() - self.started, 1),
+                    "database": database, "scheduler": "running" if self.scheduler.running
+                    else "stopped", "loops": loops}
+
+    async def metrics_text(self) -> bytes:
+        snapshot = await self.engine.db(self.engine.store.ops_snapshot)
+        disabled = await self.engine.db(self.engine.store.disabled_channels)
+        names = {s.name for s in self.config.subscriptions}
+        snapshot = dataclasses.replace(snapshot, discoveries_failing=tuple(
+            n for n in snapshot.discoveries_failing if n in names))
+        self.metrics.observe_state(snapshot, disabled, list(self.config.channels), time.time())
+        return self.metrics.render()
+
+    async def status_page(self) -> str:
+        facts = await self.engine.db(read_facts, self.engine.store, self.config)
+        return render_page(facts, self.config, self.started)
+
+    async def _watchdog(self, every: float) -> None:
+        while True:
+            ok, facts = await self.health()
+            if ok:
+                self.systemd.watchdog()
+            else:
+                log.warning("health check failing, not telling the watchdog: %s", facts)
+            await asyncio.sleep(every)
+
+
+class AdminListenError(NotifierError):
+    """The admin listener cannot bind its address (in use, not local, no permission)."""
+
+
+class ReloadRefused(NotifierError):
+    """A new configuration that cannot be applied while running."""
+
+
+def describe_changes(old: Config, new: Config) -> str:
+    """`subscriptions: +2 (a, b), -1 (c), 1 changed; channels: 1 changed (mail)`."""
+    parts = []
+    for what, before, after in (
+            ("subscriptions", {s.name: s for s in old.subscriptions},
+             {s.name: s for s in new.subscriptions}),
+            ("channels", dict(old.channels), dict(new.channels))):
+        added = [n for n in after if n not in before]
+        removed = [n for n in before if n not in after]
+        changed = [n for n in after if n in before and before[n] != after[n]]
+        bits = [f"{sign}{len(names)} ({_names(names)})" if sign else
+                f"{len(names)} changed ({_names(names)})"
+                for sign, names in (("+", added), ("-", removed), ("", changed)) if names]
+        parts.append(f"{what}: {', '.join(bits) or 'unchanged'}")
+    return "; ".join(parts)
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    return ", ".join(names[:most]) + (f", and {len(names) - most} more"
+                                      if len(names) > most else "")
+
+
+def process_started(pid: int) -> str:
+    """The start time of process `pid` (clock ticks since boot, from /proc), or "" where
+    unknown: with the pid it names one process, never a later one that reused the pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else ""
 
 
 class _Worker:

@@ -5,18 +5,13 @@ url -> fetch -> a feed? keep it (an RSS2 comment feed is swapped for its Atom tw
                watch kind -> prefer its Atom twin -> check that it answers a feed
     + the WordPress REST root, from the Link header or <link rel="https://api.w.org/">
 
-Atom is preferred because WordPress's Atom comment entries carry `thr:in-reply-to` (who
-answered whom) while its RSS2 items carry no parent at all.
+Atom is preferred because its comment entries carry `thr:in-reply-to` (who answered whom)
+while RSS2 items carry no parent at all (WordPress's do not).
 
-Conventions relied on (see the field notes):
-- WordPress: posts `/feed/`, all comments `/comments/feed/`, one post's comments
-  `<permalink>/feed/`, each with an Atom twin under `.../feed/atom/`; plain permalinks use
-  `?feed=rss2`, `?feed=comments-rss2` and `?p=ID&feed=rss2`, twins `?feed=atom` and
-  `?feed=comments-atom`. Autodiscovery titles are "Site » Feed", "Site » Comments Feed" and
-  "Site » Post title Comments Feed" (English; other languages translate them, so URLs are
-  checked first and titles only as a fallback).
-- Blogger: posts `/feeds/posts/default`, all comments `/feeds/comments/default`, one post
-  `/feeds/POSTID/comments/default`; Atom by default, RSS with `?alt=rss`.
+Which URL shapes and titles mark a comment feed, which comment feed is a post's own, and
+where a feed's Atom twin lives are each platform's conventions: they are asked of the
+adapters in `notifier.sources` (WordPress's and Blogger's are described there). What stays
+here is generic: reading a page's `<head>` safely, sniffing a feed, and the order of tries.
 """
 
 from __future__ import annotations
@@ -27,40 +22,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 from notifier.errors import NotifierError
-from notifier.fetch import Fetcher, parse_link_header
+from notifier.fetch import Fetcher
+from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
-from notifier.sources.wordpress import API_REL
+from notifier.sources import API_RELS
+from notifier.sources import atom_twin as _atom_twin
+from notifier.sources import is_comment_feed as _is_comment_feed
+from notifier.sources import own_post_feed as _own_post_feed
 
 Watch = Literal["posts", "comments"]
 
 FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/feed+json")
 # Enough for any real <head>; hostile pages cannot make the parser work longer than this.
 HEAD_LIMIT = 512 * 1024
+# A page whose <head> names no feed is read this far for a feed <link> in its body: YouTube
+# puts its channel feed's after 400 KB of inline script.
+PAGE_LIMIT = 2 * 1024 * 1024
 SNIFF_LIMIT = 16 * 1024
 
-_BLOGGER_POST_COMMENTS = re.compile(r"/feeds/\d+/comments/")
 _FEED_CONTENT_TYPES = frozenset(
     {"application/rss+xml", "application/atom+xml", "application/rdf+xml"}
 )
 _FEED_ROOTS = frozenset({"rss", "feed", "rdf:rdf"})
-# WordPress translates "Comments Feed"; these stems cover its most used locales.
-_COMMENT_WORDS = (
-    "comment",
-    "kommentar",
-    "comentario",
-    "comentário",
-    "commenti",
-    "reactie",
-    "komentar",
-    "коммент",
-    "コメント",
-    "评论",
-    "評論",
-    "댓글",
-)
 
 
 @dataclass(frozen=True)
@@ -117,10 +103,12 @@ class _TagParser(HTMLParser):
 class _Head:
     links: tuple[_LinkElement, ...]
     base_url: str
+    end: int = 0  # where reading stopped, in characters
 
 
 _ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 _TAG_NAME = re.compile(r"[a-z][a-z0-9:_-]*")
+_MARKUP_START = re.compile(r"<[a-z!/?]")
 # Inside a tag, only a quote right after "=" opens a value that may hide a ">".
 _TAG_STOP = re.compile(r"""=[ \t\n\r\f]*(["'])|>""")
 _RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed"})
@@ -153,12 +141,25 @@ def _join(base: str, href: str) -> str | None:
     return url if scheme in ("http", "https") else None
 
 
-def _decode(html: bytes | str) -> str:
+def _decode(html: bytes | str, limit: int) -> str:
     if isinstance(html, str):
-        return html[:HEAD_LIMIT]
+        return html[:limit]
     # Link hrefs and feed titles in a <head> are nearly always UTF-8 or ASCII; a wrong guess
     # only garbles a title, never a URL (they are percent-encoded or ASCII in practice).
-    return html[:HEAD_LIMIT].decode("utf-8", errors="replace")
+    return html[:limit].decode("utf-8", errors="replace")
+
+
+def _link_element(tags: _TagParser, tag_text: str) -> _LinkElement | None:
+    attrs = tags.attributes(tag_text)
+    href = attrs.get("href", "").strip()
+    if not href:
+        return None
+    return _LinkElement(
+        rel=tuple(attrs.get("rel", "").lower().split()),
+        type=attrs.get("type", "").split(";")[0].strip().lower(),
+        title=" ".join(attrs.get("title", "").split()),
+        href=href,
+    )
 
 
 def _parse_head(html: bytes | str, base_url: str) -> _Head:
@@ -169,17 +170,21 @@ def _parse_head(html: bytes | str, base_url: str) -> _Head:
     CVE-2025-6069, and CVE-2026-15308 is still open). This scanner jumps with `find()` and
     gives up at the first construct that never closes, so every byte is looked at a bounded
     number of times. HTMLParser still parses each wanted tag, one bounded tag at a time.
+    `end` is where reading stopped, for `_body_links` to go on from.
     """
-    text = _decode(html)
+    text = _decode(html, HEAD_LIMIT)
     lower = text.translate(_ASCII_LOWER)  # same length as text, unlike str.lower()
     tags = _TagParser()
     links: list[_LinkElement] = []
     base: str | None = None
     i, n = 0, len(text)
     while i < n:
-        j = lower.find("<", i)
-        if j < 0:
+        markup = _MARKUP_START.search(lower, i)  # skips runs of "<" that start nothing, in C
+        if markup is None:
+            i = n
             break
+        j = markup.start()
+        i = j  # where to go on from if this construct does not close within the window
         if lower.startswith("<!--", j):
             k = lower.find("-->", j + 4)
             if k < 0:
@@ -214,26 +219,63 @@ def _parse_head(html: bytes | str, base_url: str) -> _Head:
         i = end + 1
         wanted = name == "base" or (name == "link" and len(links) < MAX_LINKS)
         if wanted and end - j <= MAX_TAG:
-            attrs = tags.attributes(text[j : end + 1])
-            href = attrs.get("href", "").strip()
-            if name == "link" and href:
-                links.append(
-                    _LinkElement(
-                        rel=tuple(attrs.get("rel", "").lower().split()),
-                        type=attrs.get("type", "").split(";")[0].strip().lower(),
-                        title=" ".join(attrs.get("title", "").split()),
-                        href=href,
-                    )
-                )
-            elif name == "base" and href and base is None:
-                base = href
+            element = _link_element(tags, text[j : end + 1])
+            if element is not None and name == "link":
+                links.append(element)
+            elif element is not None and name == "base" and base is None:
+                base = element.href
         if name in _RAW_TEXT:
             close = lower.find("</" + name, i)
             if close < 0:
                 break
             i = close
     resolved_base = (_join(base_url, base) if base else None) or base_url
-    return _Head(tuple(links), resolved_base)
+    return _Head(tuple(links), resolved_base, i)
+
+
+# In the body only feed <link>s matter, and what may hide one: comments and raw text.
+_BODY_STOP = re.compile(r"<(?:!--|(link|script|style|textarea|title|xmp|iframe|noembed)"
+                        r"(?=[ \t\n\r\f/>]))")
+
+
+def _body_links(html: bytes | str, start: int) -> list[_LinkElement]:
+    """`<link>` elements after the head, up to `PAGE_LIMIT`: HTML allows them in the body.
+
+    Jumps from one construct that matters to the next with one regular-expression search
+    (no backtracking: a literal prefix and a fixed set of names), so a page costs time in
+    proportion to its length, like `_parse_head`.
+    """
+    text = _decode(html, PAGE_LIMIT)
+    lower = text.translate(_ASCII_LOWER)
+    tags = _TagParser()
+    links: list[_LinkElement] = []
+    i, n = start, len(text)
+    while i < n and len(links) < MAX_LINKS:
+        match = _BODY_STOP.search(lower, i)
+        if match is None:
+            break
+        j = match.start()
+        name = match.group(1)
+        if name is None:  # a comment
+            k = lower.find("-->", j + 4)
+            if k < 0:
+                break
+            i = k + 3
+            continue
+        end = _tag_end(text, match.end())
+        if end < 0:
+            break
+        i = end + 1
+        if name == "link":
+            element = _link_element(tags, text[j : end + 1]) if end - j <= MAX_TAG else None
+            if element is not None:
+                links.append(element)
+            continue
+        close = lower.find("</" + name, i)
+        if close < 0:
+            break
+        i = close + 2
+    return links
 
 
 def _feed_links(head: _Head) -> list[FeedLink]:
@@ -250,9 +292,23 @@ def _feed_links(head: _Head) -> list[FeedLink]:
     return found
 
 
+def _page_feed_links(html: bytes | str, base_url: str) -> tuple[_Head, list[FeedLink]]:
+    """The head's feed links; the whole page's when the head has none."""
+    head = _parse_head(html, base_url)
+    links = _feed_links(head)
+    if not links:
+        links = _feed_links(_Head(tuple(_body_links(html, head.end)), head.base_url))
+    return head, links
+
+
 def find_feed_links(html: bytes | str, base_url: str) -> list[FeedLink]:
-    """RSS, Atom and JSON feeds a page advertises, in document order, URLs made absolute."""
-    return _feed_links(_parse_head(html, base_url))
+    """RSS, Atom and JSON feeds a page advertises, in document order, URLs made absolute.
+
+    The `<head>` is where feeds are announced and is read first; only when it names none is
+    the rest of the page read too (bounded), so a feed `<link>` in the body is found without
+    letting a widget's link in the body override the site's own.
+    """
+    return _page_feed_links(html, base_url)[1]
 
 
 def _api_root_from_headers(headers: Mapping[str, str], base_url: str) -> str | None:
@@ -260,14 +316,14 @@ def _api_root_from_headers(headers: Mapping[str, str], base_url: str) -> str | N
         if name.lower() != "link":
             continue
         for url, params in parse_link_header(value, base_url):
-            if API_REL in params.get("rel", "").lower().split():
+            if API_RELS.intersection(params.get("rel", "").lower().split()):
                 return url
     return None
 
 
 def _api_root_from_head(head: _Head) -> str | None:
     for link in head.links:
-        if API_REL in link.rel:
+        if API_RELS.intersection(link.rel):
             return _join(head.base_url, link.href)
     return None
 
@@ -275,7 +331,7 @@ def _api_root_from_head(head: _Head) -> str | None:
 def find_api_root(
     html: bytes | str | None, headers: Mapping[str, str], base_url: str
 ) -> str | None:
-    """The WordPress REST API root, which lists every comment where feeds show only 10.
+    """A platform's API root (WordPress's REST API lists every comment where feeds show 10).
 
     The header is checked first: WordPress sends it on feeds and pages alike, and reading
     it costs no HTML parsing.
@@ -346,65 +402,19 @@ def looks_like_feed(body: bytes, content_type: str) -> bool:
     return media in _FEED_CONTENT_TYPES
 
 
-def _path_and_query(url: str) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(url)
-    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
-
-
-def _title_says_comments(title: str) -> bool:
-    lowered = title.lower()
-    return any(word in lowered for word in _COMMENT_WORDS)
-
-
 def is_comments_feed(link: FeedLink) -> bool:
-    """WordPress and Blogger comment feeds, by URL where it is unambiguous, else by title.
+    """A comment feed, by URL convention first, else by title (`sources.is_comment_feed`).
 
-    `<permalink>/feed/` is a post's comment feed but `/category/x/feed/` is a posts feed, and
-    nothing in the URL tells them apart, so for those the title decides.
+    The URL decides when a platform's convention speaks either way (`/comments/feed/` is
+    comments, a site's `/feed/` is posts, whatever its title). `<permalink>/feed/` may be a
+    post's comment feed or a subfolder site's posts feed, so for it the title decides.
     """
-    path, query = _path_and_query(link.url)
-    feed = query.get("feed", "")
-    if "/comments/feed" in path or feed.startswith("comments-"):
-        return True
-    if feed and (query.get("p") or query.get("page_id")):
-        return True  # plain permalinks: /?p=4&feed=rss2 is post 4's comment feed
-    if "/feeds/comments/" in path or _BLOGGER_POST_COMMENTS.search(path):
-        return True
-    return _title_says_comments(link.title)
-
-
-def _permalink_of(feed_url: str) -> str | None:
-    """For a `<permalink>/feed/` style URL, the permalink's path; else None."""
-    path, query = _path_and_query(feed_url)
-    if query.get("feed") or "/comments/feed" in path:
-        return None
-    trimmed = re.sub(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?$", "/", path)
-    if trimmed == path or trimmed == "/":
-        return None
-    return trimmed
+    return _is_comment_feed(link.url, link.title)
 
 
 def _is_post_comments_feed(link: FeedLink, page_url: str) -> bool:
     """A comment feed for the one post shown on `page_url`, not the whole site's."""
-    if not is_comments_feed(link):
-        return False
-    page_path, page_query = _path_and_query(page_url)
-    feed_path, feed_query = _path_and_query(link.url)
-    permalink = _permalink_of(link.url)
-    if permalink is not None:
-        return page_path != "/" and page_path.startswith(permalink)
-    # Plain permalinks: the page is /?p=4, its comment feed /?p=4&feed=rss2.
-    for key in ("p", "page_id"):
-        if feed_query.get(key):
-            return feed_query[key] == page_query.get(key)
-    if _BLOGGER_POST_COMMENTS.search(feed_path):
-        return True
-    # No URL evidence either way. WordPress titles: "Site » Post title Comments Feed" vs the
-    # site's "Site » Comments Feed".
-    title = link.title
-    if title.endswith("Comments Feed") and "»" in title:
-        return bool(title.removesuffix("Comments Feed").rsplit("»", 1)[-1].strip())
-    return False
+    return is_comments_feed(link) and _own_post_feed(link.url, link.title, page_url)
 
 
 def _rank(link: FeedLink) -> int:
@@ -429,37 +439,11 @@ def choose_feed(links: list[FeedLink], page_url: str, watch: Watch) -> FeedLink 
 
 
 def atom_variant(url: str) -> str | None:
-    """The Atom twin of a WordPress RSS feed URL (or a Blogger `alt=rss` one), else None.
+    """The Atom twin of an RSS feed URL where a platform names one (WordPress, Blogger).
 
     None also when the URL already is Atom: there is nothing better to try.
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    keys = [key for key, _ in pairs]
-    if "feed" in keys:
-        value = dict(pairs)["feed"]
-        twin = {
-            "rss2": "atom",
-            "rss": "atom",
-            "rdf": "atom",
-            "comments-rss2": "comments-atom",
-            "comments-rss": "comments-atom",
-        }.get(value)
-        if twin is None:
-            return None
-        new_pairs = [(k, twin if k == "feed" else v) for k, v in pairs]
-        return urlunsplit(parts._replace(query=urlencode(new_pairs, safe="/:")))
-    if "/feeds/" in parts.path and dict(pairs).get("alt") == "rss":
-        new_query = urlencode([(k, v) for k, v in pairs if k != "alt"], safe="/:")
-        return urlunsplit(parts._replace(query=new_query))
-    match = re.search(r"/feed(?:/(?:rss2|rss|rdf))?/?$", parts.path)
-    if match is None:
-        return None
-    path = parts.path[: match.start()] + "/feed/atom/"
-    return urlunsplit(parts._replace(path=path))
+    return _atom_twin(url)
 
 
 def _poll_url(result: FetchResult) -> str:
@@ -505,8 +489,7 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     media = content_type.split(";")[0].strip().lower()
     if media not in ("", "text/html", "application/xhtml+xml") and _sniff_root(page.body) != "html":
         raise DiscoveryError(f"{url} is neither a feed nor an HTML page ({media})")
-    head = _parse_head(page.body, page.final_url)
-    links = _feed_links(head)
+    head, links = _page_feed_links(page.body, page.final_url)
     choice = choose_feed(links, page.final_url, watch)
     if choice is None:
         if not links:

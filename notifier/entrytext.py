@@ -19,10 +19,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from notifier.errors import NotifierError
 
 __all__ = [
+    "COMMENT_ANCHOR",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
     "ParseError",
     "clip",
+    "comment_number",
     "get",
     "map_of",
     "post_link",
@@ -34,6 +36,8 @@ __all__ = [
 MAX_ENTRIES = 10_000  # a real feed holds tens; more is a mistake or an attack
 MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
 
+COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
+"""A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
 _COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
 _PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})
 
@@ -77,6 +81,12 @@ def squash(text: str) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def comment_number(url: str) -> str:
+    """The comment number a URL's fragment names (`...#comment-7` -> "7"), or ""."""
+    match = COMMENT_ANCHOR.search(url)
+    return match["n"] if match else ""
 
 
 def post_link(url: str) -> str:

@@ -8,6 +8,8 @@
     ├── TargetBlocked         fetch.py          an address refused by `block_private_networks`
     ├── UnknownChannelKind    channels/         a `type:` no channel kind registers
     ├── RenderError           render.py         a template failed (also a jinja2.TemplateError)
+    ├── AdminListenError      daemon.py         `admin.listen` cannot be bound
+    ├── ReloadRefused         daemon.py         a new file that cannot apply without a restart
     └── DeliveryError         delivery/channel.py
         ├── TemporaryFailure                    try again later, perhaps after Retry-After
         └── PermanentFailure                    do not retry; perhaps disable the channel

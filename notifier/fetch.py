@@ -25,10 +25,9 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from aiohttp import ClientSession, TCPConnector
@@ -36,8 +35,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from httpx_aiohttp import AiohttpTransport
 
-from notifier import __version__
+from notifier import __version__, redact
 from notifier.errors import NotifierError
+from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ ACCEPT_ENCODING = "gzip, deflate"
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECT_CODES = frozenset({301, 308})
 RETRY_AFTER_CODES = frozenset({429, 503})
-MAX_RETRY_AFTER = 86_400.0
 # Reading a small redirect or error body lets the connection go back to the pool; anything
 # bigger is not worth the wait, so the connection is dropped instead.
 DRAIN_LIMIT = 64 * 1024
@@ -133,109 +132,6 @@ class PublicOnlyResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment: safe to put in a log line."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-    except ValueError:
-        return "<unparsable URL>"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def parse_retry_after(value: str, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After value (delay-seconds or HTTP-date), capped at a day.
-
-    A date in the past means "now" (0). Garbage gives None so the caller's own backoff applies.
-    """
-    text = value.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    seconds = (when - now).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
-def parse_link_header(value: str, base_url: str = "") -> list[tuple[str, dict[str, str]]]:
-    """RFC 8288 `Link` values as (absolute URL, params with lower-case names), in order.
-
-    Written as a single left-to-right scan because commas and semicolons may sit inside the
-    `<URL>` and inside quoted parameter values, so splitting on "," is wrong. The first
-    occurrence of a parameter wins, as RFC 8288 says for `rel`. Malformed members are skipped.
-    """
-    links: list[tuple[str, dict[str, str]]] = []
-    i, n = 0, len(value)
-    while i < n:
-        start = value.find("<", i)
-        if start < 0:
-            break
-        end = value.find(">", start + 1)
-        if end < 0:
-            break
-        target = value[start + 1 : end].strip()
-        params: dict[str, str] = {}
-        i = end + 1
-        while i < n:
-            while i < n and value[i] in " \t":
-                i += 1
-            if i >= n or value[i] == ",":
-                i += 1
-                break
-            if value[i] != ";":
-                # Junk after the URL: skip to the next member.
-                comma = value.find(",", i)
-                i = n if comma < 0 else comma + 1
-                break
-            i += 1
-            while i < n and value[i] in " \t":
-                i += 1
-            name_start = i
-            while i < n and value[i] not in "=;, \t":
-                i += 1
-            name = value[name_start:i].lower()
-            while i < n and value[i] in " \t":
-                i += 1
-            param_value = ""
-            if i < n and value[i] == "=":
-                i += 1
-                while i < n and value[i] in " \t":
-                    i += 1
-                if i < n and value[i] == '"':
-                    i += 1
-                    chars: list[str] = []
-                    while i < n and value[i] != '"':
-                        if value[i] == "\\" and i + 1 < n:
-                            i += 1
-                        chars.append(value[i])
-                        i += 1
-                    i += 1  # closing quote
-                    param_value = "".join(chars)
-                else:
-                    token_start = i
-                    while i < n and value[i] not in ";,":
-                        i += 1
-                    param_value = value[token_start:i].strip()
-            if name and name not in params:
-                params[name] = param_value
-        try:
-            url = urljoin(base_url, target) if base_url else target
-        except ValueError:
-            continue  # e.g. a broken IPv6 literal: skip the member, keep the others
-        links.append((url, params))
-    return links
 
 
 def _format_size(size: int) -> str:
@@ -575,7 +471,7 @@ class Fetcher:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
-            log.debug("fetch %s failed: %s (%r)", redact_url(hop.url), reason, exc)
+            log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
             return self._failure(url, hop, reason)
 
     async def _request(
@@ -620,7 +516,7 @@ class Fetcher:
         else:
             new_etag = flat.get("etag") if error is None else None
             new_modified = flat.get("last-modified") if error is None else None
-        log.debug("fetched %s: %s in %.3f s", redact_url(hop.url), status, hop.spent)
+        log.debug("fetched %s: %s in %.3f s", redact.url(hop.url), status, hop.spent)
         return FetchResult(
             url=url,
             final_url=hop.url,
@@ -636,7 +532,7 @@ class Fetcher:
         )
 
     def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
-        log.debug("fetch %s: %s", redact_url(hop.url), reason)
+        log.debug("fetch %s: %s", redact.url(hop.url), reason)
         return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
 
 

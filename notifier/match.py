@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from notifier.config import Subscription
 from notifier.models import Entry
-from notifier.schema import normalise_name
+from notifier.schema import EMAIL, normalise_name
 from notifier.store import QueuedNotice
 
 
@@ -50,7 +49,7 @@ class People:
             text = item.strip()
             if text.lower().startswith(("http://", "https://")):
                 urls.add(_url_identity(text))
-            elif _EMAIL.fullmatch(text):
+            elif EMAIL.fullmatch(text):
                 address = text.lower().encode()
                 hashes.update({hashlib.md5(address, usedforsecurity=False).hexdigest(),
                                hashlib.sha256(address).hexdigest()})
@@ -75,9 +74,6 @@ def _url_identity(url: str) -> str:
     host = parts.netloc.removeprefix("www.")
     return host + parts.path.rstrip("/")
 
-
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-"""An address, not a name: "@bob" and "Bob @ home" are names."""
 
 MAX_DEPTH = 50
 """Ancestors looked at for `include_subthread`; real threads nest a handful deep."""

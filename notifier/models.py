@@ -60,6 +60,7 @@ class ParsedFeed:
     warning: str = ""  # feedparser's bozo reason when it parsed leniently
     next_url: str = ""  # the next (older) page: Blogger's and RFC 5005's `link rel="next"`
     total: int | None = None  # entries the source says exist (openSearch:totalResults)
+    kind_note: str = ""  # why `kind` differs from what the document looks like (see parse)
 
 
 @dataclass(frozen=True, slots=True)

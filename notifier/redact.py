@@ -1,28 +1,96 @@
-"""Keep secrets out of logs, errors and `status`.
+"""Keep secrets out of logs, errors and `status`: the one place that decides what is shown.
 
-Webhook URLs carry tokens in their path (Slack, Discord, Telegram), feed URLs sometimes in
-their query; a log line must still say which destination or feed it is about.
+    any URL notifier fetches or stores (feed, API root, database) -> url()
+        -> scheme, user, host, port, path, query with secret-looking values hidden
+    a delivery URL (webhook, chat API) -> destination() -> scheme and host only
+    a receiver's answer, an error text -> text(secrets) -> every known secret cut out
+
+Why one module: the same URL was shown four ways (the fetcher dropped the query, the poll
+log kept a password, the store hid it, config errors showed the host), so whether a token
+leaked depended on which module wrote the line. Webhook URLs carry tokens in their path
+(Slack, Discord, Telegram), feed URLs sometimes in their query or user info, database URLs
+a password; each line must still say which destination, feed or database it is about.
+Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
+__all__ = ["HIDDEN", "destination", "text", "url"]
+
+HIDDEN = "…"
+"""What stands where a secret was."""
 _SECRET_PARAM = re.compile(r"(token|key|secret|pass|auth|sig|session|code)", re.IGNORECASE)
+_SHOWN_INVALID = 40
+"""Characters of something that is not a URL shown in a config error, to be recognised."""
+_SECRET_PART = 8
+"""Path segments and query values of a secret URL this long are secrets too."""
 
 
-def feed_url(url: str) -> str:
-    """A feed URL with the values of secret-looking query parameters hidden."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    query = [(k, "…" if _SECRET_PARAM.search(k) else v)
-             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(query=urlencode(query, safe="…/:")))
+def url(value: str) -> str:
+    """A fetched or stored URL, safe for a log line: no password, no secret query value.
+
+    The user name stays (it tells which account), the password becomes "…", and so does
+    the value of every query parameter whose name looks secret (`token`, `key`, `sig`...);
+    the fragment is dropped (`#access_token=` is a fragment).
+    """
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        host = f"[{host}]" if ":" in host else host
+        user = parts.username or ""
+        login = f"{user}:{HIDDEN}" if parts.password is not None else user
+        netloc = f"{login}@{host}" + (f":{port}" if port is not None else "")
+    query = parts.query
+    if query:
+        query = "&".join(
+            f"{quote_plus(k)}={HIDDEN if _SECRET_PARAM.search(k) else quote_plus(v, safe='/:')}"
+            for k, v in parse_qsl(query, keep_blank_values=True))
+    shown = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    if not netloc and value.startswith(f"{parts.scheme}://"):
+        shown = f"{parts.scheme}://{shown.removeprefix(f'{parts.scheme}:')}"  # sqlite:///path
+    return shown
 
 
-def destination(url: str) -> str:
-    """Only scheme and host of a delivery URL: its path is often the secret."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}/…" if parts.hostname else "(invalid URL)"
+def destination(value: str) -> str:
+    """Only scheme and host of a delivery URL: its path is often the secret itself.
+
+    Something that is not a URL at all (a config mistake) is shown short, so the person
+    recognises what they wrote.
+    """
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        host = None
+        parts = None
+    if parts is not None and parts.scheme and host:
+        return f"{parts.scheme}://{host}/{HIDDEN}"
+    if len(value) < _SHOWN_INVALID:
+        return value
+    return value[: _SHOWN_INVALID - 3] + HIDDEN
+
+
+def text(value: str, secrets: Iterable[str]) -> str:
+    """`value` without any secret, nor any long path segment or query value of a secret URL:
+    a receiver that echoes the request must not put the token into our log."""
+    words: list[str] = []
+    for secret in secrets:
+        if not secret:
+            continue
+        words.append(secret)
+        if "://" in secret:  # a Workflows URL's `sig=` is as secret as a Slack path
+            path, _, query = secret.split("://", 1)[1].partition("/")[2].partition("?")
+            parts = path.split("/") + [v for p in query.split("&") for v in p.split("=")[1:]]
+            words += [part for part in parts if len(part) >= _SECRET_PART]
+    for word in sorted(words, key=len, reverse=True):
+        value = value.replace(word, HIDDEN)
+    return value

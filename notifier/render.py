@@ -121,22 +121,28 @@ class Renderer:
         }
         for env in self._envs.values():
             env.filters["quote"] = quote
+            env.filters["quote_bars"] = quote_bars
+            env.globals["quote_style"] = QUOTE_STYLE
         self._templates: dict[tuple[bool, str], jinja2.Template] = {}
         self._last: tuple[Notice, dict[str, Any]] | None = None
 
     # --- public ---------------------------------------------------------------------------
 
     def render(self, kind: str, slot: str, notice: Notice,
-               channel_templates: Mapping[str, str]) -> str:
+               channel_templates: Mapping[str, str],
+               extra: Mapping[str, Any] | None = None) -> str:
         """The text of one slot for one notice; raises RenderError naming file and line.
 
         A digest renders the slot's `digest_` variant, so a channel kind sends digests
-        without knowing about them.
+        without knowing about them. `extra` adds a kind's own variables (email's
+        `unsubscribe`).
         """
         if notice.digest:
             slot = DIGEST_PREFIX + slot
         template = self.template(kind, slot, notice.subscription, channel_templates)
         context = self._context(notice, kind)
+        if extra:
+            context = {**context, **extra}
         try:
             text = template.render(context)
         except jinja2.TemplateSyntaxError as exc:  # from an {% include %} compiled late
@@ -184,6 +190,15 @@ class Renderer:
         self._templates[(html, name)] = compiled
         return compiled
 
+    def is_own(self, kind: str, slot: str, notice: Notice,
+               channel_templates: Mapping[str, str]) -> bool:
+        """Whether the user chose the template for this slot (a file, not the packaged one):
+        chat formats then send that text instead of laying out their own card."""
+        if notice.digest:
+            slot = DIGEST_PREFIX + slot
+        name = self._template_name(kind, slot, notice.subscription, channel_templates)
+        return name.startswith(_FILE)
+
     def context(self, notice: Notice, kind: str = "") -> dict[str, Any]:
         """Every variable a template sees; documented in docs/templates.md."""
         return dict(self._context(notice, kind))
@@ -225,7 +240,8 @@ class Renderer:
         else:
             base = build_digest_context(notice) if notice.digest else build_context(notice)
             self._last = (notice, base)
-        return {**base, "channel_kind": kind}
+        # Set by the email channel from `list_unsubscribe`; empty everywhere else.
+        return {**base, "channel_kind": kind, "unsubscribe": "", "unsubscribe_address": ""}
 
 
 def build_context(notice: Notice) -> dict[str, Any]:
@@ -237,8 +253,9 @@ def build_context(notice: Notice) -> dict[str, Any]:
     feed_url = web_url(notice.feed_url)
     base_url = link or feed_url
     html, text = _html_and_text(entry, base_url)
-    post_title = entry.post_title or (entry.title if entry.kind == "post" else "") \
-        or notice.feed_title
+    # A post is its own post: without a title it has none, and is not headed with the feed's
+    # name as if that were its title ("New post by nova on nova", not 'New post: "nova"').
+    post_title = entry.post_title or (entry.title if entry.kind == "post" else notice.feed_title)
     author = entry.author or ANONYMOUS
     parent_author = (parent.author if parent and parent.author else entry.parent_author) or ""
     parent_text = _html_and_text(parent, web_url(parent.link) or base_url)[1] if parent else ""
@@ -348,6 +365,18 @@ def format_datetime(value: datetime | None) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
     return f"{value.day} {_MONTHS[value.month - 1]} {value.year} {value:%H:%M} UTC"
+
+
+QUOTE_STYLE = ("margin:0 0 16px 0;padding:4px 0 4px 12px;border-left:3px solid #d4d4d8;"
+               "color:#52525b;")
+"""The side bar of a quote in an email; inline, since many mail clients drop `<style>`."""
+
+
+def quote_bars(html: str) -> Markup:
+    """Jinja filter: every `<blockquote>` of sanitised HTML gets the email's quote side bar,
+    so a quote inside a comment looks like the quoted parent above it."""
+    return Markup(str(escape(html)).replace("<blockquote>",
+                                            f'<blockquote style="{QUOTE_STYLE}">'))
 
 
 def quote(text: str, prefix: str = "> ") -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import random
 
+from notifier.limits import MAX_RETRY_AFTER
+
 MAX_BACKOFF_FACTOR = 8
 """A failing feed is polled at most 8 times less often than configured."""
-MAX_RETRY_AFTER = 86400.0
 
 
 def next_poll(now: float, interval: float, jitter: float, *, errors: int = 0,

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
+from notifier import redact
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _SPACE = re.compile(r"\s")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -73,19 +75,11 @@ def check_http_url(value: object) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
-            f"{_redact_url(text)!r} is not an http:// or https:// URL with a host name"
+            f"{redact.destination(text)!r} is not an http:// or https:// URL with a host name"
         )
     if _SPACE.search(text):
         raise ValueError("a URL cannot contain spaces")
     return text
-
-
-def _redact_url(url: str) -> str:
-    """Show where a URL points without the path, which often holds a token."""
-    parts = urlsplit(url)
-    if parts.scheme and parts.hostname:
-        return f"{parts.scheme}://{parts.hostname}/…"
-    return url if len(url) < 40 else url[:37] + "…"
 
 
 def _string_list(value: Any) -> Any:
@@ -97,6 +91,11 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
 StrList = Annotated[list[str], BeforeValidator(_string_list)]
 """A list of strings that also accepts one bare string."""
+
+
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+"""An address, not a name: "@bob" and "Bob @ home" are names (`replies_to`, checked by the
+config and matched by `match`)."""
 
 
 def normalise_name(name: str) -> str:

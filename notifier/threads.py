@@ -10,16 +10,16 @@ Each post's own feed holds that post's newest 10, and WordPress's REST API can b
 each one by post id.
 
 A post's comment feed comes from RSS2's `wfw:commentRss` or Atom's `link rel="replies"`
-(RFC 4685). WordPress links the RSS2 comment feed from RSS2 posts; its Atom twin says who
-answered whom, so that is followed instead. Pure: `now` is given.
+(RFC 4685); the platform's adapter may name a better one to follow (WordPress links the RSS2
+comment feed from RSS2 posts, and its Atom twin says who answered whom). Pure: `now` is given.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from notifier.discover import atom_variant
 from notifier.models import Entry
+from notifier.sources import Hints, source_for
 from notifier.store import ThreadLink
 
 __all__ = ["followed_threads", "retire_before"]
@@ -43,16 +43,14 @@ def followed_threads(subscription: str, posts: Sequence[Entry], *, now: float,
     """
     cutoff = retire_before(now, max_age)
     links: dict[str, ThreadLink] = {}
-    wordpress = generator.lower().startswith("wordpress")
+    source = source_for(Hints(generator=generator))
     for entry in posts:
         if entry.kind != "post" or not entry.comments_feed:
             continue
         published = entry.published.timestamp() if entry.published else None
         if published is not None and published < cutoff:
             continue
-        url = entry.comments_feed
-        if wordpress:
-            url = atom_variant(url) or url
+        url = source.thread_feed(entry.comments_feed)
         links.setdefault(url, ThreadLink(subscription=subscription, url=url,
                                          post_key=entry.key, published=published))
     newest = sorted(links.values(), key=lambda link: link.published or now, reverse=True)

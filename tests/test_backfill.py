@@ -7,14 +7,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from notifier.backfill import (
+    FollowUp,
     gap_suspected,
     missing_estimate,
+    plan_follow_up,
     post_guid_of,
-    rest_url,
-    wordpress_post_id,
 )
 from notifier.match import match, wants
-from notifier.models import Entry
+from notifier.models import Entry, ParsedFeed
 from notifier.threads import followed_threads, retire_before
 from tests.test_decisions import POST, T0, comment, sub
 
@@ -34,23 +34,26 @@ def test_missing_estimate_uses_the_source_count_else_says_at_least_one() -> None
     assert missing_estimate(20, stored=3, new=25) == 1  # counts that disagree: still warn
 
 
-def test_post_id_comes_from_the_link_header_of_a_single_post_feed() -> None:
-    headers = {"link": '<http://b.test/wp-json/>; rel="https://api.w.org/", '
-                       '<http://b.test/wp-json/wp/v2/posts/4>; rel="alternate"; '
-                       'type="application/json", <http://b.test/?p=4>; rel=shortlink'}
-    assert wordpress_post_id(headers, "http://b.test/x/feed/atom/") == "4"
-    assert wordpress_post_id({"link": "<http://b.test/?p=17>; rel=shortlink"}, "") == "17"
-    site_wide = {"link": '<http://b.test/wp-json/>; rel="https://api.w.org/"'}
-    assert wordpress_post_id(site_wide, "http://b.test/comments/feed/") == ""
+def test_the_way_a_gap_is_filled_follows_what_the_source_offers() -> None:
+    window = ParsedFeed(title="", link="", kind="comments", entries=(comment(3), comment(4)),
+                        total=9)
+    site = "http://b.test/wp-json/"
 
+    def way(parsed: ParsedFeed, api_root: str | None, post_id: str | None, *,
+            rescan: bool = False, seen: int = 2) -> FollowUp:
+        return plan_follow_up(parsed, api_root=api_root, post_id=post_id,
+                              seen={comment(seen).key}, had_entries=True, stored=3,
+                              rescan=rescan)
 
-def test_rest_urls_for_pretty_and_plain_permalinks() -> None:
-    assert rest_url("http://b.test/wp-json/", "wp/v2/comments/3") == \
-        "http://b.test/wp-json/wp/v2/comments/3"
-    assert rest_url("http://b.test/wp-json", "wp/v2/comments", {"post": 4}) == \
-        "http://b.test/wp-json/wp/v2/comments?post=4"
-    assert rest_url("http://b.test/?rest_route=/", "wp/v2/comments", {"post": 4}) == \
-        "http://b.test/?rest_route=/wp/v2/comments&post=4"
+    assert way(window, site, "4") == FollowUp("thread", 4)  # 9 - 3 stored - 2 new
+    assert way(window, site, None) == FollowUp("window", 4)
+    paged = replace(window, next_url="http://b.test/feeds/1/comments/default?start-index=26")
+    assert way(paged, None, None) == FollowUp("pages", 4)
+    assert way(window, None, None) == FollowUp("warn", 4)
+    # No gap (comment 3 was seen): nothing, unless a rescan is due, which lists the thread.
+    assert way(window, site, "4", seen=3) == FollowUp()
+    assert way(window, site, "4", seen=3, rescan=True) == FollowUp("thread", 0, rescan=True)
+    assert way(replace(window, kind="posts"), site, "4", rescan=True) == FollowUp()
 
 
 def test_post_guid_is_the_prefix_of_wordpress_comment_keys() -> None:

@@ -7,9 +7,11 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +25,7 @@ from notifier.channels import (
     build_channel,
     channel_config_type,
 )
+from notifier.channels.apprise import AppriseChannel
 from notifier.channels.console import SEPARATOR, ConsoleChannel
 from notifier.channels.email import EmailChannel, EmailConfig
 from notifier.channels.matrix import MatrixChannel
@@ -99,14 +102,15 @@ async def failure_of(ch: Channel, item: Notice) -> DeliveryError:
 
 def test_registry_knows_every_kind() -> None:
     expected = {"console": ConsoleChannel, "email": EmailChannel, "webhook": WebhookChannel,
-                "matrix": MatrixChannel, "telegram": TelegramChannel, "ntfy": NtfyChannel}
+                "matrix": MatrixChannel, "telegram": TelegramChannel, "ntfy": NtfyChannel,
+                "apprise": AppriseChannel}
     assert expected == CHANNEL_KINDS
     assert channel_config_type("email") is EmailConfig
     with pytest.raises(KeyError) as caught:
         channel_config_type("pager")
     assert isinstance(caught.value, UnknownChannelKind)
     assert str(caught.value) == ("unknown channel type 'pager'; known types: console, email, "
-                                 "webhook, matrix, telegram, ntfy")
+                                 "webhook, matrix, telegram, ntfy, apprise")
 
 
 def test_build_channel_refuses_a_config_of_another_kind() -> None:
@@ -203,6 +207,14 @@ def test_email_message_is_complete_and_safe(
     assert "<strong>bold</strong>" in html and "&amp; an ampersand" in html
     assert "> thanks for article" in text and f"{POST}#comment-5" in text
     assert b"alert(1)" not in mail.raw
+    # A quote inside the comment has the same side bar as the quoted parent.
+    bars = re.findall(r"<blockquote( style=\"[^\"]*\")?>", html)
+    assert len(bars) == 2 and bars[0] == bars[1] and "border-left" in bars[0]
+    # The footer leads to the post, not to the raw feed; no unsubscribe line without one.
+    assert f'about <a href="{POST}" style="color:#71717a;">Why Defend Stalin?</a>' in html
+    assert "feed/atom" not in html and "feed/atom" not in text
+    assert f'about "Why Defend Stalin?" ({POST})' in text
+    assert "To stop these messages" not in text + html
 
 
 def test_email_message_id_is_stable_across_retries(smtp_server: SmtpServer) -> None:
@@ -315,9 +327,10 @@ def test_email_logs_in_over_tls(tmp_path: Path, certificate: tuple[Path, Path],
         error = run(send, tmp_path)
         assert len(server.wait_for(1)) == 1 and len(server.messages) == 1
         assert server.logins == [(mechanism, "notifier")]
-        # A refused login is the operator's to fix: the message waits, and the error never
-        # shows the password that was tried.
-        assert isinstance(error, TemporaryFailure) and "login refused" in str(error)
+        # A refused login is the operator's to fix: the channel stops (its notifications are
+        # kept for `retry --now`), the error says what to fix and never shows the password.
+        assert isinstance(error, PermanentFailure) and error.disable
+        assert "login refused (535" in str(error) and "username and password" in str(error)
         assert "hunter2" not in str(error)
 
 
@@ -387,6 +400,13 @@ def test_email_list_unsubscribe(smtp_server: SmtpServer, address: str,
     assert f"\r\nList-Unsubscribe: <{address}>\r\n".encode() in mail.raw
     expected = "List-Unsubscribe=One-Click" if one_click else None
     assert mail["List-Unsubscribe-Post"] == expected
+    # The body says it in words too, for readers whose mail program shows no button.
+    text_part, html_part = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert text_part is not None and html_part is not None
+    text, html = text_part.get_content(), html_part.get_content()
+    how = f"open {address}" if one_click else "write to unsubscribe@example.org"
+    assert f"To stop these messages, {how}, or use your mail program's Unsubscribe" in text
+    assert f'<a href="{escape(address)}"' in html and "To stop these messages" in html
 
 
 def test_email_list_unsubscribe_is_checked() -> None:
@@ -601,9 +621,11 @@ def test_discord_waits_limits_and_mutes(webhook_receiver: WebhookReceiver) -> No
     assert request.path == "/hook?thread_id=42&wait=true"
     assert isinstance(request.json, dict)
     assert request.json["allowed_mentions"] == {"parse": []}
-    content = request.json["content"]
-    assert len(content) <= 2000 and "@everyone" not in content
-    assert content.endswith(f"{POST}#comment-5")
+    (embed,) = request.json["embeds"]
+    description = embed["description"]
+    assert len(description) <= 4096 and "@everyone" not in description
+    assert "@\u200beveryone" in description
+    assert description.endswith(f"…\n\n[Read and reply]({POST}#comment-5)")
 
 
 @pytest.mark.parametrize(("answer", "expected", "retry_after", "disable"), [

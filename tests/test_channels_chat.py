@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
@@ -110,10 +111,19 @@ def test_mattermost_is_slack_compatible_and_pings_nobody(
     text = as_dict(request.json)["text"]
     assert set(as_dict(request.json)) == {"text"}
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    shown = commonmark_text(text)
     for word in ("@channel", "@all", "@here", "@everyone", "@bob_smith"):
-        assert word not in text and word.replace("@", "@\u200b") in text
-    assert "ann@example.org" in text  # an address is not a mention
-    assert text.endswith(LINK)
+        assert word not in shown and word.replace("@", "@\u200b") in shown
+    assert "<!channel>" in shown  # what the commenter wrote, shown, never a ping
+    assert "ann@example.org" in shown  # an address is not a mention
+    assert text.endswith(f"[Read and reply]({LINK})")
+
+
+def commonmark_text(markdown: str) -> str:
+    """The visible text of Markdown as a CommonMark reader (Mattermost) shows it."""
+    reading = _Telegram()
+    reading.feed(MarkdownIt("commonmark").render(markdown))
+    return reading.text
 
 
 def test_teams_sends_an_adaptive_card(webhook_receiver: WebhookReceiver) -> None:
@@ -124,11 +134,13 @@ def test_teams_sends_an_adaptive_card(webhook_receiver: WebhookReceiver) -> None
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
-    title, text = card["body"]
+    title = card["body"][0]["inlines"][0]
     assert title["text"] == 'Reply by Markup Tester to East Side Boy on "Why Defend Stalin?"'
-    assert title["weight"] == "Bolder" and text["wrap"] is True
-    assert "<at>" not in text["text"] and "<\u200bat>Team<\u200b/at>" in text["text"]
-    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open", "url": LINK}]
+    assert title["weight"] == "Bolder"
+    text = " ".join(run["text"] for block in card["body"] for run in block.get("inlines", []))
+    assert "<at>" not in text and "<\u200bat>Team<\u200b/at>" in text
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Read and reply",
+                                "url": LINK}]
 
 
 def test_matrix_puts_one_event_per_notification(webhook_receiver: WebhookReceiver) -> None:
@@ -269,18 +281,27 @@ def test_a_huge_comment_fits_and_keeps_its_link(tmp_path: Path,
     request = send_one(webhook_receiver, kind, make_notice(html=HUGE), tmp_path,
                        templates=templates)
     data = request.json
-    if kind in ("slack", "mattermost"):
+    own = template == "full"  # the user's own text replaces the built card
+    if kind == "slack":
         text = as_dict(data)["text"]
-        assert len(text) <= (SLACK_LIMIT if kind == "slack" else MATTERMOST_LIMIT)
+        assert len(text) <= SLACK_LIMIT
         assert text.endswith("…\n" + LINK) or len(text) < 2_000
-    elif kind == "discord":
+    elif kind == "mattermost":
+        text = as_dict(data)["text"]
+        assert MATTERMOST_LIMIT - 10 <= len(text) <= MATTERMOST_LIMIT
+        assert text.endswith("…\n" + LINK if own else f"…\n\n[Read and reply]({LINK})")
+    elif kind == "discord" and own:
         text = as_dict(data)["content"]
-        assert len(text.encode("utf-16-le")) // 2 <= 2_000 and text.endswith("…\n" + LINK)
+        assert utf16_len(text) <= 2_000 and text.endswith("…\n" + LINK)
+    elif kind == "discord":
+        (embed,) = as_dict(data)["embeds"]
+        assert 4_000 <= utf16_len(embed["description"]) <= 4_096
+        assert embed["description"].endswith(f"…\n\n[Read and reply]({LINK})")
     elif kind == "teams":
-        assert len(request.body) <= TEAMS_LIMIT < 28_000
+        assert 20_000 < len(request.body) <= TEAMS_LIMIT < 28_000
         card = as_dict(data)["attachments"][0]["content"]
         assert card["actions"][0]["url"] == LINK
-        assert card["body"][-1]["text"].endswith(LINK)
+        assert card["body"][-1]["inlines"][-1]["text"].endswith("…" if not own else LINK)
     elif kind == "matrix":
         assert len(request.body) <= MATRIX_LIMIT < 65_536
         content = as_dict(data)

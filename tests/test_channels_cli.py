@@ -55,7 +55,8 @@ def test_test_channel_sends_a_marked_sample(tmp_path: Path, smtp_server: SmtpSer
     (request,) = webhook_receiver.wait_for(1)
     assert isinstance(request.json, dict)
     # The subscription's own template is used, as it would be for a real comment.
-    assert request.json["text"].startswith("[custom] Reply by notifier (test message)")
+    # Escaped as Markdown, as any text a chat format sends.
+    assert request.json["text"].startswith("\\[custom\\] Reply by notifier \\(test message\\)")
     assert not (tmp_path / "state.db").exists()  # the outbox is bypassed: nothing recorded
     assert "secret-token" not in out
 
@@ -73,7 +74,8 @@ def test_test_channel_reports_the_servers_refusal(tmp_path: Path, smtp_server: S
     out = capsys.readouterr().out
     assert "bot: NOT accepted (refused for good, the daemon would disable the channel): " \
            "telegram bot: HTTP 403: Forbidden: bot was kicked from the group chat" in out
-    assert "mail: NOT accepted (refused for good): " in out and "550 Mailbox unavailable" in out
+    assert "mail: NOT accepted (refused for good, the daemon would disable the channel): " \
+           in out and "550 Mailbox unavailable" in out and "channels.mail.to" in out
     assert "AAHfiqks" not in out
     assert smtp_server.messages == []
 

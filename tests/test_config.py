@@ -95,8 +95,7 @@ def test_env_value_cannot_change_structure(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "edit", "expected"), [
     ("yaml syntax", lambda t: t.replace("    watch: posts\n", "    watch: [posts\n"),
-     ":19: not valid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence "
-     "that starts on line 18)"),
+     ":18: not valid YAML: the [ list ] that starts on this line is not closed with ]"),
     ("unknown top-level key", lambda t: t.replace("subscriptions:", "subscription:"),
      ":15: subscription: unknown key; did you mean 'subscriptions'?"),
     ("unknown key in a subscription", lambda t: t.replace("    watch: posts",
@@ -104,7 +103,7 @@ def test_env_value_cannot_change_structure(tmp_path: Path) -> None:
      ":18: subscriptions[0].wacth: unknown key; did you mean 'watch'?"),
     ("unknown channel in notify", lambda t: t.replace("notify: [me, team]",
                                                       "notify: [me, teem]"),
-     ":23: subscriptions[1].notify[1]: no channel named 'teem'; channels defined: me, team"),
+     ":23: subscriptions[1].notify[1]: no channel named 'teem'; did you mean 'team'?"),
     ("bad url", lambda t: t.replace("url: https://blog.example.org/\n    watch: posts",
                                     "url: ftp://blog.example.org/\n    watch: posts"),
      ":17: subscriptions[0].url: 'ftp://blog.example.org/…' is not an http:// or https:// URL"),

@@ -384,7 +384,8 @@ def test_status_tells_held_digests_and_disabled_channels(
     out = status()
     row = next(line for line in out.splitlines() if line.startswith("  hook "))
     assert row.split()[1:6] == ["0", "0", "0", "0", "3"]  # the refused digest: dead letters
-    assert "DISABLED" in row and "nothing is sent until `notifier retry --channel hook`" in out
+    assert "DISABLED" in row
+    assert "nothing is sent (3 kept) until `notifier retry --now --channel hook`" in out
 
     assert main(["retry", "-c", str(path), "--channel", "hook"]) == 0
     deliver_at(path, clock, 0)

@@ -25,6 +25,8 @@ from notifier.fetch import Fetcher
 from tests.support.blog_server import POST_PATH, BlogServer
 
 SEED = Path(__file__).resolve().parent / "fixtures" / "wordpress-6.1" / "01-seed-thread"
+# Real pages from other projects' test suites; origins in tests/corpus/SOURCES.md.
+PAGES = Path(__file__).resolve().parent / "corpus" / "html"
 BLOG = "http://blog.test"
 POST = BLOG + POST_PATH
 RSS = "application/rss+xml"
@@ -86,6 +88,39 @@ def test_feed_links_stop_at_body_without_head_end() -> None:
         '<link rel="alternate" type="application/rss+xml" href="/b">'
     )
     assert [link.url for link in find_feed_links(html, "http://x.test/")] == ["http://x.test/a"]
+
+
+def test_feed_links_in_the_body_count_when_the_head_has_none() -> None:
+    html = ('<html><head><base href="http://x.test/b/"><title>t</title></head><body>'
+            '<base href="http://evil.test/"><p>text</p>'
+            '<link rel="alternate" type="application/rss+xml" href="feed.xml"></body></html>')
+    assert [link.url for link in find_feed_links(html, "http://x.test/")] == [
+        "http://x.test/b/feed.xml"
+    ]
+
+
+def test_youtube_channel_feed_is_found_deep_in_the_body() -> None:
+    page = (PAGES / "RSParser__Tests__RSParserTests__Resources__YouTubeTheVolvoRocks.html")
+    body = page.read_bytes()
+    assert body.find(b"application/rss+xml") > 400_000  # far past <head>
+    links = find_feed_links(body, "https://www.youtube.com/user/TheVolvoRocks")
+    feed = "https://www.youtube.com/feeds/videos.xml?channel_id=UCct7QF2jcWRY6dhXWMSq9LQ"
+    assert [link.url for link in links] == [feed]
+    assert choose_feed(links, "https://www.youtube.com/user/TheVolvoRocks", "posts") == links[0]
+
+
+@pytest.mark.parametrize("page", sorted(path.name for path in PAGES.glob("*.html")))
+def test_real_pages_give_absolute_http_feed_links(page: str) -> None:
+    links = find_feed_links((PAGES / page).read_bytes(), "https://site.test/page/")
+    assert all(link.url.startswith(("http://", "https://")) for link in links)
+    assert len({link.url for link in links}) == len(links)
+
+
+def test_feed_links_in_the_body_stay_bounded() -> None:
+    far = " " * (3 * 1024 * 1024) + '<link rel="alternate" type="application/rss+xml" href="/f">'
+    started = time.monotonic()
+    assert find_feed_links("<head></head><body>" + far, "http://x.test/") == []
+    assert time.monotonic() - started < 2.0
 
 
 @pytest.mark.parametrize(
@@ -212,6 +247,23 @@ def test_choose_on_a_category_page_does_not_take_its_feed_for_comments() -> None
     links = [*wp_links(post=False), category]
     assert not is_comments_feed(category)
     assert choose_feed(links, BLOG + "/category/news/", "comments") == links[1]
+
+
+def test_choose_by_url_before_title_when_the_site_name_says_comment() -> None:
+    links = [
+        FeedLink(BLOG + "/feed/", RSS, "Comment Central » Feed"),
+        FeedLink(BLOG + "/comments/feed/", RSS, "Comment Central » Comments Feed"),
+    ]
+    assert not is_comments_feed(links[0])
+    assert choose_feed(links, BLOG + "/", "posts") == links[0]
+    assert choose_feed(links, BLOG + "/", "comments") == links[1]
+
+
+def test_a_subfolder_site_feed_is_read_by_the_part_of_its_title_after_the_site() -> None:
+    posts = FeedLink(BLOG + "/blog/feed/", RSS, "Comment Corner » Feed")
+    post = FeedLink(BLOG + "/blog/hello/feed/", RSS, "Comment Corner » Hello Comments Feed")
+    assert not is_comments_feed(posts) and is_comments_feed(post)
+    assert choose_feed([posts, post], BLOG + "/blog/hello/", "comments") == post
 
 
 def test_choose_with_plain_permalinks() -> None:

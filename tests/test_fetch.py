@@ -22,17 +22,14 @@ from notifier.fetch import (
     FetchSettings,
     TargetBlocked,
     describe_transport_error,
-    parse_link_header,
-    parse_retry_after,
-    redact_url,
 )
+from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
 from tests.support.blog_server import POST_PATH, BlogServer
 
 T = TypeVar("T")
 ETAG = '"4d6c8133629a3dfdf5121b6b75fafbdd"'
 LAST_MODIFIED = "Sat, 02 Nov 2013 10:00:00 GMT"
-NOW = datetime(2026, 11, 27, 1, 15, 18, tzinfo=UTC)
 
 
 def run_with(settings: FetchSettings, job: Callable[[Fetcher], Awaitable[T]]) -> T:
@@ -51,74 +48,6 @@ def get(url: str, settings: FetchSettings | None = None, **kwargs: str) -> Fetch
 
 
 # pure helpers
-
-
-def test_retry_after_seconds_and_dates() -> None:
-    assert parse_retry_after("120", NOW) == 120.0
-    assert parse_retry_after(" 0 ", NOW) == 0.0
-    assert parse_retry_after("99999999", NOW) == 86_400.0  # capped at a day
-    in_five_minutes = format_datetime(NOW + timedelta(minutes=5), usegmt=True)
-    assert parse_retry_after(in_five_minutes, NOW) == 300.0
-    in_a_week = format_datetime(NOW + timedelta(days=7), usegmt=True)
-    assert parse_retry_after(in_a_week, NOW) == 86_400.0
-    yesterday = format_datetime(NOW - timedelta(days=1), usegmt=True)
-    assert parse_retry_after(yesterday, NOW) == 0.0
-
-
-@pytest.mark.parametrize("value", ["", "soon", "-5", "1.5e9", "Fri, 99 Nov 2026 99:00:00 GMT"])
-def test_retry_after_garbage_gives_none(value: str) -> None:
-    assert parse_retry_after(value, NOW) is None
-
-
-def test_link_header_as_wordpress_sends_it() -> None:
-    # The three Link headers of post.html.headers, joined with ", " as the fetcher does.
-    value = (
-        '<http://blog.test/wp-json/>; rel="https://api.w.org/", '
-        '<http://blog.test/wp-json/wp/v2/posts/4>; rel="alternate"; type="application/json", '
-        "<http://blog.test/?p=4>; rel=shortlink"
-    )
-    assert parse_link_header(value) == [
-        ("http://blog.test/wp-json/", {"rel": "https://api.w.org/"}),
-        (
-            "http://blog.test/wp-json/wp/v2/posts/4",
-            {"rel": "alternate", "type": "application/json"},
-        ),
-        ("http://blog.test/?p=4", {"rel": "shortlink"}),
-    ]
-
-
-def test_link_header_commas_quotes_and_relative_urls() -> None:
-    value = (
-        '</wp-json/wp/v2/comments?post=4&page=2,3>; REL="next"; title="a; b, c", '
-        '<../up>;rel=up;rel=ignored, garbage, <https://x.test/a\\b>; title="q\\"d"'
-    )
-    links = parse_link_header(value, "https://blog.test/dir/page")
-    assert links == [
-        (
-            "https://blog.test/wp-json/wp/v2/comments?post=4&page=2,3",
-            {"rel": "next", "title": "a; b, c"},
-        ),
-        ("https://blog.test/up", {"rel": "up"}),  # the first rel wins (RFC 8288)
-        ("https://x.test/a\\b", {"title": 'q"d'}),
-    ]
-
-
-def test_link_header_malformed_is_skipped_not_raised() -> None:
-    assert parse_link_header("") == []
-    assert parse_link_header("no brackets at all") == []
-    assert parse_link_header("<unclosed; rel=next") == []
-    assert parse_link_header('<http://[::1/>; rel="a", </b>; rel="b"', "http://ok.test/") == [
-        ("http://ok.test/b", {"rel": "b"})
-    ]
-    started = time.monotonic()
-    parse_link_header("<a>;" * 100_000 + '"' * 100_000)
-    assert time.monotonic() - started < 2.0
-
-
-def test_redact_url_drops_credentials_query_and_fragment() -> None:
-    assert redact_url("https://u:secret@Example.org:8443/feed/?token=abc#x") == (
-        "https://example.org:8443/feed/"
-    )
 
 
 def test_default_user_agent_names_notifier_and_version() -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from notifier.cli import _print_nodes
 from notifier.cluster import Node
+from notifier.commands.status import node_statuses, print_nodes
 from notifier.config import load_config
 from notifier.store import SCHEMA_VERSION, PollRecord, QueuedNotice, Store, StoreError
 from tests.test_store import entry, record, setup_feed
@@ -157,7 +157,7 @@ def test_status_names_the_node_whose_subscriptions_differ(
     for name, digest in (("one", same), ("two", same), ("odd", "0123456789abcdef")):
         store.heartbeat(name, "0.1.0", digest, 1000.0, 60.0, 900.0)
     store.lease_channel("me", "two", 1000.0, 60.0)
-    _print_nodes(config, store.nodes(1010.0), 1010.0)
+    print_nodes(node_statuses(config, store.nodes(1010.0), 1010.0), 1010.0)
     out = capsys.readouterr().out
     odd = next(line for line in out.splitlines() if line.strip().startswith("odd"))
     assert "DIFFERS FROM THE OTHER NODES" in odd and "not as this file" in odd

@@ -7,26 +7,24 @@ to; they were reviewed by eye. After an intended change, regenerate them with
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from notifier import parse
 from notifier.htmltext import MAX_INPUT_CHARS, excerpt, html_to_text
 from notifier.models import Entry, ParsedFeed
-from notifier.parse import ParseError, parse_feed, parse_wp_rest_comments
+from notifier.parse import ParseError, parse_feed
+from notifier.sources.wordpress import parse_wp_rest_comments
+from tests.support.golden import check_golden
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
 WP = FIXTURES / "wordpress-6.1"
-GOLDEN = HERE / "golden"
 
 POST = "http://blog.test/2013/10/20/why-defend-stalin/"
 POST_TITLE = "Why Defend Stalin?"
@@ -88,29 +86,6 @@ def load_rest(scenario: str, name: str) -> tuple[Entry, ...]:
 
 def by_key(entries: tuple[Entry, ...]) -> dict[str, Entry]:
     return {entry.key: entry for entry in entries}
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready form of records: stable field order, datetimes as ISO strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, tuple | list):
-        return [plain(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def check_golden(name: str, value: Any) -> None:
-    path = GOLDEN / name
-    text = json.dumps(plain(value), indent=2, ensure_ascii=False) + "\n"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing golden file {path.name}: run with UPDATE_GOLDEN=1"
-    assert json.loads(text) == json.loads(path.read_text(encoding="utf-8"))
 
 
 # -- golden files ------------------------------------------------------------------------------
@@ -328,6 +303,113 @@ def test_key_falls_back_to_link_then_content_hash() -> None:
     assert len(no_link.content_hash) == 64 and no_link.content_text == "b"
     again = parse_feed(body, "http://ex.test/feed/", {"content-type": "application/rss+xml"})
     assert again.entries[1].key == no_link.key  # stable across polls
+
+
+def rss(items: str, channel: str = "") -> bytes:
+    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>Site</title>{channel}'
+            f"{items}</channel></rss>").encode()
+
+
+def test_key_of_an_untitled_guidless_item_prefers_title_and_date_over_the_hash() -> None:
+    """Without guid or link, an edit of the text must not make the item look new."""
+    item = ("<item><title>Release notes</title><pubDate>Tue, 02 Jan 2024 10:00:00 GMT</pubDate>"
+            "<description>{}</description></item>")
+    first = parse_feed(rss(item.format("v1 is out")), "http://ex.test/feed/").entries[0]
+    edited = parse_feed(rss(item.format("v1 is out, fixed")), "http://ex.test/feed/").entries[0]
+    assert first.key.startswith("title-date:") and first.key == edited.key
+    assert first.content_hash != edited.content_hash  # still seen as an edit
+
+
+def test_same_guid_with_new_content_across_polls_is_an_edit() -> None:
+    item = "<item><guid>http://ex.test/1</guid><title>One</title><description>{}</description></item>"
+    before = parse_feed(rss(item.format("first")), "http://ex.test/feed/").entries
+    after = parse_feed(rss(item.format("second")), "http://ex.test/feed/").entries
+    assert [e.key for e in before] == [e.key for e in after] == ["http://ex.test/1"]
+    assert before[0].content_hash != after[0].content_hash
+
+
+def test_a_second_item_under_a_known_guid_is_new_and_the_first_keeps_its_key() -> None:
+    old = ("<item><guid>http://ex.test/day#a</guid><pubDate>Sun, 25 Jun 2017 12:27:31 GMT</pubDate>"
+           "<description>morning</description></item>")
+    new = ("<item><guid>http://ex.test/day#a</guid><pubDate>Sun, 25 Jun 2017 12:32:31 GMT</pubDate>"
+           "<description>later</description></item>")
+    (alone,) = parse_feed(rss(old), "http://ex.test/feed/").entries
+    pair = parse_feed(rss(new + old), "http://ex.test/feed/").entries
+    assert [e.content_text for e in pair] == ["later", "morning"]
+    assert pair[1].key == alone.key == "http://ex.test/day#a"
+    assert pair[0].key == "http://ex.test/day#a @2017-06-25T12:32:31+00:00"
+
+
+@pytest.mark.parametrize("date", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z"])
+def test_placeholder_dates_are_no_dates(date: str) -> None:
+    """Hugo writes its zero time for a post without a date; that is not a date."""
+    body = f"""<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>
+    <entry><id>http://ex.test/p</id><title>p</title><updated>{date}</updated>
+    <published>{date}</published></entry></feed>""".encode()
+    (entry,) = parse_feed(body, "http://ex.test/index.xml").entries
+    assert (entry.published, entry.updated) == (None, None)
+
+
+def test_empty_markup_content_yields_to_the_summary_but_an_image_is_kept() -> None:
+    body = rss("""<item xmlns:content="http://purl.org/rss/1.0/modules/content/">
+      <guid>http://ex.test/1</guid><content:encoded><![CDATA[<p> </p>]]></content:encoded>
+      <description>The summary</description></item>
+      <item><guid>http://ex.test/2</guid><description>&lt;img src="http://ex.test/a.png"&gt;
+      </description></item>""")
+    text, image = parse_feed(body, "http://ex.test/feed/").entries
+    assert text.content_text == "The summary"
+    assert image.content_html.startswith('<img src="http://ex.test/a.png"')
+
+
+def test_untyped_replies_link_is_the_comment_feed_but_a_page_is_not() -> None:
+    body = b"""<feed xmlns="http://www.w3.org/2005/Atom"
+      xmlns:thr="http://purl.org/syndication/thread/1.0"><title>t</title>
+      <entry><id>http://ex.test/1</id><title>a</title>
+        <link rel="replies" href="http://ex.test/1.html#comment-form" thr:count="9"/>
+        <link rel="replies" href="/1/comments.atom" thr:count="2"/></entry>
+      <entry><id>http://ex.test/2</id><title>b</title>
+        <link rel="replies" type="text/html" href="http://ex.test/2.html"/></entry>
+    </feed>"""
+    typed, page_only = parse_feed(body, "http://ex.test/feed.atom").entries
+    assert (typed.comments_feed, typed.comment_count) == ("http://ex.test/1/comments.atom", 2)
+    assert page_only.comments_feed == ""
+
+
+def test_fragment_links_in_content_point_into_the_entry_page() -> None:
+    body = rss("""<item><link>http://ex.test/post/#comment-9</link>
+      <description>&lt;a href="#comment-3"&gt;@Ann&lt;/a&gt; yes, and
+      &lt;a href="/about"&gt;see&lt;/a&gt;</description></item>""")
+    (entry,) = parse_feed(body, "http://ex.test/comments.rss").entries
+    assert 'href="http://ex.test/post/#comment-3"' in entry.content_html
+    assert 'href="http://ex.test/about"' in entry.content_html
+
+
+def test_atom_source_author_comes_before_the_feed_author() -> None:
+    body = b"""<feed xmlns="http://www.w3.org/2005/Atom"><title>Planet</title>
+      <author><name>Planet Admin</name></author>
+      <entry><id>urn:1</id><title>a</title><source><author><name>Ann</name>
+        <uri>http://ann.test/</uri></author></source></entry>
+      <entry><id>urn:2</id><title>b</title></entry>
+      <entry><id>urn:3</id><title>c</title><author><name>Bob</name></author></entry></feed>"""
+    entries = parse_feed(body, "http://planet.test/atom.xml").entries
+    assert [(e.author, e.author_url) for e in entries] == [
+        ("Ann", "http://ann.test/"), ("Planet Admin", ""), ("Bob", "")]
+
+
+def test_a_tag_uri_in_reply_to_is_no_post_link() -> None:
+    body = b"""<feed xmlns="http://www.w3.org/2005/Atom"
+      xmlns:thr="http://purl.org/syndication/thread/1.0"><title>Comments</title>
+      <entry><id>tag:ex.test,2024:c1</id><title>c</title><content>hi</content>
+        <thr:in-reply-to ref="tag:ex.test,2024:p1" href="tag:ex.test,2024:p1"/></entry></feed>"""
+    (entry,) = parse_feed(body, "http://ex.test/comments.atom").entries
+    assert (entry.kind, entry.link, entry.post_link) == ("comment", "", "")
+    assert entry.post_key == "tag:ex.test,2024:p1"  # an id still keys the post
+
+
+def test_rss_channel_editor_is_not_every_item_author() -> None:
+    body = rss("<item><guid>http://ex.test/1</guid><title>a</title></item>",
+               "<managingEditor>ed@ex.test (Ed)</managingEditor>")
+    assert parse_feed(body, "http://ex.test/feed/").entries[0].author == ""
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from markupsafe import Markup
 
 from notifier.models import Entry, Notice
-from notifier.render import Renderer, RenderError, format_datetime, quote
+from notifier.render import QUOTE_STYLE, Renderer, RenderError, format_datetime, quote
 from notifier.sanitize import MAX_HTML_CHARS, sanitize_html
 
 POST = "http://blog.test/2013/10/20/why-defend-stalin/"
@@ -84,7 +84,9 @@ def test_markup_fixture_keeps_what_a_reader_wrote(markup_html: str) -> None:
     out = render_all(Renderer(Path(".")), notice(comment(5, "Markup Tester", markup_html)))
     html, text = out["html"], out["text"]
     assert "<strong>bold</strong>" in html
-    assert "<blockquote><p>the people make the heroes</p></blockquote>" in html
+    # The comment's own quote, with the same side bar as the quoted parent.
+    assert (f'<blockquote style="{QUOTE_STYLE}"><p>the people make the heroes</p></blockquote>'
+            in html)
     assert ('<a href="http://example.test/" rel="nofollow noopener noreferrer">a link</a>'
             in html)
     assert "&amp; an ampersand" in html and "&amp;amp;" not in html
@@ -120,6 +122,8 @@ def test_reply_to_an_unseen_parent_names_it_from_the_source() -> None:
     (replace(EAST_SIDE_BOY, author=""), False, 'New comment by Anonymous on "Why Defend Stalin?"'),
     (Entry(key=POST, kind="post", title="Why Defend Stalin?", author="admin", link=POST),
      False, 'New post by admin: "Why Defend Stalin?"'),
+    (Entry(key=POST, kind="post", title="", author="nova", link=POST),
+     False, "New post by nova on Comments on: Why Defend Stalin?"),
 ])
 def test_headline(entry: Entry, is_reply: bool, expected: str) -> None:
     context = Renderer(Path(".")).context(notice(entry, is_reply=is_reply))

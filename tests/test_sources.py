@@ -1,17 +1,35 @@
-"""The platform adapters: registry order, WordPress's cheap change probe."""
+"""The platform adapters: registry order, a platform added as one class, the change probe."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Sequence
 
+import pytest
+
+from notifier import sources
+from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
 from notifier.fetch import Fetcher
-from notifier.sources import SOURCES, Generic, Hints, WordPress, source_for
+from notifier.parse import parse_feed
+from notifier.sources import (
+    SOURCES,
+    Blogger,
+    Generic,
+    Hints,
+    ReplyLine,
+    Source,
+    WordPress,
+    source_for,
+)
 from notifier.sources.wordpress import (
     PROBE_SIZE,
     ProbeFailure,
     SiteProbe,
     probe_site,
+    rest_url,
     unexplained_change,
+    wordpress_post_id,
 )
 from tests.support.blog_server import BlogServer
 
@@ -20,6 +38,108 @@ def test_registry_asks_the_generic_adapter_last() -> None:
     assert isinstance(SOURCES[-1], Generic)
     assert isinstance(source_for(Hints(generator="WordPress 6.1.9")), WordPress)
     assert isinstance(source_for(Hints(generator="Hugo")), Generic)
+
+
+def test_blogger_is_recognised_by_generator_or_feed_id() -> None:
+    assert isinstance(source_for(Hints(generator="Blogger 7.00")), Blogger)
+    assert isinstance(source_for(Hints(feed_id="tag:blogger.com,1999:blog-1.comments")), Blogger)
+
+
+def test_every_adapter_answers_not_mine_by_default() -> None:
+    """A platform that answers nothing changes nothing: the neutral answers of `Source`."""
+
+    class Silent(Source):
+        name = "silent"
+
+    silent = Silent()
+    assert not silent.recognises(Hints(generator="WordPress"))
+    assert silent.post_key_of("http://b.test/?p=4#comment-7") == ""
+    assert silent.reply_line('<p>In reply to <a href="x#comment-1">A</a>.</p>', "", "k") is None
+    assert silent.atom_twin("http://b.test/feed/") is None
+    assert silent.thread_feed("http://b.test/x/feed/") == "http://b.test/x/feed/"
+    assert source_for(Hints(generator="x"), (silent, Generic())).name == "generic"
+
+
+# A made-up forum platform, written the way a new adapter file would be: its key shape
+# (`/t/<topic>/<post>`), its comment-feed URL (`/t/<topic>.rss`) and its own reply line.
+_FORUM_POST = re.compile(r"\A(?P<topic>https://forum\.test/t/\d+)/(?P<n>\d+)\Z")
+_FORUM_REPLY = re.compile(r"\A<p>@(?P<name>\w+) wrote \(#(?P<n>\d+)\):</p>\s*")
+
+
+class Forum(Source):
+    name = "forum"
+
+    def recognises(self, hints: Hints) -> bool:
+        return hints.feed_url.startswith("https://forum.test/")
+
+    def comment_feed(self, url: str, title: str = "") -> bool:
+        return bool(re.match(r"\Ahttps://forum\.test/t/\d+\.rss\Z", url))
+
+    def own_post_feed(self, url: str, title: str, page_url: str) -> bool | None:
+        return url.removesuffix(".rss") == page_url if self.comment_feed(url) else None
+
+    def post_key_of(self, comment_key: str) -> str:
+        match = _FORUM_POST.match(comment_key)
+        return match["topic"] if match else ""
+
+    def reply_line(self, content: str, post_link: str, key: str) -> ReplyLine | None:
+        match = _FORUM_REPLY.match(content)
+        post = self.post_key_of(key)
+        if match is None or not post:
+            return None
+        return ReplyLine(f"{post}/{match['n']}", match["name"], content[match.end():], True,
+                         f"{post}/{match['n']}")
+
+
+FORUM_FEED = b"""<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Topic 12</title><link>https://forum.test/t/12</link>
+<item><guid>https://forum.test/t/12/1</guid><title>Ann</title><author>ann@forum.test (Ann)</author>
+<description>&lt;p&gt;The first post.&lt;/p&gt;</description></item>
+<item><guid>https://forum.test/t/12/2</guid><title>Bob</title><author>bob@forum.test (Bob)</author>
+<description>&lt;p&gt;@Ann wrote (#1):&lt;/p&gt; &lt;p&gt;Agreed.&lt;/p&gt;</description></item>
+</channel></rss>"""
+
+
+def test_a_new_platform_is_one_class_in_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered, the adapter's rules reach parse and discover, which were not touched."""
+    url = "https://forum.test/t/12.rss"
+    before = parse_feed(FORUM_FEED, url)
+    assert before.kind == "posts"  # no platform knows this URL shape yet
+    assert not is_comments_feed(FeedLink(url, "application/rss+xml", "Topic 12"))
+
+    registry: Sequence[Source] = (Forum(), *SOURCES)
+    monkeypatch.setattr(sources, "SOURCES", registry)
+    parsed = parse_feed(FORUM_FEED, url)
+    assert parsed.kind == "comments"
+    first, reply = parsed.entries
+    assert first.post_key == reply.post_key == "https://forum.test/t/12"
+    assert reply.parent_key == first.key == "https://forum.test/t/12/1"
+    assert reply.parent_author == "Ann"
+    assert "wrote" not in reply.content_text and "Agreed." in reply.content_text
+    link = FeedLink(url, "application/rss+xml", "Topic 12")
+    assert is_comments_feed(link)
+    assert choose_feed([link], "https://forum.test/t/12", "comments") == link
+    assert atom_variant(url) is None
+    assert isinstance(source_for(Hints(feed_url=url)), Forum)
+
+
+def test_post_id_comes_from_the_link_header_of_a_single_post_feed() -> None:
+    headers = {"link": '<http://b.test/wp-json/>; rel="https://api.w.org/", '
+                       '<http://b.test/wp-json/wp/v2/posts/4>; rel="alternate"; '
+                       'type="application/json", <http://b.test/?p=4>; rel=shortlink'}
+    assert wordpress_post_id(headers, "http://b.test/x/feed/atom/") == "4"
+    assert wordpress_post_id({"link": "<http://b.test/?p=17>; rel=shortlink"}, "") == "17"
+    site_wide = {"link": '<http://b.test/wp-json/>; rel="https://api.w.org/"'}
+    assert wordpress_post_id(site_wide, "http://b.test/comments/feed/") == ""
+
+
+def test_rest_urls_for_pretty_and_plain_permalinks() -> None:
+    assert rest_url("http://b.test/wp-json/", "wp/v2/comments/3") == \
+        "http://b.test/wp-json/wp/v2/comments/3"
+    assert rest_url("http://b.test/wp-json", "wp/v2/comments", {"post": 4}) == \
+        "http://b.test/wp-json/wp/v2/comments?post=4"
+    assert rest_url("http://b.test/?rest_route=/", "wp/v2/comments", {"post": 4}) == \
+        "http://b.test/?rest_route=/wp/v2/comments&post=4"
 
 
 def test_wordpress_post_key_from_comment_key() -> None:

@@ -6,6 +6,7 @@ build each configured channel; adding a kind means one module and one line here.
 
 from __future__ import annotations
 
+from notifier.channels.apprise import AppriseChannel
 from notifier.channels.console import ConsoleChannel
 from notifier.channels.email import EmailChannel
 from notifier.channels.matrix import MatrixChannel
@@ -19,7 +20,7 @@ __all__ = ["CHANNEL_KINDS", "UnknownChannelKind", "build_channel", "channel_conf
 
 CHANNEL_KINDS: dict[str, type[Channel]] = {
     cls.kind: cls for cls in (ConsoleChannel, EmailChannel, WebhookChannel, MatrixChannel,
-                              TelegramChannel, NtfyChannel)
+                              TelegramChannel, NtfyChannel, AppriseChannel)
 }
 
 

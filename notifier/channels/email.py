@@ -97,8 +97,12 @@ def check_address(value: str) -> str:
         raise ValueError("an email address cannot contain a line break")
     address = parseaddr(value)[1]
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or "." not in domain.strip("."):
-        raise ValueError(f"{value!r} is not an email address such as reader@example.org")
+    # A dotless domain is almost always a typo, except the local machine's own mail.
+    dotted = "." in domain.strip(".") or domain.lower() == "localhost" \
+        or (domain.startswith("[") and domain.endswith("]"))
+    if not at or not local or not domain or not dotted:
+        raise ValueError(f"{value!r} is not an email address such as reader@example.org "
+                         "(or root@localhost)")
     return value
 
 
@@ -216,9 +220,11 @@ class EmailChannel(Channel):
     def build_message(self, notice: Notice) -> EmailMessage:
         """The complete message for one notice; raises TemporaryFailure if a template fails."""
         try:
-            subject = self.render("subject", notice)
-            text = self.render("text", notice)
-            html = self.render("html", notice)
+            extra = self.template_vars()
+            subject, text, html = (
+                self.context.renderer.render(self.kind, slot, notice, self.config.templates,
+                                             extra)
+                for slot in ("subject", "text", "html"))
         except RenderError as exc:
             # A broken template is fixed by editing a file; until then, keep the message.
             raise TemporaryFailure(f"email {self.name}: {exc}") from None
@@ -243,6 +249,13 @@ class EmailChannel(Channel):
         msg.set_content(_ensure_newline(text))
         msg.add_alternative(_ensure_newline(html), subtype="html")
         return msg
+
+    def template_vars(self) -> dict[str, str]:
+        """`unsubscribe`: where the reader stops these mails (the List-Unsubscribe target),
+        and `unsubscribe_address` for a mailto: one, so the body can say it in words."""
+        target = self.config.list_unsubscribe or ""
+        address = target[7:].partition("?")[0] if target.lower().startswith("mailto:") else ""
+        return {"unsubscribe": target, "unsubscribe_address": address}
 
     # --- sending ------------------------------------------------------------------------
 
@@ -360,16 +373,25 @@ class EmailChannel(Channel):
         # A 4xx at RCPT is usually greylisting or a full mailbox: worth another try.
         if any(400 <= code < 500 for code, _ in refused.values()):
             return TemporaryFailure(reason)
-        return PermanentFailure(reason)
+        # Every message goes to the same `to:`, so the next one would be refused too.
+        return PermanentFailure(f"{reason}; fix the addresses in channels.{self.name}.to",
+                                disable=True)
 
-    def _setup_failure(self, exc: Exception, where: str) -> TemporaryFailure:
+    def _setup_failure(self, exc: Exception, where: str) -> DeliveryError:
         """Failures before any message is offered are about the setup, never the message.
 
-        Even a 5xx here (a refused login, a greeting of 554) is temporary: once the operator
-        fixes the password or the server, the queued messages can still go out.
+        A 5xx here (a greeting of 554) is temporary, except a refused login (535 and its
+        kin): that will not change until the operator fixes the password, so the channel
+        stops, like a webhook that answered 410, and `notifier retry --now` sends the
+        notifications it kept once it is fixed.
         """
         prefix = f"email {self.name}: {where}"
         if isinstance(exc, smtplib.SMTPAuthenticationError):
+            if 500 <= exc.smtp_code < 600:
+                return PermanentFailure(
+                    f"{prefix}: login refused ({_reply(exc)}); fix channels.{self.name}.smtp."
+                    "username and password (or the environment variables they come from)",
+                    disable=True)
             return TemporaryFailure(f"{prefix}: login refused ({_reply(exc)}); check username "
                                     "and password")
         if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -377,8 +399,15 @@ class EmailChannel(Channel):
         if isinstance(exc, smtplib.SMTPResponseException):
             return TemporaryFailure(f"{prefix}: {_reply(exc)}")
         if isinstance(exc, ssl.SSLCertVerificationError):
-            return TemporaryFailure(f"{prefix}: TLS certificate not trusted: "
-                                    f"{exc.verify_message or exc}")
+            return TemporaryFailure(
+                f"{prefix}: TLS certificate not trusted: {exc.verify_message or exc}; if the "
+                f"server's certificate comes from its own CA, set channels.{self.name}.smtp."
+                "ca_file to that CA's certificate (PEM)")
+        if isinstance(exc, ssl.SSLError):
+            return TemporaryFailure(
+                f"{prefix}: TLS failed ({exc.reason or exc}); if this port does not speak "
+                "TLS from the first byte, use security: starttls (port 587), or security: "
+                "none for a relay on this machine")
         if isinstance(exc, smtplib.SMTPServerDisconnected):
             return TemporaryFailure(f"{prefix}: the server closed the connection")
         if isinstance(exc, OSError | smtplib.SMTPException):

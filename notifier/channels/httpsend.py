@@ -17,12 +17,11 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
+from notifier import redact
 from notifier.delivery.channel import (
     Channel,
     ChannelConfig,
@@ -31,6 +30,8 @@ from notifier.delivery.channel import (
     PermanentFailure,
     TemporaryFailure,
 )
+from notifier.httpheaders import parse_retry_after
+from notifier.limits import MAX_RETRY_AFTER
 from notifier.models import Notice
 from notifier.render import RenderError
 
@@ -97,20 +98,9 @@ def retry_after(response: httpx.Response, now: float,
                 from_body: Callable[[Any], float | None] | None = None) -> float | None:
     """Seconds to wait: Retry-After (seconds or an HTTP date), else the platform's own field
     in a JSON answer, read by `from_body`."""
-    header = response.headers.get("retry-after", "").strip()
-    if header:
-        try:
-            return max(float(header), 0.0)
-        except ValueError:
-            pass
-        try:
-            when = parsedate_to_datetime(header)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            return max(when.timestamp() - now, 0.0)
+    header = parse_retry_after(response.headers.get("retry-after", ""), now)
+    if header is not None:
+        return header
     if from_body is None:
         return None
     data = json_answer(response)
@@ -118,7 +108,7 @@ def retry_after(response: httpx.Response, now: float,
         value = from_body(data) if data is not None else None
     except (AttributeError, KeyError, TypeError):
         return None
-    return None if value is None else max(value, 0.0)
+    return None if value is None else min(max(value, 0.0), MAX_RETRY_AFTER)
 
 
 def number(value: Any) -> float | None:
@@ -165,11 +155,11 @@ def judge(response: httpx.Response, what: str, platform: Platform, *, now: float
                                 "configuration")
     gone = platform.gone(response)
     if gone is not None:
-        return PermanentFailure(redact(f"{what}: {gone}", secrets), disable=True)
+        return PermanentFailure(redact.text(f"{what}: {gone}", secrets), disable=True)
     if status in (408, 429) or status >= 500:
         return TemporaryFailure(what, retry_after=retry_after(response, now, platform.wait))
     text = platform.reason(response) if platform.reason else answer_text(response)
-    text = redact(text, secrets)[:120]
+    text = redact.text(text, secrets)[:120]
     return PermanentFailure(f"{what} ({text})" if text else what)
 
 
@@ -177,23 +167,6 @@ def answer_text(response: httpx.Response) -> str:
     """The receiver's answer in one line (Slack says `invalid_payload`), if it is text."""
     text = " ".join(response.text[:200].split()) if response.content else ""
     return "" if "<" in text else text  # an HTML error page says nothing useful in one line
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any secret, nor any long path segment of a secret URL: a receiver
-    that echoes the request must not put the token into our log."""
-    words: list[str] = []
-    for secret in secrets:
-        if not secret:
-            continue
-        words.append(secret)
-        if "://" in secret:  # a Workflows URL's `sig=` is as secret as a Slack path
-            path, _, query = secret.split("://", 1)[1].partition("/")[2].partition("?")
-            parts = path.split("/") + [v for p in query.split("&") for v in p.split("=")[1:]]
-            words += [part for part in parts if len(part) >= 8]
-    for word in sorted(words, key=len, reverse=True):
-        text = text.replace(word, "…")
-    return text
 
 
 async def send(http: httpx.AsyncClient, method: str, url: str, *, what: str,

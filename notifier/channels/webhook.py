@@ -10,8 +10,10 @@ an error, a log line or `check` output: they say "webhook <channel name>" and sh
 at most. Redirects are not followed: a 3xx from a webhook is a misconfiguration, and
 following it would hand the payload (and its signature) to wherever it points.
 
-Chat text comes from the `text` template and is escaped for each platform after rendering,
-so a template can never forget it.
+A chat message is laid out per platform from the notice's pieces (Slack blocks, a Discord
+embed, an Adaptive Card, Mattermost Markdown), every stranger's text escaped after rendering
+so a template can never forget it; the `text` template is Slack's fallback and every
+digest, and a `text` template of the user's own replaces the built layout.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from notifier.channels.formats import (
     CHAT_FORMATS,
     DISCORD_LIMIT,
     SLACK_LIMIT,
+    chat_message,
     discord_content,
     mattermost_text,
     slack_text,
@@ -182,7 +185,9 @@ class WebhookChannel(HttpChannel):
             data = payload(notice, self.context.renderer.context(notice, self.kind))
         else:
             text = self.render_slot("text", notice)
-            data = CHAT_FORMATS[self.config.format](text, self.link(notice))
+            context = self.context.renderer.context(notice, self.kind)
+            own = self.context.renderer.is_own(self.kind, "text", notice, self.config.templates)
+            data = CHAT_FORMATS[self.config.format](chat_message(text, context, own_text=own))
         body = dump(data)
         timestamp = int(self.clock())
         headers = {**self.config.headers,

@@ -68,6 +68,13 @@ class Delivery:
         self._disabled: dict[str, str] = {}
         self._pacers: dict[str, Pacer] = {}
 
+    def keep_pacing(self, previous: Delivery, names: Iterable[str]) -> None:
+        """After a reload: the named channels (settings unchanged) keep their pacing, so a
+        reload never lets a paced channel send early."""
+        for name in names:
+            if name in previous._pacers:
+                self._pacers[name] = previous._pacers[name]
+
     async def deliver(self, *, limit: int = 1000,
                       channels: Iterable[str] | None = None) -> DeliveryReport:
         """Send what is due, at most `limit` rows per channel.
@@ -216,7 +223,9 @@ class Delivery:
                                 created=min(i.age_from for i in message.items), now=now,
                                 retry_after=retry_after, permanent=permanent, rng=self.rng)
         text = f"{error} ({verdict.reason})"
-        await self._db(self.store.mark_failed, ids, text, verdict.retry_at, now, claim)
+        # A retry's "in 593 s" goes stale at once; `status` shows the stored next_attempt.
+        stored = str(error) if verdict.retry_at is not None else text
+        await self._db(self.store.mark_failed, ids, stored, verdict.retry_at, now, claim)
         report.errors.append(f"channel {channel.name}: {text}")
         if verdict.retry_at is None:
             report.dead += len(ids)
@@ -226,8 +235,8 @@ class Delivery:
         if isinstance(error, PermanentFailure) and error.disable:
             self._disabled[channel.name] = str(error)
             await self._db(self.store.disable_channel, channel.name, str(error), now)
-            log.error("channel %s disabled: %s; fix it, then run `notifier retry --channel %s`",
-                      channel.name, error, channel.name)
+            log.error("channel %s disabled: %s; once fixed, `notifier retry --now --channel %s` "
+                      "sends what it kept", channel.name, error, channel.name)
 
     def _notice(self, item: OutboxItem, parents: dict[str, Entry]) -> Notice:
         entry = item.entry

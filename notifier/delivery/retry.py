@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
+from notifier.limits import MAX_RETRY_AFTER
 from notifier.schema import Duration, StrictModel
-
-MAX_RETRY_AFTER = 86400.0
-"""A server's Retry-After is honoured up to a day; beyond that it is a misconfiguration."""
 
 
 class RetryPolicy(StrictModel):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier import backfill, redact
+from notifier import backfill, redact, sources
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
@@ -94,10 +94,12 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
         feed = polled.feed
         if plan.rescan_every(config, feed.id) is None:
             continue
-        post_id = feed.post_id or backfill.wordpress_post_id(polled.fetch.headers,
-                                                              polled.fetch.final_url)
-        # The first poll of a WordPress post's feed lists its comments through REST once,
-        # so that later rescans tell late approvals from comments that were always there.
+        source = sources.source_for(sources.Hints(
+            feed_url=feed.url, generator=polled.parsed.generator if polled.parsed else "",
+            headers=polled.fetch.headers, api_root=feed.api_root or ""))
+        post_id = feed.post_id or source.post_id(polled.fetch.headers, polled.fetch.final_url)
+        # The first poll of a post's feed with an API (WordPress's REST) lists its comments
+        # once, so that later rescans tell late approvals from comments that were always there.
         first_listing = feed.rescan_due is None and bool(feed.api_root and post_id)
         post_guid = ""
         if polled.rescan and feed.api_root and post_id:
@@ -111,10 +113,13 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
         if gap:
             newest = await db(store.newest_entry_time, feed.id)
             since = datetime.fromtimestamp(newest, UTC) if newest is not None else None
-        jobs[index] = backfill.complete(
-            fetcher, parser.parse, parsed=polled.parsed, api_root=feed.api_root,
-            post_id=post_id, post_guid=post_guid, seen=feed_seen, had_entries=had,
-            stored=feed.entries_seen, rescan=polled.rescan or first_listing, since=since)
+        how = backfill.plan_follow_up(
+            polled.parsed, api_root=feed.api_root, post_id=post_id, seen=feed_seen,
+            had_entries=had, stored=feed.entries_seen, rescan=polled.rescan or first_listing)
+        jobs[index] = backfill.follow_up(
+            how, source, fetcher, parser.parse, parsed=polled.parsed,
+            api_root=feed.api_root, post_id=post_id, post_guid=post_guid, seen=feed_seen,
+            since=since)
         if first_listing and had and polled.parsed is not None and not gap:
             quiet.add(index)
     if not jobs:
@@ -124,7 +129,7 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
     added: dict[int, list[str]] = {}
     for index, result in zip(jobs, results, strict=True):
         polled = batch[index]
-        url = redact.feed_url(polled.feed.url)
+        url = redact.url(polled.feed.url)
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result
@@ -184,7 +189,7 @@ async def _known_parents(polls: Sequence[Polled], plan: Plan, *, store: Store,
     for _ in range(PARENT_LEVELS if deep else 1):
         todo = {key: feeds[feed_id].api_root for key, feed_id in wanted.items()
                 if key not in known and key not in in_batch}
-        found = await backfill.wordpress_parents(fetcher, todo)
+        found = await sources.fetch_parents(fetcher, todo)
         if not found:
             break
         for key, parent in found.items():

@@ -103,7 +103,8 @@ class Poller:
                 (feed.rescan_due is not None and feed.rescan_due <= now)
                 or (feed.api_root is not None and feed.api_root in news.moved))
             await queue.put(await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                           conditional=not news.unconditional(feed)))
+                                           conditional=not news.unconditional(feed),
+                                           expect=plan.expected_kind(feed.id)))
 
         # Feeds are claimed a batch at a time (see `claim_size`), the next batch when the
         # fetches in flight run low; each feed at most once per cycle.

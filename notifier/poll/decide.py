@@ -17,7 +17,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from notifier import backfill, threads
+from notifier import sources, threads
 from notifier.config import Config, Subscription
 from notifier.diff import Decision, SubscriptionView, decide
 from notifier.match import match
@@ -93,7 +93,7 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     # Parents read from REST are stored so the delivery can quote them; never offered.
     new_entries = (*decision.new_entries,
                    *(e for e in snapshot.fetched_parents if e.key not in stored))
-    post_id = backfill.wordpress_post_id(fetched.headers, fetched.final_url)
+    post_id = sources.post_id(fetched.headers, fetched.final_url)
     record = dataclasses.replace(
         base, title=parsed.title, new_entries=new_entries,
         changed_entries=decision.changed_entries, baselines=decision.baselines,

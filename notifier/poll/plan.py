@@ -23,6 +23,7 @@ from notifier import redact
 from notifier.config import Config, Subscription
 from notifier.discover import DiscoveryError, discover
 from notifier.fetch import Fetcher
+from notifier.models import FeedKind
 from notifier.store import Store, SubscriptionState
 
 log = logging.getLogger("notifier")
@@ -53,6 +54,24 @@ class Plan:
 
     def readers(self, feed_id: int) -> tuple[Subscription, ...]:
         return self.feed_subs.get(feed_id, ())
+
+    def expected_kind(self, feed_id: int) -> FeedKind | None:
+        """The kind of feed every subscription reading it watches, or None if they differ.
+
+        The watch is what the person asked for, so it decides how the feed is read: a
+        Mastodon timeline whose newest entry answers another toot still holds posts for a
+        `watch: posts` subscription. `watch: threads` reads its site's posts feed as posts
+        and each followed post's feed as comments.
+        """
+        kinds: set[FeedKind] = set()
+        for sub in self.readers(feed_id):
+            state = self.states.get(sub.name)
+            if sub.watch == "threads":
+                own = state is not None and state.feed_id == feed_id
+                kinds.add("posts" if own else "comments")
+            else:
+                kinds.add("posts" if sub.watch == "posts" else "comments")
+        return kinds.pop() if len(kinds) == 1 else None
 
     def rescan_every(self, config: Config, feed_id: int) -> float | None:
         """The shortest `rescan` of the subscriptions reading a feed; None for posts only."""
@@ -119,7 +138,7 @@ class Planner:
                 raise result
             else:
                 log.info("subscription %s: polling %s", sub.name,
-                         redact.feed_url(result.feed_url))
+                         redact.url(result.feed_url))
                 await self._db(self.store.save_discovery, sub.name, sub.url, sub.watch,
                                result.feed_url, result.api_root, self.config.interval(sub), now)
         return failures

@@ -8,8 +8,9 @@ WordPress's ETag and Last-Modified are the site's (its newest post or comment an
 new comment moves them, so a conditional GET of its thread answers 200; a comment approved
 late, imported or edited at an old date moves nothing, and its thread answers 304. Rather
 than fetch every thread in full on every poll (slow, and what gets a poller blocked), one
-small request per site (`sources.wordpress.probe_site`) says whether the approved-comment
-count moved by more than its new ids explain; only then are the site's followed threads
+small request per site (the platform adapter's `probe`; WordPress's reads the REST API) says
+whether the approved-comment count moved by more than its new ids explain (the adapter's
+`unexplained_change`, pure); only then are the site's followed threads
 rescanned (unconditional GET and REST listing). The periodic `rescan` stays the safety net
 for what a count cannot show (an approval and a trash in one interval).
 """
@@ -26,7 +27,7 @@ from notifier import redact
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.poll.plan import Db, Plan
-from notifier.sources.wordpress import SiteProbe, probe_site, unexplained_change
+from notifier.sources import Hints, SiteProbe, source_for
 from notifier.store import FeedState, SiteState, Store
 
 log = logging.getLogger("notifier")
@@ -64,20 +65,23 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
     stored: dict[str, SiteState] = await db(store.site_probes, list(intervals))
     todo = [root for root in intervals
             if force or root not in stored or stored[root].next_probe <= now]
-    results = await asyncio.gather(*(probe_site(fetcher, root) for root in todo))
+    adapters = {root: source_for(Hints(api_root=root)) for root in todo}
+    results = await asyncio.gather(*(adapters[root].probe(fetcher, root) for root in todo))
     moved: set[str] = set()
     touched: dict[str, frozenset[str]] = {}
     saved = []
     for root, result in zip(todo, results, strict=True):
+        if result is None:
+            continue  # the platform has no cheap probe: its periodic rescan has to do
         if not isinstance(result, SiteProbe):
-            log.debug("probe of %s failed: %s", redact.feed_url(root), result.error)
+            log.debug("probe of %s failed: %s", redact.url(root), result.error)
             continue
         before = stored.get(root)
         previous = (SiteProbe(before.comment_total, before.newest_id, ())
                     if before is not None else None)
-        if unexplained_change(previous, result):
+        if adapters[root].unexplained_change(previous, result):
             log.info("site %s: approved comments %d -> %d beyond its new ones; reading its "
-                     "followed threads in full", redact.feed_url(root),
+                     "followed threads in full", redact.url(root),
                      previous.total if previous else 0, result.total)
             moved.add(root)
         touched[root] = result.posts_since(previous)

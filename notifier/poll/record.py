@@ -34,6 +34,7 @@ class PollReport:
     fenced: int = 0  # polls dropped: another node claimed the feed since (lease lost)
     errors: list[str] = field(default_factory=list)
     written: set[int] = field(default_factory=set)  # feeds whose poll was written
+    fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
@@ -57,7 +58,8 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         new = len(decision.new_entries) if decision else 0
         report.new_entries += new
         report.baselines += len(record.baselines)
-        url = redact.feed_url(polled.feed.url)
+        url = redact.url(polled.feed.url)
+        report.fetch_seconds.append(polled.fetch.elapsed)
         if polled.error:
             report.feeds_failed += 1
             report.errors.append(f"{url}: {polled.error}")
@@ -70,7 +72,9 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
             log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
                     len(record.notices), " baseline" if record.baselines else "",
                     polled.fetch.elapsed)
+        if polled.parsed and polled.parsed.kind_note:
+            log.info("feed %s %s", url, polled.parsed.kind_note)
         if polled.parsed and polled.parsed.warning:
             log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
         if record.new_url:
-            log.info("feed %s moved permanently to %s", url, redact.feed_url(record.new_url))
+            log.info("feed %s moved permanently to %s", url, redact.url(record.new_url))

@@ -15,10 +15,11 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import os
+import signal
 from dataclasses import dataclass
 
 from notifier.fetch import Fetcher
-from notifier.models import FetchResult, ParsedFeed
+from notifier.models import FeedKind, FetchResult, ParsedFeed
 from notifier.parse import ParseError, parse_feed
 from notifier.store import FeedState
 
@@ -41,10 +42,17 @@ class Polled:
     listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
 
 
-def _parse_job(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
+def _worker_signals() -> None:
+    """Ctrl-C reaches the whole process group: the daemon stops its workers itself, so
+    they ignore SIGINT instead of each printing a KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _parse_job(body: bytes, url: str, headers: dict[str, str],
+               expect: FeedKind | None = None) -> ParsedFeed | str:
     """Runs in a worker process: returns the parsed feed or the reason it is not one."""
     try:
-        return parse_feed(body, url, headers)
+        return parse_feed(body, url, headers, expect=expect)
     except ParseError as exc:
         return str(exc)
     except Exception as exc:
@@ -69,12 +77,14 @@ class ParsePool:
                     1, thread_name_prefix="parse")
             else:
                 self._executor = concurrent.futures.ProcessPoolExecutor(
-                    self._workers, mp_context=multiprocessing.get_context("spawn"))
+                    self._workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_worker_signals)
         return self._executor
 
-    async def parse(self, body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | str:
+    async def parse(self, body: bytes, url: str, headers: dict[str, str],
+                    expect: FeedKind | None = None) -> ParsedFeed | str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), _parse_job, body, url, headers)
+        return await loop.run_in_executor(self._pool(), _parse_job, body, url, headers, expect)
 
     def shutdown(self) -> None:
         if self._executor is not None:
@@ -83,8 +93,12 @@ class ParsePool:
 
 
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
-                   rescan: bool, conditional: bool = True) -> Polled:
+                   rescan: bool, conditional: bool = True,
+                   expect: FeedKind | None = None) -> Polled:
     """Fetch `feed` and parse a body not parsed before.
+
+    `expect` is the kind its subscriptions watch (`Plan.expected_kind`), which wins over what
+    the document looks like.
 
     A rescan, and a thread a site probe says has news, ask without validators: WordPress's
     are site-wide, and a comment approved late or imported at an old date changes neither,
@@ -99,7 +113,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     parsed: ParsedFeed | None = None
     error = fetched.error
     if fetched.ok and fetched.body is not None:
-        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers)
+        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers, expect)
         if isinstance(result, str):
             error = result
         else:

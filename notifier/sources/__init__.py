@@ -1,69 +1,169 @@
-"""Platforms: one adapter per blog platform, behind one small Protocol.
+"""Platforms: one adapter per blog platform, behind one Protocol, asked in registry order.
 
-    fetched feed -> Hints -> source_for(hints) -> the adapter's rules (keys, thread feed,
-    thread listing, change probe) -> parse / discover / backfill / poll ask it, never a regex
+    discover: which feed to poll    -> is_comment_feed, own_post_feed, atom_twin, API_RELS
+    parse: what the feed says       -> comment_document, post_title, post_key_of,
+                                       reply_line, ref_names_post, related_parent
+    threads: which threads to follow -> source_for(hints).thread_feed
+    poll.complete / poll.probe      -> source_for(hints): post_id, list_thread, list_window,
+                                       fetch_parents, probe, unexplained_change
 
-Why: platform rules (WordPress's `#comment-N` keys and REST API, Blogger's ids) were spread
-over five modules; one file per platform is what lets the next one (Discourse, Disqus,
-Reddit, Hacker News are planned) be added without touching the generic algorithms.
+Why: platform rules (WordPress's `#comment-N` keys, "In reply to" line and REST API,
+Blogger's ids and related links) used to be spread over five modules; one file per platform
+keeps the generic algorithms (RFC 4685 threading, RFC 5005 paging, the diff) free of them,
+and lets the next platform be added without touching those algorithms.
 
-To add a platform:
-1. Write `notifier/sources/<name>.py` with a frozen class whose fields and methods match
-   `Source` below, and module-level constants for the platform's URL shapes and key regexes
-   (each fact defined there once). Import only `notifier.entrytext`, `notifier.fetch`,
-   `notifier.models` and `notifier.sources.records`: never `parse` or `backfill`, which
-   import the adapters.
-2. Add an instance to `SOURCES` before the generic entry (the first that recognises wins).
-3. Test it with real captured responses, served by a loopback server under `tests/support/`.
+Two ways the generic code asks:
+- a rule that shows in the thing itself (a key shape, a URL shape, a reply line) is asked of
+  every adapter in `SOURCES` order, and the first answer that is not "not mine" wins (the
+  helpers below): a WordPress feed whose generator was stripped is still read right;
+- what needs the platform known (its API, its probe) goes to `source_for(hints)`, the first
+  adapter that recognises the feed.
 
-State of the move (see the `sources` branch report): WordPress's REST API, comment keys and
-probe live in `wordpress.py`; Blogger's and the generic RSS/Atom rules still live in `parse`
-and `discover`, to be moved into their own files the same way.
+To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
+1. Write one file, `notifier/sources/<name>.py`, with a class that subclasses `Source`
+   (`notifier.sources.base`: every hook, each with its neutral answer) and overrides the
+   hooks the platform answers; keep its URL shapes and key regexes there as module
+   constants, each fact defined once. Import only `notifier.entrytext`, `notifier.fetch`,
+   `notifier.htmltext`, `notifier.models` and `notifier.sources.base/records`: never
+   `parse`, `discover` or `backfill`, which ask the adapters.
+2. Add an instance to `SOURCES`, before `Generic()` (which recognises every feed).
+3. Test it with real captured responses served by a loopback server (`tests/support/`);
+   `tests/test_sources.py` shows a platform added as one class.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from notifier.sources.records import Backfill, Hints
+from notifier.sources.base import Source
+from notifier.sources.blogger import Blogger
+from notifier.sources.disqus import Disqus
+from notifier.sources.generic import Generic
+from notifier.sources.records import (
+    Backfill,
+    FeedFacts,
+    Hints,
+    ProbeFailure,
+    ReplyLine,
+    SiteProbe,
+    ThreadRef,
+)
 from notifier.sources.wordpress import WordPress
 
-__all__ = ["SOURCES", "Backfill", "Generic", "Hints", "Source", "WordPress", "source_for"]
+if TYPE_CHECKING:
+    from notifier.fetch import Fetcher
+    from notifier.models import Entry
 
+__all__ = [
+    "API_RELS",
+    "SOURCES",
+    "Backfill",
+    "Blogger",
+    "Disqus",
+    "FeedFacts",
+    "Generic",
+    "Hints",
+    "ProbeFailure",
+    "ReplyLine",
+    "SiteProbe",
+    "Source",
+    "ThreadRef",
+    "WordPress",
+    "atom_twin",
+    "comment_document",
+    "fetch_parents",
+    "is_comment_feed",
+    "own_post_feed",
+    "post_id",
+    "post_key_of",
+    "post_title",
+    "ref_names_post",
+    "related_parent",
+    "reply_line",
+    "source_for",
+]
 
-class Source(Protocol):
-    """What the generic code asks a platform; every hook is pure unless it takes a Fetcher."""
-
-    @property
-    def name(self) -> str: ...
-
-    def recognises(self, hints: Hints) -> bool:
-        """Whether this feed (URL, generator, feed id, response headers) is this platform's."""
-        ...
-
-    def post_key_of(self, comment_key: str) -> str:
-        """The post's key a comment key of this platform names, or "" if not its shape."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Generic:
-    """Plain RSS/Atom: no key shape of its own; threading comes from RFC 4685 in `parse`."""
-
-    name: str = "generic"
-
-    def recognises(self, hints: Hints) -> bool:
-        return True  # the last resort: every feed is at least RSS or Atom
-
-    def post_key_of(self, comment_key: str) -> str:
-        return ""
-
-
-SOURCES: tuple[Source, ...] = (WordPress(), Generic())
+SOURCES: tuple[Source, ...] = (Disqus(), Blogger(), WordPress(), Generic())
 """Adapters in the order they are asked; the generic one last, because it says yes to all."""
 
+API_RELS: frozenset[str] = frozenset(s.api_rel for s in SOURCES if s.api_rel)
+"""`Link` rels that name a platform's API root, which discovery keeps with the feed."""
 
-def source_for(hints: Hints) -> Source:
+
+def source_for(hints: Hints, sources: Sequence[Source] | None = None) -> Source:
     """The first adapter that recognises the feed (the generic one if none does)."""
-    return next(source for source in SOURCES if source.recognises(hints))
+    ask = SOURCES if sources is None else sources
+    return next((s for s in ask if s.recognises(hints)), ask[-1])
+
+
+def is_comment_feed(url: str, title: str = "") -> bool:
+    """Whether a feed URL (or its advertised title) is a comment feed: by URL first.
+
+    A URL any platform calls a comment feed is one; a URL a platform calls its posts feed is
+    not, whatever its title says; only other URLs are left to the title.
+    """
+    if any(s.comment_feed(url) for s in SOURCES):
+        return True
+    if not title or any(s.posts_feed(url) for s in SOURCES):
+        return False
+    return any(s.comment_feed(url, title) for s in SOURCES)
+
+
+def own_post_feed(url: str, title: str, page_url: str) -> bool:
+    """Whether a comment feed is the post's shown on `page_url` (False when nothing says)."""
+    return next((a for s in SOURCES if (a := s.own_post_feed(url, title, page_url))
+                 is not None), False)
+
+
+def atom_twin(url: str) -> str | None:
+    """The Atom version of an RSS feed URL, where a platform names one."""
+    return next((t for s in SOURCES if (t := s.atom_twin(url)) is not None), None)
+
+
+def comment_document(facts: FeedFacts) -> bool:
+    """Whether any platform's conventions say this feed document holds comments."""
+    return any(s.comment_document(facts) for s in SOURCES)
+
+
+def post_title(feed_title: str, entry_title: str, author: str, hints: Hints) -> str:
+    """The title of the post a comment is about, from the feed's and the item's titles."""
+    return next((t for s in SOURCES if (t := s.post_title(feed_title, entry_title, author,
+                                                          hints)) is not None), "")
+
+
+def post_key_of(comment_key: str) -> str:
+    """The post's key a comment key names, where a platform's key shape says it; else ""."""
+    return next((p for s in SOURCES if (p := s.post_key_of(comment_key))), "")
+
+
+def reply_line(content: str, post_link: str, key: str) -> ReplyLine | None:
+    """A platform's "In reply to" line at the start of `content`, if one is there."""
+    return next((r for s in SOURCES if (r := s.reply_line(content, post_link, key))), None)
+
+
+def ref_names_post(key: str, ref: str) -> bool:
+    """Whether a platform says its thr:in-reply-to `ref` names the post, not a comment."""
+    return any(s.ref_names_post(key, ref) for s in SOURCES)
+
+
+def related_parent(links: Sequence[tuple[str, str]], key: str) -> str:
+    """A reply's parent key from its links, where a platform names parents that way."""
+    return next((p for s in SOURCES if (p := s.related_parent(links, key))), "")
+
+
+def post_id(headers: Mapping[str, str], url: str) -> str:
+    """The post id a per-post comment feed answers for, where its platform's headers say."""
+    return next((p for s in SOURCES if (p := s.post_id(headers, url))), "")
+
+
+async def fetch_parents(fetcher: Fetcher, wanted: Mapping[str, str | None]) -> dict[str, Entry]:
+    """Comments by key (key -> the API root of the feed that wants it), from the platforms
+    whose key shapes and APIs allow it; the others are simply absent."""
+    found: dict[str, Entry] = {}
+    for source in SOURCES:
+        todo = {key: root for key, root in wanted.items() if key not in found}
+        if not todo:
+            break
+        found.update(await source.fetch_parents(fetcher, todo))
+    return found

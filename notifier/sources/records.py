@@ -1,7 +1,10 @@
 """The small records adapters and their callers exchange, apart from any one platform.
 
     feed URL, generator, feed id, headers -> Hints -> Source.recognises
-    Source.list_thread -> Backfill -> backfill.complete merges it into the poll
+    a feed document's title, id, URLs, items -> FeedFacts -> Source.comment_document
+    a comment's opening line -> Source.reply_line -> ReplyLine (its parent, the rest)
+    Source.list_thread / list_window -> Backfill -> backfill merges it into the poll
+    Source.probe -> SiteProbe | ProbeFailure -> Source.unexplained_change
 
 Why its own module: the registry in `notifier.sources` imports every adapter, and every
 adapter needs these records, so they sit below both and import neither.
@@ -9,12 +12,22 @@ adapter needs these records, so they sit below both and import neither.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from notifier.models import Entry
 
-__all__ = ["MAX_PAGES", "MAX_SECONDS", "Backfill", "Hints"]
+__all__ = [
+    "MAX_PAGES",
+    "MAX_SECONDS",
+    "Backfill",
+    "FeedFacts",
+    "Hints",
+    "ProbeFailure",
+    "ReplyLine",
+    "SiteProbe",
+    "ThreadRef",
+]
 
 MAX_PAGES = 30
 """Pages fetched for one backfill: 3,000 WordPress comments, 750 Blogger ones."""
@@ -30,6 +43,45 @@ class Hints:
     generator: str = ""
     feed_id: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
+    api_root: str = ""  # an API root discovery found through an adapter's `api_rel`
+
+
+@dataclass(frozen=True, slots=True)
+class FeedFacts:
+    """What a parsed feed document says about itself, to tell a comment feed from a posts one."""
+
+    title: str = ""
+    feed_id: str = ""
+    urls: Sequence[str] = ()  # the URL fetched and the feed's own `rel="self"` links
+    entry_titles: Sequence[str] = ()
+    entry_links: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyLine:
+    """A platform's own "In reply to X" line at the start of a comment, read and cut off.
+
+    `parent_key` is the parent's key where the platform's key shape lets it be built from
+    the reply's own key, else the linked URL; `english` says the exact wording matched (a
+    translated one is looser, so it is trusted less).
+    """
+
+    href: str
+    name: str
+    rest: str
+    english: bool
+    parent_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRef:
+    """One post's thread as a platform API knows it: what a full listing needs."""
+
+    api_root: str
+    post_id: str
+    post_guid: str = ""
+    post_title: str = ""
+    post_link: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +93,32 @@ class Backfill:
     pages: int = 0
     error: str = ""
     transient: bool = False  # the error may pass (no answer, 5xx): worth trying again soon
+
+
+@dataclass(frozen=True, slots=True)
+class SiteProbe:
+    """One cheap look at a site's approved comments: how many, and the newest ids."""
+
+    total: int  # approved comments site-wide (WordPress: X-WP-Total)
+    newest_id: int
+    ids: tuple[int, ...]  # newest first, at most one page
+    posts: Mapping[int, int] = field(default_factory=dict)  # comment id -> its post's id
+
+    def posts_since(self, previous: SiteProbe | None) -> frozenset[str]:
+        """The posts that got comments newer (by id) than `previous` saw, as id strings.
+
+        A new comment's thread is read without validators: an imported comment has a new
+        id but an old date, so it does not move the site's Last-Modified either.
+        """
+        if previous is None:
+            return frozenset()
+        return frozenset(str(self.posts[i]) for i in self.ids
+                         if i > previous.newest_id and i in self.posts)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeFailure:
+    """The probe got no usable answer; the previous probe stays the baseline."""
+
+    error: str
+    transient: bool = False

@@ -1,8 +1,18 @@
-"""WordPress: its feed URLs, keys and reply line, its REST API, and the cheap change probe.
+"""WordPress: its feed URLs and titles, keys and reply line, its REST API, the change probe.
 
-    feed/headers -> recognises -> thread feed (the Atom twin) -> comment keys `<guid>#comment-N`
+    page/feed -> comment feed by URL (`/comments/feed/`, `?feed=comments-rss2`, `<post>/feed/`)
+              -> its Atom twin (`.../feed/atom/`, `?feed=comments-atom`): it has thr:in-reply-to
+    comment keys `<post guid>#comment-N`; a reply's RSS2 text opens "In reply to <a>Name</a>."
     gap or rescan -> REST `wp/v2/comments?post=ID` page by page -> entries keyed like the feed
     once per site per interval -> probe_site -> unexplained_change(previous, current) -> rescan
+
+Conventions (see the field notes): posts `/feed/`, all comments `/comments/feed/`, one post's
+comments `<permalink>/feed/`, each with an Atom twin under `.../feed/atom/`; plain permalinks
+use `?feed=rss2`, `?feed=comments-rss2` and `?p=ID&feed=rss2`, twins `?feed=atom` and
+`?feed=comments-atom`. Autodiscovery titles are "Site » Feed", "Site » Comments Feed" and
+"Site » Post title Comments Feed"; feed titles "Comments on: Post" (RSS), "Comments on Post"
+(Atom), "Comments for Site" (site-wide), item titles "By: Name" or "Comment on Post by Name".
+Titles are translated on other sites, so URLs are checked first and titles only as a fallback.
 
 Why a probe: WordPress's ETag and Last-Modified are site-wide, so a thread's comment feed can
 answer 304 while a comment was approved late (moderation keeps its old date and position),
@@ -10,36 +20,52 @@ imported or trashed. One small REST request per site -- the newest 100 ids and t
 `X-WP-Total` of approved comments -- tells whether something happened that the feeds cannot
 show; `unexplained_change` decides that purely, from two probes.
 
-Identity: a comment's guid is the post's guid + "#comment-N"; REST entries are keyed the same
-way so the diff sees one comment whichever way it was read.
+Identity: a comment's guid is the post's guid + "#comment-N", and its link the post's
+permalink (+ "comment-page-N/" when comments are paged) + "#comment-N". The two agree only
+while the post's guid is its permalink (not on most blogs, whose guids are "?p=123"), so a
+comment's post and parent keys are built from its own key's prefix, never from a link, and
+REST entries are keyed the same way: the diff sees one comment whichever way it was read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 from notifier.entrytext import (
     MAX_ENTRIES,
     ParseError,
     clip,
+    comment_number,
     map_of,
     sha256,
     squash,
     text_of,
 )
 from notifier.entrytext import post_link as _permalink
-from notifier.fetch import Fetcher, parse_link_header
+from notifier.fetch import Fetcher
 from notifier.htmltext import html_to_text
+from notifier.httpheaders import parse_link_header
 from notifier.models import Entry
-from notifier.sources.records import MAX_PAGES, MAX_SECONDS, Backfill, Hints
+from notifier.sources.base import Source
+from notifier.sources.records import (
+    MAX_PAGES,
+    MAX_SECONDS,
+    Backfill,
+    FeedFacts,
+    Hints,
+    ProbeFailure,
+    ReplyLine,
+    SiteProbe,
+    ThreadRef,
+)
 
 __all__ = [
     "API_REL",
@@ -72,12 +98,64 @@ JSON_ACCEPT = "application/json"
 _REST_POST = re.compile(r"/wp/v2/(?:posts|pages)/(?P<id>\d+)/?\Z")
 _SHORTLINK_POST = re.compile(r"[?&]p=(?P<id>\d+)(?:&|\Z)")
 
+# Reading the reply line only ever looks at the start of a comment.
+_PREFIX_WINDOW = 8192
+# `sprintf(__('In reply to %s.'), '<a href="' . esc_url(link) . '">' . name . '</a>')`,
+# then "\n\n" and the comment, then wpautop. Anchored, bounded, no nested repetition.
+_REPLY_PREFIX = re.compile(
+    r'\A\s*(?:<p>\s*)?In reply to <a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
+    r"(?P<name>[^<]{0,512})</a>\.?\s*(?:</p>|<br\s*/?>)?\s*"
+)
+# The same line in RSS `<description>` (the "summary" feed setting), which WordPress escapes.
+_REPLY_PREFIX_ESCAPED = re.compile(
+    r"\A\s*In reply to &lt;a href=&quot;(?P<href>[^\"<>\s]{1,2048}?)&quot;&gt;"
+    r"(?P<name>[^<]{0,512}?)&lt;/a&gt;\.?\s*"
+)
+# Translated sites word the prefix differently ("En réponse à %s."). Accepted only in this
+# tight shape -- a short text, one link to a comment of the same post, a full stop at most, a
+# paragraph of its own -- so a commenter's own opening line is seldom taken for it; in Atom it
+# must also name the comment that thr:in-reply-to names.
+_LOCALISED_REPLY_PREFIX = re.compile(
+    r'\A\s*(?:<p>\s*)?(?P<before>[^<>]{1,80})<a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
+    r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
+)
+_COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
+_FEED_TITLE_POST = re.compile(r"\AComments on:?\s+(?P<title>.+)\Z", re.S)
+_FEED_TITLE_COMMENTS = re.compile(r"\AComments (?:on|for)\b")
+_ENTRY_TITLE_POST = re.compile(r"\AComment on (?P<title>.+) by .+\Z", re.S)
+_COMMENT_FEED_PATH = re.compile(r"/comments/(?:feed|rss2?|atom)\b")
+_POST_FEED_PATH = re.compile(r"\A/.+/feed(?:/(?:atom|rss2?|rdf))?/?\Z")
+_ARCHIVE_FEED_PATH = re.compile(r"\A/(?:category|tag|author)/[^/]+/feed\b")
+_SITE_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?")
+_POSTS_FEED_QUERY = frozenset({"rss2", "rss", "rdf", "atom"})
+_RSS_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf))?/?$")
+_ATOM_TWIN = {"rss2": "atom", "rss": "atom", "rdf": "atom",
+              "comments-rss2": "comments-atom", "comments-rss": "comments-atom"}
+# WordPress translates "Comments Feed"; these stems cover its most used locales.
+_COMMENT_WORDS = (
+    "comment",
+    "kommentar",
+    "comentario",
+    "comentário",
+    "commenti",
+    "reactie",
+    "komentar",
+    "коммент",
+    "コメント",
+    "评论",
+    "評論",
+    "댓글",
+)
+
+
+# --- feed URLs and titles (pure) ------------------------------------------------------------
+
 
 def recognises(hints: Hints) -> bool:
     """WordPress says so in its generator, or links its REST API from every response."""
     if hints.generator.lower().startswith("wordpress"):
         return True
-    return API_REL in hints.headers.get("link", "")
+    return API_REL in hints.headers.get("link", "") or bool(hints.api_root)
 
 
 def post_key_of(comment_key: str) -> str:
@@ -86,6 +164,152 @@ def post_key_of(comment_key: str) -> str:
     return match["post"] if match else ""
 
 
+def _path_and_query(url: str) -> tuple[str, dict[str, str]]:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "", {}
+    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
+
+
+def comment_feed_url(url: str) -> bool:
+    """`/comments/feed/` (and its Atom twin), `?feed=comments-rss2`, `?p=ID&feed=rss2`."""
+    path, query = _path_and_query(url)
+    feed = query.get("feed", "")
+    if _COMMENT_FEED_PATH.search(path) or feed.startswith("comments-"):
+        return True
+    return bool(feed) and bool(query.get("p") or query.get("page_id"))
+
+
+def _title_says_comments(title: str) -> bool:
+    """WordPress titles its feeds "Site » What": only "What" speaks of the feed.
+
+    A site called "Comment Central" has a posts feed titled "Comment Central » Feed".
+    """
+    lowered = title.rpartition("»")[2].lower()
+    return any(word in lowered for word in _COMMENT_WORDS)
+
+
+def posts_feed_url(url: str) -> bool:
+    """The site's `/feed/` (and twins), `?feed=rss2|atom|...`, `/category|tag|author/x/feed/`."""
+    path, query = _path_and_query(url)
+    feed = query.get("feed", "")
+    if feed:
+        return feed in _POSTS_FEED_QUERY and not (query.get("p") or query.get("page_id"))
+    return bool(_SITE_FEED_PATH.fullmatch(path) or _ARCHIVE_FEED_PATH.match(path))
+
+
+def _permalink_of(feed_url: str) -> str | None:
+    """For a `<permalink>/feed/` style URL, the permalink's path; else None."""
+    path, query = _path_and_query(feed_url)
+    if query.get("feed") or "/comments/feed" in path:
+        return None
+    trimmed = re.sub(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?$", "/", path)
+    if trimmed == path or trimmed == "/":
+        return None
+    return trimmed
+
+
+def own_post_feed(url: str, title: str, page_url: str) -> bool | None:
+    """A post's comment feed is `<permalink>/feed/` or `?p=ID&feed=...`; else its title says.
+
+    Titles: "Site » Post title Comments Feed" is a post's, "Site » Comments Feed" the site's.
+    """
+    page_path, page_query = _path_and_query(page_url)
+    _, feed_query = _path_and_query(url)
+    permalink = _permalink_of(url)
+    if permalink is not None:
+        return page_path != "/" and page_path.startswith(permalink)
+    for key in ("p", "page_id"):  # plain permalinks: the page is /?p=4, its feed /?p=4&feed=rss2
+        if feed_query.get(key):
+            return feed_query[key] == page_query.get(key)
+    if title.endswith("Comments Feed") and "»" in title:
+        return bool(title.removesuffix("Comments Feed").rsplit("»", 1)[-1].strip())
+    return None
+
+
+def atom_twin(url: str) -> str | None:
+    """The Atom twin of an RSS feed URL (`/feed/` -> `/feed/atom/`, `?feed=rss2` -> `atom`)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "feed" for key, _ in pairs):
+        twin = _ATOM_TWIN.get(dict(pairs)["feed"])
+        if twin is None:
+            return None
+        new_pairs = [(k, twin if k == "feed" else v) for k, v in pairs]
+        return urlunsplit(parts._replace(query=urlencode(new_pairs, safe="/:")))
+    match = _RSS_FEED_PATH.search(parts.path)
+    if match is None:
+        return None
+    return urlunsplit(parts._replace(path=parts.path[: match.start()] + "/feed/atom/"))
+
+
+def _post_comment_feed_by_titles(url: str, titles: Sequence[str]) -> bool:
+    """A post's `<permalink>/feed/` whose items are titled "By: Name"."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return False
+    if not _POST_FEED_PATH.match(path) or _ARCHIVE_FEED_PATH.match(path):
+        return False
+    return bool(titles) and all(title.startswith("By: ") for title in titles)
+
+
+def comment_document(facts: FeedFacts) -> bool:
+    """"Comments on: Post", "Comments on Post", "Comments for Site", or a post's `/feed/`
+    whose items are all titled "By: Name"."""
+    if _FEED_TITLE_COMMENTS.match(facts.title):
+        return True
+    return any(_post_comment_feed_by_titles(url, facts.entry_titles) for url in facts.urls if url)
+
+
+def post_title(feed_title: str, entry_title: str, author: str) -> str:
+    """The post's title, from what WordPress writes around it.
+
+    A post's own comment feed is titled "Comments on: X" (RSS) or "Comments on X" (Atom);
+    "Comments for Site" is the site-wide feed and names no post, whose items are titled
+    "Comment on X by Author". Items titled "By: Author" say nothing. The author is cut off by
+    name, because post titles may contain " by ".
+    """
+    if match := _FEED_TITLE_POST.match(feed_title):
+        return match["title"].strip()
+    match = _ENTRY_TITLE_POST.match(entry_title)
+    if match is None:
+        return ""
+    suffix = f" by {author}"
+    if author and entry_title.endswith(suffix):
+        return entry_title[len("Comment on ") : -len(suffix)].strip()
+    return match["title"].strip()
+
+
+def reply_line(content: str, post_link: str, key: str) -> ReplyLine | None:
+    """The "In reply to <a href=PARENT-LINK>Name</a>." line WordPress puts before a reply.
+
+    RSS2 has no thread element, so this line is the only parent a reply names there; it is
+    WordPress's, not the commenter's, so the caller removes it (in Atom too). The line links
+    the parent's permalink, but its key is its guid: same post, so the same prefix as `key`.
+    """
+    head = content[:_PREFIX_WINDOW]
+    reply: tuple[str, str, int, bool] | None = None
+    if match := _REPLY_PREFIX.match(head):
+        reply = html.unescape(match["href"]), match["name"], match.end(), True
+    elif match := _REPLY_PREFIX_ESCAPED.match(head):
+        # esc_url() made "&" "&#038;", then esc_html() escaped the whole line once more.
+        reply = html.unescape(html.unescape(match["href"])), match["name"], match.end(), True
+    elif match := _LOCALISED_REPLY_PREFIX.match(head):
+        href = html.unescape(match["href"])
+        if _COMMENT_ANCHOR.search(href) and post_link and _permalink(href) == post_link:
+            reply = href, match["name"], match.end(), False
+    if reply is None:
+        return None
+    href, name, end, english = reply
+    number = comment_number(href)
+    post = post_key_of(key)
+    parent = f"{post}#comment-{number}" if post and number else href
+    return ReplyLine(href, html.unescape(name).strip(), content[end:], english, parent)
 
 
 def _rest_time(value: object) -> datetime | None:
@@ -317,35 +541,6 @@ def next_link(headers: Mapping[str, str], base_url: str) -> str:
 # --- the cheap change probe -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SiteProbe:
-    """One look at a site's approved comments: how many, and the newest ids."""
-
-    total: int  # X-WP-Total: approved comments site-wide
-    newest_id: int
-    ids: tuple[int, ...]  # newest first, at most PROBE_SIZE
-    posts: Mapping[int, int] = field(default_factory=dict)  # comment id -> its post's id
-
-    def posts_since(self, previous: SiteProbe | None) -> frozenset[str]:
-        """The posts that got comments newer (by id) than `previous` saw, as id strings.
-
-        A new comment's thread is read without validators: an imported comment has a new
-        id but an old date, so it does not move the site's Last-Modified either.
-        """
-        if previous is None:
-            return frozenset()
-        return frozenset(str(self.posts[i]) for i in self.ids
-                         if i > previous.newest_id and i in self.posts)
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeFailure:
-    """The probe got no usable answer; the previous probe stays the baseline."""
-
-    error: str
-    transient: bool = False
-
-
 def unexplained_change(previous: SiteProbe | None, current: SiteProbe) -> bool:
     """Whether the site's comment count moved by more than its new ids account for.
 
@@ -385,14 +580,107 @@ async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailur
     return SiteProbe(int(total_text), ids[0] if ids else 0, ids, posts)
 
 
-@dataclass(frozen=True, slots=True)
-class WordPress:
-    """The WordPress adapter: the hooks of `notifier.sources.Source`."""
+async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
+                      ) -> list[Backfill]:
+    """A site-wide feed's gap: the REST listing of each post that has a comment in the window.
 
-    name: str = "wordpress"
+    The REST API lists comments per post id; one comment of each post tells its id. Comments
+    of the gap on posts that have none in the window are not found this way, which is why
+    `watch: threads` follows each post's own feed.
+    """
+    samples: dict[str, Entry] = {}
+    for entry in window:
+        if COMMENT_KEY.match(entry.key):
+            samples.setdefault(entry.post_key, entry)
+    chosen = list(samples.values())[:MAX_WINDOW_POSTS]
+
+    async def one(sample: Entry) -> Backfill:
+        match = COMMENT_KEY.match(sample.key)
+        assert match is not None
+        fetched = await fetcher.fetch(rest_url(api_root, f"wp/v2/comments/{match['n']}"),
+                                      accept=JSON_ACCEPT)
+        post_id = wp_rest_comment_post(fetched.body) if fetched.ok and fetched.body else ""
+        if not post_id:
+            return Backfill(error=f"REST API: no post id for {sample.link or sample.key}")
+        return await wordpress_comments(fetcher, api_root, post_id, post_guid=match["post"],
+                                        post_title=sample.post_title,
+                                        post_link=sample.post_link)
+
+    results = await asyncio.gather(*(one(sample) for sample in chosen),
+                                   return_exceptions=True)
+    out: list[Backfill] = []
+    for result in results:
+        if isinstance(result, Backfill):
+            out.append(result)
+        elif isinstance(result, Exception):
+            out.append(Backfill(error=f"backfill failed: {type(result).__name__}: {result}"))
+        else:
+            raise result
+    return out
+
+
+MAX_WINDOW_POSTS = 10
+"""Posts of a site-wide feed's window backfilled after a gap; a burst is rarely wider."""
+
+
+class WordPress(Source):
+    """The WordPress adapter: the hooks of `notifier.sources.Source` it answers."""
+
+    name = "wordpress"
+    api_rel = API_REL
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)
 
+    def comment_feed(self, url: str, title: str = "") -> bool:
+        return comment_feed_url(url) or (bool(title) and _title_says_comments(title))
+
+    def posts_feed(self, url: str) -> bool:
+        return posts_feed_url(url)
+
+    def own_post_feed(self, url: str, title: str, page_url: str) -> bool | None:
+        return own_post_feed(url, title, page_url)
+
+    def atom_twin(self, url: str) -> str | None:
+        return atom_twin(url)
+
+    def thread_feed(self, url: str) -> str:
+        # WordPress links the RSS2 comment feed from RSS2 posts; its Atom twin says who
+        # answered whom.
+        return atom_twin(url) or url
+
+    def comment_document(self, facts: FeedFacts) -> bool:
+        return comment_document(facts)
+
+    def post_title(self, feed_title: str, entry_title: str, author: str,
+                   hints: Hints) -> str | None:
+        return post_title(feed_title, entry_title, author)
+
     def post_key_of(self, comment_key: str) -> str:
         return post_key_of(comment_key)
+
+    def reply_line(self, content: str, post_link: str, key: str) -> ReplyLine | None:
+        return reply_line(content, post_link, key)
+
+    def post_id(self, headers: Mapping[str, str], url: str) -> str:
+        return wordpress_post_id(headers, url)
+
+    async def list_thread(self, fetcher: Fetcher, thread: ThreadRef) -> Backfill | None:
+        return await wordpress_comments(fetcher, thread.api_root, thread.post_id,
+                                        post_guid=thread.post_guid,
+                                        post_title=thread.post_title,
+                                        post_link=thread.post_link)
+
+    async def list_window(self, fetcher: Fetcher, api_root: str, window: Sequence[Entry],
+                          since: datetime | None) -> Sequence[Backfill] | None:
+        return await list_window(fetcher, api_root, window)
+
+    async def fetch_parents(self, fetcher: Fetcher, wanted: Mapping[str, str | None]
+                            ) -> dict[str, Entry]:
+        return await wordpress_parents(fetcher, wanted)
+
+    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure | None:
+        return await probe_site(fetcher, api_root)
+
+    def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:
+        return unexplained_change(previous, current)

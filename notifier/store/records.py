@@ -149,6 +149,7 @@ class ChannelStats:
     last_sent: float | None = None
     disabled_reason: str | None = None
     next_release: float | None = None  # when the earliest held row goes out
+    next_retry: float | None = None  # when the earliest failing row is tried again
     digests: int = 0  # digest messages sent
     in_digests: int = 0  # notifications sent as part of those
 
@@ -185,6 +186,52 @@ class NodeState:
     def alive(self, now: float) -> bool:
         """Heartbeat within one lease and not stopped: its claims still hold."""
         return self.stopped is None and self.heartbeat + self.lease >= now
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGauge:
+    """One channel's outbox at a glance, for metrics: what waits, what was given up on."""
+
+    waiting: int = 0  # queued or held
+    dead: int = 0
+    oldest_waiting: float | None = None  # creation time of the oldest waiting row
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSnapshot:
+    """The gauges the admin listener reads from the state at each scrape."""
+
+    queues: dict[str, QueueGauge]
+    feeds_failing: int  # feeds read by a subscription whose last poll failed
+    discoveries_failing: tuple[str, ...]  # subscriptions whose feed could not be found
+
+
+@dataclass(frozen=True, slots=True)
+class RecentNotification:
+    """An outbox row as the status page lists it."""
+
+    channel: str
+    subscription: str
+    status: str
+    created: float
+    sent_at: float | None
+    attempts: int
+    last_error: str | None
+    kind: str
+    title: str
+    author: str
+    link: str
+    post_title: str
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRecord:
+    """Which process runs the daemon on this state, so `notifier reload` can signal it."""
+
+    host: str
+    pid: int
+    started: str  # the process's start time as the OS tells it (pid reuse check)
+    config: str  # the configuration file it reads again on SIGHUP
 
 
 # --- conversions -------------------------------------------------------------------------

@@ -11,6 +11,8 @@ queued) nor repeat one (queued again because the entry looked new after restart)
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,15 +22,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from notifier import __version__
+from notifier import __version__, redact
 from notifier.models import Entry
 from notifier.store.leases import LeaseStore, new_claim_id
 from notifier.store.records import (
     ChannelStats,
+    DaemonRecord,
     FeedHealth,
     FeedState,
+    OpsSnapshot,
     OutboxItem,
     PollRecord,
+    QueueGauge,
+    RecentNotification,
     SiteState,
     StoreError,
     SubscriptionState,
@@ -104,7 +110,7 @@ class Store(LeaseStore):
         try:
             self.engine: Engine = _make_engine(url, node, lease)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-            raise StoreError(f"cannot use state {_safe_url(url)}: {exc}") from exc
+            raise StoreError(f"cannot use state {redact.url(url)}: {exc}") from exc
         self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
                         else _pg_insert)
 
@@ -113,7 +119,7 @@ class Store(LeaseStore):
 
     @staticmethod
     def describe_url(url: str) -> str:
-        return _safe_url(url)
+        return redact.url(url)
 
     def migrate(self) -> None:
         """Create or upgrade the schema; refuse a database written by a newer notifier.
@@ -135,7 +141,7 @@ class Store(LeaseStore):
                 version = int(row.value) if row else 0
                 if version > SCHEMA_VERSION:
                     raise StoreError(
-                        f"state {_safe_url(self.url)} has schema version {version}, newer "
+                        f"state {redact.url(self.url)} has schema version {version}, newer "
                         f"than this notifier {__version__} understands ({SCHEMA_VERSION}): "
                         "another node was upgraded; upgrade notifier on this node too")
                 for number, step in enumerate(_MIGRATIONS, start=1):
@@ -147,7 +153,7 @@ class Store(LeaseStore):
                     conn.execute(meta_table.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)))
         except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open state {_safe_url(self.url)}: {exc.orig}") from exc
+            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}") from exc
 
     # --- subscriptions and feeds --------------------------------------------------------
 
@@ -298,6 +304,14 @@ class Store(LeaseStore):
                 sa.select(entries.c.key).where(entries.c.feed_id == feed_id,
                                                entries.c.kind == "comment")
                 .order_by(entries.c.id.desc()).limit(limit)).scalars())
+
+    def newest_entries(self, feed_id: int, limit: int = 1) -> list[Entry]:
+        """A feed's newest stored entries, by publication time then arrival: `preview`."""
+        query = sa.select(entries).where(entries.c.feed_id == feed_id).order_by(
+            entries.c.published.is_(None), entries.c.published.desc(), entries.c.id.desc()
+        ).limit(limit)
+        with self.engine.connect() as conn:
+            return [_row_entry(row) for row in conn.execute(query)]
 
     def has_entries(self, feed_ids: Iterable[int]) -> set[int]:
         wanted = sorted(set(feed_ids))
@@ -580,6 +594,20 @@ class Store(LeaseStore):
                                                created=now, claimed_until=None))
             return int(result.rowcount or 0)
 
+    def retry_now(self, now: float, channel: str | None = None) -> tuple[int, int]:
+        """Make failing rows due now and queue dead letters again: `retry --now`.
+
+        Returns (failing made due, dead requeued). A running daemon sees the rows at its
+        next delivery tick, since it reads due rows from here each time.
+        """
+        failing = outbox.update().where(outbox.c.status == "queued", outbox.c.attempts > 0,
+                                        outbox.c.next_attempt > now)
+        if channel is not None:
+            failing = failing.where(outbox.c.channel == channel)
+        with self.engine.begin() as conn:
+            due = int(conn.execute(failing.values(next_attempt=now)).rowcount or 0)
+        return due, self.requeue_dead(now, channel)
+
     def disable_channel(self, name: str, reason: str, now: float) -> None:
         with self.engine.begin() as conn:
             conn.execute(self._insert(channel_state).on_conflict_do_nothing(), [{"name": name}])
@@ -631,6 +659,10 @@ class Store(LeaseStore):
                 outbox.c.status == "held").group_by(outbox.c.channel)
             for channel, release in conn.execute(releases):
                 stats.setdefault(channel, ChannelStats()).next_release = float(release)
+            retries = sa.select(outbox.c.channel, sa.func.min(outbox.c.next_attempt)).where(
+                outbox.c.status == "queued", outbox.c.attempts > 0).group_by(outbox.c.channel)
+            for channel, retry_at in conn.execute(retries):
+                stats.setdefault(channel, ChannelStats()).next_retry = float(retry_at)
             errors = sa.select(outbox.c.channel, outbox.c.last_error).where(
                 outbox.c.last_error.is_not(None)).order_by(outbox.c.id.desc()).limit(1000)
             for channel, error in conn.execute(errors):
@@ -659,6 +691,87 @@ class Store(LeaseStore):
         return sorted(health.values(), key=lambda h: h.url)
 
 
+    # --- operations: health, metrics, the status page, the running daemon ---------------
+
+    def ping(self) -> None:
+        """Raise unless the database answers a query that reads it (the health check)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(meta_table.c.value).limit(1)).all()
+
+    def ops_snapshot(self) -> OpsSnapshot:
+        """Per channel: rows waiting, dead, the oldest waiting; feeds and discoveries failing."""
+        queues: dict[str, dict[str, Any]] = {}
+        query = sa.select(outbox.c.channel, outbox.c.status, sa.func.count(),
+                          sa.func.min(outbox.c.created)).where(
+            outbox.c.status.in_((*_WAITING, "dead"))).group_by(outbox.c.channel,
+                                                                 outbox.c.status)
+        read = sa.union(sa.select(subscriptions.c.feed_id.label("id")),
+                        sa.select(thread_feeds.c.feed_id.label("id"))).subquery()
+        failing = sa.select(sa.func.count()).select_from(feeds).where(
+            feeds.c.last_error.is_not(None), feeds.c.id.in_(sa.select(read.c.id)))
+        with self.engine.connect() as conn:
+            for channel, status, count, oldest in conn.execute(query):
+                entry = queues.setdefault(channel, {"waiting": 0, "dead": 0,
+                                                    "oldest_waiting": None})
+                if status == "dead":
+                    entry["dead"] += int(count)
+                else:
+                    entry["waiting"] += int(count)
+                    if entry["oldest_waiting"] is None or oldest < entry["oldest_waiting"]:
+                        entry["oldest_waiting"] = float(oldest)
+            feeds_failing = int(conn.execute(failing).scalar() or 0)
+            lost = tuple(row.name for row in conn.execute(
+                sa.select(subscriptions.c.name).where(subscriptions.c.feed_id.is_(None),
+                                                      subscriptions.c.last_error.is_not(None))))
+        return OpsSnapshot({name: QueueGauge(**values) for name, values in queues.items()},
+                           feeds_failing, lost)
+
+    def recent_notifications(self, limit: int = 50) -> list[RecentNotification]:
+        query = (sa.select(outbox.c.channel, outbox.c.subscription, outbox.c.status,
+                           outbox.c.created, outbox.c.sent_at, outbox.c.attempts,
+                           outbox.c.last_error, entries.c.kind, entries.c.title,
+                           entries.c.author, entries.c.link, entries.c.post_title)
+                 .select_from(outbox.join(entries, outbox.c.entry_id == entries.c.id))
+                 .order_by(outbox.c.id.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [RecentNotification(
+                channel=row.channel, subscription=row.subscription, status=row.status,
+                created=row.created, sent_at=row.sent_at, attempts=row.attempts,
+                last_error=row.last_error, kind=row.kind, title=row.title, author=row.author,
+                link=row.link, post_title=row.post_title) for row in conn.execute(query)]
+
+    def register_daemon(self, record: DaemonRecord) -> None:
+        """Note the running daemon (one per state); `clear_daemon` forgets it at its stop."""
+        with self.engine.begin() as conn:
+            conn.execute(meta_table.delete().where(meta_table.c.key == _DAEMON_KEY))
+            conn.execute(meta_table.insert().values(key=_DAEMON_KEY, value=json.dumps(
+                {"pid": record.pid, "started": record.started, "host": record.host,
+                 "config": record.config})))
+
+    def daemon_record(self) -> DaemonRecord | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(meta_table.c.value).where(
+                meta_table.c.key == _DAEMON_KEY)).scalar()
+        if not value:
+            return None
+        try:
+            fields = json.loads(value)
+            return DaemonRecord(host=str(fields["host"]), pid=int(fields["pid"]),
+                                started=str(fields["started"]), config=str(fields["config"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def clear_daemon(self, pid: int) -> None:
+        """Forget the daemon record if it is still this process's (a newer one may own it)."""
+        with self.engine.begin() as conn:
+            value = conn.execute(sa.select(meta_table.c.value).where(
+                meta_table.c.key == _DAEMON_KEY)).scalar()
+            with contextlib.suppress(ValueError, TypeError):
+                if value and json.loads(value).get("pid") == pid:
+                    conn.execute(meta_table.delete().where(meta_table.c.key == _DAEMON_KEY))
+
+
+_DAEMON_KEY = "daemon"
 _WAITING = ("queued", "held")
 """Statuses of rows not yet delivered nor given up on."""
 
@@ -733,11 +846,3 @@ def _pg_insert(table: sa.Table) -> Any:
     from sqlalchemy.dialects.postgresql import insert
 
     return insert(table)
-
-
-def _safe_url(url: str) -> str:
-    """A database URL without its password, for messages."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return "(unparseable URL)"

@@ -1,0 +1,100 @@
+"""The `notifier` command: one module per subcommand, joined here into one parser.
+
+A subcommand is a `Command` in `COMMANDS`: its module adds its own arguments and runs it,
+so adding a command is a new module and one line below, not an edit of a shared function.
+
+Exit status: 0 all well; 1 something failed at run time (a feed, a delivery); 2 the
+configuration or the command line is wrong, or the state cannot be opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from notifier import __version__
+from notifier.commands import (
+    check,
+    demo,
+    preview,
+    reload,
+    retry,
+    run,
+    status,
+    subscriptions,
+    test_channel,
+)
+from notifier.commands.common import (
+    DEFAULT_CONFIG,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Command,
+)
+from notifier.config import ConfigError
+from notifier.logsetup import LOG_FORMATS, setup_logging
+from notifier.store import StoreError
+
+COMMANDS: tuple[Command, ...] = (
+    run.COMMAND,
+    check.COMMAND,
+    status.COMMAND,
+    retry.COMMAND,
+    reload.COMMAND,
+    test_channel.COMMAND,
+    subscriptions.ADD,
+    subscriptions.IMPORT,
+    subscriptions.EXPORT,
+    preview.COMMAND,
+    demo.COMMAND,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notifier",
+        description="Watches blog posts and comment threads and tells people, by email or "
+                    "chat, when something new is said: a new post, a new comment, a reply.",
+        epilog="Exit status: 0 success, 1 a feed or delivery failed (run --once), "
+               "2 bad configuration or usage. See README.md for the configuration format.")
+    parser.add_argument("--version", action="version", version=f"notifier {__version__}")
+    # Also accepted before the command (`notifier -v run`); `main` adds the two places up.
+    parser.add_argument("-v", "--verbose", dest="g_verbose", action="count", default=0,
+                        help="debug detail in the log; -vv adds the libraries' debug output")
+    parser.add_argument("--log-format", dest="g_log_format", choices=LOG_FORMATS,
+                        help="text (default) or json: one JSON object per line")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help,
+                                    description=command.description or command.help)
+        if command.takes_config:
+            sub.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE",
+                             help="configuration file (default: $NOTIFIER_CONFIG or "
+                                  "notifier.yaml)")
+        sub.add_argument("-v", "--verbose", action="count", default=0,
+                         help="debug detail in the log; -vv adds the libraries' debug output")
+        sub.add_argument("-q", "--quiet", action="store_true",
+                         help="warnings and errors only")
+        sub.add_argument("--log-format", choices=LOG_FORMATS,
+                         help="text (default) or json: one JSON object per line")
+        command.configure(sub)
+        sub.set_defaults(run_command=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose + args.g_verbose, args.quiet,
+                  args.log_format or args.g_log_format or "text")
+    try:
+        code: int = args.run_command(args)
+        return code
+    except ConfigError as exc:
+        print(f"notifier: configuration is not valid:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+

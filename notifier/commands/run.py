@@ -1,0 +1,115 @@
+"""`notifier run`: the daemon in the foreground, or one pass with `--once`.
+
+`--once` is what cron and a first try run, so it says in words what happened: a first poll
+records a baseline and reports nothing, which looks like a failure unless it is said; and
+notifications still failing make the exit status 1 even when this pass did not try them
+(they wait for their next attempt), so a cron job does not look healthy while mail is stuck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
+from notifier.config import Config
+from notifier.store import Store, SubscriptionState
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true",
+                        help="poll every subscription once, deliver every pending "
+                             "notification, then exit: 1 if a feed failed or a notification "
+                             "is still failing; for cron and tests")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from notifier.daemon import AdminListenError, run_forever
+
+    config = load(args)
+    if args.once:
+        return run_once(config)
+    try:
+        asyncio.run(run_forever(config))
+    except AdminListenError as exc:
+        print(f"notifier: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run_once(config: Config) -> int:
+    """One pass through the real pipeline, then what it means for the reader."""
+    from notifier.daemon import run_once as one_pass
+
+    before = _states(config)
+    result = asyncio.run(one_pass(config))
+    for error in result.poll.errors + result.delivery.errors:
+        print(f"notifier: {error}", file=sys.stderr)
+    baseline = baseline_summary(config, before)
+    if baseline:
+        print(baseline)
+    stuck = _still_failing(config)
+    for line in stuck:
+        print(f"notifier: {line}", file=sys.stderr)
+    return EXIT_OK if result.ok and not stuck else EXIT_FAILED
+
+
+def _states(config: Config) -> dict[str, SubscriptionState]:
+    store = Store(config.state_url())
+    try:
+        store.migrate()
+        return store.subscription_states()
+    finally:
+        store.close()
+
+
+def baseline_summary(config: Config, before: dict[str, SubscriptionState]) -> str | None:
+    """`baseline: 12 entries recorded on 3 feeds; new ones will be reported`, when this pass
+    recorded the first look at some subscriptions' feeds."""
+    store = Store(config.state_url())
+    try:
+        after = store.subscription_states()
+        health = {h.url: h.entries for h in store.feed_health()}
+    finally:
+        store.close()
+    fresh = [state for name, state in after.items()
+             if state.baseline_at is not None
+             and (name not in before or before[name].baseline_at is None)]
+    if not fresh:
+        return None
+    feeds = {s.feed_url for s in fresh if s.feed_url}
+    entries = sum(health.get(url, 0) for url in feeds)
+    names = sorted(s.name for s in fresh)
+    return (f"baseline: {entries} entr{'y' if entries == 1 else 'ies'} recorded on "
+            f"{len(feeds)} feed{'' if len(feeds) == 1 else 's'} ({', '.join(names)}); "
+            "new ones will be reported")
+
+
+def _still_failing(config: Config) -> list[str]:
+    store = Store(config.state_url())
+    try:
+        stats = store.channel_stats()
+    finally:
+        store.close()
+    now = time.time()
+    lines = []
+    for name in config.channels:
+        s = stats.get(name)
+        if s is None:
+            continue
+        if s.disabled_reason:
+            kept = s.queued + s.held + s.dead
+            lines.append(f"channel {name} is disabled ({s.disabled_reason}); {kept} "
+                         "notifications kept")
+        elif s.failed:
+            nxt = f"; next attempt {at(now, s.next_retry)}" if s.next_retry else ""
+            lines.append(f"{s.failed} notification{'s' if s.failed != 1 else ''} to {name} "
+                         f"still failing{nxt}; once the cause is fixed, "
+                         f"`notifier retry --now --channel {name}` sends them")
+    return lines
+
+
+COMMAND = Command("run", "Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP "
+                         "makes it read its configuration again.", _run, _configure)
