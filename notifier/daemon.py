@@ -304,8 +304,11 @@ class Daemon:
         """Note this process in the state for `notifier reload`; warn of a live other one."""
         store, me = self.engine.store, os.getpid()
         other = await self.engine.db(store.daemon_record)
+        # Several nodes on one PostgreSQL share the work by design (see `cluster`).
+        shared = store.engine.dialect.name == "postgresql"
         if other is not None and other.pid != me and other.host == socket.gethostname() \
-                and other.started and process_started(other.pid) == other.started:
+                and not shared and other.started \
+                and process_started(other.pid) == other.started:
             log.warning("another notifier daemon (pid %d, %s) runs on this state: each would "
                         "send what the other sends; stop one of them", other.pid, other.config)
         await self.engine.db(store.register_daemon, DaemonRecord(
