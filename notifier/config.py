@@ -283,6 +283,8 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     # not in a second round after the variables are set.
     problems = [_missing_problem(where, key, names, env) for key, names in missing.items()]
     include_problems = _include(file, data, lines, env, where)
+    include_problems += _read_secret_files(data, file.parent, where,
+                                           stand_in=not require_secrets)
     if include_problems:
         raise ConfigError(sorted(problems + include_problems, key=where.line_of))
     covered = {**missing, **tolerated}
@@ -606,6 +608,69 @@ class _Builder:
             raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: aliases (*name) "
                                f"expand to more than {MAX_ALIAS_NODES} values; write the "
                                "values out or use fewer nested aliases"])
+
+
+SECRET_KEYS = frozenset({"password", "token", "access_token", "secret", "url", "state"})
+"""Keys whose value may come from a file instead: `password_file: /run/credentials/...`
+(systemd's LoadCredential=, Docker secrets). The file's text, without a final newline, is
+the value; the file is read once, when the configuration is."""
+MAX_SECRET_FILE_BYTES = 64 * 1024
+
+
+def _read_secret_files(data: Any, base_dir: Path, where: _Locator, *,
+                       stand_in: bool = False) -> list[str]:
+    """Replace each `<key>_file` (key in SECRET_KEYS) by `<key>` holding the file's text.
+
+    With `stand_in` (read-only commands), a channel's unreadable file gets a stand-in
+    value, as an unset variable does: `status` needs no channel secret."""
+    problems: list[str] = []
+
+    def walk(value: Any, path: KeyPath) -> None:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, path + (index,))
+            return
+        if not isinstance(value, dict):
+            return
+        for key in list(value):
+            name = str(key)
+            here = path + (name,)
+            target = name.removesuffix("_file")
+            if name.endswith("_file") and target in SECRET_KEYS:
+                source = value[key]
+                if target in value:
+                    problems.append(where.problem(here, f"give {target} or {name}, not both"))
+                    continue
+                if not isinstance(source, str) or not source:
+                    problems.append(where.problem(here, "must be the path of a file"))
+                    continue
+                secret = _secret_from(base_dir / source)
+                if isinstance(secret, Exception) and stand_in and path[:1] == ("channels",):
+                    secret = f"unset-{name}"
+                if isinstance(secret, Exception):
+                    problems.append(where.problem(here, f"cannot read {source}: {secret}"))
+                    continue
+                del value[key]
+                value[target] = secret
+            else:
+                walk(value[key], here)
+
+    walk(data, ())
+    return problems
+
+
+def _secret_from(file: Path) -> str | Exception:
+    try:
+        with file.open("rb") as stream:
+            content = stream.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        return Exception(exc.strerror or type(exc).__name__)
+    if len(content) > MAX_SECRET_FILE_BYTES:
+        return Exception(f"larger than {MAX_SECRET_FILE_BYTES // 1024} KiB; is it the right file?")
+    try:
+        return content.decode("utf-8").removesuffix("\n").removesuffix("\r")
+    except UnicodeDecodeError:
+        return Exception("not UTF-8 text")
 
 
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -48,6 +48,9 @@ log = logging.getLogger("notifier")
 
 HEALTH_DB_TIMEOUT = 10.0
 """Seconds the database gets to answer the health check's query."""
+STUCK_AFTER = 3600.0
+"""A cycle running longer than this (seconds) is a hung loop for the health check and the
+watchdog: far above a first poll of 10,000 feeds (about 4 minutes)."""
 STOP_GRACE = 5.0
 """Seconds the workers get to finish after a stop signal before they are cancelled."""
 DELIVERY_TICK = 5.0
@@ -91,6 +94,7 @@ class Engine:
         self.context = context
         self.db = StoreThread()
         self.node = node or Node.of(config)
+        self.retired: list[Poller] = []
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
                              rng=self.rng, node=self.node)
         self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng,
@@ -154,6 +158,10 @@ class Engine:
         delivery.keep_pacing(self.delivery, [name for name, cfg in config.channels.items()
                                              if self.config.channels.get(name) == cfg])
         self.config, self.context = config, context
+        # The old poller's feeds in flight finish and are written by it; it is closed with
+        # the engine.
+        poller.on_queued = self.poller.on_queued
+        self.retired.append(self.poller)
         self.poller, self.delivery = poller, delivery
 
     async def poll(self, *, force: bool = False) -> PollReport:
@@ -192,6 +200,8 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
                 finally:
                     await engine.stop()
             finally:
+                for poller in [*engine.retired, engine.poller]:
+                    await poller.close()
                 engine.close()
     finally:
         parser.shutdown()
@@ -252,6 +262,7 @@ class Daemon:
         self.workers: dict[str, tuple[_Worker, asyncio.Task[None]]] = {}
         self.scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
         self.admin: AdminServer | None = None
+        self.stuck_after = STUCK_AFTER
 
     async def run(self, stop: asyncio.Event, reload: asyncio.Event) -> None:
         if self.config.admin.listen:
@@ -271,6 +282,8 @@ class Daemon:
         self.scheduler.start()
         self.poll_wanted.set()
         self.wake_delivery()
+        # Polls that finish after their cycle returned (slow feeds) wake delivery too.
+        self.engine.poller.on_queued = self.wake_delivery
         await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
                  __version__, len(self.config.subscriptions), len(self.config.channels))
@@ -419,13 +432,20 @@ class Daemon:
     # --- what the admin listener and the watchdog ask ---------------------------------
 
     async def health(self) -> tuple[bool, dict[str, object]]:
-        """Healthy while every loop is alive and the database answers within a bound."""
+        """Healthy while every loop is alive (not ended, no cycle running for longer than
+        `stuck_after`) and the database answers within a bound."""
         loops = {}
         ok = self.scheduler.running
+        now = time.monotonic()
         for worker, task in self.workers.values():
-            alive = not task.done()
-            loops[worker.name] = ("busy" if worker.busy else "idle") if alive else "stopped"
-            ok = ok and alive
+            if task.done():
+                loops[worker.name], ok = "stopped", False
+            elif worker.busy_since is None:
+                loops[worker.name] = "idle"
+            elif now - worker.busy_since > self.stuck_after:
+                loops[worker.name], ok = f"stuck for {now - worker.busy_since:.0f} s", False
+            else:
+                loops[worker.name] = "busy"
         try:
             await asyncio.wait_for(self.engine.db(self.engine.store.ping), HEALTH_DB_TIMEOUT)
             database = "ok"
@@ -510,19 +530,23 @@ class _Worker:
         self.name = name
         self.wanted = wanted
         self.cycle = cycle
-        self.busy = False
+        self.busy_since: float | None = None  # monotonic time the running cycle began
+
+    @property
+    def busy(self) -> bool:
+        return self.busy_since is not None
 
     async def run(self) -> None:
         while True:
             await self.wanted.wait()
             self.wanted.clear()
-            self.busy = True
+            self.busy_since = time.monotonic()
             try:
                 await self.cycle()
             except Exception:
                 log.exception("%s cycle failed; trying again at the next tick", self.name)
             finally:
-                self.busy = False
+                self.busy_since = None
 
 
 async def _drain(workers: list[_Worker], tasks: list[asyncio.Task[None]]) -> None:

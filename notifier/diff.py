@@ -39,7 +39,9 @@ class Decision:
     """Subscriptions whose first poll this was."""
 
 
-_SEQUENCE = re.compile(r"(\d+)\Z")
+_SEQUENCE = re.compile(r"(?<!\d)(\d{1,18})\Z")
+"""At most 18 digits: a longer run is no platform's number (and `int()` of 9,000 digits
+raises), and a bounded match keeps the search linear on a hostile key."""
 
 
 def _sequence(entry: Entry) -> int | None:

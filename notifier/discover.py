@@ -69,7 +69,17 @@ class Discovery:
 
 
 class DiscoveryError(NotifierError):
-    """The URL leads to no usable feed; the message is meant for the person who typed it."""
+    """The URL leads to no usable feed; the message is meant for the person who typed it.
+
+    `retry_after` carries the server's Retry-After (429/503) and `status` its answer, so a
+    failed discovery backs off as the server asked, from the first answer.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -482,7 +492,8 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     url = _normalise_input(url)
     page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5")
     if not page.ok or page.body is None:
-        raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}")
+        raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}",
+                             status=page.status, retry_after=page.retry_after)
     content_type = page.headers.get("content-type", "")
     if looks_like_feed(page.body, content_type):
         return await _from_feed(fetcher, page, watch)

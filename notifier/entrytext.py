@@ -17,11 +17,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from notifier.errors import NotifierError
+from notifier.textsafety import storable
 
 __all__ = [
     "COMMENT_ANCHOR",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
+    "MAX_PERSON_BYTES",
     "ParseError",
     "clip",
     "comment_number",
@@ -35,6 +37,9 @@ __all__ = [
 
 MAX_ENTRIES = 10_000  # a real feed holds tens; more is a mistake or an attack
 MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
+MAX_PERSON_BYTES = 2048
+"""An author's name or email element longer than this is cut before feedparser reads it:
+its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
 
 COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
 """A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
@@ -60,8 +65,9 @@ def get(obj: object, key: str) -> object:
 
 
 def text_of(obj: object, key: str) -> str:
+    """A text field, made storable (NUL and lone surrogates out: `textsafety.storable`)."""
     value = get(obj, key)
-    return value if isinstance(value, str) else ""
+    return storable(value) if isinstance(value, str) else ""
 
 
 def map_of(obj: object, key: str) -> Mapping[str, Any]:

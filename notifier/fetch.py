@@ -16,6 +16,7 @@ string, and httpx's own INFO request log is silenced.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import socket
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
 from aiohttp import ClientSession, TCPConnector
@@ -132,6 +133,25 @@ class PublicOnlyResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without `user:password@`, and the Basic `Authorization` value it implied.
+
+    Sent as a header by us, not left in the URL: the transport refuses a URL with userinfo
+    beside an explicit Authorization header, and logs show URLs. A redirect keeps the
+    credentials only when its Location is relative (the same origin), as browsers do.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url, None
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), f"Basic {token}"
 
 
 def _format_size(size: int) -> str:
@@ -484,8 +504,11 @@ class Fetcher:
         started: float,
     ) -> FetchResult | str:
         client = self._client
+        target, authorization = split_credentials(hop.url)
+        if authorization is not None:
+            headers = {**headers, "Authorization": authorization}
         async with client.stream(
-            "GET", hop.url, headers=headers, follow_redirects=False
+            "GET", target, headers=headers, follow_redirects=False
         ) as response:
             status = response.status_code
             location = response.headers.get("location")

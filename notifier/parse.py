@@ -29,7 +29,13 @@ from urllib.parse import urlsplit
 import feedparser
 
 from notifier import sources
-from notifier.entrytext import COMMENT_ANCHOR, MAX_ENTRIES, MAX_FIELD_BYTES, ParseError
+from notifier.entrytext import (
+    COMMENT_ANCHOR,
+    MAX_ENTRIES,
+    MAX_FIELD_BYTES,
+    MAX_PERSON_BYTES,
+    ParseError,
+)
 from notifier.entrytext import clip as _clip
 from notifier.entrytext import comment_number as _comment_number
 from notifier.entrytext import get as _get
@@ -51,6 +57,49 @@ __all__ = [
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
+
+# An element naming a person, whatever its prefix, then more text than a name ever holds.
+_LONG_PERSON_FIELD = re.compile(
+    rb"(<(?:[A-Za-z_][\w.-]{0,64}:)?(?:author|name|email|creator|managingEditor|webMaster)"
+    rb"(?:\s[^<>]{0,4096})?>)([^<]{%d,})" % (MAX_PERSON_BYTES + 1))
+
+
+def _cut_person(match: re.Match[bytes]) -> bytes:
+    text = match[2][:MAX_PERSON_BYTES]
+    amp = text.rfind(b"&", -12)
+    if amp >= 0 and b";" not in text[amp:]:
+        text = text[:amp]  # never half an entity
+    while text and text[-1] & 0xC0 == 0x80:
+        text = text[:-1]  # never half a UTF-8 character: drop the continuation bytes
+    if text and text[-1] >= 0xC0:
+        text = text[:-1]  # ... and the lead byte they belonged to
+    return match[1] + text
+
+
+# A character reference to NUL or to half a surrogate pair: feedparser's lenient parser
+# crashes on the latter (`chr(0xD800).encode()`), failing the whole feed for one comment.
+_BAD_CHARREF = re.compile(
+    rb"&#(?:0*|[xX]0*|[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2}|0*5529[6-9]|0*55[3-9]\d\d"
+    rb"|0*56\d\d\d|0*57[0-2]\d\d|0*573[0-3]\d|0*5734[0-3]);")
+
+
+def defuse(body: bytes) -> bytes:
+    """What feedparser must not see: overlong person fields, references to NUL or to lone
+    surrogates (replaced by U+FFFD, as a decoder would)."""
+    body = _BAD_CHARREF.sub(b"&#xFFFD;", body) if b"&#" in body else body
+    return cap_person_fields(body)
+
+
+def cap_person_fields(body: bytes) -> bytes:
+    """The body with overlong author/name/email texts cut to `MAX_PERSON_BYTES`.
+
+    Done on the bytes, before feedparser sees them, because feedparser's own regexes are
+    what a long author attacks. ASCII-compatible encodings only; anything else still has
+    the parse workers' time limit.
+    """
+    if len(body) <= MAX_PERSON_BYTES:
+        return body
+    return _LONG_PERSON_FIELD.sub(_cut_person, body)
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _FEED_TYPES = ("application/atom+xml", "application/rss+xml", "application/rdf+xml")
@@ -504,7 +553,8 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None, 
     response_headers = {key.lower(): value for key, value in (headers or {}).items()}
     response_headers["content-location"] = url
     parsed: Mapping[str, Any] = feedparser.parse(
-        io.BytesIO(body), response_headers=response_headers, sanitize_html=False
+        io.BytesIO(defuse(body)), response_headers=response_headers,
+        sanitize_html=False
     )
     all_raws = _maps(parsed, "entries")
     if not _text(parsed, "version") and not all_raws:

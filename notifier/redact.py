@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["HIDDEN", "destination", "text", "url"]
+__all__ = ["HIDDEN", "destination", "short", "text", "url", "urls_in"]
 
 HIDDEN = "…"
 """What stands where a secret was."""
@@ -94,3 +94,21 @@ def text(value: str, secrets: Iterable[str]) -> str:
     for word in sorted(words, key=len, reverse=True):
         value = value.replace(word, HIDDEN)
     return value
+
+
+SHOWN_MAX = 200
+"""Characters of one configured value `check` and `status` print; the rest is elided."""
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,15}://[^\s\"'<>]*[^\s\"'<>:,.;)]")
+"""A URL in a sentence: it does not end with the punctuation after it."""
+
+
+def short(value: str, limit: int = SHOWN_MAX) -> str:
+    """`value`, or its start and its length when longer than `limit`."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}{HIDDEN} ({len(value):,} characters)"
+
+
+def urls_in(message: str) -> str:
+    """A message with every URL in it shown as `url` shows it (errors quote URLs)."""
+    return _URL_IN_TEXT.sub(lambda m: url(m[0]), message)

@@ -29,6 +29,7 @@ from notifier.errors import NotifierError
 from notifier.htmltext import excerpt, html_to_text
 from notifier.models import Entry, Notice
 from notifier.sanitize import sanitize_html
+from notifier.textsafety import strip_bidi_controls
 
 __all__ = ["EXCERPT_CHARS", "ONE_LINE_SLOTS", "RenderError", "Renderer", "is_html_slot"]
 
@@ -155,6 +156,7 @@ class Renderer:
             message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
                 f"{type(exc).__name__}: {exc}"
             raise RenderError(name, message, line) from exc
+        text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
         if slot in ONE_LINE_SLOTS:
             text = " ".join(text.split())
             if len(text) > MAX_ONE_LINE_CHARS:

@@ -12,6 +12,15 @@ from notifier.limits import MAX_RETRY_AFTER
 
 MAX_BACKOFF_FACTOR = 8
 """A failing feed is polled at most 8 times less often than configured."""
+GONE_DELAY = MAX_RETRY_AFTER
+"""A feed or page answering 410 Gone is asked again once a day, not every interval."""
+
+
+def server_delay(status: int | None, retry_after: float | None) -> float | None:
+    """The least delay the server asked for: its Retry-After, or a day after a 410."""
+    if status == 410:
+        return max(GONE_DELAY, retry_after or 0.0)
+    return retry_after
 
 
 def next_poll(now: float, interval: float, jitter: float, *, errors: int = 0,

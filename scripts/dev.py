@@ -5,6 +5,7 @@ Only a Python 3.11+ interpreter is needed: the first call creates `.venv`, insta
 project (with the test tools for `test`) and remembers what it installed, so later calls
 start at once and reinstall only when pyproject.toml changes.
 
+    python3 scripts/dev.py demo    # a bundled blog on loopback, one notification printed
     python3 scripts/dev.py run     # the daemon on config.example.yaml, state in notifier.db
     python3 scripts/dev.py test    # ruff, mypy, then pytest
 """
@@ -49,6 +50,9 @@ def main(argv: list[str]) -> int:
         # Become the daemon, so Ctrl-C and SIGTERM reach it directly.
         os.chdir(ROOT)
         os.execv(str(BIN / "notifier"), [str(BIN / "notifier"), "run", *args])
+    if command == "demo":
+        ensure_venv("")
+        os.execv(str(BIN / "notifier"), [str(BIN / "notifier"), "demo", *rest])
     if command == "test":
         ensure_venv("test,postgres")
         # Linters first, so the test runner's summary is the last thing printed.

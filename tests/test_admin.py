@@ -10,8 +10,9 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ from notifier.admin.page import FEEDS_SHOWN, PageFacts, render_page
 from notifier.config import load_config
 from notifier.daemon import Daemon as RunningDaemon
 from notifier.daemon import open_engine
+from notifier.poll import cycle as poll_cycle
+from notifier.poll import plan as poll_plan
 from notifier.store import FeedHealth
 from tests.support.blog_server import BlogServer
 from tests.support.daemon import Daemon, cli_env, free_port, running, wait_until
@@ -117,9 +120,11 @@ def test_metrics_tell_polls_deliveries_queue_and_failures(
         got = samples(base)
         failed = got.get(("notifier_notifications_total",
                           (("channel", "broken"), ("outcome", "failed"))), 0)
-        return got if failed >= 3 else None
+        # A poll that lands after its cycle returned is counted with the next cycle.
+        fetched = got.get(("notifier_polls_total", (("result", "fetched"),)), 0)
+        return got if failed >= 3 and fetched >= 1 else None
 
-    got = wait_until(settled, 30, "the broken channel's failures in /metrics")
+    got = wait_until(settled, 30, "the broken channel's failures and the poll in /metrics")
 
     def value(name: str, **labels: str) -> float:
         return got[(name, tuple(sorted(labels.items())))]
@@ -297,3 +302,52 @@ def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_c
     first_rows = page.split("<h2 id=\"feeds\">")[1]
     assert first_rows.index("blog0007.") < first_rows.index("blog0000.")  # failing first
     assert "blog0507." in first_rows and "blog0999." not in first_rows
+
+
+def test_healthz_is_503_while_a_poll_cycle_hangs_and_200_when_it_ends(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cycle leaves a slow discovery or feed behind after a second (one feed never holds
+    # the others); the health check is for cycles that hang anyway, so here the cycle is
+    # made to wait for everything it started.
+    async def wait_for_all(tasks: Iterable[asyncio.Future[Any]], quiet: float,
+                           cap: float) -> None:
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    monkeypatch.setattr(poll_cycle, "wait_while_finishing", wait_for_all)
+    monkeypatch.setattr(poll_plan, "wait_while_finishing", wait_for_all)
+    blog_server.add_file(FEED_PATH, hostile_feed(2), "application/atom+xml; charset=UTF-8")
+    # The feed answers one byte every 0.1 s: the first poll cycle takes several seconds.
+    blog_server.override(FEED_PATH, body=hostile_feed(2)[:60], drip=(60, 0.1), repeat=None,
+                         headers={"Content-Type": "application/atom+xml"})
+    port = free_port()
+    config = load_config(write_config(tmp_path, blog_server, webhook_receiver, port))
+    base = f"http://127.0.0.1:{port}"
+
+    async def scenario() -> list[tuple[int, dict[str, object]]]:
+        seen = []
+        stop, reload = asyncio.Event(), asyncio.Event()
+        async with open_engine(config) as engine:
+            daemon = RunningDaemon(config, engine)
+            daemon.stuck_after = 1.0  # instead of an hour
+            task = asyncio.create_task(daemon.run(stop, reload))
+            async with httpx.AsyncClient(timeout=15) as client:
+                await asyncio.sleep(2.5)
+                answer = await client.get(base + "/healthz")
+                seen.append((answer.status_code, answer.json()))
+                blog_server.clear_overrides()
+                for _ in range(200):
+                    await asyncio.sleep(0.1)
+                    answer = await client.get(base + "/healthz")
+                    if answer.status_code == 200:
+                        break
+                seen.append((answer.status_code, answer.json()))
+            stop.set()
+            await task
+        return seen
+
+    (first, hung), (second, well) = asyncio.run(scenario())
+    loops = hung["loops"]
+    assert first == 503 and isinstance(loops, dict)
+    assert str(loops["poll"]).startswith("stuck for")
+    assert second == 200 and well["status"] == "ok"

@@ -305,6 +305,7 @@ def test_email_over_tls_with_a_private_ca(tmp_path: Path, certificate: tuple[Pat
         assert mail["Message-ID"] == f"<{make_notice(5).notification_id}@example.org>"
         assert isinstance(error, TemporaryFailure)
         assert "TLS certificate not trusted" in str(error)
+        assert "set channels.out.smtp.ca_file to that CA's certificate" in str(error)
         assert len(server.messages) == 1
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from dataclasses import replace
 from datetime import datetime
 from html.parser import HTMLParser
@@ -514,6 +515,14 @@ def test_apprise_config_checks(caplog: pytest.LogCaptureFixture) -> None:
                                    "urls": ["pover://user@token", "json://localhost/x"]})
     assert AppriseChannel.summarize(config) == "apprise to 2 URLs (pover, json)"
     assert "token" not in repr(config)
+
+
+def test_apprise_without_the_library_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "apprise", None)  # `import apprise` now fails
+    with pytest.raises(ValidationError, match=r"pip install 'notifier\[apprise\]'"):
+        channel_config_type("apprise").model_validate(
+            {"type": "apprise", "urls": ["json://localhost/"]})
 
 
 def test_apprise_delivers_through_the_outbox(tmp_path: Path,

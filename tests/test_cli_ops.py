@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -208,3 +210,80 @@ def test_demo_shows_a_notification_without_internet() -> None:
     assert "> the people make the heroes" in out and "alert(1)" not in out
     assert out.index("baseline") < out.index("Markup Tester")
     assert result.stderr == ""
+
+
+def test_tls_to_a_plain_smtp_port_says_which_option_fixes_it(
+        tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notifier.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        channels:
+          mail:
+            type: email
+            from: notifier@localhost
+            to: [reader@localhost]
+            smtp: {{host: 127.0.0.1, port: {smtp_server.port}, security: tls, timeout: 5s}}
+        subscriptions:
+          - {{name: blog, url: "https://blog.example.org/", notify: [mail]}}
+        """), encoding="utf-8")
+    assert main(["test-channel", "mail", "-c", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "TLS failed" in out
+    assert "use security: starttls (port 587), or security: none" in out
+    assert smtp_server.messages == []
+
+
+def test_a_running_daemon_sends_at_once_after_retry_now(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver, secrets: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver)
+    text = config.read_text().replace("[mail, hook]", "[hook]").replace(
+        "    format: json\n", "    format: json\n    retry: {first: 1h}\n")
+    config.write_text(text)
+    assert main(["run", "--once", "-c", str(config)]) == 0
+    blog_server.scenario = "02-markup-comment"
+    webhook_receiver.script([(503, {}, b"down")])
+    assert main(["run", "--once", "-c", str(config)]) == 1  # refused; next try in an hour
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    daemon = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    log: list[str] = []
+    try:
+        assert daemon.stderr is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(" running: " in line for line in log):
+            log.append(daemon.stderr.readline())
+        assert any(" running: " in line for line in log), log
+        capsys.readouterr()
+        assert len(webhook_receiver.received) == 1  # the daemon waits for the retry time
+        assert main(["retry", "--now", "-c", str(config)]) == 0
+        assert "1 failing notification due now" in capsys.readouterr().out
+        second = webhook_receiver.wait_for(2, timeout=20)
+        assert second[0].headers["webhook-id"] == second[1].headers["webhook-id"]
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, "".join(log) + err
+    data = status_json(config, capsys)
+    assert channel(data, "hook")["sent"] == 1 and channel(data, "hook")["failing"] == 0
+
+
+def test_every_recipient_refused_disables_the_channel_naming_the_setting(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver, secrets: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver)
+    config.write_text(config.read_text().replace("username: notifier, password: "
+                                                 "\"${SMTP_PASSWORD}\"", "timeout: 5s"))
+    assert main(["run", "--once", "-c", str(config)]) == 0
+    blog_server.scenario = "02-markup-comment"
+    smtp_server.fail_next(550, "5.1.1 No such user here", stage="RCPT")
+    assert main(["run", "--once", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "every recipient was refused: reader@localhost (550 5.1.1 No such user here); " \
+           "fix the addresses in channels.mail.to" in err
+    mail = channel(status_json(config, capsys), "mail")
+    assert mail["dead"] == 1 and "channels.mail.to" in str(mail["disabled"])
+    assert smtp_server.messages == []

@@ -136,7 +136,11 @@ def test_export_lists_the_discovered_feeds_and_preview_renders_each_channel(
         webhook_receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     path = operator_file(tmp_path, blog_server, smtp_server.port, webhook_receiver.url)
-    path.write_text(path.read_text().replace("notify: [ mail ]", "notify: [ mail, team ]"))
+    # Apprise reaches its services by itself: a preview shows its templates, never sends.
+    apprise = (f"  push:\n    type: apprise\n    urls: ['json://"
+               f"{webhook_receiver.origin.removeprefix('http://')}/apprise']\n")
+    path.write_text(path.read_text().replace("notify: [ mail ]", "notify: [ mail, team, push ]")
+                    .replace("\nsubscriptions:", apprise + "\nsubscriptions:"))
     monkeypatch.setenv("SMTP_PASSWORD", "x")
     monkeypatch.setenv("HOOK_TOKEN", "secret-token")
     assert main(["preview", "thread", "-c", str(path)]) == 1
@@ -158,7 +162,8 @@ def test_export_lists_the_discovered_feeds_and_preview_renders_each_channel(
     mail = out.split("=== mail ===")[1].split("=== team ===")[0]
     assert "Subject: " in mail and "Why Defend Stalin?" in mail
     assert "From: Notifier <notifier@localhost>" in mail and "To: ann@localhost" in mail
-    team = out.split("=== team ===")[1]
+    team, push = out.split("=== team ===")[1].split("=== push ===")
+    assert "[title]\nNew comment by " in push and "[text]\n" in push
     assert team.startswith("\nPOST http://127.0.0.1/…  (application/json)")
     payload = json.loads(team.split("(application/json)\n", 1)[1])
     assert payload["subscription"] == "thread"

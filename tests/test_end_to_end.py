@@ -262,7 +262,7 @@ def test_one_bad_feed_never_stops_the_others(
     assert "failing x1: HTTP 500" in status.stdout
     assert f"{POST_PATH}feed/atom/" in status.stdout
     assert "subscriptions without a feed:" in status.stdout
-    assert "  gone: " in status.stdout and "discovery failing: " in status.stdout
+    assert "  gone: " in status.stdout and "discovery failing x2: " in status.stdout
 
 
 def test_blocking_private_networks_refuses_a_loopback_feed(

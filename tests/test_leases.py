@@ -49,6 +49,13 @@ def test_feeds_not_due_or_not_asked_for_are_not_claimed(store: Store) -> None:
     # run --once takes feeds that are not due yet, still none another node holds.
     forced = store.claim_feeds("b", 500.0, ids, 10, 60.0, False)
     assert sorted(f.id for f in forced) == ids[1:]
+    # A daemon claims any due feed; one it does not poll is given back for an interval.
+    store.release_feeds("b", ids[1:2], 1000.0)
+    store.release_feeds("b", ids[2:])
+    assert [f.id for f in store.claim_feeds("c", 1050.0, None, 10, 60.0)] == ids[2:]
+    later = store.claim_feeds("c", 1599.0, None, 10, 60.0)  # leases ran out; ids[1] waits
+    assert sorted(f.id for f in later) == [ids[0], ids[2]]
+    assert [f.id for f in store.claim_feeds("c", 1600.0, None, 10, 60.0)] == ids[1:2]
 
 
 def test_a_stale_node_writes_nothing_once_its_token_moved_on(store: Store) -> None:
@@ -109,10 +116,10 @@ def test_one_node_delivers_to_a_channel_and_a_pause_is_shared(store: Store) -> N
 
 
 def test_nodes_migrating_at_once_migrate_once(store: Store) -> None:
-    # Back to version 4 (before nodes), then four nodes start together.
+    # Back to version 5 (before nodes), then four nodes start together.
     with store.engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE nodes"))
-        conn.execute(sa.text("UPDATE meta SET value = '4' WHERE key = 'schema_version'"))
+        conn.execute(sa.text("UPDATE meta SET value = '5' WHERE key = 'schema_version'"))
     errors: list[BaseException] = []
 
     def start() -> None:

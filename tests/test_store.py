@@ -124,6 +124,35 @@ def test_sent_failed_dead_and_requeue(store: Store) -> None:
     assert [i.id for i in store.claim_due(3200.0, 10)] == [c.id]
 
 
+def test_retry_now_makes_failing_rows_due_and_requeues_dead_ones(store: Store) -> None:
+    """`notifier retry --now [--channel]`: the next attempt is now, whatever the backoff."""
+    feed = setup_feed(store)
+    es = [entry(n) for n in (1, 2, 3, 4)]
+    store.record_polls([record(feed, es, [QueuedNotice("thread", "me", es[0].key),
+                                          QueuedNotice("thread", "me", es[1].key),
+                                          QueuedNotice("thread", "me", es[2].key),
+                                          QueuedNotice("thread", "other", es[3].key)])])
+    a, b, c, d = sorted(store.claim_due(3000.0, 10), key=lambda i: i.entry.key)
+    store.mark_failed(a.id, "HTTP 503", 9000.0, 3001.0)
+    store.mark_failed(b.id, "HTTP 400", None, 3001.0)
+    store.mark_sent(c.id, 3001.0)
+    store.mark_failed(d.id, "HTTP 503", 8000.0, 3001.0)
+    assert store.channel_stats()["me"].next_retry == 9000.0
+    assert store.retry_now(3500.0, "me") == (1, 1)
+    assert store.channel_stats()["me"].next_retry == 3500.0
+    assert sorted(i.id for i in store.claim_due(3500.0, 10)) == sorted([a.id, b.id])
+    assert store.channel_stats()["other"].next_retry == 8000.0  # another channel: untouched
+    assert store.retry_now(3600.0) == (1, 0)
+    assert [i.id for i in store.claim_due(3600.0, 10)] == [d.id]
+
+
+def test_newest_entries_by_publication(store: Store) -> None:
+    feed = setup_feed(store)
+    es = [entry(n) for n in (3, 1, 2)]
+    store.record_polls([record(feed, es, [])])
+    assert [e.key for e in store.newest_entries(feed, 2)] == [entry(3).key, entry(2).key]
+
+
 def test_new_feed_for_a_subscription_means_a_new_baseline(store: Store) -> None:
     feed = setup_feed(store)
     store.record_polls([record(feed, [], [])])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-__all__ = ["escape_discord", "escape_mattermost", "link", "split_links"]
+__all__ = ["escape_around", "escape_discord", "escape_mattermost", "link", "split_links"]
 
 _INLINE = r"\\`*_~\[\]()|#"
 """Anywhere in a line: emphasis, code, links and images, spoilers, headings, hashtags."""

@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="notifier",
         description="Watches blog posts and comment threads and tells people, by email or "
                     "chat, when something new is said: a new post, a new comment, a reply.",
-        epilog="Exit status: 0 success, 1 a feed or delivery failed (run --once), "
-               "2 bad configuration or usage. See README.md for the configuration format.")
+        epilog="Exit status: 0 success; 1 a feed or delivery failed, or notifications are "
+               "still failing (run --once); 2 bad configuration or usage. `notifier COMMAND "
+               "-h` for each command. The README (also installed in share/doc/notifier/) "
+               "describes the configuration format.")
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
     # Also accepted before the command (`notifier -v run`); `main` adds the two places up.
     parser.add_argument("-v", "--verbose", dest="g_verbose", action="count", default=0,

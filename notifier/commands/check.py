@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from notifier import redact
 from notifier.commands.common import EXIT_OK, Command, duration, load, timing
 from notifier.store import Store
 
@@ -24,7 +25,8 @@ def _check(args: argparse.Namespace) -> int:
             times.append(f"at most one message per {duration(channel.pace)}")
         if channel.burst_limit is not None:
             times.append(f"more than {channel.burst_limit} at once as one summary")
-        print(f"    {name}: {summary}{''.join(f'; {t}' for t in times)}")
+        print(f"    {redact.short(name)}: {redact.short(summary)}"
+              f"{''.join(f'; {t}' for t in times)}")
     print(f"  subscriptions ({len(config.subscriptions)}):")
     for sub in config.subscriptions:
         filters = []
@@ -44,8 +46,9 @@ def _check(args: argparse.Namespace) -> int:
         if sub.exclude_authors:
             filters.append("not by " + ", ".join(sub.exclude_authors))
         filters += timing(sub)
-        extra = f" ({'; '.join(filters)})" if filters else ""
-        print(f"    {sub.name}: {sub.watch} of {sub.url}{extra} every "
+        extra = f" ({redact.short('; '.join(filters))})" if filters else ""
+        print(f"    {redact.short(sub.name)}: {sub.watch} of "
+              f"{redact.short(redact.url(sub.url))}{extra} every "
               f"{duration(config.interval(sub))} -> {', '.join(sub.notify)}")
     return EXIT_OK
 

@@ -1,9 +1,10 @@
 """`notifier preview NAME`: what the newest entry of a subscription would look like in each
 of its channels, rendered by the channels' own code and templates, and sent nowhere.
 
-Email shows the message `EmailChannel` builds; the console channel its text; every HTTP
-channel (webhook, chat) sends into an in-process transport that records the request and
-answers like its server, so the payload shown is exactly the one that would leave.
+Email shows the message `EmailChannel` builds; the console channel its text; the HTTP
+channels (webhook and its chat formats, Matrix, Telegram, ntfy) send into an in-process
+transport that records the request and answers like their servers, so the payload shown is
+exactly the one that would leave; any other kind (Apprise) shows its rendered templates.
 Needs no channel secrets (a missing one reads `unset-NAME` in what is shown).
 """
 
@@ -23,8 +24,12 @@ from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, 
 from notifier.config import Config, close_match
 from notifier.delivery.channel import ChannelConfig, ChannelContext, DeliveryError
 from notifier.models import Notice
-from notifier.render import Renderer
+from notifier.render import Renderer, RenderError
 from notifier.store import Store
+
+HTTP_KINDS = frozenset({"webhook", "matrix", "telegram", "ntfy"})
+"""Kinds that send only through the context's HTTP client, which a preview replaces with a
+recording transport; any other kind shows its rendered templates instead."""
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +64,7 @@ def _preview(args: argparse.Namespace) -> int:
         try:
             print(asyncio.run(render(name, channel, renderer,
                                      _for_channel(notice, name))).rstrip())
-        except DeliveryError as exc:
+        except (DeliveryError, RenderError) as exc:
             print(f"(cannot render: {exc})")
             code = EXIT_FAILED
     return code
@@ -118,6 +123,11 @@ async def render(name: str, config: ChannelConfig, renderer: Renderer, notice: N
             return f"{head}\n{text}\n(and an HTML alternative)"
         if isinstance(channel, ConsoleChannel):
             return channel.render("text", notice)
+        if channel.kind not in HTTP_KINDS:
+            # A kind that may reach its service some other way (Apprise): its templates
+            # only, so a preview can never send.
+            return "\n\n".join(f"[{slot}]\n{channel.render(slot, notice).rstrip()}"
+                                 for slot in channel.template_slots)
         try:
             await channel.send(notice)
         except DeliveryError:

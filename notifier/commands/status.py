@@ -73,6 +73,8 @@ class DiscoveryStatus:
     subscription: str
     url: str
     error: str | None  # None: not polled yet
+    failures: int = 0  # failed discoveries in a row
+    next_try: float | None = None  # when discovery is tried again (backoff, Retry-After, 410)
 
 
 @dataclass
@@ -86,7 +88,7 @@ class StatusReport:
 
 
 _TIMES = ("last_sent", "next_retry", "next_release", "last_polled", "next_poll", "generated",
-          "heartbeat")
+          "next_try", "heartbeat")
 
 
 def collect(config: Config, now: float | None = None) -> StatusReport:
@@ -110,7 +112,7 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
             disabled=s.disabled_reason, digests=s.digests, in_digests=s.in_digests,
             needs_variables=list(config.unresolved.get(name, ()))))
     feeds = [FeedStatus(
-        url=feed.url,
+        url=redact.short(redact.url(feed.url)),
         state="failing" if feed.last_error else "ok" if feed.last_status else "waiting",
         last_status=feed.last_status, last_error=feed.last_error,
         error_count=feed.error_count, last_polled=feed.last_polled, next_poll=feed.next_due,
@@ -122,8 +124,9 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
     for sub in config.subscriptions:
         known = states.get(sub.name)
         if known is None or known.feed_id is None:
-            lost.append(DiscoveryStatus(sub.name, redact.url(sub.url),
-                                        known.last_error if known else None))
+            lost.append(DiscoveryStatus(
+                sub.name, redact.short(redact.url(sub.url)), known.last_error if known else None,
+                known.discovery_errors if known else 0, known.discovery_due if known else None))
     generated = time.time() if now is None else now
     return StatusReport(Store.describe_url(config.state_url()), generated, channels, feeds,
                         lost, node_statuses(config, nodes, generated))
@@ -183,8 +186,12 @@ def print_table(report: StatusReport) -> None:
     if report.discovery_failing:
         print("subscriptions without a feed:")
         for lost in report.discovery_failing:
-            reason = lost.error or "not polled yet"
-            print(f"  {lost.subscription}: {lost.url}\n    discovery failing: {reason}")
+            if lost.error is None:
+                print(f"  {lost.subscription}: {lost.url}\n    not discovered yet")
+                continue
+            retry = f"; next try {at(now, lost.next_try)}" if lost.next_try is not None else ""
+            print(f"  {lost.subscription}: {lost.url}\n    discovery failing "
+                  f"x{lost.failures}: {lost.error}{retry}")
     print_nodes(report.nodes, now)
 
 

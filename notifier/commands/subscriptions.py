@@ -64,6 +64,8 @@ def _add(args: argparse.Namespace) -> int:
     if notify is None:
         return EXIT_USAGE
     url: str = args.url.strip()
+    if "://" not in url:  # `notifier add blog.example.org`, as discovery reads it too
+        url = "https://" + url.removeprefix("//")
     for sub in config.subscriptions:
         if sub.url == url and sub.watch == args.watch:
             print(f"notifier: {sub.name} already follows the {args.watch} of {url}",

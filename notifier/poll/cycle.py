@@ -9,22 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import fields, replace
 from typing import Any, TypeVar
 
+from notifier import redact
 from notifier.cluster import Node
 from notifier.config import Config
 from notifier.fetch import Fetcher
-from notifier.poll.complete import complete_batch
-from notifier.poll.decide import decide_poll
+from notifier.models import Entry, FeedKind, FetchResult
+from notifier.poll.complete import Snapshot, complete_batch
+from notifier.poll.decide import Outcome, decide_poll
+from notifier.poll.parsepool import PARSE_TIME_LIMIT, ParsePool
 from notifier.poll.plan import Plan, Planner
 from notifier.poll.probe import probe_sites
 from notifier.poll.record import PollReport, report_batch
-from notifier.poll.retrieve import ParsePool, Polled, retrieve
-from notifier.store import Store
+from notifier.poll.retrieve import Polled, retrieve
+from notifier.poll.waiting import wait_while_finishing
+from notifier.store import PollRecord, Store
+from notifier.textsafety import storable
 
 T = TypeVar("T")
 
@@ -33,10 +40,16 @@ WRITE_BATCH = 200
 what a crash can make the next run fetch again."""
 BATCH_LINGER = 0.25
 """Seconds the writer waits for more finished polls before writing a smaller batch."""
-
-__all__ = ["BATCH_LINGER", "WRITE_BATCH", "Poller", "StoreThread", "claim_size"]
+STRAGGLER_WAIT = 1.0
+"""A daemon cycle stops waiting once no feed finished for this long: the rest are slow
+(dripping servers, stuck parses) and finish in the background within their budget."""
+CYCLE_WAIT = 10.0
+"""... and after this long in any case; what is still in flight lands in a later cycle."""
 
 log = logging.getLogger("notifier")
+
+__all__ = ["BATCH_LINGER", "STRAGGLER_WAIT", "WRITE_BATCH", "Poller", "StoreThread",
+           "claim_size"]
 
 
 def claim_size(config: Config, store: Store) -> int:
@@ -66,6 +79,15 @@ class StoreThread:
 
 
 class Poller:
+    """Polls due feeds; a slow feed delays neither the cycle nor the next one.
+
+    Each feed's fetch, parse and completion run as one task with its own time budget
+    (`feed_budget`): one that overruns is recorded as failed and backs off like any failure.
+    A cycle waits for its feeds while they keep finishing; once only stragglers remain (no
+    feed finished for `STRAGGLER_WAIT`), it returns and they finish in the background, their
+    results written by the same writer. A feed still in flight is not started again.
+    """
+
     def __init__(self, config: Config, store: Store, fetcher: Fetcher, db: StoreThread, *,
                  parser: ParsePool, clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None, node: Node | None = None) -> None:
@@ -78,121 +100,273 @@ class Poller:
         self.rng = rng or random.Random()
         self._db = db
         self.planner = Planner(config, store, fetcher, db, clock)
+        self.feed_budget = feed_budget(config)
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._queue: asyncio.Queue[Polled] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._report = PollReport()
+        self._plan: Plan | None = None
+        self._abandoned: set[int] = set()
+        self.on_queued: Callable[[], None] | None = None
+        """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
 
     async def poll(self, *, force: bool = False) -> PollReport:
-        """Poll every feed that is due (every feed with `force`) and queue what is new."""
-        report = PollReport()
+        """Poll every feed that is due (every feed with `force`) and queue what is new.
+
+        With `force` (`run --once`) every feed's poll is waited for.
+        """
+        # Polls that landed after their own cycle returned (stragglers) were counted into
+        # this report by the writer: the cycle reports them, so no poll goes uncounted.
+        report = self._report
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
-        plan = await self.planner.plan(force=force)
+        plan = self._plan = await self.planner.plan(force=force)
         for failure in plan.failures:
             # Tried and failed like a fetch: a subscription with no feed must not vanish
             # from the summary ("0 feeds polled, 0 failed" while nothing works).
             report.feeds_polled += 1
             report.feeds_failed += 1
             report.errors.append(f"subscription {failure.subscription}: {failure.reason}")
-        queue: asyncio.Queue[Polled | None] = asyncio.Queue()
-        writer = asyncio.create_task(self._write(queue, plan, report))
+        await self._release_abandoned()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="poll writer")
 
         async def one(feed: Any, news: Any, now: float) -> None:
             if not self.node.holds(now, self.clock()):
                 report.fenced += 1  # paused past the lease: another node polls it now
+                self._abandoned.add(feed.id)
                 return
             every = plan.rescan_every(self.config, feed.id)
             rescan = every is not None and (
                 (feed.rescan_due is not None and feed.rescan_due <= now)
                 or (feed.api_root is not None and feed.api_root in news.moved))
-            await queue.put(await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                           conditional=not news.unconditional(feed),
-                                           expect=plan.expected_kind(feed.id)))
+            await self._queue.put(await self._retrieve(
+                feed, rescan=rescan, conditional=not news.unconditional(feed),
+                expect=plan.expected_kind(feed.id)))
 
-        # Feeds are claimed a batch at a time (see `claim_size`), the next batch when the
-        # fetches in flight run low; each feed at most once per cycle.
-        unclaimed = dict.fromkeys(plan.feed_subs)
+        # Feeds are claimed (see `store.leases`) a batch at a time, the next batch when the
+        # fetches of this cycle run low; each feed at most once per cycle. A feed still in
+        # flight from an earlier cycle is not claimed again.
+        unclaimed = dict.fromkeys(i for i in plan.feed_subs if i not in self._inflight)
         size = claim_size(self.config, self.store)
-        in_flight: set[asyncio.Task[None]] = set()
-        claimed: list[int] = []
-        try:
-            while unclaimed:
-                now = self.clock()
-                due = await self._db(self.store.claim_feeds, self.node.name, now,
-                                     list(unclaimed), size - len(in_flight), self.node.lease,
-                                     not force)
-                if not due:
-                    break
-                for feed in due:
-                    unclaimed.pop(feed.id, None)
-                    claimed.append(feed.id)
-                self.node.feeds.update(claimed[-len(due):])
-                news = await probe_sites(due, plan, self.config, store=self.store,
-                                         fetcher=self.fetcher, db=self._db, now=now,
-                                         force=force)
-                in_flight.update(asyncio.create_task(one(feed, news, now)) for feed in due)
-                while len(in_flight) > size // 2:
-                    done, in_flight = await asyncio.wait(
-                        in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()
-            await asyncio.gather(*in_flight)
-        finally:
-            for task in in_flight:
-                task.cancel()
-            try:
-                await queue.put(None)
-                await writer
-            finally:
-                # Whatever was claimed and not written (a failed write, a stop, a lost
-                # lease) is given back now and no longer renewed by the heartbeat.
-                self.node.feeds.difference_update(claimed)
-                left = [i for i in claimed if i not in report.written]
-                if left:
-                    await self._db(self.store.release_feeds, self.node.name, left)
+        tasks: list[asyncio.Task[None]] = []
+        seen: set[int] = set()
+        while unclaimed:
+            active = [t for t in tasks if not t.done()]
+            if len(active) > size // 2:
+                done, _ = await asyncio.wait(active, timeout=STRAGGLER_WAIT,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done and not force:
+                    break  # only stragglers: leave the rest to other nodes or next cycle
+                continue
+            now = self.clock()
+            # A daemon cycle claims any due feed (an index walk, however many feeds there
+            # are) and gives back what it does not poll; `run --once` names its feeds.
+            due = await self._db(self.store.claim_feeds, self.node.name, now,
+                                 list(unclaimed) if force else None, size - len(active),
+                                 self.node.lease, not force)
+            if not due:
+                break
+            foreign = [f.id for f in due if f.id not in plan.feed_subs]
+            again = [f.id for f in due if f.id in seen or f.id in self._inflight]
+            if foreign:
+                await self._db(self.store.release_feeds, self.node.name, foreign, now)
+            if again:
+                await self._db(self.store.release_feeds, self.node.name, again)
+            due = [f for f in due if f.id in unclaimed]
+            if not due:
+                break  # only feeds polled this cycle or read by no subscription are due
+            for feed in due:
+                seen.add(feed.id)
+                unclaimed.pop(feed.id, None)
+            self.node.feeds.update(feed.id for feed in due)
+            news = await probe_sites(due, plan, self.config, store=self.store,
+                                     fetcher=self.fetcher, db=self._db, now=now, force=force)
+            for feed in due:
+                task = asyncio.create_task(one(feed, news, now))
+                self._inflight[feed.id] = task
+                task.add_done_callback(functools.partial(self._landed, feed.id))
+                tasks.append(task)
+        if force:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        else:
+            await wait_while_finishing(tasks, STRAGGLER_WAIT, CYCLE_WAIT)
+        # Everything finished so far is written before the cycle reports.
+        await self._queue.join()
+        return self._take_report()
+
+    def _take_report(self) -> PollReport:
+        report, self._report = self._report, PollReport()
         return report
 
-    async def _write(self, queue: asyncio.Queue[Polled | None], plan: Plan,
-                     report: PollReport) -> None:
+    def _landed(self, feed_id: int, task: asyncio.Task[None]) -> None:
+        """A feed stays in flight until its poll is written (the writer lets it go): a
+        straggler done but not yet written is still due in the store, and must not be polled
+        again by the next cycle. Only a task that ended without a result is let go here."""
+        if task.cancelled() or task.exception() is not None:
+            self._inflight.pop(feed_id, None)
+            self._abandoned.add(feed_id)
+
+    async def _release_abandoned(self) -> None:
+        """Give back claims whose poll was not written (a failed write, a lost lease, a
+        stop): others may take them at once, and the heartbeat stops renewing them."""
+        gone = [i for i in self._abandoned if i not in self._inflight]
+        self._abandoned.difference_update(gone)
+        self.node.feeds.difference_update(gone)
+        if gone:
+            await self._db(self.store.release_feeds, self.node.name, gone)
+
+    async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
+                        expect: FeedKind | None) -> Polled:
+        try:
+            async with asyncio.timeout(self.feed_budget):
+                return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
+                                      conditional=conditional, expect=expect)
+        except TimeoutError:
+            reason = f"fetch and parse took more than {self.feed_budget:g} s"
+            return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
+                                            error=reason, elapsed=self.feed_budget),
+                          None, reason, rescan=rescan)
+
+    async def close(self) -> None:
+        """Stop feeds still in flight and the writer: what they had not written is not lost,
+        it is polled again next run."""
+        for task in [*self._inflight.values(), *([self._writer] if self._writer else [])]:
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+        self._abandoned.update(self.node.feeds)
+        self._inflight.clear()
+        await self._release_abandoned()
+        await self.planner.close()
+
+    async def _write(self) -> None:
         loop = asyncio.get_running_loop()
-        done = False
-        while not done:
-            item = await queue.get()
-            if item is None:
-                break
-            batch = [item]
+        while True:
+            batch = [await self._queue.get()]
             # Linger briefly so that a batch, and so a transaction, covers many feeds.
             deadline = loop.time() + BATCH_LINGER
             while len(batch) < WRITE_BATCH:
                 try:
-                    more = await asyncio.wait_for(queue.get(), max(deadline - loop.time(), 0))
+                    more = await asyncio.wait_for(self._queue.get(),
+                                                  max(deadline - loop.time(), 0))
                 except TimeoutError:
                     break
-                if more is None:
-                    done = True
-                    break
                 batch.append(more)
-            await self._write_batch(batch, plan, report)
+            written = self._report.written
+            try:
+                assert self._plan is not None
+                await self._write_batch(batch, self._plan, self._report)
+            except Exception:
+                log.exception("writing %d polls failed; they are polled again", len(batch))
+            finally:
+                for polled in batch:
+                    self._inflight.pop(polled.feed.id, None)
+                    self.node.feeds.discard(polled.feed.id)
+                    if polled.feed.id not in written:
+                        self._abandoned.add(polled.feed.id)
+                    self._queue.task_done()
 
     async def _write_batch(self, batch: list[Polled], plan: Plan, report: PollReport) -> None:
         snapshots = await complete_batch(batch, plan, config=self.config, store=self.store,
                                          fetcher=self.fetcher, parser=self.parser, db=self._db)
         now = self.clock()
-        outcomes = [decide_poll(s, plan, self.config, now=now, rng=self.rng) for s in snapshots]
-        records = [o.record for o in outcomes]
+        outcomes = [self._decide(s, plan, now) for s in snapshots]
+        records = [storable_record(o.record) for o in outcomes]
         tokens = {s.polled.feed.id: s.polled.feed.lease_token for s in snapshots}
-        queued, refused = await self._db(self.store.record_fenced, records, self.node.name,
-                                         tokens)
-        if refused:
-            # Paused past the lease (or cut off): another node has these feeds now and
-            # writes their polls; ours are stale and dropped whole, notifications included.
-            log.warning("lost the lease on %d feed(s) before writing their polls (this node "
-                        "was paused or slow for more than %.0f s); their results are dropped, "
-                        "another node polls them", len(refused), self.node.lease)
-            report.fenced += len(refused)
-            lost = set(refused)
-            kept = [i for i, o in enumerate(outcomes) if o.record.feed_id not in lost]
-            snapshots = [snapshots[i] for i in kept]
-            outcomes = [outcomes[i] for i in kept]
-            records = [o.record for o in outcomes]
+        try:
+            queued, refused = await self._db(self.store.record_fenced, records,
+                                             self.node.name, tokens)
+            if refused:
+                # Paused past the lease (or cut off): another node has these feeds now and
+                # writes their polls; ours are stale and dropped whole, notifications too.
+                log.warning("lost the lease on %d feed(s) before writing their polls (this "
+                            "node was paused or slow for more than %.0f s); their results "
+                            "are dropped, another node polls them", len(refused),
+                            self.node.lease)
+                report.fenced += len(refused)
+                lost = set(refused)
+                kept = [i for i, o in enumerate(outcomes) if o.record.feed_id not in lost]
+                snapshots = [snapshots[i] for i in kept]
+                outcomes = [outcomes[i] for i in kept]
+                records = [records[i] for i in kept]
+        except Exception as exc:
+            # One poll the database still refuses must not lose the batch's others: each
+            # is written on its own, and the refused one is recorded as a failed poll.
+            log.error("writing %d polls together failed (%s); writing them one by one",
+                      len(records), _db_reason(exc))
+            queued, records = await self._write_one_by_one(records, tokens)
+            outcomes = [replace(o, record=r, decision=o.decision if r.error is None else None)
+                        for o, r in zip(outcomes, records, strict=True)]
+            snapshots = [replace(s, polled=replace(s.polled, error=r.error))
+                         if r.error and not s.polled.error else s
+                         for s, r in zip(snapshots, records, strict=True)]
         report.written.update(r.feed_id for r in records)
+        if queued and self.on_queued is not None:
+            self.on_queued()  # also for polls that finish after their cycle returned
         if any(r.threads or r.settle_thread for r in records):
             self.planner.threads_moved()
         report_batch([s.polled for s in snapshots], outcomes, queued, report)
+
+
+    def _decide(self, snapshot: Snapshot, plan: Plan, now: float) -> Outcome:
+        """`decide_poll`, and a failed poll instead of a failed batch if it raises (a bug
+        that one feed's odd content found: logged with its traceback, the rest goes on)."""
+        try:
+            return decide_poll(snapshot, plan, self.config, now=now, rng=self.rng)
+        except Exception as exc:
+            feed = snapshot.polled.feed
+            log.exception("feed %s: deciding what is new failed", redact.url(feed.url))
+            reason = f"notifier failed on this feed's content ({type(exc).__name__})"
+            failed = replace(snapshot.polled, parsed=None, error=reason)
+            return decide_poll(replace(snapshot, polled=failed), plan, self.config, now=now,
+                               rng=self.rng)
+
+    async def _write_one_by_one(self, records: list[PollRecord], tokens: dict[int, int]
+                                ) -> tuple[int, list[PollRecord]]:
+        queued = 0
+        written = []
+        for record in records:
+            try:
+                count, _ = await self._db(self.store.record_fenced, [record],
+                                          self.node.name, tokens)
+                queued += count
+            except Exception as exc:
+                reason = f"the state refused this poll's entries: {_db_reason(exc)}"
+                record = PollRecord(feed_id=record.feed_id, polled_at=record.polled_at,
+                                    next_due=record.next_due, status=record.status,
+                                    error=reason)
+                try:
+                    await self._db(self.store.record_fenced, [record], self.node.name, tokens)
+                except Exception as again:
+                    log.error("feed %d: even its failure could not be stored: %s",
+                              record.feed_id, _db_reason(again))
+            written.append(record)
+        return queued, written
+
+
+def _db_reason(exc: Exception) -> str:
+    """The database's own message, first line only (SQLAlchemy appends the whole SQL)."""
+    orig = getattr(exc, "orig", None)
+    return (str(orig if orig is not None else exc).strip().splitlines() or [""])[0][:300]
+
+
+def storable_record(record: PollRecord) -> PollRecord:
+    """The record with every text a feed supplied made storable (`textsafety.storable`)."""
+    new = tuple(_storable_entry(e) for e in record.new_entries)
+    changed = tuple(_storable_entry(e) for e in record.changed_entries)
+    title = storable(record.title) if record.title is not None else None
+    return replace(record, new_entries=new, changed_entries=changed, title=title)
+
+
+def _storable_entry(entry: Entry) -> Entry:
+    changes: dict[str, Any] = {f.name: storable(value) for f in fields(entry)
+               if isinstance(value := getattr(entry, f.name), str) and storable(value) != value}
+    return replace(entry, **changes) if changes else entry
+
+
+def feed_budget(config: Config) -> float:
+    """Seconds one feed's poll may take: its fetch (all hops), the parse, and a margin for
+    the follow-up requests of a rescan."""
+    return config.http.timeout + PARSE_TIME_LIMIT + 10.0

@@ -24,7 +24,7 @@ from notifier.match import match
 from notifier.models import Entry
 from notifier.poll.complete import Snapshot
 from notifier.poll.plan import Plan
-from notifier.schedule import next_poll
+from notifier.schedule import next_poll, server_delay
 from notifier.store import PollRecord, QueuedNotice, SubscriptionState, ThreadUpdate
 
 __all__ = ["Outcome", "decide_poll"]
@@ -51,7 +51,7 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     subs = plan.readers(feed.id)
     errors = feed.error_count + 1 if polled.error else 0
     next_due = next_poll(now, feed.interval, config.defaults.jitter, errors=errors,
-                         retry_after=fetched.retry_after, rng=rng)
+                         retry_after=server_delay(fetched.status, fetched.retry_after), rng=rng)
     every = plan.rescan_every(config, feed.id)
     # A listing that failed for now (no answer, 5xx) is tried again at the next poll: the
     # first one in particular, which tells later rescans what is old.

@@ -21,16 +21,29 @@ from typing import Any
 
 from notifier import redact
 from notifier.config import Config, Subscription
-from notifier.discover import DiscoveryError, discover
+from notifier.discover import Discovery, DiscoveryError, discover
 from notifier.fetch import Fetcher
 from notifier.models import FeedKind
+from notifier.poll.waiting import wait_while_finishing
+from notifier.schedule import next_poll, server_delay
 from notifier.store import Store, SubscriptionState
 
 log = logging.getLogger("notifier")
 Db = Callable[..., Awaitable[Any]]
 """Runs a store method on the store's one thread (`cycle.StoreThread`)."""
 
-__all__ = ["Db", "DiscoveryFailure", "Plan", "Planner"]
+__all__ = ["DISCOVERY_WAIT", "Db", "DiscoveryFailure", "Plan", "Planner", "discovery_budget"]
+
+DISCOVERY_WAIT = 5.0
+"""A daemon cycle waits at most this long for the discoveries it started (a first start
+discovers every subscription), while they keep finishing; the rest land in a later cycle."""
+
+
+def discovery_budget(config: Config) -> float:
+    """Seconds one subscription's discovery may take: a page and a feed or two."""
+    return 2 * config.http.timeout
+
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +93,8 @@ class Plan:
 
 
 class Planner:
-    """Builds each cycle's `Plan`; remembers when a failed discovery may be tried again."""
+    """Builds each cycle's `Plan`; discoveries run in the background, their failures stored
+    with when to try again (the same backoff as a failed poll, Retry-After and 410 included)."""
 
     def __init__(self, config: Config, store: Store, fetcher: Fetcher, db: Db,
                  clock: Callable[[], float]) -> None:
@@ -90,7 +104,8 @@ class Planner:
         self._db = db
         self._clock = clock
         self._subs = {s.name: s for s in config.subscriptions}
-        self._discovery_retry: dict[str, float] = {}
+        self._discovering: dict[str, asyncio.Task[Discovery]] = {}
+        self._harvested: list[str] = []
         self._plan: Plan | None = None
         self._stale = True
 
@@ -101,17 +116,30 @@ class Planner:
     async def plan(self, *, force: bool) -> Plan:
         states: dict[str, SubscriptionState] = await self._db(self.store.subscription_states)
         now = self._clock()
-        pending = []
+        started = []
         for sub in self.config.subscriptions:
             state = states.get(sub.name)
             fresh = (state is not None and state.feed_id is not None
                      and state.source_url == sub.url and state.watch == sub.watch)
-            if not fresh and (force or self._discovery_retry.get(sub.name, 0) <= now):
-                pending.append(sub)
-        failures = await self._discover(pending, now)
-        if pending:
+            if fresh or sub.name in self._discovering:
+                continue
+            due = (state.discovery_due if state is not None and state.source_url == sub.url
+                   else None)
+            if force or due is None or due <= now:
+                task = asyncio.create_task(self._discover_one(sub), name=f"discover {sub.name}")
+                self._discovering[sub.name] = task
+                started.append(task)
+        # Discoveries run beside the cycle: it waits while they keep finishing, then moves
+        # on; a slow one lands in a later cycle (each is bounded by `discovery_budget`).
+        if force:
+            await asyncio.gather(*self._discovering.values(), return_exceptions=True)
+        elif started:
+            await wait_while_finishing(started, 1.0, DISCOVERY_WAIT)
+        failures = await self._harvest(states, self._clock())
+        landed = bool(self._harvested)
+        if landed:
             states = await self._db(self.store.subscription_states)
-        if pending or self._plan is None or self._stale:
+        if landed or self._plan is None or self._stale:
             self._stale = False
             feed_subs, quiet = await self._readers(states)
             intervals = {fid: min(self.config.interval(s) for s in subs)
@@ -121,27 +149,56 @@ class Planner:
         return Plan(self._subs, states, self._plan.feed_subs, self._plan.quiet,
                     tuple(failures))
 
-    async def _discover(self, pending: list[Subscription], now: float
-                        ) -> list[DiscoveryFailure]:
-        results = await asyncio.gather(
-            *(discover(self.fetcher, s.url, "posts" if s.watch == "threads" else s.watch)
-              for s in pending), return_exceptions=True)
+    async def _discover_one(self, sub: Subscription) -> Discovery:
+        budget = discovery_budget(self.config)
+        try:
+            async with asyncio.timeout(budget):
+                return await discover(self.fetcher, sub.url,
+                                      "posts" if sub.watch == "threads" else sub.watch)
+        except TimeoutError:
+            raise DiscoveryError(f"discovery took more than {budget:g} s") from None
+
+    async def _harvest(self, states: Mapping[str, SubscriptionState], now: float
+                       ) -> list[DiscoveryFailure]:
+        """Record the discoveries that finished since the last cycle."""
+        done = {name: task for name, task in self._discovering.items() if task.done()}
+        self._harvested = list(done)
         failures = []
-        for sub, result in zip(pending, results, strict=True):
-            if isinstance(result, DiscoveryError):
-                log.warning("discovery failed: subscription %s: %s", sub.name, result)
-                failures.append(DiscoveryFailure(sub.name, str(result)))
-                self._discovery_retry[sub.name] = now + self.config.interval(sub)
+        for name, task in done.items():
+            del self._discovering[name]
+            sub = self._subs[name]
+            if task.cancelled():
+                continue
+            error = task.exception()
+            if isinstance(error, DiscoveryError):
+                state = states.get(sub.name)
+                errors = (state.discovery_errors if state is not None
+                          and state.source_url == sub.url else 0) + 1
+                delay = server_delay(error.status, error.retry_after)
+                due = next_poll(now, self.config.interval(sub), self.config.defaults.jitter,
+                                errors=errors, retry_after=delay)
+                reason = redact.urls_in(str(error))
+                if error.status == 410:
+                    reason += "; asked again once a day (remove the subscription if it is gone)"
+                log.warning("discovery failed: subscription %s: %s", sub.name, reason)
+                failures.append(DiscoveryFailure(sub.name, reason))
                 await self._db(self.store.record_discovery_error, sub.name, sub.url,
-                               sub.watch, str(result), now)
-            elif isinstance(result, BaseException):
-                raise result
+                               sub.watch, reason, now, due)
+            elif error is not None:
+                raise error
             else:
+                result = task.result()
                 log.info("subscription %s: polling %s", sub.name,
                          redact.url(result.feed_url))
                 await self._db(self.store.save_discovery, sub.name, sub.url, sub.watch,
                                result.feed_url, result.api_root, self.config.interval(sub), now)
         return failures
+
+    async def close(self) -> None:
+        for task in self._discovering.values():
+            task.cancel()
+        await asyncio.gather(*self._discovering.values(), return_exceptions=True)
+        self._discovering.clear()
 
     async def _readers(self, states: Mapping[str, SubscriptionState]
                        ) -> tuple[dict[int, tuple[Subscription, ...]], dict[int, frozenset[str]]]:

@@ -4,23 +4,18 @@
               -> 304 | same body as last time | body -> parse worker -> `Polled`
 
 A failure is data, never an exception: `Polled.error` says what went wrong, so one feed
-cannot stop the batch. Parsing runs in a process pool started only when a body needs it,
-so a cycle of unchanged feeds (304s) never pays for the workers' start-up.
+cannot stop the batch. Parsing runs in `parsepool`'s workers, each parse bounded in time
+and memory.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import hashlib
-import multiprocessing
-import os
-import signal
 from dataclasses import dataclass
 
 from notifier.fetch import Fetcher
 from notifier.models import FeedKind, FetchResult, ParsedFeed
-from notifier.parse import ParseError, parse_feed
+from notifier.poll.parsepool import ParsePool
 from notifier.store import FeedState
 
 __all__ = ["ParsePool", "Polled", "retrieve"]
@@ -40,56 +35,6 @@ class Polled:
     missing: int = 0  # a gap no backfill could fill: at least this many may be missing
     quiet_keys: frozenset[str] = frozenset()  # found by a first REST listing: stored, not told
     listing_failed: bool = False  # the REST listing failed for now: keep its rescan due
-
-
-def _worker_signals() -> None:
-    """Ctrl-C reaches the whole process group: the daemon stops its workers itself, so
-    they ignore SIGINT instead of each printing a KeyboardInterrupt traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _parse_job(body: bytes, url: str, headers: dict[str, str],
-               expect: FeedKind | None = None) -> ParsedFeed | str:
-    """Runs in a worker process: returns the parsed feed or the reason it is not one."""
-    try:
-        return parse_feed(body, url, headers, expect=expect)
-    except ParseError as exc:
-        return str(exc)
-    except Exception as exc:
-        return f"parser failed: {type(exc).__name__}: {exc}"
-
-
-class ParsePool:
-    """Parse workers, started at the first body: feedparser holds the GIL while it works.
-
-    Processes when there are cores to spare, one thread otherwise (and in tests that ask for
-    `workers=1`), so parsing never blocks the event loop.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self._workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-        self._executor: concurrent.futures.Executor | None = None
-
-    def _pool(self) -> concurrent.futures.Executor:
-        if self._executor is None:
-            if self._workers <= 1:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    1, thread_name_prefix="parse")
-            else:
-                self._executor = concurrent.futures.ProcessPoolExecutor(
-                    self._workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_worker_signals)
-        return self._executor
-
-    async def parse(self, body: bytes, url: str, headers: dict[str, str],
-                    expect: FeedKind | None = None) -> ParsedFeed | str:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool(), _parse_job, body, url, headers, expect)
-
-    def shutdown(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
 
 
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,

@@ -51,17 +51,20 @@ class LeaseStore:
 
     # --- feeds ---------------------------------------------------------------------------
 
-    def claim_feeds(self, node: str, now: float, feed_ids: Sequence[int], limit: int,
+    def claim_feeds(self, node: str, now: float, feed_ids: Sequence[int] | None, limit: int,
                     lease: float, due_only: bool = True) -> list[FeedState]:
-        """Take up to `limit` unleased feeds among `feed_ids`, most overdue first.
+        """Take up to `limit` unleased due feeds, most overdue first.
 
-        `due_only=False` (`run --once`) takes them whether due or not, still never one that
-        another node holds.
+        Without `feed_ids` any due feed is taken: the statement walks the `next_due` index,
+        so its cost does not grow with the number of feeds (the caller gives back a feed it
+        does not poll). With `feed_ids` only those; `due_only=False` (`run --once`) takes
+        them whether due or not, still never one that another node holds.
         """
-        if not feed_ids or limit <= 0:
+        if limit <= 0 or (feed_ids is not None and not feed_ids):
             return []
-        conditions = [self._id_in(feed_ids),
-                      sa.or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now)]
+        conditions = [sa.or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now)]
+        if feed_ids is not None:
+            conditions.append(self._id_in(feed_ids))
         if due_only:
             conditions.append(feeds.c.next_due <= now)
         chosen = (sa.select(feeds.c.id).where(*conditions).order_by(feeds.c.next_due)
@@ -106,14 +109,21 @@ class LeaseStore:
                         lease_until=None))
         return queued, [fid for fid in ids if fid not in kept]
 
-    def release_feeds(self, node: str, feed_ids: Iterable[int]) -> None:
-        """Give back claimed feeds this node did not poll (a stop cut the cycle short)."""
+    def release_feeds(self, node: str, feed_ids: Iterable[int],
+                      not_before: float | None = None) -> None:
+        """Give back claimed feeds this node did not poll (a stop cut the cycle short).
+
+        With `not_before`, a feed no subscription of this node reads: it is not due again
+        before then (`now + interval`), so claims do not keep returning it."""
         wanted = sorted(set(feed_ids))
+        values: dict[str, Any] = {"lease_until": None}
+        if not_before is not None:
+            values["next_due"] = not_before + feeds.c.interval
         with self.engine.begin() as conn:
             for start in range(0, len(wanted), 500):
                 conn.execute(feeds.update().where(
                     feeds.c.id.in_(wanted[start:start + 500]), feeds.c.lease_owner == node)
-                    .values(lease_until=None))
+                    .values(**values))
 
     def _id_in(self, ids: Sequence[int]) -> Any:
         """`feeds.id` among `ids` with one bound parameter, however many ids."""

@@ -23,6 +23,8 @@ class SubscriptionState:
     discovered_at: float | None
     baseline_at: float | None
     last_error: str | None
+    discovery_errors: int = 0  # failed discoveries in a row
+    discovery_due: float | None = None  # when a failed discovery may be tried again
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,9 @@ class Store(LeaseStore):
                 row.name: SubscriptionState(
                     name=row.name, source_url=row.source_url, watch=row.watch,
                     feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
-                    baseline_at=row.baseline_at, last_error=row.last_error)
+                    baseline_at=row.baseline_at, last_error=row.last_error,
+                    discovery_errors=row.discovery_errors or 0,
+                    discovery_due=row.discovery_due)
                 for row in conn.execute(query)
             }
 
@@ -180,7 +182,8 @@ class Store(LeaseStore):
             old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
                                .where(subscriptions.c.name == name)).first()
             values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
-                      "discovered_at": now, "last_error": None}
+                      "discovered_at": now, "last_error": None, "discovery_errors": 0,
+                      "discovery_due": None}
             if old is None:
                 conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
                                                            **values))
@@ -192,14 +195,19 @@ class Store(LeaseStore):
             return feed_id
 
     def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
-                               now: float) -> None:
+                               now: float, next_due: float | None = None) -> None:
+        """Remember a failed discovery and when to try again (`next_due`)."""
         with self.engine.begin() as conn:
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
-                                   .values(last_error=error, discovered_at=None)).rowcount
+                                   .values(source_url=source_url, watch=watch,
+                                           last_error=error, discovered_at=None,
+                                           discovery_errors=subscriptions.c.discovery_errors + 1,
+                                           discovery_due=next_due)).rowcount
             if not updated:
                 conn.execute(subscriptions.insert().values(
                     name=name, source_url=source_url, watch=watch, feed_id=None,
-                    discovered_at=None, baseline_at=None, last_error=error))
+                    discovered_at=None, baseline_at=None, last_error=error,
+                    discovery_errors=1, discovery_due=next_due))
 
     def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
         existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()

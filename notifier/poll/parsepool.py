@@ -1,0 +1,235 @@
+"""Parse workers that one hostile feed cannot stall, bloat or keep alive.
+
+feedparser is pure Python and holds the GIL; some inputs make it slow without bound (its
+author-email regex is quadratic: an 80,000-character author costs 22 s per item) or large
+(100,000 entries: 300 MB). So each parse runs in a worker process that the daemon can kill:
+
+- a **time limit** per parse, kept by the parent (a watchdog, not RLIMIT_CPU, which counts a
+  worker's whole life): a worker that overruns is killed and replaced, and the feed fails
+  with "parser took more than 10 s";
+- a **memory limit** (RLIMIT_AS) in the worker: a parse that needs more fails with
+  "parser needed more than ... MiB" and the worker is replaced;
+- **recycling**: a worker whose peak resident size grew past `RECYCLE_RSS`, or that has
+  parsed `RECYCLE_JOBS` bodies, exits after answering and a fresh one takes its place, so
+  one big feed does not keep its memory for the daemon's life;
+- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck.
+
+Failures are data (the reason as a string), as everywhere in the poll path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import multiprocessing
+import os
+import resource
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from notifier.models import FeedKind, ParsedFeed
+from notifier.parse import ParseError, parse_feed
+
+__all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
+
+PARSE_TIME_LIMIT = 10.0
+"""Seconds one parse may take; a real feed of hundreds of items parses in well under one."""
+PARSE_MEMORY_LIMIT = 1024 * 1024 * 1024
+"""Address space of a parse worker (RLIMIT_AS). Virtual, so well above what it touches:
+a worker's interpreter and libraries map ~150 MiB before parsing anything."""
+RECYCLE_RSS = 120 * 1024 * 1024
+"""A worker whose peak resident size passed this is replaced after its answer."""
+RECYCLE_JOBS = 500
+"""Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
+
+Job = Callable[..., Any]
+
+
+def _parse_job(body: bytes, url: str, headers: dict[str, str],
+               expect: FeedKind | None = None) -> ParsedFeed | str:
+    """The parse itself: the parsed feed or the reason it is not one."""
+    try:
+        return parse_feed(body, url, headers, expect=expect)
+    except ParseError as exc:
+        return str(exc)
+    except MemoryError:
+        raise
+    except RecursionError:
+        return "parser failed: the document is nested too deeply"
+    except Exception as exc:
+        return f"parser failed: {type(exc).__name__}: {exc}"
+
+
+def _serve(conn: Connection, memory_limit: int) -> None:
+    """A worker's life: answer jobs until told to stop or it should be replaced."""
+    # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
+    # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_limit:
+        with contextlib.suppress(ValueError, OSError):
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    jobs = 0
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        fn, args = job
+        retire = False
+        try:
+            result: object = fn(*args)
+        except MemoryError:
+            result = f"parser needed more than {memory_limit // (1024 * 1024)} MiB"
+            retire = True
+        jobs += 1
+        # ru_maxrss is in KiB on Linux.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        retire = retire or peak > RECYCLE_RSS or jobs >= RECYCLE_JOBS
+        try:
+            conn.send((retire, result))
+        except (OSError, ValueError):
+            return
+        if retire:
+            return
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, memory_limit: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process: BaseProcess = ctx.Process(target=_serve, args=(child, memory_limit),
+                                                name="notifier-parse", daemon=True)
+        self.process.start()
+        child.close()
+        self.retired = False
+
+    def roundtrip(self, job: tuple[Job, tuple[Any, ...]]) -> object:
+        """Send a job and wait for its answer (runs on a thread: both may block)."""
+        self.conn.send(job)
+        retire, result = self.conn.recv()
+        self.retired = bool(retire)
+        return result
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            self.process.kill()
+        with contextlib.suppress(Exception):
+            self.process.join(1.0)
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def stop(self) -> None:
+        """Ask an idle worker to exit; kill it if it does not at once."""
+        with contextlib.suppress(Exception):
+            self.conn.send(None)
+        with contextlib.suppress(Exception):
+            self.process.join(0.5)
+        self.kill()
+
+
+class ParsePool:
+    """Up to `workers` parse processes, started when a body first needs one.
+
+    A cycle of unchanged feeds (304s) never pays for the workers' start-up. Each call
+    borrows an idle worker, or starts one while fewer than `workers` exist.
+    """
+
+    def __init__(self, workers: int | None = None, *,
+                 time_limit: float = PARSE_TIME_LIMIT,
+                 memory_limit: int = PARSE_MEMORY_LIMIT) -> None:
+        self._size = max(1, workers if workers is not None else min(os.cpu_count() or 1, 4))
+        self.time_limit = time_limit
+        self.memory_limit = memory_limit
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._free: asyncio.Semaphore | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._closed = False
+
+    async def parse(self, body: bytes, url: str, headers: dict[str, str],
+                    expect: FeedKind | None = None) -> ParsedFeed | str:
+        """The parsed feed, or why not (a time or memory overrun included)."""
+        result = await self.run(_parse_job, body, url, headers, expect)
+        if isinstance(result, ParsedFeed | str):
+            return result
+        return f"parser failed: unexpected answer {type(result).__name__}"
+
+    async def run(self, fn: Job, *args: Any) -> object:
+        """`fn(*args)` in a worker (fn importable by name); a reason string when it failed."""
+        if self._closed:
+            return "stopping"
+        if self._free is None:
+            self._free = asyncio.Semaphore(self._size)
+        async with self._free:
+            worker = await self._borrow()
+            if self.closed:
+                self._discard(worker)
+                return "stopping"
+            loop = asyncio.get_running_loop()
+            assert self._threads is not None
+            try:
+                future = loop.run_in_executor(self._threads, worker.roundtrip, (fn, args))
+                result = await asyncio.wait_for(future, self.time_limit)
+            except TimeoutError:
+                self._discard(worker)
+                return f"parser took more than {self.time_limit:g} s"
+            except (EOFError, OSError, ValueError):
+                self._discard(worker)
+                return "parser worker died (out of memory?)"
+            except BaseException:
+                self._discard(worker)  # cancelled mid-parse: its state is unknown
+                raise
+            if worker.retired:
+                self._discard(worker)
+            else:
+                self._idle.append(worker)
+            return result
+
+    async def _borrow(self) -> _Worker:
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(
+                self._size, thread_name_prefix="parse-io")
+        if self._idle:
+            return self._idle.pop()
+        # Starting a process imports feedparser: seconds on a busy machine, off the loop.
+        loop = asyncio.get_running_loop()
+        worker = await loop.run_in_executor(self._threads, _Worker, self.memory_limit)
+        self._all.add(worker)
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        self._all.discard(worker)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(worker)
+        worker.kill()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def worker_pids(self) -> list[int]:
+        return [w.process.pid for w in self._all if w.process.pid is not None]
+
+    def shutdown(self) -> None:
+        """Stop every worker now, a stuck one included: nothing they do needs finishing."""
+        self._closed = True
+        for worker in list(self._all):
+            if worker in self._idle:
+                worker.stop()
+            else:
+                worker.kill()
+        self._all.clear()
+        self._idle.clear()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None

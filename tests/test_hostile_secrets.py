@@ -1,0 +1,82 @@
+"""Secrets stay secret: a feed behind Basic auth, a key in a feed's query, secrets in files.
+
+A subscription URL with `user:password@` used to make every cycle fail (the transport
+refused the URL beside an Authorization header) and `check` printed the password; a key in
+a feed's query reached `check`, the log and the stored error. Now the credentials travel as
+a Basic Authorization header, and every place a person reads shows the URL redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.support.blog_server import BlogServer
+from tests.support.webhook_receiver import WebhookReceiver
+from tests.test_hostile_feeds import HEALTHY, _env, atom, hook_texts, status
+
+PASSWORD = "pa55-w0rd-s3cret"
+API_KEY = "k3y-0f-the-feed-9f8e7d6c"
+
+
+def notifier(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True,
+                          text=True, env=_env(), timeout=120, check=False)
+
+
+def test_a_feed_behind_basic_auth_is_polled_and_its_secrets_never_shown(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    blog_server.add_file(HEALTHY, atom(1), "application/atom+xml; charset=UTF-8")
+    host = blog_server.origin.removeprefix("http://")
+    url = f"http://reader:{PASSWORD}@{host}{HEALTHY}?apikey={API_KEY}"
+    missing = f"http://reader:{PASSWORD}@{host}/missing/?apikey={API_KEY}"
+    (tmp_path / "hook.url").write_text(webhook_receiver.url + "\n", encoding="utf-8")
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db",
+        # The webhook's URL (its token) from a file, as systemd credentials provide it.
+        "channels": {"hook": {"type": "webhook", "url_file": "hook.url", "format": "json"}},
+        "subscriptions": [
+            {"name": "private", "url": url, "watch": "comments", "notify": ["hook"]},
+            {"name": "missing", "url": missing, "watch": "comments", "notify": ["hook"]}],
+    }), encoding="utf-8")
+
+    check = notifier("check", "-c", str(config))
+    assert check.returncode == 0, check.stderr
+    assert "private: comments of http://…@" in check.stdout, check.stdout
+    first = notifier("run", "--once", "-v", "-c", str(config))
+    blog_server.add_file(HEALTHY, atom(2), "application/atom+xml; charset=UTF-8")
+    second = notifier("run", "--once", "-v", "-c", str(config))
+    assert "Comment number 2" in "".join(hook_texts(webhook_receiver)), second.stderr
+
+    sent = [r for r in blog_server.requests if r.path.startswith(HEALTHY)]
+    expected = "Basic " + base64.b64encode(f"reader:{PASSWORD}".encode()).decode()
+    assert sent and all(r.headers.get("authorization") == expected for r in sent)
+    shown = status(config)
+    assert "/missing/" in shown and "HTTP 404" in shown, shown
+    for text in (check.stdout, check.stderr, first.stderr, second.stderr, shown):
+        assert PASSWORD not in text and API_KEY not in text, text
+    # The stored error names the URL redacted (the subscription's own URL stays usable).
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
+        errors = [row[0] for row in db.execute("SELECT last_error FROM subscriptions "
+                                               "WHERE last_error IS NOT NULL")]
+    assert errors == [f"http://…@{host}/missing/?apikey=…: HTTP 404 Not Found"], errors
+
+
+def test_a_secret_file_that_cannot_be_read_is_a_clear_configuration_error(
+        tmp_path: Path) -> None:
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "channels": {"hook": {"type": "webhook", "url_file": "nowhere.txt"}},
+        "subscriptions": [{"name": "a", "url": "https://blog.example/feed/", "notify": ["hook"]}],
+    }), encoding="utf-8")
+    check = notifier("check", "-c", str(config))
+    assert check.returncode == 2
+    assert "channels.hook.url_file: cannot read nowhere.txt" in check.stderr, check.stderr
+    assert "Traceback" not in check.stderr
