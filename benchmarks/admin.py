@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from notifier.admin import Metrics, read_facts, render_page  # noqa: E402
 from notifier.config import load_config  # noqa: E402
+from notifier.failures import Failure, FailureKind  # noqa: E402
 from notifier.store import Store  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main() -> None:
         for i, sub in enumerate(config.subscriptions):
             if i % 100 == 0:
                 store.record_discovery_error(sub.name, sub.url, sub.watch,
-                                             "HTTP 404 Not Found", now)
+                                             Failure(FailureKind.HTTP, "HTTP 404 Not Found"), now)
             else:
                 store.save_discovery(sub.name, sub.url, sub.watch, sub.url, None, 600.0, now)
         metrics = Metrics()

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Literal
 
 from notifier import sources
+from notifier.failures import Failure
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
 from notifier.sources import Source, ThreadRef
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-ParseFeed = Callable[[bytes, str, dict[str, str]], Awaitable[ParsedFeed | str]]
+ParseFeed = Callable[[bytes, str, dict[str, str]], Awaitable[ParsedFeed | Failure]]
 
 
 # --- pure decisions ----------------------------------------------------------------------
@@ -148,8 +149,8 @@ async def feed_pages(fetcher: Fetcher, next_url: str, parse: ParseFeed,
             problem = fetched.error or f"HTTP {fetched.status}"
             return Backfill(tuple(found.values()), False, pages, f"next page: {problem}")
         parsed = await parse(fetched.body, fetched.final_url, fetched.headers)
-        if isinstance(parsed, str):
-            return Backfill(tuple(found.values()), False, pages, parsed)
+        if isinstance(parsed, Failure):
+            return Backfill(tuple(found.values()), False, pages, parsed.message)
         reached_known = False
         for entry in parsed.entries:
             if entry.key in known or not _after(entry, since):

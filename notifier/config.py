@@ -52,6 +52,9 @@ class Defaults(StrictModel):
     """How often a comment feed is read in full (no validators, REST listing): late approvals."""
     threads_max_age: Duration = 30 * 86400.0
     """`watch: threads` follows the comment feeds of posts younger than this."""
+    flood_limit: int = Field(50, ge=1, le=100_000)
+    """More new entries than this from one feed in one poll are a flood: each channel gets
+    the newest few, the oldest of them saying how many more there were (all are stored)."""
 
 
 class HttpSettings(StrictModel):
@@ -108,6 +111,7 @@ class Subscription(DeliveryTiming):
     exclude_authors: StrList = Field(default_factory=list)
     replies_to: StrList = Field(default_factory=list)
     backfill: int | None = Field(None, ge=0, le=1000)
+    flood_limit: int | None = Field(None, ge=1, le=100_000)
     interval: Duration | None = None
     templates: dict[str, str] = Field(default_factory=dict)
     include_subthread: bool = False
@@ -184,6 +188,9 @@ class Config:
 
     def backfill(self, sub: Subscription) -> int:
         return sub.backfill if sub.backfill is not None else self.defaults.backfill
+
+    def flood_limit(self, sub: Subscription) -> int:
+        return sub.flood_limit if sub.flood_limit is not None else self.defaults.flood_limit
 
     def rescan(self, sub: Subscription) -> float:
         return sub.rescan if sub.rescan is not None else self.defaults.rescan

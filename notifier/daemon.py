@@ -43,6 +43,7 @@ from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
+from notifier.store.statefile import unwritable
 
 log = logging.getLogger("notifier")
 
@@ -53,6 +54,8 @@ STUCK_AFTER = 3600.0
 watchdog: far above a first poll of 10,000 feeds (about 4 minutes)."""
 STOP_GRACE = 5.0
 """Seconds the workers get to finish after a stop signal before they are cancelled."""
+STATE_BACKOFF_MAX = 60.0
+"""Longest pause between cycles while the state cannot be written."""
 DELIVERY_TICK = 5.0
 
 
@@ -94,7 +97,6 @@ class Engine:
         self.context = context
         self.db = StoreThread()
         self.node = node or Node.of(config)
-        self.retired: list[Poller] = []
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
                              rng=self.rng, node=self.node)
         self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng,
@@ -136,11 +138,12 @@ class Engine:
     def reconfigure(self, config: Config) -> None:
         """Poll and deliver by `config` from the next cycle on (a reload).
 
-        A cycle in flight finishes on the objects it started with. Everything that must
-        survive lives in the store: seen entries, baselines, the outbox; so a subscription
-        that is new gets its baseline at its first poll, a removed one is simply no longer
-        planned, and queued notifications wait for their channel as before. Channels with
-        unchanged settings keep their pacing.
+        The poller is reconfigured in place (a feed in flight finishes, and is never polled
+        twice beside it); a delivery cycle in flight finishes on the channels it started
+        with. Everything that must survive lives in the store: seen entries, baselines, the
+        outbox; so a subscription that is new gets its baseline at its first poll, a removed
+        one is simply no longer planned, and queued notifications wait for their channel as
+        before. Channels with unchanged settings keep their pacing.
         """
         if self.context is None:
             raise RuntimeError("this engine was built without a channel context")
@@ -151,18 +154,13 @@ class Engine:
         # The same node, beating on: what it claimed stays its own; the others see its new
         # subscriptions at the next heartbeat.
         self.node.config_hash = config.subscriptions_hash()
-        poller = Poller(config, self.store, self.fetcher, self.db, parser=self.parser,
-                        clock=self.clock, rng=self.rng, node=self.node)
         delivery = Delivery(config, self.store, channels, self.db, clock=self.clock,
                             rng=self.rng, node=self.node)
         delivery.keep_pacing(self.delivery, [name for name, cfg in config.channels.items()
                                              if self.config.channels.get(name) == cfg])
         self.config, self.context = config, context
-        # The old poller's feeds in flight finish and are written by it; it is closed with
-        # the engine.
-        poller.on_queued = self.poller.on_queued
-        self.retired.append(self.poller)
-        self.poller, self.delivery = poller, delivery
+        self.poller.reconfigure(config)
+        self.delivery = delivery
 
     async def poll(self, *, force: bool = False) -> PollReport:
         return await self.poller.poll(force=force)
@@ -200,8 +198,7 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
                 finally:
                     await engine.stop()
             finally:
-                for poller in [*engine.retired, engine.poller]:
-                    await poller.close()
+                await engine.poller.close()
                 engine.close()
     finally:
         parser.shutdown()
@@ -284,6 +281,7 @@ class Daemon:
         self.wake_delivery()
         # Polls that finish after their cycle returned (slow feeds) wake delivery too.
         self.engine.poller.on_queued = self.wake_delivery
+        self.engine.poller.on_polled = self.metrics.observe_poll
         await self._register()
         log.info("notifier %s running: %d subscriptions, %d channels",
                  __version__, len(self.config.subscriptions), len(self.config.channels))
@@ -354,7 +352,7 @@ class Daemon:
 
     async def _poll_cycle(self) -> None:
         report = await self.engine.poll()
-        self.metrics.observe_poll(report)
+        self.metrics.last_poll.set(time.time())
         if report.feeds_polled or report.feeds_failed:
             log.info("poll cycle: %s", report.summary())
         if report.queued:
@@ -531,6 +529,7 @@ class _Worker:
         self.wanted = wanted
         self.cycle = cycle
         self.busy_since: float | None = None  # monotonic time the running cycle began
+        self.state_failures = 0  # cycles in a row the state refused (disk full, read-only)
 
     @property
     def busy(self) -> bool:
@@ -543,8 +542,26 @@ class _Worker:
             self.busy_since = time.monotonic()
             try:
                 await self.cycle()
-            except Exception:
-                log.exception("%s cycle failed; trying again at the next tick", self.name)
+            except Exception as exc:
+                reason = unwritable(exc)
+                if reason is None:
+                    log.exception("%s cycle failed; trying again at the next tick", self.name)
+                    continue
+                # Disk full, a read-only file, a lost server: one ERROR saying so, not a
+                # traceback every tick, and fewer tries while it lasts. Nothing is lost:
+                # what was not written is polled or sent again.
+                self.state_failures += 1
+                if self.state_failures == 1:
+                    log.error("%s: the state cannot be written (%s); nothing is lost, trying "
+                              "again with growing pauses (at most %.0f s) until it can",
+                              self.name, reason, STATE_BACKOFF_MAX)
+                self.busy_since = None
+                await asyncio.sleep(min(STATE_BACKOFF_MAX, 2.0 ** self.state_failures))
+            else:
+                if self.state_failures:
+                    log.warning("%s: the state is writable again after %d failed cycles",
+                                self.name, self.state_failures)
+                    self.state_failures = 0
             finally:
                 self.busy_since = None
 

@@ -3,7 +3,8 @@
 url -> fetch -> a feed? keep it (an RSS2 comment feed is swapped for its Atom twin)
             -> an HTML page? read its <link rel="alternate"> feeds -> choose one for the
                watch kind -> prefer its Atom twin -> check that it answers a feed
-    + the WordPress REST root, from the Link header or <link rel="https://api.w.org/">
+    + a platform's API root, from the Link header or a <link> with an adapter's `api_rel`
+      (WordPress: rel="https://api.w.org/")
 
 Atom is preferred because its comment entries carry `thr:in-reply-to` (who answered whom)
 while RSS2 items carry no parent at all (WordPress's do not).
@@ -25,6 +26,7 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 from notifier.errors import NotifierError
+from notifier.failures import FailureKind
 from notifier.fetch import Fetcher
 from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
@@ -71,13 +73,16 @@ class Discovery:
 class DiscoveryError(NotifierError):
     """The URL leads to no usable feed; the message is meant for the person who typed it.
 
-    `retry_after` carries the server's Retry-After (429/503) and `status` its answer, so a
-    failed discovery backs off as the server asked, from the first answer.
+    `kind` says whether the page could not be had (network, timeout, HTTP: it may pass) or
+    was had and holds no feed (discovery: someone must change the URL). `retry_after`
+    carries the server's Retry-After (429/503) and `status` its answer, so a failed
+    discovery backs off as the server asked, from the first answer.
     """
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, kind: FailureKind = FailureKind.DISCOVERY,
+                 status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
+        self.kind = kind
         self.status = status
         self.retry_after = retry_after
 
@@ -492,7 +497,9 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     url = _normalise_input(url)
     page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5")
     if not page.ok or page.body is None:
+        failure = page.failure
         raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}",
+                             kind=failure.kind if failure else FailureKind.HTTP,
                              status=page.status, retry_after=page.retry_after)
     content_type = page.headers.get("content-type", "")
     if looks_like_feed(page.body, content_type):

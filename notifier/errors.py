@@ -17,8 +17,9 @@
 Each class stays beside the code that raises it, so the reason it exists is read there;
 this module gives them one root, so a caller (the CLI, a daemon loop) can tell notifier's
 own failures, with messages written for the person fixing them, from bugs. Failures of
-one feed or one message are not raised at all: they travel as data (`Polled.error`,
-`SendResult`) so that one bad feed cannot stop the others.
+one feed or one message are not raised at all: they travel as data (a feed's as a
+`failures.Failure`, a kind and a message, in `Polled.failure`; a message's in `SendResult`)
+so that one bad feed cannot stop the others.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from httpx_aiohttp import AiohttpTransport
 
 from notifier import __version__, redact
 from notifier.errors import NotifierError
+from notifier.failures import FailureKind
 from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
 
@@ -186,6 +187,20 @@ def _exception_chain(exc: BaseException) -> list[BaseException]:
             if linked is not None:
                 queue.append(linked)
     return found
+
+
+def transport_failure_kind(exc: BaseException) -> FailureKind:
+    """The kind of a transport error, read like `describe_transport_error` reads its reason:
+    an operating-system cause (refused, reset, DNS, TLS) first, then the exception's class."""
+    chain = _exception_chain(exc)
+    if any(isinstance(cause, PrivateAddressBlocked) for cause in chain):
+        return FailureKind.REFUSED
+    if any(isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
+           for cause in chain[1:]):
+        return FailureKind.NETWORK
+    if isinstance(exc, httpx.TimeoutException):
+        return FailureKind.TIMEOUT
+    return FailureKind.NETWORK
 
 
 def describe_transport_error(exc: BaseException, url: str, settings: FetchSettings) -> str:
@@ -451,17 +466,18 @@ class Fetcher:
             try:
                 _check_target(hop.url, self.settings.block_private)
             except TargetBlocked as exc:
-                return self._failure(url, hop, str(exc) or "target not allowed")
+                return self._failure(url, hop, str(exc) or "target not allowed",
+                                     FailureKind.REFUSED)
             problem = _url_problem(hop.url)
             if problem:
-                return self._failure(url, hop, problem)
+                return self._failure(url, hop, problem, FailureKind.REFUSED)
             async with self._slot(hop.url):
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified)
             if isinstance(outcome, FetchResult):
                 return outcome
             hop.redirects += 1
             if hop.redirects > self.settings.max_redirects:
-                return self._failure(url, hop, "too many redirects")
+                return self._failure(url, hop, "too many redirects", FailureKind.REFUSED)
             hop.url = outcome
 
     def _slot(self, url: str) -> _Slot:
@@ -483,16 +499,17 @@ class Fetcher:
                 return await self._request(url, hop, headers, etag, last_modified, started)
         except TimeoutError:
             hop.spent += time.monotonic() - started
-            return self._failure(url, hop, f"timed out after {self.settings.timeout:g} s")
+            return self._failure(url, hop, f"timed out after {self.settings.timeout:g} s",
+                                 FailureKind.TIMEOUT)
         except _BodyTooLarge:
             hop.spent += time.monotonic() - started
             size = _format_size(self.settings.max_bytes)
-            return self._failure(url, hop, f"body larger than {size}")
+            return self._failure(url, hop, f"body larger than {size}", FailureKind.REFUSED)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
             log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
-            return self._failure(url, hop, reason)
+            return self._failure(url, hop, reason, transport_failure_kind(exc))
 
     async def _request(
         self,
@@ -554,9 +571,11 @@ class Fetcher:
             elapsed=hop.spent,
         )
 
-    def _failure(self, url: str, hop: _Hop, reason: str) -> FetchResult:
+    def _failure(self, url: str, hop: _Hop, reason: str,
+                 kind: FailureKind = FailureKind.NETWORK) -> FetchResult:
         log.debug("fetch %s: %s", redact.url(hop.url), reason)
-        return FetchResult(url=url, final_url=hop.url, status=None, error=reason, elapsed=hop.spent)
+        return FetchResult(url=url, final_url=hop.url, status=None, error=reason,
+                           elapsed=hop.spent, error_kind=kind)
 
 
 class _Slot:

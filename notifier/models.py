@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from notifier.failures import Failure, FailureKind
+
 EntryKind = Literal["post", "comment"]
 FeedKind = Literal["posts", "comments"]
 
@@ -82,6 +84,16 @@ class FetchResult:
     error: str | None = None
     retry_after: float | None = None  # seconds, from Retry-After on 429/503
     elapsed: float = 0.0
+    error_kind: FailureKind | None = None  # None with an error: HTTP if a status, else network
+
+    @property
+    def failure(self) -> Failure | None:
+        """The error as a typed value: its kind and its message."""
+        if self.error is None:
+            return None
+        kind = self.error_kind or (FailureKind.HTTP if self.status is not None
+                                   else FailureKind.NETWORK)
+        return Failure(kind, self.error)
 
     @property
     def not_modified(self) -> bool:

@@ -11,9 +11,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from typing import Any
 
-__all__ = ["storable", "strip_bidi_controls"]
+from notifier.models import Entry
+
+__all__ = ["shown_entry", "storable", "strip_bidi_controls"]
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
@@ -29,3 +33,14 @@ def storable(text: str) -> str:
 def strip_bidi_controls(text: str) -> str:
     """`text` without explicit bidirectional embeddings, overrides and isolates."""
     return _BIDI_CONTROLS.sub("", text)
+
+
+def shown_entry(entry: Entry) -> Entry:
+    """The entry with direction controls removed from every text: what a channel builds a
+    message from (rendered templates, and the blocks and cards some channels assemble)."""
+    changes: dict[str, Any] = {}
+    for field in dataclasses.fields(entry):
+        value = getattr(entry, field.name)
+        if isinstance(value, str) and _BIDI_CONTROLS.search(value):
+            changes[field.name] = strip_bidi_controls(value)
+    return dataclasses.replace(entry, **changes) if changes else entry

@@ -10,9 +10,8 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,12 +21,11 @@ from notifier.admin.page import FEEDS_SHOWN, PageFacts, render_page
 from notifier.config import load_config
 from notifier.daemon import Daemon as RunningDaemon
 from notifier.daemon import open_engine
-from notifier.poll import cycle as poll_cycle
-from notifier.poll import plan as poll_plan
+from notifier.failures import Failure, FailureKind
 from notifier.store import FeedHealth
 from tests.support.blog_server import BlogServer
 from tests.support.daemon import Daemon, cli_env, free_port, running, wait_until
-from tests.support.webhook_receiver import WebhookReceiver
+from tests.support.webhook_receiver import ScriptedResponse, WebhookReceiver
 
 CHROMIUM = "/usr/bin/chromium"
 FEED_PATH = "/2013/11/02/a-hostile-thread/feed/atom/"
@@ -292,7 +290,8 @@ def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_c
     config = load_config(write_config(tmp_path, blog_server, webhook_receiver, 9464))
     health = [FeedHealth(url=f"https://blog{i:04d}.example.org/feed/", last_polled=1.0,
                          last_status=None if i % 500 == 7 else 200,
-                         last_error="HTTP 500 Internal Server Error" if i % 500 == 7 else None,
+                         last_failure=Failure(FailureKind.HTTP, "HTTP 500 Internal Server Error")
+                         if i % 500 == 7 else None,
                          error_count=3 if i % 500 == 7 else 0, next_due=2.0, entries=10)
               for i in range(FEEDS_SHOWN + 700)]
     page = render_page(PageFacts({}, health, {}, []), config, started=0.0, now=60.0)
@@ -304,22 +303,11 @@ def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_c
     assert "blog0507." in first_rows and "blog0999." not in first_rows
 
 
-def test_healthz_is_503_while_a_poll_cycle_hangs_and_200_when_it_ends(
-        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # A cycle leaves a slow discovery or feed behind after a second (one feed never holds
-    # the others); the health check is for cycles that hang anyway, so here the cycle is
-    # made to wait for everything it started.
-    async def wait_for_all(tasks: Iterable[asyncio.Future[Any]], quiet: float,
-                           cap: float) -> None:
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    monkeypatch.setattr(poll_cycle, "wait_while_finishing", wait_for_all)
-    monkeypatch.setattr(poll_plan, "wait_while_finishing", wait_for_all)
+def test_healthz_is_503_while_a_delivery_hangs_and_200_when_it_ends(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
     blog_server.add_file(FEED_PATH, hostile_feed(2), "application/atom+xml; charset=UTF-8")
-    # The feed answers one byte every 0.1 s: the first poll cycle takes several seconds.
-    blog_server.override(FEED_PATH, body=hostile_feed(2)[:60], drip=(60, 0.1), repeat=None,
-                         headers={"Content-Type": "application/atom+xml"})
+    # The webhook server holds its first answer for 5 s: that delivery cycle hangs.
+    webhook_receiver.script([ScriptedResponse(204, delay=5.0)])
     port = free_port()
     config = load_config(write_config(tmp_path, blog_server, webhook_receiver, port))
     base = f"http://127.0.0.1:{port}"
@@ -332,11 +320,13 @@ def test_healthz_is_503_while_a_poll_cycle_hangs_and_200_when_it_ends(
             daemon.stuck_after = 1.0  # instead of an hour
             task = asyncio.create_task(daemon.run(stop, reload))
             async with httpx.AsyncClient(timeout=15) as client:
-                await asyncio.sleep(2.5)
-                answer = await client.get(base + "/healthz")
+                for _ in range(300):
+                    await asyncio.sleep(0.1)
+                    answer = await client.get(base + "/healthz")
+                    if answer.status_code == 503:
+                        break
                 seen.append((answer.status_code, answer.json()))
-                blog_server.clear_overrides()
-                for _ in range(200):
+                for _ in range(300):
                     await asyncio.sleep(0.1)
                     answer = await client.get(base + "/healthz")
                     if answer.status_code == 200:
@@ -349,5 +339,6 @@ def test_healthz_is_503_while_a_poll_cycle_hangs_and_200_when_it_ends(
     (first, hung), (second, well) = asyncio.run(scenario())
     loops = hung["loops"]
     assert first == 503 and isinstance(loops, dict)
-    assert str(loops["poll"]).startswith("stuck for")
+    assert str(loops["delivery to hook"]).startswith("stuck for")
     assert second == 200 and well["status"] == "ok"
+    assert len(webhook_receiver.received) >= 1

@@ -429,6 +429,21 @@ def test_teams_digest_links_are_ours(webhook_receiver: WebhookReceiver) -> None:
     assert EVIL not in " ".join(targets)
 
 
+@pytest.mark.parametrize("kind", ["slack", "mattermost", "discord", "teams"])
+def test_no_direction_control_reaches_a_card(webhook_receiver: WebhookReceiver,
+                                             kind: str) -> None:
+    """U+202E in a name would reverse the rest of its line ("‮gnp.exe"): removed from every
+    piece of a card, as from every rendered template."""
+    parent = replace(PARENT, author="Ann \u202eevil\u202c", content_html="<p>x\u2067y</p>")
+    item = make_notice(html="<p>Name reversal \u202egnp.exe\u202c here</p>", parent=parent)
+    item = replace(item, entry=replace(item.entry, author="Bob \u2066\u202e",
+                                       post_title="T\u202d"))
+    body = send_one(webhook_receiver, kind, item).body.decode("utf-8")
+    assert "Name reversal gnp.exe here" in body.replace("\\.", ".")
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", body)
+    assert not re.search(r"\\u20(2[a-e]|6[6-9])", body, re.IGNORECASE)
+
+
 # --- every platform quotes the parent ---------------------------------------------------------
 
 

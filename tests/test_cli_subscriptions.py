@@ -143,8 +143,13 @@ def test_export_lists_the_discovered_feeds_and_preview_renders_each_channel(
                     .replace("\nsubscriptions:", apprise + "\nsubscriptions:"))
     monkeypatch.setenv("SMTP_PASSWORD", "x")
     monkeypatch.setenv("HOOK_TOKEN", "secret-token")
-    assert main(["preview", "thread", "-c", str(path)]) == 1
-    assert "nothing recorded for thread yet" in capsys.readouterr().err
+    # Not polled yet (as right after `add`): the feed is read now, and nothing recorded.
+    assert main(["preview", "thread", "-c", str(path)]) == 0
+    fresh = capsys.readouterr().out
+    assert f"newest entry {blog_server.origin}{POST_PATH}#comment-4 by Another Blog" in fresh
+    assert "Subject: New comment by Another Blog" in fresh
+    assert main(["status", "--json", "-c", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["feeds"] == []
     assert main(["run", "--once", "-c", str(path)]) == 0
     blog_server.scenario = "02-markup-comment"
     capsys.readouterr()

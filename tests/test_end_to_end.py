@@ -259,10 +259,11 @@ def test_one_bad_feed_never_stops_the_others(
     status = subprocess.run([sys.executable, "-m", "notifier", "status", "-c", str(config)],
                             capture_output=True, text=True, timeout=60, check=False, env=_env())
     assert status.returncode == 0, status.stderr
-    assert "failing x1: HTTP 500" in status.stdout
+    assert "failing x1: HTTP 500 Internal Server Error [http]" in status.stdout
     assert f"{POST_PATH}feed/atom/" in status.stdout
     assert "subscriptions without a feed:" in status.stdout
     assert "  gone: " in status.stdout and "discovery failing x2: " in status.stdout
+    assert "HTTP 404 Not Found [http]" in status.stdout  # the kind is stored with the text
 
 
 def test_blocking_private_networks_refuses_a_loopback_feed(

@@ -1,17 +1,23 @@
-"""Every error notifier raises on purpose has one root, as `notifier.errors` draws it."""
+"""Every error notifier raises on purpose has one root, as `notifier.errors` draws it; what it
+does not raise travels as a `Failure`, a kind and a message."""
 
 from __future__ import annotations
+
+import asyncio
+import socket
 
 import jinja2
 
 from notifier.channels import UnknownChannelKind, channel_config_type
 from notifier.config import ConfigError
 from notifier.delivery.channel import DeliveryError, PermanentFailure, TemporaryFailure
-from notifier.discover import DiscoveryError
+from notifier.discover import DiscoveryError, discover
 from notifier.entrytext import ParseError
 from notifier.errors import NotifierError
-from notifier.fetch import TargetBlocked
+from notifier.failures import Failure, FailureKind
+from notifier.fetch import Fetcher, TargetBlocked
 from notifier.parse import parse_feed
+from notifier.poll.retrieve import ParsePool
 from notifier.render import RenderError
 from notifier.store import StoreError
 
@@ -36,3 +42,45 @@ def test_a_caller_can_catch_notifiers_own_failures_at_the_root() -> None:
         except NotifierError as exc:
             caught.append(type(exc).__name__)
     assert caught == ["ParseError", "UnknownChannelKind"]
+
+
+# -- failures as values: a kind and a message ----------------------------------------------
+
+
+def test_a_body_that_is_no_feed_fails_as_a_typed_value_not_an_exception() -> None:
+    pool = ParsePool(workers=1)
+    try:
+        result = asyncio.run(pool.parse(b"<html><body>not a feed</body></html>",
+                                        "http://blog.test/", {"content-type": "text/html"}))
+    finally:
+        pool.shutdown()
+    assert result == Failure(FailureKind.NOT_A_FEED, "not a feed: got an HTML page")
+    assert result.kind.needs_a_person
+
+
+def test_a_discovery_that_got_no_answer_is_not_blamed_on_the_url() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+
+    async def main() -> DiscoveryError:
+        async with Fetcher() as fetcher:
+            try:
+                await discover(fetcher, f"http://127.0.0.1:{port}/", "comments")
+            except DiscoveryError as exc:
+                return exc
+        raise AssertionError("discovery of a closed port succeeded")
+
+    error = asyncio.run(main())
+    assert error.kind is FailureKind.NETWORK and not error.kind.needs_a_person
+    assert DiscoveryError("no feed here").kind is FailureKind.DISCOVERY
+
+
+def test_stored_failures_read_back_with_their_kind() -> None:
+    assert Failure.stored("timeout", "timed out after 20 s") == \
+        Failure(FailureKind.TIMEOUT, "timed out after 20 s")
+    # Rows written before kinds were stored, or by a newer notifier with a kind unknown here.
+    assert Failure.stored(None, "HTTP 500") == Failure(FailureKind.NETWORK, "HTTP 500")
+    assert Failure.stored("brand-new-kind", "x") == Failure(FailureKind.NETWORK, "x")
+    assert Failure.stored("http", None) is None
+    assert str(Failure(FailureKind.HTTP, "HTTP 503")) == "HTTP 503"

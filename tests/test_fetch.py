@@ -16,6 +16,7 @@ import pytest
 
 import notifier
 from notifier import fetch as fetch_module
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import (
     FEED_ACCEPT,
     Fetcher,
@@ -149,6 +150,7 @@ def test_redirect_loop_stops(blog_server: BlogServer) -> None:
     blog_server.override("/loop", status=301, headers={"Location": "/loop"}, repeat=None)
     result = get(blog_server.url("/loop"), FetchSettings(max_redirects=3))
     assert result.error == "too many redirects"
+    assert result.failure == Failure(FailureKind.REFUSED, "too many redirects")
     assert result.status is None and result.body is None
     assert blog_server.count("/loop") == 4
 
@@ -181,6 +183,7 @@ def test_body_over_the_cap_is_an_error(blog_server: BlogServer) -> None:
     blog_server.add_file("/big.json", b"x" * 5000, "application/json")
     result = get(blog_server.url("/big.json"), FetchSettings(max_bytes=4096))
     assert result.error == "body larger than 4 KiB"
+    assert result.failure is not None and result.failure.kind is FailureKind.REFUSED
     assert result.body is None and result.status is None
 
 
@@ -222,6 +225,7 @@ def test_dripping_server_is_cut_off_by_the_total_timeout(blog_server: BlogServer
     result = get(blog_server.url("/feed/"), FetchSettings(timeout=1.0))
     took = time.monotonic() - started
     assert result.error == "timed out after 1 s"
+    assert result.failure is not None and result.failure.kind is FailureKind.TIMEOUT
     assert result.status is None and result.body is None
     assert took < 1.5
 
@@ -245,7 +249,8 @@ def test_http_errors_are_data(blog_server: BlogServer, status: int, error: str) 
 
 
 def test_unknown_path_is_404(blog_server: BlogServer) -> None:
-    assert get(blog_server.url("/nope/")).error == "HTTP 404 Not Found"
+    assert get(blog_server.url("/nope/")).failure == Failure(FailureKind.HTTP,
+                                                             "HTTP 404 Not Found")
 
 
 def test_429_retry_after_seconds(blog_server: BlogServer) -> None:
@@ -273,6 +278,7 @@ def _closed_port() -> int:
 def test_connection_refused_is_data() -> None:
     result = get(f"http://127.0.0.1:{_closed_port()}/feed/")
     assert result.error == "connection refused"
+    assert result.failure is not None and result.failure.kind is FailureKind.NETWORK
     assert result.status is None and result.body is None
 
 

@@ -34,6 +34,10 @@ TIMEOUT = 4.0  # http.timeout of the test config
 STOP_WITHIN = 10.0  # the daemon's 5 s grace and the interpreter's exit
 
 
+def stamp(n: int) -> str:
+    return f"2024-05-01T{10 + n // 60:02d}:{n % 60:02d}:00Z"
+
+
 def comment_feed(count: int, *, author: str = "Reader {n}", post: str = POST) -> str:
     """A WordPress-shaped Atom comment feed with comments 1..count, newest first."""
     entries = []
@@ -43,7 +47,7 @@ def comment_feed(count: int, *, author: str = "Reader {n}", post: str = POST) ->
 <link rel="alternate" href="{post}#comment-{n}" type="text/html" />
 <author><name>{author.format(n=n)}</name></author>
 <id>{post}#comment-{n}</id>
-<updated>2024-05-01T10:{n:02d}:00Z</updated><published>2024-05-01T10:{n:02d}:00Z</published>
+<updated>{stamp(n)}</updated><published>{stamp(n)}</published>
 <content type="html"><![CDATA[<p>Comment number {n}.</p>]]></content>
 <thr:in-reply-to ref="{post}" href="{post}" type="text/html" />
 </entry>""")

@@ -49,7 +49,7 @@ def test_a_feed_behind_basic_auth_is_polled_and_its_secrets_never_shown(
 
     check = notifier("check", "-c", str(config))
     assert check.returncode == 0, check.stderr
-    assert "private: comments of http://…@" in check.stdout, check.stdout
+    assert "private: comments of http://reader:…@" in check.stdout, check.stdout
     first = notifier("run", "--once", "-v", "-c", str(config))
     blog_server.add_file(HEALTHY, atom(2), "application/atom+xml; charset=UTF-8")
     second = notifier("run", "--once", "-v", "-c", str(config))
@@ -66,7 +66,7 @@ def test_a_feed_behind_basic_auth_is_polled_and_its_secrets_never_shown(
     with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
         errors = [row[0] for row in db.execute("SELECT last_error FROM subscriptions "
                                                "WHERE last_error IS NOT NULL")]
-    assert errors == [f"http://…@{host}/missing/?apikey=…: HTTP 404 Not Found"], errors
+    assert errors == [f"http://reader:…@{host}/missing/?apikey=…: HTTP 404 Not Found"], errors
 
 
 def test_a_secret_file_that_cannot_be_read_is_a_clear_configuration_error(
@@ -80,3 +80,16 @@ def test_a_secret_file_that_cannot_be_read_is_a_clear_configuration_error(
     assert check.returncode == 2
     assert "channels.hook.url_file: cannot read nowhere.txt" in check.stderr, check.stderr
     assert "Traceback" not in check.stderr
+
+
+def test_check_never_prints_an_over_long_value_in_full(tmp_path: Path) -> None:
+    long_url = "https://blog.example/feed/?" + "&".join(f"p{n}=v{n}" for n in range(2000))
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "channels": {"screen": {"type": "console"}},
+        "subscriptions": [{"name": "long", "url": long_url, "notify": ["screen"]}],
+    }), encoding="utf-8")
+    check = notifier("check", "-c", str(config))
+    assert check.returncode == 0, check.stderr
+    line = next(x for x in check.stdout.splitlines() if "long:" in x)
+    assert len(line) < 400 and f"({len(long_url):,} characters)" in line, line

@@ -10,8 +10,12 @@ failure, not the batch's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -24,7 +28,15 @@ import yaml
 
 from tests.support.blog_server import BlogServer
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.test_hostile_feeds import _env, comment_feed, hook_texts, status
+from tests.test_hostile_feeds import (
+    _env,
+    comment_feed,
+    daemon,
+    hook_texts,
+    status,
+    stop,
+    wait_until,
+)
 
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
 
@@ -124,3 +136,151 @@ def test_one_unstorable_comment_never_loses_the_others(
     if not longid_delivered:
         assert "1 failed" in second.stderr, second.stderr
     assert "Traceback" not in second.stderr, second.stderr
+
+
+def test_a_flood_of_new_comments_becomes_the_newest_few_per_channel(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    path = "/flood/feed/atom/"
+    blog_server.add_file(path, comment_feed(1, post="http://blog.test/flood/")
+                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db",
+        "channels": {"hook": {"type": "webhook", "url": webhook_receiver.url,
+                              "format": "slack"}},
+        "subscriptions": [{"name": "flooded", "url": blog_server.origin + path,
+                           "watch": "comments", "notify": ["hook"]}],
+    }), encoding="utf-8")
+    assert run_once(config).returncode == 0
+    # An import: 120 comments appear at once (more than the default limit of 50).
+    blog_server.add_file(path, comment_feed(121, post="http://blog.test/flood/")
+                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
+    second = run_once(config)
+    assert second.returncode == 0, second.stderr
+    texts = hook_texts(webhook_receiver)
+    assert len(texts) == 5, texts
+    numbers = sorted(int(t.split("Comment number ")[1].split(".")[0]) for t in texts)
+    assert numbers == [117, 118, 119, 120, 121]
+    summary = next(t for t in texts if "Comment number 117." in t)
+    assert "at least 115 comments may be missing" in summary, summary
+    # Every entry is stored all the same: nothing is reported again later.
+    assert "121 entries seen" in status(config)
+    third = run_once(config)
+    assert third.returncode == 0 and len(hook_texts(webhook_receiver)) == 5
+
+
+def _one_feed_config(tmp_path: Path, blog_server: BlogServer, hook: WebhookReceiver) -> Path:
+    blog_server.add_file("/one/feed/atom/", feed("one"), "application/atom+xml")
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db",
+        "defaults": {"interval": "1s", "jitter": 0},
+        "channels": {"hook": {"type": "webhook", "url": hook.url, "format": "json"}},
+        "subscriptions": [{"name": "one", "url": blog_server.origin + "/one/feed/atom/",
+                           "watch": "comments", "notify": ["hook"]}],
+    }), encoding="utf-8")
+    return config
+
+
+def test_a_second_run_on_the_same_state_exits_2_naming_the_first(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
+    log = tmp_path / "daemon.log"
+    with daemon(config, log) as first:
+        wait_until(lambda: " running: " in log.read_text(), 30, "start", log)
+        for extra in ([], ["--once"]):
+            second = subprocess.run([sys.executable, "-m", "notifier", "run", *extra, "-c",
+                                     str(config)], capture_output=True, text=True, env=_env(),
+                                    timeout=60, check=False)
+            assert second.returncode == 2, second.stderr
+            assert f"in use by another notifier (pid {first.pid})" in second.stderr
+            assert "Traceback" not in second.stderr
+        assert "one" in status(config)  # read-only commands work beside it
+        # A backup while the daemon runs is a consistent, usable state.
+        copy = tmp_path / "copy.db"
+        made = subprocess.run([sys.executable, "-m", "notifier", "backup", "-c", str(config),
+                               str(copy)], capture_output=True, text=True, env=_env(),
+                              timeout=60, check=False)
+        assert made.returncode == 0, made.stderr
+        stop(first)
+    with contextlib.closing(sqlite3.connect(copy)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM subscriptions").fetchone() == (1,)
+    # Restore: the copy in the state's place, and the next run goes on from it.
+    (tmp_path / "state.db").unlink()
+    copy.rename(tmp_path / "state.db")
+    again = run_once(config)
+    assert again.returncode == 0, again.stderr
+    assert "does not exist" not in again.stderr and "baseline" not in again.stdout
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "newer"])
+def test_a_state_that_cannot_be_read_stops_the_run_and_is_left_alone(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver,
+        damage: str) -> None:
+    config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
+    state = tmp_path / "state.db"
+    assert run_once(config).returncode == 0
+    if damage == "garbage":
+        state.write_bytes(b"this is not a database at all\n" * 100)
+    elif damage == "truncated":
+        data = state.read_bytes()
+        state.write_bytes(data[:len(data) // 3])
+    else:
+        with contextlib.closing(sqlite3.connect(state)) as db:
+            db.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+            db.commit()
+    before = state.read_bytes()
+    result = run_once(config)
+    assert result.returncode == 2, result.stderr
+    assert str(state) in result.stderr or "state.db" in result.stderr, result.stderr
+    assert "restore" in result.stderr or "upgrade" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert state.read_bytes() == before  # never overwritten
+
+
+def test_an_empty_state_file_is_created_anew_with_a_warning(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
+    (tmp_path / "state.db").write_bytes(b"")
+    result = run_once(config)
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" in result.stderr and "is empty (0 bytes" in result.stderr, result.stderr
+    assert "starts with a baseline" in result.stderr
+
+
+def test_a_state_that_cannot_be_written_gives_one_error_then_quiet_retries(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Disk full (SQLite's own error, as a full disk raises it): one ERROR without a
+    traceback, growing pauses, and a line when the state is writable again."""
+    from notifier import daemon
+
+    monkeypatch.setattr(daemon, "STATE_BACKOFF_MAX", 0.05)
+    full = sa.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(
+        "database or disk is full"))
+    calls = 0
+
+    async def cycle() -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 4:
+            raise full
+
+    async def drive() -> None:
+        wanted = asyncio.Event()
+        worker = daemon._Worker("poll", wanted, cycle)
+        task = asyncio.create_task(worker.run())
+        for _ in range(5):
+            wanted.set()
+            await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    with caplog.at_level(logging.INFO, logger="notifier"):
+        asyncio.run(drive())
+    assert calls == 5
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert "database or disk is full" in errors[0].getMessage()
+    assert any("writable again after 4 failed cycles" in r.getMessage()
+               for r in caplog.records)

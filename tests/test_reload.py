@@ -125,7 +125,8 @@ def test_reload_adds_removes_and_rechannels_without_losing_or_repeating(
 
         # The new subscription is fetched and starts from a baseline: nothing old is told.
         wait_until(lambda: blog_server.count(NEW_FEED) >= 2, 15, "the new feed to be polled")
-        daemon.wait_log("baseline recorded for 1 subscriptions")
+        # The new feed's first poll records what exists and queues nothing.
+        daemon.wait_log(f"{NEW_FEED} 200 new=3 queued=0 baseline (")
         # The removed one is no longer fetched.
         after = blog_server.count(OLD_FEED)
         time.sleep(3)
@@ -165,7 +166,7 @@ def test_reload_refuses_another_state_and_keeps_polling(
     config.write_text(text, encoding="utf-8")
     with running(config, tmp_path / "daemon.log",
                  env={"HOOK_URL": webhook_receiver.url}) as daemon:
-        daemon.wait_log("baseline recorded")
+        daemon.wait_log(" baseline (")  # the feed's first poll
         config.write_text(text.replace("sqlite:///state.db", "sqlite:///other.db"),
                           encoding="utf-8")
         # The new file names another state: the command finds no daemon recorded there.

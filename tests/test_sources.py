@@ -9,16 +9,21 @@ from collections.abc import Sequence
 import pytest
 
 from notifier import sources
+from notifier.backfill import Completion, follow_up, plan_follow_up
 from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
+from notifier.failures import Failure
 from notifier.fetch import Fetcher
+from notifier.models import Entry
 from notifier.parse import parse_feed
 from notifier.sources import (
     SOURCES,
+    Backfill,
     Blogger,
     Generic,
     Hints,
     ReplyLine,
     Source,
+    ThreadRef,
     WordPress,
     source_for,
 )
@@ -140,6 +145,42 @@ def test_rest_urls_for_pretty_and_plain_permalinks() -> None:
         "http://b.test/wp-json/wp/v2/comments?post=4"
     assert rest_url("http://b.test/?rest_route=/", "wp/v2/comments", {"post": 4}) == \
         "http://b.test/?rest_route=/wp/v2/comments&post=4"
+
+
+class ForumWithApi(Forum):
+    """The same forum with a thread listing: the backfill asks it, not WordPress."""
+
+    name = "forum-api"
+
+    def __init__(self) -> None:
+        self.asked: list[ThreadRef] = []
+
+    async def list_thread(self, fetcher: Fetcher, thread: ThreadRef) -> Backfill | None:
+        self.asked.append(thread)
+        return Backfill(tuple(Entry(key=f"{thread.post_guid}/{n}", kind="comment")
+                              for n in (1, 2, 3)), complete=True, pages=1)
+
+
+def test_a_new_platforms_thread_listing_fills_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    forum = ForumWithApi()
+    monkeypatch.setattr(sources, "SOURCES", (forum, *SOURCES))
+    window = parse_feed(FORUM_FEED, "https://forum.test/t/12.rss")
+    plan = plan_follow_up(window, api_root="https://forum.test/api/", post_id="12",
+                          seen=set(), had_entries=True, stored=0, rescan=False)
+    assert plan.how == "thread"
+
+    async def not_needed(body: bytes, url: str, headers: dict[str, str]) -> Failure:
+        raise AssertionError("a listing needs no feed parsing")
+
+    async def main() -> Completion:
+        async with Fetcher() as fetcher:
+            return await follow_up(plan, forum, fetcher, not_needed, parsed=window,
+                                   api_root="https://forum.test/api/", post_id="12",
+                                   post_guid="https://forum.test/t/12", seen=set())
+
+    done = asyncio.run(main())
+    assert [e.key for e in done.entries] == [f"https://forum.test/t/12/{n}" for n in (1, 2, 3)]
+    assert done.missing == 0 and forum.asked[0].post_id == "12"
 
 
 def test_wordpress_post_key_from_comment_key() -> None:

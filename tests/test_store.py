@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from notifier.failures import Failure, FailureKind
 from notifier.models import Entry
 from notifier.store import (
     PollRecord,
@@ -174,11 +175,12 @@ def test_due_feeds_and_error_counts(store: Store) -> None:
     feed = setup_feed(store)
     assert [f.id for f in store.due_feeds(1000.0, [feed], 10)] == [feed]
     failing = PollRecord(feed_id=feed, polled_at=1000.0, next_due=5000.0, status=500,
-                         error="HTTP 500")
+                         failure=Failure(FailureKind.HTTP, "HTTP 500"))
     store.record_polls([failing])
     store.record_polls([failing])
     state = store.feeds_by_id([feed])[feed]
-    assert state.error_count == 2 and state.last_error == "HTTP 500"
+    assert state.error_count == 2
+    assert state.last_failure == Failure(FailureKind.HTTP, "HTTP 500")  # kind kept too
     assert store.due_feeds(4999.0, [feed], 10) == []
 
 

@@ -8,8 +8,6 @@ scrape, so they are true also for what another process (`notifier retry`) change
 
 from __future__ import annotations
 
-import time
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from notifier import __version__
@@ -79,7 +77,8 @@ class Metrics:
             for outcome in OUTCOMES:
                 self.notifications.labels(channel=name, outcome=outcome)
 
-    def observe_poll(self, report: PollReport, now: float | None = None) -> None:
+    def observe_poll(self, report: PollReport) -> None:
+        """Count a written batch of polls (see `Poller.on_polled`)."""
         fetched = report.feeds_polled - report.feeds_failed - report.not_modified
         self.polls.labels(result="fetched").inc(max(fetched, 0))
         self.polls.labels(result="not_modified").inc(report.not_modified)
@@ -88,7 +87,6 @@ class Metrics:
             self.fetch_seconds.observe(seconds)
         self.new_entries.inc(report.new_entries)
         self.queued.inc(report.queued)
-        self.last_poll.set(time.time() if now is None else now)
 
     def observe_delivery(self, channel: str, report: DeliveryReport) -> None:
         for outcome, count in (("sent", report.sent), ("failed", report.failed),

@@ -45,7 +45,7 @@ def read_facts(store: Store, config: Config) -> PageFacts:
     for sub in config.subscriptions:
         state = states.get(sub.name)
         if state is None or state.feed_id is None:
-            lost[sub.name] = (state.last_error if state and state.last_error
+            lost[sub.name] = (str(state.last_failure) if state and state.last_failure
                               else "not polled yet")
     return PageFacts(store.channel_stats(), store.feed_health(), lost,
                      store.recent_notifications(RECENT))
@@ -73,15 +73,16 @@ def render_page(facts: PageFacts, config: Config, started: float,
     for name, reason in facts.lost.items():
         failures.append(f"subscription {name}: no feed: {reason}")
     feeds = []
-    ordered = sorted(facts.health, key=lambda h: (h.last_error is None, h.url))
+    ordered = sorted(facts.health, key=lambda h: (h.last_failure is None, h.url))
     for feed in ordered[:FEEDS_SHOWN]:
         url = redact.url(feed.url)
-        if feed.last_error:
-            state = f"failing x{feed.error_count}: {feed.last_error}"
+        if feed.last_failure:
+            state = (f"failing x{feed.error_count}: {feed.last_failure.message} "
+                     f"[{feed.last_failure.kind}]")
             failures.append(f"feed {url}: {state}")
         else:
             state = f"ok ({feed.last_status})" if feed.last_status else "waiting"
-        feeds.append({"url": url, "state": state, "failing": bool(feed.last_error),
+        feeds.append({"url": url, "state": state, "failing": bool(feed.last_failure),
                       "polled": _when(feed.last_polled), "next": _when(feed.next_due),
                       "entries": feed.entries,
                       "subscriptions": ", ".join(feed.subscriptions) or "no subscription"})

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from notifier.textsafety import strip_bidi_controls
+
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
@@ -69,24 +71,30 @@ class ChatMessage:
 
 def chat_message(text: str, context: Mapping[str, Any], *, own_text: bool = False
                  ) -> ChatMessage:
-    """The pieces of one notice (or digest) from the renderer's template variables."""
+    """The pieces of one notice (or digest) from the renderer's template variables, each
+    without the direction controls that would let a commenter's name reverse the rest of
+    a line (as the renderer strips them from a rendered template)."""
+
+    def shown(key: str) -> str:
+        return strip_bidi_controls(str(context.get(key) or ""))
+
+    text = strip_bidi_controls(text)
     if "items" in context:  # a digest
         items = context["items"]
         links = [context.get("link", "")] + [
             url for item in items for url in (item["link"], item["post_link"], item["feed_url"])]
-        return ChatMessage(text=text, link=str(context.get("link", "")),
-                           headline=str(context["headline"]), digest=True, own_text=own_text,
-                           links=tuple(u for u in links if u))
-    parent_author = str(context["parent_author"])
+        return ChatMessage(text=text, link=shown("link"), headline=shown("headline"),
+                           digest=True, own_text=own_text,
+                           links=tuple(strip_bidi_controls(u) for u in links if u))
+    parent_author = shown("parent_author")
     return ChatMessage(
-        text=text, link=str(context["link"]), headline=str(context["headline"]),
-        kind=str(context["kind"]), author=str(context["author"]),
-        author_url=str(context["author_url"]), published=context["published"],
-        published_text=str(context["published_text"]), body=str(context["text"]),
+        text=text, link=shown("link"), headline=shown("headline"), kind=shown("kind"),
+        author=shown("author"), author_url=shown("author_url"), published=context["published"],
+        published_text=shown("published_text"), body=shown("text"),
         parent_author=parent_author if context["parent"] is not None or parent_author else "",
-        parent_text=str(context["parent_excerpt"]), parent_link=str(context["parent_link"]),
-        post_title=str(context["post_title"]), post_link=str(context["post_link"]),
-        feed_title=str(context["feed_title"]), missing=int(context["missing"] or 0),
+        parent_text=shown("parent_excerpt"), parent_link=shown("parent_link"),
+        post_title=shown("post_title"), post_link=shown("post_link"),
+        feed_title=shown("feed_title"), missing=int(context["missing"] or 0),
         own_text=own_text,
-        links=tuple(u for u in (context["link"], context["post_link"], context["feed_url"],
-                                context["parent_link"], context["author_url"]) if u))
+        links=tuple(shown(key) for key in ("link", "post_link", "feed_url", "parent_link",
+                                           "author_url") if context[key]))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from notifier import __version__
 from notifier.commands import (
+    backup,
     check,
     demo,
     preview,
@@ -40,6 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     check.COMMAND,
     status.COMMAND,
     retry.COMMAND,
+    backup.COMMAND,
     reload.COMMAND,
     test_channel.COMMAND,
     subscriptions.ADD,

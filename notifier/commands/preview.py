@@ -5,7 +5,8 @@ Email shows the message `EmailChannel` builds; the console channel its text; the
 channels (webhook and its chat formats, Matrix, Telegram, ntfy) send into an in-process
 transport that records the request and answers like their servers, so the payload shown is
 exactly the one that would leave; any other kind (Apprise) shows its rendered templates.
-Needs no channel secrets (a missing one reads `unset-NAME` in what is shown).
+Needs no channel secrets (a missing one reads `unset-NAME` in what is shown). A
+subscription not polled yet (just added) is read from its feed now; nothing is recorded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import json
 import sys
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 
@@ -23,6 +25,7 @@ from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
 from notifier.config import Config, close_match
 from notifier.delivery.channel import ChannelConfig, ChannelContext, DeliveryError
+from notifier.errors import NotifierError
 from notifier.models import Notice
 from notifier.render import Renderer, RenderError
 from notifier.store import Store
@@ -46,10 +49,16 @@ def _preview(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     notice = _newest_notice(config, sub.name)
     if notice is None:
-        print(f"notifier: nothing recorded for {sub.name} yet; `notifier run --once` polls "
-              "it (its first poll records what is there) and then it can be previewed",
-              file=sys.stderr)
-        return EXIT_FAILED
+        # Not polled yet (just added): read the feed now, recording nothing.
+        try:
+            notice = asyncio.run(_fetched_notice(config, sub.name, sub.url, sub.watch))
+        except NotifierError as exc:
+            print(f"notifier: nothing recorded for {sub.name} yet, and reading its feed "
+                  f"failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        if notice is None:
+            print(f"notifier: {sub.name}: its feed has no entries yet", file=sys.stderr)
+            return EXIT_FAILED
     renderer = Renderer(config.base_dir, {s.name: s.templates for s in config.subscriptions})
     print(f"{sub.name}: newest entry {notice.entry.link or notice.entry.key} "
           f"by {notice.entry.author or 'unknown'}; nothing is sent")
@@ -88,6 +97,33 @@ def _newest_notice(config: Config, name: str) -> Notice | None:
         store.close()
     return Notice(notification_id=f"preview-{uuid.uuid4().hex}", subscription=name,
                   channel="", entry=entry, feed_title=feed.title, feed_url=feed.url,
+                  is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
+                  parent=parent)
+
+
+async def _fetched_notice(config: Config, name: str, url: str, watch: str) -> Notice | None:
+    """The newest entry of the subscription's feed as it is now, straight from the source
+    (the poll path's completion, such as WordPress REST parents, is left out)."""
+    from notifier.daemon import fetch_settings
+    from notifier.discover import discover
+    from notifier.fetch import Fetcher
+    from notifier.parse import parse_feed
+
+    async with Fetcher(fetch_settings(config)) as fetcher:
+        found = await discover(fetcher, url, "comments" if watch == "comments" else "posts")
+        fetched = await fetcher.fetch(found.feed_url)
+    if not fetched.ok or fetched.body is None:
+        raise NotifierError(f"{redact.url(found.feed_url)}: "
+                            f"{fetched.error or f'HTTP {fetched.status}'}")
+    feed = parse_feed(fetched.body, fetched.final_url, fetched.headers)
+    if not feed.entries:
+        return None
+    epoch = datetime.fromtimestamp(0, UTC)
+    entry = max(feed.entries, key=lambda e: e.published or epoch)
+    parent = next((e for e in feed.entries if entry.parent_key and e.key == entry.parent_key),
+                  None)
+    return Notice(notification_id=f"preview-{uuid.uuid4().hex}", subscription=name,
+                  channel="", entry=entry, feed_title=feed.title, feed_url=found.feed_url,
                   is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
                   parent=parent)
 

@@ -22,8 +22,6 @@ from notifier.store import Store
 
 
 def _reload(args: argparse.Namespace) -> int:
-    from notifier.daemon import process_started
-
     # The secrets are the daemon's business: this shell may lack its environment file.
     config = load(args, require_secrets=False)
     store = Store(config.state_url())
@@ -41,7 +39,7 @@ def _reload(args: argparse.Namespace) -> int:
         print(f"notifier: the daemon runs on host {daemon.host} (pid {daemon.pid}); run "
               "`notifier reload` there", file=sys.stderr)
         return EXIT_FAILED
-    if not daemon.started or process_started(daemon.pid) != daemon.started:
+    if not _same_process(daemon.pid, daemon.started):
         print(f"notifier: the daemon recorded in state {where} (pid {daemon.pid}) is no "
               "longer running", file=sys.stderr)
         return EXIT_FAILED
@@ -52,6 +50,22 @@ def _reload(args: argparse.Namespace) -> int:
     print(f"asked the daemon (pid {daemon.pid}) to reload {daemon.config}; its log says "
           "what changed")
     return EXIT_OK
+
+
+def _same_process(pid: int, started: str) -> bool:
+    """The recorded process still runs: its start time matches where /proc tells it;
+    elsewhere (no /proc) only whether some process has that pid."""
+    from notifier.daemon import process_started
+
+    if started:
+        return process_started(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 COMMAND = Command("reload", "Make the running daemon read its configuration file again (as "

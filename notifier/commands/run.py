@@ -16,6 +16,7 @@ import time
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
 from notifier.config import Config
 from notifier.store import Store, SubscriptionState
+from notifier.store.statefile import hold_state
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +30,16 @@ def _run(args: argparse.Namespace) -> int:
     from notifier.daemon import AdminListenError, run_forever
 
     config = load(args)
-    if args.once:
-        return run_once(config)
-    try:
-        asyncio.run(run_forever(config))
-    except AdminListenError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
+    # One run per SQLite state: a second exits 2 here, before it touches any claim.
+    with hold_state(config.state_url()):
+        if args.once:
+            return run_once(config)
+        try:
+            asyncio.run(run_forever(config))
+        except AdminListenError as exc:
+            print(f"notifier: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return EXIT_OK
 
 
 def run_once(config: Config) -> int:

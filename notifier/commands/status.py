@@ -15,6 +15,7 @@ from notifier import redact
 from notifier.cluster import disagreeing
 from notifier.commands.common import EXIT_OK, Command, ago, at, iso, load, when
 from notifier.config import Config
+from notifier.failures import Failure
 from notifier.store import ChannelStats, NodeState, Store
 
 
@@ -43,6 +44,7 @@ class FeedStatus:
     state: str  # ok | failing | waiting
     last_status: int | None
     last_error: str | None
+    error_kind: str | None  # `failures.FailureKind`: network, timeout, http, not-a-feed...
     error_count: int
     last_polled: float | None
     next_poll: float
@@ -75,6 +77,7 @@ class DiscoveryStatus:
     error: str | None  # None: not polled yet
     failures: int = 0  # failed discoveries in a row
     next_try: float | None = None  # when discovery is tried again (backoff, Retry-After, 410)
+    error_kind: str | None = None
 
 
 @dataclass
@@ -113,8 +116,10 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
             needs_variables=list(config.unresolved.get(name, ()))))
     feeds = [FeedStatus(
         url=redact.short(redact.url(feed.url)),
-        state="failing" if feed.last_error else "ok" if feed.last_status else "waiting",
-        last_status=feed.last_status, last_error=feed.last_error,
+        state="failing" if feed.last_failure else "ok" if feed.last_status else "waiting",
+        last_status=feed.last_status,
+        last_error=feed.last_failure.message if feed.last_failure else None,
+        error_kind=feed.last_failure.kind.value if feed.last_failure else None,
         error_count=feed.error_count, last_polled=feed.last_polled, next_poll=feed.next_due,
         entries_seen=feed.entries, subscriptions=list(feed.subscriptions),
         polled_by=feed.polled_by, claimed_by=feed.claimed_by)
@@ -124,13 +129,15 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
     for sub in config.subscriptions:
         known = states.get(sub.name)
         if known is None or known.feed_id is None:
+            failure = known.last_failure if known else None
             lost.append(DiscoveryStatus(
-                sub.name, redact.short(redact.url(sub.url)), known.last_error if known else None,
-                known.discovery_errors if known else 0, known.discovery_due if known else None))
+                sub.name, redact.short(redact.url(sub.url)),
+                failure.message if failure else None,
+                known.discovery_errors if known else 0, known.discovery_due if known else None,
+                failure.kind.value if failure else None))
     generated = time.time() if now is None else now
     return StatusReport(Store.describe_url(config.state_url()), generated, channels, feeds,
                         lost, node_statuses(config, nodes, generated))
-
 
 def node_statuses(config: Config, nodes: list[NodeState], now: float) -> list[NodeStatus]:
     odd = {n.name for n in disagreeing(nodes, now)}
@@ -176,7 +183,8 @@ def print_table(report: StatusReport) -> None:
     print("feeds:")
     for feed in report.feeds:
         polled = ago(now, feed.last_polled) if feed.last_polled else "never polled"
-        state = (f"failing x{feed.error_count}: {feed.last_error}" if feed.state == "failing"
+        state = (f"failing x{feed.error_count}: {_error(feed.last_error, feed.error_kind)}"
+                 if feed.state == "failing"
                  else f"ok ({feed.last_status})" if feed.state == "ok" else "waiting")
         by = f" by {feed.polled_by}" if feed.polled_by and len(report.nodes) > 1 else ""
         busy = f"; being polled by {feed.claimed_by}" if feed.claimed_by else ""
@@ -191,7 +199,7 @@ def print_table(report: StatusReport) -> None:
                 continue
             retry = f"; next try {at(now, lost.next_try)}" if lost.next_try is not None else ""
             print(f"  {lost.subscription}: {lost.url}\n    discovery failing "
-                  f"x{lost.failures}: {lost.error}{retry}")
+                  f"x{lost.failures}: {_error(lost.error, lost.error_kind)}{retry}")
     print_nodes(report.nodes, now)
 
 
@@ -213,6 +221,16 @@ def print_nodes(nodes: list[NodeStatus], now: float) -> None:
               f"{n.feeds_polled:>7}  {n.version:<7}  {subs}")
         if n.channels:
             print(f"    delivers to {', '.join(n.channels)}")
+
+
+def _error(message: str | None, kind: str | None) -> str:
+    """The message, then its kind, and whether waiting can help: `status` is where people
+    look for what they must fix."""
+    failure = Failure.stored(kind, message)
+    if failure is None:
+        return "-"
+    hint = "; waiting will not fix it" if failure.kind.needs_a_person else ""
+    return f"{failure.message} [{failure.kind}{hint}]"
 
 
 def _channel_notes(c: ChannelStatus, now: float) -> list[str]:

@@ -29,6 +29,7 @@ from notifier.delivery.pacing import MAX_INLINE_WAIT, Pacer
 from notifier.delivery.retry import after_failure
 from notifier.models import Entry, Notice
 from notifier.store import OutboxItem, Store
+from notifier.textsafety import shown_entry, strip_bidi_controls
 
 log = logging.getLogger("notifier")
 T = TypeVar("T")
@@ -239,14 +240,15 @@ class Delivery:
                       "sends what it kept", channel.name, error, channel.name)
 
     def _notice(self, item: OutboxItem, parents: dict[str, Entry]) -> Notice:
-        entry = item.entry
+        entry = shown_entry(item.entry)
         parent = parents.get(entry.parent_key) if entry.parent_key else None
         return Notice(
             notification_id=item.notification_id, subscription=item.subscription,
-            channel=item.channel, entry=entry, feed_title=item.feed_title,
+            channel=item.channel, entry=entry, feed_title=strip_bidi_controls(item.feed_title),
             feed_url=item.feed_url,
             is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
-            parent=parent, missing=item.missing, revision=item.revision)
+            parent=shown_entry(parent) if parent is not None else None, missing=item.missing,
+            revision=item.revision)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,9 @@
 decided cannot be changed behind it. Polling only queues; the daemon runs delivery beside
 it, so a slow or dead channel never delays detection. What is platform-specific (URL
 shapes, reply lines, thread listings, probes) is asked of the adapters in
-`notifier.sources`, never decided here. Failures travel as data (`Polled.error`), so one
-feed cannot stop the batch.
+`notifier.sources`, never decided here. Failures travel as data (`Polled.failure`, a
+`failures.Failure`: a kind and a message, stored with the feed), so one feed cannot stop
+the batch.
 """
 
 from notifier.poll.cycle import BATCH_LINGER, WRITE_BATCH, Poller, StoreThread

@@ -87,7 +87,7 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
     # what it finds beyond the window is old, not new.
     quiet: set[int] = set()
     for index, polled in enumerate(batch):
-        if polled.error or (polled.parsed is None and not polled.rescan):
+        if polled.failure or (polled.parsed is None and not polled.rescan):
             continue
         if polled.fetch.not_modified:
             continue

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from notifier import redact
 from notifier.cluster import Node
 from notifier.config import Config
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
@@ -31,6 +32,7 @@ from notifier.poll.record import PollReport, report_batch
 from notifier.poll.retrieve import Polled, retrieve
 from notifier.poll.waiting import wait_while_finishing
 from notifier.store import PollRecord, Store
+from notifier.store.statefile import unwritable
 from notifier.textsafety import storable
 
 T = TypeVar("T")
@@ -43,7 +45,7 @@ BATCH_LINGER = 0.25
 STRAGGLER_WAIT = 1.0
 """A daemon cycle stops waiting once no feed finished for this long: the rest are slow
 (dripping servers, stuck parses) and finish in the background within their budget."""
-CYCLE_WAIT = 10.0
+CYCLE_WAIT = 3.0
 """... and after this long in any case; what is still in flight lands in a later cycle."""
 
 log = logging.getLogger("notifier")
@@ -100,6 +102,7 @@ class Poller:
         self.rng = rng or random.Random()
         self._db = db
         self.planner = Planner(config, store, fetcher, db, clock)
+        self._retired: list[Planner] = []
         self.feed_budget = feed_budget(config)
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._queue: asyncio.Queue[Polled] = asyncio.Queue()
@@ -108,6 +111,9 @@ class Poller:
         self._plan: Plan | None = None
         self._abandoned: set[int] = set()
         self.on_queued: Callable[[], None] | None = None
+        self.on_polled: Callable[[PollReport], None] | None = None
+        """Called with what each written batch (and each cycle's failed discoveries) adds
+        to a report, also for polls that land after their cycle returned (the metrics)."""
         """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
 
     async def poll(self, *, force: bool = False) -> PollReport:
@@ -121,12 +127,16 @@ class Poller:
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
+        lost = PollReport()
         for failure in plan.failures:
             # Tried and failed like a fetch: a subscription with no feed must not vanish
             # from the summary ("0 feeds polled, 0 failed" while nothing works).
-            report.feeds_polled += 1
-            report.feeds_failed += 1
-            report.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+            lost.feeds_polled += 1
+            lost.feeds_failed += 1
+            lost.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+        report.add(lost)
+        if lost.feeds_polled and self.on_polled is not None:
+            self.on_polled(lost)
         await self._release_abandoned()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="poll writer")
@@ -225,8 +235,21 @@ class Poller:
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
-                                            error=reason, elapsed=self.feed_budget),
-                          None, reason, rescan=rescan)
+                                            error=reason, elapsed=self.feed_budget,
+                                            error_kind=FailureKind.TIMEOUT),
+                          None, Failure(FailureKind.TIMEOUT, reason), rescan=rescan)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: plan by `config` from the next cycle on.
+
+        The same poller goes on, so a feed in flight is never polled a second time beside
+        it, and its result is written as any late poll is (against the newest plan). The old
+        planner's discoveries under way finish on their own; it is closed with the poller.
+        """
+        self._retired = [p for p in self._retired if p.discovering] + [self.planner]
+        self.config = config
+        self.planner = Planner(config, self.store, self.fetcher, self._db, self.clock)
+        self.feed_budget = feed_budget(config)
 
     async def close(self) -> None:
         """Stop feeds still in flight and the writer: what they had not written is not lost,
@@ -239,7 +262,8 @@ class Poller:
         self._abandoned.update(self.node.feeds)
         self._inflight.clear()
         await self._release_abandoned()
-        await self.planner.close()
+        for planner in [*self._retired, self.planner]:
+            await planner.close()
 
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
@@ -258,8 +282,13 @@ class Poller:
             try:
                 assert self._plan is not None
                 await self._write_batch(batch, self._plan, self._report)
-            except Exception:
-                log.exception("writing %d polls failed; they are polled again", len(batch))
+            except Exception as exc:
+                reason = unwritable(exc)
+                if reason is None:
+                    log.exception("writing %d polls failed; they are polled again", len(batch))
+                else:  # disk full, read-only: no traceback per batch, the daemon backs off
+                    log.error("writing %d polls failed, the state cannot be written (%s); "
+                              "they are polled again", len(batch), reason)
             finally:
                 for polled in batch:
                     self._inflight.pop(polled.feed.id, None)
@@ -297,17 +326,21 @@ class Poller:
             log.error("writing %d polls together failed (%s); writing them one by one",
                       len(records), _db_reason(exc))
             queued, records = await self._write_one_by_one(records, tokens)
-            outcomes = [replace(o, record=r, decision=o.decision if r.error is None else None)
+            outcomes = [replace(o, record=r, decision=o.decision if r.failure is None else None)
                         for o, r in zip(outcomes, records, strict=True)]
-            snapshots = [replace(s, polled=replace(s.polled, error=r.error))
-                         if r.error and not s.polled.error else s
+            snapshots = [replace(s, polled=replace(s.polled, failure=r.failure))
+                         if r.failure and not s.polled.failure else s
                          for s, r in zip(snapshots, records, strict=True)]
         report.written.update(r.feed_id for r in records)
         if queued and self.on_queued is not None:
             self.on_queued()  # also for polls that finish after their cycle returned
         if any(r.threads or r.settle_thread for r in records):
             self.planner.threads_moved()
-        report_batch([s.polled for s in snapshots], outcomes, queued, report)
+        written = PollReport()
+        report_batch([s.polled for s in snapshots], outcomes, queued, written)
+        report.add(written)
+        if self.on_polled is not None:
+            self.on_polled(written)
 
 
     def _decide(self, snapshot: Snapshot, plan: Plan, now: float) -> Outcome:
@@ -319,7 +352,8 @@ class Poller:
             feed = snapshot.polled.feed
             log.exception("feed %s: deciding what is new failed", redact.url(feed.url))
             reason = f"notifier failed on this feed's content ({type(exc).__name__})"
-            failed = replace(snapshot.polled, parsed=None, error=reason)
+            failed = replace(snapshot.polled, parsed=None,
+                             failure=Failure(FailureKind.PARSER, reason))
             return decide_poll(replace(snapshot, polled=failed), plan, self.config, now=now,
                                rng=self.rng)
 
@@ -336,7 +370,7 @@ class Poller:
                 reason = f"the state refused this poll's entries: {_db_reason(exc)}"
                 record = PollRecord(feed_id=record.feed_id, polled_at=record.polled_at,
                                     next_due=record.next_due, status=record.status,
-                                    error=reason)
+                                    failure=Failure(FailureKind.STATE, reason))
                 try:
                     await self._db(self.store.record_fenced, [record], self.node.name, tokens)
                 except Exception as again:

@@ -49,14 +49,14 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     polled = snapshot.polled
     feed, fetched = polled.feed, polled.fetch
     subs = plan.readers(feed.id)
-    errors = feed.error_count + 1 if polled.error else 0
+    errors = feed.error_count + 1 if polled.failure else 0
     next_due = next_poll(now, feed.interval, config.defaults.jitter, errors=errors,
                          retry_after=server_delay(fetched.status, fetched.retry_after), rng=rng)
     every = plan.rescan_every(config, feed.id)
     # A listing that failed for now (no answer, 5xx) is tried again at the next poll: the
     # first one in particular, which tells later rescans what is old.
     rescan_due = None
-    if every is not None and not polled.error and not polled.listing_failed \
+    if every is not None and not polled.failure and not polled.listing_failed \
             and (polled.rescan or feed.rescan_due is None):
         rescan_due = now + every
     etag, last_modified = fetched.etag, fetched.last_modified
@@ -64,11 +64,11 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
         # Same body as last time: keep the validators as they were judged then.
         etag, last_modified = feed.etag, feed.last_modified
     base = PollRecord(
-        feed_id=feed.id, polled_at=now, status=fetched.status, error=polled.error,
+        feed_id=feed.id, polled_at=now, status=fetched.status, failure=polled.failure,
         next_due=next_due, etag=etag, last_modified=last_modified,
         new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None,
         body_hash=polled.body_hash, rescan_due=rescan_due)
-    if polled.error or polled.parsed is None:
+    if polled.failure or polled.parsed is None:
         baselines: list[str] = []
         # A 304 still completes a subscription's baseline: nothing it has not seen.
         if fetched.not_modified or polled.unchanged:
@@ -87,7 +87,8 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
             for name, offered in decision.candidates.items()}, decision.baselines)
     oldest_new = next(iter(decision.new_entries), None)
     missing = {oldest_new.key: polled.missing} if oldest_new and polled.missing else {}
-    notices = [*match(decision.candidates, plan.subscriptions, snapshot.known, missing),
+    notices = [*_unflooded(match(decision.candidates, plan.subscriptions, snapshot.known,
+                                 missing), decision.new_entries, config, plan),
                *_edit_notices(snapshot, subs, decision, plan)]
     stored = {e.key for e in decision.new_entries}
     # Parents read from REST are stored so the delivery can quote them; never offered.
@@ -102,6 +103,35 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
                                 config, now),
         settle_thread=bool(quiet))
     return Outcome(record, decision)
+
+
+FLOOD_SHOWN = 5
+"""Of a flood, each channel gets this many of the newest entries, one message each."""
+
+
+def _unflooded(notices: list[QueuedNotice], new_entries: Sequence[Entry], config: Config,
+               plan: Plan) -> list[QueuedNotice]:
+    """A channel offered more new entries from one poll than a subscription's `flood_limit`
+    (a feed that imported 5,000 comments) gets the newest `FLOOD_SHOWN`, the oldest of them
+    counting the rest as not shown; every entry is still stored."""
+    order = {entry.key: index for index, entry in enumerate(new_entries)}  # oldest first
+    by_channel: dict[str, list[QueuedNotice]] = {}
+    for notice in notices:
+        by_channel.setdefault(notice.channel, []).append(notice)
+    kept: list[QueuedNotice] = []
+    for channel_notices in by_channel.values():
+        subs = {n.subscription for n in channel_notices}
+        limit = min(config.flood_limit(plan.subscriptions[name]) for name in subs
+                    if name in plan.subscriptions) if subs & plan.subscriptions.keys() else None
+        if limit is None or len(channel_notices) <= limit:
+            kept += channel_notices
+            continue
+        ordered = sorted(channel_notices, key=lambda n: order.get(n.entry_key, -1))
+        newest = ordered[-min(FLOOD_SHOWN, limit):]
+        skipped = len(ordered) - len(newest)
+        kept += [dataclasses.replace(newest[0], missing=newest[0].missing + skipped),
+                 *newest[1:]]
+    return kept
 
 
 def _edit_notices(snapshot: Snapshot, subs: Sequence[Subscription], decision: Decision,

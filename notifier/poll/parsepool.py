@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from notifier.failures import Failure, FailureKind
 from notifier.models import FeedKind, ParsedFeed
 from notifier.parse import ParseError, parse_feed
 
@@ -45,23 +46,27 @@ RECYCLE_RSS = 120 * 1024 * 1024
 """A worker whose peak resident size passed this is replaced after its answer."""
 RECYCLE_JOBS = 500
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
+SUSPECT_BYTES = 1024 * 1024
+"""A body larger than this, or from a URL whose parse overran before, is parsed in the
+suspect lane (one worker of its own), so slow parses never queue the quick ones."""
+MAX_SUSPECT_URLS = 10_000
 
 Job = Callable[..., Any]
 
 
 def _parse_job(body: bytes, url: str, headers: dict[str, str],
-               expect: FeedKind | None = None) -> ParsedFeed | str:
-    """The parse itself: the parsed feed or the reason it is not one."""
+               expect: FeedKind | None = None) -> ParsedFeed | Failure:
+    """The parse itself: the parsed feed or why it is not one."""
     try:
         return parse_feed(body, url, headers, expect=expect)
     except ParseError as exc:
-        return str(exc)
+        return Failure(FailureKind.NOT_A_FEED, str(exc))
     except MemoryError:
         raise
     except RecursionError:
-        return "parser failed: the document is nested too deeply"
+        return Failure(FailureKind.PARSER, "parser failed: the document is nested too deeply")
     except Exception as exc:
-        return f"parser failed: {type(exc).__name__}: {exc}"
+        return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
 
 
 def _serve(conn: Connection, memory_limit: int) -> None:
@@ -138,10 +143,13 @@ class _Worker:
 
 
 class ParsePool:
-    """Up to `workers` parse processes, started when a body first needs one.
+    """Up to `workers` parse processes, and one more for suspects, started when needed.
 
     A cycle of unchanged feeds (304s) never pays for the workers' start-up. Each call
-    borrows an idle worker, or starts one while fewer than `workers` exist.
+    borrows an idle worker, or starts one while fewer exist than its lane allows. Two lanes:
+    a hostile feed (a huge body, or one whose parse overran before) takes the suspect lane's
+    single slot, so however many of them there are, the ordinary feeds keep `workers`
+    workers to themselves and are never held up by them for a whole time limit.
     """
 
     def __init__(self, workers: int | None = None, *,
@@ -153,24 +161,37 @@ class ParsePool:
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
         self._free: asyncio.Semaphore | None = None
+        self._suspect_free: asyncio.Semaphore | None = None
+        self._suspects: set[str] = set()
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str],
-                    expect: FeedKind | None = None) -> ParsedFeed | str:
+                    expect: FeedKind | None = None) -> ParsedFeed | Failure:
         """The parsed feed, or why not (a time or memory overrun included)."""
-        result = await self.run(_parse_job, body, url, headers, expect)
-        if isinstance(result, ParsedFeed | str):
+        suspect = len(body) > SUSPECT_BYTES or url in self._suspects
+        result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect)
+        if isinstance(result, str) and result.startswith(("parser took", "parser needed",
+                                                          "parser worker died")):
+            if len(self._suspects) < MAX_SUSPECT_URLS:
+                self._suspects.add(url)
+        elif isinstance(result, ParsedFeed):
+            self._suspects.discard(url)
+        if isinstance(result, ParsedFeed | Failure):
             return result
-        return f"parser failed: unexpected answer {type(result).__name__}"
+        if isinstance(result, str):  # the pool's own reason: a time or memory overrun
+            return Failure(FailureKind.PARSER, result)
+        return Failure(FailureKind.PARSER,
+                       f"parser failed: unexpected answer {type(result).__name__}")
 
-    async def run(self, fn: Job, *args: Any) -> object:
+    async def run(self, fn: Job, *args: Any, suspect: bool = False) -> object:
         """`fn(*args)` in a worker (fn importable by name); a reason string when it failed."""
         if self._closed:
             return "stopping"
-        if self._free is None:
+        if self._free is None or self._suspect_free is None:
             self._free = asyncio.Semaphore(self._size)
-        async with self._free:
+            self._suspect_free = asyncio.Semaphore(1)
+        async with self._suspect_free if suspect else self._free:
             worker = await self._borrow()
             if self.closed:
                 self._discard(worker)
@@ -198,7 +219,7 @@ class ParsePool:
     async def _borrow(self) -> _Worker:
         if self._threads is None:
             self._threads = concurrent.futures.ThreadPoolExecutor(
-                self._size, thread_name_prefix="parse-io")
+                self._size + 1, thread_name_prefix="parse-io")
         if self._idle:
             return self._idle.pop()
         # Starting a process imports feedparser: seconds on a busy machine, off the loop.

@@ -22,6 +22,7 @@ from typing import Any
 from notifier import redact
 from notifier.config import Config, Subscription
 from notifier.discover import Discovery, DiscoveryError, discover
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import FeedKind
 from notifier.poll.waiting import wait_while_finishing
@@ -51,7 +52,7 @@ class DiscoveryFailure:
     """A subscription whose feed could not be found this cycle: it counts as a failed feed."""
 
     subscription: str
-    reason: str
+    reason: Failure
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +157,8 @@ class Planner:
                 return await discover(self.fetcher, sub.url,
                                       "posts" if sub.watch == "threads" else sub.watch)
         except TimeoutError:
-            raise DiscoveryError(f"discovery took more than {budget:g} s") from None
+            raise DiscoveryError(f"discovery took more than {budget:g} s",
+                                 kind=FailureKind.TIMEOUT) from None
 
     async def _harvest(self, states: Mapping[str, SubscriptionState], now: float
                        ) -> list[DiscoveryFailure]:
@@ -181,9 +183,10 @@ class Planner:
                 if error.status == 410:
                     reason += "; asked again once a day (remove the subscription if it is gone)"
                 log.warning("discovery failed: subscription %s: %s", sub.name, reason)
-                failures.append(DiscoveryFailure(sub.name, reason))
+                failure = Failure(error.kind, reason)
+                failures.append(DiscoveryFailure(sub.name, failure))
                 await self._db(self.store.record_discovery_error, sub.name, sub.url,
-                               sub.watch, reason, now, due)
+                               sub.watch, failure, now, due)
             elif error is not None:
                 raise error
             else:
@@ -193,6 +196,11 @@ class Planner:
                 await self._db(self.store.save_discovery, sub.name, sub.url, sub.watch,
                                result.feed_url, result.api_root, self.config.interval(sub), now)
         return failures
+
+    @property
+    def discovering(self) -> bool:
+        """Whether discoveries it started are still under way."""
+        return bool(self._discovering)
 
     async def close(self) -> None:
         for task in self._discovering.values():

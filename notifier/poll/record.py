@@ -36,6 +36,15 @@ class PollReport:
     written: set[int] = field(default_factory=set)  # feeds whose poll was written
     fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
+    def add(self, other: PollReport) -> None:
+        """Sum `other` (a batch's share) into this report."""
+        for name in ("feeds_polled", "feeds_failed", "not_modified", "new_entries", "queued",
+                     "baselines", "fenced"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors += other.errors
+        self.written |= other.written
+        self.fetch_seconds += other.fetch_seconds
+
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
                 f"{self.feeds_failed} failed), {self.new_entries} new entries, "
@@ -60,10 +69,10 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         report.baselines += len(record.baselines)
         url = redact.url(polled.feed.url)
         report.fetch_seconds.append(polled.fetch.elapsed)
-        if polled.error:
+        if polled.failure:
             report.feeds_failed += 1
-            report.errors.append(f"{url}: {polled.error}")
-            log.warning("poll %s failed: %s (%.2fs)", url, polled.error, polled.fetch.elapsed)
+            report.errors.append(f"{url}: {polled.failure}")
+            log.warning("poll %s failed: %s (%.2fs)", url, polled.failure, polled.fetch.elapsed)
         else:
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1

@@ -3,9 +3,9 @@
     FeedState -> conditional GET (validators, unless a rescan asks without them)
               -> 304 | same body as last time | body -> parse worker -> `Polled`
 
-A failure is data, never an exception: `Polled.error` says what went wrong, so one feed
-cannot stop the batch. Parsing runs in `parsepool`'s workers, each parse bounded in time
-and memory.
+A failure is data, never an exception: `Polled.failure` says what went wrong (a kind and a
+message), so one feed cannot stop the batch. Parsing runs in `parsepool`'s workers, each
+parse bounded in time and memory.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from notifier.failures import Failure
 from notifier.fetch import Fetcher
 from notifier.models import FeedKind, FetchResult, ParsedFeed
 from notifier.poll.parsepool import ParsePool
@@ -28,7 +29,7 @@ class Polled:
     feed: FeedState
     fetch: FetchResult
     parsed: ParsedFeed | None
-    error: str | None
+    failure: Failure | None
     body_hash: str | None = None
     unchanged: bool = False  # 200 with the very body parsed last time
     rescan: bool = False  # asked without validators; REST listing too (late approvals)
@@ -56,11 +57,11 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     if fetched.ok and digest is not None and digest == feed.body_hash:
         return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)
     parsed: ParsedFeed | None = None
-    error = fetched.error
+    failure = fetched.failure
     if fetched.ok and fetched.body is not None:
         result = await parser.parse(fetched.body, fetched.final_url, fetched.headers, expect)
-        if isinstance(result, str):
-            error = result
+        if isinstance(result, Failure):
+            failure = result
         else:
             parsed = result
-    return Polled(feed, fetched, parsed, error, digest, rescan=rescan)
+    return Polled(feed, fetched, parsed, failure, digest, rescan=rescan)

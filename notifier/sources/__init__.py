@@ -1,11 +1,12 @@
 """Platforms: one adapter per blog platform, behind one Protocol, asked in registry order.
 
-    discover: which feed to poll    -> is_comment_feed, own_post_feed, atom_twin, API_RELS
-    parse: what the feed says       -> comment_document, post_title, post_key_of,
-                                       reply_line, ref_names_post, related_parent
+    discover: which feed to poll     -> is_comment_feed, own_post_feed, atom_twin, API_RELS
+    parse: what the feed says        -> comment_document, post_title, post_key_of,
+                                        reply_line, ref_names_post, related_parent
     threads: which threads to follow -> source_for(hints).thread_feed
-    poll.complete / poll.probe      -> source_for(hints): post_id, list_thread, list_window,
-                                       fetch_parents, probe, unexplained_change
+    poll.complete: what a window     -> post_id, fetch_parents (asked of all);
+      does not show                     source_for(hints).list_thread / list_window
+    poll.probe: what changed cheaply -> source_for(hints).probe, .unexplained_change
 
 Why: platform rules (WordPress's `#comment-N` keys, "In reply to" line and REST API,
 Blogger's ids and related links) used to be spread over five modules; one file per platform

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from notifier.errors import NotifierError
+from notifier.failures import Failure
 from notifier.models import Entry
 
 
@@ -22,7 +23,7 @@ class SubscriptionState:
     feed_url: str | None
     discovered_at: float | None
     baseline_at: float | None
-    last_error: str | None
+    last_failure: Failure | None  # why discovery failed, while it does
     discovery_errors: int = 0  # failed discoveries in a row
     discovery_due: float | None = None  # when a failed discovery may be tried again
 
@@ -40,7 +41,7 @@ class FeedState:
     next_due: float
     last_polled: float | None
     last_status: int | None
-    last_error: str | None
+    last_failure: Failure | None
     error_count: int
     post_id: str | None = None
     rescan_due: float | None = None
@@ -101,7 +102,7 @@ class PollRecord:
     polled_at: float
     next_due: float
     status: int | None
-    error: str | None = None
+    failure: Failure | None = None
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
@@ -161,7 +162,7 @@ class FeedHealth:
     url: str
     last_polled: float | None
     last_status: int | None
-    last_error: str | None
+    last_failure: Failure | None
     error_count: int
     next_due: float
     entries: int

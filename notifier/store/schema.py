@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -50,7 +50,9 @@ feeds = sa.Table(
     # backfill, and when the feed is next read in full (without validators, through REST).
     sa.Column("post_id", sa.Text),
     sa.Column("rescan_due", sa.Float),
-    # Migration 6 (several nodes): who wrote the last poll, under which fencing token.
+    # Migration 6 (typed failures): the kind of the last error (`failures.FailureKind`).
+    sa.Column("last_error_kind", sa.String(32)),
+    # Migration 7 (several nodes): who wrote the last poll, under which fencing token.
     sa.Column("polled_by", sa.String(64)),
     sa.Column("polled_token", sa.Integer),
 )
@@ -68,6 +70,7 @@ subscriptions = sa.Table(
     # Migration 5: failed discoveries back off like failed polls, across restarts.
     sa.Column("discovery_errors", sa.Integer, nullable=False, server_default="0"),
     sa.Column("discovery_due", sa.Float),
+    sa.Column("last_error_kind", sa.String(32)),  # migration 6
 )
 
 entries = sa.Table(
@@ -132,7 +135,7 @@ outbox = sa.Table(
     # short by a crash is sent again whole, with the same id.
     sa.Column("held_until", sa.Float),
     sa.Column("digest_id", sa.String(64)),
-    # Migration 6: the node holding the claim and the claim's id, its fencing token: the
+    # Migration 7: the node holding the claim and the claim's id, its fencing token: the
     # outcome of a send is written only under the claim that took the row.
     sa.Column("claim_owner", sa.String(64)),
     sa.Column("claim_id", sa.String(32)),
@@ -147,7 +150,7 @@ channel_state = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("disabled_reason", sa.Text),
     sa.Column("disabled_at", sa.Float),
-    # Migration 6: a pause a server asked for (429 Retry-After), seen by every node; and the
+    # Migration 7: a pause a server asked for (429 Retry-After), seen by every node; and the
     # node that delivers to this channel for now, so one node paces it and builds digests.
     sa.Column("paused_until", sa.Float),
     sa.Column("lease_owner", sa.String(64)),
@@ -168,7 +171,7 @@ sites = sa.Table(
 )
 
 
-# Migration 6 (several nodes): one row per node, written by its heartbeat.
+# Migration 7 (several nodes): one row per node, written by its heartbeat.
 nodes = sa.Table(
     "nodes", metadata,
     sa.Column("name", sa.String(64), primary_key=True),
@@ -229,6 +232,12 @@ def _migration_5(conn: Connection) -> None:
 
 
 def _migration_6(conn: Connection) -> None:
+    """Typed failures: the kind of a feed's or a subscription's last error beside its text."""
+    _add_missing_columns(conn, feeds, ("last_error_kind",))
+    _add_missing_columns(conn, subscriptions, ("last_error_kind",))
+
+
+def _migration_7(conn: Connection) -> None:
     """Several nodes on one database: heartbeats, who polled a feed, fenced outbox claims,
     shared channel pauses."""
     _add_missing_columns(conn, feeds, ("polled_by", "polled_token"))
@@ -239,4 +248,4 @@ def _migration_6(conn: Connection) -> None:
 
 
 _MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-               _migration_6]
+               _migration_6, _migration_7]

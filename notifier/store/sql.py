@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from notifier import __version__, redact
+from notifier.failures import Failure
 from notifier.models import Entry
 from notifier.store.leases import LeaseStore, new_claim_id
 from notifier.store.records import (
@@ -143,7 +144,8 @@ class Store(LeaseStore):
                     raise StoreError(
                         f"state {redact.url(self.url)} has schema version {version}, newer "
                         f"than this notifier {__version__} understands ({SCHEMA_VERSION}): "
-                        "another node was upgraded; upgrade notifier on this node too")
+                        "another node was upgraded; upgrade notifier on this node too "
+                        "(or restore a backup made by this version)")
                 for number, step in enumerate(_MIGRATIONS, start=1):
                     if number > version:
                         step(conn)
@@ -152,8 +154,14 @@ class Store(LeaseStore):
                         meta_table.c.key == "schema_version"))
                     conn.execute(meta_table.insert().values(
                         key="schema_version", value=str(SCHEMA_VERSION)))
-        except sa.exc.OperationalError as exc:
-            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}") from exc
+        except sa.exc.DatabaseError as exc:
+            # A truncated or overwritten SQLite file lands here too ("file is not a
+            # database", "database disk image is malformed"): say what to do, touch nothing.
+            hint = ("; restore it from a backup (see `notifier backup`), or move it away to "
+                    "start an empty state: notifier never overwrites it"
+                    if self.engine.dialect.name == "sqlite" else "")
+            raise StoreError(f"cannot open state {redact.url(self.url)}: {exc.orig}{hint}"
+                             ) from exc
 
     # --- subscriptions and feeds --------------------------------------------------------
 
@@ -165,7 +173,8 @@ class Store(LeaseStore):
                 row.name: SubscriptionState(
                     name=row.name, source_url=row.source_url, watch=row.watch,
                     feed_id=row.feed_id, feed_url=row.url, discovered_at=row.discovered_at,
-                    baseline_at=row.baseline_at, last_error=row.last_error,
+                    baseline_at=row.baseline_at,
+                    last_failure=Failure.stored(row.last_error_kind, row.last_error),
                     discovery_errors=row.discovery_errors or 0,
                     discovery_due=row.discovery_due)
                 for row in conn.execute(query)
@@ -182,8 +191,8 @@ class Store(LeaseStore):
             old = conn.execute(sa.select(subscriptions.c.feed_id, subscriptions.c.baseline_at)
                                .where(subscriptions.c.name == name)).first()
             values = {"source_url": source_url, "watch": watch, "feed_id": feed_id,
-                      "discovered_at": now, "last_error": None, "discovery_errors": 0,
-                      "discovery_due": None}
+                      "discovered_at": now, "last_error": None, "last_error_kind": None,
+                      "discovery_errors": 0, "discovery_due": None}
             if old is None:
                 conn.execute(subscriptions.insert().values(name=name, baseline_at=None,
                                                            **values))
@@ -194,20 +203,21 @@ class Store(LeaseStore):
                              .values(**values))
             return feed_id
 
-    def record_discovery_error(self, name: str, source_url: str, watch: str, error: str,
+    def record_discovery_error(self, name: str, source_url: str, watch: str, failure: Failure,
                                now: float, next_due: float | None = None) -> None:
-        """Remember a failed discovery and when to try again (`next_due`)."""
+        """Remember a failed discovery, its kind, and when to try again (`next_due`)."""
+        error = {"last_error": failure.message, "last_error_kind": failure.kind.value}
         with self.engine.begin() as conn:
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
                                    .values(source_url=source_url, watch=watch,
-                                           last_error=error, discovered_at=None,
+                                           discovered_at=None,
                                            discovery_errors=subscriptions.c.discovery_errors + 1,
-                                           discovery_due=next_due)).rowcount
+                                           discovery_due=next_due, **error)).rowcount
             if not updated:
                 conn.execute(subscriptions.insert().values(
                     name=name, source_url=source_url, watch=watch, feed_id=None,
-                    discovered_at=None, baseline_at=None, last_error=error,
-                    discovery_errors=1, discovery_due=next_due))
+                    discovered_at=None, baseline_at=None,
+                    discovery_errors=1, discovery_due=next_due, **error))
 
     def _feed_id(self, conn: Connection, url: str, interval: float, now: float) -> int:
         existing = conn.execute(sa.select(feeds.c.id).where(feeds.c.url == url)).scalar()
@@ -352,9 +362,11 @@ class Store(LeaseStore):
     def _record_poll(self, conn: Connection, record: PollRecord) -> int:
         values: dict[str, Any] = {
             "last_polled": record.polled_at, "next_due": record.next_due,
-            "last_status": record.status, "last_error": record.error,
+            "last_status": record.status,
+            "last_error": record.failure.message if record.failure else None,
+            "last_error_kind": record.failure.kind.value if record.failure else None,
         }
-        if record.error is None:
+        if record.failure is None:
             values["error_count"] = 0
             values["etag"] = record.etag
             values["last_modified"] = record.last_modified
@@ -685,7 +697,8 @@ class Store(LeaseStore):
         with self.engine.connect() as conn:
             health = {row.id: FeedHealth(
                 url=row.url, last_polled=row.last_polled, last_status=row.last_status,
-                last_error=row.last_error, error_count=row.error_count, next_due=row.next_due,
+                last_failure=Failure.stored(row.last_error_kind, row.last_error),
+                error_count=row.error_count, next_due=row.next_due,
                 entries=row.entries_seen, polled_by=row.polled_by,
                 claimed_by=row.lease_owner if (row.lease_until or 0) >= time.time() else None)
                 for row in conn.execute(sa.select(feeds))}
@@ -811,7 +824,8 @@ def _feed_state(row: Any) -> FeedState:
         id=row.id, url=row.url, title=row.title, api_root=row.api_root, etag=row.etag,
         last_modified=row.last_modified, body_hash=row.body_hash,
         interval=row.interval, next_due=row.next_due,
-        last_polled=row.last_polled, last_status=row.last_status, last_error=row.last_error,
+        last_polled=row.last_polled, last_status=row.last_status,
+        last_failure=Failure.stored(row.last_error_kind, row.last_error),
         error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
         entries_seen=row.entries_seen, lease_token=row.lease_token)
 
