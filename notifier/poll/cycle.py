@@ -172,8 +172,9 @@ class Poller:
             now = self.clock()
             # A daemon cycle claims any due feed (an index walk, however many feeds there
             # are) and gives back what it does not poll; `run --once` names its feeds.
+            named = force or self.store.engine.dialect.name == "sqlite"  # one node
             due = await self._db(self.store.claim_feeds, self.node.name, now,
-                                 list(unclaimed) if force else None, size - len(active),
+                                 list(unclaimed) if named else None, size - len(active),
                                  self.node.lease, not force)
             if not due:
                 break
