@@ -13,6 +13,8 @@ from __future__ import annotations
 import bisect
 import copy
 import glob
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -64,6 +66,16 @@ class HttpSettings(StrictModel):
     block_private_networks: bool = False
     """Refuse feeds on loopback, private and link-local addresses, also after a redirect or
     a DNS change: for a notifier whose subscriptions other people can add."""
+
+
+class ClusterSettings(StrictModel):
+    """Several nodes on one PostgreSQL (see README, "Several nodes")."""
+
+    lease: Duration = Field(60.0, ge=1.0, le=3600.0)
+    """How long a node's claim on a feed or a channel lasts without a heartbeat renewing it:
+    a dead or paused node's work is taken over by the others within one lease."""
+    node: str | None = Field(None, min_length=1, max_length=64)
+    """This node's name in `status` and the logs; by default host name and process id."""
 
 
 class AdminSettings(StrictModel):
@@ -136,6 +148,7 @@ class _RawConfig(StrictModel):
     defaults: Defaults = Defaults()
     http: HttpSettings = HttpSettings()
     admin: AdminSettings = AdminSettings()
+    cluster: ClusterSettings = ClusterSettings()
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
     subscriptions: list[Subscription] = Field(min_length=1)
 
@@ -144,7 +157,8 @@ class _RawConfig(StrictModel):
     def _null_sections(cls, data: Any) -> Any:
         # `defaults:` with nothing under it parses as None; treat it as empty.
         if isinstance(data, dict):
-            return {k: ({} if v is None and k in ("defaults", "http", "admin") else v)
+            return {k: ({} if v is None and k in ("defaults", "http", "admin", "cluster")
+                         else v)
                     for k, v in data.items()}
         return data
 
@@ -164,6 +178,7 @@ class Config:
     variables that are not set, with those variables' names. Such a channel is in `channels`
     (with the values left empty) only when it is valid even so; it must not be sent to."""
     admin: AdminSettings = field(default_factory=AdminSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
     def base_dir(self) -> Path:
@@ -187,6 +202,14 @@ class Config:
 
     def subscription(self, name: str) -> Subscription | None:
         return next((s for s in self.subscriptions if s.name == name), None)
+
+    def subscriptions_hash(self) -> str:
+        """A digest of what this node polls and how: nodes sharing a database compare it,
+        since two nodes with different subscriptions would notify differently."""
+        shape = {"defaults": self.defaults.model_dump(mode="json"),
+                 "subscriptions": [s.model_dump(mode="json") for s in self.subscriptions]}
+        text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def state_url(self) -> str:
         """The database URL; a relative SQLite path is taken from the config file's folder."""
@@ -300,7 +323,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError(sorted(problems, key=where.line_of))
     return Config(path=file, state=raw.state, defaults=raw.defaults, http=raw.http,
                   channels=channels, subscriptions=tuple(raw.subscriptions),
-                  unresolved=unresolved, admin=raw.admin)
+                  unresolved=unresolved, admin=raw.admin, cluster=raw.cluster)
 
 
 def _missing_problem(where: _Locator, path: KeyPath, names: list[str],

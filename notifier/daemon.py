@@ -30,6 +30,7 @@ import httpx
 
 from notifier import __version__
 from notifier.channels import CHANNEL_KINDS, build_channel
+from notifier.cluster import Node
 from notifier.config import Config, ConfigError, load_config, split_listen
 from notifier.delivery.channel import Channel, ChannelContext
 from notifier.delivery.cycle import Delivery, DeliveryReport
@@ -87,7 +88,7 @@ class Engine:
                  channels: dict[str, Channel], *, parser: ParsePool,
                  clock: Callable[[], float] = time.time,
                  rng: random.Random | None = None,
-                 context: ChannelContext | None = None) -> None:
+                 context: ChannelContext | None = None, node: Node | None = None) -> None:
         self.config = config
         self.store = store
         self.fetcher = fetcher
@@ -96,14 +97,44 @@ class Engine:
         self.rng = rng or random.Random()
         self.context = context
         self.db = StoreThread()
+        self.node = node or Node.of(config)
         self.poller = Poller(config, store, fetcher, self.db, parser=parser, clock=clock,
-                             rng=self.rng)
-        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng)
+                             rng=self.rng, node=self.node)
+        self.delivery = Delivery(config, store, channels, self.db, clock=clock, rng=self.rng,
+                                 node=self.node)
+        self._heart: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the state and forget delivery claims a killed process left behind."""
+        """Open the state, forget claims a killed process left behind, start beating.
+
+        On SQLite this is the only node, so every claim left is a dead process's; on
+        PostgreSQL only this node's own (a stable `cluster.node` name finds them at once;
+        others' run out within a lease).
+        """
         await self.db(self.store.migrate)
-        await self.db(self.store.release_claims)
+        single = self.store.engine.dialect.name == "sqlite"
+        await self.db(self.store.release_node, self.node.name, self.clock(), single)
+        await self.node.beat(self.store, self.db, self.clock)
+        self._heart = asyncio.create_task(self._beat(), name="heartbeat")
+        log.info("node %s (lease %.0f s, subscriptions %s)", self.node.name, self.node.lease,
+                 self.node.config_hash)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.node.beat_every)
+            try:
+                await self.node.beat(self.store, self.db, self.clock)
+            except Exception:
+                log.exception("heartbeat failed; trying again in %.0f s", self.node.beat_every)
+
+    async def stop(self) -> None:
+        """Stop beating and give back what this node holds, so others take over at once."""
+        if self._heart is None:
+            return
+        self._heart.cancel()
+        await asyncio.gather(self._heart, return_exceptions=True)
+        self._heart = None
+        await self.db(self.store.release_node, self.node.name, self.clock())
 
     def reconfigure(self, config: Config) -> None:
         """Poll and deliver by `config` from the next cycle on (a reload).
@@ -121,8 +152,11 @@ class Engine:
         context = ChannelContext(renderer=renderer, http=self.context.http)
         channels = {name: build_channel(name, cfg, context)
                     for name, cfg in config.channels.items()}
+        # The same node, beating on: what it claimed stays its own; the others see its new
+        # subscriptions at the next heartbeat.
+        self.node.config_hash = config.subscriptions_hash()
         delivery = Delivery(config, self.store, channels, self.db, clock=self.clock,
-                            rng=self.rng)
+                            rng=self.rng, node=self.node)
         delivery.keep_pacing(self.delivery, [name for name, cfg in config.channels.items()
                                              if self.config.channels.get(name) == cfg])
         self.config, self.context = config, context
@@ -144,7 +178,8 @@ class Engine:
 @contextlib.asynccontextmanager
 async def open_engine(config: Config) -> AsyncIterator[Engine]:
     """Everything a run needs, opened in order and closed in reverse, also on errors."""
-    store = Store(config.state_url())
+    node = Node.of(config)
+    store = Store(config.state_url(), node.name, node.lease)
     parser = ParsePool()
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -159,10 +194,14 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
             context = ChannelContext(renderer=renderer, http=http)
             channels = {name: build_channel(name, cfg, context)
                         for name, cfg in config.channels.items()}
-            engine = Engine(config, store, fetcher, channels, parser=parser, context=context)
+            engine = Engine(config, store, fetcher, channels, parser=parser, context=context,
+                            node=node)
             try:
                 await engine.start()
-                yield engine
+                try:
+                    yield engine
+                finally:
+                    await engine.stop()
             finally:
                 await engine.poller.close()
                 engine.close()
@@ -289,8 +328,11 @@ class Daemon:
         """Note this process in the state for `notifier reload`; warn of a live other one."""
         store, me = self.engine.store, os.getpid()
         other = await self.engine.db(store.daemon_record)
+        # Several nodes on one PostgreSQL share the work by design (see `cluster`).
+        shared = store.engine.dialect.name == "postgresql"
         if other is not None and other.pid != me and other.host == socket.gethostname() \
-                and other.started and process_started(other.pid) == other.started:
+                and not shared and other.started \
+                and process_started(other.pid) == other.started:
             log.warning("another notifier daemon (pid %d, %s) runs on this state: each would "
                         "send what the other sends; stop one of them", other.pid, other.config)
         await self.engine.db(store.register_daemon, DaemonRecord(

@@ -12,10 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from notifier import redact
+from notifier.cluster import disagreeing
 from notifier.commands.common import EXIT_OK, Command, ago, at, iso, load, when
 from notifier.config import Config
 from notifier.failures import Failure
-from notifier.store import ChannelStats, Store
+from notifier.store import ChannelStats, NodeState, Store
 
 
 @dataclass
@@ -49,6 +50,24 @@ class FeedStatus:
     next_poll: float
     entries_seen: int
     subscriptions: list[str]
+    polled_by: str | None = None  # the node that wrote its last poll
+    claimed_by: str | None = None  # the node polling it now
+
+
+@dataclass
+class NodeStatus:
+    """A node sharing the state (see README, "Several nodes"), from its heartbeats."""
+
+    name: str
+    state: str  # alive | silent (no heartbeat for a lease) | stopped
+    heartbeat: float
+    feeds_claimed: int
+    feeds_polled: int
+    channels: list[str]
+    version: str
+    subscriptions: str  # the hash of its subscriptions
+    same_as_this_file: bool
+    differs_from_others: bool
 
 
 @dataclass
@@ -68,10 +87,11 @@ class StatusReport:
     channels: list[ChannelStatus]
     feeds: list[FeedStatus]
     discovery_failing: list[DiscoveryStatus]
+    nodes: list[NodeStatus] = field(default_factory=list)
 
 
 _TIMES = ("last_sent", "next_retry", "next_release", "last_polled", "next_poll", "generated",
-          "next_try")
+          "next_try", "heartbeat")
 
 
 def collect(config: Config, now: float | None = None) -> StatusReport:
@@ -81,6 +101,7 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
         stats = store.channel_stats()
         health = store.feed_health()
         states = store.subscription_states()
+        nodes = store.nodes(time.time() if now is None else now)
     finally:
         store.close()
     channels = []
@@ -100,7 +121,8 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
         last_error=feed.last_failure.message if feed.last_failure else None,
         error_kind=feed.last_failure.kind.value if feed.last_failure else None,
         error_count=feed.error_count, last_polled=feed.last_polled, next_poll=feed.next_due,
-        entries_seen=feed.entries, subscriptions=list(feed.subscriptions))
+        entries_seen=feed.entries, subscriptions=list(feed.subscriptions),
+        polled_by=feed.polled_by, claimed_by=feed.claimed_by)
         for feed in health]
     # A subscription whose feed was never found has no feed row: show it, or it vanishes.
     lost = []
@@ -113,8 +135,20 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
                 failure.message if failure else None,
                 known.discovery_errors if known else 0, known.discovery_due if known else None,
                 failure.kind.value if failure else None))
-    return StatusReport(Store.describe_url(config.state_url()),
-                        time.time() if now is None else now, channels, feeds, lost)
+    generated = time.time() if now is None else now
+    return StatusReport(Store.describe_url(config.state_url()), generated, channels, feeds,
+                        lost, node_statuses(config, nodes, generated))
+
+def node_statuses(config: Config, nodes: list[NodeState], now: float) -> list[NodeStatus]:
+    odd = {n.name for n in disagreeing(nodes, now)}
+    mine = config.subscriptions_hash()
+    return [NodeStatus(
+        name=n.name,
+        state="stopped" if n.stopped is not None else "alive" if n.alive(now) else "silent",
+        heartbeat=n.heartbeat, feeds_claimed=n.feeds_claimed, feeds_polled=n.feeds_polled,
+        channels=list(n.channels), version=n.version, subscriptions=n.config_hash,
+        same_as_this_file=n.config_hash == mine, differs_from_others=n.name in odd)
+        for n in nodes]
 
 
 def as_json(report: StatusReport) -> str:
@@ -152,8 +186,10 @@ def print_table(report: StatusReport) -> None:
         state = (f"failing x{feed.error_count}: {_error(feed.last_error, feed.error_kind)}"
                  if feed.state == "failing"
                  else f"ok ({feed.last_status})" if feed.state == "ok" else "waiting")
-        print(f"  {feed.url}\n    {state}; polled {polled}; next poll "
-              f"{at(now, feed.next_poll)}; {feed.entries_seen} entries seen; "
+        by = f" by {feed.polled_by}" if feed.polled_by and len(report.nodes) > 1 else ""
+        busy = f"; being polled by {feed.claimed_by}" if feed.claimed_by else ""
+        print(f"  {feed.url}\n    {state}; polled {polled}{by}; next poll "
+              f"{at(now, feed.next_poll)}{busy}; {feed.entries_seen} entries seen; "
               f"for {', '.join(feed.subscriptions) or 'no subscription'}")
     if report.discovery_failing:
         print("subscriptions without a feed:")
@@ -164,6 +200,27 @@ def print_table(report: StatusReport) -> None:
             retry = f"; next try {at(now, lost.next_try)}" if lost.next_try is not None else ""
             print(f"  {lost.subscription}: {lost.url}\n    discovery failing "
                   f"x{lost.failures}: {_error(lost.error, lost.error_kind)}{retry}")
+    print_nodes(report.nodes, now)
+
+
+def print_nodes(nodes: list[NodeStatus], now: float) -> None:
+    """Who shares this state and does what; a node that ever ran on it has a row."""
+    if not nodes:
+        return
+    print("nodes (a node's feeds and channels pass to the others one lease after its last "
+          "heartbeat):")
+    print(f"  {'name':<24} {'state':<8} {'heartbeat':<14} {'claimed':>7} {'polled':>7}  "
+          "version  subscriptions")
+    for n in nodes:
+        subs = n.subscriptions + (" (as this file)" if n.same_as_this_file
+                                  else " (not as this file)")
+        if n.differs_from_others:
+            subs += "  DIFFERS FROM THE OTHER NODES"
+        beat = f"{max(now - n.heartbeat, 0):.0f} s ago"
+        print(f"  {n.name:<24} {n.state:<8} {beat:<14} {n.feeds_claimed:>7} "
+              f"{n.feeds_polled:>7}  {n.version:<7}  {subs}")
+        if n.channels:
+            print(f"    delivers to {', '.join(n.channels)}")
 
 
 def _error(message: str | None, kind: str | None) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from notifier.cluster import Node
 from notifier.config import Config
 from notifier.delivery.channel import Channel, DeliveryError, PermanentFailure, TemporaryFailure
 from notifier.delivery.digest import DIGEST_MAX, Schedule, plan, schedule_for
@@ -34,8 +35,6 @@ log = logging.getLogger("notifier")
 T = TypeVar("T")
 
 DELIVERY_BATCH = 50
-CLAIM_LEASE = 300.0
-"""Seconds a claimed row stays hidden from other claims; forgotten at start after a crash."""
 
 
 class StoreRunner(Protocol):
@@ -58,8 +57,9 @@ class Delivery:
 
     def __init__(self, config: Config, store: Store, channels: Mapping[str, Channel],
                  db: StoreRunner, *, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, node: Node | None = None) -> None:
         self.config = config
+        self.node = node or Node.of(config)
         self.store = store
         self.channels = channels
         self.clock = clock
@@ -97,38 +97,60 @@ class Delivery:
         # A burst is only seen whole if one claim can hold it.
         size = DIGEST_MAX if channel.config.burst_limit else DELIVERY_BATCH
         remaining = limit
+        lease = self.node.lease
+        # One node delivers to a channel at a time (a lease its heartbeat renews): it alone
+        # paces the channel and gathers its digests. A pause a server asked any node for
+        # holds for all.
+        mine, paused = await self._db(self.store.lease_channel, name, self.node.name,
+                                      self.clock(), lease)
+        if not mine:
+            return
+        if paused is not None:
+            pacer.not_before = max(pacer.not_before, paused)
         while remaining > 0 and name not in self._disabled:
             now = self.clock()
             if pacer.wait(now) > MAX_INLINE_WAIT:
                 break
             items = await self._db(self.store.claim_due, now, min(size, remaining),
-                                   CLAIM_LEASE, [name])
+                                   lease, [name], self.node.name)
             if not items:
                 break
             remaining -= len(items)
-            messages = await self._plan(channel, items, now, report)
-            if not await self._deliver_channel(channel, messages, pacer, report):
+            claim = items[0].claim_id or ""
+            self.node.claims.add(claim)
+            try:
+                messages = await self._plan(channel, items, now, report)
+                if not await self._deliver_channel(channel, messages, pacer, report, now):
+                    break
+            finally:
+                self.node.claims.discard(claim)
+            mine, _ = await self._db(self.store.lease_channel, name, self.node.name,
+                                     self.clock(), lease)
+            if not mine:
                 break
 
     async def _plan(self, channel: Channel, items: list[OutboxItem], now: float,
                     report: DeliveryReport) -> list[_Message]:
         """Hold what must wait, gather digests, and make one message of each of the rest."""
         started = {i.digest_id for i in items if i.digest_id}
+        claim = items[0].claim_id
         if started:
-            items += await self._db(self.store.claim_digest_members, started, now, CLAIM_LEASE)
+            items += await self._db(self.store.claim_digest_members, started, now,
+                                    self.node.lease, self.node.name, claim)
         decided = plan(items, now=now, row_id=lambda i: i.id, created=lambda i: i.created,
                        was_held=lambda i: i.held_until is not None,
                        digest_id=lambda i: i.digest_id,
                        schedule=lambda i: self._schedule(channel, i.subscription),
                        burst_limit=channel.config.burst_limit)
         if decided.hold:
-            await self._db(self.store.hold, decided.hold)
+            await self._db(self.store.hold, decided.hold, claim)
             report.held += len(decided.hold)
             log.info("holding %d notification(s) for %s until %s", len(decided.hold),
                      channel.name, _utc(min(decided.hold.values())))
         for digest_id, members in decided.digests:
             if members[0].digest_id is None:
-                await self._db(self.store.assign_digest, digest_id, [m.id for m in members])
+                await self._db(self.store.assign_digest, digest_id, [m.id for m in members],
+                               claim)
         sending = decided.singles + [m for _, members in decided.digests for m in members]
         parents = await self._db(self.store.entries_by_key,
                                  {i.entry.parent_key for i in sending if i.entry.parent_key})
@@ -144,7 +166,7 @@ class Delivery:
         return schedule_for(channel.config.schedule, sub.schedule if sub else None)
 
     async def _deliver_channel(self, channel: Channel, messages: Sequence[_Message],
-                               pacer: Pacer, report: DeliveryReport) -> bool:
+                               pacer: Pacer, report: DeliveryReport, claimed_at: float) -> bool:
         """Send, paced; False when the channel must stop for now (paused, disabled).
 
         Messages go one at a time unless the kind sends batches itself (SMTP reuses one
@@ -159,6 +181,8 @@ class Delivery:
                 wait = pacer.wait(self.clock())
                 if wait > MAX_INLINE_WAIT or channel.name in self._disabled:
                     return False
+                if not self.node.holds(claimed_at, self.clock() + wait):
+                    return False  # paused past the lease: another node sends these now
                 if wait > 0:
                     await asyncio.sleep(wait)
                 group = messages[start:start + step]
@@ -169,18 +193,20 @@ class Delivery:
                     await self._settle(channel, message, result.error, report, pacer)
             return True
         finally:
-            leftover = [i.id for m in messages if m.notice.notification_id not in attempted
+            leftover = [i for m in messages if m.notice.notification_id not in attempted
                         for i in m.items]
             if leftover:
-                await self._db(self.store.release, leftover)
+                await self._db(self.store.release, [i.id for i in leftover],
+                               leftover[0].claim_id)
 
     async def _settle(self, channel: Channel, message: _Message, error: DeliveryError | None,
                       report: DeliveryReport, pacer: Pacer) -> None:
         now = self.clock()
         ids = [i.id for i in message.items]
         first = message.items[0]
+        claim = first.claim_id
         if error is None:
-            await self._db(self.store.mark_sent, ids, now)
+            await self._db(self.store.mark_sent, ids, now, claim)
             report.sent += len(ids)
             if message.notice.digest:
                 log.info("sent a digest of %d notifications to %s", len(ids), channel.name)
@@ -192,6 +218,7 @@ class Delivery:
         retry_after = error.retry_after if isinstance(error, TemporaryFailure) else None
         if retry_after is not None:
             pacer.sent(now, retry_after)  # the server asked the whole channel to slow down
+            await self._db(self.store.pause_channel, channel.name, pacer.not_before)
         verdict = after_failure(channel.retry_policy,
                                 attempts=max(i.attempts for i in message.items) + 1,
                                 created=min(i.age_from for i in message.items), now=now,
@@ -199,7 +226,7 @@ class Delivery:
         text = f"{error} ({verdict.reason})"
         # A retry's "in 593 s" goes stale at once; `status` shows the stored next_attempt.
         stored = str(error) if verdict.retry_at is not None else text
-        await self._db(self.store.mark_failed, ids, stored, verdict.retry_at, now)
+        await self._db(self.store.mark_failed, ids, stored, verdict.retry_at, now, claim)
         report.errors.append(f"channel {channel.name}: {text}")
         if verdict.retry_at is None:
             report.dead += len(ids)

@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 from notifier import redact
+from notifier.cluster import Node
 from notifier.config import Config
 from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
@@ -49,7 +50,17 @@ CYCLE_WAIT = 3.0
 
 log = logging.getLogger("notifier")
 
-__all__ = ["BATCH_LINGER", "STRAGGLER_WAIT", "WRITE_BATCH", "Poller", "StoreThread"]
+__all__ = ["BATCH_LINGER", "STRAGGLER_WAIT", "WRITE_BATCH", "Poller", "StoreThread",
+           "claim_size"]
+
+
+def claim_size(config: Config, store: Store) -> int:
+    """Feeds a node holds claimed at once. One node (SQLite) takes large batches, as before
+    there were claims; with several nodes a node claims only what it can fetch at once, so
+    that every node gets a share and no claimed feed waits for a free connection."""
+    if store.engine.dialect.name == "sqlite":
+        return 10 * WRITE_BATCH
+    return max(config.http.concurrency, 2)
 
 
 class StoreThread:
@@ -81,8 +92,9 @@ class Poller:
 
     def __init__(self, config: Config, store: Store, fetcher: Fetcher, db: StoreThread, *,
                  parser: ParsePool, clock: Callable[[], float] = time.time,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, node: Node | None = None) -> None:
         self.config = config
+        self.node = node or Node.of(config)
         self.store = store
         self.fetcher = fetcher
         self.parser = parser
@@ -97,6 +109,7 @@ class Poller:
         self._writer: asyncio.Task[None] | None = None
         self._report = PollReport()
         self._plan: Plan | None = None
+        self._abandoned: set[int] = set()
         self.on_queued: Callable[[], None] | None = None
         self.on_polled: Callable[[PollReport], None] | None = None
         """Called with what each written batch (and each cycle's failed discoveries) adds
@@ -124,21 +137,15 @@ class Poller:
         report.add(lost)
         if lost.feeds_polled and self.on_polled is not None:
             self.on_polled(lost)
-        feed_ids = list(plan.feed_subs)
-        if force:
-            due = list((await self._db(self.store.feeds_by_id, feed_ids)).values())
-        else:
-            due = await self._db(self.store.due_feeds, self.clock(), feed_ids, 10 * WRITE_BATCH)
-        due = [feed for feed in due if feed.id not in self._inflight]
-        if not due:
-            return self._take_report()
-        now = self.clock()
-        news = await probe_sites(due, plan, self.config, store=self.store,
-                                 fetcher=self.fetcher, db=self._db, now=now, force=force)
+        await self._release_abandoned()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="poll writer")
 
-        async def one(feed: Any) -> None:
+        async def one(feed: Any, news: Any, now: float) -> None:
+            if not self.node.holds(now, self.clock()):
+                report.fenced += 1  # paused past the lease: another node polls it now
+                self._abandoned.add(feed.id)
+                return
             every = plan.rescan_every(self.config, feed.id)
             rescan = every is not None and (
                 (feed.rescan_due is not None and feed.rescan_due <= now)
@@ -147,12 +154,50 @@ class Poller:
                 feed, rescan=rescan, conditional=not news.unconditional(feed),
                 expect=plan.expected_kind(feed.id)))
 
-        tasks = []
-        for feed in due:
-            task = asyncio.create_task(one(feed))
-            self._inflight[feed.id] = task
-            task.add_done_callback(functools.partial(self._landed, feed.id))
-            tasks.append(task)
+        # Feeds are claimed (see `store.leases`) a batch at a time, the next batch when the
+        # fetches of this cycle run low; each feed at most once per cycle. A feed still in
+        # flight from an earlier cycle is not claimed again.
+        unclaimed = dict.fromkeys(i for i in plan.feed_subs if i not in self._inflight)
+        size = claim_size(self.config, self.store)
+        tasks: list[asyncio.Task[None]] = []
+        seen: set[int] = set()
+        while unclaimed:
+            active = [t for t in tasks if not t.done()]
+            if len(active) > size // 2:
+                done, _ = await asyncio.wait(active, timeout=STRAGGLER_WAIT,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done and not force:
+                    break  # only stragglers: leave the rest to other nodes or next cycle
+                continue
+            now = self.clock()
+            # A daemon cycle claims any due feed (an index walk, however many feeds there
+            # are) and gives back what it does not poll; `run --once` names its feeds.
+            named = force or self.store.engine.dialect.name == "sqlite"  # one node
+            due = await self._db(self.store.claim_feeds, self.node.name, now,
+                                 list(unclaimed) if named else None, size - len(active),
+                                 self.node.lease, not force)
+            if not due:
+                break
+            foreign = [f.id for f in due if f.id not in plan.feed_subs]
+            again = [f.id for f in due if f.id in seen or f.id in self._inflight]
+            if foreign:
+                await self._db(self.store.release_feeds, self.node.name, foreign, now)
+            if again:
+                await self._db(self.store.release_feeds, self.node.name, again)
+            due = [f for f in due if f.id in unclaimed]
+            if not due:
+                break  # only feeds polled this cycle or read by no subscription are due
+            for feed in due:
+                seen.add(feed.id)
+                unclaimed.pop(feed.id, None)
+            self.node.feeds.update(feed.id for feed in due)
+            news = await probe_sites(due, plan, self.config, store=self.store,
+                                     fetcher=self.fetcher, db=self._db, now=now, force=force)
+            for feed in due:
+                task = asyncio.create_task(one(feed, news, now))
+                self._inflight[feed.id] = task
+                task.add_done_callback(functools.partial(self._landed, feed.id))
+                tasks.append(task)
         if force:
             await asyncio.gather(*tasks, return_exceptions=True)
         else:
@@ -171,6 +216,16 @@ class Poller:
         again by the next cycle. Only a task that ended without a result is let go here."""
         if task.cancelled() or task.exception() is not None:
             self._inflight.pop(feed_id, None)
+            self._abandoned.add(feed_id)
+
+    async def _release_abandoned(self) -> None:
+        """Give back claims whose poll was not written (a failed write, a lost lease, a
+        stop): others may take them at once, and the heartbeat stops renewing them."""
+        gone = [i for i in self._abandoned if i not in self._inflight]
+        self._abandoned.difference_update(gone)
+        self.node.feeds.difference_update(gone)
+        if gone:
+            await self._db(self.store.release_feeds, self.node.name, gone)
 
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None) -> Polled:
@@ -205,6 +260,9 @@ class Poller:
         await asyncio.gather(*self._inflight.values(), return_exceptions=True)
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        self._abandoned.update(self.node.feeds)
+        self._inflight.clear()
+        await self._release_abandoned()
         for planner in [*self._retired, self.planner]:
             await planner.close()
 
@@ -221,6 +279,7 @@ class Poller:
                 except TimeoutError:
                     break
                 batch.append(more)
+            written = self._report.written
             try:
                 assert self._plan is not None
                 await self._write_batch(batch, self._plan, self._report)
@@ -234,6 +293,9 @@ class Poller:
             finally:
                 for polled in batch:
                     self._inflight.pop(polled.feed.id, None)
+                    self.node.feeds.discard(polled.feed.id)
+                    if polled.feed.id not in written:
+                        self._abandoned.add(polled.feed.id)
                     self._queue.task_done()
 
     async def _write_batch(self, batch: list[Polled], plan: Plan, report: PollReport) -> None:
@@ -242,19 +304,35 @@ class Poller:
         now = self.clock()
         outcomes = [self._decide(s, plan, now) for s in snapshots]
         records = [storable_record(o.record) for o in outcomes]
+        tokens = {s.polled.feed.id: s.polled.feed.lease_token for s in snapshots}
         try:
-            queued = await self._db(self.store.record_polls, records)
+            queued, refused = await self._db(self.store.record_fenced, records,
+                                             self.node.name, tokens)
+            if refused:
+                # Paused past the lease (or cut off): another node has these feeds now and
+                # writes their polls; ours are stale and dropped whole, notifications too.
+                log.warning("lost the lease on %d feed(s) before writing their polls (this "
+                            "node was paused or slow for more than %.0f s); their results "
+                            "are dropped, another node polls them", len(refused),
+                            self.node.lease)
+                report.fenced += len(refused)
+                lost = set(refused)
+                kept = [i for i, o in enumerate(outcomes) if o.record.feed_id not in lost]
+                snapshots = [snapshots[i] for i in kept]
+                outcomes = [outcomes[i] for i in kept]
+                records = [records[i] for i in kept]
         except Exception as exc:
             # One poll the database still refuses must not lose the batch's others: each
             # is written on its own, and the refused one is recorded as a failed poll.
             log.error("writing %d polls together failed (%s); writing them one by one",
                       len(records), _db_reason(exc))
-            queued, records = await self._write_one_by_one(records)
+            queued, records = await self._write_one_by_one(records, tokens)
             outcomes = [replace(o, record=r, decision=o.decision if r.failure is None else None)
                         for o, r in zip(outcomes, records, strict=True)]
             snapshots = [replace(s, polled=replace(s.polled, failure=r.failure))
                          if r.failure and not s.polled.failure else s
                          for s, r in zip(snapshots, records, strict=True)]
+        report.written.update(r.feed_id for r in records)
         if queued and self.on_queued is not None:
             self.on_queued()  # also for polls that finish after their cycle returned
         if any(r.threads or r.settle_thread for r in records):
@@ -280,20 +358,22 @@ class Poller:
             return decide_poll(replace(snapshot, polled=failed), plan, self.config, now=now,
                                rng=self.rng)
 
-    async def _write_one_by_one(self, records: list[PollRecord]
+    async def _write_one_by_one(self, records: list[PollRecord], tokens: dict[int, int]
                                 ) -> tuple[int, list[PollRecord]]:
         queued = 0
         written = []
         for record in records:
             try:
-                queued += await self._db(self.store.record_polls, [record])
+                count, _ = await self._db(self.store.record_fenced, [record],
+                                          self.node.name, tokens)
+                queued += count
             except Exception as exc:
                 reason = f"the state refused this poll's entries: {_db_reason(exc)}"
                 record = PollRecord(feed_id=record.feed_id, polled_at=record.polled_at,
                                     next_due=record.next_due, status=record.status,
                                     failure=Failure(FailureKind.STATE, reason))
                 try:
-                    await self._db(self.store.record_polls, [record])
+                    await self._db(self.store.record_fenced, [record], self.node.name, tokens)
                 except Exception as again:
                     log.error("feed %d: even its failure could not be stored: %s",
                               record.feed_id, _db_reason(again))

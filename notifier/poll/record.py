@@ -31,21 +31,26 @@ class PollReport:
     new_entries: int = 0
     queued: int = 0
     baselines: int = 0  # subscriptions whose first poll this was
+    fenced: int = 0  # polls dropped: another node claimed the feed since (lease lost)
     errors: list[str] = field(default_factory=list)
+    written: set[int] = field(default_factory=set)  # feeds whose poll was written
     fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
     def add(self, other: PollReport) -> None:
         """Sum `other` (a batch's share) into this report."""
         for name in ("feeds_polled", "feeds_failed", "not_modified", "new_entries", "queued",
-                     "baselines"):
+                     "baselines", "fenced"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
+        self.written |= other.written
         self.fetch_seconds += other.fetch_seconds
 
     def summary(self) -> str:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
                 f"{self.feeds_failed} failed), {self.new_entries} new entries, "
                 f"{self.queued} notifications queued")
+        if self.fenced:
+            text += f"; {self.fenced} polls dropped after the lease was lost"
         if self.baselines:
             text += (f"; baseline recorded for {self.baselines} subscriptions: from now on "
                      "new entries are reported")

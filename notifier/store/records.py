@@ -46,6 +46,7 @@ class FeedState:
     post_id: str | None = None
     rescan_due: float | None = None
     entries_seen: int = 0
+    lease_token: int = 0  # the fencing token of the claim this state was read under
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class OutboxItem:
     revision: int = 0  # > 0: the notification reports an edit of the entry
     held_until: float | None = None  # set once the row was held for a digest or quiet hours
     digest_id: str | None = None  # the digest message it is part of
+    claim_id: str | None = None  # the claim it was taken under: its outcome is fenced by it
 
     @property
     def age_from(self) -> float:
@@ -165,6 +167,28 @@ class FeedHealth:
     next_due: float
     entries: int
     subscriptions: list[str] = field(default_factory=list)
+    polled_by: str | None = None  # the node that wrote the last poll
+    claimed_by: str | None = None  # the node polling it now (an unexpired lease)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeState:
+    """One node sharing the database, as its heartbeats left it."""
+
+    name: str
+    version: str
+    config_hash: str
+    started: float
+    heartbeat: float
+    lease: float
+    stopped: float | None
+    feeds_claimed: int  # feeds it holds an unexpired lease on now
+    feeds_polled: int  # feeds whose last poll it wrote
+    channels: tuple[str, ...]  # channels it delivers to now
+
+    def alive(self, now: float) -> bool:
+        """Heartbeat within one lease and not stopped: its claims still hold."""
+        return self.stopped is None and self.heartbeat + self.lease >= now
 
 
 @dataclass(frozen=True, slots=True)

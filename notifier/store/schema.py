@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -52,7 +52,11 @@ feeds = sa.Table(
     sa.Column("rescan_due", sa.Float),
     # Migration 6 (typed failures): the kind of the last error (`failures.FailureKind`).
     sa.Column("last_error_kind", sa.String(32)),
+    # Migration 7 (several nodes): who wrote the last poll, under which fencing token.
+    sa.Column("polled_by", sa.String(64)),
+    sa.Column("polled_token", sa.Integer),
 )
+ix_feeds_due = sa.Index("ix_feeds_due", feeds.c.next_due)
 
 subscriptions = sa.Table(
     "subscriptions", metadata,
@@ -131,6 +135,10 @@ outbox = sa.Table(
     # short by a crash is sent again whole, with the same id.
     sa.Column("held_until", sa.Float),
     sa.Column("digest_id", sa.String(64)),
+    # Migration 7: the node holding the claim and the claim's id, its fencing token: the
+    # outcome of a send is written only under the claim that took the row.
+    sa.Column("claim_owner", sa.String(64)),
+    sa.Column("claim_id", sa.String(32)),
     # One message per comment per destination, even when several subscriptions match it.
     sa.UniqueConstraint("channel", "entry_key", "revision", name="uq_outbox_once"),
 )
@@ -142,6 +150,11 @@ channel_state = sa.Table(
     sa.Column("name", sa.String(100), primary_key=True),
     sa.Column("disabled_reason", sa.Text),
     sa.Column("disabled_at", sa.Float),
+    # Migration 7: a pause a server asked for (429 Retry-After), seen by every node; and the
+    # node that delivers to this channel for now, so one node paces it and builds digests.
+    sa.Column("paused_until", sa.Float),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.Float),
 )
 
 # Migration 4 (conditional GET everywhere): the last look at each WordPress site's approved
@@ -155,6 +168,19 @@ sites = sa.Table(
     sa.Column("newest_id", sa.Integer, nullable=False),
     sa.Column("probed_at", sa.Float, nullable=False),
     sa.Column("next_probe", sa.Float, nullable=False),
+)
+
+
+# Migration 7 (several nodes): one row per node, written by its heartbeat.
+nodes = sa.Table(
+    "nodes", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("heartbeat", sa.Float, nullable=False),
+    sa.Column("lease", sa.Float, nullable=False),
+    sa.Column("stopped", sa.Float),
 )
 
 
@@ -211,5 +237,15 @@ def _migration_6(conn: Connection) -> None:
     _add_missing_columns(conn, subscriptions, ("last_error_kind",))
 
 
+def _migration_7(conn: Connection) -> None:
+    """Several nodes on one database: heartbeats, who polled a feed, fenced outbox claims,
+    shared channel pauses."""
+    _add_missing_columns(conn, feeds, ("polled_by", "polled_token"))
+    _add_missing_columns(conn, outbox, ("claim_owner", "claim_id"))
+    _add_missing_columns(conn, channel_state, ("paused_until", "lease_owner", "lease_until"))
+    ix_feeds_due.create(conn, checkfirst=True)
+    metadata.create_all(conn, tables=[nodes])
+
+
 _MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-               _migration_6]
+               _migration_6, _migration_7]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,9 +22,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from notifier import redact
+from notifier import __version__, redact
 from notifier.failures import Failure
 from notifier.models import Entry
+from notifier.store.leases import LeaseStore, new_claim_id
 from notifier.store.records import (
     ChannelStats,
     DaemonRecord,
@@ -53,6 +55,7 @@ from notifier.store.schema import (
     thread_feeds,
 )
 
+MIGRATION_LOCK = 0x6E6F7469666965  # "notifie": the advisory lock key of migrations
 _CHUNK = 500  # bound on parameters per statement (SQLite allows 32766; stay far below)
 
 def _ts(value: datetime | None) -> float | None:
@@ -124,13 +127,19 @@ def _feed_values(record: PollRecord) -> dict[str, Any]:
 # --- the store ---------------------------------------------------------------------------
 
 
-class Store:
-    """State behind the pipeline. Methods are named after what their callers need."""
+class Store(LeaseStore):
+    """State behind the pipeline. Methods are named after what their callers need; the
+    claims and heartbeats of several nodes are in `LeaseStore`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, node: str | None = None, lease: float | None = None
+                 ) -> None:
+        """`node` names this node's connections (PostgreSQL's `application_name`, seen in
+        `pg_stat_activity`). With `lease`, PostgreSQL ends a session of this node left idle
+        inside a transaction for that long: a node paused mid-transaction would otherwise
+        keep its row locks, and so its feeds, until it woke."""
         self.url = url
         try:
-            self.engine: Engine = _make_engine(url)
+            self.engine: Engine = _make_engine(url, node, lease)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
             raise StoreError(f"cannot use state {redact.url(url)}: {exc}") from exc
         self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
@@ -144,9 +153,19 @@ class Store:
         return redact.url(url)
 
     def migrate(self) -> None:
-        """Create or upgrade the schema; refuse a database written by a newer notifier."""
+        """Create or upgrade the schema; refuse a database written by a newer notifier.
+
+        Nodes starting together against one PostgreSQL queue on an advisory lock held for
+        the transaction, so the first migrates and the others find the schema current
+        (on SQLite, processes opening one file at once queue on its write lock).
+        """
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": MIGRATION_LOCK})
+                else:  # SQLite: take the write lock before reading the version
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                 metadata.create_all(conn, tables=[meta_table])
                 row = conn.execute(sa.select(meta_table.c.value).where(
                     meta_table.c.key == "schema_version")).first()
@@ -154,7 +173,8 @@ class Store:
                 if version > SCHEMA_VERSION:
                     raise StoreError(
                         f"state {redact.url(self.url)} has schema version {version}, newer "
-                        f"than this notifier understands ({SCHEMA_VERSION}); upgrade notifier "
+                        f"than this notifier {__version__} understands ({SCHEMA_VERSION}): "
+                        "another node was upgraded; upgrade notifier on this node too "
                         "(or restore a backup made by this version)")
                 for number, step in enumerate(_MIGRATIONS, start=1):
                     if number > version:
@@ -440,6 +460,9 @@ class Store:
             self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id), rows)
         return len(inserted.all())
 
+    def _feed_state_of(self, row: Any) -> FeedState:
+        return _feed_state(row)
+
     def _update_threads(self, conn: Connection, update: ThreadUpdate, now: float) -> None:
         site = conn.execute(
             sa.select(feeds.c.interval, feeds.c.api_root)
@@ -501,11 +524,13 @@ class Store:
     # --- outbox --------------------------------------------------------------------------
 
     def claim_due(self, now: float, limit: int, lease: float = 300.0,
-                  channels: Iterable[str] | None = None) -> list[OutboxItem]:
+                  channels: Iterable[str] | None = None, node: str | None = None
+                  ) -> list[OutboxItem]:
         """Take queued notifications whose time has come, oldest first, for `lease` seconds.
 
         Held rows whose release time has come are taken too: the caller gathers them into
-        a digest.
+        a digest. The rows share one new claim id (`OutboxItem.claim_id`); writes that pass
+        it change a row only while that claim holds it.
         """
         query = (
             _outbox_select()
@@ -516,11 +541,14 @@ class Store:
         )
         if channels is not None:
             query = query.where(outbox.c.channel.in_(list(channels)))
-        return self._claim(query, now, lease)
+        return self._claim(query, now, lease, node, new_claim_id())
 
     def claim_digest_members(self, digest_ids: Iterable[str], now: float,
-                             lease: float = 300.0) -> list[OutboxItem]:
-        """The unsent, unclaimed rest of these digests: a digest is always sent whole."""
+                             lease: float = 300.0, node: str | None = None,
+                             claim: str | None = None) -> list[OutboxItem]:
+        """The unsent, unclaimed rest of these digests: a digest is always sent whole.
+
+        Taken under `claim` (that of the rows that started the digests) when given."""
         wanted = sorted(set(digest_ids))
         items: list[OutboxItem] = []
         for chunk in _chunks(wanted):
@@ -529,24 +557,28 @@ class Store:
                             sa.or_(outbox.c.claimed_until.is_(None),
                                    outbox.c.claimed_until < now))
                      .order_by(entries.c.published, outbox.c.id))
-            items += self._claim(query, now, lease)
+            items += self._claim(query, now, lease, node, claim or new_claim_id())
         return items
 
-    def _claim(self, query: Any, now: float, lease: float) -> list[OutboxItem]:
+    def _claim(self, query: Any, now: float, lease: float, node: str | None,
+               claim: str) -> list[OutboxItem]:
+        # SKIP LOCKED: two nodes claiming at once take different rows, neither waits.
+        query = query.with_for_update(skip_locked=True, of=outbox)
         with self.engine.begin() as conn:
             rows = conn.execute(query).all()
             ids = [row.id for row in rows]
             for chunk in _chunks(ids):
                 conn.execute(outbox.update().where(outbox.c.id.in_(chunk))
-                             .values(claimed_until=now + lease))
+                             .values(claimed_until=now + lease, claim_owner=node,
+                                     claim_id=claim))
         return [OutboxItem(
             id=row.id, notification_id=row.notification_id, subscription=row.subscription,
             channel=row.channel, attempts=row.attempts, created=row.created,
             missing=row.missing, entry=_row_entry(row), feed_title=row.feed_title,
             feed_url=row.feed_url, revision=row.revision, held_until=row.held_until,
-            digest_id=row.digest_id) for row in rows]
+            digest_id=row.digest_id, claim_id=claim) for row in rows]
 
-    def hold(self, until: Mapping[int, float]) -> None:
+    def hold(self, until: Mapping[int, float], claim: str | None = None) -> None:
         """Keep claimed rows back until their release time (a digest, quiet hours)."""
         by_time: dict[float, list[int]] = {}
         for item_id, when in until.items():
@@ -554,15 +586,17 @@ class Store:
         with self.engine.begin() as conn:
             for when, ids in by_time.items():
                 for chunk in _chunks(ids):
-                    conn.execute(outbox.update().where(outbox.c.id.in_(chunk)).values(
+                    conn.execute(outbox.update().where(outbox.c.id.in_(chunk),
+                                                       *_fence(claim)).values(
                         status="held", next_attempt=when, held_until=when,
                         claimed_until=None))
 
-    def assign_digest(self, digest_id: str, item_ids: Sequence[int]) -> None:
+    def assign_digest(self, digest_id: str, item_ids: Sequence[int],
+                      claim: str | None = None) -> None:
         """Make rows members of one digest message, before it is sent (see the table)."""
         with self.engine.begin() as conn:
             for chunk in _chunks(list(item_ids)):
-                conn.execute(outbox.update().where(outbox.c.id.in_(chunk))
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk), *_fence(claim))
                              .values(digest_id=digest_id, status="queued"))
 
     def release_claims(self) -> None:
@@ -571,16 +605,18 @@ class Store:
             conn.execute(outbox.update().where(outbox.c.claimed_until.is_not(None))
                          .values(claimed_until=None))
 
-    def mark_sent(self, item_ids: int | Sequence[int], now: float) -> None:
+    def mark_sent(self, item_ids: int | Sequence[int], now: float,
+                  claim: str | None = None) -> None:
         """Record acceptance; several ids (a digest's members) in one transaction."""
         with self.engine.begin() as conn:
             for chunk in _chunks(_id_list(item_ids)):
-                conn.execute(outbox.update().where(outbox.c.id.in_(chunk)).values(
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk), *_fence(claim))
+                             .values(
                     status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
                     claimed_until=None, last_error=None))
 
     def mark_failed(self, item_ids: int | Sequence[int], error: str,
-                    next_attempt: float | None, now: float) -> None:
+                    next_attempt: float | None, now: float, claim: str | None = None) -> None:
         """Record a failed attempt; `next_attempt` None means dead-lettered."""
         values: dict[str, Any] = {"attempts": outbox.c.attempts + 1, "last_error": error,
                                   "claimed_until": None}
@@ -590,13 +626,14 @@ class Store:
             values["next_attempt"] = next_attempt
         with self.engine.begin() as conn:
             for chunk in _chunks(_id_list(item_ids)):
-                conn.execute(outbox.update().where(outbox.c.id.in_(chunk)).values(**values))
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk), *_fence(claim))
+                             .values(**values))
 
-    def release(self, item_ids: Sequence[int]) -> None:
+    def release(self, item_ids: Sequence[int], claim: str | None = None) -> None:
         """Give back claimed rows that were not attempted (shutdown, disabled channel)."""
         with self.engine.begin() as conn:
             for chunk in _chunks(list(item_ids)):
-                conn.execute(outbox.update().where(outbox.c.id.in_(chunk))
+                conn.execute(outbox.update().where(outbox.c.id.in_(chunk), *_fence(claim))
                              .values(claimed_until=None))
 
     def requeue_dead(self, now: float, channel: str | None = None) -> int:
@@ -624,13 +661,14 @@ class Store:
 
     def disable_channel(self, name: str, reason: str, now: float) -> None:
         with self.engine.begin() as conn:
-            conn.execute(channel_state.delete().where(channel_state.c.name == name))
-            conn.execute(channel_state.insert().values(name=name, disabled_reason=reason,
-                                                       disabled_at=now))
+            conn.execute(self._insert(channel_state).on_conflict_do_nothing(), [{"name": name}])
+            conn.execute(channel_state.update().where(channel_state.c.name == name)
+                         .values(disabled_reason=reason, disabled_at=now))
 
     def enable_channel(self, name: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(channel_state.delete().where(channel_state.c.name == name))
+            conn.execute(channel_state.update().where(channel_state.c.name == name)
+                         .values(disabled_reason=None, disabled_at=None, paused_until=None))
 
     def disabled_channels(self) -> dict[str, str]:
         with self.engine.connect() as conn:
@@ -692,7 +730,9 @@ class Store:
                 url=row.url, last_polled=row.last_polled, last_status=row.last_status,
                 last_failure=Failure.stored(row.last_error_kind, row.last_error),
                 error_count=row.error_count, next_due=row.next_due,
-                entries=row.entries_seen) for row in conn.execute(sa.select(feeds))}
+                entries=row.entries_seen, polled_by=row.polled_by,
+                claimed_by=row.lease_owner if (row.lease_until or 0) >= time.time() else None)
+                for row in conn.execute(sa.select(feeds))}
             for row in conn.execute(sa.select(subscriptions.c.name, subscriptions.c.feed_id)):
                 if row.feed_id in health:
                     health[row.feed_id].subscriptions.append(row.name)
@@ -796,6 +836,11 @@ def _outbox_select() -> Any:
                          .join(feeds, entries.c.feed_id == feeds.c.id)))
 
 
+def _fence(claim: str | None) -> list[Any]:
+    """The condition that a row is still held by `claim`; none without one."""
+    return [] if claim is None else [outbox.c.claim_id == claim]
+
+
 def _id_list(ids: int | Sequence[int]) -> list[int]:
     return [ids] if isinstance(ids, int) else list(ids)
 
@@ -813,10 +858,10 @@ def _feed_state(row: Any) -> FeedState:
         last_polled=row.last_polled, last_status=row.last_status,
         last_failure=Failure.stored(row.last_error_kind, row.last_error),
         error_count=row.error_count, post_id=row.post_id, rescan_due=row.rescan_due,
-        entries_seen=row.entries_seen)
+        entries_seen=row.entries_seen, lease_token=row.lease_token)
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, node: str | None = None, lease: float | None = None) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
@@ -831,7 +876,17 @@ def _make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return sa.create_engine(url, pool_pre_ping=True)
+    args = {"application_name": node} if node and url.startswith("postgresql") else {}
+    engine = sa.create_engine(url, pool_pre_ping=True, connect_args=args)
+    if lease is not None and engine.dialect.name == "postgresql":
+        @sa.event.listens_for(engine, "connect")
+        def _idle_limit(dbapi_conn: Any, _record: Any) -> None:
+            cursor = dbapi_conn.cursor()
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {int(lease * 1000)}")
+            cursor.close()
+            dbapi_conn.commit()
+
+    return engine
 
 
 def _sqlite_insert(table: sa.Table) -> Any:

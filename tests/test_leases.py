@@ -1,0 +1,195 @@
+"""Claims, leases and fencing tokens: what lets several nodes share one database.
+
+Runs on SQLite and, when NOTIFIER_TEST_POSTGRES_URL is set, on PostgreSQL (the `store`
+fixture of test_store), because one node on SQLite takes the same code path.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from notifier.cluster import Node
+from notifier.commands.status import node_statuses, print_nodes
+from notifier.config import load_config
+from notifier.store import SCHEMA_VERSION, PollRecord, QueuedNotice, Store, StoreError
+from tests.test_store import entry, record, setup_feed
+from tests.test_store import store as store  # the fixture, on SQLite and PostgreSQL
+
+
+def feeds_for(s: Store, count: int) -> list[int]:
+    return [s.save_discovery(f"sub{i}", f"http://blog.test/{i}/", "comments",
+                             f"http://blog.test/{i}/feed/", None, 600.0, 1000.0)
+            for i in range(count)]
+
+
+def test_two_nodes_claim_different_feeds_and_a_lease_holds_until_it_runs_out(
+        store: Store) -> None:
+    ids = feeds_for(store, 5)
+    a = store.claim_feeds("a", 1000.0, ids, 3, 60.0)
+    b = store.claim_feeds("b", 1000.0, ids, 3, 60.0)
+    assert len(a) == 3 and len(b) == 2
+    assert not {f.id for f in a} & {f.id for f in b}
+    assert store.claim_feeds("c", 1030.0, ids, 10, 60.0) == []
+    # a stops beating: its lease runs out and c takes its feeds, with a new token.
+    taken = store.claim_feeds("c", 1061.0, ids, 10, 60.0)
+    assert {f.id for f in taken} == {f.id for f in a} | {f.id for f in b}
+    tokens = {f.id: f.lease_token for f in a}
+    assert all(f.lease_token > tokens[f.id] for f in taken if f.id in tokens)
+
+
+def test_feeds_not_due_or_not_asked_for_are_not_claimed(store: Store) -> None:
+    ids = feeds_for(store, 3)
+    assert store.claim_feeds("a", 999.0, ids, 10, 60.0) == []  # due at 1000
+    assert [f.id for f in store.claim_feeds("a", 1000.0, ids[:1], 10, 60.0)] == ids[:1]
+    # run --once takes feeds that are not due yet, still none another node holds.
+    forced = store.claim_feeds("b", 500.0, ids, 10, 60.0, False)
+    assert sorted(f.id for f in forced) == ids[1:]
+    # A daemon claims any due feed; one it does not poll is given back for an interval.
+    store.release_feeds("b", ids[1:2], 1000.0)
+    store.release_feeds("b", ids[2:])
+    assert [f.id for f in store.claim_feeds("c", 1050.0, None, 10, 60.0)] == ids[2:]
+    later = store.claim_feeds("c", 1599.0, None, 10, 60.0)  # leases ran out; ids[1] waits
+    assert sorted(f.id for f in later) == [ids[0], ids[2]]
+    assert [f.id for f in store.claim_feeds("c", 1600.0, None, 10, 60.0)] == ids[1:2]
+
+
+def test_a_stale_node_writes_nothing_once_its_token_moved_on(store: Store) -> None:
+    feed = setup_feed(store)
+    (mine,) = store.claim_feeds("a", 1000.0, [feed], 10, 60.0)
+    (theirs,) = store.claim_feeds("b", 1061.0, [feed], 10, 60.0)  # a paused past its lease
+    e = entry(1)
+    stale = record(feed, [e], [QueuedNotice("thread", "me", e.key)], now=1001.0)
+    queued, refused = store.record_fenced([stale], "a", {feed: mine.lease_token})
+    assert (queued, refused) == (0, [feed])
+    assert store.seen_entries({feed: [e.key]}) == {feed: {}}
+    assert store.claim_due(5000.0, 10) == []
+    assert store.feeds_by_id([feed])[feed].last_polled is None
+    # The node holding the current token writes, and the feed is free again.
+    fresh = record(feed, [e], [QueuedNotice("thread", "me", e.key)], now=1062.0)
+    assert store.record_fenced([fresh], "b", {feed: theirs.lease_token}) == (1, [])
+    health = {h.url: h for h in store.feed_health()}["http://blog.test/p/feed/atom/"]
+    assert health.polled_by == "b" and health.claimed_by is None
+    assert store.claim_feeds("c", 1662.0, [feed], 10, 60.0)  # due again, nobody holds it
+
+
+def test_heartbeats_renew_only_the_work_in_hand(store: Store) -> None:
+    ids = feeds_for(store, 2)
+    store.claim_feeds("a", 1000.0, ids, 10, 60.0)
+    store.heartbeat("a", "1.0", "h1", 1050.0, 60.0, 900.0, [ids[0]], [])
+    assert store.claim_feeds("b", 1070.0, ids, 10, 60.0)[0].id == ids[1]
+    assert store.claim_feeds("b", 1105.0, ids, 10, 60.0) == []
+    (node,) = store.nodes(1105.0)
+    assert (node.name, node.feeds_claimed, node.alive(1105.0)) == ("a", 1, True)
+    assert not node.alive(1111.0)
+    store.release_node("a", 1106.0)
+    assert [f.id for f in store.claim_feeds("b", 1107.0, ids, 10, 60.0)] == [ids[0]]
+    assert store.nodes(1107.0)[0].stopped == 1106.0
+
+
+def test_outbox_outcomes_are_written_only_under_the_claim(store: Store) -> None:
+    feed = setup_feed(store)
+    store.record_polls([record(feed, [entry(1)], [QueuedNotice("thread", "me", entry(1).key)])])
+    (first,) = store.claim_due(3000.0, 10, 60.0, ["me"], "a")
+    (second,) = store.claim_due(3061.0, 10, 60.0, ["me"], "b")  # a's claim ran out
+    assert first.claim_id != second.claim_id
+    store.mark_failed(first.id, "late", None, 3062.0, first.claim_id)  # a wakes: refused
+    store.mark_sent(second.id, 3062.0, second.claim_id)
+    stats = store.channel_stats()["me"]
+    assert (stats.sent, stats.dead) == (1, 0)
+
+
+def test_one_node_delivers_to_a_channel_and_a_pause_is_shared(store: Store) -> None:
+    assert store.lease_channel("chat", "a", 1000.0, 60.0) == (True, None)
+    assert store.lease_channel("chat", "b", 1010.0, 60.0) == (False, None)
+    store.pause_channel("chat", 1300.0)
+    assert store.lease_channel("chat", "a", 1020.0, 60.0) == (True, 1300.0)
+    assert store.lease_channel("chat", "b", 1081.0, 60.0) == (True, 1300.0)
+    store.disable_channel("chat", "bad token", 1090.0)
+    assert store.disabled_channels() == {"chat": "bad token"}
+    store.enable_channel("chat")
+    assert store.disabled_channels() == {}
+
+
+def test_nodes_migrating_at_once_migrate_once(store: Store) -> None:
+    # Back to version 5 (before nodes), then four nodes start together.
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE nodes"))
+        conn.execute(sa.text("UPDATE meta SET value = '5' WHERE key = 'schema_version'"))
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        other = Store(store.url)
+        try:
+            other.migrate()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            other.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text(
+            "SELECT value FROM meta WHERE key = 'schema_version'")).scalars().all() == [
+            str(SCHEMA_VERSION)]
+    store.heartbeat("a", "1.0", "h", 1.0, 60.0, 1.0)
+    assert [n.name for n in store.nodes(2.0)] == ["a"]
+
+
+def test_a_node_refuses_a_schema_from_a_newer_node(store: Store) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
+    with pytest.raises(StoreError, match=r"schema version 99.*upgrade notifier on this node"):
+        Store(store.url).migrate()
+
+
+def test_status_names_the_node_whose_subscriptions_differ(
+        store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config_file = tmp_path / "notifier.yaml"
+    config_file.write_text(
+        "channels: {me: {type: console}}\n"
+        "subscriptions: [{name: a, url: 'https://blog.example.org/', notify: [me]}]\n",
+        encoding="utf-8")
+    config = load_config(config_file)
+    same = config.subscriptions_hash()
+    for name, digest in (("one", same), ("two", same), ("odd", "0123456789abcdef")):
+        store.heartbeat(name, "0.1.0", digest, 1000.0, 60.0, 900.0)
+    store.lease_channel("me", "two", 1000.0, 60.0)
+    print_nodes(node_statuses(config, store.nodes(1010.0), 1010.0), 1010.0)
+    out = capsys.readouterr().out
+    odd = next(line for line in out.splitlines() if line.strip().startswith("odd"))
+    assert "DIFFERS FROM THE OTHER NODES" in odd and "not as this file" in odd
+    assert "DIFFERS" not in next(line for line in out.splitlines()
+                                 if line.strip().startswith("one"))
+    assert "delivers to me" in out
+    node = Node.of(config)
+    assert node.config_hash == same and node.lease == 60.0
+
+
+def test_a_claim_is_not_trusted_across_a_pause_longer_than_the_lease() -> None:
+    node = Node("a", 3.0, "h")
+    node.last_beat, node.unbroken_since = 100.0, 90.0
+    assert node.holds(99.0, 102.9)  # renewed by the beat at 100
+    assert not node.holds(99.0, 103.1)
+    node.last_beat, node.unbroken_since = 110.0, 110.0  # woke at 110 after a pause
+    assert not node.holds(99.0, 110.5)
+    assert node.holds(110.2, 111.0)
+
+
+def test_a_node_not_holding_the_lease_writes_nothing(store: Store) -> None:
+    feed = setup_feed(store)
+    owner = f"node-{uuid.uuid4().hex[:8]}"
+    (claim,) = store.claim_feeds(owner, 1000.0, [feed], 1, 60.0)
+    plain = PollRecord(feed_id=feed, polled_at=1001.0, next_due=1601.0, status=304)
+    assert store.record_fenced([plain], "intruder", {feed: claim.lease_token}) == (0, [feed])
+    assert store.record_fenced([plain], owner, {feed: claim.lease_token}) == (0, [])
+    assert store.feeds_by_id([feed])[feed].last_status == 304
