@@ -181,6 +181,11 @@ def _content_html(raw: Mapping[str, Any], link: str) -> str:
     # Markup without text ("<p></p>") yields to a body with text, but an image is kept when
     # there is nothing else.
     with_text = [(c, v) for c, v in bodies if len(v) >= _SHORT or html_to_text(v).strip()]
+    if with_text and _text(with_text[0][0], "type") == "text/plain":
+        # A plain-text "content" is often a second, shorter description that feedparser
+        # took for content (Google Cloud's blog nests an Open Graph <description> teaser in
+        # each item, beside the item's own full HTML <description>): the longer text wins.
+        with_text.sort(key=lambda pair: -len(html_to_text(pair[1])))
     for chosen, value in [*with_text, *bodies][:1]:
         if _text(chosen, "type") == "text/plain":
             value = html.escape(value).replace("\n", "<br>\n")

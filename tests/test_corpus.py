@@ -38,6 +38,7 @@ _LONG = 300
 # Corpus file -> the URL it is taken to have been fetched from (its self link where it has one).
 GOLDENS: dict[str, str] = {
     "netnewswire/atp.rss": "https://atp.fm/rss",
+    "netnewswire/cloudblog.rss": "https://cloudblog.withgoogle.com/rss/",
     "static-sites/hamzablm-jekyll-feed.xml": "https://hamzablm.github.io/feed.xml",
     "feedjira/SamRuby.xml": "http://intertwingly.net/blog/index.atom",
     "node-feedparser/intertwingly.atom": "http://intertwingly.net/blog/index.atom",
@@ -91,6 +92,24 @@ def test_corpus_golden_read_as_the_subscription_watches() -> None:
 def test_empty_content_encoded_falls_back_to_the_description() -> None:
     feed = load("netnewswire/atp.rss", GOLDENS["netnewswire/atp.rss"])
     assert feed.entries and all(len(entry.content_text) > 300 for entry in feed.entries)
+
+
+def test_google_cloud_items_keep_their_full_description() -> None:
+    """The first item's `content:encoded` is empty; every item also nests an Open Graph
+    `<og><description>` teaser, which feedparser reports as plain-text content. Each item's
+    own HTML `<description>` is the article: it is what the reader gets."""
+    feed = load("netnewswire/cloudblog.rss", GOLDENS["netnewswire/cloudblog.rss"])
+    assert len(feed.entries) == 20
+    assert all(len(entry.content_text) > 1_500 for entry in feed.entries)
+    august = feed.entries[1]
+    assert august.content_text.startswith("Last month on the Google Cloud Platform")
+    assert "Here are some of the top GCP stories" not in august.content_text  # the teaser
+
+
+def test_matrix_org_empty_content_encoded_falls_back_to_the_description() -> None:
+    (entry,) = load("feed-rs/rss_2.0_matrix.xml", GOLDENS["feed-rs/rss_2.0_matrix.xml"]).entries
+    assert entry.title == "This Week in Matrix 2022-09-23"
+    assert entry.content_text.startswith("Matrix Live Dept of Social Good")
 
 
 def test_atom_content_src_falls_back_to_the_summary() -> None:
