@@ -63,6 +63,7 @@ class ParsedFeed:
     next_url: str = ""  # the next (older) page: Blogger's and RFC 5005's `link rel="next"`
     total: int | None = None  # entries the source says exist (openSearch:totalResults)
     kind_note: str = ""  # why `kind` differs from what the document looks like (see parse)
+    kind_reason: str = ""  # why the document, by itself, looks like comments or posts (parse)
 
 
 @dataclass(frozen=True, slots=True)

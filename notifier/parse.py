@@ -611,6 +611,7 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None, 
         kind=kind,
         entries=tuple(entries),
         kind_note=kind_note,
+        kind_reason=why,
         generator=generator,
         warning="; ".join(warnings),
         next_url=_clip(next(

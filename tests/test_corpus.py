@@ -20,6 +20,7 @@ from typing import Any
 import feedparser
 import pytest
 
+from notifier.cli import main
 from notifier.entrytext import MAX_ENTRIES
 from notifier.htmltext import html_to_text
 from notifier.models import FeedKind, ParsedFeed
@@ -251,3 +252,51 @@ def test_watch_posts_on_a_mastodon_timeline_reports_its_posts(
     entry = payload["entry"]
     assert entry["kind"] == "post" and entry["author"] == "foo"
     assert "A toot of its own." in json.dumps(payload)
+
+
+def test_subscriptions_watching_different_kinds_of_one_feed_hear_why_one_is_told_nothing(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]) -> None:
+    """One timeline, one subscription for its posts and one for its comments: the watch
+    cannot win for both, so the document decides (comments, as one toot answers another)
+    and the posts subscription is told nothing. The log and `status` both say so."""
+    timeline = (CORPUS / "mastodon" / "localdomain-feed.atom.xml").read_bytes()
+    path = "/users/foo.atom"
+    blog_server.add_file(path, timeline, "application/atom+xml; charset=utf-8")
+    subs = (subscription("toots", blog_server.url(path), "feed-json", watch="posts")
+            + subscription("answers", blog_server.url(path), "feed-json", watch="comments"))
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    warning = next(line for line in first.stderr.splitlines() if "told nothing" in line)
+    assert "WARNING" in warning and "read as comments: " in warning
+    assert "reply to another (RFC 4685)" in warning  # why it looks like comments
+    assert "toots watches posts" in warning and "answers" not in warning
+
+    capsys.readouterr()
+    assert main(["status", "-c", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert "NOTE: toots watches posts but this feed's entries were read as comments" in table
+    assert "told nothing" in table and "answers watches" not in table
+    assert main(["status", "--json", "-c", str(config)]) == 0
+    (feed,) = json.loads(capsys.readouterr().out)["feeds"]
+    assert feed["notes"] and feed["notes"][0].startswith("toots watches posts")
+
+
+def test_one_watch_on_a_feed_is_no_note_in_status(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]) -> None:
+    """The watch wins when every subscription of a feed agrees: nobody is told nothing."""
+    timeline = (CORPUS / "mastodon" / "localdomain-feed.atom.xml").read_bytes()
+    path = "/users/foo.atom"
+    blog_server.add_file(path, timeline, "application/atom+xml; charset=utf-8")
+    subs = (subscription("toots", blog_server.url(path), "feed-json", watch="posts")
+            + subscription("more", blog_server.url(path), "me", watch="posts"))
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    assert "told nothing" not in first.stderr
+    capsys.readouterr()
+    assert main(["status", "--json", "-c", str(config)]) == 0
+    (feed,) = json.loads(capsys.readouterr().out)["feeds"]
+    assert feed["notes"] == [] and feed["entries_seen"] == 1

@@ -16,7 +16,7 @@ from notifier.cluster import disagreeing
 from notifier.commands.common import EXIT_OK, Command, ago, at, iso, load, when
 from notifier.config import Config
 from notifier.failures import Failure
-from notifier.store import ChannelStats, NodeState, Store
+from notifier.store import ChannelStats, FeedHealth, NodeState, Store
 
 
 @dataclass
@@ -52,6 +52,7 @@ class FeedStatus:
     subscriptions: list[str]
     polled_by: str | None = None  # the node that wrote its last poll
     claimed_by: str | None = None  # the node polling it now
+    notes: list[str] = field(default_factory=list)  # e.g. a subscription told nothing from it
 
 
 @dataclass
@@ -101,6 +102,8 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
         stats = store.channel_stats()
         health = store.feed_health()
         states = store.subscription_states()
+        mixed = [feed.url for feed in health if len(set(_wanted(config, feed).values())) > 1]
+        kinds = store.entry_kinds(mixed)
         nodes = store.nodes(time.time() if now is None else now)
     finally:
         store.close()
@@ -122,7 +125,8 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
         error_kind=feed.last_failure.kind.value if feed.last_failure else None,
         error_count=feed.error_count, last_polled=feed.last_polled, next_poll=feed.next_due,
         entries_seen=feed.entries, subscriptions=list(feed.subscriptions),
-        polled_by=feed.polled_by, claimed_by=feed.claimed_by)
+        polled_by=feed.polled_by, claimed_by=feed.claimed_by,
+        notes=_deaf(_wanted(config, feed), kinds.get(feed.url, {})))
         for feed in health]
     # A subscription whose feed was never found has no feed row: show it, or it vanishes.
     lost = []
@@ -138,6 +142,42 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
     generated = time.time() if now is None else now
     return StatusReport(Store.describe_url(config.state_url()), generated, channels, feeds,
                         lost, node_statuses(config, nodes, generated))
+
+def _wanted(config: Config, feed: FeedHealth) -> dict[str, str]:
+    """Each subscription reading the feed -> the kind of entry it is told about there.
+
+    `watch: threads` reads its own (posts) feed for posts and the followed thread feeds,
+    listed as "name (thread)", for comments.
+    """
+    watch = {sub.name: sub.watch for sub in config.subscriptions}
+    wanted: dict[str, str] = {}
+    for label in feed.subscriptions:
+        name = label.removesuffix(" (thread)")
+        if name not in watch:
+            continue
+        if label != name or watch[name] == "comments":
+            wanted[name] = "comment"
+        else:
+            wanted[name] = "post"
+    return wanted
+
+
+def _deaf(wanted: dict[str, str], kinds: dict[str, int]) -> list[str]:
+    """Why a subscription hears nothing from a feed its fellow subscriptions read as another
+    kind: the document decided (see `poll.decide.deaf_note`), and nothing in it is its kind."""
+    if not sum(kinds.values()):
+        return []
+    notes = []
+    for name, kind in sorted(wanted.items()):
+        if kinds.get(kind):
+            continue
+        other = "comment" if kind == "post" else "post"
+        notes.append(f"{name} watches {kind}s but this feed's entries were read as "
+                     f"{other}s (its subscriptions watch different kinds, so the feed "
+                     f"decided): {name} is told nothing from it; give it a feed of {kind}s, "
+                     f"or watch {other}s")
+    return notes
+
 
 def node_statuses(config: Config, nodes: list[NodeState], now: float) -> list[NodeStatus]:
     odd = {n.name for n in disagreeing(nodes, now)}
@@ -191,6 +231,8 @@ def print_table(report: StatusReport) -> None:
         print(f"  {feed.url}\n    {state}; polled {polled}{by}; next poll "
               f"{at(now, feed.next_poll)}{busy}; {feed.entries_seen} entries seen; "
               f"for {', '.join(feed.subscriptions) or 'no subscription'}")
+        for note in feed.notes:
+            print(f"    NOTE: {note}")
     if report.discovery_failing:
         print("subscriptions without a feed:")
         for lost in report.discovery_failing:

@@ -21,7 +21,7 @@ from notifier import sources, threads
 from notifier.config import Config, Subscription
 from notifier.diff import Decision, SubscriptionView, decide
 from notifier.match import match
-from notifier.models import Entry
+from notifier.models import Entry, FeedKind, ParsedFeed
 from notifier.poll.complete import Snapshot
 from notifier.poll.plan import Plan
 from notifier.schedule import next_poll, server_delay
@@ -36,6 +36,8 @@ class Outcome:
 
     record: PollRecord
     decision: Decision | None
+    deaf_note: str = ""
+    """Subscriptions told nothing because the feed was read as another kind than they watch."""
 
 
 def _baselined(states: Mapping[str, SubscriptionState], name: str) -> bool:
@@ -104,7 +106,26 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
         threads=_thread_updates(parsed.kind, parsed.entries, parsed.generator, subs, plan,
                                 config, now),
         settle_thread=bool(quiet))
-    return Outcome(record, decision)
+    return Outcome(record, decision, deaf_note(plan.readings(feed.id), parsed))
+
+
+def deaf_note(readings: Mapping[str, FeedKind], parsed: ParsedFeed) -> str:
+    """Who is told nothing from a feed read as another kind than they watch, and why.
+
+    The watch wins when every subscription of a feed watches the same kind (`parse`'s
+    `expect`); when they differ, the document decides, and a subscription watching the
+    other kind matches none of its entries. That must not be silent.
+    """
+    deaf = sorted(name for name, kind in readings.items() if kind != parsed.kind)
+    if not deaf:
+        return ""
+    other = "posts" if parsed.kind == "comments" else "comments"
+    one = len(deaf) == 1
+    return (f"read as {parsed.kind}: {parsed.kind_reason}. Its subscriptions watch different "
+            f"kinds, so the document decides: {', '.join(deaf)} "
+            f"{'watches' if one else 'watch'} {other} here and {'is' if one else 'are'} told "
+            f"nothing from it; give {'it' if one else 'them'} a feed of {other}, or watch "
+            f"{parsed.kind}")
 
 
 FLOOD_SHOWN = 5

@@ -69,22 +69,31 @@ class Plan:
     def readers(self, feed_id: int) -> tuple[Subscription, ...]:
         return self.feed_subs.get(feed_id, ())
 
+    def readings(self, feed_id: int) -> dict[str, FeedKind]:
+        """Each subscription reading the feed -> the kind of feed it watches there.
+
+        `watch: threads` reads its site's posts feed as posts and each followed post's feed
+        as comments.
+        """
+        kinds: dict[str, FeedKind] = {}
+        for sub in self.readers(feed_id):
+            if sub.watch == "threads":
+                state = self.states.get(sub.name)
+                own = state is not None and state.feed_id == feed_id
+                kinds[sub.name] = "posts" if own else "comments"
+            else:
+                kinds[sub.name] = "posts" if sub.watch == "posts" else "comments"
+        return kinds
+
     def expected_kind(self, feed_id: int) -> FeedKind | None:
         """The kind of feed every subscription reading it watches, or None if they differ.
 
         The watch is what the person asked for, so it decides how the feed is read: a
         Mastodon timeline whose newest entry answers another toot still holds posts for a
-        `watch: posts` subscription. `watch: threads` reads its site's posts feed as posts
-        and each followed post's feed as comments.
+        `watch: posts` subscription. When subscriptions of one feed watch different kinds,
+        the document decides, and `decide` says in the log who is told nothing.
         """
-        kinds: set[FeedKind] = set()
-        for sub in self.readers(feed_id):
-            state = self.states.get(sub.name)
-            if sub.watch == "threads":
-                own = state is not None and state.feed_id == feed_id
-                kinds.add("posts" if own else "comments")
-            else:
-                kinds.add("posts" if sub.watch == "posts" else "comments")
+        kinds = set(self.readings(feed_id).values())
         return kinds.pop() if len(kinds) == 1 else None
 
     def rescan_every(self, config: Config, feed_id: int) -> float | None:

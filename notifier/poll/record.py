@@ -71,7 +71,8 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         level = logging.INFO if new or record.notices else logging.DEBUG
         # Redacting parses the URL: skipped for the quiet majority when no line shows it.
         shown = (polled.failure or record.new_url or log.isEnabledFor(level)
-                 or (polled.parsed is not None and polled.parsed.kind_note))
+                 or (polled.parsed is not None and polled.parsed.kind_note)
+                 or outcome.deaf_note)
         url = redact.url(polled.feed.url) if shown else ""
         if polled.failure:
             report.feeds_failed += 1
@@ -86,6 +87,8 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
                     polled.fetch.elapsed)
         if polled.parsed and polled.parsed.kind_note:
             log.info("feed %s %s", url, polled.parsed.kind_note)
+        if outcome.deaf_note:
+            log.warning("feed %s %s", url, outcome.deaf_note)
         if polled.parsed and polled.parsed.warning:
             log.debug("feed %s parsed leniently: %s", url, polled.parsed.warning)
         if record.new_url:

@@ -742,6 +742,20 @@ class Store(LeaseStore):
                     health[row.feed_id].subscriptions.append(f"{row.subscription} (thread)")
         return sorted(health.values(), key=lambda h: h.url)
 
+    def entry_kinds(self, urls: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Feed URL -> how many of its stored entries were read as posts and as comments
+        (for `status`, on the few feeds whose subscriptions watch different kinds)."""
+        kinds: dict[str, dict[str, int]] = {url: {} for url in urls}
+        if not urls:
+            return kinds
+        query = (sa.select(feeds.c.url, entries.c.kind, sa.func.count())
+                 .select_from(entries.join(feeds, entries.c.feed_id == feeds.c.id))
+                 .where(feeds.c.url.in_(list(urls))).group_by(feeds.c.url, entries.c.kind))
+        with self.engine.connect() as conn:
+            for url, kind, count in conn.execute(query):
+                kinds[url][kind] = int(count)
+        return kinds
+
 
     # --- operations: health, metrics, the status page, the running daemon ---------------
 
