@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from notifier import parse
+from notifier.diff import SubscriptionView, decide
 from notifier.htmltext import MAX_INPUT_CHARS, excerpt, html_to_text
 from notifier.models import Entry, ParsedFeed
 from notifier.parse import ParseError, parse_feed
@@ -318,6 +319,21 @@ def test_key_of_an_untitled_guidless_item_prefers_title_and_date_over_the_hash()
     edited = parse_feed(rss(item.format("v1 is out, fixed")), "http://ex.test/feed/").entries[0]
     assert first.key.startswith("title-date:") and first.key == edited.key
     assert first.content_hash != edited.content_hash  # still seen as an edit
+
+
+@pytest.mark.parametrize("item", [
+    "<item><link>http://ex.test/a</link><title>A</title><description>{}</description></item>",
+    "<item><title>A</title><pubDate>Tue, 02 Jan 2024 10:00:00 GMT</pubDate>"
+    "<description>{}</description></item>",
+], ids=["link", "title-and-date"])
+def test_an_edit_of_a_guidless_item_is_not_reported_again(item: str) -> None:
+    """What a reader notices: the poll after an edit offers nothing new (only an edit)."""
+    first = parse_feed(rss(item.format("v1")), "http://ex.test/feed/").entries
+    seen = {entry.key: entry.content_hash for entry in first}
+    edited = parse_feed(rss(item.format("v1, fixed")), "http://ex.test/feed/").entries
+    decision = decide(edited, seen, [SubscriptionView("s", baselined=True, backfill=0)])
+    assert decision.candidates["s"] == () and decision.new_entries == ()
+    assert [e.key for e in decision.changed_entries] == [first[0].key]
 
 
 def test_same_guid_with_new_content_across_polls_is_an_edit() -> None:
