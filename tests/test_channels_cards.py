@@ -444,6 +444,30 @@ def test_no_direction_control_reaches_a_card(webhook_receiver: WebhookReceiver,
     assert not re.search(r"\\u20(2[a-e]|6[6-9])", body, re.IGNORECASE)
 
 
+@pytest.mark.parametrize("kind", ["slack", "mattermost", "discord", "teams"])
+def test_a_huge_link_yields_to_the_post_link_within_each_limit(
+        webhook_receiver: WebhookReceiver, kind: str) -> None:
+    """A feed's 5,000-character tracking URL would push a Slack section past 3,000 characters
+    or a Discord description past 4,096, and the platform would refuse the whole message:
+    the card links the post instead, and the payload stays within what each documents."""
+    item = make_notice(parent=PARENT)
+    huge = f"{POST}?utm_source=" + "&a=b" * 1_250 + "#comment-5"
+    item = replace(item, entry=replace(item.entry, link=huge))
+    data = as_dict(send_one(webhook_receiver, kind, item).json)
+    if kind == "slack":
+        assert check_slack(data) == [f"*<{POST}|Read and reply>*"]
+    elif kind == "discord":
+        (embed,) = check_discord(data)
+        assert embed["url"] == POST and embed["description"].endswith(
+            f"[Read and reply]({POST})")
+    elif kind == "mattermost":
+        assert len(data["text"]) <= 16_383
+        assert data["text"].endswith(f"[Read and reply]({POST})")
+    else:
+        card, _ = check_card(data)
+        assert card["actions"][0]["url"] == POST
+
+
 # --- every platform quotes the parent ---------------------------------------------------------
 
 

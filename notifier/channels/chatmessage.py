@@ -9,12 +9,21 @@ along as the plain fallback (Slack's notification text, and the body of every di
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from notifier.textsafety import strip_bidi_controls
+
+CARD_LINK_LIMIT = 2_000
+"""Characters of the link a card shows. Feeds may carry far longer URLs (tracking
+parameters), which would push a Slack section past 3,000 characters or a Discord description
+past 4,096 and get the whole message refused; such a link yields to the post's."""
+
+
+def _short(url: str) -> bool:
+    return len(url) <= CARD_LINK_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,11 @@ class ChatMessage:
     @property
     def has_parent(self) -> bool:
         return bool(self.parent_text or self.parent_author)
+
+    def card_link(self, fits: Callable[[str], bool] = _short) -> str:
+        """The link a card shows: the entry's, else the post's when the entry's does not
+        `fit`, else none (the fallback text keeps the whole link)."""
+        return next((url for url in (self.link, self.post_link) if url and fits(url)), "")
 
     @property
     def action(self) -> str:

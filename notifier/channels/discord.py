@@ -52,8 +52,8 @@ def discord_body(message: ChatMessage) -> dict[str, Any]:
 def embed(message: ChatMessage) -> dict[str, Any]:
     data: dict[str, Any] = {"title": _fit(escape(message.headline), TITLE_LIMIT),
                             "color": COLOUR}
-    if message.link:
-        data["url"] = message.link
+    if message.card_link():
+        data["url"] = message.card_link()
     if message.author:
         data["author"] = {"name": _fit(break_mentions(message.author, _MASS_MENTIONS),
                                        AUTHOR_LIMIT)}
@@ -72,7 +72,8 @@ def embed(message: ChatMessage) -> dict[str, Any]:
 
 def _description(message: ChatMessage, limit: int) -> str:
     """The parent as a quote, the comment, and our link last, which a cut keeps."""
-    action = link(message.action, message.link) if message.link else ""
+    url = message.card_link()
+    action = link(message.action, url) if url else ""
     head = ""
     if message.has_parent:
         said = _fit(escape(message.parent_text), 1_000)

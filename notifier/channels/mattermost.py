@@ -49,8 +49,8 @@ def mattermost_body(message: ChatMessage) -> dict[str, Any]:
     if message.missing:
         many = "comment" if message.missing == 1 else "comments"
         tail += f"\n\n*At least {message.missing} {many} may be missing.*"
-    if message.link:
-        tail += "\n\n" + link(message.action, message.link)
+    if message.card_link():
+        tail += "\n\n" + link(message.action, message.card_link())
     room = MATTERMOST_LIMIT - len(head) - len(tail)
     body = fit(escape(message.body), max(room, 1))
     if body.endswith("…") and (len(body) - 1 - len(body[:-1].rstrip("\\"))) % 2:

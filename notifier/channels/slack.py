@@ -77,10 +77,15 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
         many = "comment" if message.missing == 1 else "comments"
         blocks.append({"type": "context", "elements": [plain(
             f"At least {message.missing} {many} may be missing; see the thread.")]})
-    if message.link:
+    link = message.card_link(lambda url: len(_action(url, message.action)) <= TEXT_LIMIT)
+    if link:
         blocks.append({"type": "section", "text": {
-            "type": "mrkdwn", "text": "*" + mrkdwn_link(message.link, message.action) + "*"}})
+            "type": "mrkdwn", "text": _action(link, message.action)}})
     return blocks
+
+
+def _action(url: str, label: str) -> str:
+    return "*" + mrkdwn_link(url, label) + "*"
 
 
 def _digest_blocks(message: ChatMessage) -> list[dict[str, Any]]:

@@ -102,7 +102,7 @@ def _card(message: ChatMessage, text: str) -> dict[str, Any]:
         many = "comment" if message.missing == 1 else "comments"
         body.append(rich(run(f"At least {message.missing} {many} may be missing; see the "
                              "thread.", italic=True, color="Warning")))
-    return card(body, message.link, message.action)
+    return card(body, message.card_link(), message.action)
 
 
 def _text_card(message: ChatMessage, text: str) -> dict[str, Any]:
