@@ -524,6 +524,26 @@ def test_apprise_delivers_through_json(webhook_receiver: WebhookReceiver) -> Non
     assert HOSTILE in message and message.endswith(LINK)
 
 
+def test_apprise_keeps_a_strangers_markdown_text_on_a_markdown_service(
+        webhook_receiver: WebhookReceiver) -> None:
+    """`?format=markdown` makes the target read Markdown, as Discord, Telegram or Rocket.Chat
+    do through Apprise: the comment arrives escaped (Apprise 2.0+ converts plain text to
+    CommonMark literally), so it shows as typed and makes no link."""
+    item = make_notice(parent=PARENT, html=f"<p>{HOSTILE}</p>")
+    url = webhook_receiver.url.replace("http://", "json://", 1) + "/?format=markdown"
+
+    async def send(context: ChannelContext) -> None:
+        await channel(context, apprise_body(webhook_receiver, url)).send(item)
+
+    run(send)
+    (request,) = webhook_receiver.wait_for(1)
+    message = as_dict(request.json)["message"]
+    assert HOSTILE not in message  # escaped, not passed through
+    html = commonmark(message)
+    assert not {"a", "strong", "h1"} & set(html.tags), html.tags
+    assert HOSTILE in html.text and EVIL in html.text
+
+
 def test_apprise_failure_is_retried_and_names_no_secret(
         webhook_receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)

@@ -12,7 +12,10 @@ platforms with native channels (email, Slack, Discord, Mattermost, Teams, Matrix
 Telegram, ntfy) should use them: those read the platform's own answers.
 
 The body is plain text (`body_format: text`); Apprise escapes it for each service that
-reads Markdown or HTML, so a commenter's Markdown stays text there too.
+reads Markdown or HTML, so a commenter's Markdown stays text there too. Apprise converts
+text to Markdown that way since 2.0 (before, it passed the text through, and a comment's
+`[bank](http://evil)` became a link): hence `apprise>=2.0`. A URL typed in a comment may
+still become a link where a service links bare URLs; it shows where it leads.
 
 Apprise URLs hold credentials: they are never logged or shown whole; `check` and errors
 name the services by scheme only. Apprise itself is an optional dependency
