@@ -165,6 +165,19 @@ def test_mastodon_timeline_is_posts_when_watched_as_posts() -> None:
     assert watched.entries[0].key == looked.entries[0].key  # the same entry either way
 
 
+def test_hugo_zero_time_is_no_date() -> None:
+    """Hugo writes `Mon, 01 Jan 0001` for its pages without a date: none is stored as a date
+    (a year-1 post would sort first and look ancient in every message)."""
+    name = "static-sites/anaschwendler-hugo-public_index.xml"
+    body = (CORPUS / name).read_bytes()
+    assert body.count(b"01 Jan 0001") == 3
+    entries = parse_feed(body, "https://www.anaschwendler.com/index.xml").entries
+    assert len(entries) == 7
+    years = [entry.published.year for entry in entries if entry.published is not None]
+    assert len(years) == 4 and min(years) >= 2019
+    assert all(entry.updated is None or entry.updated.year > 1 for entry in entries)
+
+
 def test_a_tag_uri_is_never_a_link() -> None:
     name = "node-feedparser/atom-with-tag-uri-links.xml"
     (entry,) = load(name, GOLDENS[name]).entries
