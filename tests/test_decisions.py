@@ -9,7 +9,8 @@ from notifier.config import Subscription
 from notifier.delivery.retry import SMTP_RETRY, WEBHOOK_RETRY, after_failure
 from notifier.diff import SubscriptionView, decide, publication_order
 from notifier.match import match, wants
-from notifier.models import Entry
+from notifier.models import Entry, ParsedFeed
+from notifier.poll.decide import deaf_note
 from notifier.schedule import next_poll
 
 T0 = datetime(2013, 10, 21, 9, 0, tzinfo=UTC)
@@ -148,3 +149,13 @@ def test_retry_ladders_and_dead_letter() -> None:
     assert after_failure(WEBHOOK_RETRY, attempts=3, created=0, now=3 * 86400).retry_at is None
     assert after_failure(WEBHOOK_RETRY, attempts=1, created=0, now=0,
                          permanent=True).retry_at is None
+
+
+def test_deaf_note_names_whom_a_feed_read_as_another_kind_tells_nothing() -> None:
+    looks = ParsedFeed(title="t", link="", kind="comments", entries=(),
+                       kind_reason="its URL is a comment feed's")
+    assert deaf_note({"c": "comments"}, looks) == ""
+    note = deaf_note({"a": "posts", "b": "posts", "c": "comments"}, looks)
+    assert note.startswith("read as comments: its URL is a comment feed's.")
+    assert "a, b watch posts here and are told nothing from it" in note
+    assert "c watch" not in note and ", c" not in note
