@@ -88,6 +88,16 @@ def test_entries_and_notices_are_written_together_and_once(store: Store) -> None
     assert store.subscription_states()["thread"].baseline_at == 2000.0
 
 
+def test_entry_kinds_count_what_each_feed_was_read_as(store: Store) -> None:
+    feed = setup_feed(store)
+    post = Entry(key="http://blog.test/p/", kind="post", title="P", content_hash="p")
+    store.record_polls([record(feed, [entry(1), entry(2), post], [])])
+    kinds = store.entry_kinds(["http://blog.test/p/feed/atom/", "http://other.test/feed/"])
+    assert kinds == {"http://blog.test/p/feed/atom/": {"comment": 2, "post": 1},
+                     "http://other.test/feed/": {}}
+    assert store.entry_kinds([]) == {}
+
+
 def test_a_failed_batch_writes_nothing(store: Store) -> None:
     feed = setup_feed(store)
     good = record(feed, [entry(1)], [QueuedNotice("thread", "me", entry(1).key)])
