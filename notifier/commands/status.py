@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from notifier import redact
@@ -16,7 +17,7 @@ from notifier.cluster import disagreeing
 from notifier.commands.common import EXIT_OK, Command, ago, at, iso, load, when
 from notifier.config import Config
 from notifier.failures import Failure
-from notifier.store import ChannelStats, FeedHealth, NodeState, Store
+from notifier.store import ChannelStats, NodeState, Store
 
 
 @dataclass
@@ -102,8 +103,10 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
         stats = store.channel_stats()
         health = store.feed_health()
         states = store.subscription_states()
-        mixed = [feed.url for feed in health if len(set(_wanted(config, feed).values())) > 1]
-        kinds = store.entry_kinds(mixed)
+        watch = {sub.name: sub.watch for sub in config.subscriptions}
+        wanted = {feed.url: _wanted(watch, feed.subscriptions) for feed in health}
+        kinds = store.entry_kinds([url for url, by_sub in wanted.items()
+                                   if len(set(by_sub.values())) > 1])
         nodes = store.nodes(time.time() if now is None else now)
     finally:
         store.close()
@@ -126,7 +129,7 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
         error_count=feed.error_count, last_polled=feed.last_polled, next_poll=feed.next_due,
         entries_seen=feed.entries, subscriptions=list(feed.subscriptions),
         polled_by=feed.polled_by, claimed_by=feed.claimed_by,
-        notes=_deaf(_wanted(config, feed), kinds.get(feed.url, {})))
+        notes=_deaf(wanted[feed.url], kinds.get(feed.url, {})))
         for feed in health]
     # A subscription whose feed was never found has no feed row: show it, or it vanishes.
     lost = []
@@ -143,15 +146,15 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
     return StatusReport(Store.describe_url(config.state_url()), generated, channels, feeds,
                         lost, node_statuses(config, nodes, generated))
 
-def _wanted(config: Config, feed: FeedHealth) -> dict[str, str]:
+
+def _wanted(watch: Mapping[str, str], readers: Sequence[str]) -> dict[str, str]:
     """Each subscription reading the feed -> the kind of entry it is told about there.
 
     `watch: threads` reads its own (posts) feed for posts and the followed thread feeds,
     listed as "name (thread)", for comments.
     """
-    watch = {sub.name: sub.watch for sub in config.subscriptions}
     wanted: dict[str, str] = {}
-    for label in feed.subscriptions:
+    for label in readers:
         name = label.removesuffix(" (thread)")
         if name not in watch:
             continue
