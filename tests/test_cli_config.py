@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from notifier.cli import main
 from notifier.config import ConfigError, load_config
+from notifier.match import People
 
 GOOD = """\
 channels:
@@ -96,11 +98,21 @@ def test_user_at_localhost_is_an_address(tmp_path: Path, capsys: pytest.CaptureF
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", "x")
     monkeypatch.setenv("HOOK_TOKEN", "y")
-    code, out, err = check(tmp_path, GOOD, capsys)
+    mine = GOOD.replace("    notify: [mail, hook]",
+                        "    replies_to: [root@localhost, Ann@LocalHost]\n"
+                        "    notify: [mail, hook]")
+    code, out, err = check(tmp_path, mine, capsys)
     assert code == 0, err
     assert "email to root@localhost via 127.0.0.1:25" in out
+    assert "replies to root@localhost, Ann@LocalHost" in out
+    # Matched as addresses (by the commenter's Gravatar hash), not as names.
+    people = People.of(["root@localhost", "Ann@LocalHost"])
+    assert people.names == frozenset()
+    assert people.wrote("", author_hash=hashlib.md5(b"ann@localhost").hexdigest())
     code, _, err = check(tmp_path, GOOD.replace("root@localhost", "root@gmailcom"), capsys)
     assert code == 2 and "'root@gmailcom' is not an email address" in err
+    code, _, err = check(tmp_path, mine.replace("Ann@LocalHost", "ann@gmailcom"), capsys)
+    assert code == 2 and "'ann@gmailcom' is neither a name nor an email address" in err
 
 
 def test_check_quiet_prints_only_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str],
