@@ -150,7 +150,8 @@ class _RawConfig(StrictModel):
     admin: AdminSettings = AdminSettings()
     cluster: ClusterSettings = ClusterSettings()
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
-    subscriptions: list[Subscription] = Field(min_length=1)
+    subscriptions: list[Subscription] = []
+    """Empty only for `add` and `import` (see `load_config`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -158,7 +159,7 @@ class _RawConfig(StrictModel):
         # `defaults:` with nothing under it parses as None; treat it as empty.
         if isinstance(data, dict):
             return {k: ({} if v is None and k in ("defaults", "http", "admin", "cluster")
-                         else v)
+                         else [] if v is None and k == "subscriptions" else v)
                     for k, v in data.items()}
         return data
 
@@ -265,13 +266,15 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *,
-                require_secrets: bool = True) -> Config:
+                require_secrets: bool = True, need_subscriptions: bool = True) -> Config:
     """Read, substitute, validate and cross-check the file and the files it includes; raise
     ConfigError listing all problems.
 
     With `require_secrets=False` (for commands that read the state and send nothing, run
     from a shell without the service's environment), a `${VAR}` that is not set inside
     `channels:` is no problem: the channels that need it are listed in `Config.unresolved`.
+    With `need_subscriptions=False` (`add`, `import`: the way to write the first one), a
+    file without subscriptions is valid.
     """
     file = Path(path)
     env = os.environ if environ is None else environ
@@ -318,6 +321,11 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
             name = str(key[1])
             unresolved[name] = tuple(sorted({*unresolved.get(name, ()), *names}))
     if raw is not None:
+        if need_subscriptions and not raw.subscriptions:
+            problems.append(where.problem(
+                ("subscriptions",), "none yet: add one with `notifier add URL -c "
+                                    f"{file.name}` or `notifier import FILE.opml -c "
+                                    f"{file.name}`"))
         problems += _cross_check(raw, channels, file.parent, where)
     if problems or raw is None:
         raise ConfigError(sorted(problems, key=where.line_of))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 import listparser
@@ -175,3 +176,135 @@ def test_export_lists_the_discovered_feeds_and_preview_renders_each_channel(
     assert payload["entry"]["link"].startswith(f"{blog_server.origin}{POST_PATH}#comment-")
     assert "secret-token" not in out and "unset-HOOK_TOKEN" not in out
     assert smtp_server.messages == [] and webhook_receiver.received == []
+
+
+MAIL = "  mail: {type: email, from: n@localhost, to: [ann@localhost], smtp: {host: 127.0.0.1}}\n"
+A_FLOW = "{name: a, url: 'https://a.example.org/', notify: [mail]}"
+A_BLOCK = "{d}name: a\n{k}url: https://a.example.org/\n{k}notify: [mail]\n"
+BLOCK_ITEM = "{d}name: new\n{k}url: {origin}/\n{k}watch: posts\n{k}notify: [mail]\n"
+FLOW_ITEM = "{{name: new, url: '{origin}/', watch: posts, notify: [mail]}}"
+# (layout, the file as written, the file after `add`): {new:D:K} is the added item as a
+# block with its dash at column D and its keys at column K, {flow} the item in flow style.
+LAYOUTS = [
+    ("flow-empty",
+     "channels:\n" + MAIL + "subscriptions: []    # none yet\ndefaults: {interval: 15m}\n",
+     "channels:\n" + MAIL + "subscriptions:    # none yet\n{new:2:4}"
+     "defaults: {interval: 15m}\n"),
+    ("flow-one-line",
+     "channels:\n" + MAIL + f"subscriptions: [{A_FLOW}]  # flow\n",
+     "channels:\n" + MAIL + f"subscriptions: [{A_FLOW}, {{flow}}]  # flow\n"),
+    ("flow-multi-line-trailing-comma",
+     "channels:\n" + MAIL + f"subscriptions: [\n  {A_FLOW},\n  # more to come\n]\n",
+     "channels:\n" + MAIL + f"subscriptions: [\n  {A_FLOW}, {{flow}},\n  # more to come\n]\n"),
+    ("no-key-no-final-newline",
+     "channels:\n" + MAIL + "# the end",
+     "channels:\n" + MAIL + "# the end\nsubscriptions:\n{new:2:4}"),
+    ("no-key-four-spaces",
+     "channels:\n  " + MAIL,
+     "channels:\n  " + MAIL + "subscriptions:\n{new:4:6}"),
+    ("null-with-comments",
+     "subscriptions: ~   # soon\n  # - name: someday\n\nchannels:\n" + MAIL,
+     "subscriptions:   # soon\n  # - name: someday\n{new:2:4}\nchannels:\n" + MAIL),
+    ("comments-after-the-list",
+     "channels:\n" + MAIL + "subscriptions:\n" + A_BLOCK.format(d="  - ", k="    ")
+     + "    # watch: posts    (the last item's own, commented out)\n"
+       "  # - name: old\n\n# defaults for all\ndefaults:\n  interval: 15m\n",
+     "channels:\n" + MAIL + "subscriptions:\n" + A_BLOCK.format(d="  - ", k="    ")
+     + "    # watch: posts    (the last item's own, commented out)\n"
+       "  # - name: old\n{new:2:4}\n# defaults for all\ndefaults:\n  interval: 15m\n"),
+    ("not-indented",
+     "channels:\n" + MAIL + "subscriptions:\n" + A_BLOCK.format(d="- ", k="  ")
+     + "# end of list\n",
+     "channels:\n" + MAIL + "subscriptions:\n" + A_BLOCK.format(d="- ", k="  ")
+     + "{new:0:2}# end of list\n"),
+    ("four-spaces-dash-alone",
+     "channels:\n" + MAIL + "subscriptions:\n    -\n" + A_BLOCK.format(d=" " * 8, k=" " * 8),
+     "channels:\n" + MAIL + "subscriptions:\n    -\n" + A_BLOCK.format(d=" " * 8, k=" " * 8)
+     + "{new:4:8}"),
+    ("flow-document",
+     "{channels: {" + MAIL.strip() + "},\n subscriptions: []}\n",
+     "{channels: {" + MAIL.strip() + "},\n subscriptions: [{flow}]}\n"),
+    ("flow-document-no-key",
+     "{channels: {" + MAIL.strip() + "}}\n",
+     "{channels: {" + MAIL.strip() + "}, subscriptions: [{flow}]}\n"),
+    ("byte-order-mark",
+     "\ufeffchannels:\n" + MAIL + "subscriptions:\n" + A_BLOCK.format(d="  - ", k="    "),
+     "\ufeffchannels:\n" + MAIL + "subscriptions:\n" + A_BLOCK.format(d="  - ", k="    ")
+     + "{new:2:4}"),
+    ("last-item-flow-mapping",
+     "channels:\n" + MAIL + "subscriptions:\n  - {name: a,\n     url: 'https://a.example.org/', "
+                            "notify: [mail]}\nstate: sqlite:///s.db\n",
+     "channels:\n" + MAIL + "subscriptions:\n  - {name: a,\n     url: 'https://a.example.org/', "
+                            "notify: [mail]}\n{new:2:4}state: sqlite:///s.db\n"),
+]
+
+
+def _expected(template: str, origin: str) -> str:
+    def block(match: re.Match[str]) -> str:
+        dash, key = int(match.group(1)), int(match.group(2))
+        return BLOCK_ITEM.format(d=" " * dash + "-" + " " * (key - dash - 1), k=" " * key,
+                                 origin=origin)
+    return re.sub(r"\{new:(\d+):(\d+)\}", block, template).replace(
+        "{flow}", FLOW_ITEM.format(origin=origin))
+
+
+@pytest.mark.parametrize(("layout", "written", "expected"), LAYOUTS,
+                         ids=[layout[0] for layout in LAYOUTS])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_add_keeps_every_layout_byte_for_byte(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str],
+        layout: str, written: str, expected: str, newline: str) -> None:
+    path = tmp_path / "notifier.yaml"
+    path.write_bytes(written.replace("\n", newline).encode())
+    assert main(["add", f"{blog_server.origin}/", "--name", "new", "--watch", "posts",
+                 "--notify", "mail", "-c", str(path)]) == 0, capsys.readouterr().err
+    want = _expected(expected, blog_server.origin).replace("\n", newline)
+    assert path.read_bytes().decode() == want
+    names = [s.name for s in load_config(path, {}).subscriptions]
+    assert names[-1] == "new" and len(names) == len(set(names))
+
+
+def test_the_first_subscription_is_added_to_a_file_check_refuses_for_having_none(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notifier.yaml"
+    path.write_text("channels:\n" + MAIL)
+    assert main(["check", "-c", str(path)]) == 2
+    assert ("notifier.yaml: subscriptions: none yet: add one with `notifier add URL -c "
+            "notifier.yaml` or `notifier import FILE.opml -c notifier.yaml`"
+            in capsys.readouterr().err)
+    assert main(["import", str(OPML / "miniflux.opml"), "-c", str(path)]) == 0
+    assert main(["check", "-c", str(path)]) == 0
+    assert len(load_config(path, {}).subscriptions) == 2
+
+
+def test_add_with_included_files_writes_the_main_file_only(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    included = tmp_path / "subscriptions.d" / "team.yaml"
+    included.parent.mkdir()
+    included.write_text(f"subscriptions:\n  - {A_FLOW.replace('name: a', 'name: new')}\n")
+    path = tmp_path / "notifier.yaml"
+    path.write_text("channels:\n" + MAIL + "include: subscriptions.d/\n")
+    team = included.read_bytes()
+    # Names are unique across the files: "new" is taken by the included file.
+    assert main(["add", f"{blog_server.origin}/", "--name", "new", "-c", str(path)]) == 2
+    assert "a subscription named 'new' exists already" in capsys.readouterr().err
+    assert main(["add", f"{blog_server.origin}/", "--watch", "posts", "--notify", "mail",
+                 "-c", str(path)]) == 0
+    assert included.read_bytes() == team
+    config = load_config(path, {})
+    assert config.subscriptions[0].name != "new"
+    assert [s.url for s in config.subscriptions] == [f"{blog_server.origin}/",
+                                                     "https://a.example.org/"]
+
+
+def test_add_through_a_symlink_keeps_the_link(
+        tmp_path: Path, blog_server: BlogServer) -> None:
+    real = tmp_path / "repo" / "notifier.yaml"
+    real.parent.mkdir()
+    real.write_text("channels:\n" + MAIL + "subscriptions: []\n")
+    real.chmod(0o640)
+    link = tmp_path / "notifier.yaml"
+    link.symlink_to(real)
+    assert main(["add", f"{blog_server.origin}/", "--notify", "mail", "-c", str(link)]) == 0
+    assert link.is_symlink() and "- name: " in real.read_text()
+    assert real.stat().st_mode & 0o777 == 0o640

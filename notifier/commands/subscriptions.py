@@ -59,7 +59,7 @@ def _add(args: argparse.Namespace) -> int:
     from notifier.discover import DiscoveryError, discover
     from notifier.fetch import Fetcher
 
-    config = load(args, require_secrets=False)
+    config = load(args, require_secrets=False, need_subscriptions=False)
     notify = _notify(config, args.notify)
     if notify is None:
         return EXIT_USAGE
@@ -115,7 +115,7 @@ def _configure_import(parser: argparse.ArgumentParser) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    config = load(args, require_secrets=False)
+    config = load(args, require_secrets=False, need_subscriptions=False)
     notify = _notify(config, args.notify)
     if notify is None:
         return EXIT_USAGE
