@@ -13,7 +13,7 @@ import pytest
 
 from notifier.cli import main
 from notifier.config import load_config
-from tests.support.blog_server import BlogServer
+from tests.support.blog_server import WORDPRESS_DIR, BlogServer
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -308,3 +308,77 @@ def test_add_through_a_symlink_keeps_the_link(
     assert main(["add", f"{blog_server.origin}/", "--notify", "mail", "-c", str(link)]) == 0
     assert link.is_symlink() and "- name: " in real.read_text()
     assert real.stat().st_mode & 0o777 == 0o640
+
+
+def _followers_file(tmp_path: Path, blog: BlogServer) -> Path:
+    path = tmp_path / "notifier.yaml"
+    path.write_text(f"""\
+state: sqlite:///state.db
+channels:
+  terminal: {{type: console}}
+subscriptions:
+  - name: site
+    url: {blog.origin}/
+    watch: threads
+    threads_max_age: 20000d
+    notify: [terminal]
+  - name: mine
+    url: {blog.origin}/
+    replies_to: [" SouthernFriedBolshevik "]
+    notify: [terminal]
+  - name: nobodys
+    url: {blog.origin}/
+    replies_to: [Nobody Atall]
+    notify: [terminal]
+""", encoding="utf-8")
+    return path
+
+
+def test_preview_of_threads_shows_the_newest_comment_of_a_followed_thread(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    # The posts feed with its one commented post only: its comments are newer than it.
+    posts = (WORDPRESS_DIR / "01-seed-thread" / "posts.atom.xml").read_text()
+    first = posts.index("\t<entry>")
+    second = posts.index("\t<entry>", first + 1)
+    blog_server.add_file("/feed/atom/", (posts[:first] + posts[second:]).encode(),
+                         "application/atom+xml; charset=UTF-8")
+    path = _followers_file(tmp_path, blog_server)
+    # Not polled yet: the thread is found and read now, as the daemon would.
+    assert main(["preview", "site", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"newest entry {blog_server.origin}{POST_PATH}#comment-4 by Another Blog" in out
+    assert 'New comment by Another Blog on "Why Defend Stalin?"' in out
+    assert not (tmp_path / "state.db").exists()  # nothing recorded
+    assert main(["run", "--once", "-c", str(path)]) == 0
+    assert main(["run", "--once", "-c", str(path)]) == 0
+    blog_server.scenario = "02-markup-comment"
+    assert main(["run", "--once", "-c", str(path)]) == 0
+    capsys.readouterr()
+    # From the state now: the comment the last run found, in the thread's feed.
+    assert main(["preview", "site", "-c", str(path)]) == 0
+    assert f"newest entry {blog_server.origin}{POST_PATH}#comment-5 by " \
+        in capsys.readouterr().out
+
+
+def test_preview_of_replies_to_shows_the_newest_reply_quoting_its_parent(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    blog_server.scenario = "03-burst-of-24"
+    path = _followers_file(tmp_path, blog_server)
+    for polled in (False, True):
+        # Comment 29 is the newest, but only 20 and 25 answer SouthernFriedBolshevik, whose
+        # comment 3 is no longer in the feed: it is read from the REST API, as in a poll.
+        assert main(["preview", "mine", "-c", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert f"newest entry {blog_server.origin}{POST_PATH}#comment-25 by Reader 20" in out
+        assert 'Reply by Reader 20 to southernfriedbolshevik on "Why Defend Stalin?"' in out
+        assert "southernfriedbolshevik wrote:\n> Thank you very much" in out
+        assert "would be reported" not in out
+        if not polled:
+            assert main(["run", "--once", "-c", str(path)]) == 0
+            capsys.readouterr()
+    # Nothing answers Nobody Atall: the newest comment is shown, saying so.
+    assert main(["preview", "nobodys", "-c", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"newest entry {blog_server.origin}{POST_PATH}#comment-29 by Reader 24" in out
+    assert "(none of its recent entries would be reported: comments only; replies to " \
+           "Nobody Atall; the newest is shown as it would read)" in out
