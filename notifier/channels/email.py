@@ -316,7 +316,9 @@ class EmailChannel(Channel):
                 if not smtp.has_extn("starttls"):
                     raise TemporaryFailure(
                         f"email {self.name}: {where}: server does not offer STARTTLS; "
-                        "refusing to send in clear text")
+                        "refusing to send in clear text: use security: tls if this port "
+                        "speaks TLS from the first byte (465), or security: none for a "
+                        "relay on this machine")
                 smtp.starttls(context=self._tls_context())
                 smtp.ehlo()
             if settings.username is not None and settings.password is not None:
