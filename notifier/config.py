@@ -1095,15 +1095,36 @@ class _Locator:
             parent = self._value_at(path[:-1])
             hint = ""
             if isinstance(parent, dict):
-                hint = close_match(str(path[-1]), self._allowed_keys(path[:-1], prefix))
+                hint = self._under_empty_key(parent, path, prefix) or close_match(
+                    str(path[-1]), self._allowed_keys(path[:-1], prefix))
             return self.problem(path, f"unknown key{hint}")
         if kind == "missing":
             return self.problem(path, "this required key is missing")
+        if kind in ("dict_type", "model_type", "list_type") and path \
+                and isinstance(parent := self._value_at(path[:-1]), dict | list) \
+                and _holds_none(parent, path[-1]):
+            # `c:` then `type: console` in the same column: YAML reads an empty `c`.
+            return self.problem(path, "nothing is written under this key; if the lines after "
+                                      "it belong to it, indent them more than the key")
         message = str(err["msg"])
         message = message.removeprefix("Value error, ")
         if kind in ("literal_error", "enum"):
             message += f" (got {err.get('input')!r})"
         return self.problem(path, message)
+
+    def _under_empty_key(self, parent: dict[Any, Any], path: KeyPath,
+                         prefix: KeyPath) -> str:
+        """`defaults:` then `interval: 5m` in the same column: the key belongs under the
+        empty one before it, indented."""
+        keys = list(parent)
+        index = keys.index(path[-1]) if path[-1] in keys else 0
+        if index == 0 or parent[keys[index - 1]] is not None:
+            return ""
+        above = keys[index - 1]
+        if str(path[-1]) not in self._allowed_keys((*path[:-1], above), prefix):
+            return ""
+        return (f"; if it belongs under '{above}:' (empty as written), indent it more than "
+                f"'{above}'")
 
     def _allowed_keys(self, path: KeyPath, prefix: KeyPath) -> list[str]:
         """Field names of the model at `path`, to suggest the key the user meant."""
@@ -1150,6 +1171,12 @@ class _Locator:
             except (KeyError, IndexError, TypeError):
                 return None
         return value
+
+
+def _holds_none(parent: dict[Any, Any] | list[Any], key: str | int) -> bool:
+    if isinstance(parent, dict):
+        return key in parent and parent[key] is None
+    return isinstance(key, int) and 0 <= key < len(parent) and parent[key] is None
 
 
 def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:

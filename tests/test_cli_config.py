@@ -58,6 +58,27 @@ def test_yaml_mistakes_are_reported_at_the_line_written(
     assert f"notifier.yaml:{line}: not valid YAML: " in err and hint in err, err
 
 
+@pytest.mark.parametrize(("broken", "said"), [
+    # the settings of a channel written in the column of its name: YAML reads an empty `mail`
+    (GOOD.replace("    type: email", "  type: email").replace("    from:", "  from:")
+     .replace("    to:", "  to:").replace("    smtp:", "  smtp:"),
+     ":2: channels.mail: nothing is written under this key; if the lines after it belong to "
+     "it, indent them more than the key"),
+    # a section's keys in the column of the section
+    (GOOD + "defaults:\ninterval: 5m\n",
+     ":15: interval: unknown key; if it belongs under 'defaults:' (empty as written), indent "
+     "it more than 'defaults'"),
+])
+def test_an_empty_key_above_says_to_indent_what_belongs_under_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        broken: str, said: str) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "x")
+    monkeypatch.setenv("HOOK_TOKEN", "y")
+    code, _, err = check(tmp_path, broken, capsys)
+    assert code == 2
+    assert err.splitlines()[1].endswith(said), err
+
+
 def test_every_problem_in_one_pass_with_did_you_mean(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
