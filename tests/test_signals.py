@@ -102,6 +102,9 @@ def test_ctrl_c_while_a_parse_worker_starts_prints_no_traceback(
 def test_sighup_reloads_instead_of_killing(config: Path, tmp_path: Path) -> None:
     with running(config, tmp_path / "daemon.log") as daemon:
         daemon.wait_log("running:")
+        # The first poll says what a baseline is: a first run reports nothing old.
+        daemon.wait_log("baseline recorded for 1 subscription: entries already there "
+                        "are not reported (beyond `backfill`), new ones from now on are")
         daemon.signal(signal.SIGHUP)
         daemon.wait_log("reload applied: subscriptions: unchanged; channels: unchanged")
         assert daemon.proc.poll() is None
