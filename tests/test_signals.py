@@ -163,6 +163,16 @@ def test_json_log_is_one_object_per_line(config: Path) -> None:
     assert all(x["time"].endswith("Z") for x in lines)
 
 
+def test_json_log_holds_a_configuration_error_too(config: Path) -> None:
+    config.write_text(config.read_text().replace("notify: [hook]", "notify: [hoook]"))
+    result = run_once(config, "--log-format", "json")
+    assert result.returncode == 2
+    (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["level"] == "error"
+    assert line["message"].startswith("configuration is not valid:\n")
+    assert "no channel named 'hoook'; did you mean 'hook'?" in line["message"]
+
+
 def test_verbose_is_notifier_debug_without_library_noise(config: Path) -> None:
     def loggers(*flags: str) -> set[tuple[str, str]]:
         result = run_once(config, "--log-format", "json", *flags)
