@@ -355,9 +355,11 @@ def test_preview_of_threads_shows_the_newest_comment_of_a_followed_thread(
     assert main(["run", "--once", "-c", str(path)]) == 0
     capsys.readouterr()
     # From the state now: the comment the last run found, in the thread's feed.
+    blog_server.clear_log()
     assert main(["preview", "site", "-c", str(path)]) == 0
     assert f"newest entry {blog_server.origin}{POST_PATH}#comment-5 by " \
         in capsys.readouterr().out
+    assert blog_server.requests == []
 
 
 def test_preview_of_replies_to_shows_the_newest_reply_quoting_its_parent(
@@ -367,7 +369,9 @@ def test_preview_of_replies_to_shows_the_newest_reply_quoting_its_parent(
     for polled in (False, True):
         # Comment 29 is the newest, but only 20 and 25 answer SouthernFriedBolshevik, whose
         # comment 3 is no longer in the feed: it is read from the REST API, as in a poll.
+        blog_server.clear_log()
         assert main(["preview", "mine", "-c", str(path)]) == 0
+        assert (blog_server.requests == []) == polled  # from the state once polled
         out = capsys.readouterr().out
         assert f"newest entry {blog_server.origin}{POST_PATH}#comment-25 by Reader 20" in out
         assert 'Reply by Reader 20 to southernfriedbolshevik on "Why Defend Stalin?"' in out
