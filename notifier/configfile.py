@@ -28,6 +28,12 @@ from typing import Any
 import yaml
 
 from notifier.config import Config, ConfigError, load_config
+from notifier.errors import NotifierError
+
+
+class ConfigWriteError(NotifierError):
+    """The file cannot be replaced (its folder not writable, a full disk): nothing changed."""
+
 
 _LINE_BREAK = re.compile(r"\r\n|[\r\n\x85\u2028\u2029]")
 """The line breaks YAML counts, so that line numbers here are the parser's."""
@@ -46,10 +52,19 @@ def append_subscriptions(path: Path, items: Sequence[Mapping[str, Any]]) -> Conf
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read it: {exc}"]) from None
     new_text = with_items(path, text, items)
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent)
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(new_text.encode("utf-8"))
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".new",
+                                    dir=target.parent)
+    except OSError as exc:
+        raise ConfigWriteError(f"{path}: cannot write beside it in {target.parent}: "
+                               f"{exc.strerror or exc}") from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(new_text.encode("utf-8"))
+        except OSError as exc:
+            raise ConfigWriteError(f"{path}: cannot write the new file: "
+                                   f"{exc.strerror or exc}") from None
         status = target.stat()
         with contextlib.suppress(OSError):  # a file system without modes: keep its default
             os.chmod(temp, status.st_mode & 0o7777)
@@ -59,7 +74,11 @@ def append_subscriptions(path: Path, items: Sequence[Mapping[str, Any]]) -> Conf
             config = load_config(temp, require_secrets=False, need_subscriptions=False)
         except ConfigError as exc:
             raise ConfigError([p.replace(temp, str(path)) for p in exc.problems]) from None
-        os.replace(temp, target)
+        try:
+            os.replace(temp, target)
+        except OSError as exc:
+            raise ConfigWriteError(f"{path}: cannot replace it: {exc.strerror or exc}") \
+                from None
     finally:
         if os.path.exists(temp):
             os.unlink(temp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -295,6 +296,24 @@ def test_add_with_included_files_writes_the_main_file_only(
     assert config.subscriptions[0].name != "new"
     assert [s.url for s in config.subscriptions] == [f"{blog_server.origin}/",
                                                      "https://a.example.org/"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into any folder")
+def test_add_into_a_folder_it_cannot_write_says_so_and_changes_nothing(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = folder / "notifier.yaml"
+    path.write_text("channels:\n" + MAIL + "subscriptions: []\n")
+    folder.chmod(0o555)
+    try:
+        assert main(["add", f"{blog_server.origin}/", "-c", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert f"cannot write beside it in {folder}" in err and "nothing was added" in err
+        assert "Traceback" not in err
+        assert path.read_text().endswith("subscriptions: []\n")
+    finally:
+        folder.chmod(0o755)
 
 
 def test_add_through_a_symlink_keeps_the_link(
