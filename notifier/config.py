@@ -266,7 +266,8 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *,
-                require_secrets: bool = True, need_subscriptions: bool = True) -> Config:
+                require_secrets: bool = True, need_subscriptions: bool = True,
+                text: str | None = None) -> Config:
     """Read, substitute, validate and cross-check the file and the files it includes; raise
     ConfigError listing all problems.
 
@@ -274,11 +275,12 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     from a shell without the service's environment), a `${VAR}` that is not set inside
     `channels:` is no problem: the channels that need it are listed in `Config.unresolved`.
     With `need_subscriptions=False` (`add`, `import`: the way to write the first one), a
-    file without subscriptions is valid.
+    file without subscriptions is valid. `text` checks what is about to be written at
+    `path`, before it is: names in it are relative to `path`, as when it is read.
     """
     file = Path(path)
     env = os.environ if environ is None else environ
-    data, lines = _parse_yaml(_read(file), file)
+    data, lines = _parse_yaml(_read(file) if text is None else text, file)
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])

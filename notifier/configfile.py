@@ -17,7 +17,6 @@ configuration the daemon would refuse.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import re
 import tempfile
@@ -52,6 +51,10 @@ def append_subscriptions(path: Path, items: Sequence[Mapping[str, Any]]) -> Conf
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read it: {exc}"]) from None
     new_text = with_items(path, text, items)
+    # Checked as the daemon will read it: through `path` (a link's folder, for `include:`
+    # and the state), before anything is written.
+    config = load_config(path, require_secrets=False, need_subscriptions=False,
+                         text=new_text)
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".new",
                                     dir=target.parent)
@@ -71,10 +74,6 @@ def append_subscriptions(path: Path, items: Sequence[Mapping[str, Any]]) -> Conf
         with contextlib.suppress(OSError):  # only root may give a file away; keep ours
             os.chown(temp, status.st_uid, status.st_gid)
         try:
-            config = load_config(temp, require_secrets=False, need_subscriptions=False)
-        except ConfigError as exc:
-            raise ConfigError([p.replace(temp, str(path)) for p in exc.problems]) from None
-        try:
             os.replace(temp, target)
         except OSError as exc:
             raise ConfigWriteError(f"{path}: cannot replace it: {exc.strerror or exc}") \
@@ -82,7 +81,7 @@ def append_subscriptions(path: Path, items: Sequence[Mapping[str, Any]]) -> Conf
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
-    return dataclasses.replace(config, path=path)
+    return config
 
 
 def with_items(path: Path, text: str, items: Sequence[Mapping[str, Any]]) -> str:

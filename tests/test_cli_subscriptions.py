@@ -320,13 +320,17 @@ def test_add_through_a_symlink_keeps_the_link(
         tmp_path: Path, blog_server: BlogServer) -> None:
     real = tmp_path / "repo" / "notifier.yaml"
     real.parent.mkdir()
-    real.write_text("channels:\n" + MAIL + "subscriptions: []\n")
+    # `include:` is relative to the path the daemon is given (the link's folder): checked so.
+    (tmp_path / "subscriptions.d").mkdir()
+    (tmp_path / "subscriptions.d" / "team.yaml").write_text(f"subscriptions:\n  - {A_FLOW}\n")
+    real.write_text("channels:\n" + MAIL + "include: subscriptions.d/\nsubscriptions: []\n")
     real.chmod(0o640)
     link = tmp_path / "notifier.yaml"
     link.symlink_to(real)
     assert main(["add", f"{blog_server.origin}/", "--notify", "mail", "-c", str(link)]) == 0
     assert link.is_symlink() and "- name: " in real.read_text()
     assert real.stat().st_mode & 0o777 == 0o640
+    assert len(load_config(link, {}).subscriptions) == 2
 
 
 def _followers_file(tmp_path: Path, blog: BlogServer) -> Path:
