@@ -409,3 +409,15 @@ def test_preview_of_replies_to_shows_the_newest_reply_quoting_its_parent(
     assert f"newest entry {blog_server.origin}{POST_PATH}#comment-29 by Reader 24" in out
     assert "(none of its recent entries would be reported: comments only; replies to " \
            "Nobody Atall; the newest is shown as it would read)" in out
+
+
+def test_preview_of_a_feed_that_cannot_be_read_says_why(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "notifier.yaml"
+    path.write_text("channels:\n" + MAIL + f"subscriptions:\n  - name: gone\n    url: "
+                    f"{blog_server.origin}/no-such-blog/\n    notify: [mail]\n")
+    assert main(["preview", "gone", "-c", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing recorded for gone yet, and reading its feed failed: " in err
+    assert "404" in err and "Traceback" not in err
+    assert not (tmp_path / "notifier.db").exists()

@@ -147,13 +147,15 @@ def _from_feed(config: Config, sub: Subscription) -> _Choice | None:
     from notifier.daemon import open_engine
 
     async def poll(scratch: Config) -> _Choice | None:
+        errors: list[str] = []
         async with open_engine(scratch) as engine:
             for _ in range(2 if sub.watch == "threads" else 1):  # then the threads it found
-                report = await engine.poll(force=True)
-                if report.errors:
-                    raise NotifierError("; ".join(report.errors))
+                errors += (await engine.poll(force=True)).errors
             state = engine.store.subscription_states().get(sub.name)
-            return choose(engine.store, sub, state) if state is not None else None
+            choice = choose(engine.store, sub, state) if state is not None else None
+        if choice is None and errors:  # one thread feed failing still shows the others
+            raise NotifierError("; ".join(errors))
+        return choice
 
     root = logging.getLogger()
     level = root.level
