@@ -8,9 +8,12 @@ import sys
 
 
 def main() -> int:
-    from notifier.cli import main as run_cli
+    try:
+        from notifier.cli import main as run_cli
 
-    return run_cli()
+        return run_cli()
+    except KeyboardInterrupt:  # Ctrl-C while still importing: no traceback either
+        return 1
 
 
 if __name__ == "__main__":

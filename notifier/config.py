@@ -150,7 +150,8 @@ class _RawConfig(StrictModel):
     admin: AdminSettings = AdminSettings()
     cluster: ClusterSettings = ClusterSettings()
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
-    subscriptions: list[Subscription] = Field(min_length=1)
+    subscriptions: list[Subscription] = []
+    """Empty only for `add` and `import` (see `load_config`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -158,7 +159,7 @@ class _RawConfig(StrictModel):
         # `defaults:` with nothing under it parses as None; treat it as empty.
         if isinstance(data, dict):
             return {k: ({} if v is None and k in ("defaults", "http", "admin", "cluster")
-                         else v)
+                         else [] if v is None and k == "subscriptions" else v)
                     for k, v in data.items()}
         return data
 
@@ -265,17 +266,21 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *,
-                require_secrets: bool = True) -> Config:
+                require_secrets: bool = True, need_subscriptions: bool = True,
+                text: str | None = None) -> Config:
     """Read, substitute, validate and cross-check the file and the files it includes; raise
     ConfigError listing all problems.
 
     With `require_secrets=False` (for commands that read the state and send nothing, run
     from a shell without the service's environment), a `${VAR}` that is not set inside
     `channels:` is no problem: the channels that need it are listed in `Config.unresolved`.
+    With `need_subscriptions=False` (`add`, `import`: the way to write the first one), a
+    file without subscriptions is valid. `text` checks what is about to be written at
+    `path`, before it is: names in it are relative to `path`, as when it is read.
     """
     file = Path(path)
     env = os.environ if environ is None else environ
-    data, lines = _parse_yaml(_read(file), file)
+    data, lines = _parse_yaml(_read(file) if text is None else text, file)
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
@@ -318,6 +323,11 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
             name = str(key[1])
             unresolved[name] = tuple(sorted({*unresolved.get(name, ()), *names}))
     if raw is not None:
+        if need_subscriptions and not raw.subscriptions:
+            problems.append(where.problem(
+                ("subscriptions",), "none yet: add one with `notifier add URL -c "
+                                    f"{file.name}` or `notifier import FILE.opml -c "
+                                    f"{file.name}`"))
         problems += _cross_check(raw, channels, file.parent, where)
     if problems or raw is None:
         raise ConfigError(sorted(problems, key=where.line_of))
@@ -1087,15 +1097,36 @@ class _Locator:
             parent = self._value_at(path[:-1])
             hint = ""
             if isinstance(parent, dict):
-                hint = close_match(str(path[-1]), self._allowed_keys(path[:-1], prefix))
+                hint = self._under_empty_key(parent, path, prefix) or close_match(
+                    str(path[-1]), self._allowed_keys(path[:-1], prefix))
             return self.problem(path, f"unknown key{hint}")
         if kind == "missing":
             return self.problem(path, "this required key is missing")
+        if kind in ("dict_type", "model_type", "list_type") and path \
+                and isinstance(parent := self._value_at(path[:-1]), dict | list) \
+                and _holds_none(parent, path[-1]):
+            # `c:` then `type: console` in the same column: YAML reads an empty `c`.
+            return self.problem(path, "nothing is written under this key; if the lines after "
+                                      "it belong to it, indent them more than the key")
         message = str(err["msg"])
         message = message.removeprefix("Value error, ")
         if kind in ("literal_error", "enum"):
             message += f" (got {err.get('input')!r})"
         return self.problem(path, message)
+
+    def _under_empty_key(self, parent: dict[Any, Any], path: KeyPath,
+                         prefix: KeyPath) -> str:
+        """`defaults:` then `interval: 5m` in the same column: the key belongs under the
+        empty one before it, indented."""
+        keys = list(parent)
+        index = keys.index(path[-1]) if path[-1] in keys else 0
+        if index == 0 or parent[keys[index - 1]] is not None:
+            return ""
+        above = keys[index - 1]
+        if str(path[-1]) not in self._allowed_keys((*path[:-1], above), prefix):
+            return ""
+        return (f"; if it belongs under '{above}:' (empty as written), indent it more than "
+                f"'{above}'")
 
     def _allowed_keys(self, path: KeyPath, prefix: KeyPath) -> list[str]:
         """Field names of the model at `path`, to suggest the key the user meant."""
@@ -1142,6 +1173,12 @@ class _Locator:
             except (KeyError, IndexError, TypeError):
                 return None
         return value
+
+
+def _holds_none(parent: dict[Any, Any] | list[Any], key: str | int) -> bool:
+    if isinstance(parent, dict):
+        return key in parent and parent[key] is None
+    return isinstance(key, int) and 0 <= key < len(parent) and parent[key] is None
 
 
 def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:

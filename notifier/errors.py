@@ -2,6 +2,7 @@
 
     NotifierError
     ├── ConfigError           config.py         the file is wrong: file, line, key, what to do
+    ├── ConfigWriteError      configfile.py     `add`/`import` cannot replace the file
     ├── StoreError            store/records.py  the state cannot be opened, or is too new
     ├── ParseError            entrytext.py      a body is not a feed (or not REST JSON)
     ├── DiscoveryError        discover.py       no feed found for what a subscription names

@@ -93,9 +93,12 @@ StrList = Annotated[list[str], BeforeValidator(_string_list)]
 """A list of strings that also accepts one bare string."""
 
 
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL = re.compile(r"[^@\s]+@(?:[^@\s]+\.[^@\s]+|localhost\.?|\[[^@\s\]]+\])",
+                   re.IGNORECASE)
 """An address, not a name: "@bob" and "Bob @ home" are names (`replies_to`, checked by the
-config and matched by `match`)."""
+config and matched by `match`; email channels' `from` and `to`). A dotless domain is almost
+always a typo ("ann@gmailcom"), except the local machine's own mail (`root@localhost`) and an
+address literal (`ann@[192.0.2.1]`)."""
 
 
 def normalise_name(name: str) -> str:

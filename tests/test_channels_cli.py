@@ -86,7 +86,10 @@ def test_test_channel_unknown_name_is_a_usage_error(tmp_path: Path, smtp_server:
     config = write_config(tmp_path, smtp_server, webhook_receiver)
     assert main(["test-channel", "teem", "-c", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "no channel named 'teem'; channels: mail, team, bot" in err
+    assert "no channel named 'teem'; did you mean 'team'?" in err
+    assert main(["test-channel", "pager", "-c", str(config)]) == 2
+    assert "no channel named 'pager'; expected one of: mail, team, bot" \
+        in capsys.readouterr().err
     assert webhook_receiver.received == [] and smtp_server.messages == []
 
 

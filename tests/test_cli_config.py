@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from notifier.cli import main
 from notifier.config import ConfigError, load_config
+from notifier.match import People
 
 GOOD = """\
 channels:
@@ -56,6 +58,27 @@ def test_yaml_mistakes_are_reported_at_the_line_written(
     assert f"notifier.yaml:{line}: not valid YAML: " in err and hint in err, err
 
 
+@pytest.mark.parametrize(("broken", "said"), [
+    # the settings of a channel written in the column of its name: YAML reads an empty `mail`
+    (GOOD.replace("    type: email", "  type: email").replace("    from:", "  from:")
+     .replace("    to:", "  to:").replace("    smtp:", "  smtp:"),
+     ":2: channels.mail: nothing is written under this key; if the lines after it belong to "
+     "it, indent them more than the key"),
+    # a section's keys in the column of the section
+    (GOOD + "defaults:\ninterval: 5m\n",
+     ":15: interval: unknown key; if it belongs under 'defaults:' (empty as written), indent "
+     "it more than 'defaults'"),
+])
+def test_an_empty_key_above_says_to_indent_what_belongs_under_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        broken: str, said: str) -> None:
+    monkeypatch.setenv("SMTP_PASSWORD", "x")
+    monkeypatch.setenv("HOOK_TOKEN", "y")
+    code, _, err = check(tmp_path, broken, capsys)
+    assert code == 2
+    assert err.splitlines()[1].endswith(said), err
+
+
 def test_every_problem_in_one_pass_with_did_you_mean(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,11 +119,21 @@ def test_user_at_localhost_is_an_address(tmp_path: Path, capsys: pytest.CaptureF
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMTP_PASSWORD", "x")
     monkeypatch.setenv("HOOK_TOKEN", "y")
-    code, out, err = check(tmp_path, GOOD, capsys)
+    mine = GOOD.replace("    notify: [mail, hook]",
+                        "    replies_to: [root@localhost, Ann@LocalHost]\n"
+                        "    notify: [mail, hook]")
+    code, out, err = check(tmp_path, mine, capsys)
     assert code == 0, err
     assert "email to root@localhost via 127.0.0.1:25" in out
+    assert "replies to root@localhost, Ann@LocalHost" in out
+    # Matched as addresses (by the commenter's Gravatar hash), not as names.
+    people = People.of(["root@localhost", "Ann@LocalHost"])
+    assert people.names == frozenset()
+    assert people.wrote("", author_hash=hashlib.md5(b"ann@localhost").hexdigest())
     code, _, err = check(tmp_path, GOOD.replace("root@localhost", "root@gmailcom"), capsys)
     assert code == 2 and "'root@gmailcom' is not an email address" in err
+    code, _, err = check(tmp_path, mine.replace("Ann@LocalHost", "ann@gmailcom"), capsys)
+    assert code == 2 and "'ann@gmailcom' is neither a name nor an email address" in err
 
 
 def test_check_quiet_prints_only_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str],

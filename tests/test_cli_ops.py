@@ -13,12 +13,13 @@ import textwrap
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
 from notifier.cli import main
 from tests.support.blog_server import BlogServer
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import SmtpServer, make_certificate
 from tests.support.webhook_receiver import WebhookReceiver
 
 POST_PATH = "/2013/10/20/why-defend-stalin/"
@@ -212,24 +213,51 @@ def test_demo_shows_a_notification_without_internet() -> None:
     assert result.stderr == ""
 
 
-def test_tls_to_a_plain_smtp_port_says_which_option_fixes_it(
-        tmp_path: Path, smtp_server: SmtpServer, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("server_tls", "security", "ca_file", "said"), [
+    ("none", "tls", False, "); if this port does not speak TLS from the first byte, use "
+                           "security: starttls (port 587), or security: none for a relay on "
+                           "this machine"),
+    ("none", "starttls", False, "server does not offer STARTTLS; refusing to send in clear "
+                                "text: use security: tls if this port speaks TLS from the "
+                                "first byte (465), or security: none for a relay on this "
+                                "machine"),
+    ("implicit", "tls", False, "set channels.mail.smtp.ca_file to that CA's certificate "
+                               "(PEM)"),
+    ("starttls", "starttls", False, "set channels.mail.smtp.ca_file to that CA's "
+                                    "certificate (PEM)"),
+    ("starttls", "starttls", True, None),
+], ids=["tls-to-plain", "starttls-not-offered", "tls-private-ca", "starttls-private-ca",
+        "ca-file-set"])
+def test_tls_mistakes_say_which_option_fixes_them(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], server_tls: Literal[
+            "none", "starttls", "implicit"], security: str, ca_file: bool,
+        said: str | None) -> None:
+    certificate = make_certificate(tmp_path) if server_tls != "none" else None
+    if server_tls != "none" and certificate is None:
+        pytest.skip("openssl is needed to make a test certificate")
     path = tmp_path / "notifier.yaml"
-    path.write_text(textwrap.dedent(f"""\
-        channels:
-          mail:
-            type: email
-            from: notifier@localhost
-            to: [reader@localhost]
-            smtp: {{host: 127.0.0.1, port: {smtp_server.port}, security: tls, timeout: 5s}}
-        subscriptions:
-          - {{name: blog, url: "https://blog.example.org/", notify: [mail]}}
-        """), encoding="utf-8")
-    assert main(["test-channel", "mail", "-c", str(path)]) == 1
-    out = capsys.readouterr().out
-    assert "TLS failed" in out
-    assert "use security: starttls (port 587), or security: none" in out
-    assert smtp_server.messages == []
+    ca = f", ca_file: {certificate[0].name}" if ca_file and certificate else ""
+    with SmtpServer(tls=server_tls, certificate=certificate) as server:
+        path.write_text(textwrap.dedent(f"""\
+            channels:
+              mail:
+                type: email
+                from: notifier@localhost
+                to: [reader@localhost]
+                smtp: {{host: 127.0.0.1, port: {server.port}, security: {security},
+                       timeout: 5s{ca}}}
+            subscriptions:
+              - {{name: blog, url: "https://blog.example.org/", notify: [mail]}}
+            """), encoding="utf-8")
+        code = main(["test-channel", "mail", "-c", str(path)])
+        out = capsys.readouterr().out
+        if said is None:
+            assert code == 0, out
+            assert len(server.wait_for(1)) == 1
+        else:
+            assert code == 1
+            assert said in out, out
+            assert server.messages == []
 
 
 def test_a_running_daemon_sends_at_once_after_retry_now(

@@ -8,9 +8,11 @@ package index; `pytest -m "not packaging"` leaves it out while iterating. CI run
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -20,6 +22,9 @@ from pathlib import Path
 import pytest
 
 from notifier import __version__
+from tests.support.blog_server import BlogServer
+from tests.support.daemon import free_port, running, wait_until
+from tests.support.webhook_receiver import WebhookReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "contrib" / "notifier.service"
@@ -70,3 +75,38 @@ def test_sdist_and_wheel_install_in_a_clean_venv_and_run(tmp_path: Path) -> None
           sdist], tmp_path)
     assert _run([notifier, "--version"], tmp_path).strip() == f"notifier {__version__}"
     assert (env / documented.group(1)).is_file()
+
+
+CONTAINERFILE = ROOT / "Containerfile"
+
+
+def test_the_container_health_check_asks_healthz_of_a_running_daemon(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    """The image's HEALTHCHECK command, run as the container runtime would (no runtime runs
+    here), against a real daemon: healthy while it runs, unhealthy once it is gone."""
+    text = CONTAINERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^USER notifier$", text, re.MULTILINE)  # not root
+    assert 'VOLUME ["/var/lib/notifier"]' in text
+    match = re.search(r"^\s*CMD (\[.*healthz.*\])$", text, re.MULTILINE)
+    assert match is not None
+    command = json.loads(match.group(1))
+    assert command[0] == "python" and "127.0.0.1:9464/healthz" in command[-1]
+    port = free_port()
+    check = [sys.executable, *command[1:-1], command[-1].replace(":9464/", f":{port}/")]
+    config = tmp_path / "notifier.yaml"
+    config.write_text(f"""\
+state: sqlite:///state.db
+admin: {{listen: "127.0.0.1:{port}"}}
+channels:
+  hook: {{type: webhook, url: "{webhook_receiver.url}"}}
+subscriptions:
+  - {{name: blog, url: "{blog_server.origin}/", notify: [hook]}}
+""", encoding="utf-8")
+    with running(config, tmp_path / "daemon.log") as daemon:
+        daemon.wait_log("admin listener on")
+        wait_until(lambda: subprocess.run(check, capture_output=True, timeout=30,
+                                          check=False).returncode == 0, 30, "healthy")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait() == 0
+    gone = subprocess.run(check, capture_output=True, timeout=30, check=False)
+    assert gone.returncode == 1

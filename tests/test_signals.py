@@ -71,9 +71,40 @@ def test_stop_signals_end_every_process_without_a_traceback(
                    10, f"parse worker {pid} to exit")
 
 
+def _starting_worker(pid: int) -> bool:
+    """Whether a parse worker of `pid` exists (most likely still importing)."""
+    for child in children(pid):
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_ctrl_c_while_a_parse_worker_starts_prints_no_traceback(
+        config: Path, tmp_path: Path) -> None:
+    # The narrow moment: a parse worker still importing its modules, before it can ignore
+    # SIGINT, as right after `notifier run` in a terminal.
+    with running(config, tmp_path / "daemon.log") as daemon:
+        wait_until(lambda: _starting_worker(daemon.proc.pid), 30, "a parse worker",
+                   every=0.002)
+        daemon.signal(signal.SIGINT, group=True)
+        assert daemon.wait() == 0
+        log = daemon.log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    # The worker was not killed by it: the poll in flight finished instead of failing.
+    assert "parser worker did not start" not in log and "WARNING" not in log.split(
+        "stopping:")[1], log
+    assert log.rstrip().endswith("stopped")
+
+
 def test_sighup_reloads_instead_of_killing(config: Path, tmp_path: Path) -> None:
     with running(config, tmp_path / "daemon.log") as daemon:
         daemon.wait_log("running:")
+        # The first poll says what a baseline is: a first run reports nothing old.
+        daemon.wait_log("baseline recorded for 1 subscription: entries already there "
+                        "are not reported (beyond `backfill`), new ones from now on are")
         daemon.signal(signal.SIGHUP)
         daemon.wait_log("reload applied: subscriptions: unchanged; channels: unchanged")
         assert daemon.proc.poll() is None
@@ -130,6 +161,16 @@ def test_json_log_is_one_object_per_line(config: Path) -> None:
     assert lines and all({"time", "level", "logger", "message"} <= set(x) for x in lines)
     assert any("cycle done" in x["message"] for x in lines)
     assert all(x["time"].endswith("Z") for x in lines)
+
+
+def test_json_log_holds_a_configuration_error_too(config: Path) -> None:
+    config.write_text(config.read_text().replace("notify: [hook]", "notify: [hoook]"))
+    result = run_once(config, "--log-format", "json")
+    assert result.returncode == 2
+    (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["level"] == "error"
+    assert line["message"].startswith("configuration is not valid:\n")
+    assert "no channel named 'hoook'; did you mean 'hook'?" in line["message"]
 
 
 def test_verbose_is_notifier_debug_without_library_noise(config: Path) -> None:

@@ -49,7 +49,7 @@ from notifier.delivery.channel import (
 from notifier.delivery.retry import SMTP_RETRY, RetryPolicy
 from notifier.models import Notice
 from notifier.render import RenderError
-from notifier.schema import Duration, StrictModel, StrList, check_http_url
+from notifier.schema import EMAIL, Duration, StrictModel, StrList, check_http_url
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,7 @@ def check_address(value: str) -> str:
     if any(ch in value for ch in "\r\n"):
         raise ValueError("an email address cannot contain a line break")
     address = parseaddr(value)[1]
-    local, at, domain = address.rpartition("@")
-    # A dotless domain is almost always a typo, except the local machine's own mail.
-    dotted = "." in domain.strip(".") or domain.lower() == "localhost" \
-        or (domain.startswith("[") and domain.endswith("]"))
-    if not at or not local or not domain or not dotted:
+    if not EMAIL.fullmatch(address):
         raise ValueError(f"{value!r} is not an email address such as reader@example.org "
                          "(or root@localhost)")
     return value
@@ -320,7 +316,9 @@ class EmailChannel(Channel):
                 if not smtp.has_extn("starttls"):
                     raise TemporaryFailure(
                         f"email {self.name}: {where}: server does not offer STARTTLS; "
-                        "refusing to send in clear text")
+                        "refusing to send in clear text: use security: tls if this port "
+                        "speaks TLS from the first byte (465), or security: none for a "
+                        "relay on this machine")
                 smtp.starttls(context=self._tls_context())
                 smtp.ehlo()
             if settings.username is not None and settings.password is not None:

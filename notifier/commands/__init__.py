@@ -10,6 +10,7 @@ configuration or the command line is wrong, or the state cannot be opened.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -33,7 +34,7 @@ from notifier.commands.common import (
     Command,
 )
 from notifier.config import ConfigError
-from notifier.logsetup import LOG_FORMATS, setup_logging
+from notifier.logsetup import LOG_FORMATS, LogFormat, setup_logging
 from notifier.store import StoreError
 
 COMMANDS: tuple[Command, ...] = (
@@ -88,17 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose + args.g_verbose, args.quiet,
-                  args.log_format or args.g_log_format or "text")
+    fmt: LogFormat = args.log_format or args.g_log_format or "text"
+    setup_logging(args.verbose + args.g_verbose, args.quiet, fmt)
     try:
         code: int = args.run_command(args)
         return code
     except ConfigError as exc:
-        print(f"notifier: configuration is not valid:\n{exc}", file=sys.stderr)
+        _fatal(f"configuration is not valid:\n{exc}", fmt)
         return EXIT_USAGE
     except StoreError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
+        _fatal(str(exc), fmt)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILED
 
+
+def _fatal(message: str, fmt: str) -> None:
+    """Why the command stops: plain text for a person; with `--log-format json`, one log
+    record, so that a collector reading the daemon's output parses this line too."""
+    if fmt == "json":
+        logging.getLogger("notifier").error(message)
+    else:
+        print(f"notifier: {message}", file=sys.stderr)

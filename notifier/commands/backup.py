@@ -1,6 +1,6 @@
 """`notifier backup -c FILE DEST`: a consistent copy of the SQLite state, also while the
 daemon runs (SQLite's online backup). Restoring is stopping the daemon and putting the copy
-in the state's place (README, "Backup and restore")."""
+in the state's place (docs/operations.md, "Backup of the state")."""
 
 from __future__ import annotations
 

@@ -32,13 +32,16 @@ class Command:
     """Whether `-c FILE` is offered; `run` loads the file itself (see `load`)."""
 
 
-def load(args: argparse.Namespace, *, require_secrets: bool = True) -> Config:
+def load(args: argparse.Namespace, *, require_secrets: bool = True,
+         need_subscriptions: bool = True) -> Config:
     """The configuration named by `-c`; raises ConfigError, which `main` reports.
 
     Commands that send nothing pass `require_secrets=False`, so that they work from a shell
-    without the service's environment file (see `load_config`).
+    without the service's environment file (see `load_config`); `add` and `import` pass
+    `need_subscriptions=False`, being how the first one is written.
     """
-    return load_config(args.config, require_secrets=require_secrets)
+    return load_config(args.config, require_secrets=require_secrets,
+                       need_subscriptions=need_subscriptions)
 
 
 def iso(when: float | None) -> str | None:

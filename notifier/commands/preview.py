@@ -5,8 +5,14 @@ Email shows the message `EmailChannel` builds; the console channel its text; the
 channels (webhook and its chat formats, Matrix, Telegram, ntfy) send into an in-process
 transport that records the request and answers like their servers, so the payload shown is
 exactly the one that would leave; any other kind (Apprise) shows its rendered templates.
-Needs no channel secrets (a missing one reads `unset-NAME` in what is shown). A
-subscription not polled yet (just added) is read from its feed now; nothing is recorded.
+Needs no channel secrets (a missing one reads `unset-NAME` in what is shown).
+
+The entry shown is the newest one the subscription would report, as `match` decides: for
+`replies_to`, the newest reply to those people, quoting what it answers; for `watch:
+threads`, the newest post or comment of any thread it follows. A subscription not polled
+yet (just added) is polled now through the real pipeline into a throw-away state, so the
+parents of replies and the threads are found as the daemon finds them; nothing is recorded
+in the daemon's state.
 """
 
 from __future__ import annotations
@@ -14,21 +20,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import sys
+import tempfile
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
 from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
-from notifier.config import Config, close_match
+from notifier.config import Config, Subscription, close_match
 from notifier.delivery.channel import ChannelConfig, ChannelContext, DeliveryError
 from notifier.errors import NotifierError
-from notifier.models import Notice
+from notifier.match import MAX_DEPTH, wants
+from notifier.models import Entry, Notice
 from notifier.render import Renderer, RenderError
-from notifier.store import Store
+from notifier.store import Store, SubscriptionState
+from notifier.store.statefile import sqlite_path
+from notifier.textsafety import shown_entry, strip_bidi_controls
 
 HTTP_KINDS = frozenset({"webhook", "matrix", "telegram", "ntfy"})
 """Kinds that send only through the context's HTTP client, which a preview replaces with a
@@ -39,6 +53,21 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="the subscription's name")
 
 
+LOOKBACK = 20
+"""Newest stored entries of each feed looked at for the entry to show."""
+
+FILTERED_LOOKBACK = 500
+"""The same, for a subscription that filters (`replies_to`, `authors`): the newest reply
+to you may be some way down a busy thread."""
+
+
+@dataclass(frozen=True)
+class _Choice:
+    notice: Notice
+    notified: bool
+    """False when no recent entry passes the subscription's filters: the newest is shown."""
+
+
 def _preview(args: argparse.Namespace) -> int:
     config = load(args, require_secrets=False)
     sub = config.subscription(args.name)
@@ -47,21 +76,25 @@ def _preview(args: argparse.Namespace) -> int:
         print(f"notifier: no subscription named {args.name!r}"
               f"{close_match(args.name, names, list_all=False)}", file=sys.stderr)
         return EXIT_USAGE
-    notice = _newest_notice(config, sub.name)
-    if notice is None:
-        # Not polled yet (just added): read the feed now, recording nothing.
+    choice = _from_state(config, sub)
+    if choice is None:
+        # Not polled yet (just added): poll it now into a throw-away state.
         try:
-            notice = asyncio.run(_fetched_notice(config, sub.name, sub.url, sub.watch))
+            choice = _from_feed(config, sub)
         except NotifierError as exc:
             print(f"notifier: nothing recorded for {sub.name} yet, and reading its feed "
                   f"failed: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        if notice is None:
+        if choice is None:
             print(f"notifier: {sub.name}: its feed has no entries yet", file=sys.stderr)
             return EXIT_FAILED
+    notice = choice.notice
     renderer = Renderer(config.base_dir, {s.name: s.templates for s in config.subscriptions})
     print(f"{sub.name}: newest entry {notice.entry.link or notice.entry.key} "
           f"by {notice.entry.author or 'unknown'}; nothing is sent")
+    if not choice.notified:
+        print(f"(none of its recent entries would be reported: {_filters(sub)}; the newest "
+              "is shown as it would read)")
     code = EXIT_OK
     for name in sub.notify:
         print(f"\n=== {name} ===")
@@ -79,53 +112,108 @@ def _preview(args: argparse.Namespace) -> int:
     return code
 
 
-def _newest_notice(config: Config, name: str) -> Notice | None:
-    store = Store(config.state_url())
+def _filters(sub: Subscription) -> str:
+    parts = [f"{sub.watch} only"] if sub.watch != "threads" else []
+    if sub.replies_to:
+        parts.append(f"replies to {', '.join(sub.replies_to)}")
+    if sub.authors:
+        parts.append(f"by {', '.join(sub.authors)}")
+    if sub.exclude_authors:
+        parts.append(f"not by {', '.join(sub.exclude_authors)}")
+    return "; ".join(parts)
+
+
+def _from_state(config: Config, sub: Subscription) -> _Choice | None:
+    """From the state the daemon keeps, when it has polled this subscription."""
+    url = config.state_url()
+    file = sqlite_path(url)
+    if file is not None and not file.exists():
+        return None  # no state yet; a preview does not create one
+    store = Store(url)
     try:
         store.migrate()
-        state = store.subscription_states().get(name)
-        if state is None or state.feed_id is None:
-            return None
-        newest = store.newest_entries(state.feed_id, 1)
-        if not newest:
-            return None
-        entry = newest[0]
-        feed = store.feeds_by_id([state.feed_id])[state.feed_id]
-        parent = store.entries_by_key([entry.parent_key]).get(entry.parent_key) \
-            if entry.parent_key else None
+        state = store.subscription_states().get(sub.name)
+        if state is None or state.source_url != sub.url or state.watch != sub.watch:
+            return None  # never polled, or polled as something else before an edit
+        return choose(store, sub, state)
     finally:
         store.close()
-    return Notice(notification_id=f"preview-{uuid.uuid4().hex}", subscription=name,
-                  channel="", entry=entry, feed_title=feed.title, feed_url=feed.url,
-                  is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
-                  parent=parent)
 
 
-async def _fetched_notice(config: Config, name: str, url: str, watch: str) -> Notice | None:
-    """The newest entry of the subscription's feed as it is now, straight from the source
-    (the poll path's completion, such as WordPress REST parents, is left out)."""
-    from notifier.daemon import fetch_settings
-    from notifier.discover import discover
-    from notifier.fetch import Fetcher
-    from notifier.parse import parse_feed
+def _from_feed(config: Config, sub: Subscription) -> _Choice | None:
+    """Poll the subscription now through the real pipeline (discovery, parse, completion:
+    the parents of replies, the threads of `watch: threads`) into a throw-away state, and
+    choose from that. Nothing is recorded in the daemon's state, nothing is sent."""
+    from notifier.daemon import open_engine
 
-    async with Fetcher(fetch_settings(config)) as fetcher:
-        found = await discover(fetcher, url, "comments" if watch == "comments" else "posts")
-        fetched = await fetcher.fetch(found.feed_url)
-    if not fetched.ok or fetched.body is None:
-        raise NotifierError(f"{redact.url(found.feed_url)}: "
-                            f"{fetched.error or f'HTTP {fetched.status}'}")
-    feed = parse_feed(fetched.body, fetched.final_url, fetched.headers)
-    if not feed.entries:
+    async def poll(scratch: Config) -> _Choice | None:
+        errors: list[str] = []
+        async with open_engine(scratch) as engine:
+            for _ in range(2 if sub.watch == "threads" else 1):  # then the threads it found
+                errors += (await engine.poll(force=True)).errors
+            state = engine.store.subscription_states().get(sub.name)
+            choice = choose(engine.store, sub, state) if state is not None else None
+        if choice is None and errors:  # one thread feed failing still shows the others
+            raise NotifierError("; ".join(errors))
+        return choice
+
+    root = logging.getLogger()
+    level = root.level
+    if level == logging.INFO:  # the throw-away poll's lines are not what was asked (-v: are)
+        root.setLevel(logging.WARNING)
+    try:
+        with tempfile.TemporaryDirectory(prefix="notifier-preview-") as folder:
+            scratch = dataclasses.replace(
+                config, path=config.path, state=f"sqlite:///{Path(folder) / 'preview.db'}",
+                subscriptions=(sub,), channels={}, unresolved={})
+            return asyncio.run(poll(scratch))
+    finally:
+        root.setLevel(level)
+
+
+def choose(store: Store, sub: Subscription, state: SubscriptionState) -> _Choice | None:
+    """The newest entry that `sub` would report (as `match` decides, with the parents it
+    needs), among its feed's and, for `watch: threads`, its threads' newest; else the
+    newest entry, marked as not reported."""
+    if state.feed_id is None:
+        return None
+    feed_ids = [state.feed_id]
+    if sub.watch == "threads":
+        feed_ids += sorted(fid for fid, readers in store.thread_feeds().items()
+                           if sub.name in readers and fid != state.feed_id)
+    lookback = FILTERED_LOOKBACK if sub.replies_to or sub.authors or sub.exclude_authors \
+        else LOOKBACK
+    found = [(entry, fid) for fid in feed_ids for entry in store.newest_entries(fid, lookback)]
+    if not found:
         return None
     epoch = datetime.fromtimestamp(0, UTC)
-    entry = max(feed.entries, key=lambda e: e.published or epoch)
-    parent = next((e for e in feed.entries if entry.parent_key and e.key == entry.parent_key),
-                  None)
-    return Notice(notification_id=f"preview-{uuid.uuid4().hex}", subscription=name,
-                  channel="", entry=entry, feed_title=feed.title, feed_url=found.feed_url,
-                  is_reply=bool(entry.parent_key) and entry.parent_key != entry.post_key,
-                  parent=parent)
+    found.sort(key=lambda pair: pair[0].published or epoch, reverse=True)  # stable: arrival
+    known = _ancestors(store, [entry for entry, _ in found])
+    entry, fid = next(((e, f) for e, f in found if wants(sub, e, known)), found[0])
+    notified = wants(sub, entry, known)
+    feed = store.feeds_by_id([fid])[fid]
+    parent = known.get(entry.parent_key) if entry.parent_key else None
+    # As the delivery builds it (`delivery.cycle`), so the preview reads as the message will.
+    shown = shown_entry(entry)
+    notice = Notice(notification_id=f"preview-{uuid.uuid4().hex}", subscription=sub.name,
+                    channel="", entry=shown, feed_title=strip_bidi_controls(feed.title),
+                    feed_url=feed.url,
+                    is_reply=bool(shown.parent_key) and shown.parent_key != shown.post_key,
+                    parent=shown_entry(parent) if parent is not None else None)
+    return _Choice(notice, notified)
+
+
+def _ancestors(store: Store, entries: list[Entry]) -> dict[str, Entry]:
+    """Stored parents, grandparents... of `entries`: what `match` asks of a reply."""
+    known = {entry.key: entry for entry in entries}
+    wanted = {e.parent_key for e in entries if e.parent_key} - known.keys()
+    for _ in range(MAX_DEPTH):
+        if not wanted:
+            break
+        found = store.entries_by_key(wanted)
+        known.update(found)
+        wanted = {e.parent_key for e in found.values() if e.parent_key} - known.keys()
+    return known
 
 
 def _for_channel(notice: Notice, channel: str) -> Notice:

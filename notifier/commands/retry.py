@@ -28,9 +28,8 @@ def _retry(args: argparse.Namespace) -> int:
     channel: str | None = args.channel
     known = [*config.channels, *config.unresolved]
     if channel is not None and channel not in known:
-        hint = close_match(channel, known, list_all=False)
-        print(f"notifier: no channel named {channel!r}{hint}; channels: "
-              f"{', '.join(known)}", file=sys.stderr)
+        print(f"notifier: no channel named {channel!r}{close_match(channel, known)}",
+              file=sys.stderr)
         return EXIT_USAGE
     now = time.time()
     store = Store(config.state_url())

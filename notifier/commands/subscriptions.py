@@ -17,7 +17,7 @@ from typing import Any
 from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
 from notifier.config import Config, close_match
-from notifier.configfile import append_subscriptions
+from notifier.configfile import ConfigWriteError, append_subscriptions
 from notifier.opml import OpmlError, OpmlOutline, read_opml, subscription_name, write_opml
 from notifier.store import Store, StoreError
 
@@ -59,7 +59,7 @@ def _add(args: argparse.Namespace) -> int:
     from notifier.discover import DiscoveryError, discover
     from notifier.fetch import Fetcher
 
-    config = load(args, require_secrets=False)
+    config = load(args, require_secrets=False, need_subscriptions=False)
     notify = _notify(config, args.notify)
     if notify is None:
         return EXIT_USAGE
@@ -97,7 +97,11 @@ def _add(args: argparse.Namespace) -> int:
         item["watch"] = args.watch
     item["notify"] = notify
     path = Path(args.config)
-    append_subscriptions(path, [item])
+    try:
+        append_subscriptions(path, [item])
+    except ConfigWriteError as exc:
+        print(f"notifier: {exc}; nothing was added", file=sys.stderr)
+        return EXIT_FAILED
     print(f"added to {path}; the daemon follows it after `notifier reload` or a restart, "
           "starting with a baseline (what is there now is not reported)")
     return EXIT_OK
@@ -115,7 +119,7 @@ def _configure_import(parser: argparse.ArgumentParser) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    config = load(args, require_secrets=False)
+    config = load(args, require_secrets=False, need_subscriptions=False)
     notify = _notify(config, args.notify)
     if notify is None:
         return EXIT_USAGE
@@ -151,7 +155,11 @@ def _import(args: argparse.Namespace) -> int:
         print("nothing to import")
         return EXIT_OK
     path = Path(args.config)
-    append_subscriptions(path, items)
+    try:
+        append_subscriptions(path, items)
+    except ConfigWriteError as exc:
+        print(f"notifier: {exc}; nothing was imported", file=sys.stderr)
+        return EXIT_FAILED
     print(f"imported {len(items)} subscription{'s' if len(items) != 1 else ''} "
           f"({args.watch}, notifying {', '.join(notify)}) into {path}; each starts with a "
           "baseline after `notifier reload` or a restart")

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
+from notifier.config import close_match
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +24,8 @@ def _test_channel(args: argparse.Namespace) -> int:
     name: str = args.name
     channel = config.channels.get(name)
     if channel is None:
-        print(f"notifier: no channel named {name!r}; channels: "
-              f"{', '.join(config.channels)}", file=sys.stderr)
+        print(f"notifier: no channel named {name!r}{close_match(name, list(config.channels))}",
+              file=sys.stderr)
         return EXIT_USAGE
     # The first subscription that notifies this channel, so its own templates are used too.
     subscription = next((s.name for s in config.subscriptions if name in s.notify), None)

@@ -27,6 +27,7 @@ import os
 import resource
 import signal
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -79,6 +80,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
     # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
     # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by `_Worker`
     if memory_limit:
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -120,7 +122,17 @@ class _Worker:
         self.conn, child = ctx.Pipe()
         self.process: BaseProcess = ctx.Process(target=_serve, args=(child, memory_limit),
                                                 name="notifier-parse", daemon=True)
-        self.process.start()
+        # Until `_serve` ignores it, a Ctrl-C would interrupt the child's imports with a
+        # KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask is
+        # inherited across fork and exec), so one sent meanwhile stays pending until
+        # ignored, and is dropped. The resource tracker is started first: starting it
+        # unblocks SIGINT on the way.
+        resource_tracker.ensure_running()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self.retired = False
         # Runs on a thread: waits for the child's imports (seconds on a busy machine).

@@ -52,8 +52,9 @@ class PollReport:
         if self.fenced:
             text += f"; {self.fenced} polls dropped after the lease was lost"
         if self.baselines:
-            text += (f"; baseline recorded for {self.baselines} subscriptions: from now on "
-                     "new entries are reported")
+            text += (f"; baseline recorded for {self.baselines} subscription"
+                     f"{'' if self.baselines == 1 else 's'}: entries already there are "
+                     "not reported (beyond `backfill`), new ones from now on are")
         return text
 
 
