@@ -16,7 +16,8 @@ page with `link rel="next"`. How a platform lists a thread is its adapter's
 
 The decisions (is there a gap, how many may be missing, which way to fill it) are pure
 functions; the fetching functions are bounded in pages and time and never raise for I/O: a
-failure comes back as `Backfill.error`, and the poll goes on with what the feed showed.
+failure comes back as `Backfill.failure` (a typed `Failure`), and the poll goes on with what
+the feed showed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime
 from typing import Literal
 
 from notifier import sources
-from notifier.failures import Failure
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
 from notifier.sources import Source, ThreadRef
@@ -141,16 +142,17 @@ async def feed_pages(fetcher: Fetcher, next_url: str, parse: ParseFeed,
     visited: set[str] = set()
     while url and pages < max_pages and url not in visited:
         if time.monotonic() > deadline:
-            return Backfill(tuple(found.values()), False, pages, "backfill took too long")
+            return Backfill(tuple(found.values()), False, pages, Failure(
+                FailureKind.TIMEOUT, f"backfill took longer than {max_seconds:g} s"))
         visited.add(url)
         fetched = await fetcher.fetch(url)
         pages += 1
         if not fetched.ok or fetched.body is None:
-            problem = fetched.error or f"HTTP {fetched.status}"
-            return Backfill(tuple(found.values()), False, pages, f"next page: {problem}")
+            return Backfill(tuple(found.values()), False, pages,
+                            fetched.problem.about("next page"), fetched.transient)
         parsed = await parse(fetched.body, fetched.final_url, fetched.headers)
         if isinstance(parsed, Failure):
-            return Backfill(tuple(found.values()), False, pages, parsed.message)
+            return Backfill(tuple(found.values()), False, pages, parsed.about("next page"))
         reached_known = False
         for entry in parsed.entries:
             if entry.key in known or not _after(entry, since):
@@ -160,8 +162,8 @@ async def feed_pages(fetcher: Fetcher, next_url: str, parse: ParseFeed,
         if reached_known or not parsed.entries:
             return Backfill(tuple(found.values()), True, pages)
         url = parsed.next_url
-    return Backfill(tuple(found.values()), not url, pages,
-                    "" if not url else f"stopped after {pages} pages")
+    return Backfill(tuple(found.values()), not url, pages, None if not url else Failure(
+        FailureKind.REFUSED, f"stopped after {pages} pages, the most one backfill reads"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +195,7 @@ async def follow_up(plan: FollowUp, source: Source, fetcher: Fetcher, parse: Par
         if listed is not None:
             found = tuple(e for r in listed for e in r.entries if _after(e, since))
             complete = bool(listed) and all(r.complete for r in listed)
-            errors = "; ".join(r.error for r in listed if r.error)
+            errors = "; ".join(_said(r.failure) for r in listed if r.failure)
             note = f"REST backfill of {len(listed)} posts: {len(found)} comments" + \
                 (f"; {errors}" if errors else "")
             return Completion(found, 0 if complete else plan.estimate, note)
@@ -206,19 +208,24 @@ async def follow_up(plan: FollowUp, source: Source, fetcher: Fetcher, parse: Par
         if result is not None:
             note = f"REST {'rescan' if plan.rescan else 'backfill'}: " \
                    f"{len(result.entries)} comments in {result.pages} pages"
-            if result.error:
-                note += f"; {result.error}"
+            if result.failure:
+                note += f"; {_said(result.failure)}"
             return Completion(result.entries, 0 if result.complete else plan.estimate, note,
                               listing_failed=result.transient)
     if plan.how == "pages" and parsed is not None:
         result = await feed_pages(fetcher, parsed.next_url, parse, seen, since=since)
         note = f"backfill: {len(result.entries)} entries in {result.pages} older pages"
-        if result.error:
-            note += f"; {result.error}"
+        if result.failure:
+            note += f"; {_said(result.failure)}"
         return Completion(result.entries, 0 if result.complete else plan.estimate, note)
     if plan.estimate:
         return Completion((), plan.estimate, "possible gap; this source offers no backfill")
     return Completion()
+
+
+def _said(failure: Failure) -> str:
+    """A backfill's failure in a log line, with its kind, as `status` shows a feed's."""
+    return f"{failure.message} [{failure.kind}]"
 
 
 def _after(entry: Entry, since: datetime | None) -> bool:

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import pytest
 
 from notifier import sources
-from notifier.backfill import Completion, follow_up, plan_follow_up
+from notifier.backfill import Completion, feed_pages, follow_up, plan_follow_up
 from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
-from notifier.failures import Failure
+from notifier.entrytext import ParseError
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
-from notifier.models import Entry
+from notifier.models import Entry, ParsedFeed
 from notifier.parse import parse_feed
 from notifier.sources import (
     SOURCES,
@@ -29,13 +30,14 @@ from notifier.sources import (
 )
 from notifier.sources.wordpress import (
     PROBE_SIZE,
-    ProbeFailure,
     SiteProbe,
     probe_site,
     rest_url,
     unexplained_change,
+    wordpress_comments,
     wordpress_post_id,
 )
+from tests.support import blogger_feed
 from tests.support.blog_server import BlogServer
 
 
@@ -219,8 +221,8 @@ def test_more_new_ids_than_one_probe_shows() -> None:
     assert unexplained_change(probe(3, 3, 2), probe(3 + PROBE_SIZE, *ids))
 
 
-def run_probe(server: BlogServer) -> SiteProbe | ProbeFailure:
-    async def main() -> SiteProbe | ProbeFailure:
+def run_probe(server: BlogServer) -> SiteProbe | Failure:
+    async def main() -> SiteProbe | Failure:
         async with Fetcher() as fetcher:
             return await probe_site(fetcher, server.url("/wp-json/"))
 
@@ -256,3 +258,89 @@ def run_probe_ok(server: BlogServer) -> SiteProbe:
     result = run_probe(server)
     assert isinstance(result, SiteProbe)
     return result
+
+
+# -- failures of listings and probes are typed values, like a poll's ---------------------
+
+
+def test_a_probe_answered_with_an_error_status_fails_as_a_typed_value(
+        blog_server: BlogServer) -> None:
+    blog_server.override("/wp-json/wp/v2/comments", status=503, repeat=None)
+    failed = run_probe(blog_server)
+    assert isinstance(failed, Failure) and failed.kind is FailureKind.HTTP
+    assert failed.message.startswith("REST API: HTTP 503")
+    assert not failed.kind.needs_a_person
+
+
+def test_a_probe_answered_with_a_page_that_is_not_rest_json_needs_a_person(
+        blog_server: BlogServer) -> None:
+    blog_server.override("/wp-json/wp/v2/comments", status=200, repeat=None,
+                         body=b"<html><body>Maintenance</body></html>",
+                         headers={"Content-Type": "text/html"})
+    failed = run_probe(blog_server)
+    assert isinstance(failed, Failure) and failed.kind is FailureKind.NOT_A_FEED
+    assert "not WordPress REST JSON" in failed.message and failed.kind.needs_a_person
+
+
+def _list_post_4(server: BlogServer) -> Backfill:
+    async def main() -> Backfill:
+        async with Fetcher() as fetcher:
+            return await wordpress_comments(fetcher, server.url("/wp-json/"), "4",
+                                            post_guid="http://blog.test/?p=4")
+
+    return asyncio.run(main())
+
+
+def test_a_listing_answered_with_a_server_error_fails_as_a_transient_http_failure(
+        blog_server: BlogServer) -> None:
+    blog_server.scenario = "03-burst-of-24"
+    listed = _list_post_4(blog_server)
+    assert listed.failure is None and listed.complete and len(listed.entries) == 27
+    blog_server.override("/wp-json/wp/v2/comments", status=502, repeat=None)
+    failed = _list_post_4(blog_server)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.HTTP
+    assert failed.transient and not failed.complete
+
+
+def test_a_listing_of_something_else_than_comments_is_not_transient(
+        blog_server: BlogServer) -> None:
+    blog_server.override("/wp-json/wp/v2/comments", status=200, repeat=None,
+                         body=b'{"code": "rest_forbidden", "message": "Sorry."}',
+                         headers={"Content-Type": "application/json"})
+    failed = _list_post_4(blog_server)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.NOT_A_FEED
+    assert "rest_forbidden" in failed.failure.message and not failed.transient
+
+
+def test_an_older_page_that_fails_ends_the_backfill_with_a_typed_failure(
+        blog_server: BlogServer) -> None:
+    comments = [blogger_feed.Comment(100 + n, f"Walker {n}", "On the railway.", n)
+                for n in range(30)]
+    blog_server.add_file(blogger_feed.page_path(26, 25),
+                         blogger_feed.comment_page(comments, start=26, per_page=25),
+                         "application/atom+xml; charset=UTF-8")
+
+    async def parse(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | Failure:
+        try:  # what the parse pool answers
+            return parse_feed(body, url, headers)
+        except ParseError as exc:
+            return Failure(FailureKind.NOT_A_FEED, str(exc))
+
+    async def main() -> Backfill:
+        async with Fetcher() as fetcher:
+            return await feed_pages(fetcher, blog_server.url(blogger_feed.page_path(26, 25)),
+                                    parse, set())
+
+    read = asyncio.run(main())
+    assert read.failure is None and read.complete and len(read.entries) == 5
+    blog_server.override(blogger_feed.FEED_PATH, status=503, repeat=None)
+    failed = asyncio.run(main())
+    assert failed.failure is not None and failed.failure.kind is FailureKind.HTTP
+    assert failed.failure.message.startswith("next page: HTTP 503") and failed.transient
+    blog_server.clear_overrides()
+    blog_server.override(blogger_feed.FEED_PATH, status=200, repeat=None,
+                         body=b"<html><body>Sign in</body></html>",
+                         headers={"Content-Type": "text/html"})
+    refused = asyncio.run(main())
+    assert refused.failure is not None and refused.failure.kind is FailureKind.NOT_A_FEED
+    assert refused.failure.message.startswith("next page: ") and not refused.transient

@@ -74,7 +74,7 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
         if result is None:
             continue  # the platform has no cheap probe: its periodic rescan has to do
         if not isinstance(result, SiteProbe):
-            log.debug("probe of %s failed: %s", redact.url(root), result.error)
+            log.debug("probe of %s failed: %s [%s]", redact.url(root), result, result.kind)
             continue
         before = stored.get(root)
         previous = (SiteProbe(before.comment_total, before.newest_id, ())

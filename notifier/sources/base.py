@@ -20,12 +20,12 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from notifier.failures import Failure
 from notifier.models import Entry
 from notifier.sources.records import (
     Backfill,
     FeedFacts,
     Hints,
-    ProbeFailure,
     ReplyLine,
     SiteProbe,
     ThreadRef,
@@ -119,7 +119,7 @@ class Source(Protocol):
         """The comments with these keys (key -> API root), those the API will show."""
         return {}
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure | None:
+    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
         """One small request saying how many comments a site has (None: no such probe)."""
         return None
 

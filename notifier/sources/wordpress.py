@@ -50,6 +50,7 @@ from notifier.entrytext import (
     text_of,
 )
 from notifier.entrytext import post_link as _permalink
+from notifier.failures import Failure, FailureKind
 from notifier.htmltext import html_to_text
 from notifier.httpheaders import parse_link_header
 from notifier.models import Entry
@@ -60,7 +61,6 @@ from notifier.sources.records import (
     Backfill,
     FeedFacts,
     Hints,
-    ProbeFailure,
     ReplyLine,
     SiteProbe,
     ThreadRef,
@@ -73,7 +73,6 @@ __all__ = [
     "API_REL",
     "COMMENT_KEY",
     "PROBE_SIZE",
-    "ProbeFailure",
     "SiteProbe",
     "WordPress",
     "next_link",
@@ -470,19 +469,19 @@ async def wordpress_comments(fetcher: Fetcher, api_root: str, post_id: str, *,
     pages = 0
     while url and pages < max_pages:
         if time.monotonic() > deadline:
-            return Backfill(tuple(found.values()), False, pages, "backfill took too long")
+            return Backfill(tuple(found.values()), False, pages, Failure(
+                FailureKind.TIMEOUT, f"backfill took longer than {max_seconds:g} s"))
         fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
         pages += 1
         if not fetched.ok or fetched.body is None:
-            problem = fetched.error or f"HTTP {fetched.status}"
-            transient = fetched.status is None or fetched.status >= 500
-            return Backfill(tuple(found.values()), False, pages, f"REST API: {problem}",
-                            transient)
+            return Backfill(tuple(found.values()), False, pages,
+                            fetched.problem.about("REST API"), fetched.transient)
         try:
             entries = parse_wp_rest_comments(fetched.body, post_title, post_link,
                                              post_guid=post_guid)
         except ParseError as exc:
-            return Backfill(tuple(found.values()), False, pages, str(exc))
+            return Backfill(tuple(found.values()), False, pages,
+                            Failure(FailureKind.NOT_A_FEED, str(exc)))
         for entry in entries:
             found.setdefault(entry.key, entry)
         url = next_link(fetched.headers, fetched.final_url)
@@ -559,21 +558,20 @@ def unexplained_change(previous: SiteProbe | None, current: SiteProbe) -> bool:
     return current.total - previous.total != len(new)
 
 
-async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure:
+async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | Failure:
     """Ask a site for its approved-comment count and newest ids: one small request."""
     url = rest_url(api_root, "wp/v2/comments", {
         "per_page": PROBE_SIZE, "orderby": "id", "order": "desc", "_fields": "id,post"})
     fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
     if not fetched.ok or fetched.body is None:
-        transient = fetched.status is None or fetched.status >= 500
-        return ProbeFailure(f"REST API: {fetched.error or f'HTTP {fetched.status}'}", transient)
+        return fetched.problem.about("REST API")
     total_text = fetched.headers.get("x-wp-total", "").strip()
     try:
         data = json.loads(fetched.body)
     except (ValueError, RecursionError) as exc:
-        return ProbeFailure(f"not WordPress REST JSON: {exc}")
+        return Failure(FailureKind.NOT_A_FEED, f"not WordPress REST JSON: {exc}")
     if not total_text.isdigit() or not isinstance(data, list):
-        return ProbeFailure("REST API: no X-WP-Total or no comment list")
+        return Failure(FailureKind.NOT_A_FEED, "REST API: no X-WP-Total or no comment list")
     items = [item for item in data if isinstance(item, dict)
              and isinstance(item.get("id"), int) and not isinstance(item.get("id"), bool)]
     ids = tuple(sorted((item["id"] for item in items), reverse=True))
@@ -601,9 +599,13 @@ async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
         assert match is not None
         fetched = await fetcher.fetch(rest_url(api_root, f"wp/v2/comments/{match['n']}"),
                                       accept=JSON_ACCEPT)
-        post_id = wp_rest_comment_post(fetched.body) if fetched.ok and fetched.body else ""
+        if not fetched.ok or fetched.body is None:
+            return Backfill(failure=fetched.problem.about(
+                f"REST API, comment {match['n']}"), transient=fetched.transient)
+        post_id = wp_rest_comment_post(fetched.body)
         if not post_id:
-            return Backfill(error=f"REST API: no post id for {sample.link or sample.key}")
+            return Backfill(failure=Failure(
+                FailureKind.NOT_A_FEED, f"REST API: no post id for {sample.link or sample.key}"))
         return await wordpress_comments(fetcher, api_root, post_id, post_guid=match["post"],
                                         post_title=sample.post_title,
                                         post_link=sample.post_link)
@@ -615,7 +617,8 @@ async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
         if isinstance(result, Backfill):
             out.append(result)
         elif isinstance(result, Exception):
-            out.append(Backfill(error=f"backfill failed: {type(result).__name__}: {result}"))
+            out.append(Backfill(failure=Failure(
+                FailureKind.PARSER, f"backfill failed: {type(result).__name__}: {result}")))
         else:
             raise result
     return out
@@ -681,7 +684,7 @@ class WordPress(Source):
                             ) -> dict[str, Entry]:
         return await wordpress_parents(fetcher, wanted)
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure | None:
+    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
         return await probe_site(fetcher, api_root)
 
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:
