@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from notifier import sources
+from notifier import entrytext, sources
 from notifier.backfill import Completion, feed_pages, follow_up, plan_follow_up
 from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
 from notifier.entrytext import ParseError
@@ -128,6 +128,37 @@ def test_a_new_platform_is_one_class_in_the_registry(monkeypatch: pytest.MonkeyP
     assert choose_feed([link], "https://forum.test/t/12", "comments") == link
     assert atom_variant(url) is None
     assert isinstance(source_for(Hints(feed_url=url)), Forum)
+
+
+def test_comment_page_markers_are_the_platforms_not_the_generic_rules() -> None:
+    wordpress = "http://b.test/2013/10/20/p/comment-page-2/?replytocom=3#comment-5"
+    blogger = "http://b.test/2024/05/walk.html?showComment=1001#c1001"
+    # The rule below the adapters knows only what any link says: the fragment.
+    assert entrytext.post_link(wordpress) == wordpress.partition("#")[0]
+    assert entrytext.post_link(blogger) == blogger.partition("#")[0]
+    # Asked through the registry, each platform strips its own markers.
+    assert sources.post_link(wordpress) == "http://b.test/2013/10/20/p/"
+    assert sources.post_link(blogger) == "http://b.test/2024/05/walk.html"
+    assert sources.post_link("http://b.test/p/?id=4&cpage=3#comment-9") == "http://b.test/p/?id=4"
+
+
+class PagedForum(Forum):
+    """The forum, whose item links open the topic at a page: `/t/12?page=3#post-2`."""
+
+    name = "paged-forum"
+    comment_page_params = frozenset({"page"})
+
+
+def test_a_new_platforms_comment_page_marker_is_declared_in_its_adapter_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://forum.test/t/12.rss"
+    paged = FORUM_FEED.replace(b"<guid>https://forum.test/t/12/2</guid>",
+                               b"<guid>https://forum.test/t/12/2</guid>"
+                               b"<link>https://forum.test/t/12?page=3#post-2</link>")
+    monkeypatch.setattr(sources, "SOURCES", (Forum(), *SOURCES))
+    assert parse_feed(paged, url).entries[1].post_link == "https://forum.test/t/12?page=3"
+    monkeypatch.setattr(sources, "SOURCES", (PagedForum(), *SOURCES))
+    assert parse_feed(paged, url).entries[1].post_link == "https://forum.test/t/12"
 
 
 def test_post_id_comes_from_the_link_header_of_a_single_post_feed() -> None:

@@ -2,7 +2,8 @@
 
     discover: which feed to poll     -> is_comment_feed, own_post_feed, atom_twin, API_RELS
     parse: what the feed says        -> comment_document, post_title, post_key_of,
-                                        reply_line, ref_names_post, related_parent
+                                        reply_line, ref_names_post, related_parent,
+                                        post_link (comment-page markers)
     threads: which threads to follow -> source_for(hints).thread_feed
     poll.complete: what a window     -> post_id, fetch_parents (asked of all);
       does not show                     source_for(hints).list_thread / list_window
@@ -34,9 +35,12 @@ To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import TYPE_CHECKING
 
+from notifier import entrytext
 from notifier.sources.base import Source
 from notifier.sources.blogger import Blogger
 from notifier.sources.disqus import Disqus
@@ -76,6 +80,7 @@ __all__ = [
     "own_post_feed",
     "post_id",
     "post_key_of",
+    "post_link",
     "post_title",
     "ref_names_post",
     "related_parent",
@@ -129,6 +134,22 @@ def post_title(feed_title: str, entry_title: str, author: str, hints: Hints) -> 
     """The title of the post a comment is about, from the feed's and the item's titles."""
     return next((t for s in SOURCES if (t := s.post_title(feed_title, entry_title, author,
                                                           hints)) is not None), "")
+
+
+def post_link(url: str) -> str:
+    """A comment's link without what only locates the comment: its fragment, and every
+    platform's comment-page markers (WordPress's `/comment-page-2/`, Blogger's
+    `?showComment=`), so that comments on one post name one post page."""
+    path, params = _page_markers(SOURCES)
+    return entrytext.post_link(url, path, params)
+
+
+@cache
+def _page_markers(ask: tuple[Source, ...]) -> tuple[re.Pattern[str] | None, frozenset[str]]:
+    """The adapters' comment-page markers, joined once per registry."""
+    paths = [s.comment_page_path.pattern for s in ask if s.comment_page_path is not None]
+    path = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
+    return path, frozenset().union(*(s.comment_page_params for s in ask))
 
 
 def post_key_of(comment_key: str) -> str:

@@ -49,7 +49,7 @@ from notifier.entrytext import (
     squash,
     text_of,
 )
-from notifier.entrytext import post_link as _permalink
+from notifier.entrytext import post_link as _post_link
 from notifier.failures import Failure, FailureKind
 from notifier.htmltext import html_to_text
 from notifier.httpheaders import parse_link_header
@@ -121,12 +121,23 @@ _LOCALISED_REPLY_PREFIX = re.compile(
     r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
 )
 _COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
+COMMENT_PAGE_PATH = re.compile(r"/comment-page-\d+/?\Z")
+"""Paged comments (Settings > Discussion): a comment's link is the post's + `comment-page-N/`."""
+COMMENT_PAGE_PARAMS = frozenset({"cpage", "replytocom"})
+"""`cpage` is a comment page on sites without pretty links; `replytocom` the reply form's."""
 _FEED_TITLE_POST = re.compile(r"\AComments on:?\s+(?P<title>.+)\Z", re.S)
 _FEED_TITLE_COMMENTS = re.compile(r"\AComments (?:on|for)\b")
 _ENTRY_TITLE_POST = re.compile(r"\AComment on (?P<title>.+) by .+\Z", re.S)
 _COMMENT_FEED_PATH = re.compile(r"/comments/(?:feed|rss2?|atom)\b")
 _POST_FEED_PATH = re.compile(r"\A/.+/feed(?:/(?:atom|rss2?|rdf))?/?\Z")
 _ARCHIVE_FEED_PATH = re.compile(r"\A/(?:category|tag|author)/[^/]+/feed\b")
+
+
+def _permalink(url: str) -> str:
+    """The post's page a comment link of this platform names."""
+    return _post_link(url, COMMENT_PAGE_PATH, COMMENT_PAGE_PARAMS)
+
+
 _SITE_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?")
 _POSTS_FEED_QUERY = frozenset({"rss2", "rss", "rdf", "atom"})
 _RSS_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf))?/?$")
@@ -633,6 +644,8 @@ class WordPress(Source):
 
     name = "wordpress"
     api_rel = API_REL
+    comment_page_path = COMMENT_PAGE_PATH
+    comment_page_params = COMMENT_PAGE_PARAMS
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)
