@@ -7,6 +7,7 @@ written from Blogger's documented format) on loopback, as in `test_end_to_end`.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -74,6 +75,58 @@ def test_burst_of_24_is_reported_completely_once_and_in_order(
     assert run_once(config).returncode == 0
     time.sleep(0.3)
     assert len(webhook_receiver.received) == 25
+
+
+ONE_SECOND = "2013-10-24T09:30:00"
+
+
+def test_a_burst_within_one_second_is_reported_in_comment_id_order_by_mail_and_webhook(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """The captured burst of 24, as a comment form flood gives it: one timestamp for all.
+
+    The feed window (newest 10, newest first) and the REST listing (oldest first) then
+    have no date to order by; the comment ids do, the same on every channel.
+    """
+    subs = subscription("thread", f"{blog_server.origin}{POST_PATH}", "feed-json")
+    subs += subscription("mail", f"{blog_server.origin}{POST_PATH}", "me")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    blog_server.scenario = "02-markup-comment"
+    assert run_once(config).returncode == 0
+
+    burst = WORDPRESS_DIR / "03-burst-of-24"
+    feed = re.sub(rb"2013-10-24T09:\d\d:00Z", ONE_SECOND.encode() + b"Z",
+                  (burst / "post-comments.atom.xml").read_bytes())
+    _, _, captured = parse_headers_file((burst / "post-comments.atom.xml.headers").read_text())
+    headers = {name: ", ".join(v for k, v in captured if k.lower() == name.lower())
+               for name in ("ETag", "Last-Modified", "Link")}
+    listing: list[dict[str, object]] = []
+    for page in (1, 2, 3):
+        listing += json.loads((burst / f"rest-comments-post4.page{page}.json").read_bytes())
+    for item in listing:
+        if str(item["date_gmt"]).startswith("2013-10-24"):
+            item["date"] = item["date_gmt"] = ONE_SECOND
+    blog_server.scenario = "03-burst-of-24"
+    blog_server.add_file(POST_PATH + "feed/atom/", feed, "application/atom+xml; charset=UTF-8",
+                         headers)
+    blog_server.add_file("/wp-json/wp/v2/comments?post=4&per_page=100&orderby=id&order=asc",
+                         json.dumps(listing).encode(), "application/json; charset=UTF-8",
+                         {"X-WP-Total": str(len(listing)), "X-WP-TotalPages": "1"})
+    result = run_once(config)
+    assert result.returncode == 0, result.stderr
+    assert "REST backfill: 27 comments in 1 pages" in result.stderr
+
+    _settle(webhook_receiver, 24)
+    assert smtp_server.wait_for(24, timeout=20)
+    assert [_comment_number(p) for p in _payloads(webhook_receiver)] == list(range(6, 30))
+    mailed = []
+    for mail in smtp_server.messages:
+        part = mail.get_body(preferencelist=("plain",))
+        assert part is not None
+        found = re.search(r"#comment-(\d+)", part.get_content())
+        assert found is not None
+        mailed.append(int(found[1]))
+    assert mailed == list(range(6, 30))
 
 
 def test_site_wide_comment_feed_burst_is_backfilled_post_by_post(
