@@ -16,6 +16,7 @@ from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
 from notifier.parse import parse_feed
+from notifier.poll.news import SiteNews, probes_due, read_probes, rescan_now
 from notifier.sources import (
     SOURCES,
     Backfill,
@@ -37,6 +38,7 @@ from notifier.sources.wordpress import (
     wordpress_comments,
     wordpress_post_id,
 )
+from notifier.store import FeedState, SiteState
 from tests.support import blogger_feed
 from tests.support.blog_server import BlogServer
 
@@ -375,3 +377,52 @@ def test_an_older_page_that_fails_ends_the_backfill_with_a_typed_failure(
     refused = asyncio.run(main())
     assert refused.failure is not None and refused.failure.kind is FailureKind.NOT_A_FEED
     assert refused.failure.message.startswith("next page: ") and not refused.transient
+
+
+# -- what probe answers mean: pure, no server, no store, no clock ------------------------
+
+SITE = "http://b.test/wp-json/"
+
+
+def _thread(post_id: str | None, *, rescan_due: float | None = None) -> FeedState:
+    return FeedState(id=1, url="http://b.test/p/feed/atom/", title="", api_root=SITE,
+                     etag='"e"', last_modified=None, body_hash=None, interval=600.0,
+                     next_due=0.0, last_polled=None, last_status=200, last_failure=None,
+                     error_count=0, post_id=post_id, rescan_due=rescan_due)
+
+
+def test_a_late_approval_rescans_the_site_and_a_new_id_reads_its_post_in_full() -> None:
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    late = SiteProbe(4, 3, (3, 2, 1), {3: 4, 2: 4, 1: 4})
+    reading = read_probes({SITE: (WordPress(), late)}, stored, {SITE: 600.0}, now=2000.0)
+    assert reading.news.moved == {SITE} and reading.moved[0].after == 4
+    assert reading.save == (SiteState(SITE, 4, 3, next_probe=2600.0),)
+    assert rescan_now(_thread("4"), 21600.0, reading.news, now=2000.0)
+    assert not rescan_now(_thread("4"), None, reading.news, now=2000.0)  # posts only
+
+    new = SiteProbe(5, 7, (7, 3, 2, 1), {7: 9, 3: 4, 2: 4, 1: 4})
+    reading = read_probes({SITE: (WordPress(), new)}, stored | {SITE: reading.save[0]},
+                          {SITE: 600.0}, now=2600.0)
+    assert reading.news.moved == frozenset() and reading.news.touched[SITE] == {"9"}
+    assert reading.news.unconditional(_thread("9")) and not reading.news.unconditional(
+        _thread("4"))
+    assert reading.news.unconditional(_thread(None))  # a site-wide feed: any news
+    assert not rescan_now(_thread("4"), 21600.0, reading.news, now=2600.0)
+    assert rescan_now(_thread("4", rescan_due=2500.0), 21600.0, reading.news, now=2600.0)
+
+
+def test_a_failed_or_missing_probe_keeps_the_stored_baseline() -> None:
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    down = Failure(FailureKind.HTTP, "REST API: HTTP 503 Service Unavailable")
+    reading = read_probes({SITE: (WordPress(), down), "http://c.test/": (Generic(), None)},
+                          stored, {SITE: 600.0, "http://c.test/": 600.0}, now=2000.0)
+    assert reading.save == () and reading.news == SiteNews()
+    assert reading.failed == ((SITE, down),)
+
+
+def test_a_site_is_probed_when_due_never_before_or_when_forced() -> None:
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    intervals = {SITE: 600.0, "http://c.test/wp-json/": 600.0}
+    assert probes_due(intervals, stored, 999.0, force=False) == ["http://c.test/wp-json/"]
+    assert probes_due(intervals, stored, 1000.0, force=False) == list(intervals)
+    assert probes_due(intervals, stored, 0.0, force=True) == list(intervals)
