@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from notifier.backfill import (
+from notifier.gaps import (
     FollowUp,
     gap_suspected,
     missing_estimate,

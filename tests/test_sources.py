@@ -9,11 +9,12 @@ from collections.abc import Sequence
 import pytest
 
 from notifier import entrytext, sources
-from notifier.backfill import Completion, feed_pages, follow_up, plan_follow_up
+from notifier.backfill import Completion, feed_pages, follow_up
 from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
 from notifier.entrytext import ParseError
 from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
+from notifier.gaps import plan_follow_up
 from notifier.models import Entry, ParsedFeed
 from notifier.parse import parse_feed
 from notifier.poll.news import SiteNews, probes_due, read_probes, rescan_now

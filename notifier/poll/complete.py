@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier import backfill, redact, sources
+from notifier import backfill, gaps, redact, sources
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
@@ -104,16 +104,16 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
         post_guid = ""
         if polled.rescan and feed.api_root and post_id:
             keys = await db(store.comment_keys, feed.id)
-            post_guid = backfill.post_guid_of([Entry(key=k, kind="comment") for k in keys])
+            post_guid = gaps.post_guid_of([Entry(key=k, kind="comment") for k in keys])
         feed_seen = seen.get(feed.id, {})
         had = feed.id in had_entries
-        gap = polled.parsed is not None and backfill.gap_suspected(
+        gap = polled.parsed is not None and gaps.gap_suspected(
             polled.parsed.entries, feed_seen, had_entries=had)
         since = None
         if gap:
             newest = await db(store.newest_entry_time, feed.id)
             since = datetime.fromtimestamp(newest, UTC) if newest is not None else None
-        how = backfill.plan_follow_up(
+        how = gaps.plan_follow_up(
             polled.parsed, api_root=feed.api_root, post_id=post_id, seen=feed_seen,
             had_entries=had, stored=feed.entries_seen, rescan=polled.rescan or first_listing)
         jobs[index] = backfill.follow_up(

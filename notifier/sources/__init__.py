@@ -24,10 +24,11 @@ Two ways the generic code asks:
 To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 1. Write one file, `notifier/sources/<name>.py`, with a class that subclasses `Source`
    (`notifier.sources.base`: every hook, each with its neutral answer) and overrides the
-   hooks the platform answers; keep its URL shapes and key regexes there as module
-   constants, each fact defined once. Import only `notifier.entrytext`, `notifier.fetch`,
-   `notifier.htmltext`, `notifier.models` and `notifier.sources.base/records`: never
-   `parse`, `discover` or `backfill`, which ask the adapters.
+   hooks the platform answers; keep its URL shapes, key regexes and comment-page markers
+   there as module constants, each fact defined once. Import only the layer below the
+   adapters (`ADAPTER_IMPORTS`: `entrytext`, `failures`, `fetch`, `htmltext`,
+   `httpheaders`, `models`, `sources.base/records`): never `parse`, `discover` or
+   `backfill`, which ask the adapters. Failures of its I/O hooks are `Failure` values.
 2. Add an instance to `SOURCES`, before `Generic()` (which recognises every feed).
 3. Test it with real captured responses served by a loopback server (`tests/support/`);
    `tests/test_sources.py` shows a platform added as one class.
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from notifier.models import Entry
 
 __all__ = [
+    "ADAPTER_IMPORTS",
     "API_RELS",
     "SOURCES",
     "Backfill",
@@ -87,6 +89,12 @@ __all__ = [
     "reply_line",
     "source_for",
 ]
+
+ADAPTER_IMPORTS: frozenset[str] = frozenset({
+    "notifier.entrytext", "notifier.failures", "notifier.fetch", "notifier.htmltext",
+    "notifier.httpheaders", "notifier.models", "notifier.sources.base",
+    "notifier.sources.records"})
+"""What an adapter may import of notifier: the layer below the generic algorithms."""
 
 SOURCES: tuple[Source, ...] = (Disqus(), Blogger(), WordPress(), Generic())
 """Adapters in the order they are asked; the generic one last, because it says yes to all."""
