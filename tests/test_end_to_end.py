@@ -136,6 +136,8 @@ def test_new_comment_reaches_email_and_chat_once(
     assert posts and all("if-none-match" in r.headers for r in posts)
     assert comments and all("if-none-match" in r.headers for r in comments)
     assert len(probes) == 1
+    # The README's cost of an unchanged cycle: one request per feed, one per site.
+    assert len(blog_server.requests) == len(posts) + len(comments) + len(probes) == 3
     assert all("notifier/" in r.headers.get("user-agent", "") for r in posts + comments)
     assert " 304 " in third.stderr
     time.sleep(0.3)

@@ -12,6 +12,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support import blogger_feed
 from tests.support.blog_server import WORDPRESS_DIR, BlogServer, get_header, parse_headers_file
 from tests.support.blogger_feed import Comment
@@ -298,9 +300,13 @@ def test_late_approval_behind_a_304_is_reported_once_after_the_rescan(
     assert len(webhook_receiver.received) == 1
 
 
+@pytest.mark.parametrize("rest_id", [1, 30], ids=["late-approval", "import"])
 def test_late_approval_on_wordpress_is_found_by_the_site_probe_within_one_poll(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
-        webhook_receiver: WebhookReceiver) -> None:
+        webhook_receiver: WebhookReceiver, rest_id: int) -> None:
+    """An approval at an old id moves the count with no new id: the site is rescanned. An
+    import has a new id but an old date: the probe names its post, whose thread is read
+    without validators. Either way the comment is reported at the next poll."""
     subs = subscription("thread", f"{blog_server.origin}{POST_PATH}", "feed-json")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     assert run_once(config).returncode == 0
@@ -314,10 +320,12 @@ def test_late_approval_on_wordpress_is_found_by_the_site_probe_within_one_poll(
     assert len(validators) == 2
     blog_server.add_file(POST_PATH + "feed/atom/", _late_entry(seed.read_bytes()),
                          "application/atom+xml; charset=UTF-8", validators)
-    blog_server.extra_rest_comments = [{"id": 1, "post": 4}]
+    blog_server.extra_rest_comments = [{"id": rest_id, "post": 4}]
     blog_server.clear_log()
     found = run_once(config)
     assert found.returncode == 0, found.stderr
+    # Only a count its new ids do not explain rescans the whole site.
+    assert ("beyond its new ones" in found.stderr) is (rest_id == 1)
     _settle(webhook_receiver, 1)
     (payload,) = _payloads(webhook_receiver)
     assert _comment_number(payload) == 30
