@@ -96,3 +96,53 @@ def test_an_adapter_imports_only_the_layer_below_the_generic_algorithms() -> Non
         path = ROOT / "sources" / f"{adapter.name}.py"
         modules = _notifier_modules(ast.parse(path.read_text(encoding="utf-8")))
         assert modules <= sources.ADAPTER_IMPORTS, (adapter.name, modules)
+
+
+# -- one home per fact ---------------------------------------------------------------------
+
+
+def _code_strings(tree: ast.Module) -> list[str]:
+    """String constants that are code, not docstrings (of modules, classes, functions or
+    attributes: every string that stands alone as a statement)."""
+    docs = {id(node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docs]
+
+
+def _homes(*needles: str) -> set[str]:
+    """The modules whose code (docstrings aside) holds any of `needles`."""
+    found = set()
+    for path in sorted(ROOT.rglob("*.py")):
+        strings = _code_strings(ast.parse(path.read_text(encoding="utf-8")))
+        if any(needle in text for text in strings for needle in needles):
+            found.add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def _assigned(name: str) -> set[str]:
+    """The modules that assign `name` at their top level."""
+    found = set()
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = (node.targets if isinstance(node, ast.Assign)
+                       else [node.target] if isinstance(node, ast.AnnAssign) else [])
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                found.add(path.relative_to(ROOT).as_posix())
+    return found
+
+
+def _imports_of(name: str) -> set[str]:
+    return {path.relative_to(ROOT).as_posix() for path in sorted(ROOT.rglob("*.py"))
+            if name in _imports(ast.parse(path.read_text(encoding="utf-8")))}
+
+
+def test_each_fact_has_one_home() -> None:
+    assert _assigned("MAX_RETRY_AFTER") == {"limits.py"}
+    # HTTP dates (Retry-After) are read in one module, for feeds and channels alike.
+    assert _imports_of("email.utils.parsedate_to_datetime") == {"httpheaders.py"}
+    # WordPress's facts live in its adapter: comment keys, paged comments, the REST count.
+    assert _homes("#comment-(?P", "comment-page-", "cpage", "replytocom",
+                  "x-wp-total") == {"sources/wordpress.py"}
+    assert _homes("showComment") == {"sources/blogger.py"}
+    assert _homes("tag:blogger.com") == {"sources/blogger.py"}
