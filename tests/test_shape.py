@@ -146,3 +146,19 @@ def test_each_fact_has_one_home() -> None:
                   "x-wp-total") == {"sources/wordpress.py"}
     assert _homes("showComment") == {"sources/blogger.py"}
     assert _homes("tag:blogger.com") == {"sources/blogger.py"}
+
+
+def _package_imports(package: str) -> set[str]:
+    found: set[str] = set()
+    for path in sorted((ROOT / package).rglob("*.py")):
+        found |= _notifier_modules(ast.parse(path.read_text(encoding="utf-8")))
+    return found
+
+
+def test_the_two_halves_meet_only_in_the_store() -> None:
+    """Polling queues, delivery drains: neither imports the other, and delivery knows no
+    channel kind (the kinds build on its `Channel` base), so a new kind touches neither."""
+    assert not {m for m in _package_imports("poll") if m.startswith("notifier.delivery")}
+    delivery = _package_imports("delivery")
+    assert not {m for m in delivery if m.startswith(("notifier.poll", "notifier.channels"))}
+    assert "notifier.delivery.channel" in _package_imports("channels")
