@@ -196,6 +196,27 @@ def test_unchanged_feeds_on_a_static_host_are_answered_304(
     assert f"{STATIC_FEEDS} feeds polled ({STATIC_FEEDS} unchanged, 0 failed)" in third.stderr
 
 
+def test_subscriptions_in_included_files_are_polled_and_reported(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, "")
+    config.write_text(config.read_text().replace("subscriptions:\n", "include: subs.d/\n"))
+    (tmp_path / "subs.d").mkdir()
+    (tmp_path / "subs.d" / "blog.yaml").write_text(
+        "subscriptions:\n" + subscription("thread", f"{blog_server.origin}{POST_PATH}", "me"))
+    (tmp_path / "subs.d" / "site.yml").write_text(
+        "subscriptions:\n" + subscription("site", f"{blog_server.origin}/", "feed-json",
+                                          watch="posts"))
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    assert "2 feeds polled" in first.stderr
+    blog_server.scenario = "02-markup-comment"
+    second = run_once(config)
+    assert second.returncode == 0, second.stderr
+    assert smtp_server.wait_for(1, timeout=10)
+    assert "Markup Tester" in smtp_server.messages[0]["Subject"]
+
+
 def test_replies_to_fires_only_for_replies_to_that_person(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
