@@ -1,11 +1,11 @@
 """Polling: how a feed becomes a queued notification, one typed stage per module.
 
     config.subscriptions
-      |  plan      discover each subscription's feed (once; stored), group readers per feed
-      v            -> Plan; the cycle claims due feeds from the store, a batch at a time
-      |                                                                     -> [FeedState]
+      |  plan      discover each subscription's feed (once; stored); `readers` (pure) says
+      v            who reads which feed -> Plan; the cycle claims due feeds from the store,
+      |            a batch at a time                                        -> [FeedState]
       |  probe     one small request per platform site: did something old change?
-      v  news      (pure) what the answers mean: rescan a site? read which threads in full?
+      v            `news` (pure): rescan a site? read which threads in full?
       |                                                                     -> SiteNews
       |  retrieve  conditional GET -> 304 | same body as last time
       v            | body -> `parsepool` worker (feedparser, platform adapters) -> Polled
@@ -24,13 +24,13 @@ is parsed into `Entry` records (`notifier.parse`); `complete` reads from the sto
 query per kind for the whole batch, everything the decision will need; `decide_poll`
 returns a frozen `PollRecord` (entries to store, `QueuedNotice`s, when to poll next);
 `record` writes the batch's records in one transaction and logs each poll (DEBUG when
-unchanged) and the cycle's summary (INFO).
+unchanged) and the cycle's summary (INFO). `retrieve` hands bodies to the `parsepool`.
 
 Rules the stages keep:
 - Each hands the next a frozen record, so what a stage decided cannot be changed behind it.
-- Decisions are pure (`decide`, `news`, and the `diff`, `match`, `gaps`, `schedule`
-  modules they use): values and `now` in, a verdict out; no I/O, no clock, no hidden state.
-  The I/O stages only ask and write. `tests/test_shape.py` holds them to it.
+- Decisions are pure (`decide`, `news`, `readers`, and the `diff`, `match`, `gaps`,
+  `schedule` modules they use): values and `now` in, a verdict out; no I/O, no clock, no
+  hidden state. The I/O stages only ask and write. `tests/test_shape.py` holds them to it.
 - Polling only queues; the daemon runs delivery beside it, so a slow or dead channel never
   delays detection.
 - Nothing here knows a platform: URL shapes, reply lines, thread listings and probes are
