@@ -259,6 +259,30 @@ def test_replies_to_me_quotes_the_parent_fetched_from_rest(
         assert quoted < text.index(f"Burst comment number {number - 5}")
 
 
+def test_a_thread_whose_validators_are_the_sites_is_answered_304(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """WordPress's validators are the site's: here set by a comment on another post, newer
+    than anything in this thread. They are kept all the same, so the thread costs a 304."""
+    feed = (WORDPRESS_DIR / "01-seed-thread" / "post-comments.atom.xml").read_bytes()
+    newest = WORDPRESS_DIR / "03-burst-of-24" / "post-comments.atom.xml.headers"
+    _, _, captured = parse_headers_file(newest.read_text())  # the site, 2 Nov 2013
+    validators = {name: value for name in ("ETag", "Last-Modified")
+                  if (value := get_header(captured, name)) is not None}
+    path = "/2013/10/19/older-post/feed/atom/"
+    blog_server.add_file(path, feed, "application/atom+xml; charset=UTF-8", validators)
+    subs = subscription("older", f"{blog_server.origin}{path}", "feed-json")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0
+    blog_server.clear_log()
+    again = run_once(config, "-v")
+    assert again.returncode == 0, again.stderr
+    (asked,) = [r for r in blog_server.requests if r.path == path]
+    assert asked.headers.get("if-none-match") == validators["ETag"]
+    assert asked.headers.get("if-modified-since") == validators["Last-Modified"]
+    assert any(path in line and " 304 " in line for line in again.stderr.splitlines())
+
+
 def test_late_approval_behind_a_304_is_reported_once_after_the_rescan(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:
