@@ -1,5 +1,9 @@
 """Platforms: one adapter per blog platform, behind one Protocol, asked in registry order.
 
+The adapters today: `wordpress.py`, `blogger.py`, `disqus.py`, and `generic.py` (any
+RSS/Atom, asked last). Each is a `Source` (`base.py`); the records they exchange with the
+generic code are in `records.py`. Where the generic code asks them, by stage:
+
     discover: which feed to poll     -> is_comment_feed, own_post_feed, atom_twin, API_RELS
     parse: what the feed says        -> comment_document, post_title, post_key_of,
                                         reply_line, ref_names_post, related_parent,
@@ -7,7 +11,8 @@
     threads: which threads to follow -> source_for(hints).thread_feed
     poll.complete: what a window     -> post_id, fetch_parents (asked of all);
       does not show                     source_for(hints).list_thread / list_window
-    poll.probe: what changed cheaply -> source_for(hints).probe, .unexplained_change
+    poll.probe, poll.news:           -> source_for(hints).probe (I/O), .unexplained_change
+      what changed cheaply              (pure)
 
 Why: platform rules (WordPress's `#comment-N` keys, "In reply to" line and REST API,
 Blogger's ids and related links) used to be spread over five modules; one file per platform
@@ -19,7 +24,9 @@ Two ways the generic code asks:
   every adapter in `SOURCES` order, and the first answer that is not "not mine" wins (the
   helpers below): a WordPress feed whose generator was stripped is still read right;
 - what needs the platform known (its API, its probe) goes to `source_for(hints)`, the first
-  adapter that recognises the feed.
+  adapter that recognises the feed;
+- facts that only add up (each platform's comment-page markers, its API `Link` rel) are
+  joined over all adapters (`post_link`, `API_RELS`).
 
 To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 1. Write one file, `notifier/sources/<name>.py`, with a class that subclasses `Source`
