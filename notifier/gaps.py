@@ -1,6 +1,7 @@
 """Gaps: whether a poll's window may hide comments, and which way to fill it. Pure.
 
-    a comment feed's window + what is stored -> gap_suspected -> missing_estimate
+    a comment feed's poll -> needs_completing? -> + what is stored -> completing -> Completing
+        gap_suspected -> missing_estimate
         -> plan_follow_up -> FollowUp: thread (a platform listing) | window (the listings
            of the posts a site-wide window names) | pages (`rel="next"`) | warn | none
 
@@ -19,7 +20,8 @@ from typing import Literal
 from notifier import sources
 from notifier.models import Entry, ParsedFeed
 
-__all__ = ["FollowUp", "gap_suspected", "missing_estimate", "plan_follow_up", "post_guid_of"]
+__all__ = ["Completing", "FollowUp", "completing", "gap_suspected", "missing_estimate",
+           "needs_completing", "plan_follow_up", "post_guid_of"]
 
 
 def gap_suspected(entries: Sequence[Entry], seen: Collection[str], *, had_entries: bool
@@ -87,3 +89,41 @@ def plan_follow_up(parsed: ParsedFeed | None, *, api_root: str | None, post_id: 
     if gap:
         return FollowUp("warn", estimate)
     return FollowUp()
+
+
+@dataclass(frozen=True, slots=True)
+class Completing:
+    """How one comment-feed poll is completed, decided before anything more is read."""
+
+    plan: FollowUp
+    gap: bool  # the window may hide comments: read the newest stored date (`since`)
+    wants_guid: bool  # a rescan through an API: the post's guid from the stored keys
+    baseline: bool  # a first listing of a feed stored before: what it finds is old, not new
+
+
+def needs_completing(*, failed: bool, not_modified: bool, has_body: bool, rescan: bool
+                     ) -> bool:
+    """Whether a poll may need completing at all: not after a failure, a 304, or a poll with
+    no new body and no rescan (nor, the caller adds, for a feed read only by posts
+    subscriptions: `Plan.rescan_every` is None). Asked first: it is the answer for nearly
+    every poll, and the cheapest."""
+    return not failed and not not_modified and (has_body or rescan)
+
+
+def completing(parsed: ParsedFeed | None, *, rescan: bool, api_root: str | None,
+               post_id: str | None, rescan_due: float | None, seen: Collection[str],
+               had_entries: bool, stored: int) -> Completing:
+    """How a poll that `needs_completing` is completed.
+
+    The first poll of a post's feed with an API (WordPress's REST) lists the post's comments
+    once, so that later rescans tell late approvals from comments that were always there;
+    if the feed was stored before (an older notifier) and shows no gap, what that listing
+    finds beyond the window is part of the baseline, not news.
+    """
+    first_listing = rescan_due is None and bool(api_root and post_id)
+    gap = parsed is not None and gap_suspected(parsed.entries, seen, had_entries=had_entries)
+    plan = plan_follow_up(parsed, api_root=api_root, post_id=post_id, seen=seen,
+                          had_entries=had_entries, stored=stored,
+                          rescan=rescan or first_listing)
+    return Completing(plan, gap, wants_guid=rescan and bool(api_root and post_id),
+                      baseline=first_listing and had_entries and parsed is not None and not gap)
