@@ -497,9 +497,8 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     url = _normalise_input(url)
     page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5")
     if not page.ok or page.body is None:
-        failure = page.failure
-        raise DiscoveryError(f"{url}: {page.error or f'HTTP {page.status}'}",
-                             kind=failure.kind if failure else FailureKind.HTTP,
+        problem = page.problem
+        raise DiscoveryError(f"{url}: {problem.message}", kind=problem.kind,
                              status=page.status, retry_after=page.retry_after)
     content_type = page.headers.get("content-type", "")
     if looks_like_feed(page.body, content_type):
