@@ -17,7 +17,7 @@ ROOT = Path(notifier.__file__).parent
 
 DECISIONS = [
     "poll/decide.py", "poll/news.py", "poll/readers.py", "gaps.py", "diff.py", "match.py",
-    "schedule.py", "threads.py", "delivery/retry.py", "delivery/pacing.py",
+    "schedule.py", "threads.py", "pagelinks.py", "delivery/retry.py", "delivery/pacing.py",
 ]
 """Modules that decide: values in, a verdict out. What their docstrings promise."""
 
