@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 
 from notifier import entrytext, sources
 from notifier.backfill import Completion, feed_pages, follow_up
+from notifier.diff import publication_order
 from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
 from notifier.entrytext import ParseError
 from notifier.failures import Failure, FailureKind
@@ -162,6 +164,31 @@ def test_a_new_platforms_comment_page_marker_is_declared_in_its_adapter_only(
     assert parse_feed(paged, url).entries[1].post_link == "https://forum.test/t/12?page=3"
     monkeypatch.setattr(sources, "SOURCES", (PagedForum(), *SOURCES))
     assert parse_feed(paged, url).entries[1].post_link == "https://forum.test/t/12"
+
+
+class VersionedForum(Forum):
+    """A forum whose entry ids end with a revision (`/p/<id>#v2`), not its running number."""
+
+    name = "versioned-forum"
+
+    def sequence(self, key: str) -> int | None:
+        match = re.match(r"\Ahttps://forum\.test/p/(\d+)#v\d+\Z", key)
+        return int(match[1]) if match else None
+
+
+def test_same_second_entries_are_ordered_by_the_platforms_own_number(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    when = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    entries = [Entry(key=f"https://forum.test/p/{n}#v{v}", kind="comment", published=when)
+               for n, v in ((30, 1), (12, 2), (20, 3))]  # a feed, newest first
+    # Known platforms' keys answer exactly: WordPress's comment id, Blogger's item id.
+    assert sources.sequence("http://b.test/?p=4#comment-41") == 41
+    assert sources.sequence("tag:blogger.com,1999:blog-1.post-1001") == 1001
+    # Without the platform, a trailing number is only a guess: here the revision.
+    assert [e.key[-2:] for e in publication_order(entries)] == ["v1", "v2", "v3"]
+    monkeypatch.setattr(sources, "SOURCES", (VersionedForum(), *SOURCES))
+    assert [e.key for e in publication_order(entries)] == [
+        "https://forum.test/p/12#v2", "https://forum.test/p/20#v3", "https://forum.test/p/30#v1"]
 
 
 def test_post_id_comes_from_the_link_header_of_a_single_post_feed() -> None:

@@ -8,6 +8,7 @@ generic code are in `records.py`. Where the generic code asks them, by stage:
     parse: what the feed says        -> comment_document, post_title, post_key_of,
                                         reply_line, ref_names_post, related_parent,
                                         post_link (comment-page markers)
+    diff: same-second order          -> sequence (a comment's id, from its key)
     threads: which threads to follow -> source_for(hints).thread_feed
     poll.complete: what a window     -> post_id, fetch_parents (asked of all);
       does not show                     source_for(hints).list_thread / list_window
@@ -94,6 +95,7 @@ __all__ = [
     "ref_names_post",
     "related_parent",
     "reply_line",
+    "sequence",
     "source_for",
 ]
 
@@ -185,6 +187,13 @@ def ref_names_post(key: str, ref: str) -> bool:
 def related_parent(links: Sequence[tuple[str, str]], key: str) -> str:
     """A reply's parent key from its links, where a platform names parents that way."""
     return next((p for s in SOURCES if (p := s.related_parent(links, key))), "")
+
+
+def sequence(key: str) -> int | None:
+    """The running number a platform gave an entry (a comment's id), read from its key: the
+    first adapter whose key shape it is answers (the generic one guesses from a trailing
+    number). None: no order known beyond the feed's."""
+    return next((n for s in SOURCES if (n := s.sequence(key)) is not None), None)
 
 
 def post_id(headers: Mapping[str, str], url: str) -> str:

@@ -4,6 +4,7 @@
     parse     comment_document, post_title, post_key_of,          what a feed and its
               reply_line, ref_names_post, related_parent,         comments are, who answers
               comment_page_path, comment_page_params              whom, which post a link names
+    diff      sequence                                           same-second entries' order
     threads   thread_feed                                        which comment feed to follow
     complete  post_id, list_thread, list_window, fetch_parents   what a window does not show
     probe     probe, unexplained_change                          something old changed, cheaply
@@ -105,6 +106,11 @@ class Source(Protocol):
     def related_parent(self, links: Sequence[tuple[str, str]], key: str) -> str:
         """A reply's parent key from the entry's (rel, href) links, or ""."""
         return ""
+
+    def sequence(self, key: str) -> int | None:
+        """The platform's own running number of an entry (a comment's id) from its key,
+        which orders entries that share a timestamp; None: not this platform's key shape."""
+        return None
 
     # -- completing a window: I/O where a Fetcher is taken -------------------------------------
 

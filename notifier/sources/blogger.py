@@ -146,3 +146,8 @@ class Blogger(Source):
 
     def related_parent(self, links: Sequence[tuple[str, str]], key: str) -> str:
         return related_parent(links, key)
+
+    def sequence(self, key: str) -> int | None:
+        # Posts and comments share one sequence of item ids: `...blog-B.post-<item>`.
+        match = _ID.match(key)
+        return int(match["item"]) if match and len(match["item"]) <= 18 else None

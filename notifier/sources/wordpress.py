@@ -91,6 +91,7 @@ API_REL = "https://api.w.org/"
 """The `Link` rel (header or `<link>`) that names a WordPress site's REST API root."""
 COMMENT_KEY = re.compile(r"\A(?P<post>.+)#comment-(?P<n>\d+)\Z", re.S)
 """A WordPress comment guid: the post's guid, then `#comment-<id>`."""
+_MAX_DIGITS = 18  # a longer id is no WordPress id (and `int()` of 9,000 digits raises)
 REST_PER_PAGE = 100  # the REST API's maximum
 PROBE_SIZE = REST_PER_PAGE
 """Ids one probe sees: more new comments than this between probes cannot be accounted for."""
@@ -679,6 +680,10 @@ class WordPress(Source):
 
     def reply_line(self, content: str, post_link: str, key: str) -> ReplyLine | None:
         return reply_line(content, post_link, key)
+
+    def sequence(self, key: str) -> int | None:
+        match = COMMENT_KEY.match(key)  # the comment id: `<post guid>#comment-41`
+        return int(match["n"]) if match and len(match["n"]) <= _MAX_DIGITS else None
 
     def post_id(self, headers: Mapping[str, str], url: str) -> str:
         return wordpress_post_id(headers, url)
