@@ -113,7 +113,8 @@ async def _fetched_notice(config: Config, name: str, url: str, watch: str) -> No
         found = await discover(fetcher, url, "comments" if watch == "comments" else "posts")
         fetched = await fetcher.fetch(found.feed_url)
     if not fetched.ok or fetched.body is None:
-        raise NotifierError(f"{redact.url(found.feed_url)}: {fetched.problem}")
+        raise NotifierError(f"{redact.url(found.feed_url)}: "
+                            f"{fetched.error or f'HTTP {fetched.status}'}")
     feed = parse_feed(fetched.body, fetched.final_url, fetched.headers)
     if not feed.entries:
         return None
