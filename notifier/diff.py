@@ -8,11 +8,11 @@ still not new.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from notifier import sources
 from notifier.models import Entry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,19 +39,9 @@ class Decision:
     """Subscriptions whose first poll this was."""
 
 
-_SEQUENCE = re.compile(r"(?<!\d)(\d{1,18})\Z")
-"""At most 18 digits: a longer run is no platform's number (and `int()` of 9,000 digits
-raises), and a bounded match keeps the search linear on a hostile key."""
-
-
-def _sequence(entry: Entry) -> int | None:
-    """The platform's own running number at the end of a key (`#comment-41`, `.post-7`)."""
-    match = _SEQUENCE.search(entry.key)
-    return int(match[1]) if match else None
-
-
 def publication_order(entries: Sequence[Entry]) -> list[Entry]:
-    """Oldest first; ties in date by the platform's own number, then reversed feed order.
+    """Oldest first; ties in date by the platform's own number (`sources.sequence`: a
+    comment's id), then reversed feed order.
 
     A burst through a comment form gives many comments one timestamp (to the second), and a
     window (newest first) merged with a REST listing (oldest first) has no single feed
@@ -60,7 +50,7 @@ def publication_order(entries: Sequence[Entry]) -> list[Entry]:
     """
     def order(pair: tuple[int, Entry]) -> tuple[bool, datetime, bool, int, int]:
         index, entry = pair
-        number = _sequence(entry)
+        number = sources.sequence(entry.key)
         return (entry.published is None, entry.published or _EPOCH, number is None,
                 number or 0, -index)
 

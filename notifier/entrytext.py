@@ -43,8 +43,6 @@ its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
 
 COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
 """A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
-_COMMENT_PAGE = re.compile(r"/comment-page-\d+/?\Z")
-_PAGING_PARAMS = frozenset({"cpage", "showComment", "replytocom"})
 
 
 class ParseError(NotifierError):
@@ -95,19 +93,25 @@ def comment_number(url: str) -> str:
     return match["n"] if match else ""
 
 
-def post_link(url: str) -> str:
-    """A comment's link without what only locates the comment: fragment and page markers."""
+def post_link(url: str, page_path: re.Pattern[str] | None = None,
+              page_params: frozenset[str] = frozenset()) -> str:
+    """A comment's link without what only locates the comment: its fragment, and the
+    comment-page markers a platform names (a path suffix replaced by "/", query keys).
+
+    Which markers there are is platform knowledge: `notifier.sources.post_link` passes
+    those of every adapter; an adapter reading its own API passes its own.
+    """
     if not url:
         return ""
     try:
         parts = urlsplit(url)
     except ValueError:
         return url.partition("#")[0]
-    path = _COMMENT_PAGE.sub("/", parts.path)
+    path = page_path.sub("/", parts.path) if page_path is not None else parts.path
     query = parts.query
-    if query:
+    if query and page_params:
         pairs = parse_qsl(query, keep_blank_values=True)
-        kept = [(k, v) for k, v in pairs if k not in _PAGING_PARAMS]
+        kept = [(k, v) for k, v in pairs if k not in page_params]
         if len(kept) != len(pairs):
             query = urlencode(kept)
     return urlunsplit((parts.scheme, parts.netloc, path, query, ""))

@@ -6,6 +6,7 @@
     ├── StoreError            store/records.py  the state cannot be opened, or is too new
     ├── ParseError            entrytext.py      a body is not a feed (or not REST JSON)
     ├── DiscoveryError        discover.py       no feed found for what a subscription names
+    ├── OpmlError             opml.py           a file to import is not an OPML list of feeds
     ├── TargetBlocked         fetch.py          an address refused by `block_private_networks`
     ├── UnknownChannelKind    channels/         a `type:` no channel kind registers
     ├── RenderError           render.py         a template failed (also a jinja2.TemplateError)
@@ -21,6 +22,12 @@ own failures, with messages written for the person fixing them, from bugs. Failu
 one feed or one message are not raised at all: they travel as data (a feed's as a
 `failures.Failure`, a kind and a message, in `Polled.failure`; a message's in `SendResult`)
 so that one bad feed cannot stop the others.
+
+Not in the tree, on purpose: private signals that never leave their module (`_Full`,
+`_BodyTooLarge`, an SMTP `_ConnectionLost` that is a `TemporaryFailure`), and
+`fetch.PrivateAddressBlocked`, which aiohttp's resolver must see as an `OSError`; the
+fetcher turns it into a refused `Failure` before anyone else sees it.
+`tests/test_errors.py` walks the real classes and compares them with this drawing.
 """
 
 from __future__ import annotations

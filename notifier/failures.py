@@ -48,6 +48,10 @@ class Failure:
     def __str__(self) -> str:
         return self.message
 
+    def about(self, what: str) -> Failure:
+        """The same failure, its message saying what failed ("REST API: HTTP 503 ...")."""
+        return Failure(self.kind, f"{what}: {self.message}")
+
     @classmethod
     def stored(cls, kind: str | None, message: str | None) -> Failure | None:
         """Rebuild a stored failure; rows written before kinds were stored read as network."""

@@ -97,6 +97,16 @@ class FetchResult:
         return Failure(kind, self.error)
 
     @property
+    def problem(self) -> Failure:
+        """Why this answer gives no body to read: its failure, else its unwanted status."""
+        return self.failure or Failure(FailureKind.HTTP, f"HTTP {self.status}")
+
+    @property
+    def transient(self) -> bool:
+        """Whether asking again soon may help: no answer, or a server error (5xx)."""
+        return self.status is None or self.status >= 500
+
+    @property
     def not_modified(self) -> bool:
         return self.status == 304
 

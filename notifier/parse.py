@@ -40,7 +40,6 @@ from notifier.entrytext import clip as _clip
 from notifier.entrytext import comment_number as _comment_number
 from notifier.entrytext import get as _get
 from notifier.entrytext import map_of as _map
-from notifier.entrytext import post_link as _post_link
 from notifier.entrytext import sha256 as _sha256
 from notifier.entrytext import squash as _squash
 from notifier.entrytext import text_of as _text
@@ -301,9 +300,9 @@ def _thread(
             or bool(ref_href and COMMENT_ANCHOR.search(ref_href))
         )
 
-    post_link = _post_link(link)
+    post_link = sources.post_link(link)
     if not post_link and ref_href:
-        post_link = _post_link(_web(ref_href))
+        post_link = sources.post_link(_web(ref_href))
 
     parent_key = ref if ref_is_comment else ""
     parent_author = ""

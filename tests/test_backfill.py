@@ -6,10 +6,13 @@ import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from notifier.backfill import (
+from notifier.gaps import (
+    Completing,
     FollowUp,
+    completing,
     gap_suspected,
     missing_estimate,
+    needs_completing,
     plan_follow_up,
     post_guid_of,
 )
@@ -54,6 +57,36 @@ def test_the_way_a_gap_is_filled_follows_what_the_source_offers() -> None:
     assert way(window, site, "4", seen=3) == FollowUp()
     assert way(window, site, "4", seen=3, rescan=True) == FollowUp("thread", 0, rescan=True)
     assert way(replace(window, kind="posts"), site, "4", rescan=True) == FollowUp()
+
+
+def test_nearly_every_poll_needs_no_completing() -> None:
+    assert not needs_completing(failed=False, not_modified=True, has_body=False, rescan=False)
+    assert not needs_completing(failed=True, not_modified=False, has_body=False, rescan=True)
+    assert not needs_completing(failed=False, not_modified=False, has_body=False, rescan=False)
+    assert needs_completing(failed=False, not_modified=False, has_body=True, rescan=False)
+    assert needs_completing(failed=False, not_modified=False, has_body=False, rescan=True)
+
+
+def test_a_posts_first_listing_is_its_baseline_when_the_feed_was_stored_before() -> None:
+    window = ParsedFeed(title="", link="", kind="comments", entries=(comment(3), comment(2)))
+    site = "http://b.test/wp-json/"
+
+    def how(*, rescan_due: float | None, had: bool, seen: set[str],
+            rescan: bool = False) -> Completing:
+        return completing(window, rescan=rescan, api_root=site, post_id="4",
+                          rescan_due=rescan_due, seen=seen, had_entries=had, stored=len(seen))
+
+    known = {comment(2).key, comment(3).key}
+    # The first poll of a post's feed with an API lists the thread once ...
+    first = how(rescan_due=None, had=True, seen=known)
+    assert first.plan == FollowUp("thread", 0, rescan=True) and first.baseline
+    assert not how(rescan_due=None, had=False, seen=set()).baseline  # a first poll anyway
+    # ... later polls only on a gap or a due rescan, which reads the post's guid first.
+    assert how(rescan_due=99.0, had=True, seen=known).plan == FollowUp()
+    rescan = how(rescan_due=99.0, had=True, seen=known, rescan=True)
+    assert rescan.wants_guid and not rescan.baseline and not rescan.gap
+    gap = how(rescan_due=99.0, had=True, seen={comment(1).key})
+    assert gap.gap and gap.plan.how == "thread" and not gap.baseline
 
 
 def test_post_guid_is_the_prefix_of_wordpress_comment_keys() -> None:

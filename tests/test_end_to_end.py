@@ -136,6 +136,8 @@ def test_new_comment_reaches_email_and_chat_once(
     assert posts and all("if-none-match" in r.headers for r in posts)
     assert comments and all("if-none-match" in r.headers for r in comments)
     assert len(probes) == 1
+    # The README's cost of an unchanged cycle: one request per feed, one per site.
+    assert len(blog_server.requests) == len(posts) + len(comments) + len(probes) == 3
     assert all("notifier/" in r.headers.get("user-agent", "") for r in posts + comments)
     assert " 304 " in third.stderr
     time.sleep(0.3)
@@ -144,6 +146,75 @@ def test_new_comment_reaches_email_and_chat_once(
     # Secrets never reach the logs.
     for result in (first, second, third):
         assert "secret-token" not in result.stderr + result.stdout
+
+
+STATIC_FEEDS = 100
+
+
+def _static_comment_feed(number: int) -> bytes:
+    """A comment feed as a static site generator writes it: plain RSS, no platform."""
+    items = "".join(f"""<item><title>Comment {n} on post {number}</title>
+<link>http://blog.test/static/post-{number}.html#comment-{n}</link>
+<guid>http://blog.test/static/post-{number}.html#comment-{n}</guid>
+<pubDate>Mon, 0{n} Nov 2026 08:00:00 GMT</pubDate><author>r{n}@example.org (Reader {n})</author>
+<description>Comment {n}.</description></item>""" for n in (3, 2, 1))
+    return f"""<?xml version="1.0"?><rss version="2.0"><channel>
+<title>Comments on post {number}</title><link>http://blog.test/static/post-{number}.html</link>
+<description>comments</description>{items}</channel></rss>""".encode()
+
+
+def test_unchanged_feeds_on_a_static_host_are_answered_304(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """A static host's validators are the file's (nginx: mtime and size), never explained by
+    the newest entry's date; they are still kept and sent, so an unchanged feed costs a 304."""
+    subs = ""
+    for number in range(STATIC_FEEDS):
+        path = f"/static/comments-{number}.xml"
+        body = _static_comment_feed(number)
+        blog_server.add_file(path, body, "application/rss+xml", {
+            "ETag": f'"6565f0a0-{len(body):x}"',  # nginx: hex mtime - hex size
+            "Last-Modified": "Tue, 28 Nov 2026 13:40:16 GMT"})
+        subs += subscription(f"static-{number}", f"{blog_server.origin}{path}", "me")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    blog_server.clear_log()
+    second = run_once(config, "-v")
+    assert second.returncode == 0, second.stderr
+    asked = [r for r in blog_server.requests if r.path.startswith("/static/")]
+    assert len(asked) == STATIC_FEEDS
+    assert all(r.headers.get("if-none-match", "").startswith('"6565f0a0-') for r in asked)
+    answered_304 = [line for line in second.stderr.splitlines()
+                    if "/static/comments-" in line and " 304 " in line]
+    assert len(answered_304) >= STATIC_FEEDS * 99 // 100
+    assert f"{STATIC_FEEDS} feeds polled ({STATIC_FEEDS} unchanged, 0 failed)" in second.stderr
+    # Unchanged polls are DEBUG lines; without -v only the cycle's summary says so.
+    third = run_once(config)
+    assert third.returncode == 0, third.stderr
+    assert "/static/comments-" not in third.stderr
+    assert f"{STATIC_FEEDS} feeds polled ({STATIC_FEEDS} unchanged, 0 failed)" in third.stderr
+
+
+def test_subscriptions_in_included_files_are_polled_and_reported(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, "")
+    config.write_text(config.read_text().replace("subscriptions:\n", "include: subs.d/\n"))
+    (tmp_path / "subs.d").mkdir()
+    (tmp_path / "subs.d" / "blog.yaml").write_text(
+        "subscriptions:\n" + subscription("thread", f"{blog_server.origin}{POST_PATH}", "me"))
+    (tmp_path / "subs.d" / "site.yml").write_text(
+        "subscriptions:\n" + subscription("site", f"{blog_server.origin}/", "feed-json",
+                                          watch="posts"))
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    assert "2 feeds polled" in first.stderr
+    blog_server.scenario = "02-markup-comment"
+    second = run_once(config)
+    assert second.returncode == 0, second.stderr
+    assert smtp_server.wait_for(1, timeout=10)
+    assert "Markup Tester" in smtp_server.messages[0]["Subject"]
 
 
 def test_replies_to_fires_only_for_replies_to_that_person(

@@ -4,10 +4,17 @@ does not raise travels as a `Failure`, a kind and a message."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import inspect
+import pkgutil
+import re
 import socket
+from types import ModuleType
 
 import jinja2
 
+import notifier
+from notifier import errors
 from notifier.channels import UnknownChannelKind, channel_config_type
 from notifier.config import ConfigError
 from notifier.delivery.channel import DeliveryError, PermanentFailure, TemporaryFailure
@@ -30,6 +37,64 @@ def test_the_tree_drawn_in_the_errors_module_holds() -> None:
     assert issubclass(PermanentFailure, DeliveryError)
     assert issubclass(RenderError, jinja2.TemplateError)  # Jinja's callers still catch it
     assert issubclass(UnknownChannelKind, KeyError)
+
+
+def _drawn_tree() -> dict[str, tuple[str, str]]:
+    """The tree in `notifier.errors`'s docstring: name -> (parent's name, module file)."""
+    drawn: dict[str, tuple[str, str]] = {}
+    parents: list[str] = ["NotifierError"]
+    modules: list[str] = [""]
+    for line in (errors.__doc__ or "").splitlines():
+        branch = re.match(r"(?P<indent>[\s│]*)[├└]── (?P<name>\w+)\s*(?P<module>[\w/.]+\.py|\w+/)?",
+                          line)
+        if branch is None:
+            continue
+        depth = len(branch["indent"]) // 4  # each level is drawn four columns deeper
+        del parents[depth:], modules[depth:]
+        module = branch["module"] or modules[-1]
+        drawn[branch["name"]] = (parents[-1], module)
+        parents.append(branch["name"])
+        modules.append(module)
+    return drawn
+
+
+def _all_modules() -> list[ModuleType]:
+    return [importlib.import_module(m.name)
+            for m in pkgutil.walk_packages(notifier.__path__, "notifier.")]
+
+
+def test_the_drawn_tree_is_every_real_subclass_with_its_parent_and_module() -> None:
+    _all_modules()  # every subclass defined anywhere in notifier is now known
+    real: dict[str, tuple[str, str]] = {}
+
+    def walk(cls: type[BaseException]) -> None:
+        for sub in cls.__subclasses__():
+            if not sub.__name__.startswith("_") and sub.__module__.startswith("notifier."):
+                path = sub.__module__.removeprefix("notifier.").replace(".", "/")
+                real[sub.__name__] = (cls.__name__, path)
+            walk(sub)
+
+    walk(NotifierError)
+    drawn = _drawn_tree()
+    assert set(drawn) == set(real), "drawn but not real, or real but not drawn"
+    for name, (parent, module) in drawn.items():
+        real_parent, real_module = real[name]
+        assert parent == real_parent, name
+        assert real_module == module.removesuffix(".py").removesuffix("/") or \
+            real_module.startswith(module.removesuffix("/") + "/") or \
+            real_module == module.removesuffix("/") + "/__init__", (name, real_module, module)
+
+
+def test_every_public_exception_of_notifier_is_under_the_root_or_named_as_outside_it() -> None:
+    outside = []
+    for module in _all_modules():
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, BaseException) and cls.__module__ == module.__name__
+                    and not name.startswith("_") and not issubclass(cls, NotifierError)):
+                outside.append(name)
+    # Each exception outside the root is named, with its reason, in the errors docstring.
+    assert outside and all(f".{name}`" in (errors.__doc__ or "") for name in outside), \
+        outside
 
 
 def test_a_caller_can_catch_notifiers_own_failures_at_the_root() -> None:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 
-from notifier import sources
-from notifier.backfill import Completion, follow_up, plan_follow_up
+from notifier import entrytext, sources
+from notifier.backfill import Completion, feed_pages, follow_up
+from notifier.diff import publication_order
 from notifier.discover import FeedLink, atom_variant, choose_feed, is_comments_feed
-from notifier.failures import Failure
+from notifier.entrytext import ParseError
+from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
-from notifier.models import Entry
+from notifier.gaps import plan_follow_up
+from notifier.models import Entry, ParsedFeed
 from notifier.parse import parse_feed
+from notifier.poll.news import SiteNews, probes_due, read_probes, rescan_now
 from notifier.sources import (
     SOURCES,
     Backfill,
@@ -29,13 +34,15 @@ from notifier.sources import (
 )
 from notifier.sources.wordpress import (
     PROBE_SIZE,
-    ProbeFailure,
     SiteProbe,
     probe_site,
     rest_url,
     unexplained_change,
+    wordpress_comments,
     wordpress_post_id,
 )
+from notifier.store import FeedState, SiteState
+from tests.support import blogger_feed
 from tests.support.blog_server import BlogServer
 
 
@@ -126,6 +133,62 @@ def test_a_new_platform_is_one_class_in_the_registry(monkeypatch: pytest.MonkeyP
     assert choose_feed([link], "https://forum.test/t/12", "comments") == link
     assert atom_variant(url) is None
     assert isinstance(source_for(Hints(feed_url=url)), Forum)
+
+
+def test_comment_page_markers_are_the_platforms_not_the_generic_rules() -> None:
+    wordpress = "http://b.test/2013/10/20/p/comment-page-2/?replytocom=3#comment-5"
+    blogger = "http://b.test/2024/05/walk.html?showComment=1001#c1001"
+    # The rule below the adapters knows only what any link says: the fragment.
+    assert entrytext.post_link(wordpress) == wordpress.partition("#")[0]
+    assert entrytext.post_link(blogger) == blogger.partition("#")[0]
+    # Asked through the registry, each platform strips its own markers.
+    assert sources.post_link(wordpress) == "http://b.test/2013/10/20/p/"
+    assert sources.post_link(blogger) == "http://b.test/2024/05/walk.html"
+    assert sources.post_link("http://b.test/p/?id=4&cpage=3#comment-9") == "http://b.test/p/?id=4"
+
+
+class PagedForum(Forum):
+    """The forum, whose item links open the topic at a page: `/t/12?page=3#post-2`."""
+
+    name = "paged-forum"
+    comment_page_params = frozenset({"page"})
+
+
+def test_a_new_platforms_comment_page_marker_is_declared_in_its_adapter_only(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "https://forum.test/t/12.rss"
+    paged = FORUM_FEED.replace(b"<guid>https://forum.test/t/12/2</guid>",
+                               b"<guid>https://forum.test/t/12/2</guid>"
+                               b"<link>https://forum.test/t/12?page=3#post-2</link>")
+    monkeypatch.setattr(sources, "SOURCES", (Forum(), *SOURCES))
+    assert parse_feed(paged, url).entries[1].post_link == "https://forum.test/t/12?page=3"
+    monkeypatch.setattr(sources, "SOURCES", (PagedForum(), *SOURCES))
+    assert parse_feed(paged, url).entries[1].post_link == "https://forum.test/t/12"
+
+
+class VersionedForum(Forum):
+    """A forum whose entry ids end with a revision (`/p/<id>#v2`), not its running number."""
+
+    name = "versioned-forum"
+
+    def sequence(self, key: str) -> int | None:
+        match = re.match(r"\Ahttps://forum\.test/p/(\d+)#v\d+\Z", key)
+        return int(match[1]) if match else None
+
+
+def test_same_second_entries_are_ordered_by_the_platforms_own_number(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    when = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    entries = [Entry(key=f"https://forum.test/p/{n}#v{v}", kind="comment", published=when)
+               for n, v in ((30, 1), (12, 2), (20, 3))]  # a feed, newest first
+    # Known platforms' keys answer exactly: WordPress's comment id, Blogger's item id.
+    assert sources.sequence("http://b.test/?p=4#comment-41") == 41
+    assert sources.sequence("tag:blogger.com,1999:blog-1.post-1001") == 1001
+    # Without the platform, a trailing number is only a guess: here the revision.
+    assert [e.key[-2:] for e in publication_order(entries)] == ["v1", "v2", "v3"]
+    monkeypatch.setattr(sources, "SOURCES", (VersionedForum(), *SOURCES))
+    assert [e.key for e in publication_order(entries)] == [
+        "https://forum.test/p/12#v2", "https://forum.test/p/20#v3", "https://forum.test/p/30#v1"]
 
 
 def test_post_id_comes_from_the_link_header_of_a_single_post_feed() -> None:
@@ -219,8 +282,8 @@ def test_more_new_ids_than_one_probe_shows() -> None:
     assert unexplained_change(probe(3, 3, 2), probe(3 + PROBE_SIZE, *ids))
 
 
-def run_probe(server: BlogServer) -> SiteProbe | ProbeFailure:
-    async def main() -> SiteProbe | ProbeFailure:
+def run_probe(server: BlogServer) -> SiteProbe | Failure:
+    async def main() -> SiteProbe | Failure:
         async with Fetcher() as fetcher:
             return await probe_site(fetcher, server.url("/wp-json/"))
 
@@ -256,3 +319,138 @@ def run_probe_ok(server: BlogServer) -> SiteProbe:
     result = run_probe(server)
     assert isinstance(result, SiteProbe)
     return result
+
+
+# -- failures of listings and probes are typed values, like a poll's ---------------------
+
+
+def test_a_probe_answered_with_an_error_status_fails_as_a_typed_value(
+        blog_server: BlogServer) -> None:
+    blog_server.override("/wp-json/wp/v2/comments", status=503, repeat=None)
+    failed = run_probe(blog_server)
+    assert isinstance(failed, Failure) and failed.kind is FailureKind.HTTP
+    assert failed.message.startswith("REST API: HTTP 503")
+    assert not failed.kind.needs_a_person
+
+
+def test_a_probe_answered_with_a_page_that_is_not_rest_json_needs_a_person(
+        blog_server: BlogServer) -> None:
+    blog_server.override("/wp-json/wp/v2/comments", status=200, repeat=None,
+                         body=b"<html><body>Maintenance</body></html>",
+                         headers={"Content-Type": "text/html"})
+    failed = run_probe(blog_server)
+    assert isinstance(failed, Failure) and failed.kind is FailureKind.NOT_A_FEED
+    assert "not WordPress REST JSON" in failed.message and failed.kind.needs_a_person
+
+
+def _list_post_4(server: BlogServer) -> Backfill:
+    async def main() -> Backfill:
+        async with Fetcher() as fetcher:
+            return await wordpress_comments(fetcher, server.url("/wp-json/"), "4",
+                                            post_guid="http://blog.test/?p=4")
+
+    return asyncio.run(main())
+
+
+def test_a_listing_answered_with_a_server_error_fails_as_a_transient_http_failure(
+        blog_server: BlogServer) -> None:
+    blog_server.scenario = "03-burst-of-24"
+    listed = _list_post_4(blog_server)
+    assert listed.failure is None and listed.complete and len(listed.entries) == 27
+    blog_server.override("/wp-json/wp/v2/comments", status=502, repeat=None)
+    failed = _list_post_4(blog_server)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.HTTP
+    assert failed.transient and not failed.complete
+
+
+def test_a_listing_of_something_else_than_comments_is_not_transient(
+        blog_server: BlogServer) -> None:
+    blog_server.override("/wp-json/wp/v2/comments", status=200, repeat=None,
+                         body=b'{"code": "rest_forbidden", "message": "Sorry."}',
+                         headers={"Content-Type": "application/json"})
+    failed = _list_post_4(blog_server)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.NOT_A_FEED
+    assert "rest_forbidden" in failed.failure.message and not failed.transient
+
+
+def test_an_older_page_that_fails_ends_the_backfill_with_a_typed_failure(
+        blog_server: BlogServer) -> None:
+    comments = [blogger_feed.Comment(100 + n, f"Walker {n}", "On the railway.", n)
+                for n in range(30)]
+    blog_server.add_file(blogger_feed.page_path(26, 25),
+                         blogger_feed.comment_page(comments, start=26, per_page=25),
+                         "application/atom+xml; charset=UTF-8")
+
+    async def parse(body: bytes, url: str, headers: dict[str, str]) -> ParsedFeed | Failure:
+        try:  # what the parse pool answers
+            return parse_feed(body, url, headers)
+        except ParseError as exc:
+            return Failure(FailureKind.NOT_A_FEED, str(exc))
+
+    async def main() -> Backfill:
+        async with Fetcher() as fetcher:
+            return await feed_pages(fetcher, blog_server.url(blogger_feed.page_path(26, 25)),
+                                    parse, set())
+
+    read = asyncio.run(main())
+    assert read.failure is None and read.complete and len(read.entries) == 5
+    blog_server.override(blogger_feed.FEED_PATH, status=503, repeat=None)
+    failed = asyncio.run(main())
+    assert failed.failure is not None and failed.failure.kind is FailureKind.HTTP
+    assert failed.failure.message.startswith("next page: HTTP 503") and failed.transient
+    blog_server.clear_overrides()
+    blog_server.override(blogger_feed.FEED_PATH, status=200, repeat=None,
+                         body=b"<html><body>Sign in</body></html>",
+                         headers={"Content-Type": "text/html"})
+    refused = asyncio.run(main())
+    assert refused.failure is not None and refused.failure.kind is FailureKind.NOT_A_FEED
+    assert refused.failure.message.startswith("next page: ") and not refused.transient
+
+
+# -- what probe answers mean: pure, no server, no store, no clock ------------------------
+
+SITE = "http://b.test/wp-json/"
+
+
+def _thread(post_id: str | None, *, rescan_due: float | None = None) -> FeedState:
+    return FeedState(id=1, url="http://b.test/p/feed/atom/", title="", api_root=SITE,
+                     etag='"e"', last_modified=None, body_hash=None, interval=600.0,
+                     next_due=0.0, last_polled=None, last_status=200, last_failure=None,
+                     error_count=0, post_id=post_id, rescan_due=rescan_due)
+
+
+def test_a_late_approval_rescans_the_site_and_a_new_id_reads_its_post_in_full() -> None:
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    late = SiteProbe(4, 3, (3, 2, 1), {3: 4, 2: 4, 1: 4})
+    reading = read_probes({SITE: (WordPress(), late)}, stored, {SITE: 600.0}, now=2000.0)
+    assert reading.news.moved == {SITE} and reading.moved[0].after == 4
+    assert reading.save == (SiteState(SITE, 4, 3, next_probe=2600.0),)
+    assert rescan_now(_thread("4"), 21600.0, reading.news, now=2000.0)
+    assert not rescan_now(_thread("4"), None, reading.news, now=2000.0)  # posts only
+
+    new = SiteProbe(5, 7, (7, 3, 2, 1), {7: 9, 3: 4, 2: 4, 1: 4})
+    reading = read_probes({SITE: (WordPress(), new)}, stored | {SITE: reading.save[0]},
+                          {SITE: 600.0}, now=2600.0)
+    assert reading.news.moved == frozenset() and reading.news.touched[SITE] == {"9"}
+    assert reading.news.unconditional(_thread("9")) and not reading.news.unconditional(
+        _thread("4"))
+    assert reading.news.unconditional(_thread(None))  # a site-wide feed: any news
+    assert not rescan_now(_thread("4"), 21600.0, reading.news, now=2600.0)
+    assert rescan_now(_thread("4", rescan_due=2500.0), 21600.0, reading.news, now=2600.0)
+
+
+def test_a_failed_or_missing_probe_keeps_the_stored_baseline() -> None:
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    down = Failure(FailureKind.HTTP, "REST API: HTTP 503 Service Unavailable")
+    reading = read_probes({SITE: (WordPress(), down), "http://c.test/": (Generic(), None)},
+                          stored, {SITE: 600.0, "http://c.test/": 600.0}, now=2000.0)
+    assert reading.save == () and reading.news == SiteNews()
+    assert reading.failed == ((SITE, down),)
+
+
+def test_a_site_is_probed_when_due_never_before_or_when_forced() -> None:
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    intervals = {SITE: 600.0, "http://c.test/wp-json/": 600.0}
+    assert probes_due(intervals, stored, 999.0, force=False) == ["http://c.test/wp-json/"]
+    assert probes_due(intervals, stored, 1000.0, force=False) == list(intervals)
+    assert probes_due(intervals, stored, 0.0, force=True) == list(intervals)

@@ -1,27 +1,42 @@
 """Polling: how a feed becomes a queued notification, one typed stage per module.
 
     config.subscriptions
-      |  plan      discover each subscription's feed (once; stored), group readers per feed,
-      v            read the due feeds from the store                       -> Plan, [FeedState]
-      |  probe     one small request per platform site: did something old change? -> SiteNews
-      v
+      |  plan      discover each subscription's feed (once; stored); `readers` (pure) says
+      v            who reads which feed -> Plan; the cycle claims due feeds from the store,
+      |            a batch at a time                                        -> [FeedState]
+      |  probe     one small request per platform site: did something old change?
+      v            `news` (pure): rescan a site? read which threads in full?
+      |                                                                     -> SiteNews
       |  retrieve  conditional GET -> 304 | same body as last time
-      v            | body -> parse worker (feedparser, platform adapters)  -> Polled
-      |  complete  per batch: gap or rescan -> backfill (listing, older pages);
-      v            parents of replies; stored keys and revisions          -> Snapshot
-      |  decide    pure: Snapshot + Plan + config + now -> new/edited entries (`diff`),
-      v            who is told (`match`), threads to follow, next poll     -> PollRecord
+      v            | body -> `parsepool` worker (feedparser, platform adapters) -> Polled
+      |  complete  per batch: gap or rescan -> backfill (`gaps` decides, `backfill` reads);
+      v            parents of replies; stored keys and revisions; one batch read -> Snapshot
+      |  decide    (pure) Snapshot + Plan + config + now -> new/edited entries (`diff`),
+      v            who is told (`match`), threads to follow, next poll      -> PollRecord
       |  record    entries + queued notifications, one transaction per batch (`store`)
       v
     outbox rows, drained by `notifier.delivery` (render -> channel -> mark sent)
 
-`cycle.Poller` runs the stages; each hands the next a frozen record, so what a stage
-decided cannot be changed behind it. Polling only queues; the daemon runs delivery beside
-it, so a slow or dead channel never delays detection. What is platform-specific (URL
-shapes, reply lines, thread listings, probes) is asked of the adapters in
-`notifier.sources`, never decided here. Failures travel as data (`Polled.failure`, a
-`failures.Failure`: a kind and a message, stored with the feed), so one feed cannot stop
-the batch.
+Where to start reading: `cycle.Poller.poll` runs one cycle, top to bottom, in that order;
+`waiting` holds how long a cycle waits for slow feeds. Follow one feed through it: `plan`
+says it is due and who reads it; `retrieve` asks with its stored ETag/Last-Modified; a body
+is parsed into `Entry` records (`notifier.parse`); `complete` reads from the store, in one
+query per kind for the whole batch, everything the decision will need; `decide_poll`
+returns a frozen `PollRecord` (entries to store, `QueuedNotice`s, when to poll next);
+`record` writes the batch's records in one transaction and logs each poll (DEBUG when
+unchanged) and the cycle's summary (INFO). `retrieve` hands bodies to the `parsepool`.
+
+Rules the stages keep:
+- Each hands the next a frozen record, so what a stage decided cannot be changed behind it.
+- Decisions are pure (`decide`, `news`, `readers`, and the `diff`, `match`, `gaps`,
+  `schedule` modules they use): values and `now` in, a verdict out; no I/O, no clock, no
+  hidden state. The I/O stages only ask and write. `tests/test_shape.py` holds them to it.
+- Polling only queues; the daemon runs delivery beside it, so a slow or dead channel never
+  delays detection.
+- Nothing here knows a platform: URL shapes, reply lines, thread listings and probes are
+  asked of the adapters in `notifier.sources` (a new platform is one file there).
+- Failures travel as data (`Polled.failure`, a `failures.Failure`: a kind and a message,
+  stored with the feed and shown by `status`), so one feed cannot stop the batch.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier import backfill, redact, sources
+from notifier import backfill, gaps, redact, sources
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
@@ -81,46 +81,40 @@ async def complete_batch(batch: Sequence[Polled], plan: Plan, *, config: Config,
 async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[str, str]],
                     had_entries: set[int], *, config: Config, store: Store, fetcher: Fetcher,
                     parser: ParsePool, db: Db) -> list[Polled]:
-    """Fill gaps and run due rescans (see `backfill`), adding what they find to the polls."""
+    """Fill gaps and run due rescans, adding what they find to the polls: how is decided by
+    `gaps.completing` (pure), the listing or the pages are read by `backfill`."""
     jobs: dict[int, Any] = {}
     # Polls whose first REST listing met a feed stored before (by an older notifier):
     # what it finds beyond the window is old, not new.
     quiet: set[int] = set()
     for index, polled in enumerate(batch):
-        if polled.failure or (polled.parsed is None and not polled.rescan):
-            continue
-        if polled.fetch.not_modified:
-            continue
-        feed = polled.feed
-        if plan.rescan_every(config, feed.id) is None:
+        feed, parsed, fetch = polled.feed, polled.parsed, polled.fetch
+        if not gaps.needs_completing(
+                failed=polled.failure is not None, not_modified=fetch.not_modified,
+                has_body=parsed is not None, rescan=polled.rescan) \
+                or plan.rescan_every(config, feed.id) is None:
             continue
         source = sources.source_for(sources.Hints(
-            feed_url=feed.url, generator=polled.parsed.generator if polled.parsed else "",
-            headers=polled.fetch.headers, api_root=feed.api_root or ""))
-        post_id = feed.post_id or source.post_id(polled.fetch.headers, polled.fetch.final_url)
-        # The first poll of a post's feed with an API (WordPress's REST) lists its comments
-        # once, so that later rescans tell late approvals from comments that were always there.
-        first_listing = feed.rescan_due is None and bool(feed.api_root and post_id)
-        post_guid = ""
-        if polled.rescan and feed.api_root and post_id:
-            keys = await db(store.comment_keys, feed.id)
-            post_guid = backfill.post_guid_of([Entry(key=k, kind="comment") for k in keys])
+            feed_url=feed.url, generator=parsed.generator if parsed else "",
+            headers=fetch.headers, api_root=feed.api_root or ""))
+        post_id = feed.post_id or source.post_id(fetch.headers, fetch.final_url)
         feed_seen = seen.get(feed.id, {})
-        had = feed.id in had_entries
-        gap = polled.parsed is not None and backfill.gap_suspected(
-            polled.parsed.entries, feed_seen, had_entries=had)
+        how = gaps.completing(
+            parsed, rescan=polled.rescan, api_root=feed.api_root, post_id=post_id,
+            rescan_due=feed.rescan_due, seen=feed_seen, had_entries=feed.id in had_entries,
+            stored=feed.entries_seen)
+        post_guid = ""
+        if how.wants_guid:
+            keys = await db(store.comment_keys, feed.id)
+            post_guid = gaps.post_guid_of([Entry(key=k, kind="comment") for k in keys])
         since = None
-        if gap:
+        if how.gap:
             newest = await db(store.newest_entry_time, feed.id)
             since = datetime.fromtimestamp(newest, UTC) if newest is not None else None
-        how = backfill.plan_follow_up(
-            polled.parsed, api_root=feed.api_root, post_id=post_id, seen=feed_seen,
-            had_entries=had, stored=feed.entries_seen, rescan=polled.rescan or first_listing)
         jobs[index] = backfill.follow_up(
-            how, source, fetcher, parser.parse, parsed=polled.parsed,
-            api_root=feed.api_root, post_id=post_id, post_guid=post_guid, seen=feed_seen,
-            since=since)
-        if first_listing and had and polled.parsed is not None and not gap:
+            how.plan, source, fetcher, parser.parse, parsed=parsed, api_root=feed.api_root,
+            post_id=post_id, post_guid=post_guid, seen=feed_seen, since=since)
+        if how.baseline:
             quiet.add(index)
     if not jobs:
         return list(batch)

@@ -25,13 +25,14 @@ from notifier.fetch import Fetcher
 from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
 from notifier.poll.decide import Outcome, decide_poll
+from notifier.poll.news import SiteNews, rescan_now
 from notifier.poll.parsepool import PARSE_TIME_LIMIT, ParsePool
 from notifier.poll.plan import Plan, Planner
 from notifier.poll.probe import probe_sites
 from notifier.poll.record import PollReport, report_batch
 from notifier.poll.retrieve import Polled, retrieve
 from notifier.poll.waiting import wait_while_finishing
-from notifier.store import PollRecord, Store
+from notifier.store import FeedState, PollRecord, Store
 from notifier.store.statefile import unwritable
 from notifier.textsafety import storable
 
@@ -141,15 +142,12 @@ class Poller:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write(), name="poll writer")
 
-        async def one(feed: Any, news: Any, now: float) -> None:
+        async def one(feed: FeedState, news: SiteNews, now: float) -> None:
             if not self.node.holds(now, self.clock()):
                 report.fenced += 1  # paused past the lease: another node polls it now
                 self._abandoned.add(feed.id)
                 return
-            every = plan.rescan_every(self.config, feed.id)
-            rescan = every is not None and (
-                (feed.rescan_due is not None and feed.rescan_due <= now)
-                or (feed.api_root is not None and feed.api_root in news.moved))
+            rescan = rescan_now(feed, plan.rescan_every(self.config, feed.id), news, now)
             await self._queue.put(await self._retrieve(
                 feed, rescan=rescan, conditional=not news.unconditional(feed),
                 expect=plan.expected_kind(feed.id)))

@@ -14,7 +14,7 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   one big feed does not keep its memory for the daemon's life;
 - **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck.
 
-Failures are data (the reason as a string), as everywhere in the poll path.
+Failures are data (a `failures.Failure`: a kind and a message), as everywhere in the poll path.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
                           -> `Plan`: feed -> subscriptions reading it (threads included)
                           -> due feeds (stored `next_due`), in batches
 
+Who reads what, and who needs a discovery, is decided by the pure functions of
+`notifier.poll.readers`; this module runs the discoveries and reads the store.
 Discovery runs here, before any feed is fetched, because only it turns what a subscription
 names (a site, a page, a feed) into a feed to poll. The plan is rebuilt only when something
 it depends on moved (a discovery, a `watch: threads` posts feed), and is frozen, so every
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +26,8 @@ from notifier.discover import Discovery, DiscoveryError, discover
 from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import FeedKind
+from notifier.poll.readers import discovery_failed, needs_discovery, readers
 from notifier.poll.waiting import wait_while_finishing
-from notifier.schedule import next_poll, server_delay
 from notifier.store import Store, SubscriptionState
 
 log = logging.getLogger("notifier")
@@ -136,14 +137,8 @@ class Planner:
         now = self._clock()
         started = []
         for sub in self.config.subscriptions:
-            state = states.get(sub.name)
-            fresh = (state is not None and state.feed_id is not None
-                     and state.source_url == sub.url and state.watch == sub.watch)
-            if fresh or sub.name in self._discovering:
-                continue
-            due = (state.discovery_due if state is not None and state.source_url == sub.url
-                   else None)
-            if force or due is None or due <= now:
+            if sub.name not in self._discovering and needs_discovery(
+                    sub, states.get(sub.name), now, force=force):
                 task = asyncio.create_task(self._discover_one(sub), name=f"discover {sub.name}")
                 self._discovering[sub.name] = task
                 started.append(task)
@@ -193,17 +188,11 @@ class Planner:
                 continue
             error = task.exception()
             if isinstance(error, DiscoveryError):
-                state = states.get(sub.name)
-                errors = (state.discovery_errors if state is not None
-                          and state.source_url == sub.url else 0) + 1
-                delay = server_delay(error.status, error.retry_after)
-                due = next_poll(now, self.config.interval(sub), self.config.defaults.jitter,
-                                errors=errors, retry_after=delay)
-                reason = redact.urls_in(str(error))
-                if error.status == 410:
-                    reason += "; asked again once a day (remove the subscription if it is gone)"
-                log.warning("discovery failed: subscription %s: %s", sub.name, reason)
-                failure = Failure(error.kind, reason)
+                failure, due = discovery_failed(
+                    sub, states.get(sub.name), self.config, kind=error.kind,
+                    message=str(error), status=error.status, retry_after=error.retry_after,
+                    now=now)
+                log.warning("discovery failed: subscription %s: %s", sub.name, failure)
                 failures.append(DiscoveryFailure(sub.name, failure))
                 await self._db(self.store.record_discovery_error, sub.name, sub.url,
                                sub.watch, failure, now, due)
@@ -230,22 +219,6 @@ class Planner:
 
     async def _readers(self, states: Mapping[str, SubscriptionState]
                        ) -> tuple[dict[int, tuple[Subscription, ...]], dict[int, frozenset[str]]]:
-        feed_subs: dict[int, list[Subscription]] = defaultdict(list)
-        for sub in self.config.subscriptions:
-            state = states.get(sub.name)
-            if state is not None and state.feed_id is not None and state.source_url == sub.url:
-                feed_subs[state.feed_id].append(sub)
         # `watch: threads`: each followed post's comment feed is read for that subscription.
-        quiet: dict[int, set[str]] = {}
         followed: dict[int, dict[str, bool]] = await self._db(self.store.thread_feeds)
-        for feed_id, followers in followed.items():
-            for name, is_quiet in followers.items():
-                follower = self._subs.get(name)
-                if follower is None or follower.watch != "threads" \
-                        or follower in feed_subs[feed_id]:
-                    continue
-                feed_subs[feed_id].append(follower)
-                if is_quiet:
-                    quiet.setdefault(feed_id, set()).add(name)
-        return ({fid: tuple(subs) for fid, subs in feed_subs.items()},
-                {fid: frozenset(names) for fid, names in quiet.items()})
+        return readers(self.config.subscriptions, states, followed)

@@ -1,12 +1,19 @@
 """Platforms: one adapter per blog platform, behind one Protocol, asked in registry order.
 
+The adapters today: `wordpress.py`, `blogger.py`, `disqus.py`, and `generic.py` (any
+RSS/Atom, asked last). Each is a `Source` (`base.py`); the records they exchange with the
+generic code are in `records.py`. Where the generic code asks them, by stage:
+
     discover: which feed to poll     -> is_comment_feed, own_post_feed, atom_twin, API_RELS
     parse: what the feed says        -> comment_document, post_title, post_key_of,
-                                        reply_line, ref_names_post, related_parent
+                                        reply_line, ref_names_post, related_parent,
+                                        post_link (comment-page markers)
+    diff: same-second order          -> sequence (a comment's id, from its key)
     threads: which threads to follow -> source_for(hints).thread_feed
     poll.complete: what a window     -> post_id, fetch_parents (asked of all);
       does not show                     source_for(hints).list_thread / list_window
-    poll.probe: what changed cheaply -> source_for(hints).probe, .unexplained_change
+    poll.probe, poll.news:           -> source_for(hints).probe (I/O), .unexplained_change
+      what changed cheaply              (pure)
 
 Why: platform rules (WordPress's `#comment-N` keys, "In reply to" line and REST API,
 Blogger's ids and related links) used to be spread over five modules; one file per platform
@@ -18,15 +25,18 @@ Two ways the generic code asks:
   every adapter in `SOURCES` order, and the first answer that is not "not mine" wins (the
   helpers below): a WordPress feed whose generator was stripped is still read right;
 - what needs the platform known (its API, its probe) goes to `source_for(hints)`, the first
-  adapter that recognises the feed.
+  adapter that recognises the feed;
+- facts that only add up (each platform's comment-page markers, its API `Link` rel) are
+  joined over all adapters (`post_link`, `API_RELS`).
 
 To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 1. Write one file, `notifier/sources/<name>.py`, with a class that subclasses `Source`
    (`notifier.sources.base`: every hook, each with its neutral answer) and overrides the
-   hooks the platform answers; keep its URL shapes and key regexes there as module
-   constants, each fact defined once. Import only `notifier.entrytext`, `notifier.fetch`,
-   `notifier.htmltext`, `notifier.models` and `notifier.sources.base/records`: never
-   `parse`, `discover` or `backfill`, which ask the adapters.
+   hooks the platform answers; keep its URL shapes, key regexes and comment-page markers
+   there as module constants, each fact defined once. Import only the layer below the
+   adapters (`ADAPTER_IMPORTS`: `entrytext`, `failures`, `fetch`, `htmltext`,
+   `httpheaders`, `models`, `sources.base/records`): never `parse`, `discover` or
+   `backfill`, which ask the adapters. Failures of its I/O hooks are `Failure` values.
 2. Add an instance to `SOURCES`, before `Generic()` (which recognises every feed).
 3. Test it with real captured responses served by a loopback server (`tests/support/`);
    `tests/test_sources.py` shows a platform added as one class.
@@ -34,9 +44,12 @@ To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import TYPE_CHECKING
 
+from notifier import entrytext
 from notifier.sources.base import Source
 from notifier.sources.blogger import Blogger
 from notifier.sources.disqus import Disqus
@@ -45,7 +58,6 @@ from notifier.sources.records import (
     Backfill,
     FeedFacts,
     Hints,
-    ProbeFailure,
     ReplyLine,
     SiteProbe,
     ThreadRef,
@@ -57,6 +69,7 @@ if TYPE_CHECKING:
     from notifier.models import Entry
 
 __all__ = [
+    "ADAPTER_IMPORTS",
     "API_RELS",
     "SOURCES",
     "Backfill",
@@ -65,7 +78,6 @@ __all__ = [
     "FeedFacts",
     "Generic",
     "Hints",
-    "ProbeFailure",
     "ReplyLine",
     "SiteProbe",
     "Source",
@@ -78,12 +90,20 @@ __all__ = [
     "own_post_feed",
     "post_id",
     "post_key_of",
+    "post_link",
     "post_title",
     "ref_names_post",
     "related_parent",
     "reply_line",
+    "sequence",
     "source_for",
 ]
+
+ADAPTER_IMPORTS: frozenset[str] = frozenset({
+    "notifier.entrytext", "notifier.failures", "notifier.fetch", "notifier.htmltext",
+    "notifier.httpheaders", "notifier.models", "notifier.sources.base",
+    "notifier.sources.records"})
+"""What an adapter may import of notifier: the layer below the generic algorithms."""
 
 SOURCES: tuple[Source, ...] = (Disqus(), Blogger(), WordPress(), Generic())
 """Adapters in the order they are asked; the generic one last, because it says yes to all."""
@@ -133,6 +153,22 @@ def post_title(feed_title: str, entry_title: str, author: str, hints: Hints) -> 
                                                           hints)) is not None), "")
 
 
+def post_link(url: str) -> str:
+    """A comment's link without what only locates the comment: its fragment, and every
+    platform's comment-page markers (WordPress's `/comment-page-2/`, Blogger's
+    `?showComment=`), so that comments on one post name one post page."""
+    path, params = _page_markers(SOURCES)
+    return entrytext.post_link(url, path, params)
+
+
+@cache
+def _page_markers(ask: tuple[Source, ...]) -> tuple[re.Pattern[str] | None, frozenset[str]]:
+    """The adapters' comment-page markers, joined once per registry."""
+    paths = [s.comment_page_path.pattern for s in ask if s.comment_page_path is not None]
+    path = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
+    return path, frozenset().union(*(s.comment_page_params for s in ask))
+
+
 def post_key_of(comment_key: str) -> str:
     """The post's key a comment key names, where a platform's key shape says it; else ""."""
     return next((p for s in SOURCES if (p := s.post_key_of(comment_key))), "")
@@ -151,6 +187,13 @@ def ref_names_post(key: str, ref: str) -> bool:
 def related_parent(links: Sequence[tuple[str, str]], key: str) -> str:
     """A reply's parent key from its links, where a platform names parents that way."""
     return next((p for s in SOURCES if (p := s.related_parent(links, key))), "")
+
+
+def sequence(key: str) -> int | None:
+    """The running number a platform gave an entry (a comment's id), read from its key: the
+    first adapter whose key shape it is answers (the generic one guesses from a trailing
+    number). None: no order known beyond the feed's."""
+    return next((n for s in SOURCES if (n := s.sequence(key)) is not None), None)
 
 
 def post_id(headers: Mapping[str, str], url: str) -> str:

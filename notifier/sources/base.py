@@ -2,7 +2,9 @@
 
     discover  comment_feed, own_post_feed, atom_twin, api_rel    which feed to poll
     parse     comment_document, post_title, post_key_of,          what a feed and its
-              reply_line, ref_names_post, related_parent           comments are, who answers whom
+              reply_line, ref_names_post, related_parent,         comments are, who answers
+              comment_page_path, comment_page_params              whom, which post a link names
+    diff      sequence                                           same-second entries' order
     threads   thread_feed                                        which comment feed to follow
     complete  post_id, list_thread, list_window, fetch_parents   what a window does not show
     probe     probe, unexplained_change                          something old changed, cheaply
@@ -16,16 +18,17 @@ The hooks that take a `Fetcher` do I/O and never raise for it; all others are pu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from notifier.failures import Failure
 from notifier.models import Entry
 from notifier.sources.records import (
     Backfill,
     FeedFacts,
     Hints,
-    ProbeFailure,
     ReplyLine,
     SiteProbe,
     ThreadRef,
@@ -43,6 +46,11 @@ class Source(Protocol):
     name: str
     api_rel: str = ""
     """The `Link` rel (header or `<link>`) naming the platform's API root, if it has one."""
+    comment_page_path: re.Pattern[str] | None = None
+    """The path suffix the platform adds to a post's URL for one page of its comments
+    (WordPress: `/comment-page-2/`); a comment's link without it is its post's page."""
+    comment_page_params: frozenset[str] = frozenset()
+    """Query keys that only locate a comment on its post's page (WordPress: `cpage`)."""
 
     def recognises(self, hints: Hints) -> bool:
         """Whether this feed (URL, generator, feed id, headers) is this platform's."""
@@ -99,6 +107,11 @@ class Source(Protocol):
         """A reply's parent key from the entry's (rel, href) links, or ""."""
         return ""
 
+    def sequence(self, key: str) -> int | None:
+        """The platform's own running number of an entry (a comment's id) from its key,
+        which orders entries that share a timestamp; None: not this platform's key shape."""
+        return None
+
     # -- completing a window: I/O where a Fetcher is taken -------------------------------------
 
     def post_id(self, headers: Mapping[str, str], url: str) -> str:
@@ -119,7 +132,7 @@ class Source(Protocol):
         """The comments with these keys (key -> API root), those the API will show."""
         return {}
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure | None:
+    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
         """One small request saying how many comments a site has (None: no such probe)."""
         return None
 

@@ -32,6 +32,8 @@ _FEED_ID = re.compile(r"\Atag:blogger\.com,1999:blog-\d+(?:\.post-?\d+)?\.+comme
 _COMMENT_FEED_PATH = re.compile(r"/comments/(?:default|full|summary)\b")
 _POST_COMMENTS = re.compile(r"/feeds/\d+/comments/")
 _FEED_TITLE_POST = re.compile(r"\AComments on:?\s+(?P<title>.+)\Z", re.S)
+COMMENT_PAGE_PARAMS = frozenset({"showComment"})
+"""A comment's link is its post's page + `?showComment=<id>#c<id>`."""
 
 
 def recognises(hints: Hints) -> bool:
@@ -66,7 +68,8 @@ def comment_document(facts: FeedFacts) -> bool:
     which link `?showComment=`."""
     if _FEED_ID.match(facts.feed_id):
         return True
-    anchored = sum(1 for link in facts.entry_links if "showComment=" in link)
+    anchored = sum(1 for link in facts.entry_links
+                   if any(f"{key}=" in link for key in COMMENT_PAGE_PARAMS))
     return bool(facts.entry_links) and anchored * 2 > len(facts.entry_links)
 
 
@@ -107,6 +110,7 @@ class Blogger(Source):
     """The Blogger adapter: the hooks of `notifier.sources.Source` it answers."""
 
     name = "blogger"
+    comment_page_params = COMMENT_PAGE_PARAMS
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)
@@ -142,3 +146,8 @@ class Blogger(Source):
 
     def related_parent(self, links: Sequence[tuple[str, str]], key: str) -> str:
         return related_parent(links, key)
+
+    def sequence(self, key: str) -> int | None:
+        # Posts and comments share one sequence of item ids: `...blog-B.post-<item>`.
+        match = _ID.match(key)
+        return int(match["item"]) if match and len(match["item"]) <= 18 else None

@@ -4,7 +4,7 @@
     a feed document's title, id, URLs, items -> FeedFacts -> Source.comment_document
     a comment's opening line -> Source.reply_line -> ReplyLine (its parent, the rest)
     Source.list_thread / list_window -> Backfill -> backfill merges it into the poll
-    Source.probe -> SiteProbe | ProbeFailure -> Source.unexplained_change
+    Source.probe -> SiteProbe | Failure -> Source.unexplained_change
 
 Why its own module: the registry in `notifier.sources` imports every adapter, and every
 adapter needs these records, so they sit below both and import neither.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from notifier.failures import Failure
 from notifier.models import Entry
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "Backfill",
     "FeedFacts",
     "Hints",
-    "ProbeFailure",
     "ReplyLine",
     "SiteProbe",
     "ThreadRef",
@@ -86,13 +86,17 @@ class ThreadRef:
 
 @dataclass(frozen=True, slots=True)
 class Backfill:
-    """What a backfill found: entries (oldest first where the source says), and how it went."""
+    """What a backfill found: entries (oldest first where the source says), and how it went.
+
+    A listing that stopped early says why as a `Failure` (a kind and a message, as a poll's
+    own failure), so the log and the caller tell "no answer" from "not REST JSON".
+    """
 
     entries: tuple[Entry, ...] = ()
     complete: bool = False  # the source was read to its end (or to entries already known)
     pages: int = 0
-    error: str = ""
-    transient: bool = False  # the error may pass (no answer, 5xx): worth trying again soon
+    failure: Failure | None = None
+    transient: bool = False  # the failure may pass (no answer, 5xx): worth trying again soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +118,3 @@ class SiteProbe:
             return frozenset()
         return frozenset(str(self.posts[i]) for i in self.ids
                          if i > previous.newest_id and i in self.posts)
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeFailure:
-    """The probe got no usable answer; the previous probe stays the baseline."""
-
-    error: str
-    transient: bool = False

@@ -49,7 +49,8 @@ from notifier.entrytext import (
     squash,
     text_of,
 )
-from notifier.entrytext import post_link as _permalink
+from notifier.entrytext import post_link as _post_link
+from notifier.failures import Failure, FailureKind
 from notifier.htmltext import html_to_text
 from notifier.httpheaders import parse_link_header
 from notifier.models import Entry
@@ -60,7 +61,6 @@ from notifier.sources.records import (
     Backfill,
     FeedFacts,
     Hints,
-    ProbeFailure,
     ReplyLine,
     SiteProbe,
     ThreadRef,
@@ -73,7 +73,6 @@ __all__ = [
     "API_REL",
     "COMMENT_KEY",
     "PROBE_SIZE",
-    "ProbeFailure",
     "SiteProbe",
     "WordPress",
     "next_link",
@@ -92,6 +91,7 @@ API_REL = "https://api.w.org/"
 """The `Link` rel (header or `<link>`) that names a WordPress site's REST API root."""
 COMMENT_KEY = re.compile(r"\A(?P<post>.+)#comment-(?P<n>\d+)\Z", re.S)
 """A WordPress comment guid: the post's guid, then `#comment-<id>`."""
+_MAX_DIGITS = 18  # a longer id is no WordPress id (and `int()` of 9,000 digits raises)
 REST_PER_PAGE = 100  # the REST API's maximum
 PROBE_SIZE = REST_PER_PAGE
 """Ids one probe sees: more new comments than this between probes cannot be accounted for."""
@@ -122,12 +122,23 @@ _LOCALISED_REPLY_PREFIX = re.compile(
     r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
 )
 _COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
+COMMENT_PAGE_PATH = re.compile(r"/comment-page-\d+/?\Z")
+"""Paged comments (Settings > Discussion): a comment's link is the post's + `comment-page-N/`."""
+COMMENT_PAGE_PARAMS = frozenset({"cpage", "replytocom"})
+"""`cpage` is a comment page on sites without pretty links; `replytocom` the reply form's."""
 _FEED_TITLE_POST = re.compile(r"\AComments on:?\s+(?P<title>.+)\Z", re.S)
 _FEED_TITLE_COMMENTS = re.compile(r"\AComments (?:on|for)\b")
 _ENTRY_TITLE_POST = re.compile(r"\AComment on (?P<title>.+) by .+\Z", re.S)
 _COMMENT_FEED_PATH = re.compile(r"/comments/(?:feed|rss2?|atom)\b")
 _POST_FEED_PATH = re.compile(r"\A/.+/feed(?:/(?:atom|rss2?|rdf))?/?\Z")
 _ARCHIVE_FEED_PATH = re.compile(r"\A/(?:category|tag|author)/[^/]+/feed\b")
+
+
+def _permalink(url: str) -> str:
+    """The post's page a comment link of this platform names."""
+    return _post_link(url, COMMENT_PAGE_PATH, COMMENT_PAGE_PARAMS)
+
+
 _SITE_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf|atom))?/?")
 _POSTS_FEED_QUERY = frozenset({"rss2", "rss", "rdf", "atom"})
 _RSS_FEED_PATH = re.compile(r"/feed(?:/(?:rss2|rss|rdf))?/?$")
@@ -470,19 +481,19 @@ async def wordpress_comments(fetcher: Fetcher, api_root: str, post_id: str, *,
     pages = 0
     while url and pages < max_pages:
         if time.monotonic() > deadline:
-            return Backfill(tuple(found.values()), False, pages, "backfill took too long")
+            return Backfill(tuple(found.values()), False, pages, Failure(
+                FailureKind.TIMEOUT, f"backfill took longer than {max_seconds:g} s"))
         fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
         pages += 1
         if not fetched.ok or fetched.body is None:
-            problem = fetched.error or f"HTTP {fetched.status}"
-            transient = fetched.status is None or fetched.status >= 500
-            return Backfill(tuple(found.values()), False, pages, f"REST API: {problem}",
-                            transient)
+            return Backfill(tuple(found.values()), False, pages,
+                            fetched.problem.about("REST API"), fetched.transient)
         try:
             entries = parse_wp_rest_comments(fetched.body, post_title, post_link,
                                              post_guid=post_guid)
         except ParseError as exc:
-            return Backfill(tuple(found.values()), False, pages, str(exc))
+            return Backfill(tuple(found.values()), False, pages,
+                            Failure(FailureKind.NOT_A_FEED, str(exc)))
         for entry in entries:
             found.setdefault(entry.key, entry)
         url = next_link(fetched.headers, fetched.final_url)
@@ -559,21 +570,20 @@ def unexplained_change(previous: SiteProbe | None, current: SiteProbe) -> bool:
     return current.total - previous.total != len(new)
 
 
-async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure:
+async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | Failure:
     """Ask a site for its approved-comment count and newest ids: one small request."""
     url = rest_url(api_root, "wp/v2/comments", {
         "per_page": PROBE_SIZE, "orderby": "id", "order": "desc", "_fields": "id,post"})
     fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
     if not fetched.ok or fetched.body is None:
-        transient = fetched.status is None or fetched.status >= 500
-        return ProbeFailure(f"REST API: {fetched.error or f'HTTP {fetched.status}'}", transient)
+        return fetched.problem.about("REST API")
     total_text = fetched.headers.get("x-wp-total", "").strip()
     try:
         data = json.loads(fetched.body)
     except (ValueError, RecursionError) as exc:
-        return ProbeFailure(f"not WordPress REST JSON: {exc}")
+        return Failure(FailureKind.NOT_A_FEED, f"not WordPress REST JSON: {exc}")
     if not total_text.isdigit() or not isinstance(data, list):
-        return ProbeFailure("REST API: no X-WP-Total or no comment list")
+        return Failure(FailureKind.NOT_A_FEED, "REST API: no X-WP-Total or no comment list")
     items = [item for item in data if isinstance(item, dict)
              and isinstance(item.get("id"), int) and not isinstance(item.get("id"), bool)]
     ids = tuple(sorted((item["id"] for item in items), reverse=True))
@@ -601,9 +611,13 @@ async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
         assert match is not None
         fetched = await fetcher.fetch(rest_url(api_root, f"wp/v2/comments/{match['n']}"),
                                       accept=JSON_ACCEPT)
-        post_id = wp_rest_comment_post(fetched.body) if fetched.ok and fetched.body else ""
+        if not fetched.ok or fetched.body is None:
+            return Backfill(failure=fetched.problem.about(
+                f"REST API, comment {match['n']}"), transient=fetched.transient)
+        post_id = wp_rest_comment_post(fetched.body)
         if not post_id:
-            return Backfill(error=f"REST API: no post id for {sample.link or sample.key}")
+            return Backfill(failure=Failure(
+                FailureKind.NOT_A_FEED, f"REST API: no post id for {sample.link or sample.key}"))
         return await wordpress_comments(fetcher, api_root, post_id, post_guid=match["post"],
                                         post_title=sample.post_title,
                                         post_link=sample.post_link)
@@ -615,7 +629,8 @@ async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
         if isinstance(result, Backfill):
             out.append(result)
         elif isinstance(result, Exception):
-            out.append(Backfill(error=f"backfill failed: {type(result).__name__}: {result}"))
+            out.append(Backfill(failure=Failure(
+                FailureKind.PARSER, f"backfill failed: {type(result).__name__}: {result}")))
         else:
             raise result
     return out
@@ -630,6 +645,8 @@ class WordPress(Source):
 
     name = "wordpress"
     api_rel = API_REL
+    comment_page_path = COMMENT_PAGE_PATH
+    comment_page_params = COMMENT_PAGE_PARAMS
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)
@@ -664,6 +681,10 @@ class WordPress(Source):
     def reply_line(self, content: str, post_link: str, key: str) -> ReplyLine | None:
         return reply_line(content, post_link, key)
 
+    def sequence(self, key: str) -> int | None:
+        match = COMMENT_KEY.match(key)  # the comment id: `<post guid>#comment-41`
+        return int(match["n"]) if match and len(match["n"]) <= _MAX_DIGITS else None
+
     def post_id(self, headers: Mapping[str, str], url: str) -> str:
         return wordpress_post_id(headers, url)
 
@@ -681,7 +702,7 @@ class WordPress(Source):
                             ) -> dict[str, Entry]:
         return await wordpress_parents(fetcher, wanted)
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | ProbeFailure | None:
+    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
         return await probe_site(fetcher, api_root)
 
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:

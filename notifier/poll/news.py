@@ -1,0 +1,118 @@
+"""What a cycle's site probes mean for its thread feeds: the pure half of `probe`.
+
+    due thread feeds -> probe_intervals -> probes_due(stored probes, now) -> sites to ask
+    their answers    -> read_probes     -> SiteNews (rescan a site? read which posts in full?)
+                                           + the probes to store as the next baseline
+    SiteNews + a feed + now -> rescan_now / SiteNews.unconditional -> how to poll that feed
+
+Why apart from `probe`: that module asks the sites and the store; this one decides what
+the answers mean, from values only (stored probes, answers, `now`), so the rules "a count
+moved beyond its new ids: rescan the site's threads" and "a new id: read its thread without
+validators" are tested without a server, a store or a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from notifier.config import Config
+from notifier.failures import Failure
+from notifier.poll.plan import Plan
+from notifier.sources import SiteProbe, Source
+from notifier.store import FeedState, SiteState
+
+__all__ = ["Reading", "SiteNews", "probe_intervals", "probes_due", "read_probes", "rescan_now"]
+
+
+@dataclass(frozen=True, slots=True)
+class SiteNews:
+    """What this cycle's probes say about the due thread feeds."""
+
+    moved: frozenset[str] = frozenset()
+    """Sites whose count moved beyond their new comments: rescan every followed thread."""
+    touched: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per site, the posts with new comments: read their threads without validators."""
+
+    def unconditional(self, feed: FeedState) -> bool:
+        """Whether to ask for this feed without validators (a site-wide feed: any news)."""
+        if feed.api_root is None or feed.api_root not in self.touched:
+            return False
+        posts = self.touched[feed.api_root]
+        return bool(posts) and (feed.post_id is None or feed.post_id in posts)
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A site whose approved-comment count moved beyond its new ids (for the INFO line)."""
+
+    api_root: str
+    before: int
+    after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a cycle's probe answers mean, and what to store of them."""
+
+    news: SiteNews = SiteNews()
+    save: tuple[SiteState, ...] = ()  # the answered probes: the next baseline per site
+    moved: tuple[Moved, ...] = ()
+    failed: tuple[tuple[str, Failure], ...] = ()  # site -> why its probe gave no answer
+
+
+def probe_intervals(due: Sequence[FeedState], plan: Plan, config: Config) -> dict[str, float]:
+    """The sites (API roots) of due thread feeds, each with the shortest interval of its
+    feeds: a site is probed as often as its most often polled thread, no more."""
+    intervals: dict[str, float] = {}
+    for feed in due:
+        if feed.api_root and plan.rescan_every(config, feed.id) is not None:
+            intervals[feed.api_root] = min(intervals.get(feed.api_root, float("inf")),
+                                           feed.interval)
+    return intervals
+
+
+def probes_due(intervals: Mapping[str, float], stored: Mapping[str, SiteState], now: float,
+               force: bool) -> list[str]:
+    """The sites to ask now: never asked, due, or every one with `force` (`run --once`)."""
+    return [root for root in intervals
+            if force or root not in stored or stored[root].next_probe <= now]
+
+
+def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]],
+                stored: Mapping[str, SiteState], intervals: Mapping[str, float],
+                now: float) -> Reading:
+    """What each site's answer means against its stored probe.
+
+    A site whose platform has no probe (None) or whose probe failed keeps its stored
+    baseline: the next answer is compared with the last good one, so nothing that moved in
+    between is lost; the periodic `rescan` covers such sites meanwhile.
+    """
+    moved: list[Moved] = []
+    failed: list[tuple[str, Failure]] = []
+    touched: dict[str, frozenset[str]] = {}
+    save: list[SiteState] = []
+    for root, (adapter, answer) in answers.items():
+        if answer is None:
+            continue
+        if isinstance(answer, Failure):
+            failed.append((root, answer))
+            continue
+        before = stored.get(root)
+        previous = (SiteProbe(before.comment_total, before.newest_id, ())
+                    if before is not None else None)
+        if adapter.unexplained_change(previous, answer):
+            moved.append(Moved(root, previous.total if previous else 0, answer.total))
+        touched[root] = answer.posts_since(previous)
+        save.append(SiteState(root, answer.total, answer.newest_id, now + intervals[root]))
+    news = SiteNews(frozenset(m.api_root for m in moved), touched)
+    return Reading(news, tuple(save), tuple(moved), tuple(failed))
+
+
+def rescan_now(feed: FeedState, every: float | None, news: SiteNews, now: float) -> bool:
+    """Whether this poll rescans its thread (a full read and listing): when its periodic
+    `rescan` is due, or when its site's count moved beyond what new comments explain."""
+    if every is None:
+        return False
+    return ((feed.rescan_due is not None and feed.rescan_due <= now)
+            or (feed.api_root is not None and feed.api_root in news.moved))
