@@ -12,8 +12,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -238,7 +241,7 @@ def test_healthz_is_503_when_the_database_stops_answering_or_a_loop_dies(
             daemon = RunningDaemon(config, engine)
             task = asyncio.create_task(daemon.run(stop, reload))
             async with httpx.AsyncClient(timeout=15) as client:
-                for _ in range(100):
+                for _ in range(300):
                     await asyncio.sleep(0.1)
                     if daemon.admin is not None and daemon.workers:
                         break
@@ -260,8 +263,9 @@ def test_healthz_is_503_when_the_database_stops_answering_or_a_loop_dies(
                 state.unlink()
                 await asyncio.to_thread(engine.store.migrate)
                 await health()
-                daemon.workers["poll"][1].cancel()
-                await asyncio.sleep(0.1)
+                poll = daemon.workers["poll"][1]
+                poll.cancel()
+                await asyncio.wait([poll], timeout=30)  # ended, however busy the machine
                 await health()
             stop.set()
             await task
@@ -319,36 +323,53 @@ def test_status_page_of_a_large_state_lists_failing_feeds_first_and_says_it_is_c
 def test_healthz_is_503_while_a_delivery_hangs_and_200_when_it_ends(
         tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
     blog_server.add_file(FEED_PATH, hostile_feed(2), "application/atom+xml; charset=UTF-8")
-    # The webhook server holds its first answer for 5 s: that delivery cycle hangs.
-    webhook_receiver.script([ScriptedResponse(204, delay=5.0)])
+    # The webhook server holds its first answer until the test has seen the hang: that
+    # delivery cycle hangs as long as it takes, on a machine however busy (the channel's own
+    # timeout is raised so that it does not end the hang first).
+    release = threading.Event()
+    webhook_receiver.script([ScriptedResponse(204, hold=release)])
     port = free_port()
-    config = load_config(write_config(tmp_path, blog_server, webhook_receiver, port))
+    path = write_config(tmp_path, blog_server, webhook_receiver, port)
+    path.write_text(path.read_text().replace("format: json}", "format: json, timeout: 60s}", 1))
+    config = load_config(path)
     base = f"http://127.0.0.1:{port}"
 
-    async def scenario() -> list[tuple[int, dict[str, object]]]:
+    async def scenario() -> list[tuple[int, dict[str, Any]]]:
         seen = []
         stop, reload = asyncio.Event(), asyncio.Event()
         async with open_engine(config) as engine:
             daemon = RunningDaemon(config, engine)
             daemon.stuck_after = 1.0  # instead of an hour
             task = asyncio.create_task(daemon.run(stop, reload))
-            async with httpx.AsyncClient(timeout=15) as client:
-                for _ in range(300):
-                    await asyncio.sleep(0.1)
-                    answer = await client.get(base + "/healthz")
+            try:
+                async with httpx.AsyncClient(timeout=15) as client:
+
+                    async def health_until(wanted: Callable[[int, dict[str, Any]], bool],
+                                           what: str) -> None:
+                        deadline = time.monotonic() + 40
+                        answer = None
+                        while time.monotonic() < deadline:
+                            await asyncio.sleep(0.1)
+                            try:
+                                answer = await client.get(base + "/healthz")
+                            except httpx.TransportError:
+                                continue  # not listening yet
+                            if wanted(answer.status_code, answer.json()):
+                                seen.append((answer.status_code, answer.json()))
+                                return
+                        last = None if answer is None else (answer.status_code, answer.text)
+                        raise AssertionError(f"no {what} in 40 s; last answer: {last}")
+
                     # (A slow first poll cycle may be "stuck" for a moment too, on a busy
                     # machine: wait for the delivery's.)
-                    if "stuck" in str(answer.json()["loops"].get("delivery to hook")):
-                        break
-                seen.append((answer.status_code, answer.json()))
-                for _ in range(300):
-                    await asyncio.sleep(0.1)
-                    answer = await client.get(base + "/healthz")
-                    if answer.status_code == 200:
-                        break
-                seen.append((answer.status_code, answer.json()))
-            stop.set()
-            await task
+                    await health_until(lambda _, body: "stuck" in str(
+                        body["loops"].get("delivery to hook")), "stuck delivery on /healthz")
+                    release.set()
+                    await health_until(lambda code, _: code == 200, "200 after the hang")
+            finally:
+                release.set()
+                stop.set()
+                await task
         return seen
 
     (first, hung), (second, well) = asyncio.run(scenario())
