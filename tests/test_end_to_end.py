@@ -270,25 +270,27 @@ def test_daemon_notices_a_new_comment_and_stops_on_sigterm(
         webhook_receiver: WebhookReceiver) -> None:
     subs = subscription("thread", f"{blog_server.origin}{POST_PATH}", "me", interval="1s")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
-    proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env())
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
+                                stdout=out, stderr=out, env=_env())
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(
-                r.path == POST_PATH + "feed/atom/" for r in blog_server.requests):
+        # The first cycle's summary is logged once its polls (the baseline) are written.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "poll cycle:" not in log.read_text():
             time.sleep(0.1)
-        time.sleep(1.5)  # the baseline poll is written
+        assert "poll cycle:" in log.read_text(), log.read_text()
         blog_server.scenario = "02-markup-comment"
-        assert smtp_server.wait_for(1, timeout=30)
+        assert smtp_server.wait_for(1, timeout=30), log.read_text()
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=15)
+        proc.wait(timeout=15)
         assert time.monotonic() - started < 8
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+    err = log.read_text()
     assert proc.returncode == 0, err
     assert "stopped" in err
     assert len(smtp_server.messages) == 1

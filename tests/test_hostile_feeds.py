@@ -233,7 +233,7 @@ def test_retry_after_and_gone_apply_from_the_first_answer_also_to_discovery(
             blog.add_file(HEALTHY, atom(2 + run), "application/atom+xml; charset=UTF-8")
             wait_until(lambda run=run: any(f"Comment number {2 + run}" in t  # type: ignore[misc]
                                            for t in hook_texts(webhook_receiver)),
-                       6, "the healthy feed's new comment", log)
+                       30, "the healthy feed's new comment", log)
             time.sleep(6)  # six intervals
             stop(proc)
     # One answer each, over two runs and a dozen intervals.

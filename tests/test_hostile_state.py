@@ -270,9 +270,12 @@ def test_a_state_that_cannot_be_written_gives_one_error_then_quiet_retries(
         wanted = asyncio.Event()
         worker = daemon._Worker("poll", wanted, cycle)
         task = asyncio.create_task(worker.run())
-        for _ in range(5):
+        for n in range(1, 6):
             wanted.set()
-            await asyncio.sleep(0.2)
+            for _ in range(400):  # the cycle starts (within 20 s, however busy the machine)
+                if calls >= n:
+                    break
+                await asyncio.sleep(0.05)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 

@@ -160,8 +160,10 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
                     return dict(conn.execute(sa.text(
                         "SELECT polled_by, count(*) FROM feeds GROUP BY polled_by")).all())
 
-            _wait_until(lambda: all(polled_by().get(n, 0) > 0 for n in NODES), 20,
-                        "every node to poll feeds")
+            # Three interpreters start at once: on a loaded machine that alone takes seconds.
+            _wait_until(lambda: all(polled_by().get(n, 0) > 0 for n in NODES), 60,
+                        "every node to poll feeds",
+                        lambda: (polled_by(), {n: logs[n].read_text()[-1500:] for n in NODES}))
             shares = polled_by()
 
             # SIGKILL n1 while it holds feeds: they are polled by the others after its lease.
@@ -253,14 +255,26 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     assert all(procs[n].returncode == 0 for n in ("n2", "n3")), logs_text
 
     # Polling was shared: every node wrote polls, and no feed was asked for twice within
-    # half an interval, kills and pauses included.
+    # half an interval, kills and pauses included. One exception, which no node can avoid:
+    # a request n2 had decided to send (its lease checked) when it was paused goes out as it
+    # wakes. Such a request is the first for one of n2's held feeds right after it woke, and
+    # n2 drops its result ("lost the lease"), so there are at most as many as it reports.
     assert all(shares.get(n, 0) > 0 for n in NODES), shares
+    with engine.connect() as conn:
+        held_threads = {int(re.findall(r"/feed/(\d+)/", row.url)[0]) for row in conn.execute(
+            sa.text("SELECT url FROM feeds WHERE id = ANY(:ids)"), {"ids": list(stopped)})}
     by_feed: dict[int, list[float]] = defaultdict(list)
     for hit in hits:
         by_feed[hit.thread].append(hit.at)
+    woke = {feed: min(t for t in by_feed[feed] if t >= resumed_at) for feed in held_threads
+            if any(resumed_at <= t <= resumed_at + LEASE for t in by_feed[feed])}
     close = [(feed, round(b - a, 3)) for feed, times in by_feed.items()
              for a, b in zip(sorted(times), sorted(times)[1:], strict=False)
-             if b - a < INTERVAL / 2]
+             if b - a < INTERVAL / 2 and woke.get(feed) not in (a, b)]
+    excused = [feed for feed, at in woke.items()
+               if any(0 < abs(t - at) < INTERVAL / 2 for t in by_feed[feed])]
+    dropped = sum(int(n) for n in re.findall(r"lost the lease on (\d+) feed", logs_text["n2"]))
+    assert len(excused) <= dropped, (excused, dropped)
     if close:
         with engine.connect() as conn:
             rows = conn.execute(sa.text(

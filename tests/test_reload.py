@@ -128,10 +128,10 @@ def test_reload_adds_removes_and_rechannels_without_losing_or_repeating(
         # The new feed's first poll records what exists and queues nothing.
         daemon.wait_log(f"{NEW_FEED} 200 new=3 queued=0 baseline (")
         # The removed one is no longer fetched.
-        after = blog_server.count(OLD_FEED)
-        time.sleep(3)
+        after, polled = blog_server.count(OLD_FEED), blog_server.count(NEW_FEED)
+        wait_until(lambda: blog_server.count(NEW_FEED) >= polled + 2, 30,
+                   "two more polls of the new feed")
         assert blog_server.count(OLD_FEED) <= after + 1  # at most a poll already under way
-        assert blog_server.count(NEW_FEED) >= 3
 
         # A new comment on the new feed reaches both channels once.
         blog_server.add_file(NEW_FEED, thread_feed(4), "application/atom+xml; charset=UTF-8")

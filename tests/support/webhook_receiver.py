@@ -23,12 +23,17 @@ MAX_DELAY = 30.0
 
 @dataclass(frozen=True)
 class ScriptedResponse:
-    """One scripted answer; `delay` holds the response back to provoke client timeouts."""
+    """One scripted answer; `delay` holds the response back to provoke client timeouts.
+
+    `hold` holds it back until the test sets the event (at most `MAX_DELAY`): a hang that
+    lasts exactly as long as the test needs to observe it, however slow the machine.
+    """
 
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
     delay: float = 0.0
+    hold: threading.Event | None = None
 
 
 ScriptItem = (
@@ -96,6 +101,9 @@ class _Handler(BaseHTTPRequestHandler):
         if answer.delay and receiver._stopping.wait(answer.delay):
             self.close_connection = True
             return
+        if answer.hold is not None and not receiver._held(answer.hold):
+            self.close_connection = True
+            return
         self.send_response_only(answer.status, _reason(answer.status) or None)
         for name, value in answer.headers.items():
             self.send_header(name, value)
@@ -124,6 +132,14 @@ class WebhookReceiver(ThreadedHTTPService):
         self._lock = threading.Condition()
         self._received: list[ReceivedWebhook] = []
         self._script: list[ScriptedResponse] = []
+
+    def _held(self, hold: threading.Event) -> bool:
+        """Wait for `hold`; False when the receiver stops or `MAX_DELAY` passes first."""
+        deadline = time.monotonic() + MAX_DELAY
+        while not hold.wait(0.05):
+            if self._stopping.is_set() or time.monotonic() > deadline:
+                return False
+        return True
 
     def _bound(self) -> None:
         self.url = self.origin + self.path
