@@ -15,18 +15,22 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from tests.support.blog_server import BlogServer
+from tests.support.smtp_server import ReceivedMail, SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_hostile_feeds import (
     _env,
@@ -138,35 +142,80 @@ def test_one_unstorable_comment_never_loses_the_others(
     assert "Traceback" not in second.stderr, second.stderr
 
 
-def test_a_flood_of_new_comments_becomes_the_newest_few_per_channel(
-        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+def _flood_feed(count: int) -> bytes:
+    return comment_feed(count, post="http://blog.test/flood/").replace(
+        "{encoding}", "UTF-8").encode()
+
+
+def _numbers(texts: Iterable[str]) -> list[int]:
+    return sorted(int(n) for text in texts for n in re.findall(r"Comment number (\d+)\.", text))
+
+
+def _plain(mail: ReceivedMail) -> str:
+    part = mail.get_body(("plain",))
+    assert part is not None, mail
+    return str(part.get_content())
+
+
+def _hooks(hook: WebhookReceiver) -> list[dict[str, Any]]:
+    return [r.json for r in hook.received if isinstance(r.json, dict)]
+
+
+def test_catch_up_after_downtime_is_reported_in_full_and_a_flood_is_summarised(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver,
+        smtp_server: SmtpServer) -> None:
     path = "/flood/feed/atom/"
-    blog_server.add_file(path, comment_feed(1, post="http://blog.test/flood/")
-                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
+    blog_server.add_file(path, _flood_feed(1), "application/atom+xml")
     config = tmp_path / "notifier.yaml"
     config.write_text(yaml.safe_dump({
         "state": "sqlite:///state.db",
-        "channels": {"hook": {"type": "webhook", "url": webhook_receiver.url,
-                              "format": "slack"}},
+        "defaults": {"interval": "2s", "jitter": 0},  # flood_limit: the default, 50
+        "channels": {
+            "hook": {"type": "webhook", "url": webhook_receiver.url, "format": "json"},
+            "mail": {"type": "email", "from": "Notifier <notifier@example.org>",
+                     "to": ["reader@example.org"],
+                     "smtp": {"host": "127.0.0.1", "port": smtp_server.port,
+                              "security": "none"}},
+        },
         "subscriptions": [{"name": "flooded", "url": blog_server.origin + path,
-                           "watch": "comments", "notify": ["hook"]}],
+                           "watch": "comments", "notify": ["hook", "mail"]}],
     }), encoding="utf-8")
-    assert run_once(config).returncode == 0
-    # An import: 120 comments appear at once (more than the default limit of 50).
-    blog_server.add_file(path, comment_feed(121, post="http://blog.test/flood/")
-                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
-    second = run_once(config)
-    assert second.returncode == 0, second.stderr
-    texts = hook_texts(webhook_receiver)
-    assert len(texts) == 5, texts
-    numbers = sorted(int(t.split("Comment number ")[1].split(".")[0]) for t in texts)
-    assert numbers == [117, 118, 119, 120, 121]
-    summary = next(t for t in texts if "Comment number 117." in t)
-    assert "at least 115 comments may be missing" in summary, summary
-    # Every entry is stored all the same: nothing is reported again later.
-    assert "121 entries seen" in status(config)
-    third = run_once(config)
-    assert third.returncode == 0 and len(hook_texts(webhook_receiver)) == 5
+    assert run_once(config).returncode == 0  # the baseline: comment 1
+
+    # The daemon is down for 4 intervals while 120 comments arrive: more than flood_limit,
+    # but no more than 50 per interval nobody read. Every one is reported, once.
+    blog_server.add_file(path, _flood_feed(121), "application/atom+xml")
+    time.sleep(8)
+    caught_up = run_once(config)
+    assert caught_up.returncode == 0, caught_up.stderr
+    hooks = _hooks(webhook_receiver)
+    assert [h["type"] for h in hooks] == ["comment.created"] * 120, hooks[:3]
+    assert _numbers(h["entry"]["text"] for h in hooks) == list(range(2, 122))
+    assert _numbers(_plain(m) for m in smtp_server.messages) == list(range(2, 122))
+
+    # An import right after, between two polls on time: 1,001 comments at once is a flood.
+    # Each channel gets one summary holding the newest 5; all are stored, none sent again.
+    webhook_receiver.clear()
+    smtp_server.clear()
+    blog_server.add_file(path, _flood_feed(1122), "application/atom+xml")
+    flooded = run_once(config)
+    assert flooded.returncode == 0, flooded.stderr
+    hooks = _hooks(webhook_receiver)
+    assert len(hooks) == 1, hooks
+    summary = hooks[0]
+    assert summary["type"] == "digest" and summary["total"] == 1001 and summary["count"] == 5
+    assert _numbers(n["entry"]["text"] for n in summary["notifications"]) == \
+        [1118, 1119, 1120, 1121, 1122]
+    assert len(smtp_server.messages) == 1
+    mail = smtp_server.messages[0]
+    headline = '1,001 new comments on "a post"; the newest 5 follow'
+    assert mail["Subject"] == headline, mail["Subject"]
+    body = _plain(mail)
+    assert body.startswith(headline) and _numbers([body]) == [1118, 1119, 1120, 1121, 1122]
+    assert "1122 entries seen" in status(config)
+    again = run_once(config)
+    assert again.returncode == 0, again.stderr
+    assert len(webhook_receiver.received) == 1 and len(smtp_server.messages) == 1
 
 
 def _one_feed_config(tmp_path: Path, blog_server: BlogServer, hook: WebhookReceiver) -> Path:
