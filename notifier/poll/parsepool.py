@@ -10,8 +10,10 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
 - a **memory limit** (RLIMIT_AS) in the worker: a parse that needs more fails with
   "parser needed more than ... MiB" and the worker is replaced;
 - **recycling**: a worker whose peak resident size grew past `RECYCLE_RSS`, or that has
-  parsed `RECYCLE_JOBS` bodies, exits after answering and a fresh one takes its place, so
-  one big feed does not keep its memory for the daemon's life;
+  parsed `RECYCLE_JOBS` bodies, or that parsed a suspect (a body over `SUSPECT_BYTES`, a
+  feed whose parse overran before), exits after answering and a fresh one takes its place
+  when next needed, so one big feed does not keep its memory for the daemon's life;
+- **less to hold**: entries beyond `MAX_ENTRIES` are cut from the body before it is sent;
 - **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck.
 
 Failures are data (the reason as a string), as everywhere in the poll path.
@@ -31,7 +33,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from notifier.entrytext import cap_entries
 from notifier.failures import Failure, FailureKind
+from notifier.memory import return_large_blocks
 from notifier.models import FeedKind, ParsedFeed
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
@@ -41,8 +45,10 @@ PARSE_TIME_LIMIT = 10.0
 PARSE_MEMORY_LIMIT = 1024 * 1024 * 1024
 """Address space of a parse worker (RLIMIT_AS). Virtual, so well above what it touches:
 a worker's interpreter and libraries map ~150 MiB before parsing anything."""
-RECYCLE_RSS = 120 * 1024 * 1024
-"""A worker whose peak resident size passed this is replaced after its answer."""
+RECYCLE_RSS = 48 * 1024 * 1024
+"""A worker whose peak resident size passed this is replaced after its answer: one that
+imported its libraries holds about 26 MiB, and an ordinary feed adds little; a parse of
+thousands of entries would otherwise keep its peak for the worker's life."""
 RECYCLE_JOBS = 500
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
 WORKER_START_LIMIT = 60.0
@@ -79,6 +85,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
     # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
     # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return_large_blocks()
     if memory_limit:
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -182,6 +189,9 @@ class ParsePool:
                     expect: FeedKind | None = None) -> ParsedFeed | Failure:
         """The parsed feed, or why not (a time or memory overrun included)."""
         suspect = len(body) > SUSPECT_BYTES or url in self._suspects
+        # The entries beyond MAX_ENTRIES never travel: 100,000 of them are 14.6 MB to send
+        # and to hold in the worker, the 5,000 kept a tenth of it.
+        body = await asyncio.to_thread(cap_entries, body) if suspect else cap_entries(body)
         result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect)
         if isinstance(result, str) and result.startswith(("parser took", "parser needed",
                                                           "parser worker died")):
@@ -225,7 +235,9 @@ class ParsePool:
             except BaseException:
                 self._discard(worker)  # cancelled mid-parse: its state is unknown
                 raise
-            if worker.retired:
+            if worker.retired or suspect:
+                # A suspect's worker has just held a big or hostile parse: a fresh one
+                # costs less than what it may keep.
                 self._discard(worker)
             else:
                 self._idle[suspect].append(worker)
