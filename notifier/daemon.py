@@ -37,6 +37,7 @@ from notifier.delivery.cycle import Delivery, DeliveryReport
 from notifier.delivery.digest import cron_trigger
 from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, FetchSettings
+from notifier.memory import release_freed_memory
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
@@ -381,6 +382,7 @@ class Daemon:
         self.metrics.last_poll.set(time.time())
         if report.feeds_polled or report.feeds_failed:
             log.info("poll cycle: %s", report.summary())
+            release_freed_memory()  # the bodies and entries of this cycle are gone
         if report.queued:
             self.wake_delivery()
 

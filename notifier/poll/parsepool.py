@@ -9,7 +9,7 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   with "parser took more than 10 s";
 - a **memory limit** (RLIMIT_AS) in the worker: a parse that needs more fails with
   "parser needed more than ... MiB" and the worker is replaced;
-- **recycling**: a worker whose peak resident size grew past `RECYCLE_RSS`, or that has
+- **recycling**: a worker whose resident size stays above `RECYCLE_RSS`, or that has
   parsed `RECYCLE_JOBS` bodies, or that parsed a suspect (a body over `SUSPECT_BYTES`, a
   feed whose parse overran before), exits after answering and a fresh one takes its place
   when next needed, so one big feed does not keep its memory for the daemon's life;
@@ -45,8 +45,8 @@ PARSE_TIME_LIMIT = 10.0
 PARSE_MEMORY_LIMIT = 1024 * 1024 * 1024
 """Address space of a parse worker (RLIMIT_AS). Virtual, so well above what it touches:
 a worker's interpreter and libraries map ~150 MiB before parsing anything."""
-RECYCLE_RSS = 48 * 1024 * 1024
-"""A worker whose peak resident size passed this is replaced after its answer: one that
+RECYCLE_RSS = 36 * 1024 * 1024
+"""A worker whose resident size is above this after a parse is replaced: one that
 imported its libraries holds about 26 MiB, and an ordinary feed adds little; a parse of
 thousands of entries would otherwise keep its peak for the worker's life."""
 RECYCLE_JOBS = 500
@@ -80,6 +80,18 @@ def _parse_job(body: bytes, url: str, headers: dict[str, str],
         return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
 
 
+def _resident() -> int:
+    """This process's resident bytes now (what it keeps, which a recycle gives back).
+
+    Not `ru_maxrss`: Linux carries it over from the parent across fork and exec, so a worker
+    started by a large daemon would look large from its first job."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB elsewhere
+
+
 def _serve(conn: Connection, memory_limit: int) -> None:
     """A worker's life: answer jobs until told to stop or it should be replaced."""
     # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
@@ -108,9 +120,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             result = f"parser needed more than {memory_limit // (1024 * 1024)} MiB"
             retire = True
         jobs += 1
-        # ru_maxrss is in KiB on Linux.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        retire = retire or peak > RECYCLE_RSS or jobs >= RECYCLE_JOBS
+        retire = retire or _resident() > RECYCLE_RSS or jobs >= RECYCLE_JOBS
         try:
             conn.send((retire, result))
         except (OSError, ValueError):
@@ -172,7 +182,9 @@ class ParsePool:
     def __init__(self, workers: int | None = None, *,
                  time_limit: float = PARSE_TIME_LIMIT,
                  memory_limit: int = PARSE_MEMORY_LIMIT) -> None:
-        self._size = max(1, workers if workers is not None else min(os.cpu_count() or 1, 4))
+        # One CPU is the daemon's own (fetching, deciding, writing); each worker holds
+        # about 28 MiB, so more than the CPUs can keep busy is memory for nothing.
+        self._size = max(1, workers if workers is not None else min((os.cpu_count() or 2) - 1, 4))
         self.time_limit = time_limit
         self.memory_limit = memory_limit
         self._idle: dict[bool, list[_Worker]] = {False: [], True: []}
