@@ -72,7 +72,7 @@ def _fill(disk: Path) -> Path:
                 break
         for size in (4096, 512, 1):  # the last partial blocks
             with contextlib.suppress(OSError):
-                while True:
+                for _ in range(65536):  # ends with ENOSPC long before
                     out.write(b"\0" * size)
     return filler
 
