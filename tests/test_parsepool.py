@@ -79,17 +79,20 @@ def test_a_feed_of_100000_entries_is_cut_before_it_travels_and_its_worker_not_ke
     first MAX_ENTRIES only, and the worker that held a parse that big is replaced."""
     body = atom(100_000)
 
-    async def drive() -> tuple[object, list[int], list[int], object]:
+    async def drive() -> tuple[object, list[int], list[int], object, list[int]]:
         pool = ParsePool(workers=1, time_limit=60.0)
         try:
             huge = await pool.parse(body, "http://blog.test/huge/", {})
             after_huge = pool.worker_pids()
             small = await pool.parse(atom(2), "http://blog.test/a/", {})
-            return huge, after_huge, pool.worker_pids(), small
+            after_small = pool.worker_pids()
+            for n in range(3):
+                await pool.parse(atom(3 + n), "http://blog.test/a/", {})
+            return huge, after_huge, after_small, small, pool.worker_pids()
         finally:
             pool.shutdown()
 
-    huge, after_huge, after_small, small = asyncio.run(drive())
+    huge, after_huge, after_small, small, later = asyncio.run(drive())
     assert isinstance(huge, ParsedFeed), huge
     assert len(huge.entries) == MAX_ENTRIES
     assert "ignored the entries beyond the first 5,000" in huge.warning
@@ -97,3 +100,4 @@ def test_a_feed_of_100000_entries_is_cut_before_it_travels_and_its_worker_not_ke
     assert huge.entries[0].key.endswith("#comment-100000")
     assert after_huge == []  # the worker that parsed it is gone; the next one is new
     assert isinstance(small, ParsedFeed) and len(after_small) == 1
+    assert later == after_small  # ordinary feeds keep their worker: no start-up per parse

@@ -9,7 +9,7 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   with "parser took more than 10 s";
 - a **memory limit** (RLIMIT_AS) in the worker: a parse that needs more fails with
   "parser needed more than ... MiB" and the worker is replaced;
-- **recycling**: a worker whose resident size stays above `RECYCLE_RSS`, or that has
+- **recycling**: a worker whose resident size grew by more than `RECYCLE_GROWTH`, or that has
   parsed `RECYCLE_JOBS` bodies, or that parsed a suspect (a body over `SUSPECT_BYTES`, a
   feed whose parse overran before), exits after answering and a fresh one takes its place
   when next needed, so one big feed does not keep its memory for the daemon's life;
@@ -45,10 +45,11 @@ PARSE_TIME_LIMIT = 10.0
 PARSE_MEMORY_LIMIT = 1024 * 1024 * 1024
 """Address space of a parse worker (RLIMIT_AS). Virtual, so well above what it touches:
 a worker's interpreter and libraries map ~150 MiB before parsing anything."""
-RECYCLE_RSS = 36 * 1024 * 1024
-"""A worker whose resident size is above this after a parse is replaced: one that
-imported its libraries holds about 26 MiB, and an ordinary feed adds little; a parse of
-thousands of entries would otherwise keep its peak for the worker's life."""
+RECYCLE_GROWTH = 10 * 1024 * 1024
+"""A worker whose resident size grew by more than this over its size at start-up (about
+28 MiB under the daemon) is replaced after its answer: an ordinary feed adds a few MiB at
+most, a parse of thousands of entries would otherwise keep its peak for the worker's life.
+Growth, not size: a worker also imports its parent's main module, whose size varies."""
 RECYCLE_JOBS = 500
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
 WORKER_START_LIMIT = 60.0
@@ -105,6 +106,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     conn.send("ready")  # imports done: the time limit counts parsing only
     jobs = 0
+    started = _resident()
     while True:
         try:
             job = conn.recv()
@@ -120,7 +122,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             result = f"parser needed more than {memory_limit // (1024 * 1024)} MiB"
             retire = True
         jobs += 1
-        retire = retire or _resident() > RECYCLE_RSS or jobs >= RECYCLE_JOBS
+        retire = retire or _resident() - started > RECYCLE_GROWTH or jobs >= RECYCLE_JOBS
         try:
             conn.send((retire, result))
         except (OSError, ValueError):
