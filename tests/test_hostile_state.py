@@ -142,9 +142,16 @@ def test_one_unstorable_comment_never_loses_the_others(
     assert "Traceback" not in second.stderr, second.stderr
 
 
-def _flood_feed(count: int) -> bytes:
-    return comment_feed(count, post="http://blog.test/flood/").replace(
-        "{encoding}", "UTF-8").encode()
+def _flood_feed(count: int, *, reply: int = 0) -> bytes:
+    """Comments 1..count on one post; comment `reply` answers comment 1 (by Reader 1)."""
+    post = "http://blog.test/flood/"
+    text = comment_feed(count, post=post).replace("{encoding}", "UTF-8")
+    if reply:
+        head, sep, tail = text.partition(f"<id>{post}#comment-{reply}</id>")
+        tail = tail.replace(f'<thr:in-reply-to ref="{post}"',
+                            f'<thr:in-reply-to ref="{post}#comment-1"', 1)
+        text = head + sep + tail
+    return text.encode()
 
 
 def _numbers(texts: Iterable[str]) -> list[int]:
@@ -178,7 +185,10 @@ def test_catch_up_after_downtime_is_reported_in_full_and_a_flood_is_summarised(
                               "security": "none"}},
         },
         "subscriptions": [{"name": "flooded", "url": blog_server.origin + path,
-                           "watch": "comments", "notify": ["hook", "mail"]}],
+                           "watch": "comments", "notify": ["hook", "mail"]},
+                          {"name": "mine", "url": blog_server.origin + path,
+                           "watch": "comments", "replies_to": ["Reader 1"],
+                           "notify": ["hook", "mail"]}],
     }), encoding="utf-8")
     assert run_once(config).returncode == 0  # the baseline: comment 1
 
@@ -195,27 +205,29 @@ def test_catch_up_after_downtime_is_reported_in_full_and_a_flood_is_summarised(
 
     # An import right after, between two polls on time: 1,001 comments at once is a flood.
     # Each channel gets one summary holding the newest 5; all are stored, none sent again.
+    # The one reply to Reader 1 among them still arrives on its own, for "mine".
     webhook_receiver.clear()
     smtp_server.clear()
-    blog_server.add_file(path, _flood_feed(1122), "application/atom+xml")
+    blog_server.add_file(path, _flood_feed(1122, reply=600), "application/atom+xml")
     flooded = run_once(config)
     assert flooded.returncode == 0, flooded.stderr
     hooks = _hooks(webhook_receiver)
-    assert len(hooks) == 1, hooks
-    summary = hooks[0]
-    assert summary["type"] == "digest" and summary["total"] == 1001 and summary["count"] == 5
+    assert len(hooks) == 2, hooks
+    summary = next(h for h in hooks if h["type"] == "digest")
+    assert summary["total"] == 1000 and summary["count"] == 5
     assert _numbers(n["entry"]["text"] for n in summary["notifications"]) == \
         [1118, 1119, 1120, 1121, 1122]
-    assert len(smtp_server.messages) == 1
-    mail = smtp_server.messages[0]
-    headline = '1,001 new comments on "a post"; the newest 5 follow'
-    assert mail["Subject"] == headline, mail["Subject"]
+    reply = next(h for h in hooks if h["type"] == "comment.created")
+    assert reply["subscription"] == "mine" and _numbers([reply["entry"]["text"]]) == [600]
+    assert len(smtp_server.messages) == 2
+    headline = '1,000 new comments on "a post"; the newest 5 follow'
+    mail = next(m for m in smtp_server.messages if m["Subject"] == headline)
     body = _plain(mail)
     assert body.startswith(headline) and _numbers([body]) == [1118, 1119, 1120, 1121, 1122]
     assert "1122 entries seen" in status(config)
     again = run_once(config)
     assert again.returncode == 0, again.stderr
-    assert len(webhook_receiver.received) == 1 and len(smtp_server.messages) == 1
+    assert len(webhook_receiver.received) == 2 and len(smtp_server.messages) == 2
 
 
 def _one_feed_config(tmp_path: Path, blog_server: BlogServer, hook: WebhookReceiver) -> Path:

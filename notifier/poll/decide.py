@@ -133,7 +133,8 @@ def _unflooded(notices: list[QueuedNotice], new_entries: Sequence[Entry], config
     A flood is more new entries for one channel from one poll than `flood_limit` for each
     interval the poll covers: 5,001 comments appearing between two polls on time (an import,
     a spam wave). The same count read after a day of downtime, or after failed polls, is
-    news that piled up while nobody looked, and every entry of it is reported. The summary
+    news that piled up while nobody looked, and every entry of it is reported, as is every
+    reply matched by a `replies_to` subscription, flood or not. The summary
     is a digest of the newest `FLOOD_SHOWN` whose oldest member counts the rest (`missing`),
     so it says "5,001 new comments on ...; the newest 5 follow"; every entry is stored and
     none is reported again.
@@ -143,7 +144,14 @@ def _unflooded(notices: list[QueuedNotice], new_entries: Sequence[Entry], config
     for notice in notices:
         by_channel.setdefault(notice.channel, []).append(notice)
     kept: list[QueuedNotice] = []
-    for channel_notices in by_channel.values():
+    for offered in by_channel.values():
+        # A reply to someone a subscription follows (`replies_to`) is never summarised
+        # away: it is what the reader is here for, and a flood holds few of them.
+        replies = [n for n in offered if (sub := plan.subscriptions.get(n.subscription))
+                   is not None and sub.replies_to]
+        kept += replies
+        taken = {id(n) for n in replies}
+        channel_notices = [n for n in offered if id(n) not in taken] if replies else offered
         subs = {n.subscription for n in channel_notices}
         limit = min(config.flood_limit(plan.subscriptions[name]) for name in subs
                     if name in plan.subscriptions) if subs & plan.subscriptions.keys() else None
