@@ -131,13 +131,13 @@ def _unflooded(notices: list[QueuedNotice], new_entries: Sequence[Entry], config
     """A flood becomes one summary message per channel; everything else is reported as is.
 
     A flood is more new entries for one channel from one poll than `flood_limit` for each
-    interval the poll covers: 5,001 comments appearing between two polls on time (an import,
+    interval the poll covers: 1,200 comments appearing between two polls on time (an import,
     a spam wave). The same count read after a day of downtime, or after failed polls, is
     news that piled up while nobody looked, and every entry of it is reported, as is every
-    reply matched by a `replies_to` subscription, flood or not. The summary
-    is a digest of the newest `FLOOD_SHOWN` whose oldest member counts the rest (`missing`),
-    so it says "5,001 new comments on ...; the newest 5 follow"; every entry is stored and
-    none is reported again.
+    reply matched by a `replies_to` subscription, flood or not. The summary is a digest of
+    the newest `FLOOD_SHOWN` whose oldest member counts the rest (`missing`), so it says
+    "1,200 new comments on ...; the newest 5 follow"; every entry is stored and none is
+    reported again.
     """
     order = {entry.key: index for index, entry in enumerate(new_entries)}  # oldest first
     by_channel: dict[str, list[QueuedNotice]] = {}
