@@ -132,12 +132,11 @@ class Engine:
                 # An unwritable state is told once, by the worker that met it first.
 
     async def release_stranded(self, failed_since: float) -> None:
-        """Once the state is writable again: give back the claims this node took before it
-        failed and no longer works on (their release failed with the state), so the rows
-        and feeds are not hidden for the rest of a lease."""
+        """Once the state is writable again: give back the deliveries this node claimed
+        before it failed and no longer works on (their release failed with the state), so
+        those notifications are not hidden for the rest of a lease."""
         await self.db(self.store.release_stranded, self.node.name,
-                      failed_since + self.node.lease, frozenset(self.node.claims),
-                      frozenset(self.node.feeds))
+                      failed_since + self.node.lease, frozenset(self.node.claims))
 
     async def stop(self) -> None:
         """Stop beating and give back what this node holds, so others take over at once."""
