@@ -168,8 +168,8 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of `pid` and all its descendants (from /proc)."""
+def tree_rss(pid: int) -> dict[int, int]:
+    """Resident bytes of `pid` and of each of its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -180,17 +180,18 @@ def tree_rss(pid: int) -> int:
             continue
         ppid = int(stat[stat.rfind(")") + 2:].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
+    sizes: dict[int, int] = {}
+    todo = [pid]
     while todo:
         current = todo.pop()
         todo += children.get(current, [])
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+                    sizes[current] = int(line.split()[1]) * 1024
         except OSError:
             pass
-    return total
+    return sizes
 
 
 def main() -> int:
@@ -228,21 +229,27 @@ def main() -> int:
     log = (work / "daemon.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
                             stdout=log, stderr=log, env=env, start_new_session=True)
-    peak, samples, added = 0, [], {}
+    peak, added = 0, {}
+    daemon_peak, worker_peak = 0, 0
+    at_peak: list[int] = []
     started = time.monotonic()
     next_comment = started + 2 * args.interval
     try:
         while time.monotonic() - started < args.seconds:
-            rss = tree_rss(proc.pid)
-            peak = max(peak, rss)
-            samples.append(rss)
+            sizes = tree_rss(proc.pid)
+            if sum(sizes.values()) > peak:
+                peak = sum(sizes.values())
+                at_peak = [sizes.get(proc.pid, 0),
+                           *sorted((v for k, v in sizes.items() if k != proc.pid), reverse=True)]
+            daemon_peak = max(daemon_peak, sizes.get(proc.pid, 0))
+            worker_peak = max([worker_peak, *(v for k, v in sizes.items() if k != proc.pid)])
             if time.monotonic() >= next_comment:
                 count += 1
                 healthy["body"] = comment_feed("http://b.test/healthy/", count)
                 added[count] = time.monotonic()
                 next_comment += args.interval * 1.5
             time.sleep(0.2)
-        final = tree_rss(proc.pid)
+        final = sum(tree_rss(proc.pid).values())
         term = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -259,7 +266,12 @@ def main() -> int:
     mib = 1024 * 1024
     print(f"{len(routes)} hostile routes beside one healthy feed, interval {args.interval:g} s, "
           f"{args.seconds:g} s")
-    print(f"process tree RSS: peak {peak / mib:.0f} MiB, final {final / mib:.0f} MiB")
+    print(f"process tree RSS: peak {peak / mib:.0f} MiB, final {final / mib:.0f} MiB "
+          f"(daemon alone: peak {daemon_peak / mib:.0f} MiB; largest parse worker: peak "
+          f"{worker_peak / mib:.0f} MiB)")
+    print("  at the peak: daemon " + ", workers ".join(
+        "+".join(f"{size / mib:.0f}" for size in part)
+        for part in ([at_peak[0]], at_peak[1:]) if part) + " MiB")
     if latencies:
         print(f"healthy comment -> webhook: {len(latencies)} of {len(added)} arrived; "
               f"median {sorted(latencies)[len(latencies) // 2]:.1f} s, "

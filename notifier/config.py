@@ -54,8 +54,9 @@ class Defaults(StrictModel):
     threads_max_age: Duration = 30 * 86400.0
     """`watch: threads` follows the comment feeds of posts younger than this."""
     flood_limit: int = Field(50, ge=1, le=100_000)
-    """More new entries than this from one feed in one poll are a flood: each channel gets
-    the newest few, the oldest of them saying how many more there were (all are stored)."""
+    """More new entries than this for each interval one poll covers are a flood: each channel
+    gets one summary of the newest few, saying how many there were (all are stored). After
+    downtime a poll covers every interval nobody read, so catch-up is reported in full."""
 
 
 class HttpSettings(StrictModel):

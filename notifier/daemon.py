@@ -37,6 +37,7 @@ from notifier.delivery.cycle import Delivery, DeliveryReport
 from notifier.delivery.digest import cron_trigger
 from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, FetchSettings
+from notifier.memory import release_freed_memory
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
@@ -124,8 +125,18 @@ class Engine:
             await asyncio.sleep(self.node.beat_every)
             try:
                 await self.node.beat(self.store, self.db, self.clock)
-            except Exception:
-                log.exception("heartbeat failed; trying again in %.0f s", self.node.beat_every)
+            except Exception as exc:
+                if unwritable(exc) is None:
+                    log.exception("heartbeat failed; trying again in %.0f s",
+                                  self.node.beat_every)
+                # An unwritable state is told once, by the worker that met it first.
+
+    async def release_stranded(self, failed_since: float) -> None:
+        """Once the state is writable again: give back the deliveries this node claimed
+        before it failed and no longer works on (their release failed with the state), so
+        those notifications are not hidden for the rest of a lease."""
+        await self.db(self.store.release_stranded, self.node.name,
+                      failed_since + self.node.lease, frozenset(self.node.claims))
 
     async def stop(self) -> None:
         """Stop beating and give back what this node holds, so others take over at once."""
@@ -286,7 +297,8 @@ class Daemon:
                                        f"listen: {exc.strerror or exc}") from exc
         self._schedule()
         self.metrics.channels(list(self.config.channels))
-        self._start_worker("poll", _Worker("poll", self.poll_wanted, self._poll_cycle))
+        self._start_worker("poll", _Worker("poll", self.poll_wanted, self._poll_cycle,
+                                           self.engine.release_stranded))
         for name in self.config.channels:
             self._start_delivery(name)
         self.scheduler.start()
@@ -355,7 +367,8 @@ class Daemon:
             report = await self.engine.deliver(channels=[name])
             self.metrics.observe_delivery(name, report)
 
-        self._start_worker(f"delivery:{name}", _Worker(f"delivery to {name}", event, cycle))
+        self._start_worker(f"delivery:{name}", _Worker(f"delivery to {name}", event, cycle,
+                                                       self.engine.release_stranded))
 
     async def _stop_delivery(self, name: str) -> None:
         """A channel left the configuration: its worker ends after the cycle it is in."""
@@ -368,6 +381,7 @@ class Daemon:
         self.metrics.last_poll.set(time.time())
         if report.feeds_polled or report.feeds_failed:
             log.info("poll cycle: %s", report.summary())
+            release_freed_memory()  # the bodies and entries of this cycle are gone
         if report.queued:
             self.wake_delivery()
 
@@ -541,12 +555,16 @@ class _Worker:
     """Runs one kind of cycle whenever its event is set; knows whether it is mid-cycle."""
 
     def __init__(self, name: str, wanted: asyncio.Event,
-                 cycle: Callable[[], Awaitable[None]]) -> None:
+                 cycle: Callable[[], Awaitable[None]],
+                 recovered: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.name = name
         self.wanted = wanted
         self.cycle = cycle
+        self.recovered = recovered
+        """Called with the time the state first failed, once it is writable again."""
         self.busy_since: float | None = None  # monotonic time the running cycle began
         self.state_failures = 0  # cycles in a row the state refused (disk full, read-only)
+        self.failed_since = 0.0  # wall-clock time of the first of those
 
     @property
     def busy(self) -> bool:
@@ -569,6 +587,7 @@ class _Worker:
                 # what was not written is polled or sent again.
                 self.state_failures += 1
                 if self.state_failures == 1:
+                    self.failed_since = time.time()
                     log.error("%s: the state cannot be written (%s); nothing is lost, trying "
                               "again with growing pauses (at most %.0f s) until it can",
                               self.name, reason, STATE_BACKOFF_MAX)
@@ -579,6 +598,12 @@ class _Worker:
                     log.warning("%s: the state is writable again after %d failed cycles",
                                 self.name, self.state_failures)
                     self.state_failures = 0
+                    if self.recovered is not None:
+                        try:
+                            await self.recovered(self.failed_since)
+                        except Exception as exc:  # their lease still ends them
+                            log.warning("%s: stranded claims not released: %s", self.name,
+                                        unwritable(exc) or exc)
             finally:
                 self.busy_since = None
 

@@ -21,10 +21,12 @@ from notifier.textsafety import storable
 
 __all__ = [
     "COMMENT_ANCHOR",
+    "ENTRIES_CUT",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
     "MAX_PERSON_BYTES",
     "ParseError",
+    "cap_entries",
     "clip",
     "comment_number",
     "get",
@@ -35,7 +37,7 @@ __all__ = [
     "text_of",
 ]
 
-MAX_ENTRIES = 10_000  # a real feed holds tens; more is a mistake or an attack
+MAX_ENTRIES = 5_000  # a real feed holds tens; more is a mistake or an attack
 MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
 MAX_PERSON_BYTES = 2048
 """An author's name or email element longer than this is cut before feedparser reads it:
@@ -43,6 +45,38 @@ its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
 
 COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
 """A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
+
+
+ENTRIES_CUT = b"<!-- notifier: entries beyond MAX_ENTRIES were cut -->"
+
+# An entry's or item's start tag, whatever its prefix; and the document's root element.
+_ENTRY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]{0,64}:)?(?:entry|item)[\s>/]")
+_ROOT = re.compile(rb"<([A-Za-z_][\w.:-]{0,128})[\s>/]")
+_SMALLEST_ENTRY = len(b"<item/>")
+
+
+def cap_entries(body: bytes) -> bytes:
+    """The document cut before its entry number `MAX_ENTRIES + 1`, closed again, and marked
+    with `ENTRIES_CUT` (an XML comment after the root, so the parser can say so).
+
+    Done on the bytes, before they go to a parse worker, so feedparser never builds the
+    rest: 100,000 entries (14.6 MB) cost it 20 s and 300 MB, 5,000 of them a twentieth.
+    The root (and an RSS channel) is closed where the cut falls, so the document stays
+    well-formed in the usual case. A cut document is not cut again.
+    """
+    if len(body) <= MAX_ENTRIES * _SMALLEST_ENTRY:
+        return body
+    for number, match in enumerate(_ENTRY_START.finditer(body), 1):
+        if number > MAX_ENTRIES:
+            cut = match.start()
+            break
+    else:
+        return body
+    root = _ROOT.search(body, 0, cut)  # the first element: `<?xml` and `<!` do not match
+    name = root[1] if root is not None else b""
+    closing = b"</channel></%s>" % name if name.rsplit(b":", 1)[-1] == b"rss" else \
+        b"</%s>" % name if name else b""
+    return body[:cut] + closing + ENTRIES_CUT
 
 
 class ParseError(NotifierError):

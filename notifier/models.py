@@ -115,6 +115,10 @@ class FetchResult:
         return self.error is None and self.status is not None and 200 <= self.status < 300
 
 
+FLOOD_ID_PREFIX = "flood-"
+"""The id of a flood's summary message (a digest written by the poll that saw the flood)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """Everything a template may show about one notification; see the README's table.

@@ -27,7 +27,7 @@ from markupsafe import Markup, escape
 
 from notifier.errors import NotifierError
 from notifier.htmltext import excerpt, html_to_text
-from notifier.models import Entry, Notice
+from notifier.models import FLOOD_ID_PREFIX, Entry, Notice
 from notifier.sanitize import sanitize_html
 from notifier.textsafety import strip_bidi_controls
 
@@ -294,6 +294,14 @@ def build_context(notice: Notice) -> dict[str, Any]:
     }
 
 
+def digest_total(notice: Notice) -> int:
+    """The new entries a digest stands for: its members, and for a flood's summary (which
+    shows the newest few) the rest its oldest member counts."""
+    if notice.notification_id.startswith(FLOOD_ID_PREFIX):
+        return len(notice.digest) + sum(member.missing for member in notice.digest)
+    return len(notice.digest)
+
+
 def build_digest_context(notice: Notice) -> dict[str, Any]:
     """The template variables of a digest: each member's own variables, grouped by post.
 
@@ -316,12 +324,20 @@ def build_digest_context(notice: Notice) -> dict[str, Any]:
         parts.append(f"{new_posts} new post{'s' if new_posts != 1 else ''}")
     where = (f' on "{items[0]["post_title"]}"' if len(posts) == 1 and items[0]["post_title"]
              else f" on {len(posts)} posts" if len(posts) > 1 else "")
+    total = digest_total(notice)
+    if total > len(items):
+        noun = "comment" if comments else "post"
+        where = where or (f' on "{notice.feed_title}"' if notice.feed_title else "")
+        parts = [f"{total:,} new {noun}{'s' if total != 1 else ''}{where}; the newest "
+                 f"{len(items)} follow"]
+        where = ""
     subscriptions = sorted({member.subscription for member in notice.digest})
     single = next(iter(posts.values())) if len(posts) == 1 else None
     return {
         "notice": notice,
         "digest_id": notice.notification_id,
         "count": len(items),
+        "total": total,
         "items": items,
         "posts": list(posts.values()),
         "subscriptions": subscriptions,

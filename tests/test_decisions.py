@@ -10,8 +10,9 @@ from notifier.delivery.retry import SMTP_RETRY, WEBHOOK_RETRY, after_failure
 from notifier.diff import SubscriptionView, decide, publication_order
 from notifier.match import match, wants
 from notifier.models import Entry, ParsedFeed
-from notifier.poll.decide import deaf_note
+from notifier.poll.decide import deaf_note, unread_intervals
 from notifier.schedule import next_poll
+from notifier.store import FeedState
 
 T0 = datetime(2013, 10, 21, 9, 0, tzinfo=UTC)
 POST = "http://blog.test/2013/10/20/why-defend-stalin/"
@@ -159,3 +160,23 @@ def test_deaf_note_names_whom_a_feed_read_as_another_kind_tells_nothing() -> Non
     assert note.startswith("read as comments: its URL is a comment feed's.")
     assert "a, b watch posts here and are told nothing from it" in note
     assert "c watch" not in note and ", c" not in note
+
+
+def _feed(last_polled: float | None, errors: int = 0) -> FeedState:
+    return FeedState(id=1, url="https://blog.example/feed/", title="", api_root=None,
+                     etag=None, last_modified=None, body_hash=None, interval=600.0,
+                     next_due=0.0, last_polled=last_polled, last_status=200,
+                     last_failure=None, error_count=errors)
+
+
+def test_the_flood_allowance_grows_with_the_intervals_nobody_read() -> None:
+    now = 1_000_000.0
+    # On time (or early, or a first poll): one interval's allowance.
+    assert unread_intervals(_feed(now - 600), now) == 1.0
+    assert unread_intervals(_feed(now - 5), now) == 1.0
+    assert unread_intervals(_feed(None), now) == 1.0
+    # The daemon was down for a day: 144 intervals of news arrive in one poll.
+    assert unread_intervals(_feed(now - 86_400), now) == 144.0
+    # Three failed polls read nothing: the intervals they backed off over count too
+    # (1 + 2 + 4 before the last attempt, 8 since).
+    assert unread_intervals(_feed(now - 4_800, errors=3), now) == 15.0

@@ -100,6 +100,20 @@ def test_plan_holds_gathers_and_keeps_digests_whole() -> None:
     assert result.singles == []
 
 
+def test_a_floods_summary_waits_out_quiet_hours_and_goes_out_whole() -> None:
+    night = Schedule(quiet_hours=QuietHours.model_validate({"from": "22:00", "to": "07:00"}))
+    now = ts(2026, 11, 27, 23, 0)
+    rows = [(1, now, False, "flood-1", night), (2, now, False, "flood-1", night)]
+    common = {"row_id": lambda r: r[0], "created": lambda r: r[1], "digest_id": lambda r: r[3],
+              "schedule": lambda r: r[4], "burst_limit": None}
+    held = plan(rows, now=now, was_held=lambda r: False, **common)  # type: ignore[arg-type]
+    assert held.hold == {1: ts(2026, 11, 28, 7, 0), 2: ts(2026, 11, 28, 7, 0)}
+    assert held.digests == [] and held.singles == []
+    morning = plan(rows, now=ts(2026, 11, 28, 7, 0), was_held=lambda r: True,
+                   **common)  # type: ignore[arg-type]
+    assert morning.digests == [("flood-1", rows)] and morning.singles == []
+
+
 def test_plan_burst_limit() -> None:
     rows = list(range(1, 8))
     common = {"now": 0.0, "row_id": lambda r: r, "created": lambda r: 0.0,

@@ -15,18 +15,22 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from tests.support.blog_server import BlogServer
+from tests.support.smtp_server import ReceivedMail, SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_hostile_feeds import (
     _env,
@@ -138,35 +142,92 @@ def test_one_unstorable_comment_never_loses_the_others(
     assert "Traceback" not in second.stderr, second.stderr
 
 
-def test_a_flood_of_new_comments_becomes_the_newest_few_per_channel(
-        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+def _flood_feed(count: int, *, reply: int = 0) -> bytes:
+    """Comments 1..count on one post; comment `reply` answers comment 1 (by Reader 1)."""
+    post = "http://blog.test/flood/"
+    text = comment_feed(count, post=post).replace("{encoding}", "UTF-8")
+    if reply:
+        head, sep, tail = text.partition(f"<id>{post}#comment-{reply}</id>")
+        tail = tail.replace(f'<thr:in-reply-to ref="{post}"',
+                            f'<thr:in-reply-to ref="{post}#comment-1"', 1)
+        text = head + sep + tail
+    return text.encode()
+
+
+def _numbers(texts: Iterable[str]) -> list[int]:
+    return sorted(int(n) for text in texts for n in re.findall(r"Comment number (\d+)\.", text))
+
+
+def _plain(mail: ReceivedMail) -> str:
+    part = mail.get_body(("plain",))
+    assert part is not None, mail
+    return str(part.get_content())
+
+
+def _hooks(hook: WebhookReceiver) -> list[dict[str, Any]]:
+    return [r.json for r in hook.received if isinstance(r.json, dict)]
+
+
+def test_catch_up_after_downtime_is_reported_in_full_and_a_flood_is_summarised(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver,
+        smtp_server: SmtpServer) -> None:
     path = "/flood/feed/atom/"
-    blog_server.add_file(path, comment_feed(1, post="http://blog.test/flood/")
-                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
+    blog_server.add_file(path, _flood_feed(1), "application/atom+xml")
     config = tmp_path / "notifier.yaml"
     config.write_text(yaml.safe_dump({
         "state": "sqlite:///state.db",
-        "channels": {"hook": {"type": "webhook", "url": webhook_receiver.url,
-                              "format": "slack"}},
+        "defaults": {"interval": "2s", "jitter": 0},  # flood_limit: the default, 50
+        "channels": {
+            "hook": {"type": "webhook", "url": webhook_receiver.url, "format": "json"},
+            "mail": {"type": "email", "from": "Notifier <notifier@example.org>",
+                     "to": ["reader@example.org"],
+                     "smtp": {"host": "127.0.0.1", "port": smtp_server.port,
+                              "security": "none"}},
+        },
         "subscriptions": [{"name": "flooded", "url": blog_server.origin + path,
-                           "watch": "comments", "notify": ["hook"]}],
+                           "watch": "comments", "notify": ["hook", "mail"]},
+                          {"name": "mine", "url": blog_server.origin + path,
+                           "watch": "comments", "replies_to": ["Reader 1"],
+                           "notify": ["hook", "mail"]}],
     }), encoding="utf-8")
-    assert run_once(config).returncode == 0
-    # An import: 120 comments appear at once (more than the default limit of 50).
-    blog_server.add_file(path, comment_feed(121, post="http://blog.test/flood/")
-                         .replace("{encoding}", "UTF-8").encode(), "application/atom+xml")
-    second = run_once(config)
-    assert second.returncode == 0, second.stderr
-    texts = hook_texts(webhook_receiver)
-    assert len(texts) == 5, texts
-    numbers = sorted(int(t.split("Comment number ")[1].split(".")[0]) for t in texts)
-    assert numbers == [117, 118, 119, 120, 121]
-    summary = next(t for t in texts if "Comment number 117." in t)
-    assert "at least 115 comments may be missing" in summary, summary
-    # Every entry is stored all the same: nothing is reported again later.
-    assert "121 entries seen" in status(config)
-    third = run_once(config)
-    assert third.returncode == 0 and len(hook_texts(webhook_receiver)) == 5
+    assert run_once(config).returncode == 0  # the baseline: comment 1
+
+    # The daemon is down for 4 intervals while 120 comments arrive: more than flood_limit,
+    # but no more than 50 per interval nobody read. Every one is reported, once.
+    blog_server.add_file(path, _flood_feed(121), "application/atom+xml")
+    time.sleep(8)
+    caught_up = run_once(config)
+    assert caught_up.returncode == 0, caught_up.stderr
+    hooks = _hooks(webhook_receiver)
+    assert [h["type"] for h in hooks] == ["comment.created"] * 120, hooks[:3]
+    assert _numbers(h["entry"]["text"] for h in hooks) == list(range(2, 122))
+    assert _numbers(_plain(m) for m in smtp_server.messages) == list(range(2, 122))
+
+    # An import right after, between two polls on time: 1,001 comments at once is a flood.
+    # Each channel gets one summary holding the newest 5; all are stored, none sent again.
+    # The one reply to Reader 1 among them still arrives on its own, for "mine".
+    webhook_receiver.clear()
+    smtp_server.clear()
+    blog_server.add_file(path, _flood_feed(1122, reply=600), "application/atom+xml")
+    flooded = run_once(config)
+    assert flooded.returncode == 0, flooded.stderr
+    hooks = _hooks(webhook_receiver)
+    assert len(hooks) == 2, hooks
+    summary = next(h for h in hooks if h["type"] == "digest")
+    assert summary["total"] == 1000 and summary["count"] == 5
+    assert _numbers(n["entry"]["text"] for n in summary["notifications"]) == \
+        [1118, 1119, 1120, 1121, 1122]
+    reply = next(h for h in hooks if h["type"] == "comment.created")
+    assert reply["subscription"] == "mine" and _numbers([reply["entry"]["text"]]) == [600]
+    assert len(smtp_server.messages) == 2
+    headline = '1,000 new comments on "a post"; the newest 5 follow'
+    mail = next(m for m in smtp_server.messages if m["Subject"] == headline)
+    body = _plain(mail)
+    assert body.startswith(headline) and _numbers([body]) == [1118, 1119, 1120, 1121, 1122]
+    assert "1122 entries seen" in status(config)
+    again = run_once(config)
+    assert again.returncode == 0, again.stderr
+    assert len(webhook_receiver.received) == 2 and len(smtp_server.messages) == 2
 
 
 def _one_feed_config(tmp_path: Path, blog_server: BlogServer, hook: WebhookReceiver) -> Path:

@@ -193,3 +193,27 @@ def test_a_node_not_holding_the_lease_writes_nothing(store: Store) -> None:
     assert store.record_fenced([plain], "intruder", {feed: claim.lease_token}) == (0, [feed])
     assert store.record_fenced([plain], owner, {feed: claim.lease_token}) == (0, [])
     assert store.feeds_by_id([feed])[feed].last_status == 304
+
+
+def test_claims_stranded_by_an_unwritable_state_are_given_back_when_it_recovers(
+        store: Store) -> None:
+    """A write that failed (disk full) could not release its claims; once the state is
+    writable again the node gives back the deliveries it claimed before the failure and no
+    longer works on, and keeps what it claimed since or still holds. Feed leases run out on
+    their own (a feed given back at once would be asked again within a second)."""
+    ids = feeds_for(store, 2)
+    feed = setup_feed(store)
+    store.record_polls([record(feed, [entry(n) for n in (1, 2, 3, 4)],
+                               [QueuedNotice("thread", "me", entry(n).key) for n in (1, 2, 3, 4)],
+                               now=900.0)])
+    stranded = store.claim_due(1000.0, 2, 60.0, ["me"], "a")
+    in_hand = store.claim_due(1000.0, 1, 60.0, ["me"], "a")
+    claimed_feeds = store.claim_feeds("a", 1000.0, ids, 10, 60.0)
+    later = store.claim_due(1030.0, 10, 60.0, ["me"], "a")  # taken after the failure
+    assert len(stranded) == 2 and len(in_hand) == 1 and len(later) == 1
+    store.release_stranded("a", 1010.0 + 60.0, {in_hand[0].claim_id or ""})
+    # The stranded rows are due again at once; the others stay claimed.
+    again = store.claim_due(1031.0, 10, 60.0, ["me"], "b")
+    assert sorted(i.id for i in again) == sorted(i.id for i in stranded)
+    assert store.claim_feeds("b", 1031.0, ids, 10, 60.0) == []
+    assert len(claimed_feeds) == 2

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from notifier.entrytext import MAX_ENTRIES
 from notifier.models import ParsedFeed
 from notifier.poll.parsepool import ParsePool
 from tests.test_hostile_feeds import atom, rss_with_author
@@ -71,3 +72,32 @@ def test_a_suspect_body_never_holds_up_the_ordinary_feeds() -> None:
     quick, still_stuck = asyncio.run(drive())
     assert isinstance(quick, ParsedFeed)
     assert still_stuck  # the ordinary feed was parsed while the bomb still ran
+
+
+def test_a_feed_of_100000_entries_is_cut_before_it_travels_and_its_worker_not_kept() -> None:
+    """100,000 entries (30 MB here) cost feedparser 20 s and 300 MB; the pool sends the
+    first MAX_ENTRIES only, and the worker that held a parse that big is replaced."""
+    body = atom(100_000)
+
+    async def drive() -> tuple[object, list[int], list[int], object, list[int]]:
+        pool = ParsePool(workers=1, time_limit=60.0)
+        try:
+            huge = await pool.parse(body, "http://blog.test/huge/", {})
+            after_huge = pool.worker_pids()
+            small = await pool.parse(atom(2), "http://blog.test/a/", {})
+            after_small = pool.worker_pids()
+            for n in range(3):
+                await pool.parse(atom(3 + n), "http://blog.test/a/", {})
+            return huge, after_huge, after_small, small, pool.worker_pids()
+        finally:
+            pool.shutdown()
+
+    huge, after_huge, after_small, small, later = asyncio.run(drive())
+    assert isinstance(huge, ParsedFeed), huge
+    assert len(huge.entries) == MAX_ENTRIES
+    assert "ignored the entries beyond the first 5,000" in huge.warning
+    # The newest come first in a feed: those are the ones kept.
+    assert huge.entries[0].key.endswith("#comment-100000")
+    assert after_huge == []  # the worker that parsed it is gone; the next one is new
+    assert isinstance(small, ParsedFeed) and len(after_small) == 1
+    assert later == after_small  # ordinary feeds keep their worker: no start-up per parse

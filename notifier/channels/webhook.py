@@ -42,7 +42,7 @@ from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.pacing import discord_pause
 from notifier.models import Notice
 from notifier.redact import destination
-from notifier.render import build_context
+from notifier.render import build_context, digest_total
 from notifier.schema import Duration, HttpUrl
 
 __all__ = ["DISCORD_LIMIT", "SLACK_LIMIT", "WebhookChannel", "WebhookConfig",
@@ -155,7 +155,7 @@ def payload(notice: Notice, context: dict[str, Any] | None = None) -> dict[str, 
 def digest_payload(notice: Notice) -> dict[str, Any]:
     """The json format's body for a digest: each member's own payload, under one id."""
     return {"type": "digest", "id": notice.notification_id, "channel": notice.channel,
-            "count": len(notice.digest),
+            "count": len(notice.digest), "total": digest_total(notice),
             "notifications": [payload(member) for member in notice.digest]}
 
 

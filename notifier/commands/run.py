@@ -16,6 +16,7 @@ import time
 
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
 from notifier.config import Config
+from notifier.memory import return_large_blocks
 from notifier.store import Store, SubscriptionState
 from notifier.store.statefile import hold_state
 
@@ -32,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load(args)
     tune_gc()
+    return_large_blocks()
     # One run per SQLite state: a second exits 2 here, before it touches any claim.
     with hold_state(config.state_url()):
         if args.once:

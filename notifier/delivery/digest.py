@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Generic, TypeVar
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from notifier.models import FLOOD_ID_PREFIX
 from notifier.schema import StrictModel
 
 if TYPE_CHECKING:  # imported when a cron expression is first used, not at every start
@@ -240,7 +241,10 @@ def plan(rows: Sequence[Row], *, now: float, row_id: Callable[[Row], int],
     free: list[Row] = []
     for row in rows:
         existing = digest_id(row)
-        if existing is not None:
+        # A flood's summary is written with its id by the poll; it waits out quiet hours and
+        # digest times like any row before it goes out whole.
+        if existing is not None and (was_held(row) or not existing.startswith(FLOOD_ID_PREFIX)
+                                     or release_time(schedule(row), created(row), now) is None):
             grouped.setdefault(existing, []).append(row)
             continue
         wait_until = release_time(schedule(row), created(row), now)

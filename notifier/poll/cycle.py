@@ -111,6 +111,7 @@ class Poller:
         self._report = PollReport()
         self._plan: Plan | None = None
         self._abandoned: set[int] = set()
+        self._unwritable = False  # the last batch met a state it could not write
         self.on_queued: Callable[[], None] | None = None
         self.on_polled: Callable[[PollReport], None] | None = None
         """Called with what each written batch (and each cycle's failed discoveries) adds
@@ -285,9 +286,13 @@ class Poller:
                 reason = unwritable(exc)
                 if reason is None:
                     log.exception("writing %d polls failed; they are polled again", len(batch))
-                else:  # disk full, read-only: no traceback per batch, the daemon backs off
-                    log.error("writing %d polls failed, the state cannot be written (%s); "
-                              "they are polled again", len(batch), reason)
+                else:  # disk full, read-only: one ERROR, no traceback; the daemon backs off
+                    log.log(logging.DEBUG if self._unwritable else logging.ERROR,
+                            "writing %d polls failed, the state cannot be written (%s); "
+                            "they are polled again", len(batch), reason)
+                    self._unwritable = True
+            else:
+                self._unwritable = False
             finally:
                 for polled in batch:
                     self._inflight.pop(polled.feed.id, None)

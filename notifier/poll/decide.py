@@ -21,13 +21,13 @@ from notifier import sources, threads
 from notifier.config import Config, Subscription
 from notifier.diff import Decision, SubscriptionView, decide
 from notifier.match import match
-from notifier.models import Entry, FeedKind, ParsedFeed
+from notifier.models import FLOOD_ID_PREFIX, Entry, FeedKind, ParsedFeed
 from notifier.poll.complete import Snapshot
 from notifier.poll.plan import Plan
-from notifier.schedule import next_poll, server_delay
-from notifier.store import PollRecord, QueuedNotice, SubscriptionState, ThreadUpdate
+from notifier.schedule import MAX_BACKOFF_FACTOR, next_poll, server_delay
+from notifier.store import FeedState, PollRecord, QueuedNotice, SubscriptionState, ThreadUpdate
 
-__all__ = ["Outcome", "decide_poll"]
+__all__ = ["Outcome", "decide_poll", "unread_intervals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,8 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     oldest_new = next(iter(decision.new_entries), None)
     missing = {oldest_new.key: polled.missing} if oldest_new and polled.missing else {}
     notices = [*_unflooded(match(decision.candidates, plan.subscriptions, snapshot.known,
-                                 missing), decision.new_entries, config, plan),
+                                 missing), decision.new_entries, config, plan,
+                           intervals=unread_intervals(feed, now), rng=rng),
                *_edit_notices(snapshot, subs, decision, plan)]
     stored = {e.key for e in decision.new_entries}
     # Parents read from REST are stored so the delivery can quote them; never offered.
@@ -129,31 +130,62 @@ def deaf_note(readings: Mapping[str, FeedKind], parsed: ParsedFeed) -> str:
 
 
 FLOOD_SHOWN = 5
-"""Of a flood, each channel gets this many of the newest entries, one message each."""
+"""Of a flood, each channel gets one summary message holding this many of the newest."""
+
+
+def unread_intervals(feed: FeedState, now: float) -> float:
+    """How many poll intervals of this feed's news the poll at `now` reads at once.
+
+    One for a poll on time; more after the daemon was down (its last poll is that long ago)
+    or after failed polls (each failure read nothing, and backed off as `next_poll` does).
+    """
+    if feed.last_polled is None or feed.interval <= 0:
+        return 1.0
+    unread = max(now - feed.last_polled, 0.0)
+    unread += sum(feed.interval * min(1 << min(k, 8), MAX_BACKOFF_FACTOR)
+                  for k in range(min(feed.error_count, 1000)))
+    return max(unread / feed.interval, 1.0)
 
 
 def _unflooded(notices: list[QueuedNotice], new_entries: Sequence[Entry], config: Config,
-               plan: Plan) -> list[QueuedNotice]:
-    """A channel offered more new entries from one poll than a subscription's `flood_limit`
-    (a feed that imported 5,000 comments) gets the newest `FLOOD_SHOWN`, the oldest of them
-    counting the rest as not shown; every entry is still stored."""
+               plan: Plan, *, intervals: float, rng: random.Random) -> list[QueuedNotice]:
+    """A flood becomes one summary message per channel; everything else is reported as is.
+
+    A flood is more new entries for one channel from one poll than `flood_limit` for each
+    interval the poll covers: 1,200 comments appearing between two polls on time (an import,
+    a spam wave). The same count read after a day of downtime, or after failed polls, is
+    news that piled up while nobody looked, and every entry of it is reported, as is every
+    reply matched by a `replies_to` subscription, flood or not. The summary is a digest of
+    the newest `FLOOD_SHOWN` whose oldest member counts the rest (`missing`), so it says
+    "1,200 new comments on ...; the newest 5 follow"; every entry is stored and none is
+    reported again.
+    """
     order = {entry.key: index for index, entry in enumerate(new_entries)}  # oldest first
     by_channel: dict[str, list[QueuedNotice]] = {}
     for notice in notices:
         by_channel.setdefault(notice.channel, []).append(notice)
     kept: list[QueuedNotice] = []
-    for channel_notices in by_channel.values():
+    for offered in by_channel.values():
+        # A reply to someone a subscription follows (`replies_to`) is never summarised
+        # away: it is what the reader is here for, and a flood holds few of them.
+        replies = [n for n in offered if (sub := plan.subscriptions.get(n.subscription))
+                   is not None and sub.replies_to]
+        kept += replies
+        taken = {id(n) for n in replies}
+        channel_notices = [n for n in offered if id(n) not in taken] if replies else offered
         subs = {n.subscription for n in channel_notices}
         limit = min(config.flood_limit(plan.subscriptions[name]) for name in subs
                     if name in plan.subscriptions) if subs & plan.subscriptions.keys() else None
-        if limit is None or len(channel_notices) <= limit:
+        if limit is None or len(channel_notices) <= limit * intervals:
             kept += channel_notices
             continue
         ordered = sorted(channel_notices, key=lambda n: order.get(n.entry_key, -1))
         newest = ordered[-min(FLOOD_SHOWN, limit):]
         skipped = len(ordered) - len(newest)
-        kept += [dataclasses.replace(newest[0], missing=newest[0].missing + skipped),
-                 *newest[1:]]
+        summary = f"{FLOOD_ID_PREFIX}{rng.getrandbits(128):032x}"
+        kept += [dataclasses.replace(notice, digest_id=summary,
+                                     missing=notice.missing + (skipped if i == 0 else 0))
+                 for i, notice in enumerate(newest)]
     return kept
 
 

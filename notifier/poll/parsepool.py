@@ -9,9 +9,11 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   with "parser took more than 10 s";
 - a **memory limit** (RLIMIT_AS) in the worker: a parse that needs more fails with
   "parser needed more than ... MiB" and the worker is replaced;
-- **recycling**: a worker whose peak resident size grew past `RECYCLE_RSS`, or that has
-  parsed `RECYCLE_JOBS` bodies, exits after answering and a fresh one takes its place, so
-  one big feed does not keep its memory for the daemon's life;
+- **recycling**: a worker whose resident size grew by more than `RECYCLE_GROWTH`, or that has
+  parsed `RECYCLE_JOBS` bodies, or that parsed a suspect (a body over `SUSPECT_BYTES`, a
+  feed whose parse overran before), exits after answering and a fresh one takes its place
+  when next needed, so one big feed does not keep its memory for the daemon's life;
+- **less to hold**: entries beyond `MAX_ENTRIES` are cut from the body before it is sent;
 - **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck.
 
 Failures are data (a `failures.Failure`: a kind and a message), as everywhere in the poll path.
@@ -32,7 +34,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from notifier.entrytext import cap_entries
 from notifier.failures import Failure, FailureKind
+from notifier.memory import return_large_blocks
 from notifier.models import FeedKind, ParsedFeed
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
@@ -42,8 +46,11 @@ PARSE_TIME_LIMIT = 10.0
 PARSE_MEMORY_LIMIT = 1024 * 1024 * 1024
 """Address space of a parse worker (RLIMIT_AS). Virtual, so well above what it touches:
 a worker's interpreter and libraries map ~150 MiB before parsing anything."""
-RECYCLE_RSS = 120 * 1024 * 1024
-"""A worker whose peak resident size passed this is replaced after its answer."""
+RECYCLE_GROWTH = 10 * 1024 * 1024
+"""A worker whose resident size grew by more than this over its size at start-up (about
+28 MiB under the daemon) is replaced after its answer: an ordinary feed adds a few MiB at
+most, a parse of thousands of entries would otherwise keep its peak for the worker's life.
+Growth, not size: a worker also imports its parent's main module, whose size varies."""
 RECYCLE_JOBS = 500
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
 WORKER_START_LIMIT = 60.0
@@ -75,12 +82,25 @@ def _parse_job(body: bytes, url: str, headers: dict[str, str],
         return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
 
 
+def _resident() -> int:
+    """This process's resident bytes now (what it keeps, which a recycle gives back).
+
+    Not `ru_maxrss`: Linux carries it over from the parent across fork and exec, so a worker
+    started by a large daemon would look large from its first job."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB elsewhere
+
+
 def _serve(conn: Connection, memory_limit: int) -> None:
     """A worker's life: answer jobs until told to stop or it should be replaced."""
     # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
     # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by `_Worker`
+    return_large_blocks()
     if memory_limit:
         with contextlib.suppress(ValueError, OSError):
             _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -88,6 +108,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     conn.send("ready")  # imports done: the time limit counts parsing only
     jobs = 0
+    started = _resident()
     while True:
         try:
             job = conn.recv()
@@ -103,9 +124,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             result = f"parser needed more than {memory_limit // (1024 * 1024)} MiB"
             retire = True
         jobs += 1
-        # ru_maxrss is in KiB on Linux.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        retire = retire or peak > RECYCLE_RSS or jobs >= RECYCLE_JOBS
+        retire = retire or _resident() - started > RECYCLE_GROWTH or jobs >= RECYCLE_JOBS
         try:
             conn.send((retire, result))
         except (OSError, ValueError):
@@ -177,7 +196,9 @@ class ParsePool:
     def __init__(self, workers: int | None = None, *,
                  time_limit: float = PARSE_TIME_LIMIT,
                  memory_limit: int = PARSE_MEMORY_LIMIT) -> None:
-        self._size = max(1, workers if workers is not None else min(os.cpu_count() or 1, 4))
+        # One CPU is the daemon's own (fetching, deciding, writing); each worker holds
+        # about 28 MiB, so more than the CPUs can keep busy is memory for nothing.
+        self._size = max(1, workers if workers is not None else min((os.cpu_count() or 2) - 1, 4))
         self.time_limit = time_limit
         self.memory_limit = memory_limit
         self._idle: dict[bool, list[_Worker]] = {False: [], True: []}
@@ -194,6 +215,9 @@ class ParsePool:
                     expect: FeedKind | None = None) -> ParsedFeed | Failure:
         """The parsed feed, or why not (a time or memory overrun included)."""
         suspect = len(body) > SUSPECT_BYTES or url in self._suspects
+        # The entries beyond MAX_ENTRIES never travel: 100,000 of them are 14.6 MB to send
+        # and to hold in the worker, the 5,000 kept a tenth of it.
+        body = await asyncio.to_thread(cap_entries, body) if suspect else cap_entries(body)
         result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect)
         if isinstance(result, str) and result.startswith(("parser took", "parser needed",
                                                           "parser worker died")):
@@ -237,7 +261,9 @@ class ParsePool:
             except BaseException:
                 self._discard(worker)  # cancelled mid-parse: its state is unknown
                 raise
-            if worker.retired:
+            if worker.retired or suspect:
+                # A suspect's worker has just held a big or hostile parse: a fresh one
+                # costs less than what it may keep.
                 self._discard(worker)
             else:
                 self._idle[suspect].append(worker)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -204,6 +204,20 @@ class LeaseStore:
                                                    outbox.c.claim_owner == node,
                                                    outbox.c.claimed_until >= now)
                              .values(claimed_until=until))
+
+    def release_stranded(self, node: str, taken_before: float, claims: Collection[str]) -> None:
+        """Give back `node`'s outbox claims that run out by `taken_before` (taken before the
+        state failed, so never renewed since), except those it still works on (`claims`): a
+        claim taken later runs out later, so none is given back while in use.
+
+        Feed leases are left to run out: a feed whose poll could not be written is due at
+        once, and giving it back now would ask its server again within a second."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(
+                outbox.c.claim_owner == node, outbox.c.claimed_until.is_not(None),
+                outbox.c.claimed_until <= taken_before,
+                outbox.c.claim_id.not_in(list(claims)) if claims else sa.true())
+                .values(claimed_until=None))
 
     def release_node(self, node: str, now: float, everyone: bool = False) -> None:
         """Give back what `node` holds (at its stop, or at start after a crash), so that

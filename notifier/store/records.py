@@ -68,6 +68,7 @@ class QueuedNotice:
     entry_key: str
     revision: int = 0
     missing: int = 0
+    digest_id: str | None = None  # a flood's summary: its members go out as one message
 
 
 @dataclass(frozen=True, slots=True)

@@ -452,6 +452,7 @@ class Store(LeaseStore):
             "channel": n.channel, "entry_id": ids[n.entry_key], "entry_key": n.entry_key,
             "revision": n.revision, "missing": n.missing, "status": "queued", "attempts": 0,
             "next_attempt": record.polled_at, "created": record.polled_at,
+            "digest_id": n.digest_id,
         } for n in record.notices if n.entry_key in ids]
         if not rows:
             return 0
