@@ -18,8 +18,7 @@ import json
 import sys
 import uuid
 from datetime import UTC, datetime
-
-import httpx
+from typing import TYPE_CHECKING
 
 from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
@@ -29,6 +28,9 @@ from notifier.errors import NotifierError
 from notifier.models import Notice
 from notifier.render import Renderer, RenderError
 from notifier.store import Store
+
+if TYPE_CHECKING:
+    import httpx
 
 HTTP_KINDS = frozenset({"webhook", "matrix", "telegram", "ntfy"})
 """Kinds that send only through the context's HTTP client, which a preview replaces with a
@@ -136,6 +138,8 @@ def _for_channel(notice: Notice, channel: str) -> Notice:
 
 async def render(name: str, config: ChannelConfig, renderer: Renderer, notice: Notice) -> str:
     """The message one channel would send for `notice`, as text."""
+    import httpx  # here: `notifier run` imports this module too, and sends no chat
+
     from notifier.channels import build_channel
     from notifier.channels.console import ConsoleChannel
     from notifier.channels.email import EmailChannel

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from notifier.store.records import FeedState, NodeState, PollRecord
@@ -129,6 +128,9 @@ class LeaseStore:
         """`feeds.id` among `ids` with one bound parameter, however many ids."""
         values = sorted(set(ids))
         if self.engine.dialect.name == "postgresql":
+            # Here: SQLite states never load the PostgreSQL dialect.
+            from sqlalchemy.dialects.postgresql import ARRAY
+
             return feeds.c.id == sa.any_(
                 sa.bindparam("feed_ids", values, type_=ARRAY(sa.Integer)))
         listed = sa.func.json_each(sa.bindparam("feed_ids", json.dumps(values))
