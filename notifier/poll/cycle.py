@@ -230,9 +230,12 @@ class Poller:
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None) -> Polled:
         try:
-            async with asyncio.timeout(self.feed_budget):
+            async with asyncio.timeout(self.feed_budget) as budget:
+                # The budget stands still while the body waits for a parse worker: a first
+                # run of thousands of feeds on a busy machine queues bodies for longer than
+                # a budget, and they must not time out there (to be fetched and parsed again).
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                      conditional=conditional, expect=expect)
+                                      conditional=conditional, expect=expect, budget=budget)
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
