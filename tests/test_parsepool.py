@@ -16,7 +16,7 @@ from notifier.daemon import fetch_settings
 from notifier.fetch import Fetcher
 from notifier.models import ParsedFeed
 from notifier.poll import Poller, StoreThread
-from notifier.poll.parsepool import ParsePool
+from notifier.poll.parsepool import RECYCLE_RSS, ParsePool
 from notifier.poll.retrieve import Polled
 from notifier.store import FeedState, Store
 from tests.support.blog_server import BlogServer
@@ -158,3 +158,28 @@ def test_a_budget_stands_still_only_while_waiting_for_a_worker() -> None:
     assert isinstance(parsed, ParsedFeed)
     assert 0.5 < moved <= waited  # moved on by the wait for the worker, not by the parse
     assert late is None  # the budget ran while the job itself ran
+
+
+def test_a_large_daemon_keeps_its_parse_workers() -> None:
+    """A daemon over 10,000 feeds is larger than a worker may grow; its workers are forked
+    from it before they exec, and must not count its size as their own (they did: each was
+    replaced after every parse, one process start per feed)."""
+    ballast = bytearray(RECYCLE_RSS + 32 * 1024 * 1024)
+    for offset in range(0, len(ballast), 4096):  # resident, not only reserved
+        ballast[offset] = 1
+
+    async def drive() -> list[list[int]]:
+        pool = ParsePool(workers=1)
+        seen = []
+        try:
+            for n in range(1, 4):
+                assert isinstance(await pool.parse(atom(n), "http://blog.test/a/", {}),
+                                  ParsedFeed)
+                seen.append(pool.worker_pids())
+        finally:
+            pool.shutdown()
+        return seen
+
+    seen = asyncio.run(drive())
+    del ballast
+    assert len(seen[0]) == 1 and seen == [seen[0]] * 3

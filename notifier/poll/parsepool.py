@@ -74,6 +74,21 @@ def _parse_job(body: bytes, url: str, headers: dict[str, str],
         return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
 
 
+def _peak_rss() -> int:
+    """Peak resident bytes of this worker's own program (VmHWM).
+
+    Not `ru_maxrss`: Linux carries it across exec, and a worker is forked from the daemon
+    before it execs, so it started at the daemon's size; a daemon over `RECYCLE_RSS` (10,000
+    feeds) had every worker retired after each parse, one process start per feed.
+    """
+    with contextlib.suppress(OSError, ValueError, IndexError), \
+            open("/proc/self/status", "rb") as status:
+        for line in status:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
 def _serve(conn: Connection, memory_limit: int) -> None:
     """A worker's life: answer jobs until told to stop or it should be replaced."""
     # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
@@ -101,9 +116,7 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             result = f"parser needed more than {memory_limit // (1024 * 1024)} MiB"
             retire = True
         jobs += 1
-        # ru_maxrss is in KiB on Linux.
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        retire = retire or peak > RECYCLE_RSS or jobs >= RECYCLE_JOBS
+        retire = retire or _peak_rss() > RECYCLE_RSS or jobs >= RECYCLE_JOBS
         try:
             conn.send((retire, result))
         except (OSError, ValueError):
