@@ -266,6 +266,19 @@ def notifier_command() -> str:
     return str(found) if found.exists() else shutil.which("notifier") or "notifier"
 
 
+def compile_notifier() -> None:
+    """Byte-compile the notifier package being measured, as `pip install` does.
+
+    An editable install (the development venv) or PYTHONDONTWRITEBYTECODE in the environment
+    would otherwise leave it compiling every module from source at every start, which no
+    installed notifier does (rss2email's venv is compiled by pip).
+    """
+    import notifier
+
+    subprocess.run([sys.executable, "-m", "compileall", "-q",
+                    str(Path(notifier.__file__).parent)], check=True, timeout=600)
+
+
 def write_notifier_config(folder: Path, origin: str, count: int, smtp_port: int,
                           interval: int) -> Path:
     subs = "\n".join(
@@ -562,6 +575,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args()
     nginx = ensure_nginx()
+    compile_notifier()
     r2e = ensure_rss2email()
     work = Path(tempfile.mkdtemp(prefix="notifier-side-by-side-"))
     work.chmod(0o755)
