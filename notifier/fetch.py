@@ -156,6 +156,8 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     beside an explicit Authorization header, and logs show URLs. A redirect keeps the
     credentials only when its Location is relative (the same origin), as browsers do.
     """
+    if "@" not in url:  # nearly every feed: no need to split it (once per request)
+        return url, None
     try:
         parts = urlsplit(url)
     except ValueError:

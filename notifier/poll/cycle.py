@@ -392,6 +392,9 @@ def _db_reason(exc: Exception) -> str:
 
 def storable_record(record: PollRecord) -> PollRecord:
     """The record with every text a feed supplied made storable (`textsafety.storable`)."""
+    if not record.new_entries and not record.changed_entries and (
+            record.title is None or storable(record.title) == record.title):
+        return record  # most polls of a cycle (a 304): nothing to copy
     new = tuple(_storable_entry(e) for e in record.new_entries)
     changed = tuple(_storable_entry(e) for e in record.changed_entries)
     title = storable(record.title) if record.title is not None else None
