@@ -292,8 +292,11 @@ class EmailChannel(Channel):
         """
         smtp: smtplib.SMTP | None = None
         ready: EmailMessage | DeliveryError | None = None
+        broken: Exception | None = None  # a bug met building ahead: raised in its turn
         try:
             for index, notice in enumerate(notices):
+                if broken is not None:
+                    raise broken
                 msg = ready if ready is not None else self._try_build(notice)
                 ready = None
                 if isinstance(msg, DeliveryError):
@@ -310,6 +313,9 @@ class EmailChannel(Channel):
                 try:
                     if index + 1 < len(notices):
                         ready = self._try_build(notices[index + 1])
+                except Exception as exc:
+                    # Not before this message's result is told: it may be sent already.
+                    broken = exc
                 finally:
                     error = await _outcome(sending)
                 if isinstance(error, _ConnectionLost):
