@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
-
 from notifier import __version__
 from notifier.channels import CHANNEL_KINDS, build_channel
 from notifier.cluster import Node
@@ -197,6 +195,8 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
             fetcher = await stack.enter_async_context(Fetcher(fetch_settings(config)))
             http = None
             if any(CHANNEL_KINDS[c.type].uses_http for c in config.channels.values()):
+                import httpx  # only for channels that speak HTTP: mail alone does not load it
+
                 http = await stack.enter_async_context(httpx.AsyncClient(
                     follow_redirects=False, timeout=httpx.Timeout(15.0),
                     headers={"User-Agent": f"notifier/{__version__}"}))

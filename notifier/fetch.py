@@ -27,17 +27,18 @@ import ipaddress
 import logging
 import socket
 import ssl
+import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import aiohttp
-import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -46,6 +47,9 @@ from notifier.errors import NotifierError
 from notifier.failures import FailureKind
 from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +156,8 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     beside an explicit Authorization header, and logs show URLs. A redirect keeps the
     credentials only when its Location is relative (the same origin), as browsers do.
     """
+    if "@" not in url:  # nearly every feed: no need to split it (once per request)
+        return url, None
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -208,7 +214,7 @@ def transport_failure_kind(exc: BaseException) -> FailureKind:
     if any(isinstance(cause, OSError) and not isinstance(cause, TimeoutError)
            for cause in chain[1:]):
         return FailureKind.NETWORK
-    if isinstance(exc, httpx.TimeoutException | aiohttp.ServerTimeoutError):
+    if isinstance(exc, aiohttp.ServerTimeoutError) or _is_httpx_timeout(exc):
         return FailureKind.TIMEOUT
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return FailureKind.REFUSED
@@ -237,6 +243,27 @@ def describe_transport_error(exc: BaseException, url: str, settings: FetchSettin
         return _describe_aiohttp_error(exc, host, settings)
     if isinstance(exc, _DecodeFailed):
         return "could not decode the compressed body"
+    return _describe_httpx_error(exc, host, settings) or \
+        f"network error ({type(exc).__name__})"
+
+
+def _httpx_loaded() -> bool:
+    """Only an injected httpx client (or a channel) raises httpx's errors, and it imported
+    httpx; a run that fetches through aiohttp alone does not pay for importing it."""
+    return "httpx" in sys.modules
+
+
+def _is_httpx_timeout(exc: BaseException) -> bool:
+    if not _httpx_loaded():
+        return False
+    import httpx
+    return isinstance(exc, httpx.TimeoutException)
+
+
+def _describe_httpx_error(exc: BaseException, host: str, settings: FetchSettings) -> str | None:
+    if not _httpx_loaded():
+        return None
+    import httpx
     if isinstance(exc, httpx.ConnectTimeout):
         return f"could not connect within {settings.connect_timeout:g} s"
     if isinstance(exc, httpx.TimeoutException):
@@ -251,7 +278,7 @@ def describe_transport_error(exc: BaseException, url: str, settings: FetchSettin
         return "could not decode the compressed body"
     if isinstance(exc, httpx.ReadError | httpx.WriteError):
         return "connection lost"
-    return f"network error ({type(exc).__name__})"
+    return None
 
 
 def _describe_aiohttp_error(exc: aiohttp.ClientError, host: str,
@@ -400,7 +427,10 @@ def _resolve_location(base: str, location: str) -> str:
 
 
 def _http_error(status: int) -> str:
-    reason = httpx.codes.get_reason_phrase(status)
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = ""
     return f"HTTP {status} {reason}" if reason else f"HTTP {status}"
 
 
@@ -435,6 +465,11 @@ class Fetcher:
         quiet_http_logs()
         self.settings = settings or FetchSettings()
         self._client = client
+        self._transport_errors: tuple[type[Exception], ...] = (
+            aiohttp.ClientError, _DecodeFailed, ValueError)
+        if client is not None:
+            import httpx
+            self._transport_errors += (httpx.HTTPError, httpx.InvalidURL)
         self._session: aiohttp.ClientSession | None = None
         self._timeout = aiohttp.ClientTimeout(total=None,
                                               sock_connect=self.settings.connect_timeout,
@@ -532,8 +567,7 @@ class Fetcher:
             hop.spent += time.monotonic() - started
             size = _format_size(self.settings.max_bytes)
             return self._failure(url, hop, f"body larger than {size}", FailureKind.REFUSED)
-        except (aiohttp.ClientError, httpx.HTTPError, httpx.InvalidURL, _DecodeFailed,
-                ValueError) as exc:
+        except self._transport_errors as exc:
             # Before TimeoutError: aiohttp's connect timeout is also a TimeoutError.
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)

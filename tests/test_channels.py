@@ -454,6 +454,31 @@ def test_email_batch_uses_one_connection_and_survives_a_refusal(
     assert connects == [1]
 
 
+def test_email_a_bug_building_the_next_message_still_tells_the_sent_one(
+        smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next message is built while one is on the wire: a bug met there must not stop
+    the batch before the message already sent is reported (else it is sent again)."""
+    items = [make_notice(n) for n in (5, 6, 7)]
+    original = EmailChannel.build_message
+
+    def buggy(self: EmailChannel, notice: Notice) -> Any:
+        if notice.notification_id == items[1].notification_id:
+            raise RuntimeError("a bug in building")
+        return original(self, notice)
+
+    monkeypatch.setattr(EmailChannel, "build_message", buggy)
+    told: list[SendResult] = []
+
+    async def send(context: ChannelContext) -> None:
+        async for result in channel(context, email_body(smtp_server.port)).send_batch(items):
+            told.append(result)
+
+    with pytest.raises(RuntimeError, match="a bug in building"):
+        run(send)
+    assert [(r.notification_id, r.error) for r in told] == [(items[0].notification_id, None)]
+    assert len(smtp_server.wait_for(1)) == 1
+
+
 def test_email_unreachable_server_fails_the_whole_batch_temporarily() -> None:
     with SmtpServer() as server:
         port = server.port  # closed again: nothing listens there now

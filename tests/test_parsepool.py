@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 
+from notifier.config import load_config
+from notifier.daemon import fetch_settings
 from notifier.entrytext import MAX_ENTRIES
+from notifier.fetch import Fetcher
 from notifier.models import ParsedFeed
-from notifier.poll.parsepool import ParsePool
+from notifier.poll import Poller, StoreThread
+from notifier.poll.parsepool import RECYCLE_GROWTH, ParsePool
+from notifier.poll.retrieve import Polled
+from notifier.store import FeedState, Store
+from tests.support.blog_server import BlogServer
 from tests.test_hostile_feeds import atom, rss_with_author
 
 
@@ -101,3 +112,104 @@ def test_a_feed_of_100000_entries_is_cut_before_it_travels_and_its_worker_not_ke
     assert after_huge == []  # the worker that parsed it is gone; the next one is new
     assert isinstance(small, ParsedFeed) and len(after_small) == 1
     assert later == after_small  # ordinary feeds keep their worker: no start-up per parse
+
+
+def test_a_body_queued_behind_busy_workers_is_parsed_however_long_it_waited(
+        tmp_path: Path, blog_server: BlogServer) -> None:
+    """A first run of thousands of feeds fills the parse queue: a feed fetched early waits
+    for a worker longer than its whole budget on a busy machine. That wait is the pool's
+    backlog, not the feed's slowness, so the feed is parsed, not failed for time (and
+    fetched and parsed again next cycle)."""
+    blog_server.add_file("/queued/feed/", atom(2), "application/atom+xml")
+    url = blog_server.url("/queued/feed/")
+    config_path = tmp_path / "notifier.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
+        "subscriptions": [{"name": "q", "url": url, "notify": ["out"]}]}), encoding="utf-8")
+    config = load_config(config_path, {})
+    feed = FeedState(id=1, url=url, title="", api_root=None, etag=None, last_modified=None,
+                     body_hash=None, interval=600.0, next_due=0.0, last_polled=None,
+                     last_status=None, last_failure=None, error_count=0)
+
+    async def drive() -> tuple[Polled, Polled]:
+        pool = ParsePool(workers=1, time_limit=10.0)
+        store = Store(config.state_url())
+        db = StoreThread()
+        try:
+            async with Fetcher(fetch_settings(config)) as fetcher:
+                poller = Poller(config, store, fetcher, db, parser=pool)
+                poller.feed_budget = 2.0
+                warm = await poller._retrieve(feed, rescan=False, conditional=False,
+                                              expect=None)
+                # The only worker is busy for longer than the feed's budget.
+                busy = asyncio.create_task(pool.run(time.sleep, 3.0))
+                await asyncio.sleep(0.2)
+                queued = await poller._retrieve(feed, rescan=False, conditional=False,
+                                                expect=None)
+                await busy
+                await poller.close()
+                return warm, queued
+        finally:
+            pool.shutdown()
+            db.close()
+            store.close()
+
+    warm, queued = asyncio.run(drive())
+    assert warm.failure is None and warm.parsed is not None
+    assert queued.failure is None, queued.failure
+    assert queued.parsed is not None and len(queued.parsed.entries) == 2
+
+
+def test_a_budget_stands_still_only_while_waiting_for_a_worker() -> None:
+    async def drive() -> tuple[float, float, object, object]:
+        pool = ParsePool(workers=1, time_limit=10.0)
+        loop = asyncio.get_running_loop()
+        try:
+            assert isinstance(await pool.parse(atom(1), "http://blog.test/w/", {}), ParsedFeed)
+            busy = asyncio.create_task(pool.run(time.sleep, 1.0))
+            await asyncio.sleep(0.1)  # the sleep holds the only worker
+            async with asyncio.timeout(5.0) as budget:
+                before = budget.when() or 0.0
+                started = loop.time()
+                parsed = await pool.parse(atom(2), "http://blog.test/a/", {}, budget=budget)
+                waited = loop.time() - started
+                after = budget.when() or 0.0
+            await busy
+            # A job that overruns its budget is still cut by it once it runs.
+            late: object = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.5) as budget:
+                    late = await pool.run(time.sleep, 3.0, budget=budget)
+            return after - before, waited, parsed, late
+        finally:
+            pool.shutdown()
+
+    moved, waited, parsed, late = asyncio.run(drive())
+    assert isinstance(parsed, ParsedFeed)
+    assert 0.5 < moved <= waited  # moved on by the wait for the worker, not by the parse
+    assert late is None  # the budget ran while the job itself ran
+
+
+def test_a_large_daemon_keeps_its_parse_workers() -> None:
+    """A daemon over 10,000 feeds is larger than a worker may grow; its workers are forked
+    from it before they exec, and must not count its size as their own (they did: each was
+    replaced after every parse, one process start per feed)."""
+    ballast = bytearray(RECYCLE_GROWTH + 32 * 1024 * 1024)
+    for offset in range(0, len(ballast), 4096):  # resident, not only reserved
+        ballast[offset] = 1
+
+    async def drive() -> list[list[int]]:
+        pool = ParsePool(workers=1)
+        seen = []
+        try:
+            for n in range(1, 4):
+                assert isinstance(await pool.parse(atom(n), "http://blog.test/a/", {}),
+                                  ParsedFeed)
+                seen.append(pool.worker_pids())
+        finally:
+            pool.shutdown()
+        return seen
+
+    seen = asyncio.run(drive())
+    del ballast
+    assert len(seen[0]) == 1 and seen == [seen[0]] * 3

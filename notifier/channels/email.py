@@ -210,6 +210,22 @@ class EmailChannel(Channel):
             raise TypeError(f"channel {name}: expected an email configuration")
         super().__init__(name, config, context)
         self._now = now or (lambda: datetime.now(UTC))
+        self._fixed: dict[tuple[str, str], object] = {}
+        """Parsed header values that are the same in every message of this channel."""
+
+    def _header(self, name: str, value: str) -> object:
+        """`value` as the header object the policy makes of it, parsed once per channel.
+
+        Parsing a header (addresses above all) is a good part of the cost of building a
+        message; the policy takes an already parsed header of the same name as it is.
+        """
+        key = (name, value)
+        found = self._fixed.get(key)
+        if found is None:
+            if len(self._fixed) >= 1000:  # List-Id varies by subscription: stay bounded
+                self._fixed.clear()
+            found = self._fixed[key] = POLICY.header_store_parse(name, value)[1]
+        return found
 
     # --- message ------------------------------------------------------------------------
 
@@ -225,23 +241,25 @@ class EmailChannel(Channel):
             # A broken template is fixed by editing a file; until then, keep the message.
             raise TemporaryFailure(f"email {self.name}: {exc}") from None
         domain = self.config.domain
+        fixed = self._header
         msg = EmailMessage(policy=POLICY)
-        msg["From"] = self.config.from_
-        msg["To"] = ", ".join(self.config.to)
+        msg["From"] = fixed("From", self.config.from_)
+        msg["To"] = fixed("To", ", ".join(self.config.to))
         msg["Subject"] = subject
         msg["Date"] = format_datetime(self._now())
         msg["Message-ID"] = message_id(notice.notification_id, domain)
         root = thread_id(notice, domain)
         msg["In-Reply-To"] = root
         msg["References"] = root
-        msg["List-Id"] = f"<{slug(notice.subscription)}.notifier.{domain}>"
-        msg["Auto-Submitted"] = "auto-generated"
-        msg["X-Auto-Response-Suppress"] = "All"
+        msg["List-Id"] = fixed("List-Id", f"<{slug(notice.subscription)}.notifier.{domain}>")
+        msg["Auto-Submitted"] = fixed("Auto-Submitted", "auto-generated")
+        msg["X-Auto-Response-Suppress"] = fixed("X-Auto-Response-Suppress", "All")
         unsubscribe = self.config.list_unsubscribe
         if unsubscribe is not None:
-            msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+            msg["List-Unsubscribe"] = fixed("List-Unsubscribe", f"<{unsubscribe}>")
             if unsubscribe.lower().startswith("https:"):
-                msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+                msg["List-Unsubscribe-Post"] = fixed("List-Unsubscribe-Post",
+                                                     "List-Unsubscribe=One-Click")
         msg.set_content(_ensure_newline(text))
         msg.add_alternative(_ensure_newline(html), subtype="html")
         return msg
@@ -264,15 +282,21 @@ class EmailChannel(Channel):
         """One SMTP connection for the whole batch; reconnect only after it broke.
 
         When connecting fails, every remaining notice gets that failure (each is then
-        retried on its own schedule) rather than one timeout per message.
+        retried on its own schedule) rather than one timeout per message. The next message
+        is built while one is on the wire; each result is still told as soon as its
+        server's answer is in, one message at a time on the connection.
         """
         smtp: smtplib.SMTP | None = None
+        ready: EmailMessage | DeliveryError | None = None
+        broken: Exception | None = None  # a bug met building ahead: raised in its turn
         try:
             for index, notice in enumerate(notices):
-                try:
-                    msg = self.build_message(notice)
-                except DeliveryError as exc:
-                    yield SendResult(notice.notification_id, exc)
+                if broken is not None:
+                    raise broken
+                msg = ready if ready is not None else self._try_build(notice)
+                ready = None
+                if isinstance(msg, DeliveryError):
+                    yield SendResult(notice.notification_id, msg)
                     continue
                 if smtp is None:
                     try:
@@ -281,18 +305,28 @@ class EmailChannel(Channel):
                         for rest in notices[index:]:
                             yield SendResult(rest.notification_id, exc)
                         return
+                sending = asyncio.ensure_future(asyncio.to_thread(self._deliver, smtp, msg))
                 try:
-                    await asyncio.to_thread(self._deliver, smtp, msg)
-                except DeliveryError as exc:
-                    if isinstance(exc, _ConnectionLost):
-                        await asyncio.to_thread(_close, smtp)
-                        smtp = None
-                    yield SendResult(notice.notification_id, exc)
-                else:
-                    yield SendResult(notice.notification_id)
+                    if index + 1 < len(notices):
+                        ready = self._try_build(notices[index + 1])
+                except Exception as exc:
+                    # Not before this message's result is told: it may be sent already.
+                    broken = exc
+                finally:
+                    error = await _outcome(sending)
+                if isinstance(error, _ConnectionLost):
+                    await asyncio.to_thread(_close, smtp)
+                    smtp = None
+                yield SendResult(notice.notification_id, error)
         finally:
             if smtp is not None:
                 await asyncio.to_thread(_close, smtp)
+
+    def _try_build(self, notice: Notice) -> EmailMessage | DeliveryError:
+        try:
+            return self.build_message(notice)
+        except DeliveryError as exc:
+            return exc
 
     def _connect(self) -> smtplib.SMTP:
         """Open, secure and log in; runs in a worker thread."""
@@ -444,6 +478,15 @@ def thread_id(notice: Notice, domain: str) -> str:
         or entry.key
     digest = hashlib.sha256(post.encode("utf-8")).hexdigest()[:24]
     return f"<thread-{digest}@{domain}>"
+
+
+async def _outcome(sending: asyncio.Future[None]) -> DeliveryError | None:
+    """What became of one message on the wire: None when the server took it."""
+    try:
+        await sending
+    except DeliveryError as exc:
+        return exc
+    return None
 
 
 def slug(name: str) -> str:

@@ -29,8 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
@@ -43,6 +42,9 @@ from notifier.render import Renderer, RenderError
 from notifier.store import Store, SubscriptionState
 from notifier.store.statefile import sqlite_path
 from notifier.textsafety import shown_entry, strip_bidi_controls
+
+if TYPE_CHECKING:
+    import httpx
 
 HTTP_KINDS = frozenset({"webhook", "matrix", "telegram", "ntfy"})
 """Kinds that send only through the context's HTTP client, which a preview replaces with a
@@ -224,6 +226,8 @@ def _for_channel(notice: Notice, channel: str) -> Notice:
 
 async def render(name: str, config: ChannelConfig, renderer: Renderer, notice: Notice) -> str:
     """The message one channel would send for `notice`, as text."""
+    import httpx  # here: `notifier run` imports this module too, and sends no chat
+
     from notifier.channels import build_channel
     from notifier.channels.console import ConsoleChannel
     from notifier.channels.email import EmailChannel

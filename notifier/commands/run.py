@@ -17,7 +17,7 @@ import time
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
 from notifier.config import Config
 from notifier.memory import return_large_blocks
-from notifier.store import Store, SubscriptionState
+from notifier.store import Store
 from notifier.store.statefile import hold_state
 
 
@@ -66,42 +66,43 @@ def run_once(config: Config) -> int:
     """One pass through the real pipeline, then what it means for the reader."""
     from notifier.daemon import run_once as one_pass
 
-    before = _states(config)
+    before = _baselined(config)
     result = asyncio.run(one_pass(config))
     for error in result.poll.errors + result.delivery.errors:
         print(f"notifier: {error}", file=sys.stderr)
-    baseline = baseline_summary(config, before)
+    # One more look at the state for the words below: what got a baseline, what is stuck.
+    store = Store(config.state_url())
+    try:
+        baseline = baseline_summary(store, before)
+        stuck = _still_failing(config, store)
+    finally:
+        store.close()
     if baseline:
         print(baseline)
-    stuck = _still_failing(config)
     for line in stuck:
         print(f"notifier: {line}", file=sys.stderr)
     return EXIT_OK if result.ok and not stuck else EXIT_FAILED
 
 
-def _states(config: Config) -> dict[str, SubscriptionState]:
+def _baselined(config: Config) -> set[str]:
+    """The subscriptions that had their baseline before this pass."""
     store = Store(config.state_url())
     try:
         store.migrate()
-        return store.subscription_states()
+        return {name for name, state in store.subscription_states().items()
+                if state.baseline_at is not None}
     finally:
         store.close()
 
 
-def baseline_summary(config: Config, before: dict[str, SubscriptionState]) -> str | None:
+def baseline_summary(store: Store, before: set[str]) -> str | None:
     """`baseline: 12 entries recorded on 3 feeds; new ones will be reported`, when this pass
     recorded the first look at some subscriptions' feeds."""
-    store = Store(config.state_url())
-    try:
-        after = store.subscription_states()
-        health = {h.url: h.entries for h in store.feed_health()}
-    finally:
-        store.close()
-    fresh = [state for name, state in after.items()
-             if state.baseline_at is not None
-             and (name not in before or before[name].baseline_at is None)]
+    fresh = [state for name, state in store.subscription_states().items()
+             if state.baseline_at is not None and name not in before]
     if not fresh:
-        return None
+        return None  # the usual pass: no need to read every feed's health
+    health = {h.url: h.entries for h in store.feed_health()}
     feeds = {s.feed_url for s in fresh if s.feed_url}
     entries = sum(health.get(url, 0) for url in feeds)
     names = sorted(s.name for s in fresh)
@@ -110,12 +111,8 @@ def baseline_summary(config: Config, before: dict[str, SubscriptionState]) -> st
             "new ones will be reported")
 
 
-def _still_failing(config: Config) -> list[str]:
-    store = Store(config.state_url())
-    try:
-        stats = store.channel_stats()
-    finally:
-        store.close()
+def _still_failing(config: Config, store: Store) -> list[str]:
+    stats = store.channel_stats()
     now = time.time()
     lines = []
     for name in config.channels:

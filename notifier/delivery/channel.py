@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Self
 
-import httpx
 from pydantic import Field, model_validator
 
 from notifier.delivery.digest import DIGEST_MAX, DeliveryTiming
@@ -24,6 +23,8 @@ from notifier.models import Notice
 from notifier.schema import Duration
 
 if TYPE_CHECKING:
+    import httpx
+
     from notifier.render import Renderer
 
 

@@ -229,9 +229,12 @@ class Poller:
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None) -> Polled:
         try:
-            async with asyncio.timeout(self.feed_budget):
+            async with asyncio.timeout(self.feed_budget) as budget:
+                # The budget stands still while the body waits for a parse worker: a first
+                # run of thousands of feeds on a busy machine queues bodies for longer than
+                # a budget, and they must not time out there (to be fetched and parsed again).
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                      conditional=conditional, expect=expect)
+                                      conditional=conditional, expect=expect, budget=budget)
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
@@ -392,6 +395,9 @@ def _db_reason(exc: Exception) -> str:
 
 def storable_record(record: PollRecord) -> PollRecord:
     """The record with every text a feed supplied made storable (`textsafety.storable`)."""
+    if not record.new_entries and not record.changed_entries and (
+            record.title is None or storable(record.title) == record.title):
+        return record  # most polls of a cycle (a 304): nothing to copy
     new = tuple(_storable_entry(e) for e in record.new_entries)
     changed = tuple(_storable_entry(e) for e in record.changed_entries)
     title = storable(record.title) if record.title is not None else None

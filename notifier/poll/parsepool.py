@@ -183,6 +183,27 @@ class _Worker:
         self.kill()
 
 
+def _pause(budget: asyncio.Timeout | None, loop: asyncio.AbstractEventLoop
+           ) -> Callable[[], None]:
+    """Stop `budget`'s clock now; the returned call starts it again, the time stopped added
+    to its deadline (once: later calls do nothing)."""
+    deadline = budget.when() if budget is not None else None
+    if budget is None or deadline is None:
+        return lambda: None
+    stopped = loop.time()
+    with contextlib.suppress(RuntimeError):  # expiring already: the cancellation wins
+        budget.reschedule(None)
+    done = False
+
+    def resume() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            with contextlib.suppress(RuntimeError):
+                budget.reschedule(deadline + loop.time() - stopped)
+    return resume
+
+
 class ParsePool:
     """Up to `workers` parse processes, and one more for suspects, started when needed.
 
@@ -212,13 +233,18 @@ class ParsePool:
         self._closed = False
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str],
-                    expect: FeedKind | None = None) -> ParsedFeed | Failure:
-        """The parsed feed, or why not (a time or memory overrun included)."""
+                    expect: FeedKind | None = None, *,
+                    budget: asyncio.Timeout | None = None) -> ParsedFeed | Failure:
+        """The parsed feed, or why not (a time or memory overrun included).
+
+        `budget`, the caller's deadline, stands still while the body waits for a worker.
+        """
         suspect = len(body) > SUSPECT_BYTES or url in self._suspects
         # The entries beyond MAX_ENTRIES never travel: 100,000 of them are 14.6 MB to send
         # and to hold in the worker, the 5,000 kept a tenth of it.
         body = await asyncio.to_thread(cap_entries, body) if suspect else cap_entries(body)
-        result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect)
+        result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect,
+                                budget=budget)
         if isinstance(result, str) and result.startswith(("parser took", "parser needed",
                                                           "parser worker died")):
             if len(self._suspects) < MAX_SUSPECT_URLS:
@@ -232,42 +258,60 @@ class ParsePool:
         return Failure(FailureKind.PARSER,
                        f"parser failed: unexpected answer {type(result).__name__}")
 
-    async def run(self, fn: Job, *args: Any, suspect: bool = False) -> object:
-        """`fn(*args)` in a worker (fn importable by name); a reason string when it failed."""
+    async def run(self, fn: Job, *args: Any, suspect: bool = False,
+                  budget: asyncio.Timeout | None = None) -> object:
+        """`fn(*args)` in a worker (fn importable by name); a reason string when it failed.
+
+        `budget` (the caller's `asyncio.timeout`) stands still while this waits for a
+        worker (a free slot, a worker's start): that wait is the pool's backlog, which a
+        first run of thousands of feeds on a busy machine makes longer than any one feed's
+        budget, not the slowness of this job. It runs on once the worker is there.
+        """
         if self._closed:
             return "stopping"
         if self._free is None or self._suspect_free is None:
             self._free = asyncio.Semaphore(self._size)
             self._suspect_free = asyncio.Semaphore(1)
-        async with self._suspect_free if suspect else self._free:
-            try:
-                worker = await self._borrow(suspect)
-            except (OSError, EOFError) as exc:
-                return f"parser worker did not start: {exc}"
-            if self.closed:
-                self._discard(worker)
-                return "stopping"
-            loop = asyncio.get_running_loop()
-            assert self._threads is not None
-            try:
-                future = loop.run_in_executor(self._threads, worker.roundtrip, (fn, args))
-                result = await asyncio.wait_for(future, self.time_limit)
-            except TimeoutError:
-                self._discard(worker)
-                return f"parser took more than {self.time_limit:g} s"
-            except (EOFError, OSError, ValueError):
-                self._discard(worker)
-                return "parser worker died (out of memory?)"
-            except BaseException:
-                self._discard(worker)  # cancelled mid-parse: its state is unknown
-                raise
-            if worker.retired or suspect:
-                # A suspect's worker has just held a big or hostile parse: a fresh one
-                # costs less than what it may keep.
-                self._discard(worker)
-            else:
-                self._idle[suspect].append(worker)
-            return result
+        loop = asyncio.get_running_loop()
+        resume = _pause(budget, loop)
+        try:
+            async with self._suspect_free if suspect else self._free:
+                try:
+                    worker = await self._borrow(suspect)
+                except (OSError, EOFError) as exc:
+                    return f"parser worker did not start: {exc}"
+                finally:
+                    resume()
+                return await self._run_on(worker, fn, args, suspect, loop)
+        finally:
+            resume()  # also when cancelled while waiting
+
+    async def _run_on(self, worker: _Worker, fn: Job, args: tuple[Any, ...], suspect: bool,
+                      loop: asyncio.AbstractEventLoop) -> object:
+        """The job on a borrowed worker, within the time limit; the worker given back."""
+        if self.closed:
+            self._discard(worker)
+            return "stopping"
+        assert self._threads is not None
+        try:
+            future = loop.run_in_executor(self._threads, worker.roundtrip, (fn, args))
+            result = await asyncio.wait_for(future, self.time_limit)
+        except TimeoutError:
+            self._discard(worker)
+            return f"parser took more than {self.time_limit:g} s"
+        except (EOFError, OSError, ValueError):
+            self._discard(worker)
+            return "parser worker died (out of memory?)"
+        except BaseException:
+            self._discard(worker)  # cancelled mid-parse: its state is unknown
+            raise
+        if worker.retired or suspect:
+            # A suspect's worker has just held a big or hostile parse: a fresh one
+            # costs less than what it may keep.
+            self._discard(worker)
+        else:
+            self._idle[suspect].append(worker)
+        return result
 
     async def _borrow(self, suspect: bool) -> _Worker:
         if self._threads is None:

@@ -10,6 +10,7 @@ parse bounded in time and memory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 
@@ -40,11 +41,13 @@ class Polled:
 
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
                    rescan: bool, conditional: bool = True,
-                   expect: FeedKind | None = None) -> Polled:
+                   expect: FeedKind | None = None,
+                   budget: asyncio.Timeout | None = None) -> Polled:
     """Fetch `feed` and parse a body not parsed before.
 
     `expect` is the kind its subscriptions watch (`Plan.expected_kind`), which wins over what
-    the document looks like.
+    the document looks like. `budget`, the caller's deadline for the feed, stands still while
+    the body waits for a parse worker (see `ParsePool.run`).
 
     A rescan, and a thread a site probe says has news, ask without validators: WordPress's
     are site-wide, and a comment approved late or imported at an old date changes neither,
@@ -59,7 +62,8 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     parsed: ParsedFeed | None = None
     failure = fetched.failure
     if fetched.ok and fetched.body is not None:
-        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers, expect)
+        result = await parser.parse(fetched.body, fetched.final_url, fetched.headers, expect,
+                                    budget=budget)
         if isinstance(result, Failure):
             failure = result
         else:

@@ -24,7 +24,6 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 
 from notifier.store.records import FeedState, NodeState, PollRecord
@@ -43,7 +42,7 @@ class LeaseStore:
     engine: Engine
 
     # Provided by `Store`.
-    def _record_poll(self, conn: Connection, record: PollRecord) -> int:
+    def _write_polls(self, conn: Connection, records: Iterable[PollRecord]) -> int:
         raise NotImplementedError
 
     def _feed_state_of(self, row: Any) -> FeedState:
@@ -98,9 +97,8 @@ class LeaseStore:
                 current.update({row.id: (row.lease_owner, row.lease_token) for row in rows})
             kept = {fid for fid in ids
                     if current.get(fid) == (node, tokens.get(fid))}
-            for record in records:
-                if record.feed_id in kept:
-                    queued += self._record_poll(conn, record)
+            # Unchanged feeds (most of a cycle) in one executemany, as `record_polls` does.
+            queued += self._write_polls(conn, (r for r in records if r.feed_id in kept))
             for start in range(0, len(ids), 500):
                 chunk = [fid for fid in ids[start:start + 500] if fid in kept]
                 if chunk:
@@ -129,6 +127,9 @@ class LeaseStore:
         """`feeds.id` among `ids` with one bound parameter, however many ids."""
         values = sorted(set(ids))
         if self.engine.dialect.name == "postgresql":
+            # Here: SQLite states never load the PostgreSQL dialect.
+            from sqlalchemy.dialects.postgresql import ARRAY
+
             return feeds.c.id == sa.any_(
                 sa.bindparam("feed_ids", values, type_=ARRAY(sa.Integer)))
         listed = sa.func.json_each(sa.bindparam("feed_ids", json.dumps(values))

@@ -391,20 +391,24 @@ class Store(LeaseStore):
         Most polls of a cycle change nothing but the feed's own row (a 304, or a body with
         nothing new): those rows are written with one executemany per shape of update, not
         one statement each, which is most of the cost of an unchanged cycle."""
+        with self.engine.begin() as conn:
+            return self._write_polls(conn, records)
+
+    def _write_polls(self, conn: Connection, records: Iterable[PollRecord]) -> int:
+        """`record_polls` inside the caller's transaction (also the fenced write's)."""
         queued = 0
         plain: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        with self.engine.begin() as conn:
-            for record in records:
-                if _feed_row_only(record):
-                    values = _feed_values(record)
-                    rows = plain.setdefault(tuple(values), [])
-                    rows.append({f"v_{k}": v for k, v in values.items()}
-                                | {"v_id": record.feed_id})
-                else:
-                    queued += self._record_poll(conn, record)
-            for keys, rows in plain.items():
-                conn.execute(feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
-                    {k: sa.bindparam(f"v_{k}") for k in keys}), rows)
+        for record in records:
+            if _feed_row_only(record):
+                values = _feed_values(record)
+                rows = plain.setdefault(tuple(values), [])
+                rows.append({f"v_{k}": v for k, v in values.items()}
+                            | {"v_id": record.feed_id})
+            else:
+                queued += self._record_poll(conn, record)
+        for keys, rows in plain.items():
+            conn.execute(feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
+                {k: sa.bindparam(f"v_{k}") for k in keys}), rows)
         return queued
 
     def _record_poll(self, conn: Connection, record: PollRecord) -> int:
