@@ -16,7 +16,14 @@ import sqlalchemy as sa
 from notifier.cluster import Node
 from notifier.commands.status import node_statuses, print_nodes
 from notifier.config import load_config
-from notifier.store import SCHEMA_VERSION, PollRecord, QueuedNotice, Store, StoreError
+from notifier.store import (
+    SCHEMA_VERSION,
+    DaemonRecord,
+    PollRecord,
+    QueuedNotice,
+    Store,
+    StoreError,
+)
 from tests.test_store import entry, record, setup_feed
 from tests.test_store import store as store  # the fixture, on SQLite and PostgreSQL
 
@@ -193,3 +200,37 @@ def test_a_node_not_holding_the_lease_writes_nothing(store: Store) -> None:
     assert store.record_fenced([plain], "intruder", {feed: claim.lease_token}) == (0, [feed])
     assert store.record_fenced([plain], owner, {feed: claim.lease_token}) == (0, [])
     assert store.feeds_by_id([feed])[feed].last_status == 304
+
+
+def test_nodes_registering_at_once_do_not_crash_each_other(store: Store) -> None:
+    # Several daemons starting together each note themselves for `notifier reload`. One
+    # writes while another's note is not yet committed: the second must wait and replace
+    # it, not die of a duplicate key (which stopped a node starting beside others).
+    second = DaemonRecord(host="two", pid=2, started="2", config="b.yaml")
+    store.register_daemon(DaemonRecord(host="old", pid=0, started="0", config="old.yaml"))
+    other = Store(store.url)
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            other.register_daemon(second)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        with store.engine.connect() as conn:
+            with conn.begin():
+                # As `register_daemon` of the first node, held open mid-way.
+                conn.execute(sa.text("DELETE FROM meta WHERE key = 'daemon'"))
+                conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('daemon', :v)"),
+                             {"v": '{"pid": 1, "started": "1", "host": "one", '
+                                   '"config": "a.yaml"}'})
+                racer = threading.Thread(target=register)
+                racer.start()
+                racer.join(timeout=1.0)  # blocked behind this transaction (SQLite: busy)
+            racer.join(timeout=30)
+        assert not racer.is_alive()
+        assert errors == []
+        assert store.daemon_record() == second
+    finally:
+        other.close()

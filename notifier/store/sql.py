@@ -793,12 +793,16 @@ class Store(LeaseStore):
                 link=row.link, post_title=row.post_title) for row in conn.execute(query)]
 
     def register_daemon(self, record: DaemonRecord) -> None:
-        """Note the running daemon (one per state); `clear_daemon` forgets it at its stop."""
+        """Note the running daemon (one per state); `clear_daemon` forgets it at its stop.
+
+        One upsert: nodes starting together on PostgreSQL each replace the note, where a
+        delete and an insert let the second of two die of a duplicate key."""
+        value = json.dumps({"pid": record.pid, "started": record.started,
+                            "host": record.host, "config": record.config})
+        insert = self._insert(meta_table).values(key=_DAEMON_KEY, value=value)
         with self.engine.begin() as conn:
-            conn.execute(meta_table.delete().where(meta_table.c.key == _DAEMON_KEY))
-            conn.execute(meta_table.insert().values(key=_DAEMON_KEY, value=json.dumps(
-                {"pid": record.pid, "started": record.started, "host": record.host,
-                 "config": record.config})))
+            conn.execute(insert.on_conflict_do_update(index_elements=[meta_table.c.key],
+                                                      set_={"value": value}))
 
     def daemon_record(self) -> DaemonRecord | None:
         with self.engine.connect() as conn:
