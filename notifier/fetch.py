@@ -69,6 +69,13 @@ URL_CACHE = 32_768
 their URLs again was a tenth of the CPU of an unchanged poll."""
 
 
+class Withdrawn(NotifierError):
+    """A request its caller called off while it waited for a slot: it was not sent.
+
+    A node that was paused (SIGSTOP, a long GC) while its fetches queued wakes up after
+    another node took the feed over; sending then would ask the server twice."""
+
+
 class TargetBlocked(NotifierError):
     """Raised by `_check_target` when a URL must not be fetched (its text is the reason)."""
 
@@ -477,11 +484,14 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         accept: str = FEED_ACCEPT,
+        proceed: Callable[[], bool] | None = None,
     ) -> FetchResult:
         """GET `url`, following up to `max_redirects` redirects; never raises for I/O.
 
         `elapsed` counts network time only, not the wait for a free slot, so a long queue
         behind a slow host does not look like a slow feed, and queueing never times out.
+        `proceed` is asked once the slot is free, just before each request goes out; if it
+        says no, nothing is sent and `Withdrawn` is raised.
         """
         headers = {
             "User-Agent": self.settings.user_agent,
@@ -503,6 +513,8 @@ class Fetcher:
             if problem:
                 return self._failure(url, hop, problem, FailureKind.REFUSED)
             async with self._slot(hop.url):
+                if proceed is not None and not proceed():
+                    raise Withdrawn(f"request to {redact.url(hop.url)} called off")
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified)
             if isinstance(outcome, FetchResult):
                 return outcome

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -41,7 +41,7 @@ def run_with(settings: FetchSettings, job: Callable[[Fetcher], Awaitable[T]]) ->
     return asyncio.run(main())
 
 
-def get(url: str, settings: FetchSettings | None = None, **kwargs: str) -> FetchResult:
+def get(url: str, settings: FetchSettings | None = None, **kwargs: Any) -> FetchResult:
     async def job(fetcher: Fetcher) -> FetchResult:
         return await fetcher.fetch(url, **kwargs)
 

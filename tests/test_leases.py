@@ -6,16 +6,22 @@ fixture of test_store), because one node on SQLite takes the same code path.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from notifier.cluster import Node
 from notifier.commands.status import node_statuses, print_nodes
 from notifier.config import load_config
+from notifier.daemon import Engine, fetch_settings
+from notifier.fetch import Fetcher
+from notifier.poll import ParsePool
 from notifier.store import (
     SCHEMA_VERSION,
     DaemonRecord,
@@ -24,6 +30,7 @@ from notifier.store import (
     Store,
     StoreError,
 )
+from tests.support.feed_farm import FeedFarm, Hit
 from tests.test_store import entry, record, setup_feed
 from tests.test_store import store as store  # the fixture, on SQLite and PostgreSQL
 
@@ -234,3 +241,70 @@ def test_nodes_registering_at_once_do_not_crash_each_other(store: Store) -> None
         assert store.daemon_record() == second
     finally:
         other.close()
+
+
+class _PausableClock:
+    """The wall clock, plus the time a test says the process spent stopped."""
+
+    def __init__(self) -> None:
+        self.paused = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.paused
+
+
+def test_a_node_paused_while_its_fetches_wait_asks_for_none_of_them(tmp_path: Path) -> None:
+    # One slot for the host: the second feed's fetch waits while the first is served. The
+    # node is stopped past its lease meanwhile (the clock jumps), as SIGSTOP or a long GC
+    # would: on waking it must not ask for the waiting feed (another node holds it by
+    # now), and it gives the feed back, so that it is polled again, not forgotten.
+    clock = _PausableClock()
+    with FeedFarm(2, delay=0.3) as farm:
+        path = tmp_path / "notifier.yaml"
+        path.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db",
+            "defaults": {"interval": "60s", "jitter": 0},
+            "http": {"concurrency": 1, "per_host": 1},
+            "cluster": {"lease": "30s", "node": "a"},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [{"name": f"thread {i}", "url": farm.origin + farm.path(i),
+                               "watch": "comments", "notify": ["me"]} for i in range(2)],
+        }), encoding="utf-8")
+        config = load_config(path)
+
+        async def scenario() -> tuple[list[Hit], int, list[Hit]]:
+            store = Store(config.state_url())
+            pool = ParsePool(workers=1)
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock)
+                    await engine.start()
+                    try:
+                        await engine.poll(force=True)  # discovery and baseline
+                        farm.clear_hits()
+                        clock.paused += 61  # both feeds due
+                        served = farm.record
+
+                        def record(hit: Hit) -> None:
+                            served(hit)
+                            clock.paused += 100  # stopped while the other fetch waits
+
+                        farm.record = record  # type: ignore[method-assign]
+                        report = await engine.poll()
+                        farm.record = served  # type: ignore[method-assign]
+                        during = farm.hits
+                        farm.clear_hits()
+                        await engine.poll()
+                        return during, report.fenced, farm.hits
+                    finally:
+                        await engine.stop()
+                        await engine.poller.close()
+                        engine.close()
+            finally:
+                pool.shutdown()
+                store.close()
+
+        during, fenced, after = asyncio.run(scenario())
+    assert len(during) == 1, during  # the waiting fetch was called off, not sent
+    assert fenced == 1
+    assert [hit.thread for hit in after] == [1 - during[0].thread]  # polled again

@@ -21,7 +21,7 @@ from notifier import redact
 from notifier.cluster import Node
 from notifier.config import Config
 from notifier.failures import Failure, FailureKind
-from notifier.fetch import Fetcher
+from notifier.fetch import Fetcher, Withdrawn
 from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
 from notifier.poll.decide import Outcome, decide_poll
@@ -142,17 +142,30 @@ class Poller:
             self._writer = asyncio.create_task(self._write(), name="poll writer")
 
         async def one(feed: Any, news: Any, now: float) -> None:
-            if not self.node.holds(now, self.clock()):
-                report.fenced += 1  # paused past the lease: another node polls it now
-                self._abandoned.add(feed.id)
-                return
+            def mine() -> bool:
+                return self.node.holds(now, self.clock())
+
             every = plan.rescan_every(self.config, feed.id)
             rescan = every is not None and (
                 (feed.rescan_due is not None and feed.rescan_due <= now)
                 or (feed.api_root is not None and feed.api_root in news.moved))
-            await self._queue.put(await self._retrieve(
-                feed, rescan=rescan, conditional=not news.unconditional(feed),
-                expect=plan.expected_kind(feed.id)))
+            try:
+                if not mine():
+                    raise Withdrawn("claim ran out before the fetch began")
+                # Asked again once the fetch has its slot: a node paused while its fetches
+                # queued must not ask for feeds another node has polled meanwhile.
+                polled = await self._retrieve(feed, rescan=rescan,
+                                              conditional=not news.unconditional(feed),
+                                              expect=plan.expected_kind(feed.id),
+                                              proceed=mine)
+            except Withdrawn:
+                # Paused past the lease: another node polls it now. Given back (not left
+                # in flight, or this node would never poll it again).
+                report.fenced += 1
+                self._inflight.pop(feed.id, None)
+                self._abandoned.add(feed.id)
+                return
+            await self._queue.put(polled)
 
         # Feeds are claimed (see `store.leases`) a batch at a time, the next batch when the
         # fetches of this cycle run low; each feed at most once per cycle. A feed still in
@@ -228,11 +241,12 @@ class Poller:
             await self._db(self.store.release_feeds, self.node.name, gone)
 
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
-                        expect: FeedKind | None) -> Polled:
+                        expect: FeedKind | None, proceed: Callable[[], bool]) -> Polled:
         try:
             async with asyncio.timeout(self.feed_budget):
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                      conditional=conditional, expect=expect)
+                                      conditional=conditional, expect=expect,
+                                      proceed=proceed)
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,
