@@ -287,33 +287,6 @@ class Store(LeaseStore):
                     out[row.id] = _feed_state(row)
         return out
 
-    def due_feeds(self, now: float, feed_ids: Iterable[int], limit: int) -> list[FeedState]:
-        """Feeds among `feed_ids` whose time has come, most overdue first.
-
-        One query over the due feeds, filtered here, not one per 500 ids: a daemon asks
-        every few seconds, and with 10,000 feeds twenty `IN` queries a tick added up."""
-        wanted = set(feed_ids)
-        due: list[FeedState] = []
-        query = sa.select(feeds).where(feeds.c.next_due <= now).order_by(feeds.c.next_due)
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                if row.id in wanted:
-                    due.append(_feed_state(row))
-                    if len(due) >= limit:
-                        break
-        return due
-
-    def next_due_time(self, feed_ids: Iterable[int]) -> float | None:
-        wanted = sorted(set(feed_ids))
-        best: float | None = None
-        with self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                value = conn.execute(sa.select(sa.func.min(feeds.c.next_due))
-                                     .where(feeds.c.id.in_(chunk))).scalar()
-                if value is not None and (best is None or value < best):
-                    best = float(value)
-        return best
-
     def seen_entries(self, wanted: Mapping[int, Sequence[str]]) -> dict[int, dict[str, str]]:
         """For each feed, which of these keys it has stored, with their content hashes."""
         out: dict[int, dict[str, str]] = {feed_id: {} for feed_id in wanted}
@@ -391,20 +364,24 @@ class Store(LeaseStore):
         Most polls of a cycle change nothing but the feed's own row (a 304, or a body with
         nothing new): those rows are written with one executemany per shape of update, not
         one statement each, which is most of the cost of an unchanged cycle."""
+        with self.engine.begin() as conn:
+            return self._write_polls(conn, records)
+
+    def _write_polls(self, conn: Connection, records: Sequence[PollRecord]) -> int:
+        """`record_polls` inside a transaction (`record_fenced` writes under its fence)."""
         queued = 0
         plain: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        with self.engine.begin() as conn:
-            for record in records:
-                if _feed_row_only(record):
-                    values = _feed_values(record)
-                    rows = plain.setdefault(tuple(values), [])
-                    rows.append({f"v_{k}": v for k, v in values.items()}
-                                | {"v_id": record.feed_id})
-                else:
-                    queued += self._record_poll(conn, record)
-            for keys, rows in plain.items():
-                conn.execute(feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
-                    {k: sa.bindparam(f"v_{k}") for k in keys}), rows)
+        for record in records:
+            if _feed_row_only(record):
+                values = _feed_values(record)
+                rows = plain.setdefault(tuple(values), [])
+                rows.append({f"v_{k}": v for k, v in values.items()}
+                            | {"v_id": record.feed_id})
+            else:
+                queued += self._record_poll(conn, record)
+        for keys, rows in plain.items():
+            conn.execute(feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
+                {k: sa.bindparam(f"v_{k}") for k in keys}), rows)
         return queued
 
     def _record_poll(self, conn: Connection, record: PollRecord) -> int:
