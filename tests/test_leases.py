@@ -29,6 +29,8 @@ from notifier.store import (
     QueuedNotice,
     Store,
     StoreError,
+    ThreadLink,
+    ThreadUpdate,
 )
 from tests.support.feed_farm import FeedFarm, Hit
 from tests.test_store import entry, record, setup_feed
@@ -308,3 +310,59 @@ def test_a_node_paused_while_its_fetches_wait_asks_for_none_of_them(tmp_path: Pa
     assert len(during) == 1, during  # the waiting fetch was called off, not sent
     assert fenced == 1
     assert [hit.thread for hit in after] == [1 - during[0].thread]  # polled again
+
+
+def test_a_thread_another_node_began_following_is_polled_not_put_off(
+        store: Store, tmp_path: Path) -> None:
+    # Node a polls a `watch: threads` site and begins following a new thread; node b's
+    # plan does not know that feed yet when its claim (any due feed) takes it. b must not
+    # put the feed off by an interval as one nobody here reads: it reads the threads again
+    # and polls it.
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one node on SQLite names the feeds it claims")
+    with FeedFarm(2) as farm:
+        path = tmp_path / "b.yaml"
+        path.write_text(yaml.safe_dump({
+            "state": store.url,
+            "defaults": {"interval": "600s", "jitter": 0},
+            "cluster": {"node": "b"},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [
+                {"name": "thread 0", "url": farm.origin + farm.path(0), "watch": "comments",
+                 "notify": ["me"]},
+                {"name": "site", "url": farm.origin + "/no-site-here/", "watch": "threads",
+                 "notify": ["me"]}],
+        }), encoding="utf-8")
+        config = load_config(path)
+
+        async def scenario() -> list[Hit]:
+            pool = ParsePool(workers=1)
+            node_b = Store(store.url)
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    engine = Engine(config, node_b, fetcher, {}, parser=pool)
+                    await engine.start()
+                    try:
+                        await engine.poll(force=True)  # b's plan: thread 0 only
+                        now = time.time()
+                        polled = store.subscription_states()["thread 0"].feed_id
+                        assert polled is not None
+                        store.record_polls([PollRecord(  # a's poll of the site's posts
+                            feed_id=polled, polled_at=now, next_due=now + 600, status=304,
+                            threads=(ThreadUpdate("site", (ThreadLink(
+                                "site", farm.origin + farm.path(1), "post-1", now),),
+                                retire_before=0.0, quiet=False),))])
+                        farm.clear_hits()
+                        for _ in range(2):
+                            await engine.poll()
+                        return farm.hits
+                    finally:
+                        await engine.stop()
+                        await engine.poller.close()
+                        engine.close()
+            finally:
+                pool.shutdown()
+                node_b.close()
+
+        hits = asyncio.run(scenario())
+    assert [hit.thread for hit in hits] == [1]

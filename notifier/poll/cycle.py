@@ -110,6 +110,9 @@ class Poller:
         self._report = PollReport()
         self._plan: Plan | None = None
         self._abandoned: set[int] = set()
+        self._strangers: dict[int, int] = {}
+        """Claimed feeds this node's plan did not read, and the plan generation that first
+        met them (see `poll`)."""
         self.on_queued: Callable[[], None] | None = None
         self.on_polled: Callable[[PollReport], None] | None = None
         """Called with what each written batch (and each cycle's failed discoveries) adds
@@ -127,6 +130,7 @@ class Poller:
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
+        reading = self.planner.generation
         lost = PollReport()
         for failure in plan.failures:
             # Tried and failed like a fetch: a subscription with no feed must not vanish
@@ -174,6 +178,7 @@ class Poller:
         size = claim_size(self.config, self.store)
         tasks: list[asyncio.Task[None]] = []
         seen: set[int] = set()
+        strange: list[int] = []
         while unclaimed:
             active = [t for t in tasks if not t.done()]
             if len(active) > size // 2:
@@ -193,8 +198,19 @@ class Poller:
                 break
             foreign = [f.id for f in due if f.id not in plan.feed_subs]
             again = [f.id for f in due if f.id in seen or f.id in self._inflight]
-            if foreign:
-                await self._db(self.store.release_feeds, self.node.name, foreign, now)
+            # A feed this plan does not read may be a thread another node began following
+            # (its posts-feed poll, not ours, added it): held to the end of the claims, given
+            # back as it is, and the readers read again next cycle. Only a feed that a plan
+            # read since still lacks is put off by an interval (read by no subscription here).
+            unread = [i for i in foreign if self._strangers.get(i, reading) < reading]
+            for i in foreign:
+                if i in unread:
+                    del self._strangers[i]
+                else:
+                    self._strangers.setdefault(i, reading)
+                    strange.append(i)
+            if unread:
+                await self._db(self.store.release_feeds, self.node.name, unread, now)
             if again:
                 await self._db(self.store.release_feeds, self.node.name, again)
             due = [f for f in due if f.id in unclaimed]
@@ -211,6 +227,11 @@ class Poller:
                 self._inflight[feed.id] = task
                 task.add_done_callback(functools.partial(self._landed, feed.id))
                 tasks.append(task)
+        if strange:
+            self.planner.threads_moved()
+            await self._db(self.store.release_feeds, self.node.name, strange)
+        for i in [i for i in self._strangers if i in plan.feed_subs]:
+            del self._strangers[i]
         if force:
             await asyncio.gather(*tasks, return_exceptions=True)
         else:
