@@ -10,7 +10,9 @@ import asyncio
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -189,6 +191,22 @@ def test_status_names_the_node_whose_subscriptions_differ(
     assert "delivers to me" in out
     node = Node.of(config)
     assert node.config_hash == same and node.lease == 60.0
+
+
+def test_a_node_whose_subscriptions_differ_is_named_in_the_log_once(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    async def db(fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    now = time.time()
+    store.heartbeat("one", "0.1.0", "aaaa", now, 60.0, now)
+    store.heartbeat("odd", "0.1.0", "bbbb", now, 60.0, now)
+    me = Node("two", 60.0, "aaaa")
+    for _ in range(2):
+        asyncio.run(me.beat(store, db))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "odd (bbbb) differ from the others (not this node)" in warnings[0]
 
 
 def test_a_claim_is_not_trusted_across_a_pause_longer_than_the_lease() -> None:
