@@ -196,7 +196,7 @@ def test_status_json_lists_failing_feeds_and_discoveries_with_reasons(
 
 
 def test_demo_shows_a_notification_without_internet() -> None:
-    """The README's first command: a bundled blog on loopback, the real pipeline."""
+    """The README's no-internet demo: a bundled blog on loopback, the real pipeline."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # no way out, if it tried
