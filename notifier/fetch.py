@@ -73,7 +73,8 @@ their URLs again was a tenth of the CPU of an unchanged poll."""
 
 
 class Withdrawn(NotifierError):
-    """A request its caller called off while it waited for a slot: it was not sent.
+    """A request its caller called off while it waited for a slot or a connection: it was
+    not sent.
 
     A node that was paused (SIGSTOP, a long GC) while its fetches queued wakes up after
     another node took the feed over; sending then would ask the server twice."""
