@@ -59,6 +59,14 @@ BEGIN
 END $$ LANGUAGE plpgsql;
 CREATE TRIGGER poll_writes AFTER UPDATE ON feeds FOR EACH ROW
   WHEN (NEW.last_polled IS DISTINCT FROM OLD.last_polled) EXECUTE FUNCTION log_poll_write();
+CREATE TABLE claims (feed_id integer, owner text, claimed double precision);
+CREATE FUNCTION log_claim() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO claims VALUES (NEW.id, NEW.lease_owner, extract(epoch from clock_timestamp()));
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER claims AFTER UPDATE ON feeds FOR EACH ROW
+  WHEN (NEW.lease_token IS DISTINCT FROM OLD.lease_token) EXECUTE FUNCTION log_claim();
 """
 
 
@@ -325,12 +333,18 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
              and w.written > stopped_at]
     assert taken and all(w.lease_token > stopped[w.feed_id] for w in taken), taken
     assert all(w.writer != "n1" for w in writes if w.written > killed_at)
-    # The killed node's feeds were taken over once its leases ran out (a lease, then the
-    # next poll tick of another node), not left waiting for it.
-    late = {feed: min((w.written - killed_at for w in writes
-                       if w.feed_id == feed and w.written > killed_at), default=None)
+    # The killed node's feeds were claimed by the others once its leases ran out (within
+    # a lease, then the next poll tick of a node), not left waiting for it.
+    with engine.connect() as conn:
+        claims = conn.execute(sa.text(
+            "SELECT feed_id, owner, claimed FROM claims WHERE claimed > :t"),
+            {"t": killed_at}).all()
+    late = {feed: min((c.claimed - killed_at for c in claims
+                       if c.feed_id == feed and c.owner != "n1"), default=None)
             for feed in dying}
     assert all(t is not None and t < LEASE + INTERVAL for t in late.values()), late
+    print("n1's feeds claimed by others after its kill, s:",
+          sorted(round(t, 2) for t in late.values() if t is not None)[-3:])
     # What n2 says about the claims it held when it woke (dropped polls, or a session that
     # PostgreSQL ended after a lease idle in a transaction), for the record.
     print("n2:", re.findall(r".*(?:lost the lease on|polls dropped|idle-in-transaction).*",
