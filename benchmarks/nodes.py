@@ -1,7 +1,7 @@
 """Several nodes on one PostgreSQL: cluster cycle time, database round trips, claim cost.
 
     .venv/bin/python benchmarks/nodes.py --postgres postgresql://... [--feeds 10000]
-                                         [--nodes 3] [--claim-rows 10000 100000]
+                      [--nodes 3] [--concurrency 50] [--claim-rows 10000 100000]
 
 (`--postgres` defaults to $NOTIFIER_TEST_POSTGRES_URL; `.ci/postgres.sh` starts one.)
 Serves N WordPress-shaped comment feeds from `feed_server.py`, starts `--nodes` real node
@@ -47,7 +47,8 @@ def schema_url(base: str, schema: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
-def write_config(folder: Path, name: str, state: str, origin: str, feeds: int) -> Path:
+def write_config(folder: Path, name: str, state: str, origin: str, feeds: int,
+                 concurrency: int = 50) -> Path:
     subs = "\n".join(
         f"  - {{name: t{i}, url: '{origin}/feed/{i}/', watch: comments, notify: [hook]}}"
         for i in range(feeds))
@@ -55,7 +56,7 @@ def write_config(folder: Path, name: str, state: str, origin: str, feeds: int) -
     path.write_text(f"""\
 state: "{state}"
 defaults: {{interval: 1h, jitter: 0}}
-http: {{concurrency: 50, per_host: 50}}
+http: {{concurrency: {concurrency}, per_host: {concurrency}}}
 cluster: {{lease: 30s, node: {name}}}
 channels:
   hook: {{type: webhook, url: '{origin}/hook', format: json}}
@@ -160,6 +161,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("NOTIFIER_TEST_POSTGRES_URL"))
     parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=50,
+                        help="http.concurrency of each node, so its claim size (default 50)")
     parser.add_argument("--claim-rows", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--node", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -173,7 +176,7 @@ def main() -> None:
     if not args.postgres:
         raise SystemExit("give --postgres URL or set NOTIFIER_TEST_POSTGRES_URL")
     if args.feeds > 0:
-        run_nodes(args.postgres, args.feeds, args.nodes)
+        run_nodes(args.postgres, args.feeds, args.nodes, args.concurrency)
     for rows in args.claim_rows:
         ms, named, beat = claim_cost(args.postgres, rows)
         print(f"claim of 50 feeds among {rows} due feeds: {ms:.2f} ms "
@@ -193,7 +196,7 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     procs.clear()
 
 
-def run_nodes(base: str, feeds: int, nodes: int) -> None:
+def run_nodes(base: str, feeds: int, nodes: int, concurrency: int) -> None:
     """The passes over every feed by `nodes` real node processes (see the module doc)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -210,7 +213,8 @@ def run_nodes(base: str, feeds: int, nodes: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             names = [f"node{i + 1}" for i in range(nodes)]
-            configs = {n: write_config(folder, n, url, origin, feeds) for n in names}
+            configs = {n: write_config(folder, n, url, origin, feeds, concurrency)
+                       for n in names}
             # Discovery is not shared (each node would discover every subscription once):
             # one process discovers, as a first `notifier run --once` would.
             started = time.time()
