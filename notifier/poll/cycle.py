@@ -180,7 +180,9 @@ class Poller:
         seen: set[int] = set()
         strange: list[int] = []
         while unclaimed:
-            active = [t for t in tasks if not t.done()]
+            # Stragglers of earlier cycles count: claiming a full batch each cycle beside
+            # them would pile up fetches and parses until they ran out of their budgets.
+            active = [t for t in self._inflight.values() if not t.done()]
             if len(active) > size // 2:
                 done, _ = await asyncio.wait(active, timeout=STRAGGLER_WAIT,
                                              return_when=asyncio.FIRST_COMPLETED)
