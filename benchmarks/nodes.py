@@ -1,7 +1,7 @@
 """Several nodes on one PostgreSQL: cluster cycle time, database round trips, claim cost.
 
     .venv/bin/python benchmarks/nodes.py --postgres postgresql://... [--feeds 10000]
-                                         [--nodes 3] [--claim-rows 10000 100000]
+                      [--nodes 3] [--concurrency 50] [--claim-rows 10000 100000]
 
 (`--postgres` defaults to $NOTIFIER_TEST_POSTGRES_URL; `.ci/postgres.sh` starts one.)
 Serves N WordPress-shaped comment feeds from `feed_server.py`, starts `--nodes` real node
@@ -12,8 +12,9 @@ feeds were shared, and the SQL statements the nodes sent (each one a round trip)
 
 Then it times the claim statement alone on tables of `--claim-rows` feeds (synthetic rows,
 all due), which is what grows with the number of feeds and nodes: the figure to
-extrapolate from. No thresholds: the figures go in benchmarks/README.md. BENCH_LOG=1 shows
-the nodes' log (each cycle's summary and time).
+extrapolate from; and a heartbeat, which reads what every node holds from the whole table
+(`--feeds 0`: these costs only). No thresholds: the figures go in benchmarks/README.md.
+BENCH_LOG=1 shows the nodes' log (each cycle's summary and time).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def schema_url(base: str, schema: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
-def write_config(folder: Path, name: str, state: str, origin: str, feeds: int) -> Path:
+def write_config(folder: Path, name: str, state: str, origin: str, feeds: int,
+                 concurrency: int = 50) -> Path:
     subs = "\n".join(
         f"  - {{name: t{i}, url: '{origin}/feed/{i}/', watch: comments, notify: [hook]}}"
         for i in range(feeds))
@@ -54,7 +56,7 @@ def write_config(folder: Path, name: str, state: str, origin: str, feeds: int) -
     path.write_text(f"""\
 state: "{state}"
 defaults: {{interval: 1h, jitter: 0}}
-http: {{concurrency: 50, per_host: 50}}
+http: {{concurrency: {concurrency}, per_host: {concurrency}}}
 cluster: {{lease: 30s, node: {name}}}
 channels:
   hook: {{type: webhook, url: '{origin}/hook', format: json}}
@@ -114,9 +116,10 @@ def wait_all_polled(engine: sa.Engine, after: float, feeds: int, timeout: float)
 
 
 def claim_cost(base: str, rows: int, claims: int = 100, size: int = 50
-               ) -> tuple[float, float]:
+               ) -> tuple[float, float, float]:
     """Milliseconds per claim of `size` feeds on a table of `rows` due feeds: a daemon's
-    claim (any due feed) and a claim naming every feed (`run --once`)."""
+    claim (any due feed) and a claim naming every feed (`run --once`); and per heartbeat
+    (its own row, then what every node holds, read from the whole table)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.begin() as conn:
@@ -140,7 +143,12 @@ def claim_cost(base: str, rows: int, claims: int = 100, size: int = 50
         for n in range(claims // 10):  # as `run --once` claims: its feeds named
             store.claim_feeds(f"node{n % 3}", now, ids, size, 60.0)
         named = (time.perf_counter() - start) / (claims // 10) * 1000
-        return by_index, named
+        start = time.perf_counter()
+        for n in range(claims // 10):
+            store.heartbeat(f"node{n % 10}", "bench", "hash", now, 60.0, now)
+            store.nodes(now)
+        beat = (time.perf_counter() - start) / (claims // 10) * 1000
+        return by_index, named, beat
     finally:
         store.close()
         with admin.begin() as conn:
@@ -153,6 +161,8 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("NOTIFIER_TEST_POSTGRES_URL"))
     parser.add_argument("--feeds", type=int, default=10_000)
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=50,
+                        help="http.concurrency of each node, so its claim size (default 50)")
     parser.add_argument("--claim-rows", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--node", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -165,7 +175,29 @@ def main() -> None:
         return
     if not args.postgres:
         raise SystemExit("give --postgres URL or set NOTIFIER_TEST_POSTGRES_URL")
-    base = args.postgres
+    if args.feeds > 0:
+        run_nodes(args.postgres, args.feeds, args.nodes, args.concurrency)
+    for rows in args.claim_rows:
+        ms, named, beat = claim_cost(args.postgres, rows)
+        print(f"claim of 50 feeds among {rows} due feeds: {ms:.2f} ms "
+              f"({rows // 50} claims, {rows // 50 * ms / 1000:.1f} s of claiming per pass); "
+              f"naming all {rows} feeds (run --once): {named:.1f} ms; "
+              f"a heartbeat with its look at every node: {beat:.1f} ms")
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    procs.clear()
+
+
+def run_nodes(base: str, feeds: int, nodes: int, concurrency: int) -> None:
+    """The passes over every feed by `nodes` real node processes (see the module doc)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
     with admin.begin() as conn:
@@ -180,8 +212,9 @@ def main() -> None:
         origin = f"http://127.0.0.1:{int(server.stdout.readline())}"
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            names = [f"node{i + 1}" for i in range(args.nodes)]
-            configs = {n: write_config(folder, n, url, origin, args.feeds) for n in names}
+            names = [f"node{i + 1}" for i in range(nodes)]
+            configs = {n: write_config(folder, n, url, origin, feeds, concurrency)
+                       for n in names}
             # Discovery is not shared (each node would discover every subscription once):
             # one process discovers, as a first `notifier run --once` would.
             started = time.time()
@@ -192,7 +225,7 @@ def main() -> None:
                     await engine.poller.planner.plan(force=True)
 
             asyncio.run(discover())
-            print(f"{args.feeds} feeds discovered by one process in "
+            print(f"{feeds} feeds discovered by one process in "
                   f"{time.time() - started:.1f} s")
             with db.begin() as conn:
                 conn.execute(sa.text("UPDATE feeds SET next_due = 0, lease_until = NULL"))
@@ -208,7 +241,7 @@ def main() -> None:
                 else:
                     with db.begin() as conn:
                         conn.execute(sa.text("UPDATE feeds SET next_due = 0"))
-                t1 = wait_all_polled(db, t0, args.feeds, 1800)
+                t1 = wait_all_polled(db, t0, feeds, 1800)
                 time.sleep(1.5)  # the last cycle's stats file
                 after = node_stats(folder, names)
                 statements = {n: after[n]["statements"] - before[n]["statements"]
@@ -219,18 +252,13 @@ def main() -> None:
                         "SELECT polled_by, count(*) FROM feeds WHERE last_polled > :t "
                         "GROUP BY polled_by"), {"t": t0}).all())
                 total = sum(statements.values())
-                print(f"{label}: {t1 - t0:.1f} s for {args.feeds} feeds on {args.nodes} "
+                print(f"{label}: {t1 - t0:.1f} s for {feeds} feeds on {nodes} "
                       f"nodes; polled by {dict(sorted(shares.items()))}; "
-                      f"{total} statements ({total / args.feeds:.2f} per feed), of which "
+                      f"{total} statements ({total / feeds:.2f} per feed), of which "
                       f"{sum(claims.values())} claims")
+            _stop(procs)  # before their folder goes: they write their stats until then
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        _stop(procs)
         if server.stdin:
             server.stdin.close()  # the server stops when its stdin closes
         server.wait(timeout=10)
@@ -238,11 +266,6 @@ def main() -> None:
         with admin.begin() as conn:
             conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
-    for rows in args.claim_rows:
-        ms, named = claim_cost(base, rows)
-        print(f"claim of 50 feeds among {rows} due feeds: {ms:.2f} ms "
-              f"({rows // 50} claims, {rows // 50 * ms / 1000:.1f} s of claiming per pass); "
-              f"naming all {rows} feeds (run --once): {named:.1f} ms")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import functools
 import ipaddress
 import logging
@@ -40,7 +41,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.connector import Connection
 from aiohttp.resolver import DefaultResolver
+from aiohttp.tracing import Trace
 
 from notifier import __version__, redact
 from notifier.errors import NotifierError
@@ -71,6 +74,35 @@ READ_CHUNK = 64 * 1024
 URL_CACHE = 32_768
 """URLs whose checks are remembered: the same feeds come back every cycle, and splitting
 their URLs again was a tenth of the CPU of an unchanged poll."""
+
+
+class Withdrawn(NotifierError):
+    """A request its caller called off while it waited for a slot or a connection: it was
+    not sent.
+
+    A node that was paused (SIGSTOP, a long GC) while its fetches queued wakes up after
+    another node took the feed over; sending then would ask the server twice."""
+
+
+_PROCEED: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "proceed", default=None)
+"""The `proceed` of the fetch running in this task, for `_AskingConnector`."""
+
+
+class _AskingConnector(aiohttp.TCPConnector):
+    """Asks the fetch's `proceed` again once its connection is open, just before aiohttp
+    writes the request: opening a connection yields to the loop, and a process stopped
+    there would otherwise send the request the moment it wakes. An unused connection goes
+    back to the pool."""
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
+                      timeout: aiohttp.ClientTimeout) -> Connection:
+        conn = await super().connect(req, traces, timeout)
+        proceed = _PROCEED.get()
+        if proceed is not None and not proceed():
+            conn.release()
+            raise Withdrawn(f"request to {redact.url(str(req.url))} called off")
+        return conn
 
 
 class TargetBlocked(NotifierError):
@@ -481,7 +513,7 @@ class Fetcher:
         """aiohttp told not to decompress (our decoder caps the decoded size) and not to
         follow redirects (each hop is checked here); the total time is bounded here too."""
         settings = self.settings
-        connector = aiohttp.TCPConnector(
+        connector = _AskingConnector(
             limit=settings.max_connections, limit_per_host=0,
             resolver=PublicOnlyResolver() if settings.block_private else None)
         self._session = aiohttp.ClientSession(
@@ -512,11 +544,15 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         accept: str = FEED_ACCEPT,
+        proceed: Callable[[], bool] | None = None,
     ) -> FetchResult:
         """GET `url`, following up to `max_redirects` redirects; never raises for I/O.
 
         `elapsed` counts network time only, not the wait for a free slot, so a long queue
         behind a slow host does not look like a slow feed, and queueing never times out.
+        `proceed` is asked once the slot is free and again once the connection is open,
+        just before each request goes out; if it says no, nothing is sent and `Withdrawn`
+        is raised.
         """
         headers = {
             "User-Agent": self.settings.user_agent,
@@ -528,6 +564,15 @@ class Fetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         hop = _Hop(url=url)
+        asking = _PROCEED.set(proceed)
+        try:
+            return await self._hops(url, hop, headers, etag, last_modified, proceed)
+        finally:
+            _PROCEED.reset(asking)
+
+    async def _hops(self, url: str, hop: _Hop, headers: Mapping[str, str], etag: str | None,
+                    last_modified: str | None, proceed: Callable[[], bool] | None
+                    ) -> FetchResult:
         while True:
             try:
                 _check_target(hop.url, self.settings.block_private)
@@ -538,6 +583,8 @@ class Fetcher:
             if problem:
                 return self._failure(url, hop, problem, FailureKind.REFUSED)
             async with self._slot(hop.url):
+                if proceed is not None and not proceed():
+                    raise Withdrawn(f"request to {redact.url(hop.url)} called off")
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified)
             if isinstance(outcome, FetchResult):
                 return outcome

@@ -197,6 +197,28 @@ def test_429_retry_after_is_respected_for_the_whole_channel(
     assert stats(path) == (0, 0, 3, 0)
 
 
+def test_a_429_pause_holds_for_the_node_that_delivers_next(
+        tmp_path: Path, webhook_receiver: WebhookReceiver) -> None:
+    # Two nodes on one state (a stable `cluster.node` each). Node a is told to wait 120 s
+    # and stops; node b, delivering next, must wait out the same pause (stored with the
+    # channel), not send the two other queued notifications at once.
+    path = write_config(tmp_path, hook(webhook_receiver))
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    nodes = {}
+    for name in ("a", "b"):
+        nodes[name] = tmp_path / f"{name}.yaml"
+        nodes[name].write_text(yaml.safe_dump({**document, "cluster": {"node": name}}),
+                               encoding="utf-8")
+    queue(path, range(1, 4), NOON)
+    webhook_receiver.script([(429, {"Retry-After": "120"}, b"slow down")])
+    clock = Clock(NOON)
+    assert deliver_at(nodes["a"], clock, 0,
+                      observe=lambda: len(webhook_receiver.received)) == [1]
+    assert deliver_at(nodes["b"], clock, 30, 60, 31,
+                      observe=lambda: len(webhook_receiver.received)) == [1, 1, 4]
+    assert stats(path) == (0, 0, 3, 0)
+
+
 # --- digests ---------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from notifier.fetch import (
     Fetcher,
     FetchSettings,
     TargetBlocked,
+    Withdrawn,
     describe_transport_error,
 )
 from notifier.httpheaders import parse_link_header
@@ -41,7 +42,7 @@ def run_with(settings: FetchSettings, job: Callable[[Fetcher], Awaitable[T]]) ->
     return asyncio.run(main())
 
 
-def get(url: str, settings: FetchSettings | None = None, **kwargs: str) -> FetchResult:
+def get(url: str, settings: FetchSettings | None = None, **kwargs: Any) -> FetchResult:
     async def job(fetcher: Fetcher) -> FetchResult:
         return await fetcher.fetch(url, **kwargs)
 
@@ -79,6 +80,27 @@ def test_request_headers_name_notifier_and_prefer_feeds(blog_server: BlogServer)
     assert sent["accept"] == FEED_ACCEPT
     assert sent["accept-encoding"] == "gzip, deflate"
     assert "if-none-match" not in sent and "if-modified-since" not in sent
+
+
+def test_a_fetch_called_off_before_its_request_goes_out_sends_nothing(
+        blog_server: BlogServer) -> None:
+    # A poll asks whether its claim still holds when its slot is free, and again once its
+    # connection is open (opening one yields to the loop, where a stopped process wakes):
+    # a no at either point sends nothing, and the open connection serves the next fetch.
+    url = blog_server.url("/comments/feed/")
+
+    async def job(fetcher: Fetcher) -> tuple[list[str], FetchResult]:
+        called_off = []
+        for answers in ([False], [True, False]):
+            said = iter(answers)
+            with pytest.raises(Withdrawn, match="called off"):
+                await fetcher.fetch(url, proceed=said.__next__)
+            called_off.append(f"{len(answers)}: {len(blog_server.requests)} requests")
+        return called_off, await fetcher.fetch(url, proceed=lambda: True)
+
+    called_off, after = run_with(FetchSettings(), job)
+    assert called_off == ["1: 0 requests", "2: 0 requests"]
+    assert after.ok and len(blog_server.requests) == 1
 
 
 def test_second_fetch_is_conditional_and_gets_304(blog_server: BlogServer) -> None:

@@ -6,17 +6,35 @@ fixture of test_store), because one node on SQLite takes the same code path.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from notifier.cluster import Node
 from notifier.commands.status import node_statuses, print_nodes
 from notifier.config import load_config
-from notifier.store import SCHEMA_VERSION, PollRecord, QueuedNotice, Store, StoreError
+from notifier.daemon import Engine, fetch_settings
+from notifier.fetch import Fetcher
+from notifier.poll import ParsePool
+from notifier.store import (
+    SCHEMA_VERSION,
+    DaemonRecord,
+    PollRecord,
+    QueuedNotice,
+    Store,
+    StoreError,
+    ThreadLink,
+    ThreadUpdate,
+)
+from tests.support.feed_farm import FeedFarm, Hit
 from tests.test_store import entry, record, setup_feed
 from tests.test_store import store as store  # the fixture, on SQLite and PostgreSQL
 
@@ -175,6 +193,22 @@ def test_status_names_the_node_whose_subscriptions_differ(
     assert node.config_hash == same and node.lease == 60.0
 
 
+def test_a_node_whose_subscriptions_differ_is_named_in_the_log_once(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    async def db(fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(*args)
+
+    now = time.time()
+    store.heartbeat("one", "0.1.0", "aaaa", now, 60.0, now)
+    store.heartbeat("odd", "0.1.0", "bbbb", now, 60.0, now)
+    me = Node("two", 60.0, "aaaa")
+    for _ in range(2):
+        asyncio.run(me.beat(store, db))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "odd (bbbb) differ from the others (not this node)" in warnings[0]
+
+
 def test_a_claim_is_not_trusted_across_a_pause_longer_than_the_lease() -> None:
     node = Node("a", 3.0, "h")
     node.last_beat, node.unbroken_since = 100.0, 90.0
@@ -217,3 +251,209 @@ def test_claims_stranded_by_an_unwritable_state_are_given_back_when_it_recovers(
     assert sorted(i.id for i in again) == sorted(i.id for i in stranded)
     assert store.claim_feeds("b", 1031.0, ids, 10, 60.0) == []
     assert len(claimed_feeds) == 2
+
+
+def test_nodes_registering_at_once_do_not_crash_each_other(store: Store) -> None:
+    # Several daemons starting together each note themselves for `notifier reload`. One
+    # writes while another's note is not yet committed: the second must wait and replace
+    # it, not die of a duplicate key (which stopped a node starting beside others).
+    second = DaemonRecord(host="two", pid=2, started="2", config="b.yaml")
+    store.register_daemon(DaemonRecord(host="old", pid=0, started="0", config="old.yaml"))
+    other = Store(store.url)
+    errors: list[BaseException] = []
+
+    def register() -> None:
+        try:
+            other.register_daemon(second)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        with store.engine.connect() as conn:
+            with conn.begin():
+                # As `register_daemon` of the first node, held open mid-way.
+                conn.execute(sa.text("DELETE FROM meta WHERE key = 'daemon'"))
+                conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('daemon', :v)"),
+                             {"v": '{"pid": 1, "started": "1", "host": "one", '
+                                   '"config": "a.yaml"}'})
+                racer = threading.Thread(target=register)
+                racer.start()
+                racer.join(timeout=1.0)  # blocked behind this transaction (SQLite: busy)
+            racer.join(timeout=30)
+        assert not racer.is_alive()
+        assert errors == []
+        assert store.daemon_record() == second
+    finally:
+        other.close()
+
+
+class _PausableClock:
+    """The wall clock, plus the time a test says the process spent stopped."""
+
+    def __init__(self) -> None:
+        self.paused = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.paused
+
+
+def test_a_node_paused_while_its_fetches_wait_asks_for_none_of_them(tmp_path: Path) -> None:
+    # One slot for the host: the second feed's fetch waits while the first is served. The
+    # node is stopped past its lease meanwhile (the clock jumps), as SIGSTOP or a long GC
+    # would: on waking it must not ask for the waiting feed (another node holds it by
+    # now), and it gives the feed back, so that it is polled again, not forgotten.
+    clock = _PausableClock()
+    with FeedFarm(2, delay=0.3) as farm:
+        path = tmp_path / "notifier.yaml"
+        path.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db",
+            "defaults": {"interval": "60s", "jitter": 0},
+            "http": {"concurrency": 1, "per_host": 1},
+            "cluster": {"lease": "30s", "node": "a"},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [{"name": f"thread {i}", "url": farm.origin + farm.path(i),
+                               "watch": "comments", "notify": ["me"]} for i in range(2)],
+        }), encoding="utf-8")
+        config = load_config(path)
+
+        async def scenario() -> tuple[list[Hit], int, list[Hit]]:
+            store = Store(config.state_url())
+            pool = ParsePool(workers=1)
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock)
+                    await engine.start()
+                    try:
+                        await engine.poll(force=True)  # discovery and baseline
+                        farm.clear_hits()
+                        clock.paused += 61  # both feeds due
+                        served = farm.record
+
+                        def record(hit: Hit) -> None:
+                            served(hit)
+                            clock.paused += 100  # stopped while the other fetch waits
+
+                        farm.record = record  # type: ignore[method-assign]
+                        report = await engine.poll()
+                        farm.record = served  # type: ignore[method-assign]
+                        during = farm.hits
+                        farm.clear_hits()
+                        await engine.poll()
+                        return during, report.fenced, farm.hits
+                    finally:
+                        await engine.stop()
+                        await engine.poller.close()
+                        engine.close()
+            finally:
+                pool.shutdown()
+                store.close()
+
+        during, fenced, after = asyncio.run(scenario())
+    assert len(during) == 1, during  # the waiting fetch was called off, not sent
+    assert fenced == 1
+    assert [hit.thread for hit in after] == [1 - during[0].thread]  # polled again
+
+
+def test_a_thread_another_node_began_following_is_polled_not_put_off(
+        store: Store, tmp_path: Path) -> None:
+    # Node a polls a `watch: threads` site and begins following a new thread; node b's
+    # plan does not know that feed yet when its claim (any due feed) takes it. b must not
+    # put the feed off by an interval as one nobody here reads: it reads the threads again
+    # and polls it.
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one node on SQLite names the feeds it claims")
+    with FeedFarm(2) as farm:
+        path = tmp_path / "b.yaml"
+        path.write_text(yaml.safe_dump({
+            "state": store.url,
+            "defaults": {"interval": "600s", "jitter": 0},
+            "cluster": {"node": "b"},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [
+                {"name": "thread 0", "url": farm.origin + farm.path(0), "watch": "comments",
+                 "notify": ["me"]},
+                {"name": "site", "url": farm.origin + "/no-site-here/", "watch": "threads",
+                 "notify": ["me"]}],
+        }), encoding="utf-8")
+        config = load_config(path)
+
+        async def scenario() -> list[Hit]:
+            pool = ParsePool(workers=1)
+            node_b = Store(store.url)
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    engine = Engine(config, node_b, fetcher, {}, parser=pool)
+                    await engine.start()
+                    try:
+                        await engine.poll(force=True)  # b's plan: thread 0 only
+                        now = time.time()
+                        polled = store.subscription_states()["thread 0"].feed_id
+                        assert polled is not None
+                        store.record_polls([PollRecord(  # a's poll of the site's posts
+                            feed_id=polled, polled_at=now, next_due=now + 600, status=304,
+                            threads=(ThreadUpdate("site", (ThreadLink(
+                                "site", farm.origin + farm.path(1), "post-1", now),),
+                                retire_before=0.0, quiet=False),))])
+                        farm.clear_hits()
+                        for _ in range(2):
+                            await engine.poll()
+                        return farm.hits
+                    finally:
+                        await engine.stop()
+                        await engine.poller.close()
+                        engine.close()
+            finally:
+                pool.shutdown()
+                node_b.close()
+
+        hits = asyncio.run(scenario())
+    assert [hit.thread for hit in hits] == [1]
+
+
+def test_a_node_holds_no_more_feeds_than_it_fetches_at_once_across_cycles(
+        store: Store, tmp_path: Path) -> None:
+    # Slow feeds outlive their cycle (stragglers finish in the background). The next
+    # cycles must count them: a node that claimed `http.concurrency` more each cycle would
+    # pile up thousands of fetches and parses, each running out of its time budget.
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("one node on SQLite claims its due feeds in one batch")
+    with FeedFarm(12, delay=6.0) as farm:
+        path = tmp_path / "a.yaml"
+        path.write_text(yaml.safe_dump({
+            "state": store.url,
+            "defaults": {"interval": "600s", "jitter": 0},
+            "http": {"concurrency": 2, "per_host": 12},
+            "cluster": {"node": "a"},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [{"name": f"thread {i}", "url": farm.origin + farm.path(i),
+                               "watch": "comments", "notify": ["me"]} for i in range(12)],
+        }), encoding="utf-8")
+        config = load_config(path)
+        for i in range(12):  # discovered and due, as after a first run
+            store.save_discovery(f"thread {i}", farm.origin + farm.path(i), "comments",
+                                 farm.origin + farm.path(i), None, 600.0, time.time())
+
+        async def scenario() -> int:
+            pool = ParsePool(workers=1)
+            node = Store(store.url)
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    engine = Engine(config, node, fetcher, {}, parser=pool)
+                    await engine.start()
+                    try:
+                        for _ in range(3):
+                            await engine.poll()
+                        with store.engine.connect() as conn:
+                            return int(conn.execute(sa.text(
+                                "SELECT count(*) FROM feeds WHERE lease_owner = 'a' "
+                                "AND lease_until > :now"), {"now": time.time()}).scalar_one())
+                    finally:
+                        await engine.stop()
+                        await engine.poller.close()
+                        engine.close()
+            finally:
+                pool.shutdown()
+                node.close()
+
+        held = asyncio.run(scenario())
+    assert 0 < held <= 2

@@ -183,7 +183,8 @@ def test_permanent_redirect_moves_the_feed(store: Store) -> None:
 
 def test_due_feeds_and_error_counts(store: Store) -> None:
     feed = setup_feed(store)
-    assert [f.id for f in store.due_feeds(1000.0, [feed], 10)] == [feed]
+    assert store.claim_feeds("a", 999.0, [feed], 10, 60.0) == []
+    assert [f.id for f in store.claim_feeds("a", 1000.0, [feed], 10, 60.0)] == [feed]
     failing = PollRecord(feed_id=feed, polled_at=1000.0, next_due=5000.0, status=500,
                          failure=Failure(FailureKind.HTTP, "HTTP 500"))
     store.record_polls([failing])
@@ -191,7 +192,8 @@ def test_due_feeds_and_error_counts(store: Store) -> None:
     state = store.feeds_by_id([feed])[feed]
     assert state.error_count == 2
     assert state.last_failure == Failure(FailureKind.HTTP, "HTTP 500")  # kind kept too
-    assert store.due_feeds(4999.0, [feed], 10) == []
+    assert store.claim_feeds("a", 4999.0, None, 10, 60.0) == []  # backing off till 5000
+    assert [f.id for f in store.claim_feeds("a", 5000.0, None, 10, 60.0)] == [feed]
 
 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from notifier import redact
 from notifier.cluster import Node
 from notifier.config import Config
 from notifier.failures import Failure, FailureKind
-from notifier.fetch import Fetcher
+from notifier.fetch import Fetcher, Withdrawn
 from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
 from notifier.poll.decide import Outcome, decide_poll
@@ -112,6 +112,9 @@ class Poller:
         self._plan: Plan | None = None
         self._abandoned: set[int] = set()
         self._unwritable = False  # the last batch met a state it could not write
+        self._strangers: dict[int, int] = {}
+        """Claimed feeds this node's plan did not read, and the plan generation that first
+        met them (see `poll`)."""
         self.on_queued: Callable[[], None] | None = None
         self.on_polled: Callable[[PollReport], None] | None = None
         """Called with what each written batch (and each cycle's failed discoveries) adds
@@ -129,6 +132,7 @@ class Poller:
         # Planned once per cycle: each feed is polled once per cycle, so no batch of this
         # cycle changes what another batch needs to know about its subscriptions.
         plan = self._plan = await self.planner.plan(force=force)
+        reading = self.planner.generation
         lost = PollReport()
         for failure in plan.failures:
             # Tried and failed like a fetch: a subscription with no feed must not vanish
@@ -144,14 +148,27 @@ class Poller:
             self._writer = asyncio.create_task(self._write(), name="poll writer")
 
         async def one(feed: FeedState, news: SiteNews, now: float) -> None:
-            if not self.node.holds(now, self.clock()):
-                report.fenced += 1  # paused past the lease: another node polls it now
+            def mine() -> bool:
+                return self.node.holds(now, self.clock())
+
+            rescan = rescan_now(feed, plan.rescan_every(self.config, feed.id), news, now)
+            try:
+                if not mine():
+                    raise Withdrawn("claim ran out before the fetch began")
+                # Asked again once the fetch has its slot: a node paused while its fetches
+                # queued must not ask for feeds another node has polled meanwhile.
+                polled = await self._retrieve(feed, rescan=rescan,
+                                              conditional=not news.unconditional(feed),
+                                              expect=plan.expected_kind(feed.id),
+                                              proceed=mine)
+            except Withdrawn:
+                # Paused past the lease: another node polls it now. Given back (not left
+                # in flight, or this node would never poll it again).
+                report.fenced += 1
+                self._inflight.pop(feed.id, None)
                 self._abandoned.add(feed.id)
                 return
-            rescan = rescan_now(feed, plan.rescan_every(self.config, feed.id), news, now)
-            await self._queue.put(await self._retrieve(
-                feed, rescan=rescan, conditional=not news.unconditional(feed),
-                expect=plan.expected_kind(feed.id)))
+            await self._queue.put(polled)
 
         # Feeds are claimed (see `store.leases`) a batch at a time, the next batch when the
         # fetches of this cycle run low; each feed at most once per cycle. A feed still in
@@ -160,8 +177,11 @@ class Poller:
         size = claim_size(self.config, self.store)
         tasks: list[asyncio.Task[None]] = []
         seen: set[int] = set()
+        strange: list[int] = []
         while unclaimed:
-            active = [t for t in tasks if not t.done()]
+            # Stragglers of earlier cycles count: claiming a full batch each cycle beside
+            # them would pile up fetches and parses until they ran out of their budgets.
+            active = [t for t in self._inflight.values() if not t.done()]
             if len(active) > size // 2:
                 done, _ = await asyncio.wait(active, timeout=STRAGGLER_WAIT,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -179,8 +199,19 @@ class Poller:
                 break
             foreign = [f.id for f in due if f.id not in plan.feed_subs]
             again = [f.id for f in due if f.id in seen or f.id in self._inflight]
-            if foreign:
-                await self._db(self.store.release_feeds, self.node.name, foreign, now)
+            # A feed this plan does not read may be a thread another node began following
+            # (its posts-feed poll, not ours, added it): held to the end of the claims, given
+            # back as it is, and the readers read again next cycle. Only a feed that a plan
+            # read since still lacks is put off by an interval (read by no subscription here).
+            unread = [i for i in foreign if self._strangers.get(i, reading) < reading]
+            for i in foreign:
+                if i in unread:
+                    del self._strangers[i]
+                else:
+                    self._strangers.setdefault(i, reading)
+                    strange.append(i)
+            if unread:
+                await self._db(self.store.release_feeds, self.node.name, unread, now)
             if again:
                 await self._db(self.store.release_feeds, self.node.name, again)
             due = [f for f in due if f.id in unclaimed]
@@ -197,6 +228,11 @@ class Poller:
                 self._inflight[feed.id] = task
                 task.add_done_callback(functools.partial(self._landed, feed.id))
                 tasks.append(task)
+        if strange:
+            self.planner.threads_moved()
+            await self._db(self.store.release_feeds, self.node.name, strange)
+        for i in [i for i in self._strangers if i in plan.feed_subs]:
+            del self._strangers[i]
         if force:
             await asyncio.gather(*tasks, return_exceptions=True)
         else:
@@ -227,14 +263,15 @@ class Poller:
             await self._db(self.store.release_feeds, self.node.name, gone)
 
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
-                        expect: FeedKind | None) -> Polled:
+                        expect: FeedKind | None, proceed: Callable[[], bool]) -> Polled:
         try:
             async with asyncio.timeout(self.feed_budget) as budget:
                 # The budget stands still while the body waits for a parse worker: a first
                 # run of thousands of feeds on a busy machine queues bodies for longer than
                 # a budget, and they must not time out there (to be fetched and parsed again).
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
-                                      conditional=conditional, expect=expect, budget=budget)
+                                      conditional=conditional, expect=expect, budget=budget,
+                                      proceed=proceed)
         except TimeoutError:
             reason = f"fetch and parse took more than {self.feed_budget:g} s"
             return Polled(feed, FetchResult(url=feed.url, final_url=feed.url, status=None,

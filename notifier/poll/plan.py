@@ -15,6 +15,7 @@ batch of a cycle decides against the same facts.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ __all__ = ["DISCOVERY_WAIT", "Db", "DiscoveryFailure", "Plan", "Planner", "disco
 DISCOVERY_WAIT = 5.0
 """A daemon cycle waits at most this long for the discoveries it started (a first start
 discovers every subscription), while they keep finishing; the rest land in a later cycle."""
+
+
+_READINGS = itertools.count(1)
 
 
 def discovery_budget(config: Config) -> float:
@@ -121,6 +125,10 @@ class Planner:
         self._stale = True
         self._steady: Mapping[str, SubscriptionState] | None = None
         """The last states read, while every subscription had its feed and its baseline."""
+        self.generation = 0
+        """Which reading of the feeds' readers the current plan holds (it grows with each,
+        across planners): a feed missing from a plan read after the feed was first met is
+        read by no subscription of this node."""
 
     def threads_moved(self) -> None:
         """A posts feed of `watch: threads` changed which thread feeds are followed."""
@@ -157,6 +165,7 @@ class Planner:
             and state.baseline_at is not None for sub in self.config.subscriptions) else None
         if landed or self._plan is None or self._stale:
             self._stale = False
+            self.generation = next(_READINGS)
             feed_subs, quiet = await self._readers(states)
             intervals = {fid: min(self.config.interval(s) for s in subs)
                          for fid, subs in feed_subs.items()}

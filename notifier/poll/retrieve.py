@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.failures import Failure
@@ -42,7 +43,8 @@ class Polled:
 async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
                    rescan: bool, conditional: bool = True,
                    expect: FeedKind | None = None,
-                   budget: asyncio.Timeout | None = None) -> Polled:
+                   budget: asyncio.Timeout | None = None,
+                   proceed: Callable[[], bool] | None = None) -> Polled:
     """Fetch `feed` and parse a body not parsed before.
 
     `expect` is the kind its subscriptions watch (`Plan.expected_kind`), which wins over what
@@ -52,10 +54,14 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     A rescan, and a thread a site probe says has news, ask without validators: WordPress's
     are site-wide, and a comment approved late or imported at an old date changes neither,
     so only a full answer can show it (see `notifier.poll.probe`).
+
+    `proceed` says whether the feed's claim still holds when its request is about to go
+    out (see `Fetcher.fetch`, which raises `Withdrawn` when it does not).
     """
     ask = conditional and not rescan
     fetched = await fetcher.fetch(feed.url, etag=feed.etag if ask else None,
-                                  last_modified=feed.last_modified if ask else None)
+                                  last_modified=feed.last_modified if ask else None,
+                                  proceed=proceed)
     digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.ok and digest is not None and digest == feed.body_hash:
         return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)

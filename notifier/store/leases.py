@@ -86,7 +86,6 @@ class LeaseStore:
         lock in the writing transaction, so no claim can slip in between check and write.
         """
         ids = sorted({r.feed_id for r in records})
-        queued = 0
         with self.engine.begin() as conn:
             current: dict[int, tuple[str | None, int]] = {}
             for start in range(0, len(ids), 500):
@@ -97,8 +96,8 @@ class LeaseStore:
                 current.update({row.id: (row.lease_owner, row.lease_token) for row in rows})
             kept = {fid for fid in ids
                     if current.get(fid) == (node, tokens.get(fid))}
-            # Unchanged feeds (most of a cycle) in one executemany, as `record_polls` does.
-            queued += self._write_polls(conn, (r for r in records if r.feed_id in kept))
+            # Unchanged polls (most of a cycle) in one executemany, as `record_polls`.
+            queued = self._write_polls(conn, [r for r in records if r.feed_id in kept])
             for start in range(0, len(ids), 500):
                 chunk = [fid for fid in ids[start:start + 500] if fid in kept]
                 if chunk:

@@ -287,33 +287,6 @@ class Store(LeaseStore):
                     out[row.id] = _feed_state(row)
         return out
 
-    def due_feeds(self, now: float, feed_ids: Iterable[int], limit: int) -> list[FeedState]:
-        """Feeds among `feed_ids` whose time has come, most overdue first.
-
-        One query over the due feeds, filtered here, not one per 500 ids: a daemon asks
-        every few seconds, and with 10,000 feeds twenty `IN` queries a tick added up."""
-        wanted = set(feed_ids)
-        due: list[FeedState] = []
-        query = sa.select(feeds).where(feeds.c.next_due <= now).order_by(feeds.c.next_due)
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                if row.id in wanted:
-                    due.append(_feed_state(row))
-                    if len(due) >= limit:
-                        break
-        return due
-
-    def next_due_time(self, feed_ids: Iterable[int]) -> float | None:
-        wanted = sorted(set(feed_ids))
-        best: float | None = None
-        with self.engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                value = conn.execute(sa.select(sa.func.min(feeds.c.next_due))
-                                     .where(feeds.c.id.in_(chunk))).scalar()
-                if value is not None and (best is None or value < best):
-                    best = float(value)
-        return best
-
     def seen_entries(self, wanted: Mapping[int, Sequence[str]]) -> dict[int, dict[str, str]]:
         """For each feed, which of these keys it has stored, with their content hashes."""
         out: dict[int, dict[str, str]] = {feed_id: {} for feed_id in wanted}
@@ -812,12 +785,16 @@ class Store(LeaseStore):
                 link=row.link, post_title=row.post_title) for row in conn.execute(query)]
 
     def register_daemon(self, record: DaemonRecord) -> None:
-        """Note the running daemon (one per state); `clear_daemon` forgets it at its stop."""
+        """Note the running daemon (one per state); `clear_daemon` forgets it at its stop.
+
+        One upsert: nodes starting together on PostgreSQL each replace the note, where a
+        delete and an insert let the second of two die of a duplicate key."""
+        value = json.dumps({"pid": record.pid, "started": record.started,
+                            "host": record.host, "config": record.config})
+        insert = self._insert(meta_table).values(key=_DAEMON_KEY, value=value)
         with self.engine.begin() as conn:
-            conn.execute(meta_table.delete().where(meta_table.c.key == _DAEMON_KEY))
-            conn.execute(meta_table.insert().values(key=_DAEMON_KEY, value=json.dumps(
-                {"pid": record.pid, "started": record.started, "host": record.host,
-                 "config": record.config})))
+            conn.execute(insert.on_conflict_do_update(index_elements=[meta_table.c.key],
+                                                      set_={"value": value}))
 
     def daemon_record(self) -> DaemonRecord | None:
         with self.engine.connect() as conn:
