@@ -8,7 +8,7 @@ from typing import Literal
 
 import pytest
 
-import notifier.discover as discover_module
+import notifier.pagelinks as pagelinks
 from notifier.discover import (
     Discovery,
     DiscoveryError,
@@ -127,16 +127,16 @@ class _Scan:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.fed: list[int] = []
-        feed = discover_module._TagParser.feed
+        feed = pagelinks._TagParser.feed
 
-        def counting_feed(parser: discover_module._TagParser, data: str) -> None:
+        def counting_feed(parser: pagelinks._TagParser, data: str) -> None:
             self.fed.append(len(data))
             feed(parser, data)
 
-        monkeypatch.setattr(discover_module._TagParser, "feed", counting_feed)
+        monkeypatch.setattr(pagelinks._TagParser, "feed", counting_feed)
 
     def check(self, page_length: int) -> None:
-        assert max(self.fed, default=0) <= discover_module.MAX_TAG + 1, "a whole page parsed"
+        assert max(self.fed, default=0) <= pagelinks.MAX_TAG + 1, "a whole page parsed"
         assert sum(self.fed) <= 2 * page_length  # at most once by each of the two calls
 
 

@@ -140,12 +140,12 @@ def test_a_body_queued_behind_busy_workers_is_parsed_however_long_it_waited(
                 poller = Poller(config, store, fetcher, db, parser=pool)
                 poller.feed_budget = 2.0
                 warm = await poller._retrieve(feed, rescan=False, conditional=False,
-                                              expect=None)
+                                              expect=None, proceed=lambda: True)
                 # The only worker is busy for longer than the feed's budget.
                 busy = asyncio.create_task(pool.run(time.sleep, 3.0))
                 await asyncio.sleep(0.2)
                 queued = await poller._retrieve(feed, rescan=False, conditional=False,
-                                                expect=None)
+                                                expect=None, proceed=lambda: True)
                 await busy
                 await poller.close()
                 return warm, queued
