@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,35 +63,43 @@ def build_parser() -> argparse.ArgumentParser:
                "still failing (run --once); 2 bad configuration or usage. `notifier COMMAND "
                "-h` for each command. The README (also installed in share/doc/notifier/) "
                "describes the configuration format.")
-    parser.add_argument("--version", action="version", version=f"notifier {__version__}")
-    # Also accepted before the command (`notifier -v run`); `main` adds the two places up.
-    parser.add_argument("-v", "--verbose", dest="g_verbose", action="count", default=0,
-                        help="debug detail in the log; -vv adds the libraries' debug output")
-    parser.add_argument("--log-format", dest="g_log_format", choices=LOG_FORMATS,
-                        help="text (default) or json: one JSON object per line")
+    # The common options are accepted before the command and after it (`notifier -v run`,
+    # `notifier run -v`): the top level keeps its values under `g_`, and `main` joins them.
+    _common_options(parser, prefix="g_", takes_config=True)
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         sub = subparsers.add_parser(command.name, help=command.help,
                                     description=command.description or command.help)
-        if command.takes_config:
-            sub.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE",
-                             help="configuration file (default: $NOTIFIER_CONFIG or "
-                                  "notifier.yaml)")
-        sub.add_argument("-v", "--verbose", action="count", default=0,
-                         help="debug detail in the log; -vv adds the libraries' debug output")
-        sub.add_argument("-q", "--quiet", action="store_true",
-                         help="warnings and errors only")
-        sub.add_argument("--log-format", choices=LOG_FORMATS,
-                         help="text (default) or json: one JSON object per line")
+        _common_options(sub, prefix="", takes_config=command.takes_config)
         command.configure(sub)
         sub.set_defaults(run_command=command.run)
     return parser
 
 
+def _common_options(parser: argparse.ArgumentParser, *, prefix: str,
+                    takes_config: bool) -> None:
+    parser.add_argument("--version", action="version", version=f"notifier {__version__}")
+    if takes_config:
+        parser.add_argument("-c", "--config", dest=f"{prefix}config", metavar="FILE",
+                            help="configuration file (default: $NOTIFIER_CONFIG or "
+                                 f"{DEFAULT_CONFIG})")
+    parser.add_argument("-v", "--verbose", dest=f"{prefix}verbose", action="count", default=0,
+                        help="debug detail in the log; -vv adds the libraries' debug output")
+    parser.add_argument("-q", "--quiet", dest=f"{prefix}quiet", action="store_true",
+                        help="warnings and errors only")
+    parser.add_argument("--log-format", dest=f"{prefix}log_format", choices=LOG_FORMATS,
+                        help="text (default) or json: one JSON object per line")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.config = (getattr(args, "config", None) or args.g_config
+                   or os.environ.get("NOTIFIER_CONFIG") or DEFAULT_CONFIG)
+    args.verbose += args.g_verbose
+    args.quiet = args.quiet or args.g_quiet
     fmt: LogFormat = args.log_format or args.g_log_format or "text"
-    setup_logging(args.verbose + args.g_verbose, args.quiet, fmt)
+    args.log_format = fmt
+    setup_logging(args.verbose, args.quiet, fmt)
     try:
         code: int = args.run_command(args)
         return code

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +11,8 @@ from notifier.config import Config, load_config
 from notifier.delivery.digest import DeliveryTiming
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-DEFAULT_CONFIG = os.environ.get("NOTIFIER_CONFIG", "notifier.yaml")
+DEFAULT_CONFIG = "notifier.yaml"
+"""Without -c and $NOTIFIER_CONFIG (read when the command line is, so a test can set it)."""
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
