@@ -624,17 +624,7 @@ class _Builder:
             else:
                 out[key] = self.build(value_node, child, in_alias)
             lines[child] = key_node.start_mark.line + 1
-        if not merged:
-            return out
-        result: dict[Any, Any] = {}
-        for source in reversed(merged):
-            for mapping in reversed(source) if isinstance(source, list) else [source]:
-                if not isinstance(mapping, dict):
-                    raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: "
-                                       f"{_dotted(path)}: '<<' must merge a mapping"])
-                result.update(mapping)
-        result.update(out)
-        return result
+        return _merge_keys(merged, out, self.file, node.start_mark.line + 1, path)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         construct = self.constructor.yaml_constructors.get(node.tag)
@@ -652,6 +642,23 @@ class _Builder:
             raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: aliases (*name) "
                                f"expand to more than {MAX_ALIAS_NODES} values; write the "
                                "values out or use fewer nested aliases"])
+
+
+def _merge_keys(merged: list[Any], own: dict[Any, Any], file: Path, line: int,
+                path: KeyPath) -> dict[Any, Any]:
+    """A mapping's `<<` merges under its own keys; of several merged mappings the first
+    wins (YAML's merge key rule), so they are applied last to first."""
+    if not merged:
+        return own
+    result: dict[Any, Any] = {}
+    for source in reversed(merged):
+        for mapping in reversed(source) if isinstance(source, list) else [source]:
+            if not isinstance(mapping, dict):
+                raise ConfigError([f"{file}:{line}: {_dotted(path)}: '<<' must merge a "
+                                   "mapping"])
+            result.update(mapping)
+    result.update(own)
+    return result
 
 
 _EVENT_PARSER: Any = getattr(getattr(yaml, "_yaml", None), "CParser", None)
@@ -793,17 +800,7 @@ class _EventBuilder:
             key = key_event.value if tag == _STR_TAG else self._construct(key_event, tag)
             out[key] = self.value(self.next(), child)
             self._line(child, line)
-        if not merged:
-            return out
-        result: dict[Any, Any] = {}
-        for source in reversed(merged):
-            for mapping in reversed(source) if isinstance(source, list) else [source]:
-                if not isinstance(mapping, dict):
-                    raise ConfigError([f"{self.file}:{start.start_mark.line + 1}: "
-                                       f"{_dotted(path)}: '<<' must merge a mapping"])
-                result.update(mapping)
-        result.update(out)
-        return result
+        return _merge_keys(merged, out, self.file, start.start_mark.line + 1, path)
 
     @staticmethod
     def _tag(event: Any) -> str:

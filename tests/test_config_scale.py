@@ -144,3 +144,19 @@ def test_merge_keys_and_typed_scalars_still_load(tmp_path: Path) -> None:
                    "    url: https://blog.example.org/\n    notify: [me]\n    backfill: 5\n")
     merged = load_config(write(tmp_path / "notifier.yaml", text), {}).subscriptions[1]
     assert (merged.watch, merged.backfill) == ("posts", 5)
+
+
+@pytest.mark.parametrize("event_parser", [True, False], ids=["libyaml-events", "node-tree"])
+def test_merge_keys_first_mapping_wins_and_a_scalar_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event_parser: bool) -> None:
+    """Both builders apply YAML's merge rule: own keys, then the first merged mapping."""
+    if not event_parser:
+        monkeypatch.setattr(config_module, "_EVENT_PARSER", None)
+    text = MAIN + ("  - <<: [{watch: posts, backfill: 3}, {watch: threads, backfill: 4,"
+                   " interval: 1h}]\n    name: merged\n"
+                   "    url: https://blog.example.org/\n    notify: [me]\n    backfill: 5\n")
+    merged = load_config(write(tmp_path / "notifier.yaml", text), {}).subscriptions[1]
+    assert (merged.watch, merged.backfill, merged.interval) == ("posts", 5, 3600.0)
+    bad = write(tmp_path / "bad.yaml", MAIN + "  - <<: 7\n    name: x\n")
+    lines = len(MAIN.splitlines())
+    assert f"{bad}:{lines + 1}: subscriptions[1]: '<<' must merge a mapping" in problems(bad)

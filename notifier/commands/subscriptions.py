@@ -24,9 +24,21 @@ from notifier.store import Store, StoreError
 WATCHES = ("posts", "comments", "threads")
 
 
-def _channels_option(parser: argparse.ArgumentParser) -> None:
+def _watch_and_notify_options(parser: argparse.ArgumentParser, *, watch: str,
+                              what: str) -> None:
+    parser.add_argument("--watch", choices=WATCHES, default=watch,
+                        help=f"what to report{what} (default: {watch})")
     parser.add_argument("--notify", metavar="C,...",
                         help="channels to notify, comma-separated (default: every channel)")
+
+
+def _config_and_channels(args: argparse.Namespace) -> tuple[Config, list[str]] | None:
+    """What `add` and `import` start from: the file as it is (without secrets, perhaps
+    without subscriptions yet) and the channels named by --notify; None after saying
+    what is wrong."""
+    config = load(args, require_secrets=False, need_subscriptions=False)
+    notify = _notify(config, args.notify)
+    return None if notify is None else (config, notify)
 
 
 def _notify(config: Config, option: str | None) -> list[str] | None:
@@ -49,9 +61,7 @@ def _notify(config: Config, option: str | None) -> list[str] | None:
 def _configure_add(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", metavar="URL", help="a blog, a post or a feed")
     parser.add_argument("--name", help="the subscription's name (default: from the URL)")
-    parser.add_argument("--watch", choices=WATCHES, default="comments",
-                        help="what to report (default: comments)")
-    _channels_option(parser)
+    _watch_and_notify_options(parser, watch="comments", what="")
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -59,10 +69,10 @@ def _add(args: argparse.Namespace) -> int:
     from notifier.discover import DiscoveryError, discover
     from notifier.fetch import Fetcher
 
-    config = load(args, require_secrets=False, need_subscriptions=False)
-    notify = _notify(config, args.notify)
-    if notify is None:
+    start = _config_and_channels(args)
+    if start is None:
         return EXIT_USAGE
+    config, notify = start
     url: str = args.url.strip()
     if "://" not in url:  # `notifier add blog.example.org`, as discovery reads it too
         url = "https://" + url.removeprefix("//")
@@ -113,16 +123,14 @@ def _add(args: argparse.Namespace) -> int:
 def _configure_import(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("opml", metavar="FILE.opml",
                         help="an OPML export of a feed reader (Feedly, Miniflux, rss2email...)")
-    parser.add_argument("--watch", choices=WATCHES, default="posts",
-                        help="what to report of each feed (default: posts)")
-    _channels_option(parser)
+    _watch_and_notify_options(parser, watch="posts", what=" of each feed")
 
 
 def _import(args: argparse.Namespace) -> int:
-    config = load(args, require_secrets=False, need_subscriptions=False)
-    notify = _notify(config, args.notify)
-    if notify is None:
+    start = _config_and_channels(args)
+    if start is None:
         return EXIT_USAGE
+    config, notify = start
     source = Path(args.opml)
     try:
         feeds = read_opml(source.read_bytes(), str(source))
