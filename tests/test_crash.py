@@ -10,13 +10,9 @@ to be rare (at most one per channel per kill), and never a second id for one com
 
 from __future__ import annotations
 
-import contextlib
-import os
 import random
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import defaultdict
@@ -27,6 +23,7 @@ import pytest
 import yaml
 
 from tests.support.blog_server import BlogServer
+from tests.support.daemon import kill_group, run_cli, start
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import ScriptedResponse, WebhookReceiver
 
@@ -34,7 +31,6 @@ COMMENTS = 200
 KILLS = 5
 FEED_PATH = "/2013/11/01/a-busy-thread/feed/atom/"
 POST = "http://blog.test/2013/11/01/a-busy-thread/"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def comment_feed(count: int) -> bytes:
@@ -88,26 +84,6 @@ def write_config(tmp_path: Path, blog: BlogServer, hook: WebhookReceiver,
     return path
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    # Its own process group, so a kill takes the parser processes with it, as a service
-    # manager's SIGKILL of the unit would.
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
-                                stdout=out, stderr=out, env=_env(), start_new_session=True)
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
-
-
 @pytest.fixture
 def grower(blog_server: BlogServer) -> Iterator[threading.Event]:
     """Adds comments to the feed in steps while the test kills the daemon; set it to begin."""
@@ -147,16 +123,16 @@ def test_sigkill_during_200_deliveries_loses_nothing_and_repeats_rarely(
     config = write_config(tmp_path, blog_server, webhook_receiver, smtp_server)
     log = tmp_path / "daemon.log"
     serve(blog_server, 0)
-    baseline = subprocess.run([sys.executable, "-m", "notifier", "run", "--once", "-c",
-                               str(config)], capture_output=True, text=True, env=_env(),
-                              timeout=60, check=False)
+    baseline = run_cli("run", "--once", "-c", str(config))
     assert baseline.returncode == 0, baseline.stderr
 
     # 20 s on a quiet machine; six interpreter starts and 400 deliveries take a few times
     # that on a loaded one. The waits below end as soon as their event happens.
     deadline = time.monotonic() + 180
     grower.set()
-    proc = _start(config, log)
+    # Its own process group: a kill takes the parse workers with it, as a service
+    # manager's SIGKILL of the unit would.
+    proc = start(config, log)
     try:
         for _ in range(KILLS):
             # A random moment once this run is at work (it has asked the blog for the feed).
@@ -164,8 +140,8 @@ def test_sigkill_during_200_deliveries_loses_nothing_and_repeats_rarely(
             while blog_server.count(FEED_PATH) == asked and time.monotonic() < deadline:
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.2, 1.5))
-            _kill(proc)
-            proc = _start(config, log)
+            kill_group(proc)
+            proc = start(config, log)
 
         def delivered() -> tuple[int, int]:
             hooks = {r.headers["webhook-id"] for r in webhook_receiver.received if r.json}
@@ -182,7 +158,7 @@ def test_sigkill_during_200_deliveries_loses_nothing_and_repeats_rarely(
         assert proc.wait(timeout=15) == 0
     finally:
         if proc.poll() is None:
-            _kill(proc)
+            kill_group(proc)
 
     # A request cut off mid-body by a kill is not a delivery (the receiver saw no complete
     # JSON); our test receiver records it anyway.
@@ -203,9 +179,7 @@ def test_sigkill_during_200_deliveries_loses_nothing_and_repeats_rarely(
     # Repeats of an id happen only for a kill between acceptance and commit.
     assert hook_repeats <= KILLS and mail_repeats <= KILLS, figures
 
-    status = subprocess.run([sys.executable, "-m", "notifier", "status", "-c", str(config)],
-                            capture_output=True, text=True, env=_env(), timeout=60,
-                            check=False)
+    status = run_cli("status", "-c", str(config))
     rows = {line.split()[0]: line.split()[1:6] for line in status.stdout.splitlines()
             if line.startswith("  ") and not line.startswith("   ")}
     assert rows["hook"] == ["0", "0", str(COMMENTS), "0", "0"], status.stdout

@@ -26,8 +26,9 @@ import pytest
 import yaml
 
 from tests.support.blog_server import BlogServer
+from tests.support.daemon import cli_env
 from tests.support.webhook_receiver import ScriptedResponse, WebhookReceiver
-from tests.test_hostile_feeds import _env, comment_feed, daemon, stop, wait_until
+from tests.test_hostile_feeds import comment_feed, daemon, stop, wait_until
 
 FEED = "/full/feed/atom/"
 
@@ -104,7 +105,7 @@ def test_a_full_disk_under_the_daemon_is_one_error_then_nothing_is_lost(
     }), encoding="utf-8")
     _serve(blog_server, 1)
     baseline = subprocess.run([sys.executable, "-m", "notifier", "run", "--once", "-c",
-                               str(config)], capture_output=True, text=True, env=_env(),
+                               str(config)], capture_output=True, text=True, env=cli_env(),
                               timeout=120, check=False)
     assert baseline.returncode == 0, baseline.stderr
     # A receiver that takes its time, so the disk fills while deliveries are claimed.

@@ -8,14 +8,13 @@ run is also a restart on the same state.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from tests.support.blog_server import REST_COMMENTS_PATH, BlogServer
+from tests.support.daemon import kill_group, run_cli, start
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -71,16 +70,7 @@ THREAD = """\
 
 
 def run_once(config: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "notifier", "run", "--once", *flags, "-c",
-                           str(config)],
-                          capture_output=True, text=True, timeout=120, check=False,
-                          env=_env())
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
-    return env
+    return run_cli("run", "--once", *flags, "-c", str(config), timeout=120)
 
 
 def test_new_comment_reaches_email_and_chat_once(
@@ -271,9 +261,7 @@ def test_daemon_notices_a_new_comment_and_stops_on_sigterm(
     subs = subscription("thread", f"{blog_server.origin}{POST_PATH}", "me", interval="1s")
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
-                                stdout=out, stderr=out, env=_env())
+    proc = start(config, log)
     try:
         # The first cycle's summary is logged once its polls (the baseline) are written.
         deadline = time.monotonic() + 60
@@ -288,8 +276,7 @@ def test_daemon_notices_a_new_comment_and_stops_on_sigterm(
         assert time.monotonic() - started < 8
     finally:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+            kill_group(proc)
     err = log.read_text()
     assert proc.returncode == 0, err
     assert "stopped" in err
@@ -329,8 +316,7 @@ def test_one_bad_feed_never_stops_the_others(
     assert smtp_server.wait_for(1, timeout=10)  # ... and the good thread still delivers
     assert "Markup Tester" in smtp_server.messages[0]["Subject"]
 
-    status = subprocess.run([sys.executable, "-m", "notifier", "status", "-c", str(config)],
-                            capture_output=True, text=True, timeout=60, check=False, env=_env())
+    status = run_cli("status", "-c", str(config))
     assert status.returncode == 0, status.stderr
     assert "failing x1: HTTP 500 Internal Server Error [http]" in status.stdout
     assert f"{POST_PATH}feed/atom/" in status.stdout

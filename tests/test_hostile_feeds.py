@@ -12,10 +12,8 @@ Figures (memory, latencies, hits per route) are in benchmarks/hostile.py, not he
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,9 +22,9 @@ import pytest
 import yaml
 
 from tests.support.blog_server import BlogServer
+from tests.support.daemon import kill_group, run_cli, start
 from tests.support.webhook_receiver import WebhookReceiver
 
-ROOT = Path(__file__).resolve().parent.parent
 POST = "http://blog.test/2024/05/01/healthy/"
 HEALTHY = "/healthy/feed/atom/"
 INTERVAL = 2.0
@@ -76,12 +74,6 @@ def rss_with_author(author: str, encoding: str) -> bytes:
             f"{items}</channel></rss>").encode(encoding.lower())
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
 def write_config(tmp_path: Path, blog: BlogServer, hook: WebhookReceiver,
                  hostile: dict[str, str], **defaults: object) -> Path:
     subs = [{"name": "healthy", "url": blog.origin + HEALTHY, "watch": "comments",
@@ -101,16 +93,12 @@ def write_config(tmp_path: Path, blog: BlogServer, hook: WebhookReceiver,
 
 @contextlib.contextmanager
 def daemon(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
-                                stdout=out, stderr=out, env=_env(), start_new_session=True)
+    proc = start(config, log)
     try:
         yield proc
     finally:
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            kill_group(proc)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str, log: Path) -> float:
@@ -141,8 +129,7 @@ def stop(proc: subprocess.Popen[bytes]) -> float:
 
 
 def status(config: Path) -> str:
-    done = subprocess.run([sys.executable, "-m", "notifier", "status", "-c", str(config)],
-                          capture_output=True, text=True, env=_env(), timeout=60, check=False)
+    done = run_cli("status", "-c", str(config))
     assert done.returncode == 0, done.stderr
     return done.stdout
 

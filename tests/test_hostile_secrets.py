@@ -18,8 +18,9 @@ from pathlib import Path
 import yaml
 
 from tests.support.blog_server import BlogServer
+from tests.support.daemon import cli_env
 from tests.support.webhook_receiver import WebhookReceiver
-from tests.test_hostile_feeds import HEALTHY, _env, atom, hook_texts, status
+from tests.test_hostile_feeds import HEALTHY, atom, hook_texts, status
 
 PASSWORD = "pa55-w0rd-s3cret"
 API_KEY = "k3y-0f-the-feed-9f8e7d6c"
@@ -27,7 +28,7 @@ API_KEY = "k3y-0f-the-feed-9f8e7d6c"
 
 def notifier(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True,
-                          text=True, env=_env(), timeout=120, check=False)
+                          text=True, env=cli_env(), timeout=120, check=False)
 
 
 def test_a_feed_behind_basic_auth_is_polled_and_its_secrets_never_shown(

@@ -14,13 +14,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,11 +27,12 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from tests.support import databases
 from tests.support.blog_server import BlogServer
+from tests.support.daemon import cli_env
 from tests.support.smtp_server import ReceivedMail, SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_hostile_feeds import (
-    _env,
     comment_feed,
     daemon,
     hook_texts,
@@ -42,26 +41,11 @@ from tests.test_hostile_feeds import (
     wait_until,
 )
 
-PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=databases.KINDS)
 def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    if not PG_URL:
-        pytest.skip("NOTIFIER_TEST_POSTGRES_URL is not set")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with databases.state_url(request.param, tmp_path) as url:
+        yield url
 
 
 def feed(name: str, newest: str = "", *, key: str = "") -> bytes:
@@ -92,7 +76,7 @@ def noise(length: int) -> str:
 
 def run_once(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "notifier", "run", "--once", "-c", str(config)],
-                          capture_output=True, text=True, env=_env(), timeout=120, check=False)
+                          capture_output=True, text=True, env=cli_env(), timeout=120, check=False)
 
 
 def test_one_unstorable_comment_never_loses_the_others(
@@ -251,7 +235,7 @@ def test_a_second_run_on_the_same_state_exits_2_naming_the_first(
         wait_until(lambda: " running: " in log.read_text(), 30, "start", log)
         for extra in ([], ["--once"]):
             second = subprocess.run([sys.executable, "-m", "notifier", "run", *extra, "-c",
-                                     str(config)], capture_output=True, text=True, env=_env(),
+                                     str(config)], capture_output=True, text=True, env=cli_env(),
                                     timeout=60, check=False)
             assert second.returncode == 2, second.stderr
             assert f"in use by another notifier (pid {first.pid})" in second.stderr
@@ -260,7 +244,7 @@ def test_a_second_run_on_the_same_state_exits_2_naming_the_first(
         # A backup while the daemon runs is a consistent, usable state.
         copy = tmp_path / "copy.db"
         made = subprocess.run([sys.executable, "-m", "notifier", "backup", "-c", str(config),
-                               str(copy)], capture_output=True, text=True, env=_env(),
+                               str(copy)], capture_output=True, text=True, env=cli_env(),
                               timeout=60, check=False)
         assert made.returncode == 0, made.stderr
         stop(first)

@@ -12,19 +12,15 @@ which shows that nothing the paused node had fetched was written after it woke.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
-import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,11 +28,11 @@ import sqlalchemy as sa
 import yaml
 
 import notifier
+from tests.support import databases
+from tests.support.daemon import run_cli, signal_group, start, wait_until
 from tests.support.feed_farm import FeedFarm
 from tests.support.webhook_receiver import WebhookReceiver
 
-PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
-ROOT = Path(__file__).resolve().parent.parent
 FEEDS = 300
 INTERVAL = 4.0
 LEASE = 4.0
@@ -45,7 +41,8 @@ LEASE = 4.0
 with a margin for a loaded machine's late heartbeats."""
 NODES = ("n1", "n2", "n3")
 
-pytestmark = pytest.mark.skipif(not PG_URL, reason="NOTIFIER_TEST_POSTGRES_URL is not set")
+pytestmark = pytest.mark.skipif(not databases.PG_URL,
+                                reason="NOTIFIER_TEST_POSTGRES_URL is not set")
 
 WRITE_LOG = """
 CREATE TABLE poll_writes (feed_id integer, writer text, lease_owner text, lease_token integer,
@@ -73,20 +70,12 @@ CREATE TRIGGER claims AFTER UPDATE ON feeds FOR EACH ROW
 @pytest.fixture
 def database() -> Iterator[tuple[str, sa.Engine]]:
     """A schema of its own on the test PostgreSQL: its URL and an engine on it."""
-    assert PG_URL is not None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        yield url, engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with databases.postgres_schema() as url:
+        engine = sa.create_engine(databases.engine_url(url))
+        try:
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 def write_config(folder: Path, name: str, state: str, farm: FeedFarm,
@@ -105,33 +94,6 @@ def write_config(folder: Path, name: str, state: str, farm: FeedFarm,
     return path
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    env["PYTHONPATH"] = str(ROOT)
-    return env
-
-
-def _start(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
-                                stdout=out, stderr=out, env=_env(), start_new_session=True)
-
-
-def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signum)
-
-
-def _wait_until(condition: Callable[[], object], timeout: float, what: str,
-                explain: Callable[[], object] = lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} {explain()}")
-
-
 def _held(engine: sa.Engine, node: str) -> dict[int, int]:
     """Feed id -> fencing token of the feeds `node` holds an unexpired lease on."""
     with engine.connect() as conn:
@@ -148,9 +110,7 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     with FeedFarm(FEEDS, delay=0.05) as farm:
         configs = {n: write_config(tmp_path, n, url, farm, webhook_receiver) for n in NODES}
         logs = {n: tmp_path / f"{n}.log" for n in NODES}
-        baseline = subprocess.run(
-            [sys.executable, "-m", "notifier", "run", "--once", "-c", str(configs["n1"])],
-            capture_output=True, text=True, env=_env(), timeout=300, check=False)
+        baseline = run_cli("run", "--once", "-c", str(configs["n1"]), timeout=300)
         assert baseline.returncode == 0, baseline.stderr
         with engine.begin() as conn:
             conn.exec_driver_sql(WRITE_LOG)
@@ -165,7 +125,7 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
                     added.append((thread, farm.add_comment(thread)))
 
         adder = threading.Thread(target=add, daemon=True)
-        procs = {n: _start(configs[n], logs[n]) for n in NODES}
+        procs = {n: start(configs[n], logs[n]) for n in NODES}
         adder.start()
         try:
             def polled_by() -> dict[str, int]:
@@ -174,27 +134,27 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
                         "SELECT polled_by, count(*) FROM feeds GROUP BY polled_by")).all())
 
             # Three interpreters start at once: on a loaded machine that alone takes seconds.
-            _wait_until(lambda: all(polled_by().get(n, 0) > 0 for n in NODES), 60,
-                        "every node to poll feeds",
-                        lambda: (polled_by(), {n: logs[n].read_text()[-1500:] for n in NODES}))
+            wait_until(lambda: all(polled_by().get(n, 0) > 0 for n in NODES), 60,
+                       "every node to poll feeds", explain=lambda: (
+                           polled_by(), {n: logs[n].read_text()[-1500:] for n in NODES}))
             shares = polled_by()
 
             # SIGKILL n1 while it holds feeds: they are polled by the others after its lease.
-            _wait_until(lambda: _held(engine, "n1"), 30, "n1 to hold leases")
+            wait_until(lambda: _held(engine, "n1"), 30, "n1 to hold leases")
             dying = _held(engine, "n1")
-            _signal(procs["n1"], signal.SIGKILL)
+            signal_group(procs["n1"], signal.SIGKILL)
             procs["n1"].wait(timeout=10)
             killed_at = time.time()
 
             # SIGSTOP n2 while it holds feeds, until the others claimed them (token moved on).
             for _ in range(10):
-                _wait_until(lambda: _held(engine, "n2"), 30, "n2 to hold leases")
-                _signal(procs["n2"], signal.SIGSTOP)
+                wait_until(lambda: _held(engine, "n2"), 30, "n2 to hold leases")
+                signal_group(procs["n2"], signal.SIGSTOP)
                 stopped_at = time.time()
                 stopped = _held(engine, "n2")
                 if stopped:
                     break
-                _signal(procs["n2"], signal.SIGCONT)  # it had just written them: again
+                signal_group(procs["n2"], signal.SIGCONT)  # it had just written them: again
             assert stopped
 
             def taken_over() -> bool:
@@ -216,10 +176,10 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
                         "left(query, 60) "
                         "FROM pg_stat_activity WHERE application_name LIKE 'n%'")).all()
 
-            _wait_until(taken_over, 4 * LEASE + 2 * INTERVAL, "n2's feeds to be taken over",
-                        feeds_left)
+            wait_until(taken_over, 4 * LEASE + 2 * INTERVAL, "n2's feeds to be taken over",
+                       explain=feeds_left)
             time.sleep(max(0.0, stopped_at + LEASE + INTERVAL - time.time()))
-            _signal(procs["n2"], signal.SIGCONT)
+            signal_group(procs["n2"], signal.SIGCONT)
             resumed_at = time.time()
             time.sleep(INTERVAL)
             stop_adding.set()
@@ -249,31 +209,26 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
                 return (missing, outbox, channels, feeds, time.time(),
                         {n: logs[n].read_text()[-1500:] for n in ("n2", "n3")})
 
-            _wait_until(lambda: expected <= delivered(), 6 * INTERVAL + 4 * LEASE,
-                        f"{len(expected)} comments to be delivered", undelivered)
+            wait_until(lambda: expected <= delivered(), 6 * INTERVAL + 4 * LEASE,
+                       f"{len(expected)} comments to be delivered", explain=undelivered)
 
             # `status` tells the operator which node does what: n1 is silent, n2 and n3
             # alive, each with its version and its share; each feed names its last poller.
-            shown = subprocess.run(
-                [sys.executable, "-m", "notifier", "status", "--json", "-c",
-                 str(configs["n3"])], capture_output=True, text=True, env=_env(),
-                timeout=120, check=False)
+            shown = run_cli("status", "--json", "-c", str(configs["n3"]), timeout=120)
             assert shown.returncode == 0, shown.stderr
             status = json.loads(shown.stdout)
-            table = subprocess.run(
-                [sys.executable, "-m", "notifier", "status", "-c", str(configs["n3"])],
-                capture_output=True, text=True, env=_env(), timeout=120, check=False).stdout
+            table = run_cli("status", "-c", str(configs["n3"]), timeout=120).stdout
         finally:
             stop_adding.set()
             for proc in procs.values():
                 if proc.poll() is None:
-                    _signal(proc, signal.SIGCONT)
-                    _signal(proc, signal.SIGTERM)
+                    signal_group(proc, signal.SIGCONT)
+                    signal_group(proc, signal.SIGTERM)
             for proc in procs.values():
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    _signal(proc, signal.SIGKILL)
+                    signal_group(proc, signal.SIGKILL)
                     proc.wait(timeout=5)
         hits = farm.hits
 

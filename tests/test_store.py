@@ -7,8 +7,6 @@ database (`.ci/run` starts one).
 from __future__ import annotations
 
 import dataclasses
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,32 +24,18 @@ from notifier.store import (
     ThreadLink,
     ThreadUpdate,
 )
+from tests.support import databases
 
-PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=databases.KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        if not PG_URL:
-            pytest.skip("NOTIFIER_TEST_POSTGRES_URL is not set")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-        url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
-    s = Store(url)
-    s.migrate()
-    try:
-        yield s
-    finally:
-        s.close()
-        if request.param == "postgresql":
-            with admin.begin() as conn:
-                conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
+    with databases.state_url(request.param, tmp_path) as url:
+        s = Store(url)
+        s.migrate()
+        try:
+            yield s
+        finally:
+            s.close()
 
 
 def entry(n: int, text: str = "hi") -> Entry:

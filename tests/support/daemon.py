@@ -38,26 +38,54 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str,
-               every: float = 0.1) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` s."""
+               every: float = 0.1, explain: Callable[[], object] | None = None) -> T:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` s,
+    with what `explain` returns then (the state a reader needs to see why)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            detail = f" {explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
         time.sleep(every)
+
+
+def run_cli(*args: str, timeout: float = 60.0,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`notifier ARGS` in a new interpreter, to its end, its output captured."""
+    return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True,
+                          text=True, env=cli_env(env), timeout=timeout, check=False)
+
+
+def start(config: Path, log: Path, *args: str,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`notifier ARGS run -c CONFIG` in its own process group, so that a signal to the
+    group reaches its parse workers too, as a service manager's would."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "notifier", *args, "run", "-c", str(config)],
+            stdout=out, stderr=out, env=cli_env(env), start_new_session=True)
+
+
+def signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal the daemon's process group; one that is gone already is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signum)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the daemon and its workers and reap it, as a crash or `kill -9` would."""
+    signal_group(proc, signal.SIGKILL)
+    proc.wait(timeout=10)
 
 
 class Daemon:
     def __init__(self, config: Path, log: Path, *args: str,
                  env: Mapping[str, str] | None = None) -> None:
         self.log_path = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "notifier", *args, "run", "-c", str(config)],
-                stdout=out, stderr=out, env=cli_env(env), start_new_session=True)
+        self.proc = start(config, log, *args, env=env)
 
     @property
     def log(self) -> str:
@@ -82,9 +110,7 @@ class Daemon:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+            kill_group(self.proc)
         # Parse workers of a daemon stopped cleanly exit with it; make sure of it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
