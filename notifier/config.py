@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -153,6 +154,21 @@ class _RawConfig(StrictModel):
     channels: dict[str, dict[str, Any]] = Field(min_length=1)
     subscriptions: list[Subscription] = []
     """Empty only for `add` and `import` (see `load_config`)."""
+
+    @field_validator("state")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """Found here, a mistake is one `check` names; found by the store, it stopped the
+        daemon at its start. The value is never repeated: it may hold a password."""
+        scheme = value.partition("://")[0].lower()
+        if "://" not in value or scheme.split("+")[0] not in ("sqlite", "postgresql"):
+            raise ValueError("expected sqlite:///FILE or postgresql://user:password@host/db")
+        try:
+            _ = urlsplit(value).port  # parsing it is the check
+        except ValueError:
+            raise ValueError("the port of this database URL is not a number from 1 to "
+                             "65535") from None
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -15,8 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
+from notifier.cli import main
 from tests.support.blog_server import BlogServer
 from tests.support.daemon import cli_env
 from tests.support.webhook_receiver import WebhookReceiver
@@ -94,3 +96,45 @@ def test_check_never_prints_an_over_long_value_in_full(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
     line = next(x for x in check.stdout.splitlines() if "long:" in x)
     assert len(line) < 400 and f"({len(long_url):,} characters)" in line, line
+
+
+def test_add_and_preview_of_an_unreadable_private_feed_never_print_its_secrets(
+        tmp_path: Path, blog_server: BlogServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Discovery's errors quote the URL as typed; the commands print them redacted."""
+    host = blog_server.origin.removeprefix("http://")
+    url = f"http://reader:{PASSWORD}@{host}/missing/?apikey={API_KEY}"
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db",
+        "channels": {"screen": {"type": "console"}},
+        "subscriptions": [{"name": "private", "url": url, "notify": ["screen"]}],
+    }), encoding="utf-8")
+    assert main(["add", url.replace("/missing/", "/gone/"), "-c", str(config)]) == 1
+    added = capsys.readouterr()
+    assert main(["preview", "private", "-c", str(config)]) == 1
+    previewed = capsys.readouterr()
+    assert "nothing was added" in added.err and "reading its feed failed" in previewed.err
+    assert "404" in added.err and "404" in previewed.err
+    for shown in (added.err, added.out, previewed.err, previewed.out):
+        assert PASSWORD not in shown and API_KEY not in shown
+    assert f"http://reader:…@{host}/gone/?apikey=…" in added.err
+
+
+@pytest.mark.parametrize(("state", "said"), [
+    (f"postgresql://notifier:{PASSWORD}@db.example.org:5432x/notifier",
+     "state: the port of this database URL is not a number from 1 to 65535"),
+    (f"postgres://notifier:{PASSWORD}@db.example.org/notifier",
+     "state: expected sqlite:///FILE or postgresql://user:password@host/db"),
+])
+def test_a_wrong_database_url_is_named_by_check_without_its_password(
+        tmp_path: Path, state: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": state, "channels": {"screen": {"type": "console"}},
+        "subscriptions": [{"name": "s", "url": "https://blog.example.org/",
+                           "notify": ["screen"]}],
+    }, sort_keys=False), encoding="utf-8")
+    for command in ("check", "status", "run"):
+        assert main([command, "-c", str(config)]) == 2
+        err = capsys.readouterr().err
+        assert f"{config}:1: {said}" in err and PASSWORD not in err, err

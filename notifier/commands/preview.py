@@ -85,7 +85,7 @@ def _preview(args: argparse.Namespace) -> int:
             choice = _from_feed(config, sub)
         except NotifierError as exc:
             print(f"notifier: nothing recorded for {sub.name} yet, and reading its feed "
-                  f"failed: {exc}", file=sys.stderr)
+                  f"failed: {redact.urls_in(str(exc))}", file=sys.stderr)
             return EXIT_FAILED
         if choice is None:
             print(f"notifier: {sub.name}: its feed has no entries yet", file=sys.stderr)

@@ -94,7 +94,8 @@ def _add(args: argparse.Namespace) -> int:
     try:
         found = asyncio.run(find())
     except DiscoveryError as exc:
-        print(f"notifier: cannot follow {redact.url(url)}: {exc}; nothing was added",
+        # The message quotes the URL as typed, perhaps with a password or a key in it.
+        print(f"notifier: cannot follow it: {redact.urls_in(str(exc))}; nothing was added",
               file=sys.stderr)
         return EXIT_FAILED
     name = args.name or subscription_name("", url, taken)

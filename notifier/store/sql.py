@@ -140,7 +140,8 @@ class Store(LeaseStore):
         self.url = url
         try:
             self.engine: Engine = _make_engine(url, node, lease)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError,
+                ValueError) as exc:  # ValueError: a port that is not a number
             raise StoreError(f"cannot use state {redact.url(url)}: {exc}") from exc
         self._insert = (_sqlite_insert if self.engine.dialect.name == "sqlite"
                         else _pg_insert)
