@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["HIDDEN", "destination", "short", "text", "url", "urls_in"]
+__all__ = ["HIDDEN", "destination", "secret_name", "short", "text", "url", "urls_in"]
 
 HIDDEN = "…"
 """What stands where a secret was."""
@@ -52,12 +52,18 @@ def url(value: str) -> str:
     query = parts.query
     if query:
         query = "&".join(
-            f"{quote_plus(k)}={HIDDEN if _SECRET_PARAM.search(k) else quote_plus(v, safe='/:')}"
+            f"{quote_plus(k)}={HIDDEN if secret_name(k) else quote_plus(v, safe='/:')}"
             for k, v in parse_qsl(query, keep_blank_values=True))
     shown = urlunsplit((parts.scheme, netloc, parts.path, query, ""))
     if not netloc and value.startswith(f"{parts.scheme}://"):
         shown = f"{parts.scheme}://{shown.removeprefix(f'{parts.scheme}:')}"  # sqlite:///path
     return shown
+
+
+def secret_name(name: str) -> bool:
+    """Whether a query parameter or header of this name carries a secret (`token`, `key`,
+    `Authorization`...): its value is hidden wherever it could be shown."""
+    return _SECRET_PARAM.search(name) is not None
 
 
 def destination(value: str) -> str:

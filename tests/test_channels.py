@@ -782,3 +782,21 @@ def test_template_error_is_a_temporary_failure(tmp_path: Path,
     error = run(send, tmp_path)
     assert isinstance(error, TemporaryFailure) and "bad.j2, line 1" in str(error)
     assert webhook_receiver.received == []
+
+
+def test_webhook_error_echoing_its_headers_never_shows_their_values(
+        webhook_receiver: WebhookReceiver) -> None:
+    """A receiver (a debugging proxy, a gateway) may echo the request in its refusal; an
+    `Authorization` set under `headers:` must not reach the log and `status` that way."""
+    bearer = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0"
+    webhook_receiver.script([(401, {}, f"bad credentials: {bearer}; env=prod".encode())])
+
+    async def send(context: ChannelContext) -> DeliveryError:
+        body = hook(webhook_receiver.url, headers={"Authorization": bearer, "X-Env": "prod"})
+        return await failure_of(channel(context, body, name="team"), make_notice())
+
+    error = str(run(send))
+    assert error.startswith("webhook team: HTTP 401") and "bad credentials" in error
+    assert "eyJhbGciOiJIUzI1NiJ9" not in error
+    assert "env=prod" in error  # a short value is no secret, and cutting it out would
+    # garble the rest of the message

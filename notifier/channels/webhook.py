@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import httpx
 from pydantic import Field, field_validator, model_validator
 
+from notifier import redact
 from notifier.channels.formats import (
     CHAT_FORMATS,
     DISCORD_LIMIT,
@@ -204,7 +205,13 @@ class WebhookChannel(HttpChannel):
         platform = JSON_PLATFORM if self.config.format == "json" else CHAT_PLATFORM
         await self.request("POST", self.request_url(), body, headers,
                            timeout=self.config.timeout, platform=platform,
-                           secrets=[self.config.url])
+                           secrets=[self.config.url, *self._secret_headers()])
+
+    def _secret_headers(self) -> list[str]:
+        """Values of `headers:` that are credentials (`Authorization`, `X-Api-Key`...): a
+        receiver that echoes the request in its refusal must not put them in the log."""
+        return [value for name, value in self.config.headers.items()
+                if redact.secret_name(name)]
 
     def observe(self, response: httpx.Response) -> None:
         if self.config.format == "discord":
