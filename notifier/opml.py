@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from notifier.errors import NotifierError
+from notifier.schema import check_http_url
 
 MAX_OPML_BYTES = 16 * 1024 * 1024
 """Largest OPML file read: far above any real reader's export (10,000 feeds are ~2 MiB)."""
@@ -54,7 +55,7 @@ def read_opml(data: bytes, source: str) -> list[OpmlFeed]:
     seen: set[str] = set()
     for feed in parsed.feeds:
         url = str(feed.get("url") or "").strip()
-        if not url or url in seen or urlsplit(url).scheme not in ("http", "https"):
+        if not url or url in seen or not _pollable(url):
             continue
         seen.add(url)
         categories = tuple("/".join(path) for path in feed.get("categories", []) if path)
@@ -65,6 +66,16 @@ def read_opml(data: bytes, source: str) -> list[OpmlFeed]:
         raise OpmlError(f"{source}: no feeds found{detail}; an OPML export lists them as "
                         "<outline xmlUrl=\"...\"> elements")
     return feeds
+
+
+def _pollable(url: str) -> bool:
+    """Readers export what they could not poll either (`file:`, a typo): such an outline
+    is passed over, as `check` would refuse the file it was written into."""
+    try:
+        check_http_url(url)
+    except ValueError:
+        return False
+    return True
 
 
 def write_opml(outlines: Sequence[OpmlOutline], title: str,

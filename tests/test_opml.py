@@ -74,3 +74,19 @@ def test_subscription_names_are_valid_and_unique() -> None:
     assert subscription_name("", "https://blog.example.org/a/b/", taken) == \
         "blog.example.org-a-b"
     assert subscription_name("???", "https://x.example/", taken) == "x.example"
+
+
+def test_outlines_that_are_no_pollable_url_are_passed_over() -> None:
+    """An export may hold a typo or a local file; the good feeds beside it still import."""
+    content = (b"<?xml version='1.0'?><opml version='2.0'><head/><body>"
+               b"<outline text='broken' xmlUrl='http://[bad'/>"
+               b"<outline text='spaced' xmlUrl='http://blog.example.org/a b/feed/'/>"
+               b"<outline text='local' xmlUrl='file:///home/ann/feed.xml'/>"
+               b"<outline text='good' xmlUrl='https://blog.example.org/feed/'/>"
+               b"</body></opml>")
+    feeds = read_opml(content, "subs.opml")
+    assert [(f.title, f.url) for f in feeds] == [("good", "https://blog.example.org/feed/")]
+    only_bad = content.replace(b"<outline text='good' xmlUrl='https://blog.example.org/feed/'/>",
+                               b"")
+    with pytest.raises(OpmlError, match=r"^subs\.opml: no feeds found"):
+        read_opml(only_bad, "subs.opml")
