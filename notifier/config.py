@@ -643,14 +643,7 @@ class _Builder:
         return _merge_keys(merged, out, self.file, node.start_mark.line + 1, path)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
-        construct = self.constructor.yaml_constructors.get(node.tag)
-        try:
-            if construct is not None:
-                return construct(self.constructor, node)
-            return self.constructor.construct_object(node)  # raises: unknown tag
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: not valid YAML: "
-                               f"{getattr(exc, 'problem', None) or exc}"]) from None
+        return _typed_scalar(self.constructor, node, self.file)
 
     def _count(self, node: yaml.Node) -> None:
         self.expanded += 1
@@ -658,6 +651,19 @@ class _Builder:
             raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: aliases (*name) "
                                f"expand to more than {MAX_ALIAS_NODES} values; write the "
                                "values out or use fewer nested aliases"])
+
+
+def _typed_scalar(constructor: Any, node: yaml.ScalarNode, file: Path) -> Any:
+    """A scalar's value by its tag (int, bool, null, a timestamp...), as the safe loader
+    makes it; an explicit tag it does not know (`!!python/...`) is a mistake at its line."""
+    construct = constructor.yaml_constructors.get(node.tag)
+    try:
+        if construct is not None:
+            return construct(constructor, node)
+        return constructor.construct_object(node)  # raises: unknown tag
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{file}:{node.start_mark.line + 1}: not valid YAML: "
+                           f"{getattr(exc, 'problem', None) or exc}"]) from None
 
 
 def _merge_keys(merged: list[Any], own: dict[Any, Any], file: Path, line: int,
@@ -833,14 +839,7 @@ class _EventBuilder:
 
     def _construct(self, event: Any, tag: str) -> Any:
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        construct = self.constructor.yaml_constructors.get(tag)
-        try:
-            if construct is not None:
-                return construct(self.constructor, node)
-            return self.constructor.construct_object(node)  # raises: unknown tag
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"{self.file}:{event.start_mark.line + 1}: not valid YAML: "
-                               f"{getattr(exc, 'problem', None) or exc}"]) from None
+        return _typed_scalar(self.constructor, node, self.file)
 
 
 SECRET_KEYS = frozenset({"password", "token", "access_token", "secret", "url", "state"})

@@ -160,3 +160,19 @@ def test_merge_keys_first_mapping_wins_and_a_scalar_is_refused(
     bad = write(tmp_path / "bad.yaml", MAIN + "  - <<: 7\n    name: x\n")
     lines = len(MAIN.splitlines())
     assert f"{bad}:{lines + 1}: subscriptions[1]: '<<' must merge a mapping" in problems(bad)
+
+
+@pytest.mark.parametrize("event_parser", [True, False], ids=["libyaml-events", "node-tree"])
+def test_typed_scalars_load_and_an_unsafe_tag_is_refused_at_its_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event_parser: bool) -> None:
+    if not event_parser:
+        monkeypatch.setattr(config_module, "_EVENT_PARSER", None)
+    text = MAIN + ("  - name: typed\n    url: https://blog.example.org/\n    notify: [me]\n"
+                   "    backfill: 0x10\n    exclude_self: off\n    interval: !!int 90\n")
+    typed = load_config(write(tmp_path / "notifier.yaml", text), {}).subscriptions[1]
+    assert (typed.backfill, typed.exclude_self, typed.interval) == (16, False, 90.0)
+    bad = write(tmp_path / "bad.yaml", MAIN + "  - name: x\n    url: !!python/name:os.system "
+                                              "https://blog.example.org/\n")
+    lines = len(MAIN.splitlines())
+    found = problems(bad)
+    assert f"{bad}:{lines + 2}: not valid YAML: " in found and "python/name" in found, found
