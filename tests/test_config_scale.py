@@ -146,12 +146,18 @@ def test_merge_keys_and_typed_scalars_still_load(tmp_path: Path) -> None:
     assert (merged.watch, merged.backfill) == ("posts", 5)
 
 
-@pytest.mark.parametrize("event_parser", [True, False], ids=["libyaml-events", "node-tree"])
-def test_merge_keys_first_mapping_wins_and_a_scalar_is_refused(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event_parser: bool) -> None:
-    """Both builders apply YAML's merge rule: own keys, then the first merged mapping."""
-    if not event_parser:
+@pytest.fixture(params=["libyaml-events", "node-tree"])
+def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each YAML builder in turn: the one on libyaml's events, and the node-tree one it
+    hands anything unusual to (and which builds everything where libyaml is missing)."""
+    if request.param == "node-tree":
         monkeypatch.setattr(config_module, "_EVENT_PARSER", None)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("builder")
+def test_merge_keys_first_mapping_wins_and_a_scalar_is_refused(tmp_path: Path) -> None:
+    """Both builders apply YAML's merge rule: own keys, then the first merged mapping."""
     text = MAIN + ("  - <<: [{watch: posts, backfill: 3}, {watch: threads, backfill: 4,"
                    " interval: 1h}]\n    name: merged\n"
                    "    url: https://blog.example.org/\n    notify: [me]\n    backfill: 5\n")
@@ -162,11 +168,8 @@ def test_merge_keys_first_mapping_wins_and_a_scalar_is_refused(
     assert f"{bad}:{lines + 1}: subscriptions[1]: '<<' must merge a mapping" in problems(bad)
 
 
-@pytest.mark.parametrize("event_parser", [True, False], ids=["libyaml-events", "node-tree"])
-def test_typed_scalars_load_and_an_unsafe_tag_is_refused_at_its_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, event_parser: bool) -> None:
-    if not event_parser:
-        monkeypatch.setattr(config_module, "_EVENT_PARSER", None)
+@pytest.mark.usefixtures("builder")
+def test_typed_scalars_load_and_an_unsafe_tag_is_refused_at_its_line(tmp_path: Path) -> None:
     text = MAIN + ("  - name: typed\n    url: https://blog.example.org/\n    notify: [me]\n"
                    "    backfill: 0x10\n    exclude_self: off\n    interval: !!int 90\n")
     typed = load_config(write(tmp_path / "notifier.yaml", text), {}).subscriptions[1]
