@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import main
+from tests.support.configs import chat_channel, email_channel
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -17,16 +18,7 @@ def write_config(tmp_path: Path, smtp: SmtpServer, hook: WebhookReceiver) -> Pat
     path.write_text(f"""\
 state: sqlite:///state.db
 channels:
-  mail:
-    type: email
-    from: "Thread notifier <notifier@example.org>"
-    to: [reader@example.org]
-    smtp: {{host: 127.0.0.1, port: {smtp.port}, security: none}}
-  team:
-    type: webhook
-    url: "{hook.url}/services/T000/B000/secret-token"
-    format: mattermost
-  bot:
+{email_channel("mail", smtp)}{chat_channel("team", hook, "mattermost")}  bot:
     type: telegram
     token: "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
     chat_id: -1001234567890

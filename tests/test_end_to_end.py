@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tests.support.blog_server import REST_COMMENTS_PATH, BlogServer
+from tests.support.configs import SECRET_PATH, chat_channel, email_channel
 from tests.support.daemon import kill_group, run_cli, start
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
@@ -29,16 +30,7 @@ state: sqlite:///state.db
 defaults:
   interval: 10m
 channels:
-  me:
-    type: email
-    from: "Thread notifier <notifier@example.org>"
-    to: [reader@example.org]
-    smtp: {{host: 127.0.0.1, port: {smtp.port}, security: none}}
-  team:
-    type: webhook
-    url: "{hook.url}/services/T000/B000/secret-token"
-    format: slack
-  feed-json:
+{email_channel("me", smtp)}{chat_channel("team", hook, "slack")}  feed-json:
     type: webhook
     url: "{hook.url}/json"
     format: json
@@ -109,7 +101,7 @@ def test_new_comment_reaches_email_and_chat_once(
     assert "<strong>bold</strong>" in html and "<blockquote" in html
 
     chat = webhook_receiver.received[0]
-    assert chat.path.endswith("/services/T000/B000/secret-token")
+    assert chat.path.endswith(SECRET_PATH)
     message = json.loads(chat.body)["text"]
     assert "Markup Tester" in message and "#comment-5" in message
     assert "<script" not in message
