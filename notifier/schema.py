@@ -10,7 +10,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from notifier import redact
 
@@ -82,6 +82,14 @@ def check_http_url(value: object) -> str:
     return text
 
 
+def _one_word(value: str) -> str:
+    """A token travels in a header or a URL: a space, a line break or a NUL in it is a
+    copy-and-paste slip that the server would refuse on every message."""
+    if any(ch.isspace() or ch == "\0" for ch in value):
+        raise ValueError("a token cannot contain spaces or line breaks; copy it again")
+    return value
+
+
 def _string_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -89,6 +97,8 @@ def _string_list(value: Any) -> Any:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 HttpUrl = Annotated[str, BeforeValidator(check_http_url)]
+Token = Annotated[str, AfterValidator(_one_word)]
+"""A credential sent in a header or a URL (`access_token`, `token`)."""
 StrList = Annotated[list[str], BeforeValidator(_string_list)]
 """A list of strings that also accepts one bare string."""
 

@@ -233,3 +233,22 @@ def test_check_summary_hides_secrets(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "3 subscriptions" in out or "subscriptions (3)" in out
     assert "replies to East Side Boy" in out
     assert "s3cret" not in out and "xyz" not in out
+
+
+def test_a_token_pasted_with_a_space_or_line_break_is_named(tmp_path: Path) -> None:
+    """Matrix's and ntfy's tokens travel in a header: one rule (schema.Token) for both."""
+    found = problems(tmp_path, GOOD.replace("channels:\n", """channels:
+  room:
+    type: matrix
+    homeserver: https://matrix.example.org
+    room: "!abc:example.org"
+    access_token: "syt_abc def"
+  phone:
+    type: ntfy
+    url: https://ntfy.sh/replies
+    token: "tk_abc\\ndef"
+""", 1))
+    said = "a token cannot contain spaces or line breaks; copy it again"
+    assert f"notifier.yaml:9: channels.room.access_token: {said}" in found, found
+    assert f"notifier.yaml:13: channels.phone.token: {said}" in found, found
+    assert "syt_abc" not in found and "tk_abc" not in found

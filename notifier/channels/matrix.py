@@ -33,7 +33,7 @@ from notifier.channels.markup import clean, link_html, shape
 from notifier.delivery.channel import ChannelConfig
 from notifier.models import Notice
 from notifier.redact import destination
-from notifier.schema import Duration, HttpUrl
+from notifier.schema import Duration, HttpUrl, Token
 
 MATRIX_LIMIT = 60_000
 """Bytes of event content; the whole event, with what the server adds, must stay under
@@ -54,7 +54,7 @@ class MatrixConfig(ChannelConfig):
     """The client-server API's base, e.g. https://matrix.example.org (no path needed)."""
     room: str
     """The room id, `!abc123:example.org` (Room settings -> Advanced), not an alias."""
-    access_token: str = Field(repr=False, min_length=1)
+    access_token: Token = Field(repr=False, min_length=1)
     """The bot account's token: never logged, never in an error or `repr()`."""
     msgtype: Literal["m.notice", "m.text"] = "m.notice"
     timeout: Duration = 15.0
@@ -67,12 +67,6 @@ class MatrixConfig(ChannelConfig):
                              "alias #name:server cannot be sent to; use the room's id)")
         return value
 
-    @field_validator("access_token")
-    @classmethod
-    def _check_token(cls, value: str) -> str:
-        if any(ch.isspace() for ch in value):
-            raise ValueError("the access token cannot contain spaces or line breaks")
-        return value
 
 
 class MatrixChannel(HttpChannel):

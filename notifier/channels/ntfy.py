@@ -23,7 +23,7 @@ from notifier.channels.httpsend import HttpChannel, Platform, fit, utf8_len
 from notifier.delivery.channel import ChannelConfig
 from notifier.models import Notice
 from notifier.redact import destination
-from notifier.schema import Duration, HttpUrl, StrList
+from notifier.schema import Duration, HttpUrl, StrList, Token
 
 NTFY_LIMIT = 4_096
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
@@ -36,7 +36,7 @@ class NtfyConfig(ChannelConfig):
     type: Literal["ntfy"]
     url: HttpUrl = Field(repr=False)
     """The topic, e.g. https://ntfy.sh/my-blog-replies."""
-    token: str | None = Field(None, repr=False)
+    token: Token | None = Field(None, repr=False)
     """An access token (`tk_...`) for a protected topic; sent as a Bearer token."""
     tags: StrList = Field(default_factory=lambda: ["speech_balloon"])
     """Emoji short codes or words shown with the notification."""
@@ -49,13 +49,6 @@ class NtfyConfig(ChannelConfig):
         path = value.split("://", 1)[1].partition("/")[2].split("?")[0].strip("/")
         if not path:
             raise ValueError("the URL must name a topic, e.g. https://ntfy.sh/my-topic")
-        return value
-
-    @field_validator("token")
-    @classmethod
-    def _token_one_word(cls, value: str | None) -> str | None:
-        if value is not None and any(ch.isspace() or ch == "\0" for ch in value):
-            raise ValueError("the token cannot contain spaces or line breaks")
         return value
 
     @field_validator("tags")
