@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
+import sys
 import textwrap
 import typing
 from pathlib import Path
@@ -218,3 +220,36 @@ def test_readme_full_shape_is_a_valid_configuration(tmp_path: Path) -> None:
     environ["PUSHOVER_URL"] = "json://127.0.0.1:9/"  # a form Apprise knows
     config = load_config(path, environ)
     assert {c.type for c in config.channels.values()} == set(CHANNEL_KINDS)
+
+
+# --- the README's first screen --------------------------------------------------------------
+
+
+def test_readme_first_screen_gives_two_commands_that_need_only_python() -> None:
+    first_screen = (ROOT / "README.md").read_text(encoding="utf-8").split("\n---\n", 1)[0]
+    (block,) = re.findall(r"^```sh\n(.*?)^```", first_screen, re.MULTILINE | re.DOTALL)
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["python3 scripts/dev.py run", "python3 scripts/dev.py test"]
+    assert "only Python 3.11 or newer" in first_screen
+    assert "config.example.yaml" in first_screen and "notifier.db" in first_screen
+
+
+def test_dev_script_runs_on_the_bare_interpreter_and_names_both_commands() -> None:
+    """Started with `-I -S` (no site-packages, no environment): what a fresh machine has."""
+    done = subprocess.run([sys.executable, "-I", "-S", str(ROOT / "scripts" / "dev.py")],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "scripts/dev.py run" in done.stderr and "scripts/dev.py test" in done.stderr
+
+
+def test_the_example_runs_without_any_variable_set_and_keeps_its_state_beside_it(
+        tmp_path: Path) -> None:
+    """`dev.py run` starts the daemon on config.example.yaml from a fresh clone: no
+    variable set, no server to run, state in an SQLite file beside the example."""
+    copy = tmp_path / "config.example.yaml"
+    copy.write_text((ROOT / "config.example.yaml").read_text(encoding="utf-8"),
+                    encoding="utf-8")
+    config = load_config(copy, environ={})
+    assert config.state_url() == f"sqlite:///{(tmp_path / 'notifier.db').resolve()}"
+    notified = {name for sub in config.subscriptions for name in sub.notify}
+    assert {config.channels[name].type for name in notified} == {"console"}
