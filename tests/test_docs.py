@@ -253,3 +253,21 @@ def test_the_example_runs_without_any_variable_set_and_keeps_its_state_beside_it
     assert config.state_url() == f"sqlite:///{(tmp_path / 'notifier.db').resolve()}"
     notified = {name for sub in config.subscriptions for name in sub.notify}
     assert {config.channels[name].type for name in notified} == {"console"}
+
+
+def test_every_channel_example_in_the_templates_guide_is_valid(tmp_path: Path) -> None:
+    text = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")
+    examples = [yaml.safe_load(block) for block in
+                re.findall(r"^```yaml\n(.*?)^```", text, re.MULTILINE | re.DOTALL)]
+    channels = {name: body for example in examples if isinstance(example, dict)
+                for name, body in example.items()
+                if isinstance(body, dict) and "type" in body}
+    assert {body["type"] for body in channels.values()} >= {"matrix", "telegram", "ntfy"}
+    path = tmp_path / "notifier.yaml"
+    path.write_text(yaml.safe_dump({"channels": channels, "subscriptions": [
+        {"name": "s", "url": "https://blog.example.org/", "notify": list(channels)}]}),
+        encoding="utf-8")
+    environ = {"MATRIX_TOKEN": "syt_token", "NTFY_TOKEN": "tk_token",
+               "TELEGRAM_BOT_TOKEN": "123456789:AAE" + "x" * 30,
+               "PUSHOVER_URL": "json://127.0.0.1:9/", "GOTIFY_TOKEN": "token"}
+    assert set(load_config(path, environ).channels) == set(channels)
