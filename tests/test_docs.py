@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.commands import COMMANDS, build_parser, main
-from notifier.config import _RawConfig, load_config
+from notifier.config import SECRET_KEYS, _RawConfig, load_config
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
 
@@ -271,3 +271,14 @@ def test_every_channel_example_in_the_templates_guide_is_valid(tmp_path: Path) -
                "TELEGRAM_BOT_TOKEN": "123456789:AAE" + "x" * 30,
                "PUSHOVER_URL": "json://127.0.0.1:9/", "GOTIFY_TOKEN": "token"}
     assert set(load_config(path, environ).channels) == set(channels)
+
+
+def test_the_file_forms_documented_are_the_ones_the_loader_reads() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in readme.splitlines() if line.startswith("| secrets in files |")]
+    assert set(re.findall(r"`(\w+)_file`", row)) == SECRET_KEYS
+    example = " ".join((ROOT / "config.example.yaml").read_text(encoding="utf-8").split())
+    listed = re.search(r"any (.+?) setting has a \*_file form", example)
+    assert listed is not None
+    keys = set(re.split(r"[\s#,]+|\bor\b", listed.group(1))) - {""}
+    assert keys == SECRET_KEYS
