@@ -495,7 +495,7 @@ def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path)
         feeds = [FeedState(id=n, url=f"{server.origin}/feed/{n}/", title="", api_root=None,
                            etag=None, last_modified=None, body_hash=None, interval=600.0,
                            next_due=0.0, last_polled=None, last_status=None,
-                           last_failure=None, error_count=0) for n in range(1, 9)]
+                           last_failure=None, error_count=0) for n in range(1, 13)]
 
         async def drive() -> list[Polled]:
             pool = ParsePool(workers=1)
@@ -504,9 +504,9 @@ def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path)
             try:
                 async with Fetcher(fetch_settings(config)) as fetcher:
                     poller = Poller(config, store, fetcher, db, parser=pool)
-                    # Each answer takes 0.3 s and one goes at a time: the last of eight
-                    # waits 2.1 s for its slot, twice its budget.
-                    poller.feed_budget = 1.0
+                    # Each answer takes 0.3 s and one goes at a time: the last of twelve
+                    # waits 3.3 s for its slot, well over its budget.
+                    poller.feed_budget = 2.0
                     polled = await asyncio.gather(*(
                         poller._retrieve(feed, rescan=False, conditional=False, expect=None,
                                          proceed=lambda: True) for feed in feeds))
@@ -520,4 +520,4 @@ def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path)
         polled = asyncio.run(drive())
         assert [p.failure for p in polled] == [None] * len(feeds)
         assert all(p.parsed is not None and len(p.parsed.entries) == 2 for p in polled)
-        assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 9))
+        assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 13))
