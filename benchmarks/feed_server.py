@@ -5,7 +5,8 @@ Runs in its own process so that serving does not compete with notifier for the G
 window), with an ETag and a Last-Modified equal to its newest comment, and answers 304 to a
 matching If-None-Match. `POST /_bump?every=K` adds one comment to every K-th thread (every
 thread by default). `POST /hook` is a webhook receiver that accepts everything. Prints its
-port on the first line of stdout.
+port on the first line of stdout. `POST /_delay?seconds=S` answers each feed S seconds
+later from then on: a distant or slow blog, whose feeds queue for the poller's per-host slots.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ TEXT = ('<p>Comment number {} on thread {}, with a <a href="https://example.org/
 
 
 class Feeds:
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, delay: float = 0.0) -> None:
         self.origin = origin
+        self.delay = delay
         self.bumps: dict[int, int] = {}
         self.hooks = 0
 
@@ -89,6 +91,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
             status, extra, body = "404 Not Found", "", b"not found"
             if method == "GET" and target.startswith("/feed/"):
                 thread = int(target.split("/")[2])
+                if feeds.delay:
+                    await asyncio.sleep(feeds.delay)
                 etag, modified = feeds.validators(thread)
                 extra = f"ETag: {etag}\r\nLast-Modified: {modified}\r\n"
                 if headers.get("if-none-match") == etag:
@@ -101,6 +105,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                 every = int(target.partition("every=")[2] or 1)
                 feeds.bump(every)
                 status, body = "200 OK", b"bumped"
+            elif method == "POST" and target.startswith("/_delay"):
+                feeds.delay = float(target.partition("seconds=")[2])
+                status, body = "200 OK", b"delayed"
             elif method == "POST" and target.startswith("/hook"):
                 feeds.hooks += 1
                 status, body = "204 No Content", b""

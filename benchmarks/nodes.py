@@ -1,14 +1,19 @@
 """Several nodes on one PostgreSQL: cluster cycle time, database round trips, claim cost.
 
     .venv/bin/python benchmarks/nodes.py --postgres postgresql://... [--feeds 10000]
-                      [--nodes 3] [--concurrency 50] [--claim-rows 10000 100000]
+                      [--nodes 3] [--concurrency 50] [--per-host N] [--delay SECONDS]
+                      [--claim-rows 10000 100000]
 
 (`--postgres` defaults to $NOTIFIER_TEST_POSTGRES_URL; `.ci/postgres.sh` starts one.)
 Serves N WordPress-shaped comment feeds from `feed_server.py`, starts `--nodes` real node
 processes (the daemon's poll cycle, one per process) on one schema, and prints for each
 pass over every feed (the first: baseline, bodies parsed; the second: nothing changed,
 conditional GETs answered 304) the wall time until every feed was polled once, how the
-feeds were shared, and the SQL statements the nodes sent (each one a round trip).
+feeds were shared, the polls that failed (a healthy server: any failure is the poller's,
+such as a feed's time budget running out while it queued), and the SQL statements the
+nodes sent (each one a round trip). All feeds are on one host, whose slots per node are
+`--per-host` (default: as many as `--concurrency`, standing in for many hosts); with
+`--delay` each answer takes that long, as from a distant blog whose feeds queue for them.
 
 Then it times the claim statement alone on tables of `--claim-rows` feeds (synthetic rows,
 all due), which is what grows with the number of feeds and nodes: the figure to
@@ -30,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -48,7 +54,7 @@ def schema_url(base: str, schema: str) -> str:
 
 
 def write_config(folder: Path, name: str, state: str, origin: str, feeds: int,
-                 concurrency: int = 50) -> Path:
+                 concurrency: int = 50, per_host: int | None = None) -> Path:
     subs = "\n".join(
         f"  - {{name: t{i}, url: '{origin}/feed/{i}/', watch: comments, notify: [hook]}}"
         for i in range(feeds))
@@ -56,7 +62,7 @@ def write_config(folder: Path, name: str, state: str, origin: str, feeds: int,
     path.write_text(f"""\
 state: "{state}"
 defaults: {{interval: 1h, jitter: 0}}
-http: {{concurrency: {concurrency}, per_host: {concurrency}}}
+http: {{concurrency: {concurrency}, per_host: {per_host or concurrency}}}
 cluster: {{lease: 30s, node: {name}}}
 channels:
   hook: {{type: webhook, url: '{origin}/hook', format: json}}
@@ -71,7 +77,7 @@ async def run_node(config_path: Path, stats: Path) -> None:
     config = load_config(config_path, {})
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    counts = {"statements": 0, "polled": 0, "cycles": 0, "claims": 0}
+    counts = {"statements": 0, "polled": 0, "cycles": 0, "claims": 0, "failed": 0}
 
     def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         counts["statements"] += 1
@@ -86,6 +92,7 @@ async def run_node(config_path: Path, stats: Path) -> None:
             logging.info("%s: %s in %.2f s", config.cluster.node, report.summary(),
                          time.perf_counter() - began)
             counts["polled"] += report.feeds_polled
+            counts["failed"] += report.feeds_failed
             counts["cycles"] += 1
             partial = stats.with_suffix(".part")  # renamed whole: never read half-written
             partial.write_text(json.dumps(counts))
@@ -98,8 +105,8 @@ def node_stats(folder: Path, names: list[str]) -> dict[str, dict[str, int]]:
     out = {}
     for name in names:
         path = folder / f"{name}.json"
-        out[name] = json.loads(path.read_text()) if path.exists() else {
-            "statements": 0, "polled": 0, "cycles": 0, "claims": 0}
+        out[name] = {"statements": 0, "polled": 0, "cycles": 0, "claims": 0, "failed": 0,
+                     **(json.loads(path.read_text()) if path.exists() else {})}
     return out
 
 
@@ -163,6 +170,10 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50,
                         help="http.concurrency of each node, so its claim size (default 50)")
+    parser.add_argument("--per-host", type=int,
+                        help="http.per_host of each node (default: --concurrency)")
+    parser.add_argument("--delay", type=float, default=0.0,
+                        help="seconds the server takes to answer each feed (default 0)")
     parser.add_argument("--claim-rows", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--node", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
@@ -176,7 +187,8 @@ def main() -> None:
     if not args.postgres:
         raise SystemExit("give --postgres URL or set NOTIFIER_TEST_POSTGRES_URL")
     if args.feeds > 0:
-        run_nodes(args.postgres, args.feeds, args.nodes, args.concurrency)
+        run_nodes(args.postgres, args.feeds, args.nodes, args.concurrency, args.per_host,
+                  args.delay)
     for rows in args.claim_rows:
         ms, named, beat = claim_cost(args.postgres, rows)
         print(f"claim of 50 feeds among {rows} due feeds: {ms:.2f} ms "
@@ -196,7 +208,8 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
     procs.clear()
 
 
-def run_nodes(base: str, feeds: int, nodes: int, concurrency: int) -> None:
+def run_nodes(base: str, feeds: int, nodes: int, concurrency: int,
+              per_host: int | None = None, delay: float = 0.0) -> None:
     """The passes over every feed by `nodes` real node processes (see the module doc)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
@@ -213,7 +226,7 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             names = [f"node{i + 1}" for i in range(nodes)]
-            configs = {n: write_config(folder, n, url, origin, feeds, concurrency)
+            configs = {n: write_config(folder, n, url, origin, feeds, concurrency, per_host)
                        for n in names}
             # Discovery is not shared (each node would discover every subscription once):
             # one process discovers, as a first `notifier run --once` would.
@@ -229,6 +242,9 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int) -> None:
                   f"{time.time() - started:.1f} s")
             with db.begin() as conn:
                 conn.execute(sa.text("UPDATE feeds SET next_due = 0, lease_until = NULL"))
+            if delay:  # discovery went at full speed; the polls meet the slow server
+                urllib.request.urlopen(urllib.request.Request(
+                    f"{origin}/_delay?seconds={delay}", method="POST"), timeout=10).close()
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             for label in ("first pass (baseline: every body parsed and stored)",
                           "second pass (nothing changed: 304s)"):
@@ -247,13 +263,14 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int) -> None:
                 statements = {n: after[n]["statements"] - before[n]["statements"]
                               for n in names}
                 claims = {n: after[n]["claims"] - before[n]["claims"] for n in names}
+                failed = sum(after[n]["failed"] - before[n]["failed"] for n in names)
                 with db.connect() as conn:
                     shares: dict[str, int] = dict(conn.execute(sa.text(
                         "SELECT polled_by, count(*) FROM feeds WHERE last_polled > :t "
                         "GROUP BY polled_by"), {"t": t0}).all())
                 total = sum(statements.values())
                 print(f"{label}: {t1 - t0:.1f} s for {feeds} feeds on {nodes} "
-                      f"nodes; polled by {dict(sorted(shares.items()))}; "
+                      f"nodes; polled by {dict(sorted(shares.items()))}; {failed} polls failed; "
                       f"{total} statements ({total / feeds:.2f} per feed), of which "
                       f"{sum(claims.values())} claims")
             _stop(procs)  # before their folder goes: they write their stats until then

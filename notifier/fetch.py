@@ -46,6 +46,7 @@ from aiohttp.resolver import DefaultResolver
 from aiohttp.tracing import Trace
 
 from notifier import __version__, redact
+from notifier.budget import pause_budget
 from notifier.errors import NotifierError
 from notifier.failures import FailureKind
 from notifier.httpheaders import parse_retry_after
@@ -545,11 +546,13 @@ class Fetcher:
         last_modified: str | None = None,
         accept: str = FEED_ACCEPT,
         proceed: Callable[[], bool] | None = None,
+        budget: asyncio.Timeout | None = None,
     ) -> FetchResult:
         """GET `url`, following up to `max_redirects` redirects; never raises for I/O.
 
         `elapsed` counts network time only, not the wait for a free slot, so a long queue
-        behind a slow host does not look like a slow feed, and queueing never times out.
+        behind a slow host does not look like a slow feed, and queueing never times out:
+        `budget`, the caller's deadline for the whole poll, stands still while it queues.
         `proceed` is asked once the slot is free and again once the connection is open,
         just before each request goes out; if it says no, nothing is sent and `Withdrawn`
         is raised.
@@ -566,13 +569,13 @@ class Fetcher:
         hop = _Hop(url=url)
         asking = _PROCEED.set(proceed)
         try:
-            return await self._hops(url, hop, headers, etag, last_modified, proceed)
+            return await self._hops(url, hop, headers, etag, last_modified, proceed, budget)
         finally:
             _PROCEED.reset(asking)
 
     async def _hops(self, url: str, hop: _Hop, headers: Mapping[str, str], etag: str | None,
-                    last_modified: str | None, proceed: Callable[[], bool] | None
-                    ) -> FetchResult:
+                    last_modified: str | None, proceed: Callable[[], bool] | None,
+                    budget: asyncio.Timeout | None = None) -> FetchResult:
         while True:
             try:
                 _check_target(hop.url, self.settings.block_private)
@@ -582,7 +585,7 @@ class Fetcher:
             problem = _url_problem(hop.url)
             if problem:
                 return self._failure(url, hop, problem, FailureKind.REFUSED)
-            async with self._slot(hop.url):
+            async with self._slot(hop.url, budget):
                 if proceed is not None and not proceed():
                     raise Withdrawn(f"request to {redact.url(hop.url)} called off")
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified)
@@ -593,8 +596,8 @@ class Fetcher:
                 return self._failure(url, hop, "too many redirects", FailureKind.REFUSED)
             hop.url = outcome
 
-    def _slot(self, url: str) -> _Slot:
-        return _Slot(self, _host_key(url))
+    def _slot(self, url: str, budget: asyncio.Timeout | None = None) -> _Slot:
+        return _Slot(self, _host_key(url), budget)
 
     async def _one_hop(
         self,
@@ -719,15 +722,24 @@ class _Slot:
 
     Host first: a task queued behind a busy host must not sit on a global slot that a task
     for an idle host could use. Host semaphores are dropped when unused, so polling thousands
-    of hosts does not grow a dict forever.
+    of hosts does not grow a dict forever. The poll's `budget` stands still while it waits.
     """
 
-    def __init__(self, fetcher: Fetcher, host: str) -> None:
+    def __init__(self, fetcher: Fetcher, host: str, budget: asyncio.Timeout | None = None
+                 ) -> None:
         self._fetcher = fetcher
         self._host = host
         self._slot: _HostSlot | None = None
+        self._budget = budget
 
     async def __aenter__(self) -> None:
+        resume = pause_budget(self._budget, asyncio.get_running_loop())
+        try:
+            await self._acquire()
+        finally:
+            resume()
+
+    async def _acquire(self) -> None:
         hosts = self._fetcher._hosts
         slot = hosts.get(self._host)
         if slot is None:

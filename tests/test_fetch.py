@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any, TypeVar
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
+import yaml
 
 import notifier
 from notifier import fetch as fetch_module
+from notifier.config import load_config
+from notifier.daemon import fetch_settings
 from notifier.failures import Failure, FailureKind
 from notifier.fetch import (
     FEED_ACCEPT,
@@ -27,7 +34,13 @@ from notifier.fetch import (
 )
 from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
+from notifier.poll import Poller, StoreThread
+from notifier.poll.parsepool import ParsePool
+from notifier.poll.retrieve import Polled
+from notifier.store import FeedState, Store
 from tests.support.blog_server import POST_PATH, BlogServer
+from tests.support.threaded import OwnedServer, ThreadedHTTPService
+from tests.test_hostile_feeds import atom
 
 T = TypeVar("T")
 ETAG = '"4d6c8133629a3dfdf5121b6b75fafbdd"'
@@ -433,3 +446,78 @@ def test_private_resolver_drops_internal_addresses() -> None:
 
     with pytest.raises(PrivateAddressBlocked, match="localhost resolves only to private"):
         asyncio.run(resolve("localhost"))
+
+
+class _SlowFeeds(ThreadedHTTPService):
+    """One host whose every feed answers after `delay` seconds: a blog far away."""
+
+    thread_name = "slow-feeds"
+    delay = 0.3
+
+    class handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+        def do_GET(self) -> None:
+            owner = cast(_SlowFeeds, cast(OwnedServer, self.server).owner)
+            with owner.lock:
+                owner.paths.append(self.path)
+            owner._stopping.wait(owner.delay)
+            body = atom(2)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/atom+xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):  # a fetch given up on
+                self.wfile.write(body)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.paths: list[str] = []
+
+
+def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path) -> None:
+    """Raising `http.concurrency` claims more feeds at once, and the feeds of one blog queue
+    for its `per_host` slots. That wait is politeness, not the feed's slowness: the feed's
+    time budget must not run out there (it did: the last of a large claim on one slow host
+    failed "fetch and parse took more than 40 s" on every cycle, and were asked again)."""
+    with _SlowFeeds() as server:
+        config_path = tmp_path / "notifier.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
+            "http": {"concurrency": 20, "per_host": 1},
+            "subscriptions": [{"name": "q", "url": f"{server.origin}/feed/0/",
+                               "notify": ["out"]}]}), encoding="utf-8")
+        config = load_config(config_path, {})
+        feeds = [FeedState(id=n, url=f"{server.origin}/feed/{n}/", title="", api_root=None,
+                           etag=None, last_modified=None, body_hash=None, interval=600.0,
+                           next_due=0.0, last_polled=None, last_status=None,
+                           last_failure=None, error_count=0) for n in range(1, 13)]
+
+        async def drive() -> list[Polled]:
+            pool = ParsePool(workers=1)
+            store = Store(config.state_url())
+            db = StoreThread()
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    poller = Poller(config, store, fetcher, db, parser=pool)
+                    # Each answer takes 0.3 s and one goes at a time: the last of twelve
+                    # waits 3.3 s for its slot, well over its budget.
+                    poller.feed_budget = 2.0
+                    polled = await asyncio.gather(*(
+                        poller._retrieve(feed, rescan=False, conditional=False, expect=None,
+                                         proceed=lambda: True) for feed in feeds))
+                    await poller.close()
+                    return list(polled)
+            finally:
+                pool.shutdown()
+                db.close()
+                store.close()
+
+        polled = asyncio.run(drive())
+        assert [p.failure for p in polled] == [None] * len(feeds)
+        assert all(p.parsed is not None and len(p.parsed.entries) == 2 for p in polled)
+        assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 13))

@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -64,6 +65,17 @@ BEGIN
 END $$ LANGUAGE plpgsql;
 CREATE TRIGGER claims AFTER UPDATE ON feeds FOR EACH ROW
   WHEN (NEW.lease_token IS DISTINCT FROM OLD.lease_token) EXECUTE FUNCTION log_claim();
+"""
+
+
+QUEUE_LOG = """
+CREATE TABLE queued_by (entry_key text, writer text);
+CREATE FUNCTION log_queued() RETURNS trigger AS $$
+BEGIN
+  INSERT INTO queued_by VALUES (NEW.entry_key, current_setting('application_name'));
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER queued_by AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION log_queued();
 """
 
 
@@ -318,3 +330,112 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     # PostgreSQL ended after a lease idle in a transaction), for the record.
     print("n2:", re.findall(r".*(?:lost the lease on|polls dropped|idle-in-transaction).*",
                             logs_text["n2"])[:3])
+
+
+def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
+        tmp_path: Path, database: tuple[str, sa.Engine],
+        webhook_receiver: WebhookReceiver) -> None:
+    """A channel with a digest (every minute here): two daemons poll, one gathers and sends.
+
+    The node delivering to the channel is SIGKILLed while the comments wait for the digest;
+    the other takes the channel over and sends them, each once, in the digest."""
+    url, engine = database
+    threads = 12
+    # Slow answers and two fetches at a time: a node's pass over the due feeds outlasts the
+    # other's next tick, so both poll (and queue) rather than one taking every feed.
+    with FeedFarm(threads, delay=0.3) as farm:
+        configs = {}
+        for name in ("d1", "d2"):
+            configs[name] = write_config(tmp_path, name, url, farm, webhook_receiver)
+            config = yaml.safe_load(configs[name].read_text(encoding="utf-8"))
+            config["http"] = {"concurrency": 2, "per_host": 2}
+            config["channels"]["hook"]["digest"] = "* * * * *"
+            config["subscriptions"] = config["subscriptions"][:threads]
+            configs[name].write_text(yaml.safe_dump(config), encoding="utf-8")
+        logs = {n: tmp_path / f"{n}.log" for n in configs}
+        baseline = subprocess.run(
+            [sys.executable, "-m", "notifier", "run", "--once", "-c", str(configs["d1"])],
+            capture_output=True, text=True, env=_env(), timeout=300, check=False)
+        assert baseline.returncode == 0, baseline.stderr
+        with engine.begin() as conn:  # which node queued each notification
+            conn.exec_driver_sql(QUEUE_LOG)
+        procs = {n: _start(configs[n], logs[n]) for n in configs}
+        try:
+            def query(sql: str, **params: object) -> list[sa.Row[Any]]:
+                with engine.connect() as conn:
+                    return list(conn.execute(sa.text(sql), params).all())
+
+            def sender() -> str | None:
+                rows = query("SELECT lease_owner FROM channel_state WHERE name = 'hook' "
+                             "AND lease_until > extract(epoch from now())")
+                return rows[0].lease_owner if rows else None
+
+            _wait_until(lambda: all("poll cycle:" in logs[n].read_text() for n in configs),
+                        60, "both nodes to poll",
+                        lambda: {n: logs[n].read_text()[-1500:] for n in configs})
+            # The comments must all be held for the digest before the minute turns. Added
+            # over a few seconds, so that both nodes' passes over the due feeds find some.
+            while 60 - time.time() % 60 < 30:
+                time.sleep(1)
+            turn = (time.time() // 60 + 1) * 60
+            added = []
+            for thread in range(threads):
+                added.append((thread, farm.add_comment(thread)))
+                time.sleep(0.5)
+
+            def held() -> int:
+                return len(query("SELECT id FROM outbox WHERE status = 'held'"))
+
+            _wait_until(lambda: held() == threads, 20, "every comment held for the digest",
+                        lambda: query("SELECT entry_key, status FROM outbox"))
+            assert webhook_receiver.received == []
+            queued_by = {r.writer for r in query("SELECT writer FROM queued_by")}
+            # Delivery ran when they were queued: one node took the channel.
+            _wait_until(sender, 10, "a node to take the channel")
+            dying = sender()
+            assert dying is not None
+            survivor = next(n for n in configs if n != dying)
+            _signal(procs[dying], signal.SIGKILL)
+            procs[dying].wait(timeout=10)
+            killed_at = time.time()
+            assert killed_at < turn, "the machine was too slow to kill before the digest"
+
+            def delivered() -> list[tuple[int, int]]:
+                """(thread, comment) of each notification in every message received."""
+                found = []
+                for request in webhook_receiver.received:
+                    body = request.json if isinstance(request.json, dict) else {}
+                    for member in body.get("notifications", [body]):
+                        text = str(member.get("entry", {}).get("text", ""))
+                        match = re.search(r"Comment (\d+) on thread (\d+)", text)
+                        if match:
+                            found.append((int(match.group(2)), int(match.group(1))))
+                return found
+
+            _wait_until(lambda: len(delivered()) >= threads, 60 + LEASE + 20,
+                        "the digest", lambda: (delivered(), query(
+                            "SELECT entry_key, status, held_until, claim_owner FROM outbox"),
+                            logs[survivor].read_text()[-1500:]))
+            time.sleep(INTERVAL)  # a second digest of this minute, were one sent, is here
+            sent = query("SELECT claim_owner, digest_id, sent_at FROM outbox "
+                         "WHERE status = 'sent'")
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    _signal(proc, signal.SIGTERM)
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    _signal(proc, signal.SIGKILL)
+                    proc.wait(timeout=5)
+
+    assert procs[survivor].returncode == 0, logs[survivor].read_text()
+    assert queued_by == {"d1", "d2"}  # both nodes queued comments for the one digest
+    requests = [r.json for r in webhook_receiver.received]
+    assert all(isinstance(r, dict) and r["type"] == "digest" for r in requests), requests
+    assert sorted(delivered()) == sorted(added)  # every comment, each once
+    # Sent by the node that took the channel over, after the kill, as one digest.
+    assert {r.claim_owner for r in sent} == {survivor}
+    assert all(r.sent_at > killed_at for r in sent)
+    assert len(requests) == len({r.digest_id for r in sent}) == 1

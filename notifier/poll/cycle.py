@@ -266,9 +266,9 @@ class Poller:
                         expect: FeedKind | None, proceed: Callable[[], bool]) -> Polled:
         try:
             async with asyncio.timeout(self.feed_budget) as budget:
-                # The budget stands still while the body waits for a parse worker: a first
-                # run of thousands of feeds on a busy machine queues bodies for longer than
-                # a budget, and they must not time out there (to be fetched and parsed again).
+                # The budget stands still while the request waits for a slot and the body
+                # for a parse worker: a large claim or a first run queues them for longer
+                # than a budget, and they must not time out there (see `notifier.budget`).
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
                                       conditional=conditional, expect=expect, budget=budget,
                                       proceed=proceed)

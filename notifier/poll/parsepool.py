@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from notifier.budget import pause_budget
 from notifier.entrytext import cap_entries
 from notifier.failures import Failure, FailureKind
 from notifier.memory import return_large_blocks
@@ -183,27 +184,6 @@ class _Worker:
         self.kill()
 
 
-def _pause(budget: asyncio.Timeout | None, loop: asyncio.AbstractEventLoop
-           ) -> Callable[[], None]:
-    """Stop `budget`'s clock now; the returned call starts it again, the time stopped added
-    to its deadline (once: later calls do nothing)."""
-    deadline = budget.when() if budget is not None else None
-    if budget is None or deadline is None:
-        return lambda: None
-    stopped = loop.time()
-    with contextlib.suppress(RuntimeError):  # expiring already: the cancellation wins
-        budget.reschedule(None)
-    done = False
-
-    def resume() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            with contextlib.suppress(RuntimeError):
-                budget.reschedule(deadline + loop.time() - stopped)
-    return resume
-
-
 class ParsePool:
     """Up to `workers` parse processes, and one more for suspects, started when needed.
 
@@ -273,7 +253,7 @@ class ParsePool:
             self._free = asyncio.Semaphore(self._size)
             self._suspect_free = asyncio.Semaphore(1)
         loop = asyncio.get_running_loop()
-        resume = _pause(budget, loop)
+        resume = pause_budget(budget, loop)
         try:
             async with self._suspect_free if suspect else self._free:
                 try:

@@ -49,7 +49,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
 
     `expect` is the kind its subscriptions watch (`Plan.expected_kind`), which wins over what
     the document looks like. `budget`, the caller's deadline for the feed, stands still while
-    the body waits for a parse worker (see `ParsePool.run`).
+    the request waits for a slot and the body for a parse worker (see `notifier.budget`).
 
     A rescan, and a thread a site probe says has news, ask without validators: WordPress's
     are site-wide, and a comment approved late or imported at an old date changes neither,
@@ -61,7 +61,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     ask = conditional and not rescan
     fetched = await fetcher.fetch(feed.url, etag=feed.etag if ask else None,
                                   last_modified=feed.last_modified if ask else None,
-                                  proceed=proceed)
+                                  proceed=proceed, budget=budget)
     digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.ok and digest is not None and digest == feed.body_hash:
         return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)
