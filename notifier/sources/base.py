@@ -132,8 +132,11 @@ class Source(Protocol):
         """The comments with these keys (key -> API root), those the API will show."""
         return {}
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
-        """One small request saying how many comments a site has (None: no such probe)."""
+    async def probe(self, fetcher: Fetcher, api_root: str, *, edits: bool = False
+                    ) -> SiteProbe | Failure | None:
+        """One small request saying how many comments a site has (None: no such probe);
+        with `edits`, also a digest of its newest comments' texts (`SiteProbe.texts`), so
+        that an edit, which moves no count or validator, is found within one interval."""
         return None
 
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:
