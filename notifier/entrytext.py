@@ -20,7 +20,6 @@ from notifier.errors import NotifierError
 from notifier.textsafety import storable
 
 __all__ = [
-    "COMMENT_ANCHOR",
     "ENTRIES_CUT",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
@@ -28,7 +27,6 @@ __all__ = [
     "ParseError",
     "cap_entries",
     "clip",
-    "comment_number",
     "get",
     "map_of",
     "post_link",
@@ -42,9 +40,6 @@ MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
 MAX_PERSON_BYTES = 2048
 """An author's name or email element longer than this is cut before feedparser reads it:
 its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
-
-COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
-"""A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
 
 
 ENTRIES_CUT = b"<!-- notifier: entries beyond MAX_ENTRIES were cut -->"
@@ -119,12 +114,6 @@ def squash(text: str) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def comment_number(url: str) -> str:
-    """The comment number a URL's fragment names (`...#comment-7` -> "7"), or ""."""
-    match = COMMENT_ANCHOR.search(url)
-    return match["n"] if match else ""
 
 
 def post_link(url: str, page_path: re.Pattern[str] | None = None,

@@ -30,7 +30,6 @@ import feedparser
 
 from notifier import sources
 from notifier.entrytext import (
-    COMMENT_ANCHOR,
     ENTRIES_CUT,
     MAX_ENTRIES,
     MAX_FIELD_BYTES,
@@ -39,7 +38,6 @@ from notifier.entrytext import (
     cap_entries,
 )
 from notifier.entrytext import clip as _clip
-from notifier.entrytext import comment_number as _comment_number
 from notifier.entrytext import get as _get
 from notifier.entrytext import map_of as _map
 from notifier.entrytext import sha256 as _sha256
@@ -279,7 +277,7 @@ def _feed_kind(
         return "comments", "its URL is a comment feed's"
     links = [_link_of(raw) for raw in raws]
     anchored = sum(1 for raw, link in zip(raws, links, strict=True)
-                   if COMMENT_ANCHOR.search(_text(raw, "id")) or COMMENT_ANCHOR.search(link))
+                   if sources.comment_number(_text(raw, "id")) or sources.comment_number(link))
     if raws and anchored * 2 > len(raws):
         return "comments", "most of its entries link to comment anchors"
     facts = FeedFacts(title=_squash(_text(feed, "title")), feed_id=_text(feed, "id"),
@@ -330,8 +328,8 @@ def _thread(
     if ref and not sources.ref_names_post(key, ref):
         ref_is_comment = (
             ref in feed_ids
-            or bool(COMMENT_ANCHOR.search(ref))
-            or bool(ref_href and COMMENT_ANCHOR.search(ref_href))
+            or bool(sources.comment_number(ref))
+            or bool(ref_href and sources.comment_number(ref_href))
         )
 
     post_link = sources.post_link(link)
@@ -342,10 +340,10 @@ def _thread(
     parent_author = ""
     reply = sources.reply_line(content, post_link, key)
     if reply is not None:
-        number = _comment_number(reply.href)
+        number = sources.comment_number(reply.href)
         if ref:
             # The thread element is authoritative; the line is only WordPress's echo of it.
-            agrees = ref_is_comment and bool(number) and _comment_number(ref) == number
+            agrees = ref_is_comment and bool(number) and sources.comment_number(ref) == number
             if agrees or reply.english:
                 content = reply.rest
             if agrees:

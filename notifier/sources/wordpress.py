@@ -45,7 +45,6 @@ from notifier.entrytext import (
     MAX_ENTRIES,
     ParseError,
     clip,
-    comment_number,
     map_of,
     sha256,
     squash,
@@ -73,6 +72,7 @@ if TYPE_CHECKING:  # a parse worker imports this module and never fetches
 
 __all__ = [
     "API_REL",
+    "COMMENT_ANCHOR",
     "COMMENT_KEY",
     "PROBE_SIZE",
     "SiteProbe",
@@ -126,7 +126,9 @@ _LOCALISED_REPLY_PREFIX = re.compile(
     r'\A\s*(?:<p>\s*)?(?P<before>[^<>]{1,80})<a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
     r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
 )
-_COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
+COMMENT_ANCHOR = re.compile(r"#(?:li-)?comment-(?P<n>\d+)\Z")
+"""A comment's permalink fragment: core's `#comment-N`; themes list comments as
+`<li id="li-comment-N">` and some link that."""
 COMMENT_PAGE_PATH = re.compile(r"/comment-page-\d+/?\Z")
 """Paged comments (Settings > Discussion): a comment's link is the post's + `comment-page-N/`."""
 COMMENT_PAGE_PARAMS = frozenset({"cpage", "replytocom"})
@@ -319,12 +321,12 @@ def reply_line(content: str, post_link: str, key: str) -> ReplyLine | None:
         reply = html.unescape(html.unescape(match["href"])), match["name"], match.end(), True
     elif match := _LOCALISED_REPLY_PREFIX.match(head):
         href = html.unescape(match["href"])
-        if _COMMENT_ANCHOR.search(href) and post_link and _permalink(href) == post_link:
+        if COMMENT_ANCHOR.search(href) and post_link and _permalink(href) == post_link:
             reply = href, match["name"], match.end(), False
     if reply is None:
         return None
     href, name, end, english = reply
-    number = comment_number(href)
+    number = anchor["n"] if (anchor := COMMENT_ANCHOR.search(href)) else ""
     post = post_key_of(key)
     parent = f"{post}#comment-{number}" if post and number else href
     return ReplyLine(href, html.unescape(name).strip(), content[end:], english, parent)
@@ -662,6 +664,7 @@ class WordPress(Source):
     api_rel = API_REL
     comment_page_path = COMMENT_PAGE_PATH
     comment_page_params = COMMENT_PAGE_PARAMS
+    comment_anchor = COMMENT_ANCHOR
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)
