@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,7 +21,9 @@ from notifier.errors import NotifierError
 from notifier.textsafety import storable
 
 __all__ = [
+    "AUTHOR_DATE_KEY",
     "ENTRIES_CUT",
+    "HASH_KEY",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
     "MAX_PERSON_BYTES",
@@ -31,6 +34,7 @@ __all__ = [
     "map_of",
     "post_link",
     "sha256",
+    "shared_id_keys",
     "squash",
     "text_of",
 ]
@@ -114,6 +118,21 @@ def squash(text: str) -> str:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+HASH_KEY = "sha256:"
+"""The key of an entry with nothing else to key it by: a digest of its content."""
+AUTHOR_DATE_KEY = "author-date:"
+"""The key of a comment without guid or link: a digest of its author and date."""
+
+
+def shared_id_keys(key: str, published: datetime | None, content_hash: str) -> tuple[str, ...]:
+    """The keys an entry is given when it shares its id with an older item of the same
+    document (`parse` keeps the bare id for the oldest): the id with its date, else (or when
+    that is taken too) with its content digest. Also where the store may hold it from an
+    earlier poll, once the older item has left the feed and it is alone under the bare id."""
+    dated = (f"{key} @{published.isoformat()}",) if published is not None else ()
+    return (*dated, f"{key} @{HASH_KEY}{content_hash}")
 
 
 def post_link(url: str, page_path: re.Pattern[str] | None = None,
