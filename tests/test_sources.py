@@ -490,3 +490,16 @@ def test_the_probe_asks_for_text_only_when_edits_are_wanted(blog_server: BlogSer
     assert isinstance(before, SiteProbe)
     assert texts.edited_since(before) == {"4"}  # comment 2 of post 4, edited on the blog
     assert before.edited_since(before) == frozenset()
+
+
+def test_a_probe_without_text_keeps_the_stored_digests() -> None:
+    """A cycle whose due threads want no edits probes without text; an edit made then is
+    still found by the next probe that asks, against the digests stored before."""
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0, texts={3: "a", 2: "b"})}
+    plain = SiteProbe(3, 3, (3, 2), {3: 4, 2: 4})
+    kept = read_probes({SITE: (WordPress(), plain)}, stored, {SITE: 600.0}, now=2000.0)
+    assert kept.save[0].texts == {3: "a", 2: "b"} and kept.news.edited == {}
+    asked = SiteProbe(3, 3, (3, 2), {3: 4, 2: 4}, {3: "a", 2: "B"})
+    later = read_probes({SITE: (WordPress(), asked)}, {SITE: kept.save[0]}, {SITE: 600.0},
+                        now=2600.0)
+    assert later.news.edited == {SITE: {"4"}}

@@ -22,6 +22,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_end_to_end import POST_PATH, run_once, subscription, write_config
 
 REPLIES_TO_3 = {10, 15, 20, 25}
+REST_COMMENTS = "/wp-json/wp/v2/comments"
 
 
 def _payloads(hook: WebhookReceiver) -> list[dict[str, object]]:
@@ -271,6 +272,11 @@ def test_an_edit_on_wordpress_is_found_by_the_site_probe_within_one_poll(
     assert found.returncode == 0, found.stderr
     assert "comments edited on 1 post" in found.stderr
     assert "beyond its new ones" not in found.stderr
+    # What the edit cost (the README's figure): the probe, then that thread's full read --
+    # its feed without validators and one REST page of its 26 comments.
+    assert [r.path.split("?")[0] for r in blog_server.requests] == [
+        REST_COMMENTS, POST_PATH + "feed/atom/", REST_COMMENTS]
+    assert "if-none-match" not in blog_server.requests[1].headers
     assert smtp_server.wait_for(1, timeout=20)
     time.sleep(0.3)
     (mail,) = smtp_server.messages
@@ -284,6 +290,7 @@ def test_an_edit_on_wordpress_is_found_by_the_site_probe_within_one_poll(
     assert again.returncode == 0, again.stderr
     asked = [r for r in blog_server.requests if r.path.startswith(POST_PATH + "feed/")]
     assert asked and all("if-none-match" in r.headers for r in asked)
+    assert len(blog_server.requests) == 2  # the probe and one 304: the edit check is free
     time.sleep(0.3)
     assert len(smtp_server.messages) == 1
 

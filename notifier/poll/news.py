@@ -136,8 +136,11 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
         touched[root] = answer.posts_since(previous)
         if posts := answer.edited_since(previous):
             edited.append(Edited(root, posts))
+        # A probe that did not ask for text (nobody due this cycle wants edits) keeps the
+        # stored digests: an edit made meanwhile is still found by the next one that asks.
+        texts = answer.texts or (before.texts if before is not None else {})
         save.append(SiteState(root, answer.total, answer.newest_id, now + intervals[root],
-                              answer.texts))
+                              texts))
     news = SiteNews(frozenset(m.api_root for m in moved), touched,
                     {e.api_root: e.posts for e in edited})
     return Reading(news, tuple(save), tuple(moved), tuple(edited), tuple(failed))
