@@ -233,7 +233,8 @@ async def run_once(config: Config) -> OnceResult:
         delivery = await engine.deliver(limit=1_000_000)
         log.info("cycle done: %s; %d sent, %d to retry, %d dead-lettered, "
                  "%d held for a digest or quiet hours", poll.summary(),
-                 delivery.sent, delivery.failed, delivery.dead, delivery.held)
+                 delivery.sent, delivery.failed, delivery.dead, delivery.held,
+                 extra=poll.fields())
         return OnceResult(poll, delivery)
 
 
@@ -385,7 +386,7 @@ class Daemon:
         report = await self.engine.poll()
         self.metrics.last_poll.set(time.time())
         if report.feeds_polled or report.feeds_failed:
-            log.info("poll cycle: %s", report.summary())
+            log.info("poll cycle: %s", report.summary(), extra=report.fields())
             release_freed_memory()  # the bodies and entries of this cycle are gone
         if report.queued:
             self.wake_delivery()

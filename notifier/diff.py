@@ -9,10 +9,11 @@ still not new.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from notifier import sources
+from notifier.entrytext import AUTHOR_DATE_KEY, HASH_KEY, shared_id_keys
 from notifier.models import Entry
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,6 +56,41 @@ def publication_order(entries: Sequence[Entry]) -> list[Entry]:
                 number or 0, -index)
 
     return [entry for _, entry in sorted(enumerate(entries), key=order)]
+
+
+def earlier_keys(entry: Entry, seen: Mapping[str, str]) -> tuple[str, ...]:
+    """Keys this entry may be stored under although its own key says edited or new.
+
+    - Its key is stored with other content: it may be an item that shared its id with an
+      older one (`parse` kept the bare id for the oldest and gave it the id with its date);
+      the older one has left the feed, so it is alone under the bare id now.
+    - A comment keyed by author and date is not stored: an earlier notifier keyed it by
+      its content digest.
+    The caller reads which of them are stored and hands them to `rekeyed`.
+    """
+    if entry.key in seen:
+        if entry.content_hash and seen[entry.key] != entry.content_hash:
+            return shared_id_keys(entry.key, entry.published, entry.content_hash)
+        return ()
+    if entry.key.startswith(AUTHOR_DATE_KEY) and entry.content_hash:
+        return (HASH_KEY + entry.content_hash,)
+    return ()
+
+
+def rekeyed(entries: Sequence[Entry], seen: Mapping[str, str]) -> tuple[Entry, ...]:
+    """Each entry under the key it was stored with, where one of its `earlier_keys` is in
+    `seen` (and no other entry of the window holds it): then it is neither new nor edited
+    by accident of keying, and a real edit of it is still one."""
+    taken = {e.key for e in entries}
+    out = []
+    for entry in entries:
+        for key in earlier_keys(entry, seen):
+            if key in seen and key not in taken:
+                taken.add(key)
+                entry = replace(entry, key=key)
+                break
+        out.append(entry)
+    return tuple(out)
 
 
 def decide(parsed: Sequence[Entry], seen: Mapping[str, str],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,19 +21,20 @@ from notifier.errors import NotifierError
 from notifier.textsafety import storable
 
 __all__ = [
-    "COMMENT_ANCHOR",
+    "AUTHOR_DATE_KEY",
     "ENTRIES_CUT",
+    "HASH_KEY",
     "MAX_ENTRIES",
     "MAX_FIELD_BYTES",
     "MAX_PERSON_BYTES",
     "ParseError",
     "cap_entries",
     "clip",
-    "comment_number",
     "get",
     "map_of",
     "post_link",
     "sha256",
+    "shared_id_keys",
     "squash",
     "text_of",
 ]
@@ -42,9 +44,6 @@ MAX_FIELD_BYTES = 1024 * 1024  # per text field, UTF-8 encoded
 MAX_PERSON_BYTES = 2048
 """An author's name or email element longer than this is cut before feedparser reads it:
 its author-email regex is quadratic (80,000 characters cost 22 s per item)."""
-
-COMMENT_ANCHOR = re.compile(r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z")
-"""A URL fragment that locates one comment on its post's page (`#comment-7`, `#c7`)."""
 
 
 ENTRIES_CUT = b"<!-- notifier: entries beyond MAX_ENTRIES were cut -->"
@@ -121,10 +120,19 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def comment_number(url: str) -> str:
-    """The comment number a URL's fragment names (`...#comment-7` -> "7"), or ""."""
-    match = COMMENT_ANCHOR.search(url)
-    return match["n"] if match else ""
+HASH_KEY = "sha256:"
+"""The key of an entry with nothing else to key it by: a digest of its content."""
+AUTHOR_DATE_KEY = "author-date:"
+"""The key of a comment without guid or link: a digest of its author and date."""
+
+
+def shared_id_keys(key: str, published: datetime | None, content_hash: str) -> tuple[str, ...]:
+    """The keys an entry is given when it shares its id with an older item of the same
+    document (`parse` keeps the bare id for the oldest): the id with its date, else (or when
+    that is taken too) with its content digest. Also where the store may hold it from an
+    earlier poll, once the older item has left the feed and it is alone under the bare id."""
+    dated = (f"{key} @{published.isoformat()}",) if published is not None else ()
+    return (*dated, f"{key} @{HASH_KEY}{content_hash}")
 
 
 def post_link(url: str, page_path: re.Pattern[str] | None = None,

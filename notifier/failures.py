@@ -3,7 +3,9 @@
     fetch (no answer, timeout, HTTP status, refused by our rules) ─┐
     parse (not a feed, parser crashed or overran)                 ├─> Failure(kind, message)
     discovery (no feed found), the store refusing a poll          ┘     -> Polled -> PollRecord
-        -> store (last_error, last_error_kind) -> `status`, the cycle summary, the log
+        -> store (last_error, last_error_kind) -> `status`
+        -> FeedFailure (the feed or subscription + the Failure) -> PollReport.errors
+        -> the cycle summary (counts by kind), the JSON log, `/metrics`, `run --once`
 
 Why values and not exceptions: at thousands of feeds a failing feed is the normal case, and
 one must never stop the batch (see `notifier.errors` for what is raised). Why a kind beside
@@ -14,10 +16,11 @@ their own and which need someone to act, without reading the words.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Failure", "FailureKind"]
+__all__ = ["FailedFeed", "Failure", "FailureKind", "count_kinds"]
 
 
 class FailureKind(StrEnum):
@@ -62,3 +65,29 @@ class Failure:
         except ValueError:
             known = FailureKind.NETWORK
         return cls(known, message)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedFeed:
+    """A failure and what it happened to: a feed (its URL, as the log shows it: redacted)
+    or a subscription whose feed could not be found. What a cycle's report lists."""
+
+    subject: str  # "https://example.org/feed/" or "subscription NAME"
+    failure: Failure
+
+    @property
+    def kind(self) -> FailureKind:
+        return self.failure.kind
+
+    def __str__(self) -> str:
+        """The line `run --once` prints: "<feed>: <message>"."""
+        return f"{self.subject}: {self.failure.message}"
+
+
+def count_kinds(failed: Iterable[FailedFeed]) -> dict[str, int]:
+    """How many failures of each kind, most frequent first (ties by name): what the cycle
+    summary, the JSON log and `/metrics` show."""
+    counts: dict[str, int] = {}
+    for item in failed:
+        counts[item.kind.value] = counts.get(item.kind.value, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -38,13 +38,13 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                out[key] = value if isinstance(value, str | int | float | bool | None) \
-                    else str(value)
+                out[key] = value if isinstance(value, str | int | float | bool | dict | list
+                                               | None) else str(value)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False)
+        return json.dumps(out, ensure_ascii=False, default=str)
 
 
 def setup_logging(verbose: int = 0, quiet: bool = False, fmt: LogFormat = "text") -> None:

@@ -30,16 +30,17 @@ import feedparser
 
 from notifier import sources
 from notifier.entrytext import (
-    COMMENT_ANCHOR,
+    AUTHOR_DATE_KEY,
     ENTRIES_CUT,
+    HASH_KEY,
     MAX_ENTRIES,
     MAX_FIELD_BYTES,
     MAX_PERSON_BYTES,
     ParseError,
     cap_entries,
+    shared_id_keys,
 )
 from notifier.entrytext import clip as _clip
-from notifier.entrytext import comment_number as _comment_number
 from notifier.entrytext import get as _get
 from notifier.entrytext import map_of as _map
 from notifier.entrytext import sha256 as _sha256
@@ -279,7 +280,7 @@ def _feed_kind(
         return "comments", "its URL is a comment feed's"
     links = [_link_of(raw) for raw in raws]
     anchored = sum(1 for raw, link in zip(raws, links, strict=True)
-                   if COMMENT_ANCHOR.search(_text(raw, "id")) or COMMENT_ANCHOR.search(link))
+                   if sources.comment_number(_text(raw, "id")) or sources.comment_number(link))
     if raws and anchored * 2 > len(raws):
         return "comments", "most of its entries link to comment anchors"
     facts = FeedFacts(title=_squash(_text(feed, "title")), feed_id=_text(feed, "id"),
@@ -330,8 +331,8 @@ def _thread(
     if ref and not sources.ref_names_post(key, ref):
         ref_is_comment = (
             ref in feed_ids
-            or bool(COMMENT_ANCHOR.search(ref))
-            or bool(ref_href and COMMENT_ANCHOR.search(ref_href))
+            or bool(sources.comment_number(ref))
+            or bool(ref_href and sources.comment_number(ref_href))
         )
 
     post_link = sources.post_link(link)
@@ -342,10 +343,10 @@ def _thread(
     parent_author = ""
     reply = sources.reply_line(content, post_link, key)
     if reply is not None:
-        number = _comment_number(reply.href)
+        number = sources.comment_number(reply.href)
         if ref:
             # The thread element is authoritative; the line is only WordPress's echo of it.
-            agrees = ref_is_comment and bool(number) and _comment_number(ref) == number
+            agrees = ref_is_comment and bool(number) and sources.comment_number(ref) == number
             if agrees or reply.english:
                 content = reply.rest
             if agrees:
@@ -398,19 +399,28 @@ def _entry_author(raw: Mapping[str, Any], doc: _Document) -> tuple[str, str]:
     return inherited if inherited[0] else doc.author
 
 
-def _fallback_key(kind: EntryKind, link: str, title: str, when: datetime | None,
+def _fallback_key(kind: EntryKind, link: str, title: str, author: str, when: datetime | None,
                   content_hash: str) -> str:
-    """The key of an entry without an id: its link, else its title and date, else its hash.
+    """The key of an entry without an id: its link, else its title (a post's) or its author
+    (a comment's) with its date, else a digest of its content.
 
-    A hash of the content changes with every edit, so an edited entry would look new and
-    be reported again; a link or a title with its date survive an edit of the text. A
-    comment's title is the feed's invention ("By: X"), so it never keys a comment.
+    As the aggregators do that were compared on this (IE7, RSS Bandit, Google Reader: the
+    link first, then other elements, the date among them). A digest of the content changes
+    with every edit, so an edited entry keyed by it looks new and is reported again; a link,
+    or a title or author with its date, survive an edit of the text. A comment's title is
+    the feed's invention ("By: X"), so it never keys a comment; one person rarely writes two
+    comments within one second. With none of these, only the content is left: an edit is
+    then a new entry (as in rss2email, which keys by content first), because keying by a
+    title alone would merge two items of one title and lose the second -- a repeat is
+    better than a miss. reader refuses such entries altogether.
     """
     if link:
         return link
     if title and when is not None and kind == "post":
         return "title-date:" + _sha256(title + "\n" + when.isoformat())
-    return f"sha256:{content_hash}"
+    if author and when is not None and kind == "comment":
+        return AUTHOR_DATE_KEY + _sha256(author + "\n" + when.isoformat())
+    return f"{HASH_KEY}{content_hash}"
 
 
 def _entry(raw: Mapping[str, Any], doc: _Document) -> Entry | None:
@@ -435,7 +445,8 @@ def _entry(raw: Mapping[str, Any], doc: _Document) -> Entry | None:
     # A comment's title is made up by the feed ("By: X" here, "Comment on P by X" there,
     # none in REST), so only its content tells an edit; a post's title is its own.
     content_hash = _sha256(f"\n{content}" if kind == "comment" else f"{title}\n{content}")
-    key = raw_id or _fallback_key(kind, link, title, published or updated, content_hash)
+    key = raw_id or _fallback_key(kind, link, title, _squash(author), published or updated,
+                                  content_hash)
     post_title = ""
     if kind == "comment":
         post_title = sources.post_title(doc.feed_title, title, author, doc.hints)
@@ -468,7 +479,9 @@ def _distinct(entries: Sequence[Entry]) -> list[Entry]:
     the day's anchor). Within one document they are two entries; the oldest keeps the bare
     id -- it was most likely alone under it at an earlier poll -- and each other one gets the
     id with its date (else its content hash) added, which stays the same at the next poll.
-    Across polls, the same id with new content is still an edit, as always.
+    Across polls, the same id with new content is still an edit, as always; when the oldest
+    leaves the feed, the next one is alone under the bare id, and `diff.rekeyed` finds it
+    under the key it was stored with (not an edit, not new).
     """
     groups: dict[str, list[Entry]] = {}
     for entry in entries:
@@ -487,10 +500,8 @@ def _distinct(entries: Sequence[Entry]) -> list[Entry]:
         for entry in group:
             if entry is oldest:
                 continue
-            stamp = entry.published.isoformat() if entry.published else ""
-            new_key = f"{key} @{stamp}" if stamp else f"{key} @sha256:{entry.content_hash}"
-            if new_key in taken:
-                new_key = f"{key} @sha256:{entry.content_hash}"
+            keys = shared_id_keys(key, entry.published, entry.content_hash)
+            new_key = keys[0] if keys[0] not in taken else keys[-1]
             taken.add(new_key)
             renamed[id(entry)] = new_key
     kept = [entry for group in groups.values() for entry in group]

@@ -143,6 +143,10 @@ def test_metrics_tell_polls_deliveries_queue_and_failures(
     assert value("notifier_oldest_queued_age_seconds", channel="hook") == 0
     assert value("notifier_polls_total", result="fetched") >= 1
     assert value("notifier_polls_total", result="failed") >= 1  # the missing subscription
+    # ... and its kind: a 404 is an HTTP failure; kinds that did not happen read 0.
+    assert value("notifier_poll_failures_total", kind="http") == \
+        value("notifier_polls_total", result="failed")
+    assert value("notifier_poll_failures_total", kind="parser") == 0
     assert value("notifier_feeds_failing") == 1
     assert value("notifier_fetch_seconds_count") >= 1
     assert value("notifier_fetch_seconds_bucket", le="+Inf") == \

@@ -317,6 +317,107 @@ def test_one_bad_feed_never_stops_the_others(
     assert "HTTP 404 Not Found [http]" in status.stdout  # the kind is stored with the text
 
 
+def test_the_cycle_summary_counts_failures_by_kind_in_text_and_json(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """A reader of the log (or of its JSON) sees which sort of failure a cycle had, and
+    whether waiting will fix it, without parsing messages; the per-feed lines keep their
+    words."""
+    subs = f"""\
+  - name: gone
+    url: {blog_server.origin}/no-such-blog/
+    watch: comments
+    notify: [me]
+  - name: site
+    url: {blog_server.origin}/comments/feed/atom/
+    watch: comments
+    notify: [me]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 1
+    blog_server.override("/comments/feed/atom/", status=500, repeat=None)
+    text = run_once(config)
+    assert text.returncode == 1
+    assert "/comments/feed/atom/: HTTP 500 Internal Server Error" in text.stderr
+    assert "2 feeds polled (0 unchanged, 2 failed)" in text.stderr
+    assert "; failed: 2 http" in text.stderr
+    assert "will not pass by waiting" not in text.stderr
+
+    result = run_once(config, "--log-format", "json")
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (done,) = [line for line in lines if line["message"].startswith("cycle done:")]
+    assert done["failures"] == {"http": 2} and done["feeds_failed"] == 2
+    (failed,) = [line for line in lines if line["message"].startswith("poll ")
+                 and "failed" in line["message"]]
+    assert failed["kind"] == "http" and failed["feed"].endswith("/comments/feed/atom/")
+
+
+def test_a_failure_that_needs_a_person_says_so_in_the_cycle_summary(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    blog_server.add_file("/plain/", b"<html><body>No feed here.</body></html>",
+                         "text/html; charset=UTF-8")
+    subs = f"""\
+  - name: page
+    url: {blog_server.origin}/plain/
+    watch: comments
+    notify: [me]
+"""
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    result = run_once(config)
+    assert result.returncode == 1
+    assert "1 feeds polled (0 unchanged, 1 failed)" in result.stderr
+    assert "; failed: 1 discovery (1 will not pass by waiting" in result.stderr
+
+
+def _comment_feed(*items: tuple[str, str, str, str]) -> bytes:
+    """An RSS comment feed, newest first: (guid, author, date, text) per item."""
+    body = "".join(
+        f"<item><title>By: {author}</title><guid isPermaLink=\"false\">{guid}</guid>"
+        f"<dc:creator>{author}</dc:creator><pubDate>{date}</pubDate>"
+        f"<description>{text}</description></item>" for guid, author, date, text in items)
+    return ('<?xml version="1.0"?><rss version="2.0" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Comments on: Day</title>'
+            f"<link>http://blog.test/day/</link>{body}</channel></rss>").encode()
+
+
+def test_an_item_alone_under_a_shared_guid_again_is_no_edit(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """Two comments under one guid (a feed that reuses the day's anchor): the newer one is
+    reported as new; when the older leaves the window, the newer is alone under the bare
+    guid, which the store holds with the older one's text. That is no edit; a real edit of
+    the newer one still is, once."""
+    guid = "http://blog.test/day/#talk"
+    older = (guid, "Ann", "Sun, 25 Jun 2017 12:27:31 GMT", "morning")
+    newer = (guid, "Bob", "Sun, 25 Jun 2017 12:32:31 GMT", "later")
+    path = "/day/comments.xml"
+    blog_server.add_file(path, _comment_feed(older), "application/rss+xml")
+    subs = subscription("day", f"{blog_server.origin}{path}", "me", notify_edits="true")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    assert run_once(config).returncode == 0  # the baseline: Ann's comment
+
+    blog_server.add_file(path, _comment_feed(newer, older), "application/rss+xml")
+    assert run_once(config).returncode == 0
+    assert smtp_server.wait_for(1, timeout=10)
+
+    blog_server.add_file(path, _comment_feed(newer), "application/rss+xml")
+    alone = run_once(config)
+    assert alone.returncode == 0, alone.stderr
+    time.sleep(0.5)
+    assert [m["Subject"].split(" on ")[0] for m in smtp_server.messages] == [
+        "New comment by Bob"]
+
+    blog_server.add_file(path, _comment_feed((*newer[:3], "later, and fixed")),
+                         "application/rss+xml")
+    assert run_once(config).returncode == 0
+    assert smtp_server.wait_for(2, timeout=10)
+    time.sleep(0.5)
+    assert [m["Subject"].split(" on ")[0] for m in smtp_server.messages] == [
+        "New comment by Bob", "Edited comment by Bob"]
+
+
 def test_blocking_private_networks_refuses_a_loopback_feed(
         tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
         webhook_receiver: WebhookReceiver) -> None:

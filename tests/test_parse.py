@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from notifier import entrytext, parse
-from notifier.diff import SubscriptionView, decide
+from notifier.diff import SubscriptionView, decide, rekeyed
 from notifier.htmltext import MAX_INPUT_CHARS, excerpt, html_to_text
 from notifier.models import Entry, ParsedFeed
 from notifier.parse import ParseError, parse_feed
@@ -334,6 +334,73 @@ def test_an_edit_of_a_guidless_item_is_not_reported_again(item: str) -> None:
     decision = decide(edited, seen, [SubscriptionView("s", baselined=True, backfill=0)])
     assert decision.candidates["s"] == () and decision.new_entries == ()
     assert [e.key for e in decision.changed_entries] == [first[0].key]
+
+
+COMMENT_ITEM = ("<item><title>By: Ann</title><dc:creator>Ann</dc:creator>{date}"
+                "<description>{text}</description></item>")
+
+
+def comments(item: str) -> list[Entry]:
+    body = ('<?xml version="1.0"?>'
+            '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            f"<channel><title>Comments on: P</title>{item}</channel></rss>").encode()
+    return list(parse_feed(body, "http://ex.test/p/comments/", expect="comments").entries)
+
+
+def test_an_edit_of_a_comment_without_guid_or_link_is_an_edit_not_a_new_comment() -> None:
+    """Keyed by its author and date (what aggregators compare when guid and link are
+    missing), an edited comment is offered once as an edit, never again as new."""
+    date = "<pubDate>Tue, 02 Jan 2024 10:00:00 GMT</pubDate>"
+    (first,) = comments(COMMENT_ITEM.format(date=date, text="v1"))
+    (edited,) = comments(COMMENT_ITEM.format(date=date, text="v1, fixed"))
+    assert first.key.startswith(entrytext.AUTHOR_DATE_KEY) and first.key == edited.key
+    decision = decide([edited], {first.key: first.content_hash},
+                      [SubscriptionView("s", baselined=True, backfill=0)])
+    assert decision.new_entries == () and [e.key for e in decision.changed_entries] == [first.key]
+
+
+def test_a_comment_stored_under_its_content_digest_keeps_that_key_after_the_upgrade() -> None:
+    """An earlier notifier keyed such a comment by its content: the store still knows it
+    under that key, so the first poll after the upgrade does not report it again."""
+    date = "<pubDate>Tue, 02 Jan 2024 10:00:00 GMT</pubDate>"
+    (entry,) = comments(COMMENT_ITEM.format(date=date, text="v1"))
+    legacy = entrytext.HASH_KEY + entry.content_hash
+    (found,) = rekeyed([entry], {legacy: entry.content_hash})
+    assert found.key == legacy
+    decision = decide([found], {legacy: entry.content_hash},
+                      [SubscriptionView("s", baselined=True, backfill=0)])
+    assert decision.new_entries == () and decision.changed_entries == ()
+
+
+def test_an_edit_of_an_item_with_no_guid_link_or_date_is_reported_as_new() -> None:
+    """The one case nothing but the content identifies: keying by a title or an author
+    alone would merge two items that share it and lose the second, so an edit is a new
+    entry (a repeat rather than a miss; rss2email keys by content too)."""
+    (first,) = comments(COMMENT_ITEM.format(date="", text="v1"))
+    (edited,) = comments(COMMENT_ITEM.format(date="", text="v1, fixed"))
+    assert first.key == entrytext.HASH_KEY + first.content_hash != edited.key
+    decision = decide([edited], {first.key: first.content_hash},
+                      [SubscriptionView("s", baselined=True, backfill=0)])
+    assert [e.key for e in decision.new_entries] == [edited.key]
+    # Two such comments by one author are two comments, not one.
+    both = comments(COMMENT_ITEM.format(date="", text="one") +
+                    COMMENT_ITEM.format(date="", text="two"))
+    assert len({e.key for e in both}) == 2
+
+
+def test_the_newer_of_two_items_under_one_guid_keeps_its_key_when_the_older_leaves() -> None:
+    old = ("<item><guid>http://ex.test/day#a</guid><pubDate>Sun, 25 Jun 2017 12:27:31 GMT"
+           "</pubDate><description>morning</description></item>")
+    new = ("<item><guid>http://ex.test/day#a</guid><pubDate>Sun, 25 Jun 2017 12:32:31 GMT"
+           "</pubDate><description>later</description></item>")
+    pair = parse_feed(rss(new + old), "http://ex.test/feed/").entries
+    seen = {e.key: e.content_hash for e in pair}
+    (alone,) = parse_feed(rss(new), "http://ex.test/feed/").entries
+    assert alone.key == "http://ex.test/day#a"  # bare again: it looks like an edit of "morning"
+    (found,) = rekeyed([alone], seen)
+    assert found.key == pair[0].key
+    decision = decide([found], seen, [SubscriptionView("s", baselined=True, backfill=0)])
+    assert decision.new_entries == () and decision.changed_entries == ()
 
 
 def test_same_guid_with_new_content_across_polls_is_an_edit() -> None:

@@ -162,3 +162,75 @@ def test_the_two_halves_meet_only_in_the_store() -> None:
     delivery = _package_imports("delivery")
     assert not {m for m in delivery if m.startswith(("notifier.poll", "notifier.channels"))}
     assert "notifier.delivery.channel" in _package_imports("channels")
+
+
+# Fragments, paths and queries of the platforms' URLs, as their own pages and APIs write them.
+PLATFORM_URL_SHAPES = (
+    "#comment-7", "#li-comment-7", "#comment_7", "#comment7",  # WordPress, themes, others
+    "#c7000000000000000001", "?showComment=1577836800000",  # Blogger
+    "/comment-page-2/", "?cpage=2", "?replytocom=7",  # WordPress's comment pages
+    "/wp-json/wp/v2/comments", "?rest_route=/wp/v2/comments",  # WordPress's REST API
+    "/comments/feed/", "?feed=comments-rss2", "/feeds/123/comments/default",  # comment feeds
+)
+
+
+def _patterns_outside_sources() -> list[tuple[str, int, str]]:
+    """Every literal `re.compile` pattern in notifier outside `notifier/sources/`."""
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("sources/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "compile" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "re" and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                value = node.args[0].value
+                text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+                found.append((rel, node.lineno, text))
+    return found
+
+
+def test_platform_url_shapes_are_written_only_in_their_adapters() -> None:
+    """A pattern outside the adapters that reads a platform's comment anchor, comment page,
+    API route or feed path is platform knowledge in the generic code: the next platform
+    would have to edit it. Each adapter says how its URLs look (`comment_anchor`,
+    `comment_page_path`, ...); the generic code asks `notifier.sources`."""
+    patterns = _patterns_outside_sources()
+    assert len(patterns) > 20  # the scan sees the code's patterns
+    offending = [(rel, line, pattern, shape) for rel, line, pattern in patterns
+                 for shape in PLATFORM_URL_SHAPES if _reads_platform(pattern, shape)]
+    assert offending == []
+
+
+def _reads_platform(pattern: str, shape: str) -> bool:
+    """Whether `pattern` reads `shape` from its marker (`#`, `?`, `/`) into its words: a
+    pattern for tag names or whitespace matches a word inside it, never the marker too."""
+    match = re.search(pattern, shape)
+    return (match is not None and match.start() == 0
+            and re.search(r"[A-Za-z]", match.group(0)) is not None)
+
+
+def test_the_shape_scan_catches_an_anchor_pattern() -> None:
+    """The scan above is not blind: the pattern the generic code held before the adapters
+    did, and each adapter's own, are caught by it."""
+    former = r"#(?:(?:li-)?comment[-_]?|c)(?P<n>\d+)\Z"
+    assert any(_reads_platform(former, shape) for shape in PLATFORM_URL_SHAPES)
+    for adapter in sources.SOURCES:
+        for rule in (adapter.comment_anchor, adapter.comment_page_path):
+            if rule is not None:
+                assert any(_reads_platform(rule.pattern, s) for s in PLATFORM_URL_SHAPES), \
+                    (adapter.name, rule.pattern)
+
+
+def test_each_adapter_reads_its_own_comment_anchors() -> None:
+    """The anchors the generic code once held, now each in its adapter: the parse of a
+    reply's link and of a thread element still finds the comment's number."""
+    assert sources.comment_number("https://b.test/2013/10/20/p/#comment-7") == "7"
+    assert sources.comment_number("https://b.test/p/#li-comment-8") == "8"
+    assert sources.comment_number("https://x.blogspot.com/p.html?showComment=1#c900") == "900"
+    assert sources.comment_number("https://d.test/node/1#comment_9") == "9"
+    assert sources.comment_number("https://b.test/p/#section-7") == ""
+    owners = {s.name for s in sources.SOURCES if s.comment_anchor is not None}
+    assert {"wordpress", "blogger", "generic"} <= owners

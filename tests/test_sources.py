@@ -454,3 +454,52 @@ def test_a_site_is_probed_when_due_never_before_or_when_forced() -> None:
     assert probes_due(intervals, stored, 999.0, force=False) == ["http://c.test/wp-json/"]
     assert probes_due(intervals, stored, 1000.0, force=False) == list(intervals)
     assert probes_due(intervals, stored, 0.0, force=True) == list(intervals)
+
+
+def test_a_changed_comment_text_rescans_only_its_posts_thread() -> None:
+    """`notify_edits`: the probe carries text digests; an edit names its post, whose thread
+    is rescanned, and no other; a comment new to the probe or a first probe with text is no
+    edit."""
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0, texts={3: "a", 2: "b", 1: "c"})}
+    edited = SiteProbe(4, 7, (7, 3, 2, 1), {7: 9, 3: 4, 2: 5, 1: 5},
+                       {7: "new", 3: "a", 2: "B", 1: "c"})
+    reading = read_probes({SITE: (WordPress(), edited)}, stored, {SITE: 600.0}, now=2000.0)
+    assert reading.news.edited == {SITE: {"5"}} and reading.news.moved == frozenset()
+    assert reading.save[0].texts == edited.texts  # the next baseline
+    assert rescan_now(_thread("5"), 21600.0, reading.news, now=2000.0)
+    assert not rescan_now(_thread("4"), 21600.0, reading.news, now=2000.0)
+    assert rescan_now(_thread(None), 21600.0, reading.news, now=2000.0)  # site-wide feed
+
+    no_text_before = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0)}
+    first = read_probes({SITE: (WordPress(), edited)}, no_text_before, {SITE: 600.0}, 2000.0)
+    assert first.news.edited == {} and first.edited == ()
+
+
+def test_the_probe_asks_for_text_only_when_edits_are_wanted(blog_server: BlogServer) -> None:
+    async def main(edits: bool) -> SiteProbe | Failure:
+        async with Fetcher() as fetcher:
+            return await probe_site(fetcher, blog_server.url("/wp-json/"), edits=edits)
+
+    blog_server.scenario = "04-edit-and-trash"
+    plain, texts = asyncio.run(main(False)), asyncio.run(main(True))
+    assert isinstance(plain, SiteProbe) and isinstance(texts, SiteProbe)
+    assert plain.texts == {} and plain.ids == texts.ids
+    assert set(texts.texts) == set(texts.ids) and len(set(texts.texts.values())) == len(texts.ids)
+    blog_server.scenario = "03-burst-of-24"
+    before = asyncio.run(main(True))
+    assert isinstance(before, SiteProbe)
+    assert texts.edited_since(before) == {"4"}  # comment 2 of post 4, edited on the blog
+    assert before.edited_since(before) == frozenset()
+
+
+def test_a_probe_without_text_keeps_the_stored_digests() -> None:
+    """A cycle whose due threads want no edits probes without text; an edit made then is
+    still found by the next probe that asks, against the digests stored before."""
+    stored = {SITE: SiteState(SITE, 3, 3, next_probe=1000.0, texts={3: "a", 2: "b"})}
+    plain = SiteProbe(3, 3, (3, 2), {3: 4, 2: 4})
+    kept = read_probes({SITE: (WordPress(), plain)}, stored, {SITE: 600.0}, now=2000.0)
+    assert kept.save[0].texts == {3: "a", 2: "b"} and kept.news.edited == {}
+    asked = SiteProbe(3, 3, (3, 2), {3: 4, 2: 4}, {3: "a", 2: "B"})
+    later = read_probes({SITE: (WordPress(), asked)}, {SITE: kept.save[0]}, {SITE: 600.0},
+                        now=2600.0)
+    assert later.news.edited == {SITE: {"4"}}

@@ -22,6 +22,7 @@ from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_end_to_end import POST_PATH, run_once, subscription, write_config
 
 REPLIES_TO_3 = {10, 15, 20, 25}
+REST_COMMENTS = "/wp-json/wp/v2/comments"
 
 
 def _payloads(hook: WebhookReceiver) -> list[dict[str, object]]:
@@ -230,6 +231,88 @@ def test_notify_edits_reports_one_edit(
     assert run_once(config).returncode == 0
     time.sleep(0.3)
     assert len(smtp_server.messages) == 26
+
+
+def _rest_item(scenario: str, comment_id: int) -> dict[str, object]:
+    """One comment as the scenario's REST capture lists it."""
+    for path in sorted((WORDPRESS_DIR / scenario).glob("rest-comments-post4*.json")):
+        for item in json.loads(path.read_bytes()):
+            if item["id"] == comment_id:
+                return dict(item)
+    raise AssertionError(f"comment {comment_id} not captured in {scenario}")
+
+
+def test_an_edit_on_wordpress_is_found_by_the_site_probe_within_one_poll(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """Comment 2 edited on the real blog (`04-edit-and-trash`): neither the thread's
+    validators nor the site's count move, so a conditional GET answers 304. With
+    `notify_edits` the site probe carries the newest comments' text; comment 2's changed,
+    so its thread alone is read in full at the next poll, long before `rescan` (6 h)."""
+    subs = EDIT_SUBS.format(origin=blog_server.origin, post=POST_PATH,
+                            extra="\n    notify_edits: true")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    blog_server.scenario = "03-burst-of-24"
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    probes = [r.path for r in blog_server.requests if "_fields=" in r.path]
+    assert probes and all(p.endswith("_fields=id,post,content") for p in probes), probes
+
+    # The capture also trashed comment 5; keep it listed, so only the edit is left to find
+    # (the count alone would have rescanned the site: see the late-approval test).
+    blog_server.extra_rest_comments = [_rest_item("03-burst-of-24", 5)]
+    blog_server.scenario = "04-edit-and-trash"
+    _, _, before = parse_headers_file(
+        (WORDPRESS_DIR / "03-burst-of-24" / "post-comments.atom.xml.headers").read_text())
+    _, _, after = parse_headers_file(
+        (WORDPRESS_DIR / "04-edit-and-trash" / "post-comments.atom.xml.headers").read_text())
+    assert get_header(before, "ETag") == get_header(after, "ETag")  # WordPress: no change
+    blog_server.clear_log()
+    found = run_once(config)
+    assert found.returncode == 0, found.stderr
+    assert "comments edited on 1 post" in found.stderr
+    assert "beyond its new ones" not in found.stderr
+    # What the edit cost (the README's figure): the probe, then that thread's full read --
+    # its feed without validators and one REST page of its 26 comments.
+    assert [r.path.split("?")[0] for r in blog_server.requests] == [
+        REST_COMMENTS, POST_PATH + "feed/atom/", REST_COMMENTS]
+    assert "if-none-match" not in blog_server.requests[1].headers
+    assert smtp_server.wait_for(1, timeout=20)
+    time.sleep(0.3)
+    (mail,) = smtp_server.messages
+    assert "Edited" in mail["Subject"] and "East Side Boy" in mail["Subject"]
+    text_part = mail.get_body(preferencelist=("plain",))
+    assert text_part is not None and "thanks for article (edited)" in text_part.get_content()
+
+    # Reported once: the next poll asks with validators again and finds nothing.
+    blog_server.clear_log()
+    again = run_once(config)
+    assert again.returncode == 0, again.stderr
+    asked = [r for r in blog_server.requests if r.path.startswith(POST_PATH + "feed/")]
+    assert asked and all("if-none-match" in r.headers for r in asked)
+    assert len(blog_server.requests) == 2  # the probe and one 304: the edit check is free
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 1
+
+
+def test_without_notify_edits_the_probe_asks_for_no_text(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """The default settings pay nothing for the edit check: the probe stays ids only."""
+    subs = EDIT_SUBS.format(origin=blog_server.origin, post=POST_PATH, extra="")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
+    blog_server.scenario = "03-burst-of-24"
+    assert run_once(config).returncode == 0
+    blog_server.scenario = "04-edit-and-trash"
+    blog_server.extra_rest_comments = [_rest_item("03-burst-of-24", 5)]
+    blog_server.clear_log()
+    quiet = run_once(config)
+    assert quiet.returncode == 0, quiet.stderr
+    probes = [r.path for r in blog_server.requests if "_fields=" in r.path]
+    assert probes and all(p.endswith("_fields=id,post") for p in probes), probes
+    assert "edited" not in quiet.stderr
+    time.sleep(0.3)
+    assert not any("Edited" in m["Subject"] for m in smtp_server.messages)
 
 
 def test_replies_to_me_quotes_the_parent_fetched_from_rest(

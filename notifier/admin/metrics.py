@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from notifier import __version__
 from notifier.delivery.cycle import DeliveryReport
+from notifier.failures import FailureKind, count_kinds
 from notifier.poll import PollReport
 from notifier.store import OpsSnapshot
 
@@ -30,6 +31,10 @@ class Metrics:
             "notifier_polls", "Feed polls by result: fetched (a body was read), not_modified "
             "(304 or the same body as last time), failed (a fetch, parse or discovery error)",
             ["result"], registry=registry)
+        self.poll_failures = Counter(
+            "notifier_poll_failures", "Failed polls and discoveries by kind (network, "
+            "timeout, http, refused, not-a-feed, parser, discovery, state: see `notifier "
+            "status` for which feed)", ["kind"], registry=registry)
         self.fetch_seconds = Histogram(
             "notifier_fetch_seconds", "Time to fetch one feed, from request to full body",
             buckets=FETCH_BUCKETS, registry=registry)
@@ -68,6 +73,8 @@ class Metrics:
         self.info.labels(version=__version__).set(1)
         for result in POLL_RESULTS:
             self.polls.labels(result=result)
+        for kind in FailureKind:
+            self.poll_failures.labels(kind=kind.value)
         for result in ("applied", "refused"):
             self.reloads.labels(result=result)
 
@@ -83,6 +90,8 @@ class Metrics:
         self.polls.labels(result="fetched").inc(max(fetched, 0))
         self.polls.labels(result="not_modified").inc(report.not_modified)
         self.polls.labels(result="failed").inc(report.feeds_failed)
+        for kind, count in count_kinds(report.errors).items():
+            self.poll_failures.labels(kind=kind).inc(count)
         for seconds in report.fetch_seconds:
             self.fetch_seconds.observe(seconds)
         self.new_entries.inc(report.new_entries)

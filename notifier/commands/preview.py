@@ -36,6 +36,7 @@ from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, 
 from notifier.config import Config, Subscription, close_match
 from notifier.delivery.channel import ChannelConfig, ChannelContext, DeliveryError
 from notifier.errors import NotifierError
+from notifier.failures import FailedFeed
 from notifier.match import MAX_DEPTH, wants
 from notifier.models import Entry, Notice
 from notifier.render import Renderer, RenderError
@@ -149,14 +150,14 @@ def _from_feed(config: Config, sub: Subscription) -> _Choice | None:
     from notifier.daemon import open_engine
 
     async def poll(scratch: Config) -> _Choice | None:
-        errors: list[str] = []
+        errors: list[FailedFeed] = []
         async with open_engine(scratch) as engine:
             for _ in range(2 if sub.watch == "threads" else 1):  # then the threads it found
                 errors += (await engine.poll(force=True)).errors
             state = engine.store.subscription_states().get(sub.name)
             choice = choose(engine.store, sub, state) if state is not None else None
         if choice is None and errors:  # one thread feed failing still shows the others
-            raise NotifierError("; ".join(errors))
+            raise NotifierError("; ".join(map(str, errors)))
         return choice
 
     root = logging.getLogger()

@@ -68,7 +68,7 @@ def run_once(config: Config) -> int:
 
     before = _baselined(config)
     result = asyncio.run(one_pass(config))
-    for error in result.poll.errors + result.delivery.errors:
+    for error in [*map(str, result.poll.errors), *result.delivery.errors]:
         print(f"notifier: {error}", file=sys.stderr)
     # One more look at the state for the words below: what got a baseline, what is stuck.
     store = Store(config.state_url())

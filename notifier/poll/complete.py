@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from notifier import backfill, gaps, redact, sources
+from notifier import backfill, diff, gaps, redact, sources
 from notifier.config import Config
 from notifier.fetch import Fetcher
 from notifier.models import Entry, ParsedFeed
@@ -56,6 +56,7 @@ async def complete_batch(batch: Sequence[Polled], plan: Plan, *, config: Config,
     changed = [p for p in batch if p.parsed is not None]
     wanted = {p.feed.id: [e.key for e in p.parsed.entries] for p in changed if p.parsed}
     seen: dict[int, dict[str, str]] = await db(store.seen_entries, wanted) if wanted else {}
+    batch = await _stored_keys(batch, seen, store=store, db=db)
     had: set[int] = await db(store.has_entries, list(wanted)) if wanted else set()
     polls = await _backfill(batch, plan, seen, had, config=config, store=store,
                             fetcher=fetcher, parser=parser, db=db)
@@ -76,6 +77,31 @@ async def complete_batch(batch: Sequence[Polled], plan: Plan, *, config: Config,
                                   {**known, **window},
                                   tuple(fetched.get(polled.feed.id, ()))))
     return snapshots
+
+
+async def _stored_keys(batch: Sequence[Polled], seen: dict[int, dict[str, str]], *,
+                       store: Store, db: Db) -> list[Polled]:
+    """Entries whose key says new or edited but which the store may hold under another key
+    (`diff.earlier_keys`): one more batch read, only when there are such entries (rare),
+    and each found one takes its stored key (`diff.rekeyed`)."""
+    ask = {p.feed.id: keys for p in batch if p.parsed is not None
+           if (keys := [k for e in p.parsed.entries
+                        for k in diff.earlier_keys(e, seen.get(p.feed.id, {}))])}
+    if not ask:
+        return list(batch)
+    found: dict[int, dict[str, str]] = await db(store.seen_entries, ask)
+    out = []
+    for polled in batch:
+        more = found.get(polled.feed.id)
+        if not more or polled.parsed is None:
+            out.append(polled)
+            continue
+        feed_seen = seen.setdefault(polled.feed.id, {})
+        feed_seen.update(more)
+        entries = diff.rekeyed(polled.parsed.entries, feed_seen)
+        out.append(dataclasses.replace(
+            polled, parsed=dataclasses.replace(polled.parsed, entries=entries)))
+    return out
 
 
 async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[str, str]],

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from notifier import redact
 from notifier.cluster import Node
 from notifier.config import Config
-from notifier.failures import Failure, FailureKind
+from notifier.failures import FailedFeed, Failure, FailureKind
 from notifier.fetch import Fetcher, Withdrawn
 from notifier.models import Entry, FeedKind, FetchResult
 from notifier.poll.complete import Snapshot, complete_batch
@@ -139,7 +139,8 @@ class Poller:
             # from the summary ("0 feeds polled, 0 failed" while nothing works).
             lost.feeds_polled += 1
             lost.feeds_failed += 1
-            lost.errors.append(f"subscription {failure.subscription}: {failure.reason}")
+            lost.errors.append(FailedFeed(f"subscription {failure.subscription}",
+                                          failure.reason))
         report.add(lost)
         if lost.feeds_polled and self.on_polled is not None:
             self.on_polled(lost)

@@ -1,14 +1,17 @@
 """What a cycle's site probes mean for its thread feeds: the pure half of `probe`.
 
     due thread feeds -> probe_intervals -> probes_due(stored probes, now) -> sites to ask
-    their answers    -> read_probes     -> SiteNews (rescan a site? read which posts in full?)
+                     -> edit_sites      -> which of them to ask for comment text too
+    their answers    -> read_probes     -> SiteNews (rescan a site? read which posts in full?
+                                           rescan which posts for an edit?)
                                            + the probes to store as the next baseline
     SiteNews + a feed + now -> rescan_now / SiteNews.unconditional -> how to poll that feed
 
 Why apart from `probe`: that module asks the sites and the store; this one decides what
 the answers mean, from values only (stored probes, answers, `now`), so the rules "a count
-moved beyond its new ids: rescan the site's threads" and "a new id: read its thread without
-validators" are tested without a server, a store or a clock.
+moved beyond its new ids: rescan the site's threads", "a new id: read its thread without
+validators" and "a comment's text changed: rescan its post's thread" are tested without a
+server, a store or a clock.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from notifier.poll.plan import Plan
 from notifier.sources import SiteProbe, Source
 from notifier.store import FeedState, SiteState
 
-__all__ = ["Reading", "SiteNews", "probe_intervals", "probes_due", "read_probes", "rescan_now"]
+__all__ = ["Reading", "SiteNews", "edit_sites", "probe_intervals", "probes_due", "read_probes",
+           "rescan_now"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,14 @@ class SiteNews:
     """Sites whose count moved beyond their new comments: rescan every followed thread."""
     touched: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Per site, the posts with new comments: read their threads without validators."""
+    edited: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per site, the posts with a comment whose text changed: rescan their threads."""
+
+    def edited_thread(self, feed: FeedState) -> bool:
+        """Whether an edit was seen in this feed's thread (a site-wide feed: anywhere)."""
+        if feed.api_root is None or not self.edited.get(feed.api_root):
+            return False
+        return feed.post_id is None or feed.post_id in self.edited[feed.api_root]
 
     def unconditional(self, feed: FeedState) -> bool:
         """Whether to ask for this feed without validators (a site-wide feed: any news)."""
@@ -52,12 +64,21 @@ class Moved:
 
 
 @dataclass(frozen=True, slots=True)
+class Edited:
+    """A site where comments' texts changed (for the INFO line)."""
+
+    api_root: str
+    posts: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Reading:
     """What a cycle's probe answers mean, and what to store of them."""
 
     news: SiteNews = SiteNews()
     save: tuple[SiteState, ...] = ()  # the answered probes: the next baseline per site
     moved: tuple[Moved, ...] = ()
+    edited: tuple[Edited, ...] = ()
     failed: tuple[tuple[str, Failure], ...] = ()  # site -> why its probe gave no answer
 
 
@@ -70,6 +91,14 @@ def probe_intervals(due: Sequence[FeedState], plan: Plan, config: Config) -> dic
             intervals[feed.api_root] = min(intervals.get(feed.api_root, float("inf")),
                                            feed.interval)
     return intervals
+
+
+def edit_sites(due: Sequence[FeedState], plan: Plan) -> frozenset[str]:
+    """The sites (API roots) whose probe also asks for the newest comments' text: those
+    with a due thread feed read by a subscription with `notify_edits`. Nobody else pays
+    for the larger answer, so the default settings cost nothing more."""
+    return frozenset(feed.api_root for feed in due if feed.api_root
+                     and any(s.notify_edits for s in plan.readers(feed.id)))
 
 
 def probes_due(intervals: Mapping[str, float], stored: Mapping[str, SiteState], now: float,
@@ -89,6 +118,7 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
     between is lost; the periodic `rescan` covers such sites meanwhile.
     """
     moved: list[Moved] = []
+    edited: list[Edited] = []
     failed: list[tuple[str, Failure]] = []
     touched: dict[str, frozenset[str]] = {}
     save: list[SiteState] = []
@@ -99,20 +129,29 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
             failed.append((root, answer))
             continue
         before = stored.get(root)
-        previous = (SiteProbe(before.comment_total, before.newest_id, ())
+        previous = (SiteProbe(before.comment_total, before.newest_id, (), texts=before.texts)
                     if before is not None else None)
         if adapter.unexplained_change(previous, answer):
             moved.append(Moved(root, previous.total if previous else 0, answer.total))
         touched[root] = answer.posts_since(previous)
-        save.append(SiteState(root, answer.total, answer.newest_id, now + intervals[root]))
-    news = SiteNews(frozenset(m.api_root for m in moved), touched)
-    return Reading(news, tuple(save), tuple(moved), tuple(failed))
+        if posts := answer.edited_since(previous):
+            edited.append(Edited(root, posts))
+        # A probe that did not ask for text (nobody due this cycle wants edits) keeps the
+        # stored digests: an edit made meanwhile is still found by the next one that asks.
+        texts = answer.texts or (before.texts if before is not None else {})
+        save.append(SiteState(root, answer.total, answer.newest_id, now + intervals[root],
+                              texts))
+    news = SiteNews(frozenset(m.api_root for m in moved), touched,
+                    {e.api_root: e.posts for e in edited})
+    return Reading(news, tuple(save), tuple(moved), tuple(edited), tuple(failed))
 
 
 def rescan_now(feed: FeedState, every: float | None, news: SiteNews, now: float) -> bool:
     """Whether this poll rescans its thread (a full read and listing): when its periodic
-    `rescan` is due, or when its site's count moved beyond what new comments explain."""
+    `rescan` is due, when its site's count moved beyond what new comments explain, or when
+    the probe saw a comment of its thread edited."""
     if every is None:
         return False
     return ((feed.rescan_due is not None and feed.rescan_due <= now)
-            or (feed.api_root is not None and feed.api_root in news.moved))
+            or (feed.api_root is not None and feed.api_root in news.moved)
+            or news.edited_thread(feed))

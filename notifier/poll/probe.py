@@ -11,8 +11,11 @@ than fetch every thread in full on every poll (slow, and what gets a poller bloc
 small request per site (the platform adapter's `probe`; WordPress's reads the REST API) says
 whether the approved-comment count moved by more than its new ids explain (the adapter's
 `unexplained_change`, pure); only then are the site's followed threads
-rescanned (unconditional GET and REST listing). The periodic `rescan` stays the safety net
-for what a count cannot show (an approval and a trash in one interval).
+rescanned (unconditional GET and REST listing). Where a subscription wants edits
+(`notify_edits`), the same request carries the newest comments' text, and only the threads
+whose comments' text changed are rescanned. The periodic `rescan` stays the safety net for
+what a count cannot show (an approval and a trash in one interval, an edit of a comment
+older than the newest 100).
 
 This module only asks (the store, the sites) and logs; what the answers mean is decided in
 `notifier.poll.news`, from values.
@@ -27,7 +30,7 @@ from collections.abc import Sequence
 from notifier import redact
 from notifier.config import Config
 from notifier.fetch import Fetcher
-from notifier.poll.news import SiteNews, probe_intervals, probes_due, read_probes
+from notifier.poll.news import SiteNews, edit_sites, probe_intervals, probes_due, read_probes
 from notifier.poll.plan import Db, Plan
 from notifier.sources import Hints, source_for
 from notifier.store import FeedState, SiteState, Store
@@ -47,7 +50,9 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
     stored: dict[str, SiteState] = await db(store.site_probes, list(intervals))
     todo = probes_due(intervals, stored, now, force)
     adapters = {root: source_for(Hints(api_root=root)) for root in todo}
-    answers = await asyncio.gather(*(adapters[root].probe(fetcher, root) for root in todo))
+    edits = edit_sites(due, plan)
+    answers = await asyncio.gather(*(adapters[root].probe(fetcher, root, edits=root in edits)
+                                     for root in todo))
     reading = read_probes({root: (adapters[root], answer)
                            for root, answer in zip(todo, answers, strict=True)},
                           stored, intervals, now)
@@ -57,5 +62,10 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
         log.info("site %s: approved comments %d -> %d beyond its new ones; reading its "
                  "followed threads in full", redact.url(moved.api_root), moved.before,
                  moved.after)
+    for edited in reading.edited:
+        log.info("site %s: comments edited on %d post%s; reading %s in full",
+                 redact.url(edited.api_root), len(edited.posts),
+                 "" if len(edited.posts) == 1 else "s",
+                 "its thread" if len(edited.posts) == 1 else "their threads")
     await db(store.save_site_probes, list(reading.save), now)
     return reading.news

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from notifier import redact
+from notifier.failures import FailedFeed, count_kinds
 from notifier.poll.decide import Outcome
 from notifier.poll.retrieve import Polled
 
@@ -32,7 +33,7 @@ class PollReport:
     queued: int = 0
     baselines: int = 0  # subscriptions whose first poll this was
     fenced: int = 0  # polls dropped: another node claimed the feed since (lease lost)
-    errors: list[str] = field(default_factory=list)
+    errors: list[FailedFeed] = field(default_factory=list)  # each with its kind
     written: set[int] = field(default_factory=set)  # feeds whose poll was written
     fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
 
@@ -49,6 +50,13 @@ class PollReport:
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
                 f"{self.feeds_failed} failed), {self.new_entries} new entries, "
                 f"{self.queued} notifications queued")
+        if self.errors:
+            kinds = ", ".join(f"{n} {kind}" for kind, n in count_kinds(self.errors).items())
+            stuck = sum(1 for e in self.errors if e.kind.needs_a_person)
+            text += f"; failed: {kinds}"
+            if stuck:
+                text += (f" ({stuck} will not pass by waiting: the URL or the configuration "
+                         "must change; see `notifier status`)")
         if self.fenced:
             text += f"; {self.fenced} polls dropped after the lease was lost"
         if self.baselines:
@@ -56,6 +64,12 @@ class PollReport:
                      f"{'' if self.baselines == 1 else 's'}: entries already there are "
                      "not reported (beyond `backfill`), new ones from now on are")
         return text
+
+    def fields(self) -> dict[str, object]:
+        """The summary as `extra=` fields of its log line (`--log-format json`)."""
+        return {"feeds_polled": self.feeds_polled, "feeds_failed": self.feeds_failed,
+                "not_modified": self.not_modified, "new_entries": self.new_entries,
+                "queued": self.queued, "failures": count_kinds(self.errors)}
 
 
 def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: int,
@@ -77,8 +91,9 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         url = redact.url(polled.feed.url) if shown else ""
         if polled.failure:
             report.feeds_failed += 1
-            report.errors.append(f"{url}: {polled.failure}")
-            log.warning("poll %s failed: %s (%.2fs)", url, polled.failure, polled.fetch.elapsed)
+            report.errors.append(FailedFeed(url, polled.failure))
+            log.warning("poll %s failed: %s (%.2fs)", url, polled.failure, polled.fetch.elapsed,
+                        extra={"feed": url, "kind": polled.failure.kind.value})
         else:
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1

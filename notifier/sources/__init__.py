@@ -7,7 +7,8 @@ generic code are in `records.py`. Where the generic code asks them, by stage:
     discover: which feed to poll     -> is_comment_feed, own_post_feed, atom_twin, API_RELS
     parse: what the feed says        -> comment_document, post_title, post_key_of,
                                         reply_line, ref_names_post, related_parent,
-                                        post_link (comment-page markers)
+                                        post_link (comment-page markers),
+                                        comment_number (comment anchors)
     diff: same-second order          -> sequence (a comment's id, from its key)
     threads: which threads to follow -> source_for(hints).thread_feed
     poll.complete: what a window     -> post_id, fetch_parents (asked of all);
@@ -28,6 +29,9 @@ Two ways the generic code asks:
   adapter that recognises the feed;
 - facts that only add up (each platform's comment-page markers, its API `Link` rel) are
   joined over all adapters (`post_link`, `API_RELS`).
+
+No URL shape of a platform is written outside this folder: `tests/test_shape.py` fails when a
+pattern elsewhere matches one (a comment anchor, a comment page, a REST route).
 
 To add a platform (Discourse, Reddit, Hacker News, Mastodon, Lemmy are planned):
 1. Write one file, `notifier/sources/<name>.py`, with a class that subclasses `Source`
@@ -85,6 +89,7 @@ __all__ = [
     "WordPress",
     "atom_twin",
     "comment_document",
+    "comment_number",
     "fetch_parents",
     "is_comment_feed",
     "own_post_feed",
@@ -167,6 +172,13 @@ def _page_markers(ask: tuple[Source, ...]) -> tuple[re.Pattern[str] | None, froz
     paths = [s.comment_page_path.pattern for s in ask if s.comment_page_path is not None]
     path = re.compile("|".join(f"(?:{p})" for p in paths)) if paths else None
     return path, frozenset().union(*(s.comment_page_params for s in ask))
+
+
+def comment_number(url: str) -> str:
+    """The comment number a URL's fragment names, in any platform's anchor shape
+    (`...#comment-7`, `...#c7` -> "7"), or "" when no adapter reads it as a comment's."""
+    return next((m["n"] for s in SOURCES if s.comment_anchor is not None
+                 and (m := s.comment_anchor.search(url))), "")
 
 
 def post_key_of(comment_key: str) -> str:

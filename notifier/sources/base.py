@@ -3,7 +3,8 @@
     discover  comment_feed, own_post_feed, atom_twin, api_rel    which feed to poll
     parse     comment_document, post_title, post_key_of,          what a feed and its
               reply_line, ref_names_post, related_parent,         comments are, who answers
-              comment_page_path, comment_page_params              whom, which post a link names
+              comment_page_path, comment_page_params,             whom, which post a link names,
+              comment_anchor                                      which links are comments
     diff      sequence                                           same-second entries' order
     threads   thread_feed                                        which comment feed to follow
     complete  post_id, list_thread, list_window, fetch_parents   what a window does not show
@@ -51,6 +52,9 @@ class Source(Protocol):
     (WordPress: `/comment-page-2/`); a comment's link without it is its post's page."""
     comment_page_params: frozenset[str] = frozenset()
     """Query keys that only locate a comment on its post's page (WordPress: `cpage`)."""
+    comment_anchor: re.Pattern[str] | None = None
+    """The URL fragment that locates one of the platform's comments on its post's page,
+    the comment's number as group `n`, anchored at the end (WordPress: `#comment-7`)."""
 
     def recognises(self, hints: Hints) -> bool:
         """Whether this feed (URL, generator, feed id, headers) is this platform's."""
@@ -132,8 +136,11 @@ class Source(Protocol):
         """The comments with these keys (key -> API root), those the API will show."""
         return {}
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
-        """One small request saying how many comments a site has (None: no such probe)."""
+    async def probe(self, fetcher: Fetcher, api_root: str, *, edits: bool = False
+                    ) -> SiteProbe | Failure | None:
+        """One small request saying how many comments a site has (None: no such probe);
+        with `edits`, also a digest of its newest comments' texts (`SiteProbe.texts`), so
+        that an edit, which moves no count or validator, is found within one interval."""
         return None
 
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:

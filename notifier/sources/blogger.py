@@ -33,6 +33,8 @@ _COMMENT_FEED_PATH = re.compile(r"/comments/(?:default|full|summary)\b")
 _POST_COMMENTS = re.compile(r"/feeds/\d+/comments/")
 _FEED_TITLE_POST = re.compile(r"\AComments on:?\s+(?P<title>.+)\Z", re.S)
 COMMENT_PAGE_PARAMS = frozenset({"showComment"})
+COMMENT_ANCHOR = re.compile(r"#c(?P<n>\d+)\Z")
+"""A comment's permalink fragment: `?showComment=<ms>#c<comment id>`."""
 """A comment's link is its post's page + `?showComment=<id>#c<id>`."""
 
 
@@ -111,6 +113,7 @@ class Blogger(Source):
 
     name = "blogger"
     comment_page_params = COMMENT_PAGE_PARAMS
+    comment_anchor = COMMENT_ANCHOR
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)

@@ -2,6 +2,7 @@
 
     threading from RFC 4685 (`thr:in-reply-to`, `link rel="replies"`, read in `parse`)
     order within one second: a number ending the entry's id, where there is one
+    a comment's link: a `#comment-N` anchor (also `#comment_N`, `#commentN`), the common one
     a gap: older pages through `link rel="next"` (RFC 5005, read in `backfill`)
 
 It answers every hook with the neutral default of `Source` and recognises every feed, so it
@@ -23,10 +24,16 @@ their items so. At most 18 digits: a longer run is no one's counter (and `int()`
 digits raises); bounded, the search stays linear on a hostile key."""
 
 
+_COMMENT_ANCHOR = re.compile(r"#comment[-_]?(?P<n>\d+)\Z")
+"""The anchor most blog software gives a comment on its post's page (Drupal, Movable Type,
+Ghost and Disqus embeds, hand-made blogs): no one platform's, so the generic adapter's."""
+
+
 class Generic(Source):
     """Plain RSS/Atom: no key shape of its own."""
 
     name = "generic"
+    comment_anchor = _COMMENT_ANCHOR
 
     def recognises(self, hints: Hints) -> bool:
         return True  # the last resort: every feed is at least RSS or Atom

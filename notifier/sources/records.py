@@ -101,12 +101,15 @@ class Backfill:
 
 @dataclass(frozen=True, slots=True)
 class SiteProbe:
-    """One cheap look at a site's approved comments: how many, and the newest ids."""
+    """One cheap look at a site's approved comments: how many, the newest ids, and (only
+    where someone wants edits) a digest of each of those comments' text."""
 
     total: int  # approved comments site-wide (WordPress: X-WP-Total)
     newest_id: int
     ids: tuple[int, ...]  # newest first, at most one page
     posts: Mapping[int, int] = field(default_factory=dict)  # comment id -> its post's id
+    texts: Mapping[int, str] = field(default_factory=dict)
+    """Comment id -> a short digest of its text; empty when the probe did not ask for text."""
 
     def posts_since(self, previous: SiteProbe | None) -> frozenset[str]:
         """The posts that got comments newer (by id) than `previous` saw, as id strings.
@@ -118,3 +121,14 @@ class SiteProbe:
             return frozenset()
         return frozenset(str(self.posts[i]) for i in self.ids
                          if i > previous.newest_id and i in self.posts)
+
+    def edited_since(self, previous: SiteProbe | None) -> frozenset[str]:
+        """The posts of comments whose text changed since `previous`, as id strings.
+
+        Only comments both probes saw with text count: a comment new to this probe is found
+        as new, and the first probe with text (or one after a probe without) is a baseline.
+        """
+        if previous is None or not previous.texts:
+            return frozenset()
+        return frozenset(str(self.posts[i]) for i, digest in self.texts.items()
+                         if i in self.posts and previous.texts.get(i, digest) != digest)

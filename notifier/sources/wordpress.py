@@ -18,7 +18,9 @@ Why a probe: WordPress's ETag and Last-Modified are site-wide, so a thread's com
 answer 304 while a comment was approved late (moderation keeps its old date and position),
 imported or trashed. One small REST request per site -- the newest 100 ids and the
 `X-WP-Total` of approved comments -- tells whether something happened that the feeds cannot
-show; `unexplained_change` decides that purely, from two probes.
+show; `unexplained_change` decides that purely, from two probes. An edit moves neither count
+nor validators: where a subscription wants edits, the same request carries the comments'
+text, and a changed digest names the post to read in full (`SiteProbe.edited_since`).
 
 Identity: a comment's guid is the post's guid + "#comment-N", and its link the post's
 permalink (+ "comment-page-N/" when comments are paged) + "#comment-N". The two agree only
@@ -43,7 +45,6 @@ from notifier.entrytext import (
     MAX_ENTRIES,
     ParseError,
     clip,
-    comment_number,
     map_of,
     sha256,
     squash,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # a parse worker imports this module and never fetches
 
 __all__ = [
     "API_REL",
+    "COMMENT_ANCHOR",
     "COMMENT_KEY",
     "PROBE_SIZE",
     "SiteProbe",
@@ -94,7 +96,10 @@ COMMENT_KEY = re.compile(r"\A(?P<post>.+)#comment-(?P<n>\d+)\Z", re.S)
 _MAX_DIGITS = 18  # a longer id is no WordPress id (and `int()` of 9,000 digits raises)
 REST_PER_PAGE = 100  # the REST API's maximum
 PROBE_SIZE = REST_PER_PAGE
-"""Ids one probe sees: more new comments than this between probes cannot be accounted for."""
+"""Ids one probe sees: more new comments than this between probes cannot be accounted for,
+and an edit of an older comment is left to `rescan`."""
+TEXT_DIGEST = 16
+"""Hex digits kept of each probed comment's text digest: enough to tell an edit, small to store."""
 JSON_ACCEPT = "application/json"
 
 _REST_POST = re.compile(r"/wp/v2/(?:posts|pages)/(?P<id>\d+)/?\Z")
@@ -121,7 +126,9 @@ _LOCALISED_REPLY_PREFIX = re.compile(
     r'\A\s*(?:<p>\s*)?(?P<before>[^<>]{1,80})<a href="(?P<href>[^"<>]{1,2048})"[^<>]{0,256}>'
     r"(?P<name>[^<]{0,512})</a>\s*[.。]?\s*</p>\s*"
 )
-_COMMENT_ANCHOR = re.compile(r"#comment-\d+\Z")
+COMMENT_ANCHOR = re.compile(r"#(?:li-)?comment-(?P<n>\d+)\Z")
+"""A comment's permalink fragment: core's `#comment-N`; themes list comments as
+`<li id="li-comment-N">` and some link that."""
 COMMENT_PAGE_PATH = re.compile(r"/comment-page-\d+/?\Z")
 """Paged comments (Settings > Discussion): a comment's link is the post's + `comment-page-N/`."""
 COMMENT_PAGE_PARAMS = frozenset({"cpage", "replytocom"})
@@ -314,12 +321,12 @@ def reply_line(content: str, post_link: str, key: str) -> ReplyLine | None:
         reply = html.unescape(html.unescape(match["href"])), match["name"], match.end(), True
     elif match := _LOCALISED_REPLY_PREFIX.match(head):
         href = html.unescape(match["href"])
-        if _COMMENT_ANCHOR.search(href) and post_link and _permalink(href) == post_link:
+        if COMMENT_ANCHOR.search(href) and post_link and _permalink(href) == post_link:
             reply = href, match["name"], match.end(), False
     if reply is None:
         return None
     href, name, end, english = reply
-    number = comment_number(href)
+    number = anchor["n"] if (anchor := COMMENT_ANCHOR.search(href)) else ""
     post = post_key_of(key)
     parent = f"{post}#comment-{number}" if post and number else href
     return ReplyLine(href, html.unescape(name).strip(), content[end:], english, parent)
@@ -570,10 +577,18 @@ def unexplained_change(previous: SiteProbe | None, current: SiteProbe) -> bool:
     return current.total - previous.total != len(new)
 
 
-async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | Failure:
-    """Ask a site for its approved-comment count and newest ids: one small request."""
+async def probe_site(fetcher: Fetcher, api_root: str, *, edits: bool = False
+                     ) -> SiteProbe | Failure:
+    """Ask a site for its approved-comment count and newest ids: one small request.
+
+    With `edits` (a subscription on the site wants them) the same request also asks for the
+    newest comments' text (`_fields=...,content`), kept as a short digest per comment: an
+    edit moves neither the count nor the site's validators, only the text. A body of about
+    100 comments instead of 100 ids, still one request, and only where someone asked.
+    """
+    fields = "id,post,content" if edits else "id,post"
     url = rest_url(api_root, "wp/v2/comments", {
-        "per_page": PROBE_SIZE, "orderby": "id", "order": "desc", "_fields": "id,post"})
+        "per_page": PROBE_SIZE, "orderby": "id", "order": "desc", "_fields": fields})
     fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
     if not fetched.ok or fetched.body is None:
         return fetched.problem.about("REST API")
@@ -589,7 +604,9 @@ async def probe_site(fetcher: Fetcher, api_root: str) -> SiteProbe | Failure:
     ids = tuple(sorted((item["id"] for item in items), reverse=True))
     posts = {item["id"]: item["post"] for item in items
              if isinstance(item.get("post"), int) and not isinstance(item.get("post"), bool)}
-    return SiteProbe(int(total_text), ids[0] if ids else 0, ids, posts)
+    texts = {item["id"]: sha256(text_of(map_of(item, "content"), "rendered"))[:TEXT_DIGEST]
+             for item in items if edits and isinstance(item.get("content"), Mapping)}
+    return SiteProbe(int(total_text), ids[0] if ids else 0, ids, posts, texts)
 
 
 async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
@@ -647,6 +664,7 @@ class WordPress(Source):
     api_rel = API_REL
     comment_page_path = COMMENT_PAGE_PATH
     comment_page_params = COMMENT_PAGE_PARAMS
+    comment_anchor = COMMENT_ANCHOR
 
     def recognises(self, hints: Hints) -> bool:
         return recognises(hints)
@@ -702,8 +720,9 @@ class WordPress(Source):
                             ) -> dict[str, Entry]:
         return await wordpress_parents(fetcher, wanted)
 
-    async def probe(self, fetcher: Fetcher, api_root: str) -> SiteProbe | Failure | None:
-        return await probe_site(fetcher, api_root)
+    async def probe(self, fetcher: Fetcher, api_root: str, *, edits: bool = False
+                    ) -> SiteProbe | Failure | None:
+        return await probe_site(fetcher, api_root, edits=edits)
 
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:
         return unexplained_change(previous, current)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from notifier.errors import NotifierError
@@ -57,6 +57,8 @@ class SiteState:
     comment_total: int
     newest_id: int
     next_probe: float
+    texts: Mapping[int, str] = field(default_factory=dict)
+    """Comment id -> digest of its text, for sites where someone wants edits (else empty)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 metadata = sa.MetaData()
 
@@ -168,6 +168,9 @@ sites = sa.Table(
     sa.Column("newest_id", sa.Integer, nullable=False),
     sa.Column("probed_at", sa.Float, nullable=False),
     sa.Column("next_probe", sa.Float, nullable=False),
+    # Migration 8 (edits within one interval): comment id -> digest of its text, as JSON, for
+    # the newest comments of sites where a subscription has `notify_edits`; else NULL.
+    sa.Column("texts", sa.Text),
 )
 
 
@@ -247,5 +250,10 @@ def _migration_7(conn: Connection) -> None:
     metadata.create_all(conn, tables=[nodes])
 
 
+def _migration_8(conn: Connection) -> None:
+    """Edits found by the site probe: the digests of the newest comments' texts."""
+    _add_missing_columns(conn, sites, ("texts",))
+
+
 _MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-               _migration_6, _migration_7]
+               _migration_6, _migration_7, _migration_8]

@@ -89,6 +89,19 @@ def _row_entry(row: Any) -> Entry:
     )
 
 
+def _site_texts(stored: str | None) -> dict[int, str]:
+    """The stored text digests of a site's newest comments; unreadable reads as none (the
+    next probe is then a new baseline, and `rescan` covers the interval)."""
+    try:
+        data = json.loads(stored) if stored else {}
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {int(k): v for k, v in data.items()
+            if isinstance(k, str) and k.isdigit() and len(k) < 19 and isinstance(v, str)}
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -475,7 +488,8 @@ class Store(LeaseStore):
             for chunk in _chunks(sorted(set(api_roots))):
                 for row in conn.execute(sa.select(sites).where(sites.c.api_root.in_(chunk))):
                     found[row.api_root] = SiteState(row.api_root, row.comment_total,
-                                                    row.newest_id, row.next_probe)
+                                                    row.newest_id, row.next_probe,
+                                                    _site_texts(row.texts))
         return found
 
     def save_site_probes(self, probes: Sequence[SiteState], now: float) -> None:
@@ -483,14 +497,17 @@ class Store(LeaseStore):
         if not probes:
             return
         rows = [{"api_root": p.api_root, "comment_total": p.comment_total,
-                 "newest_id": p.newest_id, "probed_at": now, "next_probe": p.next_probe}
+                 "newest_id": p.newest_id, "probed_at": now, "next_probe": p.next_probe,
+                 "texts": json.dumps({str(k): v for k, v in p.texts.items()})
+                 if p.texts else None}
                 for p in probes]
         with self.engine.begin() as conn:
             statement = self._insert(sites)
             conn.execute(statement.on_conflict_do_update(
                 index_elements=[sites.c.api_root],
                 set_={name: statement.excluded[name] for name in
-                      ("comment_total", "newest_id", "probed_at", "next_probe")}), rows)
+                      ("comment_total", "newest_id", "probed_at", "next_probe", "texts")}),
+                rows)
 
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
