@@ -10,6 +10,7 @@ configuration or the command line is wrong, or the state cannot be opened.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -89,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Off while importing (see `notifier.__main__`): what the imports built is frozen, so
+    # the first collection does not walk it.
+    gc.freeze()
+    gc.enable()
     fmt: LogFormat = args.log_format or args.g_log_format or "text"
     setup_logging(args.verbose + args.g_verbose, args.quiet, fmt)
     try:

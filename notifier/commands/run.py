@@ -31,8 +31,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from notifier.daemon import AdminListenError, run_forever
 
-    config = load(args)
-    tune_gc()
+    gc.disable()  # the configuration is built without collections: `tune_gc` freezes it
+    try:
+        config = load(args)
+    finally:
+        tune_gc()
     return_large_blocks()
     # One run per SQLite state: a second exits 2 here, before it touches any claim.
     with hold_state(config.state_url()):
@@ -60,6 +63,7 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    gc.enable()
 
 
 def run_once(config: Config) -> int:
@@ -89,8 +93,7 @@ def _baselined(config: Config) -> set[str]:
     store = Store(config.state_url())
     try:
         store.migrate()
-        return {name for name, state in store.subscription_states().items()
-                if state.baseline_at is not None}
+        return set(store.baselined())
     finally:
         store.close()
 
@@ -98,14 +101,13 @@ def _baselined(config: Config) -> set[str]:
 def baseline_summary(store: Store, before: set[str]) -> str | None:
     """`baseline: 12 entries recorded on 3 feeds; new ones will be reported`, when this pass
     recorded the first look at some subscriptions' feeds."""
-    fresh = [state for name, state in store.subscription_states().items()
-             if state.baseline_at is not None and name not in before]
+    fresh = {name: url for name, url in store.baselined().items() if name not in before}
     if not fresh:
         return None  # the usual pass: no need to read every feed's health
     health = {h.url: h.entries for h in store.feed_health()}
-    feeds = {s.feed_url for s in fresh if s.feed_url}
+    feeds = {url for url in fresh.values() if url}
     entries = sum(health.get(url, 0) for url in feeds)
-    names = sorted(s.name for s in fresh)
+    names = sorted(fresh)
     return (f"baseline: {entries} entr{'y' if entries == 1 else 'ies'} recorded on "
             f"{len(feeds)} feed{'' if len(feeds) == 1 else 's'} ({', '.join(names)}); "
             "new ones will be reported")

@@ -210,6 +210,16 @@ class Store(LeaseStore):
                 for row in conn.execute(query)
             }
 
+    def baselined(self) -> dict[str, str | None]:
+        """Subscription name -> its feed's URL, for every subscription with a baseline: what
+        `run --once` compares before and after a pass, without building every state."""
+        query = (sa.select(subscriptions.c.name, feeds.c.url)
+                 .select_from(subscriptions.outerjoin(
+                     feeds, subscriptions.c.feed_id == feeds.c.id))
+                 .where(subscriptions.c.baseline_at.is_not(None)))
+        with self.engine.connect() as conn:
+            return {name: url for name, url in conn.execute(query)}
+
     def save_discovery(self, name: str, source_url: str, watch: str, feed_url: str,
                        api_root: str | None, interval: float, now: float) -> int:
         """Point a subscription at its feed, creating the feed; a new feed means a new baseline."""
