@@ -345,15 +345,15 @@ class Poller:
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            # Linger briefly so that a batch, and so a transaction, covers many feeds.
-            deadline = loop.time() + BATCH_LINGER
-            while len(batch) < WRITE_BATCH:
-                try:
-                    more = await asyncio.wait_for(self._queue.get(),
-                                                  max(deadline - loop.time(), 0))
-                except TimeoutError:
-                    break
-                batch.append(more)
+            # Linger briefly so that a batch, and so a transaction, covers many feeds. One
+            # deadline for the batch, not `wait_for` per poll (a task and a timer each).
+            try:
+                async with asyncio.timeout_at(loop.time() + BATCH_LINGER):
+                    while len(batch) < WRITE_BATCH:
+                        batch.append(self._queue.get_nowait() if self._queue.qsize()
+                                     else await self._queue.get())
+            except TimeoutError:
+                pass
             written = self._report.written
             try:
                 assert self._plan is not None
