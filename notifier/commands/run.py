@@ -35,11 +35,10 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from notifier.daemon import AdminListenError, run_forever
 
-    gc.disable()  # the configuration is built without collections: `tune_gc` freezes it
-    try:
-        config = load(args)
-    finally:
-        tune_gc()
+    # The configuration is loaded with the collector on: with it off, the garbage cycles
+    # that loading 10,000 subscriptions leaves were frozen with it (17 MB of peak memory).
+    config = load(args)
+    tune_gc()
     return_large_blocks()
     # One run per SQLite state: a second exits 2 here, before it touches any claim.
     with hold_state(config.state_url()):
@@ -83,7 +82,6 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-    gc.enable()
 
 
 def run_once(config: Config) -> int:
