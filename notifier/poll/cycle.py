@@ -110,6 +110,9 @@ class Poller:
         self._running = 0
         """Fetch tasks not yet finished (`_inflight` also holds finished, unwritten ones)."""
         self._finished: asyncio.Future[None] | None = None
+        self._covers: tuple[int, bool] = (-1, False)
+        """(plan reading, whether its feeds are every feed in the state): see
+        `_plan_covers_state`."""
         self._queue: asyncio.Queue[Polled] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._report = PollReport()
@@ -201,7 +204,7 @@ class Poller:
                 # so the feeds named are the feeds taken: name a batch, not every feed left
                 # (10,000 ids in each claim's statement cost more than the claim itself).
                 named = list(itertools.islice(unclaimed, size - active))
-            elif force or single:
+            elif force or (single and not await self._plan_covers_state(plan, reading)):
                 named = list(unclaimed)
             due = await self._db(self.store.claim_feeds, self.node.name, now, named,
                                  size - active, self.node.lease, not force)
@@ -259,6 +262,19 @@ class Poller:
         # Everything finished so far is written before the cycle reports.
         await self._queue.join()
         return self._take_report()
+
+    async def _plan_covers_state(self, plan: Plan, reading: int) -> bool:
+        """Whether every feed in the state is one this plan reads (asked once per reading).
+
+        Then a daemon's claim on SQLite need not name its feeds: any due feed is one of
+        them, and the claim walks the `next_due` index instead of matching 10,000 ids (15 ms
+        of CPU per claim, at every tick). Feeds only this process adds (discoveries,
+        followed threads) come with a new reading; a feed no subscription reads any more
+        makes it name them, as before."""
+        if self._covers[0] != reading:
+            count = await self._db(self.store.feed_count)
+            self._covers = (reading, count == len(plan.feed_subs))
+        return self._covers[1]
 
     def _take_report(self) -> PollReport:
         report, self._report = self._report, PollReport()

@@ -210,6 +210,10 @@ class Store(LeaseStore):
                 for row in conn.execute(query)
             }
 
+    def feed_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(feeds)).scalar_one())
+
     def baselined(self) -> dict[str, str | None]:
         """Subscription name -> its feed's URL, for every subscription with a baseline: what
         `run --once` compares before and after a pass, without building every state."""
