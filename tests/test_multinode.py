@@ -353,13 +353,11 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
             config["subscriptions"] = config["subscriptions"][:threads]
             configs[name].write_text(yaml.safe_dump(config), encoding="utf-8")
         logs = {n: tmp_path / f"{n}.log" for n in configs}
-        baseline = subprocess.run(
-            [sys.executable, "-m", "notifier", "run", "--once", "-c", str(configs["d1"])],
-            capture_output=True, text=True, env=_env(), timeout=300, check=False)
+        baseline = run_cli("run", "--once", "-c", str(configs["d1"]), timeout=300)
         assert baseline.returncode == 0, baseline.stderr
         with engine.begin() as conn:  # which node queued each notification
             conn.exec_driver_sql(QUEUE_LOG)
-        procs = {n: _start(configs[n], logs[n]) for n in configs}
+        procs = {n: start(configs[n], logs[n]) for n in configs}
         try:
             def query(sql: str, **params: object) -> list[sa.Row[Any]]:
                 with engine.connect() as conn:
@@ -370,9 +368,9 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
                              "AND lease_until > extract(epoch from now())")
                 return rows[0].lease_owner if rows else None
 
-            _wait_until(lambda: all("poll cycle:" in logs[n].read_text() for n in configs),
-                        60, "both nodes to poll",
-                        lambda: {n: logs[n].read_text()[-1500:] for n in configs})
+            wait_until(lambda: all("poll cycle:" in logs[n].read_text() for n in configs),
+                       60, "both nodes to poll",
+                       explain=lambda: {n: logs[n].read_text()[-1500:] for n in configs})
             # The comments must all be held for the digest before the minute turns. Added
             # over a few seconds, so that both nodes' passes over the due feeds find some.
             while 60 - time.time() % 60 < 30:
@@ -386,16 +384,16 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
             def held() -> int:
                 return len(query("SELECT id FROM outbox WHERE status = 'held'"))
 
-            _wait_until(lambda: held() == threads, 20, "every comment held for the digest",
-                        lambda: query("SELECT entry_key, status FROM outbox"))
+            wait_until(lambda: held() == threads, 20, "every comment held for the digest",
+                       explain=lambda: query("SELECT entry_key, status FROM outbox"))
             assert webhook_receiver.received == []
             queued_by = {r.writer for r in query("SELECT writer FROM queued_by")}
             # Delivery ran when they were queued: one node took the channel.
-            _wait_until(sender, 10, "a node to take the channel")
+            wait_until(sender, 10, "a node to take the channel")
             dying = sender()
             assert dying is not None
             survivor = next(n for n in configs if n != dying)
-            _signal(procs[dying], signal.SIGKILL)
+            signal_group(procs[dying], signal.SIGKILL)
             procs[dying].wait(timeout=10)
             killed_at = time.time()
             assert killed_at < turn, "the machine was too slow to kill before the digest"
@@ -412,8 +410,8 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
                             found.append((int(match.group(2)), int(match.group(1))))
                 return found
 
-            _wait_until(lambda: len(delivered()) >= threads, 60 + LEASE + 20,
-                        "the digest", lambda: (delivered(), query(
+            wait_until(lambda: len(delivered()) >= threads, 60 + LEASE + 20,
+                       "the digest", explain=lambda: (delivered(), query(
                             "SELECT entry_key, status, held_until, claim_owner FROM outbox"),
                             logs[survivor].read_text()[-1500:]))
             time.sleep(INTERVAL)  # a second digest of this minute, were one sent, is here
@@ -422,12 +420,12 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
         finally:
             for proc in procs.values():
                 if proc.poll() is None:
-                    _signal(proc, signal.SIGTERM)
+                    signal_group(proc, signal.SIGTERM)
             for proc in procs.values():
                 try:
                     proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    _signal(proc, signal.SIGKILL)
+                    signal_group(proc, signal.SIGKILL)
                     proc.wait(timeout=5)
 
     assert procs[survivor].returncode == 0, logs[survivor].read_text()

@@ -10,6 +10,7 @@ configuration or the command line is wrong, or the state cannot be opened.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -93,6 +94,10 @@ def _common_options(parser: argparse.ArgumentParser, *, prefix: str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Off while importing (see `notifier.__main__`): what the imports built is frozen, so
+    # the first collection does not walk it.
+    gc.freeze()
+    gc.enable()
     args.config = (getattr(args, "config", None) or args.g_config
                    or os.environ.get("NOTIFIER_CONFIG") or DEFAULT_CONFIG)
     args.verbose += args.g_verbose

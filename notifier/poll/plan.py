@@ -27,7 +27,7 @@ from notifier.discover import Discovery, DiscoveryError, discover
 from notifier.failures import Failure, FailureKind
 from notifier.fetch import Fetcher
 from notifier.models import FeedKind
-from notifier.poll.readers import discovery_failed, needs_discovery, readers
+from notifier.poll.readers import discovery_failed, has_feed, needs_discovery, readers
 from notifier.poll.waiting import wait_while_finishing
 from notifier.store import Store, SubscriptionState
 
@@ -107,6 +107,11 @@ class Plan:
         return min((config.rescan(s) for s in subs), default=None)
 
 
+def _same(read: object, states: object) -> bool:
+    """Whether `states` is the very reading `read` (not just equal to it)."""
+    return read is states
+
+
 class Planner:
     """Builds each cycle's `Plan`; discoveries run in the background, their failures stored
     with when to try again (the same backoff as a failed poll, Retry-After and 410 included)."""
@@ -124,6 +129,8 @@ class Planner:
         self._plan: Plan | None = None
         self._stale = True
         self._steady: Mapping[str, SubscriptionState] | None = None
+        self._lacking: list[Subscription] = []
+        self._lacking_read: Mapping[str, SubscriptionState] | None = None
         """The last states read, while every subscription had its feed and its baseline."""
         self.generation = 0
         """Which reading of the feeds' readers the current plan holds (it grows with each,
@@ -144,7 +151,13 @@ class Planner:
             states = await self._db(self.store.subscription_states)
         now = self._clock()
         started = []
-        for sub in self.config.subscriptions:
+        if not _same(self._lacking_read, states):
+            # Which subscriptions lack their feed changes only with the states read: not
+            # walked again over every subscription at each tick of the daemon.
+            self._lacking = [sub for sub in self.config.subscriptions
+                             if not has_feed(sub, states.get(sub.name))]
+            self._lacking_read = states
+        for sub in self._lacking:
             if sub.name not in self._discovering and needs_discovery(
                     sub, states.get(sub.name), now, force=force):
                 task = asyncio.create_task(self._discover_one(sub), name=f"discover {sub.name}")
@@ -160,9 +173,10 @@ class Planner:
         landed = bool(self._harvested)
         if landed:
             states = await self._db(self.store.subscription_states)
-        self._steady = states if not landed and not self._discovering and all(
+        steady = _same(self._steady, states)  # checked when it was read, and unchanged since
+        self._steady = states if not landed and not self._discovering and (steady or all(
             (state := states.get(sub.name)) is not None and state.feed_id is not None
-            and state.baseline_at is not None for sub in self.config.subscriptions) else None
+            and state.baseline_at is not None for sub in self.config.subscriptions)) else None
         if landed or self._plan is None or self._stale:
             self._stale = False
             self.generation = next(_READINGS)
