@@ -123,6 +123,8 @@ _DIGITS = len(repr(sys.maxsize - 1))
 def _boundary(text: bytes) -> str:
     """A random boundary that no line of `text` is, as `email.generator` makes one."""
     found = base = "=" * 15 + f"{random.randrange(sys.maxsize):0{_DIGITS}d}=="
+    if found.encode("ascii") not in text:
+        return found
     counter = 0
     while re.search(b"^--" + re.escape(found.encode()) + b"(--)?$", text, re.MULTILINE):
         found = f"{base}.{counter}"
