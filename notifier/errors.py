@@ -8,6 +8,7 @@
     ├── DiscoveryError        discover.py       no feed found for what a subscription names
     ├── OpmlError             opml.py           a file to import is not an OPML list of feeds
     ├── TargetBlocked         fetch.py          an address refused by `block_private_networks`
+    ├── Withdrawn             fetch.py          a request called off before it was sent
     ├── UnknownChannelKind    channels/         a `type:` no channel kind registers
     ├── RenderError           render.py         a template failed (also a jinja2.TemplateError)
     ├── AdminListenError      daemon.py         `admin.listen` cannot be bound
