@@ -104,3 +104,20 @@ def test_a_line_break_in_a_header_is_refused_as_before(value: str) -> None:
         header("Subject", value)
     with pytest.raises(ValueError):
         reference(usual(value), "a\n", "b\n", 1)
+
+
+def test_headers_for_an_smtputf8_transaction_are_utf8_as_before() -> None:
+    """An address that is not ASCII: `send_message` flattened with `utf8=True`."""
+    headers = usual("Réponse de Jörg", From="Jörg <jörg@exämple.org>", To="zoë@example.org")
+    msg = EmailMessage(policy=POLICY)
+    for name, value in headers:
+        msg[name] = value
+    msg.set_content("a\n")
+    msg.add_alternative("b\n", subtype="html")
+    out = io.BytesIO()
+    random.seed(3)
+    BytesGenerator(out, policy=POLICY.clone(utf8=True)).flatten(msg, linesep="\r\n")
+    random.seed(3)
+    mine = alternative(b"".join(header(n, v, utf8=True) for n, v in headers), "a\n", "b\n")
+    assert mine == out.getvalue()
+    assert "From: Jörg <jörg@exämple.org>\r\n".encode() in mine

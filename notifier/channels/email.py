@@ -178,6 +178,11 @@ class EmailChannel(Channel):
             raise TypeError(f"channel {name}: expected an email configuration")
         super().__init__(name, config, context)
         self._now = now or (lambda: datetime.now(UTC))
+        self._envelope = (address_of(self.config.from_),
+                          [address_of(to) for to in self.config.to])
+        """The bare addresses of MAIL FROM and RCPT TO, the same for every message."""
+        self._utf8 = not "".join([self._envelope[0], *self._envelope[1]]).isascii()
+        """An address that is not ASCII needs SMTPUTF8, and headers written in UTF-8."""
         self._fixed: dict[tuple[str, str], bytes] = {}
         """Header lines that are the same in every message of this channel, folded once."""
 
@@ -190,7 +195,7 @@ class EmailChannel(Channel):
         if found is None:
             if len(self._fixed) >= 1000:  # List-Id varies by subscription: stay bounded
                 self._fixed.clear()
-            found = self._fixed[key] = header(name, value)
+            found = self._fixed[key] = header(name, value, utf8=self._utf8)
         return found
 
     # --- message ------------------------------------------------------------------------
@@ -223,7 +228,7 @@ class EmailChannel(Channel):
         lines = [
             fixed("From", self.config.from_),
             fixed("To", ", ".join(self.config.to)),
-            header("Subject", subject),
+            header("Subject", subject, utf8=self._utf8),
             header("Date", format_datetime(self._now())),
             header("Message-ID", message_id(notice.notification_id, domain)),
             header("In-Reply-To", root),
@@ -353,11 +358,19 @@ class EmailChannel(Channel):
 
     def _deliver(self, smtp: smtplib.SMTP, msg: bytes) -> None:
         """Send one message on an open connection; runs in a worker thread."""
-        recipients = [address_of(to) for to in self.config.to]
+        sender, recipients = self._envelope
         try:
-            # What `send_message` would do with the parsed message: the envelope's
-            # addresses are ASCII (checked in the configuration), so no SMTPUTF8.
-            refused = smtp.sendmail(address_of(self.config.from_), recipients, msg)
+            # What `smtplib.send_message` did with the message: SMTPUTF8 for an address
+            # that is not ASCII, refused by a server that does not offer it.
+            options: tuple[str, ...] = ()
+            if self._utf8:
+                if not smtp.has_extn("smtputf8"):
+                    raise smtplib.SMTPNotSupportedError(
+                        "One or more source or delivery addresses require internationalized "
+                        "email support, but the server does not advertise the required "
+                        "SMTPUTF8 capability")
+                options = ("SMTPUTF8", "BODY=8BITMIME")
+            refused = smtp.sendmail(sender, recipients, msg, options)
         except smtplib.SMTPRecipientsRefused as exc:
             raise self._all_refused(exc.recipients) from None
         except smtplib.SMTPResponseException as exc:

@@ -65,6 +65,8 @@ class _Policy(_Base):
 # sent quoted-printable or base64. `default` also refuses CR/LF in header values.
 POLICY = _Policy().clone(cte_type="7bit")
 _WIRE = POLICY.clone(linesep="\r\n")
+_WIRE_UTF8 = _WIRE.clone(utf8=True)
+"""For a server that is sent SMTPUTF8 (an address that is not ASCII): headers in UTF-8."""
 _MAX_LINE = POLICY.max_line_length or 78
 _PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
 """Printable ASCII words, single spaces between: what every header kind writes unchanged."""
@@ -76,12 +78,14 @@ _AS_WRITTEN = frozenset({"subject", "date", "message-id", "in-reply-to", "refere
 re-renders, always go through it)."""
 
 
-def header(name: str, value: str) -> bytes:
-    """`Name: value` and its line end as the policy folds it on the wire."""
+def header(name: str, value: str, *, utf8: bool = False) -> bytes:
+    """`Name: value` and its line end as the policy folds it on the wire (`utf8`: as
+    `smtplib.send_message` folds it for an SMTPUTF8 transaction)."""
     if (name.lower() in _AS_WRITTEN and len(name) + 2 + len(value) <= _MAX_LINE
             and "=?" not in value and _PLAIN_VALUE.fullmatch(value)):
         return f"{name}: {value}\r\n".encode("ascii")
-    return bytes(_WIRE.fold_binary(name, _WIRE.header_store_parse(name, value)[1]))
+    wire = _WIRE_UTF8 if utf8 else _WIRE
+    return bytes(wire.fold_binary(name, wire.header_store_parse(name, value)[1]))
 
 
 _TEXT_HEAD = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n'
