@@ -239,7 +239,7 @@ async def run_once(config: Config) -> OnceResult:
         polling = True
 
         async def deliver_while_polling() -> None:
-            while polling:
+            while polling and early:
                 await queued.wait()
                 queued.clear()
                 if polling:
