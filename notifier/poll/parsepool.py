@@ -354,6 +354,8 @@ class ParsePool:
         try:
             async with self._suspect_free if suspect else self._free:
                 for _ in range(3):  # a job a worker left untouched (it retired) goes again
+                    if self.closed:  # shut down meanwhile: no new worker
+                        return "stopping"
                     try:
                         worker = await self._borrow(suspect)
                     except (OSError, EOFError) as exc:
