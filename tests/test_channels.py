@@ -459,14 +459,14 @@ def test_email_a_bug_building_the_next_message_still_tells_the_sent_one(
     """The next message is built while one is on the wire: a bug met there must not stop
     the batch before the message already sent is reported (else it is sent again)."""
     items = [make_notice(n) for n in (5, 6, 7)]
-    original = EmailChannel.build_message
+    original = EmailChannel.message_bytes
 
     def buggy(self: EmailChannel, notice: Notice) -> Any:
         if notice.notification_id == items[1].notification_id:
             raise RuntimeError("a bug in building")
         return original(self, notice)
 
-    monkeypatch.setattr(EmailChannel, "build_message", buggy)
+    monkeypatch.setattr(EmailChannel, "message_bytes", buggy)
     told: list[SendResult] = []
 
     async def send(context: ChannelContext) -> None:

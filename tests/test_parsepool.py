@@ -57,6 +57,29 @@ def test_an_overrunning_parse_is_cut_and_its_worker_replaced() -> None:
             os.kill(pid, 0)
 
 
+def test_a_body_waiting_behind_an_overrunning_parse_is_parsed_by_the_next_worker() -> None:
+    """A worker holds the next body while it parses (no idle round trip between bodies):
+    the body behind a parse that overruns is not lost with the killed worker, and its own
+    time limit starts only when a worker takes it up."""
+    bomb = rss_with_author("a" * 200_000, "UTF-16")
+
+    async def drive() -> tuple[object, list[object]]:
+        pool = ParsePool(workers=1, time_limit=1.0)
+        try:
+            await pool.parse(atom(1), "http://blog.test/warm/feed/atom/", {})  # started
+            stuck = asyncio.create_task(pool.parse(bomb, "http://blog.test/bomb/", {}))
+            await asyncio.sleep(0)  # the bomb goes first, the others queue behind it
+            behind = [asyncio.create_task(pool.parse(atom(n), f"http://blog.test/{n}/", {}))
+                      for n in (2, 3, 4)]
+            return await stuck, list(await asyncio.gather(*behind))
+        finally:
+            pool.shutdown()
+
+    stuck, behind = asyncio.run(drive())
+    assert str(stuck) == "parser took more than 1 s"
+    assert [len(p.entries) if isinstance(p, ParsedFeed) else p for p in behind] == [2, 3, 4]
+
+
 def test_a_suspect_body_never_holds_up_the_ordinary_feeds() -> None:
     bomb = rss_with_author("a" * 200_000, "UTF-16")  # over 1 MiB: parsed in its own lane
 

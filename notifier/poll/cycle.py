@@ -113,7 +113,8 @@ class Poller:
         self._covers: tuple[int, bool] = (-1, False)
         """(plan reading, whether its feeds are every feed in the state): see
         `_plan_covers_state`."""
-        self._queue: asyncio.Queue[Polled] = asyncio.Queue()
+        self._queue: asyncio.Queue[Polled | None] = asyncio.Queue()
+        """Finished polls for the writer; None says the cycle has nothing more for now."""
         self._writer: asyncio.Task[None] | None = None
         self._report = PollReport()
         self._plan: Plan | None = None
@@ -260,7 +261,9 @@ class Poller:
             await asyncio.gather(*tasks, return_exceptions=True)
         else:
             await wait_while_finishing(tasks, STRAGGLER_WAIT, CYCLE_WAIT)
-        # Everything finished so far is written before the cycle reports.
+        # Everything finished so far is written before the cycle reports, at once: the
+        # writer need not linger for more polls of this cycle.
+        await self._queue.put(None)
         await self._queue.join()
         return self._take_report()
 
@@ -361,14 +364,24 @@ class Poller:
     async def _write(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
-            # Linger briefly so that a batch, and so a transaction, covers many feeds. One
-            # deadline for the batch, not `wait_for` per poll (a task and a timer each).
+            first = await self._queue.get()
+            if first is None:  # the cycle ended while nothing was waiting to be written
+                self._queue.task_done()
+                continue
+            batch = [first]
+            ends = 0
+            # Linger briefly so that a batch, and so a transaction, covers many feeds; not
+            # past the end of the cycle (nothing more is coming then). One deadline for the
+            # batch, not `wait_for` per poll (a task and a timer each).
             try:
                 async with asyncio.timeout_at(loop.time() + BATCH_LINGER):
                     while len(batch) < WRITE_BATCH:
-                        batch.append(self._queue.get_nowait() if self._queue.qsize()
-                                     else await self._queue.get())
+                        more = (self._queue.get_nowait() if self._queue.qsize()
+                                else await self._queue.get())
+                        if more is None:
+                            ends += 1
+                            break
+                        batch.append(more)
             except TimeoutError:
                 pass
             written = self._report.written
@@ -392,6 +405,8 @@ class Poller:
                     self.node.feeds.discard(polled.feed.id)
                     if polled.feed.id not in written:
                         self._abandoned.add(polled.feed.id)
+                    self._queue.task_done()
+                for _ in range(ends):
                     self._queue.task_done()
 
     async def _write_batch(self, batch: list[Polled], plan: Plan, report: PollReport) -> None:

@@ -14,7 +14,9 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   feed whose parse overran before), exits after answering and a fresh one takes its place
   when next needed, so one big feed does not keep its memory for the daemon's life;
 - **less to hold**: entries beyond `MAX_ENTRIES` are cut from the body before it is sent;
-- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck.
+- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck;
+- **no idle worker**: an ordinary worker holds `PIPELINE_DEPTH` bodies, the next one in its
+  pipe while it parses; each body's time limit starts when the worker takes it up.
 
 Failures are data (a `failures.Failure`: a kind and a message), as everywhere in the poll path.
 """
@@ -28,6 +30,8 @@ import multiprocessing
 import os
 import resource
 import signal
+import threading
+from collections import deque
 from collections.abc import Callable
 from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
@@ -60,8 +64,15 @@ SUSPECT_BYTES = 1024 * 1024
 """A body larger than this, or from a URL whose parse overran before, is parsed in the
 suspect lane (one worker of its own), so slow parses never queue the quick ones."""
 MAX_SUSPECT_URLS = 10_000
+PIPELINE_DEPTH = 2
+"""Bodies an ordinary worker holds at once: the next one waits in its pipe while it parses,
+so it never idles while the daemon (busy fetching, writing, sending mail) takes an answer
+and hands over the next body, a round trip through the event loop and the GIL that cost
+2-4 ms a body, a third of a parse. A suspect's worker takes one at a time."""
 
 Job = Callable[..., Any]
+_UNTOUCHED = object()
+"""A job's answer when its worker went (retired, killed) before taking it."""
 
 
 def _parse_job(body: bytes, url: str, headers: dict[str, str],
@@ -134,6 +145,25 @@ def _serve(conn: Connection, memory_limit: int) -> None:
             return
 
 
+class _Job:
+    """One job sent to a worker: when it began (the job ahead answered), and its answer."""
+
+    __slots__ = ("done", "started")
+
+    def __init__(self) -> None:
+        self.started: concurrent.futures.Future[object] = concurrent.futures.Future()
+        self.done: concurrent.futures.Future[object] = concurrent.futures.Future()
+
+
+def _settle(future: concurrent.futures.Future[object], value: object) -> None:
+    """Resolve `future` unless it was resolved or cancelled (a caller gave up on it)."""
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        if isinstance(value, BaseException):
+            future.set_exception(value)
+        else:
+            future.set_result(value)
+
+
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
@@ -159,13 +189,59 @@ class _Worker:
         if not self.conn.poll(WORKER_START_LIMIT) or self.conn.recv() != "ready":
             self.kill()
             raise OSError("a parse worker did not start")
+        self.start_reading()
 
-    def roundtrip(self, job: tuple[Job, tuple[Any, ...]]) -> object:
-        """Send a job and wait for its answer (runs on a thread: both may block)."""
-        self.conn.send(job)
-        retire, result = self.conn.recv()
-        self.retired = bool(retire)
-        return result
+    def start_reading(self) -> None:
+        self._pending: deque[_Job] = deque()
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self.dead = False
+        threading.Thread(target=self._read, name="parse-answers", daemon=True).start()
+
+    def submit(self, job: tuple[Job, tuple[Any, ...]]) -> _Job:
+        """Queue a job in the worker's pipe (runs on a thread: the send may wait for the
+        worker to finish the job ahead); its `started` resolves when the worker takes it."""
+        pending = _Job()
+        with self._send_lock:
+            with self._lock:
+                if self.dead or self.retired:
+                    raise EOFError("the worker is gone")
+                self._pending.append(pending)
+                if len(self._pending) == 1:
+                    pending.started.set_result(None)
+            try:
+                self.conn.send(job)
+            except (OSError, ValueError) as exc:
+                self._fail_all()
+                raise EOFError(str(exc)) from None
+        return pending
+
+    def _read(self) -> None:
+        """Answers in the order the jobs were sent; the next job starts as one is answered."""
+        while True:
+            try:
+                retire, result = self.conn.recv()
+            except (EOFError, OSError, ValueError, TypeError):
+                self._fail_all()
+                return
+            with self._lock:
+                done = self._pending.popleft() if self._pending else None
+                if retire:
+                    self.retired = True  # it exits now: a job behind was never started
+                following = self._pending[0] if self._pending and not retire else None
+            if done is not None:
+                _settle(done.done, result)
+            if following is not None:
+                _settle(following.started, None)
+
+    def _fail_all(self) -> None:
+        with self._lock:
+            self.dead = True
+            pending = list(self._pending)
+            self._pending.clear()
+        for job in pending:
+            _settle(job.started, EOFError())
+            _settle(job.done, EOFError())
 
     def kill(self) -> None:
         with contextlib.suppress(Exception):
@@ -202,9 +278,10 @@ class ParsePool:
         self._size = max(1, workers if workers is not None else min((os.cpu_count() or 2) - 1, 4))
         self.time_limit = time_limit
         self.memory_limit = memory_limit
-        self._idle: dict[bool, list[_Worker]] = {False: [], True: []}
-        """Idle workers per lane (suspect or not): the suspect lane never takes a warm
-        worker from the ordinary one."""
+        self._lanes: dict[bool, dict[_Worker, int]] = {False: {}, True: {}}
+        """Each lane's workers (suspect or not) and the jobs each is given now: the suspect
+        lane never takes a warm worker from the ordinary one."""
+        self._starting: dict[bool, asyncio.Future[_Worker] | None] = {False: None, True: None}
         self._all: set[_Worker] = set()
         self._free: asyncio.Semaphore | None = None
         self._suspect_free: asyncio.Semaphore | None = None
@@ -250,66 +327,104 @@ class ParsePool:
         if self._closed:
             return "stopping"
         if self._free is None or self._suspect_free is None:
-            self._free = asyncio.Semaphore(self._size)
+            self._free = asyncio.Semaphore(self._size * PIPELINE_DEPTH)
             self._suspect_free = asyncio.Semaphore(1)
         loop = asyncio.get_running_loop()
         resume = pause_budget(budget, loop)
         try:
             async with self._suspect_free if suspect else self._free:
-                try:
-                    worker = await self._borrow(suspect)
-                except (OSError, EOFError) as exc:
-                    return f"parser worker did not start: {exc}"
-                finally:
-                    resume()
-                return await self._run_on(worker, fn, args, suspect, loop)
+                for _ in range(3):  # a job a worker left untouched (it retired) goes again
+                    if self.closed:  # shut down meanwhile: no new worker
+                        return "stopping"
+                    try:
+                        worker = await self._borrow(suspect)
+                    except (OSError, EOFError) as exc:
+                        return f"parser worker did not start: {exc}"
+                    result = await self._run_on(worker, fn, args, suspect, loop, resume)
+                    if result is not _UNTOUCHED:
+                        return result
+                return "parser worker died (out of memory?)"
         finally:
             resume()  # also when cancelled while waiting
 
     async def _run_on(self, worker: _Worker, fn: Job, args: tuple[Any, ...], suspect: bool,
-                      loop: asyncio.AbstractEventLoop) -> object:
-        """The job on a borrowed worker, within the time limit; the worker given back."""
-        if self.closed:
-            self._discard(worker)
-            return "stopping"
-        assert self._threads is not None
+                      loop: asyncio.AbstractEventLoop, resume: Callable[[], None]) -> object:
+        """The job on a borrowed worker, within the time limit once the worker takes it;
+        the worker given back. `_UNTOUCHED` when the worker went before taking it."""
         try:
-            future = loop.run_in_executor(self._threads, worker.roundtrip, (fn, args))
-            result = await asyncio.wait_for(future, self.time_limit)
-        except TimeoutError:
-            self._discard(worker)
-            return f"parser took more than {self.time_limit:g} s"
-        except (EOFError, OSError, ValueError):
-            self._discard(worker)
-            return "parser worker died (out of memory?)"
+            if self.closed:
+                self._discard(worker)
+                return "stopping"
+            assert self._threads is not None
+            try:
+                job = await loop.run_in_executor(self._threads, worker.submit, (fn, args))
+                # The job ahead of this one has its own time limit: waiting for it is
+                # waiting for a worker, as in the queue (the caller's budget stands still).
+                await asyncio.wrap_future(job.started)
+            except (EOFError, OSError, ValueError):
+                self._discard(worker)
+                return _UNTOUCHED
+            resume()
+            try:
+                result = await asyncio.wait_for(asyncio.wrap_future(job.done), self.time_limit)
+            except TimeoutError:
+                self._discard(worker)
+                return f"parser took more than {self.time_limit:g} s"
+            except (EOFError, OSError, ValueError):
+                self._discard(worker)
+                return "parser worker died (out of memory?)"
+            return result
         except BaseException:
             self._discard(worker)  # cancelled mid-parse: its state is unknown
             raise
-        if worker.retired or suspect:
+        finally:
+            self._give_back(worker, suspect)
+
+    def _give_back(self, worker: _Worker, suspect: bool) -> None:
+        lane = self._lanes[suspect]
+        if worker not in lane:
+            return  # discarded already
+        lane[worker] -= 1
+        if lane[worker] <= 0 and (worker.retired or worker.dead or suspect):
             # A suspect's worker has just held a big or hostile parse: a fresh one
             # costs less than what it may keep.
             self._discard(worker)
-        else:
-            self._idle[suspect].append(worker)
-        return result
 
     async def _borrow(self, suspect: bool) -> _Worker:
         if self._threads is None:
             self._threads = concurrent.futures.ThreadPoolExecutor(
-                self._size + 1, thread_name_prefix="parse-io")
-        if self._idle[suspect]:
-            return self._idle[suspect].pop()
-        # Starting a process imports feedparser: seconds on a busy machine, off the loop.
-        loop = asyncio.get_running_loop()
-        worker = await loop.run_in_executor(self._threads, _Worker, self.memory_limit)
-        self._all.add(worker)
-        return worker
+                (self._size + 1) * PIPELINE_DEPTH, thread_name_prefix="parse-io")
+        lane = self._lanes[suspect]
+        depth = 1 if suspect else PIPELINE_DEPTH
+        wanted = 1 if suspect else self._size
+        while True:
+            usable = [w for w, n in lane.items() if n < depth and not (w.retired or w.dead)]
+            if usable:
+                worker = min(usable, key=lambda w: lane[w])
+                lane[worker] += 1
+                return worker
+            starting = self._starting[suspect]
+            live = sum(1 for w in lane if not (w.retired or w.dead))
+            if starting is not None and live + 1 >= wanted:
+                await asyncio.shield(starting)  # share the worker being started
+                continue
+            # Starting a process imports feedparser: seconds on a busy machine, off the loop.
+            loop = asyncio.get_running_loop()
+            future = loop.run_in_executor(self._threads, _Worker, self.memory_limit)
+            self._starting[suspect] = future
+            try:
+                worker = await future
+            finally:
+                if self._starting[suspect] is future:
+                    self._starting[suspect] = None
+            self._all.add(worker)
+            lane[worker] = 1
+            return worker
 
     def _discard(self, worker: _Worker) -> None:
         self._all.discard(worker)
-        for idle in self._idle.values():
-            with contextlib.suppress(ValueError):
-                idle.remove(worker)
+        for lane in self._lanes.values():
+            lane.pop(worker, None)
         worker.kill()
 
     @property
@@ -323,13 +438,13 @@ class ParsePool:
         """Stop every worker now, a stuck one included: nothing they do needs finishing."""
         self._closed = True
         for worker in list(self._all):
-            if any(worker in idle for idle in self._idle.values()):
-                worker.stop()
+            if not any(lane.get(worker) for lane in self._lanes.values()):
+                worker.stop()  # idle
             else:
                 worker.kill()
         self._all.clear()
-        for idle in self._idle.values():
-            idle.clear()
+        for lane in self._lanes.values():
+            lane.clear()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None

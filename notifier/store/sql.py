@@ -396,23 +396,43 @@ class Store(LeaseStore):
             return self._write_polls(conn, records)
 
     def _write_polls(self, conn: Connection, records: Iterable[PollRecord]) -> int:
-        """`record_polls` inside the caller's transaction (also the fenced write's)."""
-        queued = 0
+        """`record_polls` inside the caller's transaction (also the fenced write's).
+
+        Statements of one shape are sent together (an executemany), whichever feeds they
+        are for: the feed rows, the new entries, the notifications. A changed feed wrote
+        four statements of its own, most of what it cost the store beyond a 304. The
+        notifications are inserted last, in the order of the records and of their notices,
+        so their ids (the order of delivery among equals) are as one by one."""
         plain: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        news: list[dict[str, Any]] = []
+        queued: list[PollRecord] = []
         for record in records:
-            if _feed_row_only(record):
+            if record.failure is None and not record.new_url:
                 values = _feed_values(record)
-                rows = plain.setdefault(tuple(values), [])
-                rows.append({f"v_{k}": v for k, v in values.items()}
-                            | {"v_id": record.feed_id})
+                added = len(record.new_entries)
+                shape = (*values, "entries_seen") if added else tuple(values)
+                row = {f"v_{k}": v for k, v in values.items()} | {"v_id": record.feed_id}
+                if added:
+                    row["v_entries_seen"] = added
+                plain.setdefault(shape, []).append(row)
             else:
-                queued += self._record_poll(conn, record)
+                self._write_feed_row(conn, record)
+            if not _feed_row_only(record):
+                news.extend({**_entry_row(e), "feed_id": record.feed_id,
+                             "first_seen": record.polled_at} for e in record.new_entries)
+                self._record_poll(conn, record)
+                if record.notices:
+                    queued.append(record)
         for keys, rows in plain.items():
             conn.execute(feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
-                {k: sa.bindparam(f"v_{k}") for k in keys}), rows)
-        return queued
+                {k: (feeds.c.entries_seen + sa.bindparam("v_entries_seen")
+                     if k == "entries_seen" else sa.bindparam(f"v_{k}")) for k in keys}), rows)
+        if news:
+            conn.execute(self._insert(entries).on_conflict_do_nothing(), news)
+        return self._queue_notices(conn, queued) if queued else 0
 
-    def _record_poll(self, conn: Connection, record: PollRecord) -> int:
+    def _write_feed_row(self, conn: Connection, record: PollRecord) -> None:
+        """A failed poll's row (its error count goes up), or one whose feed moved."""
         values: dict[str, Any] = _feed_values(record)
         if record.failure is not None:
             values["error_count"] = feeds.c.error_count + 1
@@ -425,10 +445,8 @@ class Store(LeaseStore):
             values["entries_seen"] = feeds.c.entries_seen + len(record.new_entries)
         conn.execute(feeds.update().where(feeds.c.id == record.feed_id).values(**values))
 
-        if record.new_entries:
-            rows = [{**_entry_row(e), "feed_id": record.feed_id, "first_seen": record.polled_at}
-                    for e in record.new_entries]
-            conn.execute(self._insert(entries).on_conflict_do_nothing(), rows)
+    def _record_poll(self, conn: Connection, record: PollRecord) -> None:
+        """What a poll changes besides its feed's row, its new entries and notifications."""
         for entry in record.changed_entries:
             conn.execute(entries.update().where(
                 entries.c.feed_id == record.feed_id, entries.c.key == entry.key,
@@ -444,21 +462,23 @@ class Store(LeaseStore):
                 subscriptions.c.name.in_(list(record.baselines)),
                 subscriptions.c.baseline_at.is_(None),
             ).values(baseline_at=record.polled_at))
-        if not record.notices:
-            return 0
-        keys = sorted({n.entry_key for n in record.notices})
-        ids: dict[str, int] = {}
-        for chunk in _chunks(keys):
-            ids.update({row.key: row.id for row in conn.execute(
-                sa.select(entries.c.key, entries.c.id).where(
-                    entries.c.feed_id == record.feed_id, entries.c.key.in_(chunk)))})
+
+    def _queue_notices(self, conn: Connection, records: Sequence[PollRecord]) -> int:
+        """Queue the records' notifications, in order; how many were new."""
+        wanted = sorted({(r.feed_id, n.entry_key) for r in records for n in r.notices})
+        ids: dict[tuple[int, str], int] = {}
+        for chunk in _chunks(wanted):
+            found = conn.execute(sa.select(entries.c.feed_id, entries.c.key, entries.c.id).where(
+                entries.c.feed_id.in_(sorted({f for f, _ in chunk})),
+                entries.c.key.in_(sorted({k for _, k in chunk}))))
+            ids.update({(row.feed_id, row.key): row.id for row in found})
         rows = [{
             "notification_id": new_notification_id(), "subscription": n.subscription,
-            "channel": n.channel, "entry_id": ids[n.entry_key], "entry_key": n.entry_key,
-            "revision": n.revision, "missing": n.missing, "status": "queued", "attempts": 0,
-            "next_attempt": record.polled_at, "created": record.polled_at,
-            "digest_id": n.digest_id,
-        } for n in record.notices if n.entry_key in ids]
+            "channel": n.channel, "entry_id": ids[(r.feed_id, n.entry_key)],
+            "entry_key": n.entry_key, "revision": n.revision, "missing": n.missing,
+            "status": "queued", "attempts": 0, "next_attempt": r.polled_at,
+            "created": r.polled_at, "digest_id": n.digest_id,
+        } for r in records for n in r.notices if (r.feed_id, n.entry_key) in ids]
         if not rows:
             return 0
         # RETURNING counts what was really inserted; rowcount is unreliable for batches.
