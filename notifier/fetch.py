@@ -621,7 +621,10 @@ class Fetcher:
             # Before TimeoutError: aiohttp's connect timeout is also a TimeoutError.
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
-            log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
+            # Never the exception's repr: aiohttp's carries the request, its URL's token
+            # and its Authorization header included. Its text, on one line, URLs redacted.
+            log.debug("fetch %s failed: %s (%s: %s)", redact.url(hop.url), reason,
+                      type(exc).__name__, redact.urls_in(" ".join(str(exc).split())))
             return self._failure(url, hop, reason, transport_failure_kind(exc))
         except TimeoutError:
             hop.spent += time.monotonic() - started

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
+import logging
 import socket
 import threading
 import time
@@ -398,6 +400,23 @@ def test_global_limit_spans_hosts(blog_server: BlogServer) -> None:
     took = time.monotonic() - started
     assert [r.error for r in results] == [None, None]
     assert took >= 0.6  # one after the other: two answers of 0.3 s each
+
+
+def test_a_broken_answer_is_logged_without_the_feeds_secrets(
+        blog_server: BlogServer, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp's error for a malformed answer carries the request: its URL (a token in the
+    query) and its headers (the Basic credentials of `user:password@`). `-v` must show
+    neither."""
+    blog_server.override("/broken", headers={"Content-Length": "nonsense"}, body=b"x")
+    url = blog_server.url("/broken?token=SECRET123").replace("://", "://reader:hunter22@")
+    with caplog.at_level(logging.DEBUG, logger="notifier"):
+        result = get(url)
+    assert result.error == "the server broke the HTTP protocol or closed the connection early"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/broken?token=" in logged and "Content-Length" in logged  # still says what broke
+    assert "SECRET123" not in logged and "hunter22" not in logged
+    basic = base64.b64encode(b"reader:hunter22").decode()
+    assert basic not in logged
 
 
 def test_transport_errors_are_described_without_urls() -> None:
