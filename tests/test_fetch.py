@@ -376,15 +376,6 @@ def test_injected_client_is_used_and_left_open(blog_server: BlogServer) -> None:
     assert not closed
 
 
-def test_httpx_info_logs_are_silenced() -> None:
-    import logging
-
-    logging.getLogger("httpx").setLevel(logging.INFO)
-    run_with(FetchSettings(), lambda fetcher: asyncio.sleep(0))
-    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
-    assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
-
-
 def test_global_limit_spans_hosts(blog_server: BlogServer) -> None:
     # 127.0.0.1 and localhost are two hosts to the per-host limit but share the global one.
     blog_server.override("/slow", drip=(4, 0.1), repeat=2)

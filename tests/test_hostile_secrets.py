@@ -20,6 +20,7 @@ import yaml
 
 from notifier.cli import main
 from tests.support.blog_server import BlogServer
+from tests.support.configs import SECRET_PATH, chat_channel
 from tests.support.daemon import cli_env
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_hostile_feeds import HEALTHY, atom, hook_texts, status
@@ -138,3 +139,27 @@ def test_a_wrong_database_url_is_named_by_check_without_its_password(
         assert main([command, "-c", str(config)]) == 2
         err = capsys.readouterr().err
         assert f"{config}:1: {said}" in err and PASSWORD not in err, err
+
+
+def test_vv_shows_the_libraries_http_lines_without_a_webhooks_token(
+        tmp_path: Path, webhook_receiver: WebhookReceiver) -> None:
+    """README: `-v` adds notifier's debug detail, `-vv` also the libraries' (HTTP, SQL,
+    scheduler). The HTTP client names the request's whole URL; the webhook's token in its
+    path must not reach the log even then."""
+    config = tmp_path / "notifier.yaml"
+    config.write_text(f"""\
+state: sqlite:///state.db
+channels:
+{chat_channel("team", webhook_receiver, "slack")}subscriptions:
+  - name: thread
+    url: https://blog.example.org/
+    notify: [team]
+""", encoding="utf-8")
+    one = notifier("-v", "test-channel", "team", "-c", str(config))
+    two = notifier("-vv", "test-channel", "team", "-c", str(config))
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr)
+    assert "HTTP Request: POST" not in one.stderr, one.stderr
+    assert "HTTP Request: POST http://127.0.0.1/…" in two.stderr, two.stderr
+    token = SECRET_PATH.rsplit("/", 1)[1]
+    for text in (one.stdout, one.stderr, two.stdout, two.stderr):
+        assert token not in text and "T000/B000" not in text, text
