@@ -297,8 +297,10 @@ def test_one_bad_feed_never_stops_the_others(
     first = run_once(config)
     assert first.returncode == 1
     assert "subscription gone:" in first.stderr and "404" in first.stderr
-    # The failed discovery counts as a failed feed in the cycle's summary.
-    assert "3 feeds polled (0 unchanged, 1 failed)" in first.stderr
+    # The failed discovery is named in the cycle's summary as `status` names it; it is
+    # not a feed polled.
+    assert ("2 feeds polled (0 unchanged, 0 failed), 1 subscription without a feed "
+            "(discovery failed)") in first.stderr
 
     blog_server.scenario = "02-markup-comment"
     blog_server.override("/comments/feed/atom/", status=500, repeat=None)
@@ -339,7 +341,8 @@ def test_the_cycle_summary_counts_failures_by_kind_in_text_and_json(
     text = run_once(config)
     assert text.returncode == 1
     assert "/comments/feed/atom/: HTTP 500 Internal Server Error" in text.stderr
-    assert "2 feeds polled (0 unchanged, 2 failed)" in text.stderr
+    assert ("1 feeds polled (0 unchanged, 1 failed), 1 subscription without a feed "
+            "(discovery failed)") in text.stderr
     assert "; failed: 2 http" in text.stderr
     assert "will not pass by waiting" not in text.stderr
 
@@ -347,7 +350,8 @@ def test_the_cycle_summary_counts_failures_by_kind_in_text_and_json(
     assert result.returncode == 1
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     (done,) = [line for line in lines if line["message"].startswith("cycle done:")]
-    assert done["failures"] == {"http": 2} and done["feeds_failed"] == 2
+    assert done["failures"] == {"http": 2} and done["feeds_failed"] == 1
+    assert done["subscriptions_without_feed"] == 1
     (failed,) = [line for line in lines if line["message"].startswith("poll ")
                  and "failed" in line["message"]]
     assert failed["kind"] == "http" and failed["feed"].endswith("/comments/feed/atom/")
@@ -367,7 +371,8 @@ def test_a_failure_that_needs_a_person_says_so_in_the_cycle_summary(
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     result = run_once(config)
     assert result.returncode == 1
-    assert "1 feeds polled (0 unchanged, 1 failed)" in result.stderr
+    assert ("0 feeds polled (0 unchanged, 0 failed), 1 subscription without a feed "
+            "(discovery failed)") in result.stderr
     assert "; failed: 1 discovery (1 will not pass by waiting" in result.stderr
 
 
