@@ -31,7 +31,7 @@ from notifier.store.records import StoreError
 
 log = logging.getLogger("notifier")
 
-__all__ = ["backup", "hold_state", "sqlite_path", "unwritable"]
+__all__ = ["backup", "folder_problem", "hold_state", "sqlite_path", "unwritable"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -45,8 +45,24 @@ def sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why the state file `path` cannot be created or opened because of its folder (what
+    the person must do: create the folder or correct `state:`); None when the folder is there.
+    """
+    folder = path.parent
+    if folder.is_dir():
+        return None
+    what = "is not a folder" if folder.exists() else "does not exist"
+    return (f"state {path}: its folder {folder} {what}; create it (mkdir -p {folder}) or "
+            "correct `state:` in the configuration")
+
+
 def check_file(path: Path) -> None:
-    """Warn about a state about to be created; refuse one that is not SQLite."""
+    """Warn about a state about to be created; refuse one that is not SQLite, or whose
+    folder is missing (no state was lost then: there was never one there)."""
+    problem = folder_problem(path)
+    if problem is not None:
+        raise StoreError(problem)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
