@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watches blog posts and comment threads and tells people, by email or "
                     "chat, when something new is said: a new post, a new comment, a reply.",
         epilog="Exit status: 0 success; 1 a feed or delivery failed, or notifications are "
-               "still failing (run --once); 2 bad configuration or usage. `notifier COMMAND "
+               "still failing or a channel is disabled (run --once); 2 bad configuration, "
+               "usage or state file. `notifier COMMAND "
                "-h` for each command. The README (also installed in share/doc/notifier/) "
                "describes the configuration format.")
     # The common options are accepted before the command and after it (`notifier -v run`,
