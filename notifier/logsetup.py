@@ -34,7 +34,11 @@ class LibraryRedactor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name != "notifier" and not record.name.startswith("notifier."):
-            record.msg = redact.destinations_in(record.getMessage())
+            try:
+                message = record.getMessage()
+            except Exception:  # a library's bad format arguments: `emit` reports those
+                return True
+            record.msg = redact.destinations_in(message)
             record.args = None
         return True
 
