@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.support.blog_server import REST_COMMENTS_PATH, BlogServer
 from tests.support.configs import SECRET_PATH, chat_channel, email_channel
 from tests.support.daemon import kill_group, run_cli, start
+from tests.support.feed_farm import FeedFarm
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -435,3 +436,46 @@ def test_blocking_private_networks_refuses_a_loopback_feed(
     assert result.returncode == 1
     assert "127.0.0.1 is a private or local address" in result.stderr
     assert blog_server.requests == []
+
+
+def test_run_once_sends_as_it_polls_but_a_burst_channel_waits_for_the_whole_poll(
+        tmp_path: Path) -> None:
+    """run --once delivers while it polls, except on a channel with a `burst_limit`: that
+    one sums up what the whole pass found. Nine comments on three threads, polled one after
+    the other (one slot on a slow host): the burst channel gets one summary, not three
+    messages per thread as each poll is written; the other channel gets all nine."""
+    burst, each = WebhookReceiver().start(), WebhookReceiver().start()
+    try:
+        with FeedFarm(3) as farm:
+            config = tmp_path / "notifier.yaml"
+            config.write_text(f"""\
+state: sqlite:///state.db
+http: {{per_host: 1}}
+channels:
+  burst:
+    type: webhook
+    url: "{burst.url}"
+    format: slack
+    burst_limit: 5
+  each:
+    type: webhook
+    url: "{each.url}"
+    format: slack
+subscriptions:
+""" + "".join(subscription(f"thread-{i}", farm.origin + farm.path(i), "burst, each")
+              for i in range(3)), encoding="utf-8")
+            first = run_once(config)
+            assert first.returncode == 0, first.stderr
+            for thread in range(3):
+                for _ in range(3):
+                    farm.add_comment(thread)
+            farm.delay = 0.4  # each poll is written on its own, more than a batch lingers
+            second = run_once(config)
+            assert second.returncode == 0, second.stderr
+        summaries = [str(json.loads(r.body)["text"]) for r in burst.received]
+        singles = [str(json.loads(r.body)["text"]) for r in each.received]
+    finally:
+        burst.stop()
+        each.stop()
+    assert len(summaries) == 1 and summaries[0].startswith("9 new comments"), summaries
+    assert len(singles) == 9, singles
