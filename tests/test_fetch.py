@@ -38,6 +38,7 @@ from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
 from notifier.poll import Poller, StoreThread
 from notifier.poll.parsepool import ParsePool
+from notifier.poll.plan import Plan, Planner
 from notifier.poll.retrieve import Polled
 from notifier.store import FeedState, Store
 from tests.support.blog_server import POST_PATH, BlogServer
@@ -531,3 +532,40 @@ def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path)
         assert [p.failure for p in polled] == [None] * len(feeds)
         assert all(p.parsed is not None and len(p.parsed.entries) == 2 for p in polled)
         assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 13))
+
+
+def test_discoveries_queued_behind_a_slow_host_are_not_failed_for_time(
+        tmp_path: Path) -> None:
+    """A first run discovers every subscription at once, and those of one blog queue for its
+    `per_host` slots. As for a poll, that wait is politeness: it must not count against the
+    discovery's budget (it did: the later subscriptions of a large blog failed "discovery
+    took more than 2 s" on the first run, and waited for their back-off)."""
+    with _SlowFeeds() as server:
+        config_path = tmp_path / "notifier.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
+            # A budget of 2 s; the last of twelve answers of 0.3 s waits 3.3 s for its slot.
+            "http": {"per_host": 1, "timeout": "1s"},
+            "subscriptions": [{"name": f"s{n}", "url": f"{server.origin}/feed/{n}/",
+                               "notify": ["out"]} for n in range(1, 13)]}), encoding="utf-8")
+        config = load_config(config_path, {})
+
+        async def drive() -> Plan:
+            store = Store(config.state_url())
+            store.migrate()
+            db = StoreThread()
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    planner = Planner(config, store, fetcher, db, time.time)
+                    try:
+                        return await asyncio.wait_for(planner.plan(force=True), 60)
+                    finally:
+                        await planner.close()
+            finally:
+                db.close()
+                store.close()
+
+        plan = asyncio.run(drive())
+    assert [f.reason.message for f in plan.failures] == []
+    assert len(plan.feed_subs) == 12
+
