@@ -108,7 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet, fmt)
     try:
         code: int = args.run_command(args)
+        sys.stdout.flush()  # here, where a reader that left (`| head`) is handled below
         return code
+    except BrokenPipeError:
+        # `notifier status | head` took what it wanted: no traceback, and nothing more is
+        # written to the closed pipe at exit (Python's own advice for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except ConfigError as exc:
         _fatal(f"configuration is not valid:\n{exc}", fmt)
         return EXIT_USAGE
