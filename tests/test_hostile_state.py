@@ -316,15 +316,27 @@ def test_a_state_whose_folder_is_missing_says_to_create_the_folder(
     assert not folder.exists()
 
 
-def test_status_before_the_first_run_creates_no_state(
+def test_commands_before_the_first_run_create_no_state(
         tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
-    """`status` is read-only: had it created the state, the first `run` would no longer say
-    that a new state starts every subscription with a baseline (a wrong `state:` path
-    after a move would go unnoticed)."""
+    """`status`, `retry`, `reload` and `export` only read or amend a state: had one of them
+    created it, the first `run` would no longer say that a new state starts every
+    subscription with a baseline (a wrong `state:` path after a move would go unnoticed)."""
     config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
     shown = status(config)
     assert "(not created yet: `notifier run` creates it" in shown, shown
     assert "one: " in shown and "not discovered yet" in shown, shown
+
+    def cli(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "notifier", *command, "-c", str(config)],
+                              capture_output=True, text=True, env=cli_env(), timeout=60,
+                              check=False)
+
+    retry = cli("retry", "--now")
+    assert retry.returncode == 0 and "nothing to retry" in retry.stdout, retry
+    reload = cli("reload")
+    assert reload.returncode == 1 and "no daemon has run on it" in reload.stderr, reload
+    export = cli("export")
+    assert export.returncode == 0 and "/one/feed/atom/" in export.stdout, export
     assert not (tmp_path / "state.db").exists()
     first = run_once(config)
     assert first.returncode == 0, first.stderr

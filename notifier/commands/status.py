@@ -17,8 +17,8 @@ from notifier.cluster import disagreeing
 from notifier.commands.common import EXIT_OK, Command, ago, at, iso, load, when
 from notifier.config import Config
 from notifier.failures import Failure
-from notifier.store import ChannelStats, NodeState, Store, StoreError
-from notifier.store.statefile import folder_problem, sqlite_path
+from notifier.store import ChannelStats, NodeState, Store
+from notifier.store.statefile import not_created
 
 
 @dataclass
@@ -101,12 +101,8 @@ _TIMES = ("last_sent", "next_retry", "next_release", "last_polled", "next_poll",
 
 
 def collect(config: Config, now: float | None = None) -> StatusReport:
-    path = sqlite_path(config.state_url())
-    missing = path is not None and not path.exists()
-    if path is not None and missing and (problem := folder_problem(path)) is not None:
-        raise StoreError(problem)
-    # A state not created yet is read as an empty one, not created here: the first `run`
-    # must still see it missing and say what that means.
+    # A state not created yet is read as an empty one, not created here (`not_created`).
+    missing = not_created(config.state_url()) is not None
     store = Store("sqlite://" if missing else config.state_url())
     try:
         store.migrate()
