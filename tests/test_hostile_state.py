@@ -298,12 +298,12 @@ def test_a_state_whose_folder_is_missing_says_to_create_the_folder(
         tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
     """No state was ever there: the advice is to create the folder or correct `state:`, not
     to restore a backup or move a file away, and `run` does not first announce that it
-    creates a new state."""
+    creates a new state. `check` does not call such a configuration OK."""
     config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
     config.write_text(config.read_text().replace("sqlite:///state.db",
                                                  "sqlite:///var/state.db"))
     folder = tmp_path / "var"
-    for command in (["run", "--once"], ["status"], ["retry", "--now"]):
+    for command in (["check"], ["run", "--once"], ["status"], ["retry", "--now"]):
         result = subprocess.run([sys.executable, "-m", "notifier", *command, "-c",
                                  str(config)], capture_output=True, text=True, env=cli_env(),
                                 timeout=60, check=False)
