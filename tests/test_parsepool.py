@@ -326,3 +326,42 @@ def test_a_parse_arriving_as_its_worker_starts_waits_for_it_without_hanging(
         signal.signal(signal.SIGALRM, previous)
     assert [len(r.entries) if isinstance(r, ParsedFeed) else r for r in results] == [2, 3]
     assert started == [1]  # one worker, shared
+
+
+def test_a_worker_started_for_a_parse_that_gave_up_serves_the_next_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A feed whose time ran out while its worker was still starting (seconds on a busy
+    machine) leaves that worker to the pool: the next body is parsed by it, not by a second
+    process started beside an untracked one."""
+    calls: list[int] = []
+    started: list[int] = []
+    real = parsepool._Worker
+
+    def start(memory_limit: int) -> parsepool._Worker:
+        calls.append(1)
+        time.sleep(0.5)  # a slow start: the parse that asked for it gives up meanwhile
+        worker = real(memory_limit)
+        started.append(worker.process.pid or 0)
+        return worker
+
+    async def drive() -> tuple[object, list[int]]:
+        pool = ParsePool(workers=1, time_limit=30.0)
+        try:
+            gave_up = asyncio.create_task(pool.parse(atom(1), "http://blog.test/1/", {}))
+            await asyncio.sleep(0.1)
+            gave_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gave_up
+            parsed = await pool.parse(atom(2), "http://blog.test/2/", {})
+            for _ in range(300):  # every start asked for has ended
+                if len(started) == len(calls):
+                    break
+                await asyncio.sleep(0.1)
+            return parsed, pool.worker_pids()
+        finally:
+            pool.shutdown()
+
+    monkeypatch.setattr(parsepool, "_Worker", start)
+    parsed, pids = asyncio.run(drive())
+    assert isinstance(parsed, ParsedFeed) and len(parsed.entries) == 2, parsed
+    assert len(started) == 1 and pids == started, (started, pids)

@@ -260,6 +260,13 @@ class _Worker:
         self.kill()
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a worker start's failure as seen: the parses that waited for it report it, and
+    one no parse waits for any more is no error of its own."""
+    if not task.cancelled():
+        task.exception()
+
+
 class ParsePool:
     """Up to `workers` parse processes, and one more for suspects, started when needed.
 
@@ -281,7 +288,10 @@ class ParsePool:
         self._lanes: dict[bool, dict[_Worker, int]] = {False: {}, True: {}}
         """Each lane's workers (suspect or not) and the jobs each is given now: the suspect
         lane never takes a warm worker from the ordinary one."""
-        self._starting: dict[bool, asyncio.Future[_Worker] | None] = {False: None, True: None}
+        self._starting: dict[bool, set[asyncio.Task[None]]] = {False: set(), True: set()}
+        """Each lane's worker starts under way: tasks of their own, so that a started worker
+        joins its lane whichever parse asked for it, and whether or not that parse is still
+        waiting (cancelled, or not yet resumed)."""
         self._all: set[_Worker] = set()
         self._free: asyncio.Semaphore | None = None
         self._suspect_free: asyncio.Semaphore | None = None
@@ -405,28 +415,34 @@ class ParsePool:
                 return worker
             starting = self._starting[suspect]
             live = sum(1 for w in lane if not (w.retired or w.dead))
-            if starting is not None and live + 1 >= wanted:
-                if starting.done():
-                    # Started, but its starter has not yet taken it into the lane: awaiting
-                    # the done future would not yield, and this loop would spin for ever
-                    # without letting the starter run (a first run of 10,000 feeds hung
-                    # so, at a worker's replacement). Let it run first.
-                    await asyncio.sleep(0)
-                else:
-                    await asyncio.shield(starting)  # share the worker being started
-                continue
-            # Starting a process imports feedparser: seconds on a busy machine, off the loop.
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._threads, _Worker, self.memory_limit)
-            self._starting[suspect] = future
-            try:
-                worker = await future
-            finally:
-                if self._starting[suspect] is future:
-                    self._starting[suspect] = None
-            self._all.add(worker)
-            lane[worker] = 1
-            return worker
+            if not starting or live + len(starting) < wanted:
+                task = asyncio.create_task(self._start(suspect))
+                task.add_done_callback(_retrieve)
+                starting.add(task)
+            # Wait for a start (ours or one under way) to end; a worker it placed may be
+            # taken by another parse first, and then this one looks again.
+            done, _ = await asyncio.wait(starting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                failure = None if task.cancelled() else task.exception()
+                if failure is not None:
+                    raise failure
+
+    async def _start(self, suspect: bool) -> None:
+        """Start a worker and put it in its lane, idle. Starting a process imports the
+        parser: seconds on a busy machine, so it runs on a thread, off the loop."""
+        assert self._threads is not None
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        try:
+            worker = await loop.run_in_executor(self._threads, _Worker, self.memory_limit)
+        finally:
+            if task is not None:
+                self._starting[suspect].discard(task)
+        if self._closed:
+            worker.stop()
+            return
+        self._all.add(worker)
+        self._lanes[suspect][worker] = 0
 
     def _discard(self, worker: _Worker) -> None:
         self._all.discard(worker)
