@@ -109,8 +109,10 @@ def _threads(pid: int) -> dict[str, float]:
             stat = (task / "stat").read_text()
             name = stat[stat.index("(") + 1:stat.rindex(")")]
             fields = stat[stat.rindex(")") + 2:].split()
+            # Python does not name its threads for the system: "threads" is the store's
+            # thread and the pools' (parse hand-over, resolver).
             key = "main" if task.name == str(pid) else (
-                "store" if name.startswith("store") else "other")
+                "store" if name.startswith("store") else "threads")
             out[key] = out.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
     children = 0.0
     for entry in Path("/proc").iterdir():
@@ -129,11 +131,15 @@ def daemon(tree: Path, config: Path, work: Path, count: int, lead: float, spread
     """CPU of one unchanged cycle inside `notifier run`, per thread; None if it did not
     finish in time."""
     now = time.time()
-    with sqlite3.connect(work / "notifier.db") as db:
-        ids = [row[0] for row in db.execute("SELECT id FROM feeds ORDER BY id")]
-        db.executemany("UPDATE feeds SET next_due = ? WHERE id = ?",
-                       [(now + lead + spread * i / max(1, len(ids)), fid)
-                        for i, fid in enumerate(ids)])
+    db = sqlite3.connect(work / "notifier.db")
+    try:
+        with db:
+            ids = [row[0] for row in db.execute("SELECT id FROM feeds ORDER BY id")]
+            db.executemany("UPDATE feeds SET next_due = ? WHERE id = ?",
+                           [(now + lead + spread * i / max(1, len(ids)), fid)
+                            for i, fid in enumerate(ids)])
+    finally:
+        db.close()  # before the next run's copy replaces the file under it
     polls = 0
     lock = threading.Lock()
     with (work / "daemon.log").open("ab") as log:
