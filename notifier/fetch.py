@@ -498,9 +498,11 @@ class Fetcher:
             import httpx
             self._transport_errors += (httpx.HTTPError, httpx.InvalidURL)
         self._session: aiohttp.ClientSession | None = None
+        # No per-read timer: each hop runs under `asyncio.timeout` of what is left of
+        # `settings.timeout`, which always ends first; aiohttp's would be a timer set and
+        # cancelled at every read of every response.
         self._timeout = aiohttp.ClientTimeout(total=None,
-                                              sock_connect=self.settings.connect_timeout,
-                                              sock_read=self.settings.timeout)
+                                              sock_connect=self.settings.connect_timeout)
         self._global = asyncio.Semaphore(self.settings.max_connections)
         self._hosts: dict[str, _HostSlot] = {}
 
@@ -730,6 +732,13 @@ class _Slot:
         self._budget = budget
 
     async def __aenter__(self) -> None:
+        fetcher = self._fetcher
+        slot = fetcher._hosts.get(self._host)
+        if not fetcher._global.locked() and (slot is None or not slot.semaphore.locked()):
+            # Both free (and nobody queued): taken without a wait, nothing in between, so
+            # the budget need not stop (two moves of its timer for nearly every request).
+            await self._acquire()
+            return
         resume = pause_budget(self._budget, asyncio.get_running_loop())
         try:
             await self._acquire()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 __all__ = ["release_freed_memory", "return_large_blocks"]
@@ -25,7 +26,9 @@ MMAP_THRESHOLD = 256 * 1024
 ARENA_MAX = 2
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """Found once: `find_library` runs `ldconfig`, and the daemon asks after every cycle."""
     if not sys.platform.startswith("linux"):
         return None
     with contextlib.suppress(OSError, AttributeError):

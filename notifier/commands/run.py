@@ -68,8 +68,13 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-GC_THRESHOLD = 10_000
-"""Allocations between youngest-generation collections (Python's default is 700)."""
+GC_THRESHOLD = 100_000
+"""Allocations between youngest-generation collections (Python's default is 700).
+
+A cycle leaves little cyclic garbage (27,000 objects in a `run --once` over 10,000 unchanged
+feeds), but each collection costs its walk of the young objects: at 10,000, about 400
+collections took 0.2-0.4 s of that run's 3-4 s of CPU; at 100,000, 0.05-0.13 s, for 3 MiB
+of peak memory."""
 
 
 def tune_gc() -> None:

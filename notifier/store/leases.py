@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -42,7 +42,8 @@ class LeaseStore:
     engine: Engine
 
     # Provided by `Store`.
-    def _write_polls(self, conn: Connection, records: Iterable[PollRecord]) -> int:
+    def _write_polls(self, conn: Connection, records: Iterable[PollRecord],
+                     fence: tuple[str, Mapping[int, int]] | None = None) -> int:
         raise NotImplementedError
 
     def _feed_state_of(self, row: Any) -> FeedState:
@@ -96,14 +97,11 @@ class LeaseStore:
                 current.update({row.id: (row.lease_owner, row.lease_token) for row in rows})
             kept = {fid for fid in ids
                     if current.get(fid) == (node, tokens.get(fid))}
-            # Unchanged polls (most of a cycle) in one executemany, as `record_polls`.
-            queued = self._write_polls(conn, [r for r in records if r.feed_id in kept])
-            for start in range(0, len(ids), 500):
-                chunk = [fid for fid in ids[start:start + 500] if fid in kept]
-                if chunk:
-                    conn.execute(feeds.update().where(feeds.c.id.in_(chunk)).values(
-                        polled_by=node, polled_token=feeds.c.lease_token,
-                        lease_until=None))
+            # Unchanged polls (most of a cycle) in one executemany, as `record_polls`; the
+            # same statement ends each lease and stamps the row with its poller and token
+            # (the token the row carries: it was just read under the lock).
+            queued = self._write_polls(conn, [r for r in records if r.feed_id in kept],
+                                       (node, {fid: current[fid][1] for fid in kept}))
         return queued, [fid for fid in ids if fid not in kept]
 
     def release_feeds(self, node: str, feed_ids: Iterable[int],

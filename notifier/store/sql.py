@@ -12,6 +12,7 @@ queued) nor repeat one (queued again because the entry looked new after restart)
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -113,6 +114,22 @@ def _feed_row_only(record: PollRecord) -> bool:
     return (record.failure is None and not record.new_url and not record.new_entries
             and not record.changed_entries and not record.threads
             and not record.settle_thread and not record.baselines and not record.notices)
+
+
+_BOUND = {name: f"v_{name}" for name in (
+    "last_polled", "next_due", "last_status", "last_error", "last_error_kind", "error_count",
+    "etag", "last_modified", "body_hash", "title", "post_id", "rescan_due", "polled_by",
+    "polled_token", "lease_until")}
+"""Each value `_write_polls` binds by name: a feed's column and its parameter."""
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_update(keys: tuple[str, ...]) -> Any:
+    """The executemany UPDATE of feed rows setting `keys` (a shape of `_feed_values`),
+    built once per shape, not for every batch of every cycle."""
+    return feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
+        {k: (feeds.c.entries_seen + sa.bindparam("v_entries_seen")
+             if k == "entries_seen" else sa.bindparam(_BOUND[k])) for k in keys})
 
 
 def _feed_values(record: PollRecord) -> dict[str, Any]:
@@ -400,28 +417,40 @@ class Store(LeaseStore):
         with self.engine.begin() as conn:
             return self._write_polls(conn, records)
 
-    def _write_polls(self, conn: Connection, records: Iterable[PollRecord]) -> int:
+    def _write_polls(self, conn: Connection, records: Iterable[PollRecord],
+                     fence: tuple[str, Mapping[int, int]] | None = None) -> int:
         """`record_polls` inside the caller's transaction (also the fenced write's).
 
         Statements of one shape are sent together (an executemany), whichever feeds they
         are for: the feed rows, the new entries, the notifications. A changed feed wrote
         four statements of its own, most of what it cost the store beyond a 304. The
         notifications are inserted last, in the order of the records and of their notices,
-        so their ids (the order of delivery among equals) are as one by one."""
+        so their ids (the order of delivery among equals) are as one by one.
+
+        With `fence` (the node, and the token each feed was claimed under and still
+        carries), each feed's row also says who polled it and under which token, and its
+        lease ends: in the same statement as the poll's values, not a second update of
+        the same rows."""
         plain: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         news: list[dict[str, Any]] = []
         queued: list[PollRecord] = []
         for record in records:
+            stamp = None if fence is None else {
+                "polled_by": fence[0], "polled_token": fence[1][record.feed_id],
+                "lease_until": None}
             if record.failure is None and not record.new_url:
                 values = _feed_values(record)
+                if stamp is not None:
+                    values.update(stamp)
                 added = len(record.new_entries)
                 shape = (*values, "entries_seen") if added else tuple(values)
-                row = {f"v_{k}": v for k, v in values.items()} | {"v_id": record.feed_id}
+                row = {_BOUND[k]: v for k, v in values.items()}
+                row["v_id"] = record.feed_id
                 if added:
                     row["v_entries_seen"] = added
                 plain.setdefault(shape, []).append(row)
             else:
-                self._write_feed_row(conn, record)
+                self._write_feed_row(conn, record, stamp)
             if not _feed_row_only(record):
                 news.extend({**_entry_row(e), "feed_id": record.feed_id,
                              "first_seen": record.polled_at} for e in record.new_entries)
@@ -429,16 +458,17 @@ class Store(LeaseStore):
                 if record.notices:
                     queued.append(record)
         for keys, rows in plain.items():
-            conn.execute(feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
-                {k: (feeds.c.entries_seen + sa.bindparam("v_entries_seen")
-                     if k == "entries_seen" else sa.bindparam(f"v_{k}")) for k in keys}), rows)
+            conn.execute(_plain_update(keys), rows)
         if news:
             conn.execute(self._insert(entries).on_conflict_do_nothing(), news)
         return self._queue_notices(conn, queued) if queued else 0
 
-    def _write_feed_row(self, conn: Connection, record: PollRecord) -> None:
+    def _write_feed_row(self, conn: Connection, record: PollRecord,
+                        stamp: Mapping[str, Any] | None = None) -> None:
         """A failed poll's row (its error count goes up), or one whose feed moved."""
         values: dict[str, Any] = _feed_values(record)
+        if stamp is not None:
+            values.update(stamp)
         if record.failure is not None:
             values["error_count"] = feeds.c.error_count + 1
         if record.new_url:
