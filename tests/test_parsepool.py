@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from pathlib import Path
+from types import FrameType
 
 import pytest
 import yaml
@@ -16,7 +18,7 @@ from notifier.daemon import fetch_settings
 from notifier.entrytext import MAX_ENTRIES
 from notifier.fetch import Fetcher
 from notifier.models import ParsedFeed
-from notifier.poll import Poller, StoreThread
+from notifier.poll import Poller, StoreThread, parsepool
 from notifier.poll.parsepool import RECYCLE_GROWTH, ParsePool
 from notifier.poll.retrieve import Polled
 from notifier.store import FeedState, Store
@@ -236,3 +238,55 @@ def test_a_large_daemon_keeps_its_parse_workers() -> None:
     seen = asyncio.run(drive())
     del ballast
     assert len(seen[0]) == 1 and seen == [seen[0]] * 3
+
+
+def test_a_parse_arriving_as_its_worker_starts_waits_for_it_without_hanging(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A body that asks for a worker just as the one being started is ready, before its
+    starter took it into the pool, shares that worker. It used to spin in the event loop
+    for ever (the starter never ran again): a first run of 10,000 feeds hung at the
+    replacement of a retired worker with the CPU at 100%."""
+    started: list[int] = []
+    arriving: list[asyncio.Task[object]] = []
+    real = parsepool._Worker
+
+    async def drive() -> list[object]:
+        loop = asyncio.get_running_loop()
+        pool = ParsePool(workers=1, time_limit=30.0)
+
+        def arrive() -> None:
+            arriving.append(asyncio.create_task(
+                pool.parse(atom(3), "http://blog.test/3/feed/atom/", {})))
+
+        def start(memory_limit: int) -> parsepool._Worker:
+            worker = real(memory_limit)
+            started.append(1)
+            if len(started) == 1:
+                # Runs on the loop before the start is known there: the new parse enters
+                # the pool when the start is done and its starter not yet resumed.
+                loop.call_soon_threadsafe(arrive)
+            return worker
+
+        monkeypatch.setattr(parsepool, "_Worker", start)
+        try:
+            first = await pool.parse(atom(2), "http://blog.test/2/feed/atom/", {})
+            for _ in range(100):
+                if arriving:
+                    break
+                await asyncio.sleep(0.01)
+            return [first, await arriving[0]]
+        finally:
+            pool.shutdown()
+
+    def give_up(signum: int, frame: FrameType | None) -> None:
+        raise TimeoutError("the pool spun without yielding to the event loop")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(60)  # the spin never yields: only a signal ends it
+    try:
+        results = asyncio.run(drive())
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [len(r.entries) if isinstance(r, ParsedFeed) else r for r in results] == [2, 3]
+    assert started == [1]  # one worker, shared

@@ -406,7 +406,14 @@ class ParsePool:
             starting = self._starting[suspect]
             live = sum(1 for w in lane if not (w.retired or w.dead))
             if starting is not None and live + 1 >= wanted:
-                await asyncio.shield(starting)  # share the worker being started
+                if starting.done():
+                    # Started, but its starter has not yet taken it into the lane: awaiting
+                    # the done future would not yield, and this loop would spin for ever
+                    # without letting the starter run (a first run of 10,000 feeds hung
+                    # so, at a worker's replacement). Let it run first.
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.shield(starting)  # share the worker being started
                 continue
             # Starting a process imports feedparser: seconds on a busy machine, off the loop.
             loop = asyncio.get_running_loop()
