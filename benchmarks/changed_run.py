@@ -7,8 +7,9 @@ a shared machine says as much about the machine's other load as about the code. 
 change to the changed path (poll of changed feeds, then email delivery), this prepares the
 state once (first run, unchanged run, as side_by_side.py does), makes 1 feed in 10 change,
 and then runs `notifier run --once` from that same saved state again and again, the code
-variants taking turns run by run: this tree, and each `--against` commit exported with
-`git archive` (byte-compiled, put first on PYTHONPATH, so the same venv runs it).
+variants taking turns run by run: this tree (copied first, so that edits meanwhile do not
+change what runs) and each `--against` commit exported with `git archive`, each
+byte-compiled and put first on PYTHONPATH, so the same venv runs them.
 
 Per run: wall time, CPU (user+sys of the process and its parse workers, from os.wait4),
 peak RSS, the emails the SMTP sink counted, and the load average; then per variant the
@@ -187,7 +188,15 @@ def main() -> None:
     sink = Sink()
     controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
     server: subprocess.Popen[bytes] | None = None
-    variants: dict[str, dict[str, str]] = {"this tree": dict(os.environ)}
+    # This tree is copied too: an edit while the runs go on must not change what they run
+    # (nor a parse worker import other code than its parent).
+    mine = work / "code" / "this-tree"
+    shutil.copytree(ROOT / "notifier", mine / "notifier",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(mine / "notifier")],
+                   check=True, timeout=600)
+    variants: dict[str, dict[str, str]] = {"this tree": {**os.environ,
+                                                         "PYTHONPATH": str(mine)}}
     results: dict[str, list[Run]] = {}
     split: dict[str, list[dict[str, float]]] = {}
     try:
