@@ -424,7 +424,7 @@ class Daemon:
     async def _poll_cycle(self) -> None:
         report = await self.engine.poll()
         self.metrics.last_poll.set(time.time())
-        if report.feeds_polled or report.feeds_failed:
+        if report.feeds_polled or report.feeds_failed or report.discovery_failed:
             log.info("poll cycle: %s", report.summary(), extra=report.fields())
             release_freed_memory()  # the bodies and entries of this cycle are gone
         if report.queued:

@@ -16,6 +16,7 @@ adapters' (`notifier.sources`). What stays here is the order of requests and the
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -86,30 +87,35 @@ def _normalise_input(url: str) -> str:
     return text
 
 
-async def _try_feed(fetcher: Fetcher, url: str) -> FetchResult | None:
+async def _try_feed(fetcher: Fetcher, url: str, budget: asyncio.Timeout | None = None
+                    ) -> FetchResult | None:
     """The fetch of `url` when it answers a feed, else None."""
-    result = await fetcher.fetch(url)
+    result = await fetcher.fetch(url, budget=budget)
     content_type = result.headers.get("content-type", "")
     if result.ok and result.body is not None and looks_like_feed(result.body, content_type):
         return result
     return None
 
 
-async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
+async def discover(fetcher: Fetcher, url: str, watch: Watch, *,
+                   budget: asyncio.Timeout | None = None) -> Discovery:
     """Find the feed to poll for `url`, or raise DiscoveryError saying why there is none.
 
     Costs one request for a feed URL and two or three for a page (page, Atom twin, and the
     advertised feed when the twin fails), because a feed is only accepted once it answered.
+    `budget`, the caller's deadline, stands still while a request waits for its per-host
+    slot (see `notifier.budget`): a first run discovers a large blog's subscriptions at once.
     """
     url = _normalise_input(url)
-    page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5")
+    page = await fetcher.fetch(url, accept="text/html, application/xhtml+xml;q=0.9, */*;q=0.5",
+                               budget=budget)
     if not page.ok or page.body is None:
         problem = page.problem
         raise DiscoveryError(f"{url}: {problem.message}", kind=problem.kind,
                              status=page.status, retry_after=page.retry_after)
     content_type = page.headers.get("content-type", "")
     if looks_like_feed(page.body, content_type):
-        return await _from_feed(fetcher, page, watch)
+        return await _from_feed(fetcher, page, watch, budget)
     media = content_type.split(";")[0].strip().lower()
     if media not in ("", "text/html", "application/xhtml+xml") and sniff_root(page.body) != "html":
         raise DiscoveryError(f"{url} is neither a feed nor an HTML page ({media})")
@@ -127,7 +133,7 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
         what = "the site's comment feed"
     twin = atom_variant(choice.url) if choice.type != "application/atom+xml" else None
     if twin is not None:
-        answered = await _try_feed(fetcher, twin)
+        answered = await _try_feed(fetcher, twin, budget)
         if answered is not None:
             return Discovery(
                 feed_url=_poll_url(answered),
@@ -135,7 +141,7 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
                 source="page",
                 note=f"{what}, in Atom (the page links its RSS version)",
             )
-    answered = await _try_feed(fetcher, choice.url)
+    answered = await _try_feed(fetcher, choice.url, budget)
     if answered is None:
         raise DiscoveryError(f"{url} links to {choice.url}, which does not answer a feed")
     return Discovery(
@@ -146,7 +152,8 @@ async def discover(fetcher: Fetcher, url: str, watch: Watch) -> Discovery:
     )
 
 
-async def _from_feed(fetcher: Fetcher, feed: FetchResult, watch: Watch) -> Discovery:
+async def _from_feed(fetcher: Fetcher, feed: FetchResult, watch: Watch,
+                     budget: asyncio.Timeout | None = None) -> Discovery:
     assert feed.body is not None
     api_root = api_root_from_headers(feed.headers, feed.final_url)
     feed_url = _poll_url(feed)
@@ -154,7 +161,7 @@ async def _from_feed(fetcher: Fetcher, feed: FetchResult, watch: Watch) -> Disco
     is_rss = sniff_root(feed.body) in ("rss", "rdf:rdf")
     twin = atom_variant(feed_url) if is_rss else None
     if twin is not None and (watch == "comments" or is_comments_feed(link)):
-        answered = await _try_feed(fetcher, twin)
+        answered = await _try_feed(fetcher, twin, budget)
         if answered is not None:
             return Discovery(
                 feed_url=_poll_url(answered),

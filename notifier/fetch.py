@@ -15,7 +15,8 @@ same aiohttp connections: about 0.35 ms per 304, aiohttp alone under 0.1 ms). An
 httpx client (tests, another transport) goes through the same checks and limits.
 
 URLs can carry tokens (private feeds, webhook-like links), so nothing here logs a query
-string, and httpx's own INFO request log is silenced.
+string; httpx's own INFO request log is a library's, shown with `-vv` only and with its URLs
+cut to their host (`notifier.logsetup`).
 """
 
 from __future__ import annotations
@@ -123,12 +124,6 @@ class FetchSettings:
     max_redirects: int = 5
     block_private: bool = False
     """Refuse loopback, private, link-local and other non-public addresses (SSRF)."""
-
-
-def quiet_http_logs() -> None:
-    """httpx logs every request URL at INFO, query string and any token in it included."""
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _check_target(url: str, block_private: bool = False) -> None:
@@ -495,7 +490,6 @@ class Fetcher:
     def __init__(
         self, settings: FetchSettings | None = None, client: httpx.AsyncClient | None = None
     ) -> None:
-        quiet_http_logs()
         self.settings = settings or FetchSettings()
         self._client = client
         self._transport_errors: tuple[type[Exception], ...] = (
@@ -621,7 +615,10 @@ class Fetcher:
             # Before TimeoutError: aiohttp's connect timeout is also a TimeoutError.
             hop.spent += time.monotonic() - started
             reason = describe_transport_error(exc, hop.url, self.settings)
-            log.debug("fetch %s failed: %s (%r)", redact.url(hop.url), reason, exc)
+            # Never the exception's repr: aiohttp's carries the request, its URL's token
+            # and its Authorization header included. Its text, on one line, URLs redacted.
+            log.debug("fetch %s failed: %s (%s: %s)", redact.url(hop.url), reason,
+                      type(exc).__name__, redact.urls_in(" ".join(str(exc).split())))
             return self._failure(url, hop, reason, transport_failure_kind(exc))
         except TimeoutError:
             hop.spent += time.monotonic() - started

@@ -2,7 +2,9 @@
 
 `-v` shows notifier's own debug lines only: the libraries' debug output (every HTTP request,
 every SQL statement, every scheduler tick) drowns them and prints full request URLs, which can
-hold webhook tokens. `-vv` lets the libraries speak too, for a bug report.
+hold webhook tokens. `-vv` lets the libraries speak too, for a bug report, with every URL in
+their lines cut to its scheme and host (`redact.destinations_in`). This is the one place that
+sets the libraries' levels.
 """
 
 from __future__ import annotations
@@ -13,12 +15,32 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
+from notifier import redact
+
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 THIRD_PARTY = ("aiohttp", "aiosmtpd", "apscheduler", "asyncio", "httpcore", "httpx",
                "httpx_aiohttp", "mail.log", "sqlalchemy", "urllib3")
 """Loggers kept at WARNING unless `-vv`."""
+ALWAYS_QUIET = ("apprise",)
+"""Loggers kept at WARNING even with `-vv`: Apprise's lines print its service URLs, whose
+tokens sit where a host name would (`pover://user@token`), so no redaction can show them."""
+
+
+class LibraryRedactor(logging.Filter):
+    """Every URL in a library's line shown as scheme and host only: httpx logs each request
+    (a webhook's token is in its path), SQLAlchemy its statements' parameters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "notifier" and not record.name.startswith("notifier."):
+            try:
+                message = record.getMessage()
+            except Exception:  # a library's bad format arguments: `emit` reports those
+                return True
+            record.msg = redact.destinations_in(message)
+            record.args = None
+        return True
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message", "asctime", "taskName"}
@@ -51,6 +73,7 @@ def setup_logging(verbose: int = 0, quiet: bool = False, fmt: LogFormat = "text"
     """Configure the root logger once per process (a second call replaces the first)."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(LibraryRedactor())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -64,3 +87,5 @@ def setup_logging(verbose: int = 0, quiet: bool = False, fmt: LogFormat = "text"
     library_level = level if verbose >= 2 else max(level, logging.WARNING)
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(library_level)
+    for name in ALWAYS_QUIET:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))

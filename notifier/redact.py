@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote_plus, urlsplit, urlunsplit
 
-__all__ = ["HIDDEN", "destination", "secret_name", "short", "text", "url", "urls_in"]
+__all__ = ["HIDDEN", "destination", "destinations_in", "secret_name", "short", "text", "url",
+           "urls_in"]
 
 HIDDEN = "…"
 """What stands where a secret was."""
@@ -118,3 +119,9 @@ def short(value: str, limit: int = SHOWN_MAX) -> str:
 def urls_in(message: str) -> str:
     """A message with every URL in it shown as `url` shows it (errors quote URLs)."""
     return _URL_IN_TEXT.sub(lambda m: url(m[0]), message)
+
+
+def destinations_in(message: str) -> str:
+    """A message with every URL in it shown as `destination` shows it (a library's log line,
+    which may name a webhook's or a chat API's URL, token and all)."""
+    return _URL_IN_TEXT.sub(lambda m: destination(m[0]), message)

@@ -19,6 +19,7 @@ import pytest
 
 from notifier.cli import main
 from tests.support.blog_server import BlogServer
+from tests.support.daemon import cli_env
 from tests.support.smtp_server import SmtpServer, make_certificate
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -315,3 +316,24 @@ def test_every_recipient_refused_disables_the_channel_naming_the_setting(
     mail = channel(status_json(config, capsys), "mail")
     assert mail["dead"] == 1 and "channels.mail.to" in str(mail["disabled"])
     assert smtp_server.messages == []
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`notifier status --json | head -1`: once the reader has gone, the command stops
+    quietly (exit 1), without a BrokenPipeError traceback on the terminal."""
+    config = tmp_path / "notifier.yaml"
+    config.write_text("state: sqlite:///state.db\nchannels: {me: {type: console}}\n"
+                      "subscriptions:\n  - {name: a, url: 'https://blog.example.org/', "
+                      "notify: [me]}\n", encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "notifier", "status", "--json", "-c",
+                                str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=cli_env())
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before anything was written
+    try:
+        errors = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 1
+    finally:
+        process.kill()
+        process.stderr.close()
+    assert errors == ""

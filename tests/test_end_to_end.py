@@ -16,6 +16,7 @@ from pathlib import Path
 from tests.support.blog_server import REST_COMMENTS_PATH, BlogServer
 from tests.support.configs import SECRET_PATH, chat_channel, email_channel
 from tests.support.daemon import kill_group, run_cli, start
+from tests.support.feed_farm import FeedFarm
 from tests.support.smtp_server import SmtpServer
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -297,8 +298,10 @@ def test_one_bad_feed_never_stops_the_others(
     first = run_once(config)
     assert first.returncode == 1
     assert "subscription gone:" in first.stderr and "404" in first.stderr
-    # The failed discovery counts as a failed feed in the cycle's summary.
-    assert "3 feeds polled (0 unchanged, 1 failed)" in first.stderr
+    # The failed discovery is named in the cycle's summary as `status` names it; it is
+    # not a feed polled.
+    assert ("2 feeds polled (0 unchanged, 0 failed), 1 subscription without a feed "
+            "(discovery failed)") in first.stderr
 
     blog_server.scenario = "02-markup-comment"
     blog_server.override("/comments/feed/atom/", status=500, repeat=None)
@@ -339,7 +342,8 @@ def test_the_cycle_summary_counts_failures_by_kind_in_text_and_json(
     text = run_once(config)
     assert text.returncode == 1
     assert "/comments/feed/atom/: HTTP 500 Internal Server Error" in text.stderr
-    assert "2 feeds polled (0 unchanged, 2 failed)" in text.stderr
+    assert ("1 feeds polled (0 unchanged, 1 failed), 1 subscription without a feed "
+            "(discovery failed)") in text.stderr
     assert "; failed: 2 http" in text.stderr
     assert "will not pass by waiting" not in text.stderr
 
@@ -347,7 +351,8 @@ def test_the_cycle_summary_counts_failures_by_kind_in_text_and_json(
     assert result.returncode == 1
     lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     (done,) = [line for line in lines if line["message"].startswith("cycle done:")]
-    assert done["failures"] == {"http": 2} and done["feeds_failed"] == 2
+    assert done["failures"] == {"http": 2} and done["feeds_failed"] == 1
+    assert done["subscriptions_without_feed"] == 1
     (failed,) = [line for line in lines if line["message"].startswith("poll ")
                  and "failed" in line["message"]]
     assert failed["kind"] == "http" and failed["feed"].endswith("/comments/feed/atom/")
@@ -367,7 +372,8 @@ def test_a_failure_that_needs_a_person_says_so_in_the_cycle_summary(
     config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, subs)
     result = run_once(config)
     assert result.returncode == 1
-    assert "1 feeds polled (0 unchanged, 1 failed)" in result.stderr
+    assert ("0 feeds polled (0 unchanged, 0 failed), 1 subscription without a feed "
+            "(discovery failed)") in result.stderr
     assert "; failed: 1 discovery (1 will not pass by waiting" in result.stderr
 
 
@@ -430,3 +436,46 @@ def test_blocking_private_networks_refuses_a_loopback_feed(
     assert result.returncode == 1
     assert "127.0.0.1 is a private or local address" in result.stderr
     assert blog_server.requests == []
+
+
+def test_run_once_sends_as_it_polls_but_a_burst_channel_waits_for_the_whole_poll(
+        tmp_path: Path) -> None:
+    """run --once delivers while it polls, except on a channel with a `burst_limit`: that
+    one sums up what the whole pass found. Nine comments on three threads, polled one after
+    the other (one slot on a slow host): the burst channel gets one summary, not three
+    messages per thread as each poll is written; the other channel gets all nine."""
+    burst, each = WebhookReceiver().start(), WebhookReceiver().start()
+    try:
+        with FeedFarm(3) as farm:
+            config = tmp_path / "notifier.yaml"
+            config.write_text(f"""\
+state: sqlite:///state.db
+http: {{per_host: 1}}
+channels:
+  burst:
+    type: webhook
+    url: "{burst.url}"
+    format: slack
+    burst_limit: 5
+  each:
+    type: webhook
+    url: "{each.url}"
+    format: slack
+subscriptions:
+""" + "".join(subscription(f"thread-{i}", farm.origin + farm.path(i), "burst, each")
+              for i in range(3)), encoding="utf-8")
+            first = run_once(config)
+            assert first.returncode == 0, first.stderr
+            for thread in range(3):
+                for _ in range(3):
+                    farm.add_comment(thread)
+            farm.delay = 0.4  # each poll is written on its own, more than a batch lingers
+            second = run_once(config)
+            assert second.returncode == 0, second.stderr
+        summaries = [str(json.loads(r.body)["text"]) for r in burst.received]
+        singles = [str(json.loads(r.body)["text"]) for r in each.received]
+    finally:
+        burst.stop()
+        each.stop()
+    assert len(summaries) == 1 and summaries[0].startswith("9 new comments"), summaries
+    assert len(singles) == 9, singles

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gzip
+import logging
 import socket
 import threading
 import time
@@ -36,6 +38,7 @@ from notifier.httpheaders import parse_link_header
 from notifier.models import FetchResult
 from notifier.poll import Poller, StoreThread
 from notifier.poll.parsepool import ParsePool
+from notifier.poll.plan import Plan, Planner
 from notifier.poll.retrieve import Polled
 from notifier.store import FeedState, Store
 from tests.support.blog_server import POST_PATH, BlogServer
@@ -374,15 +377,6 @@ def test_injected_client_is_used_and_left_open(blog_server: BlogServer) -> None:
     assert not closed
 
 
-def test_httpx_info_logs_are_silenced() -> None:
-    import logging
-
-    logging.getLogger("httpx").setLevel(logging.INFO)
-    run_with(FetchSettings(), lambda fetcher: asyncio.sleep(0))
-    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
-    assert logging.getLogger("httpcore").getEffectiveLevel() >= logging.WARNING
-
-
 def test_global_limit_spans_hosts(blog_server: BlogServer) -> None:
     # 127.0.0.1 and localhost are two hosts to the per-host limit but share the global one.
     blog_server.override("/slow", drip=(4, 0.1), repeat=2)
@@ -398,6 +392,23 @@ def test_global_limit_spans_hosts(blog_server: BlogServer) -> None:
     took = time.monotonic() - started
     assert [r.error for r in results] == [None, None]
     assert took >= 0.6  # one after the other: two answers of 0.3 s each
+
+
+def test_a_broken_answer_is_logged_without_the_feeds_secrets(
+        blog_server: BlogServer, caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp's error for a malformed answer carries the request: its URL (a token in the
+    query) and its headers (the Basic credentials of `user:password@`). `-v` must show
+    neither."""
+    blog_server.override("/broken", headers={"Content-Length": "nonsense"}, body=b"x")
+    url = blog_server.url("/broken?token=SECRET123").replace("://", "://reader:hunter22@")
+    with caplog.at_level(logging.DEBUG, logger="notifier"):
+        result = get(url)
+    assert result.error == "the server broke the HTTP protocol or closed the connection early"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/broken?token=" in logged and "Content-Length" in logged  # still says what broke
+    assert "SECRET123" not in logged and "hunter22" not in logged
+    basic = base64.b64encode(b"reader:hunter22").decode()
+    assert basic not in logged
 
 
 def test_transport_errors_are_described_without_urls() -> None:
@@ -521,3 +532,40 @@ def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path)
         assert [p.failure for p in polled] == [None] * len(feeds)
         assert all(p.parsed is not None and len(p.parsed.entries) == 2 for p in polled)
         assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 13))
+
+
+def test_discoveries_queued_behind_a_slow_host_are_not_failed_for_time(
+        tmp_path: Path) -> None:
+    """A first run discovers every subscription at once, and those of one blog queue for its
+    `per_host` slots. As for a poll, that wait is politeness: it must not count against the
+    discovery's budget (it did: the later subscriptions of a large blog failed "discovery
+    took more than 2 s" on the first run, and waited for their back-off)."""
+    with _SlowFeeds() as server:
+        config_path = tmp_path / "notifier.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
+            # A budget of 2 s; the last of twelve answers of 0.3 s waits 3.3 s for its slot.
+            "http": {"per_host": 1, "timeout": "1s"},
+            "subscriptions": [{"name": f"s{n}", "url": f"{server.origin}/feed/{n}/",
+                               "notify": ["out"]} for n in range(1, 13)]}), encoding="utf-8")
+        config = load_config(config_path, {})
+
+        async def drive() -> Plan:
+            store = Store(config.state_url())
+            store.migrate()
+            db = StoreThread()
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    planner = Planner(config, store, fetcher, db, time.time)
+                    try:
+                        return await asyncio.wait_for(planner.plan(force=True), 60)
+                    finally:
+                        await planner.close()
+            finally:
+                db.close()
+                store.close()
+
+        plan = asyncio.run(drive())
+    assert [f.reason.message for f in plan.failures] == []
+    assert len(plan.feed_subs) == 12
+

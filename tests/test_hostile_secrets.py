@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 import yaml
 
 from notifier.cli import main
-from tests.support.blog_server import BlogServer
+from tests.support.blog_server import POST_PATH, BlogServer
+from tests.support.configs import SECRET_PATH, chat_channel
 from tests.support.daemon import cli_env
 from tests.support.webhook_receiver import WebhookReceiver
 from tests.test_hostile_feeds import HEALTHY, atom, hook_texts, status
@@ -138,3 +140,55 @@ def test_a_wrong_database_url_is_named_by_check_without_its_password(
         assert main([command, "-c", str(config)]) == 2
         err = capsys.readouterr().err
         assert f"{config}:1: {said}" in err and PASSWORD not in err, err
+
+
+def test_vv_shows_the_libraries_http_lines_without_a_webhooks_token(
+        tmp_path: Path, webhook_receiver: WebhookReceiver) -> None:
+    """README: `-v` adds notifier's debug detail, `-vv` also the libraries' (HTTP, SQL,
+    scheduler). The HTTP client names the request's whole URL; the webhook's token in its
+    path must not reach the log even then."""
+    config = tmp_path / "notifier.yaml"
+    config.write_text(f"""\
+state: sqlite:///state.db
+channels:
+{chat_channel("team", webhook_receiver, "slack")}subscriptions:
+  - name: thread
+    url: https://blog.example.org/
+    notify: [team]
+""", encoding="utf-8")
+    one = notifier("-v", "test-channel", "team", "-c", str(config))
+    two = notifier("-vv", "test-channel", "team", "-c", str(config))
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr, two.stderr)
+    assert "HTTP Request: POST" not in one.stderr, one.stderr
+    assert "HTTP Request: POST http://127.0.0.1/…" in two.stderr, two.stderr
+    token = SECRET_PATH.rsplit("/", 1)[1]
+    for text in (one.stdout, one.stderr, two.stdout, two.stderr):
+        assert token not in text and "T000/B000" not in text, text
+
+
+def test_a_follow_up_that_fails_unexpectedly_is_logged_without_secrets(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in a follow-up (a REST listing, older pages) is logged with its exception's
+    text, which may quote the URL it was reading, token and all."""
+    from notifier import backfill
+    from notifier.commands.run import run_async
+    from notifier.config import load_config
+    from notifier.daemon import run_once
+
+    async def broken(*args: object, **kwargs: object) -> backfill.Completion:
+        raise ValueError(f"cannot read {blog_server.origin}/wp-json/?api_key={API_KEY}")
+
+    monkeypatch.setattr(backfill, "follow_up", broken)
+    config = tmp_path / "notifier.yaml"
+    config.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db",
+        "channels": {"hook": {"type": "webhook", "url": webhook_receiver.url, "format": "json"}},
+        "subscriptions": [{"name": "thread", "url": blog_server.url(POST_PATH),
+                           "watch": "comments", "notify": ["hook"]}],
+    }), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="notifier"):
+        run_async(run_once(load_config(config, {})))
+    failed = [r.getMessage() for r in caplog.records if "follow-up" in r.getMessage()]
+    assert failed and "ValueError: cannot read http://127.0.0.1" in failed[0], failed
+    assert API_KEY not in caplog.text

@@ -294,6 +294,56 @@ def test_an_empty_state_file_is_created_anew_with_a_warning(
     assert "starts with a baseline" in result.stderr
 
 
+def test_a_state_whose_folder_is_missing_says_to_create_the_folder(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    """No state was ever there: the advice is to create the folder or correct `state:`, not
+    to restore a backup or move a file away, and `run` does not first announce that it
+    creates a new state. `check` does not call such a configuration OK."""
+    config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
+    config.write_text(config.read_text().replace("sqlite:///state.db",
+                                                 "sqlite:///var/state.db"))
+    folder = tmp_path / "var"
+    for command in (["check"], ["run", "--once"], ["status"], ["retry", "--now"]):
+        result = subprocess.run([sys.executable, "-m", "notifier", *command, "-c",
+                                 str(config)], capture_output=True, text=True, env=cli_env(),
+                                timeout=60, check=False)
+        assert result.returncode == 2, (command, result.stderr)
+        assert f"its folder {folder} does not exist; create it (mkdir -p {folder}) or " \
+               "correct `state:`" in result.stderr, (command, result.stderr)
+        assert "restore" not in result.stderr and "creating a new" not in result.stderr, \
+            (command, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not folder.exists()
+
+
+def test_commands_before_the_first_run_create_no_state(
+        tmp_path: Path, blog_server: BlogServer, webhook_receiver: WebhookReceiver) -> None:
+    """`status`, `retry`, `reload` and `export` only read or amend a state: had one of them
+    created it, the first `run` would no longer say that a new state starts every
+    subscription with a baseline (a wrong `state:` path after a move would go unnoticed)."""
+    config = _one_feed_config(tmp_path, blog_server, webhook_receiver)
+    shown = status(config)
+    assert "(not created yet: `notifier run` creates it" in shown, shown
+    assert "one: " in shown and "not discovered yet" in shown, shown
+
+    def cli(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "notifier", *command, "-c", str(config)],
+                              capture_output=True, text=True, env=cli_env(), timeout=60,
+                              check=False)
+
+    retry = cli("retry", "--now")
+    assert retry.returncode == 0 and "nothing to retry" in retry.stdout, retry
+    reload = cli("reload")
+    assert reload.returncode == 1 and "no daemon has run on it" in reload.stderr, reload
+    export = cli("export")
+    assert export.returncode == 0 and "/one/feed/atom/" in export.stdout, export
+    assert not (tmp_path / "state.db").exists()
+    first = run_once(config)
+    assert first.returncode == 0, first.stderr
+    assert "does not exist: creating a new, empty state" in first.stderr, first.stderr
+    assert "not created yet" not in status(config)
+
+
 def test_a_state_that_cannot_be_written_gives_one_error_then_quiet_retries(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Disk full (SQLite's own error, as a full disk raises it): one ERROR without a

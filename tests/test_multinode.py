@@ -16,7 +16,6 @@ import json
 import random
 import re
 import signal
-import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -30,7 +29,7 @@ import yaml
 
 import notifier
 from tests.support import databases
-from tests.support.daemon import run_cli, signal_group, start, wait_until
+from tests.support.daemon import run_cli, signal_group, start, stop_groups, wait_until
 from tests.support.feed_farm import FeedFarm
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -232,16 +231,7 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
             table = run_cli("status", "-c", str(configs["n3"]), timeout=120).stdout
         finally:
             stop_adding.set()
-            for proc in procs.values():
-                if proc.poll() is None:
-                    signal_group(proc, signal.SIGCONT)
-                    signal_group(proc, signal.SIGTERM)
-            for proc in procs.values():
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    signal_group(proc, signal.SIGKILL)
-                    proc.wait(timeout=5)
+            stop_groups(procs.values())
         hits = farm.hits
 
     logs_text = {n: logs[n].read_text(errors="replace") for n in NODES}
@@ -418,15 +408,7 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
             sent = query("SELECT claim_owner, digest_id, sent_at FROM outbox "
                          "WHERE status = 'sent'")
         finally:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    signal_group(proc, signal.SIGTERM)
-            for proc in procs.values():
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    signal_group(proc, signal.SIGKILL)
-                    proc.wait(timeout=5)
+            stop_groups(procs.values())
 
     assert procs[survivor].returncode == 0, logs[survivor].read_text()
     assert queued_by == {"d1", "d2"}  # both nodes queued comments for the one digest

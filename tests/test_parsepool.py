@@ -241,6 +241,42 @@ def test_a_large_daemon_keeps_its_parse_workers() -> None:
     assert len(seen[0]) == 1 and seen == [seen[0]] * 3
 
 
+_KEPT: list[bytearray] = []
+
+
+def _grow_past_the_recycling_limit(seconds: float) -> str:
+    """Runs in a worker: holds on to more than RECYCLE_GROWTH, as a huge parse's leftovers
+    would, so that the worker retires after answering."""
+    time.sleep(seconds)
+    block = bytearray(RECYCLE_GROWTH + 8 * 1024 * 1024)
+    for offset in range(0, len(block), 4096):  # resident, not only reserved
+        block[offset] = 1
+    _KEPT.append(block)
+    return "grown"
+
+
+def test_the_body_behind_a_retiring_worker_is_parsed_by_the_next_one() -> None:
+    """A worker that grew too large retires after its answer, leaving the body it held in
+    its pipe untouched: that body goes to a fresh worker and is parsed, not failed."""
+
+    async def drive() -> tuple[object, object, list[int], list[int]]:
+        pool = ParsePool(workers=1, time_limit=30.0)
+        try:
+            await pool.parse(atom(1), "http://blog.test/warm/", {})
+            before = pool.worker_pids()
+            grows = asyncio.create_task(pool.run(_grow_past_the_recycling_limit, 0.5))
+            await asyncio.sleep(0.1)  # it holds the worker; the next body waits in its pipe
+            behind = await pool.parse(atom(3), "http://blog.test/behind/", {})
+            return await grows, behind, before, pool.worker_pids()
+        finally:
+            pool.shutdown()
+
+    grown, behind, before, after = asyncio.run(drive())
+    assert grown == "grown"
+    assert isinstance(behind, ParsedFeed) and len(behind.entries) == 3, behind
+    assert before and after and set(before).isdisjoint(after)  # a fresh worker parsed it
+
+
 def test_a_parse_arriving_as_its_worker_starts_waits_for_it_without_hanging(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A body that asks for a worker just as the one being started is ready, before its

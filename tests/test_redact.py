@@ -32,6 +32,14 @@ def test_a_destination_shows_only_scheme_and_host() -> None:
     assert redact.destination("x" * 100) == "x" * 37 + "…"
 
 
+def test_a_library_line_shows_each_url_as_a_destination() -> None:
+    line = ('HTTP Request: POST https://hooks.slack.com/services/T0/B0/XyZ "HTTP/1.1 200 OK"; '
+            "then (https://example.org:8443/a?token=t).")
+    assert redact.destinations_in(line) == (
+        'HTTP Request: POST https://hooks.slack.com/… "HTTP/1.1 200 OK"; '
+        "then (https://example.org/…).")
+
+
 def test_text_loses_every_secret_and_the_long_parts_of_a_secret_url() -> None:
     hook = "https://example.test/workflows/abc/triggers/run?api-version=1&sig=SiGnAtUrE1234"
     echoed = f"bad request to {hook}; sig SiGnAtUrE1234; token 123:AAAA"

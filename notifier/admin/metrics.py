@@ -89,7 +89,8 @@ class Metrics:
         fetched = report.feeds_polled - report.feeds_failed - report.not_modified
         self.polls.labels(result="fetched").inc(max(fetched, 0))
         self.polls.labels(result="not_modified").inc(report.not_modified)
-        self.polls.labels(result="failed").inc(report.feeds_failed)
+        # A failed discovery is a failed poll of the subscription's page.
+        self.polls.labels(result="failed").inc(report.feeds_failed + report.discovery_failed)
         for kind, count in count_kinds(report.errors).items():
             self.poll_failures.labels(kind=kind).inc(count)
         for seconds in report.fetch_seconds:

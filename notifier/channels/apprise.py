@@ -49,9 +49,8 @@ def _library() -> Any:
         import apprise as library
     except ImportError:
         raise ValueError(_MISSING) from None
-    # Apprise's debug lines print service URLs, tokens included: warnings and up only.
-    logger = logging.getLogger("apprise")
-    logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    # Apprise's debug lines print service URLs, tokens included: `logsetup` keeps its logger
+    # at warnings and up, even with -vv.
     return library
 
 

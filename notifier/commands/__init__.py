@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Watches blog posts and comment threads and tells people, by email or "
                     "chat, when something new is said: a new post, a new comment, a reply.",
         epilog="Exit status: 0 success; 1 a feed or delivery failed, or notifications are "
-               "still failing (run --once); 2 bad configuration or usage. `notifier COMMAND "
+               "still failing or a channel is disabled (run --once); 2 bad configuration, "
+               "usage or state file. `notifier COMMAND "
                "-h` for each command. The README (also installed in share/doc/notifier/) "
                "describes the configuration format.")
     # The common options are accepted before the command and after it (`notifier -v run`,
@@ -107,7 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbose, args.quiet, fmt)
     try:
         code: int = args.run_command(args)
+        sys.stdout.flush()  # here, where a reader that left (`| head`) is handled below
         return code
+    except BrokenPipeError:
+        # `notifier status | head` took what it wanted: no traceback, and nothing more is
+        # written to the closed pipe at exit (Python's own advice for SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except ConfigError as exc:
         _fatal(f"configuration is not valid:\n{exc}", fmt)
         return EXIT_USAGE

@@ -19,11 +19,17 @@ from pathlib import Path
 
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, Command, load
 from notifier.store import Store
+from notifier.store.statefile import not_created
 
 
 def _reload(args: argparse.Namespace) -> int:
     # The secrets are the daemon's business: this shell may lack its environment file.
     config = load(args, require_secrets=False)
+    fresh = not_created(config.state_url())
+    if fresh is not None:
+        print(f"notifier: state {fresh} does not exist: no daemon has run on it; start it "
+              "with `notifier run`", file=sys.stderr)
+        return EXIT_FAILED
     store = Store(config.state_url())
     try:
         store.migrate()

@@ -14,6 +14,7 @@ import time
 from notifier.commands.common import EXIT_OK, EXIT_USAGE, Command, load
 from notifier.config import close_match
 from notifier.store import Store
+from notifier.store.statefile import not_created
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,11 @@ def _retry(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     now = time.time()
+    fresh = not_created(config.state_url())
+    if fresh is not None:
+        print(f"nothing to retry: state {fresh} does not exist yet (`notifier run` creates "
+              "it)")
+        return EXIT_OK
     store = Store(config.state_url())
     try:
         store.migrate()

@@ -28,8 +28,8 @@ T = TypeVar("T")
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--once", action="store_true",
                         help="poll every subscription once, deliver every pending "
-                             "notification, then exit: 1 if a feed failed or a notification "
-                             "is still failing; for cron and tests")
+                             "notification, then exit: 1 if a feed failed, a notification "
+                             "is still failing or a channel is disabled; for cron and tests")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from notifier.commands.common import EXIT_OK, Command, ago, at, iso, load, when
 from notifier.config import Config
 from notifier.failures import Failure
 from notifier.store import ChannelStats, NodeState, Store
+from notifier.store.statefile import not_created
 
 
 @dataclass
@@ -90,6 +91,9 @@ class StatusReport:
     feeds: list[FeedStatus]
     discovery_failing: list[DiscoveryStatus]
     nodes: list[NodeStatus] = field(default_factory=list)
+    state_missing: bool = False
+    """A SQLite state not created yet: `status` reads nothing and creates nothing (the first
+    `run` does, with its warning that every subscription starts with a baseline)."""
 
 
 _TIMES = ("last_sent", "next_retry", "next_release", "last_polled", "next_poll", "generated",
@@ -97,7 +101,9 @@ _TIMES = ("last_sent", "next_retry", "next_release", "last_polled", "next_poll",
 
 
 def collect(config: Config, now: float | None = None) -> StatusReport:
-    store = Store(config.state_url())
+    # A state not created yet is read as an empty one, not created here (`not_created`).
+    missing = not_created(config.state_url()) is not None
+    store = Store("sqlite://" if missing else config.state_url())
     try:
         store.migrate()
         stats = store.channel_stats()
@@ -144,7 +150,7 @@ def collect(config: Config, now: float | None = None) -> StatusReport:
                 failure.kind.value if failure else None))
     generated = time.time() if now is None else now
     return StatusReport(Store.describe_url(config.state_url()), generated, channels, feeds,
-                        lost, node_statuses(config, nodes, generated))
+                        lost, node_statuses(config, nodes, generated), state_missing=missing)
 
 
 def _wanted(watch: Mapping[str, str], readers: Sequence[str]) -> dict[str, str]:
@@ -209,7 +215,8 @@ def as_json(report: StatusReport) -> str:
 
 def print_table(report: StatusReport) -> None:
     now = report.generated
-    print(f"state: {report.state}")
+    print(f"state: {report.state}" + (" (not created yet: `notifier run` creates it; nothing "
+                                      "polled or sent so far)" if report.state_missing else ""))
     print("channels (notifications: one per comment per channel, however many subscriptions "
           "matched it):")
     print(f"  {'name':<16} {'queued':>7} {'held':>7} {'sent':>7} {'failing':>7} {'dead':>7}  "

@@ -20,6 +20,7 @@ from notifier.config import Config, close_match
 from notifier.configfile import ConfigWriteError, append_subscriptions
 from notifier.opml import OpmlError, OpmlOutline, read_opml, subscription_name, write_opml
 from notifier.store import Store, StoreError
+from notifier.store.statefile import not_created
 
 WATCHES = ("posts", "comments", "threads")
 
@@ -182,15 +183,16 @@ def _export(args: argparse.Namespace) -> int:
     config = load(args, require_secrets=False)
     feeds: dict[str, str] = {}
     try:
-        store = Store(config.state_url())
-        try:
-            store.migrate()
-            feeds = {name: state.feed_url for name, state in
-                     store.subscription_states().items() if state.feed_url}
-        finally:
-            store.close()
+        if not_created(config.state_url()) is None:  # no state yet: the URLs as written
+            store = Store(config.state_url())
+            try:
+                store.migrate()
+                feeds = {name: state.feed_url for name, state in
+                         store.subscription_states().items() if state.feed_url}
+            finally:
+                store.close()
     except StoreError:
-        pass  # no state yet: the URLs as written
+        pass  # a state that cannot be read: the URLs as written
     outlines = [OpmlOutline(sub.name, feeds.get(sub.name, sub.url),
                             sub.url if sub.name in feeds else None)
                 for sub in config.subscriptions]

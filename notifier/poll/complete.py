@@ -153,7 +153,8 @@ async def _backfill(batch: Sequence[Polled], plan: Plan, seen: dict[int, dict[st
         if isinstance(result, BaseException):
             if not isinstance(result, Exception):
                 raise result
-            log.warning("follow-up of %s failed: %s: %s", url, type(result).__name__, result)
+            log.warning("follow-up of %s failed: %s: %s", url, type(result).__name__,
+                        redact.urls_in(str(result)))  # its text may quote a URL, token and all
             continue
         if result.note:
             log.info("poll %s %s", url, result.note)

@@ -143,14 +143,13 @@ class Poller:
         reading = self.planner.generation
         lost = PollReport()
         for failure in plan.failures:
-            # Tried and failed like a fetch: a subscription with no feed must not vanish
-            # from the summary ("0 feeds polled, 0 failed" while nothing works).
-            lost.feeds_polled += 1
-            lost.feeds_failed += 1
+            # A subscription with no feed must not vanish from the summary ("0 feeds
+            # polled, 0 failed" while nothing works); it is counted apart from the feeds.
+            lost.discovery_failed += 1
             lost.errors.append(FailedFeed(f"subscription {failure.subscription}",
                                           failure.reason))
         report.add(lost)
-        if lost.feeds_polled and self.on_polled is not None:
+        if lost.discovery_failed and self.on_polled is not None:
             self.on_polled(lost)
         await self._release_abandoned()
         if self._writer is None or self._writer.done():

@@ -191,9 +191,10 @@ class Planner:
     async def _discover_one(self, sub: Subscription) -> Discovery:
         budget = discovery_budget(self.config)
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(budget) as deadline:
                 return await discover(self.fetcher, sub.url,
-                                      "posts" if sub.watch == "threads" else sub.watch)
+                                      "posts" if sub.watch == "threads" else sub.watch,
+                                      budget=deadline)
         except TimeoutError:
             raise DiscoveryError(f"discovery took more than {budget:g} s",
                                  kind=FailureKind.TIMEOUT) from None

@@ -33,6 +33,7 @@ class PollReport:
     queued: int = 0
     baselines: int = 0  # subscriptions whose first poll this was
     fenced: int = 0  # polls dropped: another node claimed the feed since (lease lost)
+    discovery_failed: int = 0  # subscriptions without a feed: their discovery failed
     errors: list[FailedFeed] = field(default_factory=list)  # each with its kind
     written: set[int] = field(default_factory=set)  # feeds whose poll was written
     fetch_seconds: list[float] = field(default_factory=list)  # each fetch's time, for metrics
@@ -40,15 +41,21 @@ class PollReport:
     def add(self, other: PollReport) -> None:
         """Sum `other` (a batch's share) into this report."""
         for name in ("feeds_polled", "feeds_failed", "not_modified", "new_entries", "queued",
-                     "baselines", "fenced"):
+                     "baselines", "fenced", "discovery_failed"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors += other.errors
         self.written |= other.written
         self.fetch_seconds += other.fetch_seconds
 
     def summary(self) -> str:
+        # A subscription whose discovery failed has no feed to poll: named as `status`
+        # names it, not counted as a feed (nor does it vanish: "0 feeds polled" alone
+        # would hide that nothing works).
+        lost = self.discovery_failed
+        without = (f", {lost} subscription{'' if lost == 1 else 's'} without a feed "
+                   "(discovery failed)" if lost else "")
         text = (f"{self.feeds_polled} feeds polled ({self.not_modified} unchanged, "
-                f"{self.feeds_failed} failed), {self.new_entries} new entries, "
+                f"{self.feeds_failed} failed){without}, {self.new_entries} new entries, "
                 f"{self.queued} notifications queued")
         if self.errors:
             kinds = ", ".join(f"{n} {kind}" for kind, n in count_kinds(self.errors).items())
@@ -69,7 +76,8 @@ class PollReport:
         """The summary as `extra=` fields of its log line (`--log-format json`)."""
         return {"feeds_polled": self.feeds_polled, "feeds_failed": self.feeds_failed,
                 "not_modified": self.not_modified, "new_entries": self.new_entries,
-                "queued": self.queued, "failures": count_kinds(self.errors)}
+                "queued": self.queued, "subscriptions_without_feed": self.discovery_failed,
+                "failures": count_kinds(self.errors)}
 
 
 def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: int,

@@ -54,6 +54,7 @@ from notifier.store.schema import (
     subscriptions,
     thread_feeds,
 )
+from notifier.store.statefile import folder_problem, sqlite_path
 
 MIGRATION_LOCK = 0x6E6F7469666965  # "notifie": the advisory lock key of migrations
 _CHUNK = 500  # bound on parameters per statement (SQLite allows 32766; stay far below)
@@ -201,6 +202,10 @@ class Store(LeaseStore):
         except sa.exc.DatabaseError as exc:
             # A truncated or overwritten SQLite file lands here too ("file is not a
             # database", "database disk image is malformed"): say what to do, touch nothing.
+            path = sqlite_path(self.url)
+            problem = folder_problem(path) if path is not None else None
+            if problem is not None:  # no state there to restore: the folder is missing
+                raise StoreError(problem) from exc
             hint = ("; restore it from a backup (see `notifier backup`), or move it away to "
                     "start an empty state: notifier never overwrites it"
                     if self.engine.dialect.name == "sqlite" else "")

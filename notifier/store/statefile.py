@@ -31,7 +31,8 @@ from notifier.store.records import StoreError
 
 log = logging.getLogger("notifier")
 
-__all__ = ["backup", "hold_state", "sqlite_path", "unwritable"]
+__all__ = ["backup", "folder_problem", "hold_state", "not_created", "sqlite_path",
+           "unwritable"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -45,8 +46,39 @@ def sqlite_path(url: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why the state file `path` cannot be created or opened because of its folder (what
+    the person must do: create the folder or correct `state:`); None when the folder is there.
+    """
+    folder = path.parent
+    if folder.is_dir():
+        return None
+    what = "is not a folder" if folder.exists() else "does not exist"
+    return (f"state {path}: its folder {folder} {what}; create it (mkdir -p {folder}) or "
+            "correct `state:` in the configuration")
+
+
+def not_created(url: str) -> Path | None:
+    """The file of a SQLite state that does not exist yet, for the commands that only read
+    or amend a state (`status`, `retry`, `reload`, `export`): they must not create it, or
+    the first `run` would no longer say that a new state starts every subscription with a
+    baseline (a mistyped `state:` would go unnoticed). Raises StoreError when its folder is
+    missing. None for a state that exists, and for PostgreSQL."""
+    path = sqlite_path(url)
+    if path is None or path.exists():
+        return None
+    problem = folder_problem(path)
+    if problem is not None:
+        raise StoreError(problem)
+    return path
+
+
 def check_file(path: Path) -> None:
-    """Warn about a state about to be created; refuse one that is not SQLite."""
+    """Warn about a state about to be created; refuse one that is not SQLite, or whose
+    folder is missing (no state was lost then: there was never one there)."""
+    problem = folder_problem(path)
+    if problem is not None:
+        raise StoreError(problem)
     try:
         size = path.stat().st_size
     except FileNotFoundError:

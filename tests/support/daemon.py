@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -79,6 +79,21 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL the daemon and its workers and reap it, as a crash or `kill -9` would."""
     signal_group(proc, signal.SIGKILL)
     proc.wait(timeout=10)
+
+
+def stop_groups(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """Stop daemons as a service manager would: each woken if paused and sent SIGTERM, then
+    given `timeout` s to exit before SIGKILL; all reaped."""
+    started = list(procs)
+    for proc in started:
+        if proc.poll() is None:
+            signal_group(proc, signal.SIGCONT)
+            signal_group(proc, signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
 
 
 class Daemon:
