@@ -228,7 +228,11 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
 
 async def run_once(config: Config) -> OnceResult:
     """Poll every subscription now, deliver everything due, and report."""
-    async with open_engine(config) as engine:
+    async with open_engine(config) as engine, contextlib.AsyncExitStack() as rounds:
+        # The whole run is one delivery round: a mail channel keeps its SMTP connection
+        # from one batch to the next while the poll goes on (not one per batch).
+        for channel in engine.delivery.channels.values():
+            await rounds.enter_async_context(channel.delivery_round())
         delivery = DeliveryReport()
         # Channels deliver while the poll goes on, as in the daemon: sending 1,000 mails
         # after the last feed was polled doubled a changed run. A channel that summarises

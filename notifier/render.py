@@ -15,6 +15,7 @@ template cannot forget it.
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -373,7 +374,13 @@ def web_url(url: str) -> str:
         return ""
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return ""
-    return "" if any(ch.isspace() or ord(ch) < 32 for ch in url) else url
+    return "" if _SPACE_OR_CONTROL.search(url) else url
+
+
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
+r"""What `web_url` refuses inside a URL: any character `str.isspace` calls a space (Python's
+`\s` is the same set), and the C0 controls. One search, not a generator over every
+character (four URLs a message: a tenth of rendering one)."""
 
 
 def format_datetime(value: datetime | None) -> str:

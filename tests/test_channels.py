@@ -454,6 +454,89 @@ def test_email_batch_uses_one_connection_and_survives_a_refusal(
     assert connects == [1]
 
 
+def test_email_round_sends_every_batch_over_one_connection(
+        mail_server: tuple[SmtpServer, dict[str, Any]]) -> None:
+    """A delivery round (one drain of the outbox, or all of `run --once`) gives the channel
+    batch after batch: one connection and one login carry them all. Outside a round each
+    batch has its own, closed when it is done (`notifier test`)."""
+    smtp_server, settings = mail_server
+    batches = [[make_notice(n), make_notice(n + 1)] for n in (10, 20, 30)]
+
+    async def send(context: ChannelContext) -> list[SendResult]:
+        ch = channel(context, email_body(smtp_server.port, **settings))
+        results = []
+        async with ch.delivery_round():
+            for batch in batches:
+                results += await collect(ch, batch)
+        for batch in batches[:2]:  # no round: a connection per batch
+            results += await collect(ch, batch)
+        return results
+
+    results = run(send)
+    assert [r.error for r in results] == [None] * 10
+    mails = smtp_server.wait_for(10)
+    assert [m["Message-ID"] for m in mails] == [
+        f"<{n.notification_id}@example.org>"
+        for n in [*batches[0], *batches[1], *batches[2], *batches[0], *batches[1]]]
+    peers = [m.peer for m in mails]
+    assert len(set(peers[:6])) == 1
+    assert len(set(peers[6:])) == 2 and not set(peers[:6]) & set(peers[6:])
+    assert len(smtp_server.logins) == (3 if settings else 0)
+
+
+def test_email_round_reconnects_when_the_server_closed_the_connection_between_batches(
+        mail_server: tuple[SmtpServer, dict[str, Any]]) -> None:
+    """A server closes an idle connection after its timeout: the round's next batch goes
+    out on a new one, and no message of it fails or waits for a retry."""
+    smtp_server, settings = mail_server
+    first, second = [make_notice(5), make_notice(6)], [make_notice(7), make_notice(8)]
+    dropped: list[int] = []
+
+    async def send(context: ChannelContext) -> list[SendResult]:
+        ch = channel(context, email_body(smtp_server.port, **settings))
+        async with ch.delivery_round():
+            results = await collect(ch, first)
+            dropped.append(await asyncio.to_thread(smtp_server.drop_connections))
+            return results + await collect(ch, second)
+
+    results = run(send)
+    assert dropped == [1]
+    assert [(r.notification_id, r.error) for r in results] == [
+        (n.notification_id, None) for n in first + second]
+    mails = smtp_server.wait_for(4)
+    assert [m["Message-ID"] for m in mails] == [
+        f"<{n.notification_id}@example.org>" for n in first + second]
+    assert mails[0].peer == mails[1].peer != mails[2].peer == mails[3].peer
+    assert len(smtp_server.logins) == (2 if settings else 0)
+
+
+def test_email_a_421_at_mail_from_on_a_used_connection_goes_again_on_a_new_one(
+        smtp_server: SmtpServer) -> None:
+    """A server that ends a connection after so many messages answers the next MAIL FROM
+    with 421: nothing was offered, so the message goes out on a new connection at once.
+    A 421 on the new connection too is a temporary failure, as on any connection."""
+    items = [make_notice(n) for n in (5, 6, 7, 8)]
+
+    async def send(context: ChannelContext) -> list[SendResult]:
+        ch = channel(context, email_body(smtp_server.port))
+        async with ch.delivery_round():
+            results = await collect(ch, items[:1])
+            smtp_server.fail_next(421, "Too many messages on this connection", stage="MAIL")
+            results += await collect(ch, items[1:3])
+            smtp_server.fail_next(421, "Service not available", times=2, stage="MAIL")
+            return results + await collect(ch, items[3:])
+
+    results = run(send)
+    assert [r.error for r in results[:3]] == [None] * 3
+    assert isinstance(results[3].error, TemporaryFailure)
+    assert "421 Service not available" in str(results[3].error)
+    mails = smtp_server.wait_for(3)
+    assert [m["Message-ID"] for m in mails] == [
+        f"<{n.notification_id}@example.org>" for n in items[:3]]
+    assert mails[0].peer != mails[1].peer == mails[2].peer
+    assert [(r.stage, r.code) for r in smtp_server.rejections] == [("MAIL", 421)] * 3
+
+
 def test_email_a_bug_building_the_next_message_still_tells_the_sent_one(
         smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The next message is built while one is on the wire: a bug met there must not stop

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -217,6 +218,21 @@ def test_a_429_pause_holds_for_the_node_that_delivers_next(
     assert deliver_at(nodes["b"], clock, 30, 60, 31,
                       observe=lambda: len(webhook_receiver.received)) == [1, 1, 4]
     assert stats(path) == (0, 0, 3, 0)
+
+
+def test_a_delivery_round_sends_all_its_mail_over_one_smtp_connection(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:
+    # More notifications than one claim takes (50): the claims follow one another on the
+    # connection the first one opened, and each message is still marked sent on its own.
+    path = write_config(tmp_path, {"hook": {
+        "type": "email", "from": "notifier@example.org", "to": ["reader@example.org"],
+        "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "security": "none"}}})
+    queue(path, range(1, 121), NOON)
+    assert deliver_at(path, Clock(NOON), 0, observe=lambda: stats(path)) == [(0, 0, 120, 0)]
+    mails = smtp_server.wait_for(120)
+    numbers = [re.search(r"Reader (\d+)", m["Subject"]) for m in mails]
+    assert sorted(int(n.group(1)) for n in numbers if n) == list(range(1, 121))
+    assert len({m.peer for m in mails}) == 1
 
 
 # --- digests ---------------------------------------------------------------------------------

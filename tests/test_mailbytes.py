@@ -73,6 +73,9 @@ CASES = {
                            ".\n..\n"),
     "empty-ish": (usual(""), "\n", "\n"),
     "carriage returns": (usual("s"), "one\r\ntwo\rthree\n", "<p>\r\n</p>\n"),
+    "many quoted-printable lines": (
+        usual("s"), "".join(f"Ligne {n} : très{' ' * (n % 3)}\n" for n in range(25)),
+        "".join(f"<p>é{'x' * (60 + n)} \t</p>\n" for n in range(14))),
 }
 
 

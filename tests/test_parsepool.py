@@ -19,7 +19,8 @@ from notifier.entrytext import MAX_ENTRIES
 from notifier.fetch import Fetcher
 from notifier.models import ParsedFeed
 from notifier.poll import Poller, StoreThread, parsepool
-from notifier.poll.parsepool import RECYCLE_GROWTH, ParsePool
+from notifier.poll.parsepool import ParsePool
+from notifier.poll.parseworker import RECYCLE_GROWTH
 from notifier.poll.retrieve import Polled
 from notifier.store import FeedState, Store
 from tests.support.blog_server import BlogServer
@@ -365,3 +366,23 @@ def test_a_worker_started_for_a_parse_that_gave_up_serves_the_next_one(
     parsed, pids = asyncio.run(drive())
     assert isinstance(parsed, ParsedFeed) and len(parsed.entries) == 2, parsed
     assert len(started) == 1 and pids == started, (started, pids)
+
+
+def test_a_parse_worker_loads_the_parser_and_not_the_daemons_libraries() -> None:
+    """Every worker start (one per 500 bodies, and each suspect's) pays for what it
+    imports: the parser, not the event loop, the SQL layer, the HTTP clients or the
+    configuration's validation, which only the daemon uses."""
+    heavy = ("asyncio", "concurrent", "sqlalchemy", "aiohttp", "httpx", "pydantic", "yaml",
+             "jinja2", "apscheduler")
+    probe = ("sorted({m.split('.')[0] for m in __import__('sys').modules} & "
+             f"{set(heavy) | {'feedparser', 'notifier'}!r})")
+
+    async def drive() -> object:
+        pool = ParsePool(workers=1)
+        try:
+            assert isinstance(await pool.parse(atom(2), "http://blog.test/a/", {}), ParsedFeed)
+            return await pool.run(eval, probe)
+        finally:
+            pool.shutdown()
+
+    assert asyncio.run(drive()) == ["feedparser", "notifier"]

@@ -11,7 +11,14 @@ import pytest
 from markupsafe import Markup
 
 from notifier.models import Entry, Notice
-from notifier.render import QUOTE_STYLE, Renderer, RenderError, format_datetime, quote
+from notifier.render import (
+    QUOTE_STYLE,
+    Renderer,
+    RenderError,
+    format_datetime,
+    quote,
+    web_url,
+)
 from notifier.sanitize import MAX_HTML_CHARS, sanitize_html
 
 POST = "http://blog.test/2013/10/20/why-defend-stalin/"
@@ -333,3 +340,14 @@ def test_sanitiser_caps_its_input() -> None:
     clean = sanitize_html("<p>" + "a" * (MAX_HTML_CHARS * 2) + "</p>", BASE)
     assert len(clean) <= MAX_HTML_CHARS + 10
     assert sanitize_html("", BASE) == ""
+
+
+def test_a_link_with_a_space_or_a_control_character_is_no_link() -> None:
+    """A feed's link goes into href attributes and mail text: one with a space, a line
+    break or another control inside (a smuggled second line) is dropped, not shown."""
+    good = "https://blog.test/2013/10/20/why-defend-stalin/#comment-5"
+    assert web_url(f"  {good}\n") == good  # around it: trimmed
+    for inside in (" ", "\t", "\r\n", "\x00", "\x1b", "\x0b", "\u00a0", "\u2028", "\u3000"):
+        assert web_url(good.replace("#", inside + "#")) == "", repr(inside)
+    for other in ("javascript:alert(1)", "ftp://blog.test/", "/relative/", "https://"):
+        assert web_url(other) == ""

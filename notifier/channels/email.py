@@ -3,7 +3,8 @@
 Rendering and sending are separate steps: `message_bytes` turns a notice into the complete
 message as it goes on the wire (pure, no I/O; written by `mailbytes`, byte for byte what
 the standard library's `EmailMessage` would give, at a fraction of the cost), and the SMTP
-conversation runs in a worker thread with the stdlib's smtplib, one connection per batch.
+conversation runs in a worker thread with the stdlib's smtplib, one connection per delivery
+round (every batch the outbox gives it until the round ends).
 
 Choices that matter to the person reading the mail:
 - The Message-ID is derived from the notification id, so a retry after a connection lost
@@ -22,10 +23,12 @@ log, an error or `repr()`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
 import re
+import select
 import smtplib
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -165,6 +168,12 @@ class _ConnectionLost(TemporaryFailure):
     """The SMTP connection cannot be used for the next message of the batch."""
 
 
+class _NotOffered(_ConnectionLost):
+    """The server closes the connection at MAIL FROM (421): the message was not offered,
+    so on a connection that had carried mail before it goes again on a new one (a server
+    that ends a connection after so many messages does this)."""
+
+
 class EmailChannel(Channel):
     kind: ClassVar[str] = "email"
     config_type: ClassVar[type[ChannelConfig]] = EmailConfig
@@ -185,6 +194,9 @@ class EmailChannel(Channel):
         """An address that is not ASCII needs SMTPUTF8, and headers written in UTF-8."""
         self._fixed: dict[tuple[str, str], bytes] = {}
         """Header lines that are the same in every message of this channel, folded once."""
+        self._rounds = 0
+        self._idle: smtplib.SMTP | None = None
+        """Open between two batches of a delivery round, and only then."""
 
     def _header(self, name: str, value: str) -> bytes:
         """The folded line of a header that most messages of this channel share.
@@ -258,17 +270,37 @@ class EmailChannel(Channel):
             if result.error is not None:
                 raise result.error
 
+    @contextlib.asynccontextmanager
+    async def delivery_round(self) -> AsyncIterator[None]:
+        """Keep the SMTP connection open from one batch to the next until the round ends.
+
+        Rounds may nest (`run --once` is one round around the daemon's rounds): the
+        connection is closed when the outermost one ends.
+        """
+        self._rounds += 1
+        try:
+            yield
+        finally:
+            self._rounds -= 1
+            if self._rounds == 0 and self._idle is not None:
+                smtp, self._idle = self._idle, None
+                await asyncio.to_thread(_close, smtp)
+
     async def send_batch(self, notices: Sequence[Notice]) -> AsyncIterator[SendResult]:
-        """One SMTP connection for the whole batch; reconnect only after it broke.
+        """One SMTP connection for the whole batch, and for the round's next batch; a new one
+        only after it broke, or when the server closed it since its last message (then,
+        and after a 421 at MAIL FROM on it, the message goes out on a new connection).
 
         When connecting fails, every remaining notice gets that failure (each is then
         retried on its own schedule) rather than one timeout per message. The next message
         is built while one is on the wire; each result is still told as soon as its
         server's answer is in, one message at a time on the connection.
         """
-        smtp: smtplib.SMTP | None = None
+        smtp = self._take_idle()
+        used = smtp is not None  # has carried mail: the server may have given up on it
         ready: bytes | DeliveryError | None = None
         broken: Exception | None = None  # a bug met building ahead: raised in its turn
+        finished = False
         try:
             for index, notice in enumerate(notices):
                 if broken is not None:
@@ -278,29 +310,56 @@ class EmailChannel(Channel):
                 if isinstance(msg, DeliveryError):
                     yield SendResult(notice.notification_id, msg)
                     continue
-                if smtp is None:
+                for attempt in range(2):
+                    if smtp is not None and used and not _quiet(smtp):
+                        smtp.close()  # closed by the server since the last message
+                        smtp = None
+                    if smtp is None:
+                        try:
+                            smtp = await asyncio.to_thread(self._connect)
+                        except DeliveryError as exc:
+                            for rest in notices[index:]:
+                                yield SendResult(rest.notification_id, exc)
+                            finished = True
+                            return
+                        used = False
+                    sending = asyncio.ensure_future(
+                        asyncio.to_thread(self._deliver, smtp, msg))
                     try:
-                        smtp = await asyncio.to_thread(self._connect)
-                    except DeliveryError as exc:
-                        for rest in notices[index:]:
-                            yield SendResult(rest.notification_id, exc)
-                        return
-                sending = asyncio.ensure_future(asyncio.to_thread(self._deliver, smtp, msg))
-                try:
-                    if index + 1 < len(notices):
-                        ready = self._try_build(notices[index + 1])
-                except Exception as exc:
-                    # Not before this message's result is told: it may be sent already.
-                    broken = exc
-                finally:
-                    error = await _outcome(sending)
-                if isinstance(error, _ConnectionLost):
+                        if attempt == 0 and index + 1 < len(notices):
+                            ready = self._try_build(notices[index + 1])
+                    except Exception as exc:
+                        # Not before this message's result is told: it may be sent already.
+                        broken = exc
+                    finally:
+                        error = await _outcome(sending)
+                    if not isinstance(error, _ConnectionLost):
+                        break
                     await asyncio.to_thread(_close, smtp)
                     smtp = None
+                    if not (isinstance(error, _NotOffered) and used):
+                        break
+                used = smtp is not None
                 yield SendResult(notice.notification_id, error)
+            finished = True
         finally:
             if smtp is not None:
-                await asyncio.to_thread(_close, smtp)
+                if finished and self._rounds and self._idle is None:
+                    self._idle = smtp  # the round's next batch goes out on it
+                else:
+                    # Cut short (an error, a cancelled task): its state is unknown.
+                    await asyncio.to_thread(_close, smtp)
+
+    def _take_idle(self) -> smtplib.SMTP | None:
+        """The connection the round's last batch left open, if the server has not closed it
+        since (or said anything, such as a 421 before closing: a reply nobody asked for)."""
+        smtp, self._idle = self._idle, None
+        if smtp is None:
+            return None
+        if _quiet(smtp):
+            return smtp
+        smtp.close()
+        return None
 
     def _try_build(self, notice: Notice) -> bytes | DeliveryError:
         try:
@@ -376,6 +435,8 @@ class EmailChannel(Channel):
         except smtplib.SMTPResponseException as exc:
             failure = _by_code(exc.smtp_code, f"email {self.name}: {_reply(exc)}")
             if exc.smtp_code == 421:  # the server is closing the connection
+                if isinstance(exc, smtplib.SMTPSenderRefused):
+                    raise _NotOffered(str(failure)) from None  # refused at MAIL FROM
                 raise _ConnectionLost(str(failure)) from None
             raise failure from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
@@ -513,6 +574,18 @@ def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _quiet(smtp: smtplib.SMTP) -> bool:
+    """Whether an idle connection is still open: nothing to read (no EOF, no reply)."""
+    sock = smtp.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _close(smtp: smtplib.SMTP) -> None:

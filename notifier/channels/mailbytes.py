@@ -105,8 +105,10 @@ def _encoded(text: str) -> tuple[str, bytes]:
         data = "".join(binascii.b2a_base64(body[i:i + per_line]).decode("ascii")
                        for i in range(0, len(body), per_line))
         return "base64", data.replace("\n", "\r\n").encode("ascii")
-    encoded = sniff_qp if len(lines) <= 10 else quoprimime.body_encode(
-        body.decode("latin-1"), _MAX_LINE)
+    # Quoted-printable encodes line by line, so the whole body's encoding is the first ten
+    # lines' (already made to choose) followed by the rest's: each line encoded once.
+    encoded = sniff_qp if len(lines) <= 10 else sniff_qp + quoprimime.body_encode(
+        (b"\n".join(lines[10:]) + b"\n").decode("latin-1"), _MAX_LINE)
     return "quoted-printable", encoded.replace("\n", "\r\n").encode("ascii")
 
 

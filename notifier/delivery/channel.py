@@ -9,6 +9,7 @@ accepted by the server, and only then is the notification marked sent.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -172,6 +173,13 @@ class Channel(ABC):
                     return
             else:
                 yield SendResult(notice.notification_id)
+
+    @contextlib.asynccontextmanager
+    async def delivery_round(self) -> AsyncIterator[None]:
+        """Around every batch of one round of delivery (one drain of the outbox; all of
+        `run --once`): kinds that hold a connection (SMTP) keep it open from one batch to the
+        next and close it when the round ends. Nothing to keep by default."""
+        yield
 
     @classmethod
     def summarize(cls, config: ChannelConfig) -> str:

@@ -96,7 +96,6 @@ class Delivery:
         pacer = self._pacers.setdefault(name, Pacer(channel.pace))
         # A burst is only seen whole if one claim can hold it.
         size = DIGEST_MAX if channel.config.burst_limit else DELIVERY_BATCH
-        remaining = limit
         lease = self.node.lease
         # One node delivers to a channel at a time (a lease its heartbeat renews): it alone
         # paces the channel and gathers its digests. A pause a server asked any node for
@@ -107,6 +106,12 @@ class Delivery:
             return
         if paused is not None:
             pacer.not_before = max(pacer.not_before, paused)
+        async with channel.delivery_round():  # one SMTP connection for all the batches
+            await self._drain_claims(channel, name, pacer, size, limit, report)
+
+    async def _drain_claims(self, channel: Channel, name: str, pacer: Pacer, size: int,
+                            remaining: int, report: DeliveryReport) -> None:
+        lease = self.node.lease
         while remaining > 0 and name not in self._disabled:
             now = self.clock()
             if pacer.wait(now) > MAX_INLINE_WAIT:

@@ -8,7 +8,7 @@
       v            `news` (pure): rescan a site? read which threads in full?
       |                                                                     -> SiteNews
       |  retrieve  conditional GET -> 304 | same body as last time
-      v            | body -> `parsepool` worker (feedparser, platform adapters) -> Polled
+      v            | body -> `parsepool` worker (`parseworker`: feedparser, adapters) -> Polled
       |  complete  per batch: gap or rescan -> backfill (`gaps` decides, `backfill` reads);
       v            parents of replies; stored keys and revisions; one batch read -> Snapshot
       |  decide    (pure) Snapshot + Plan + config + now -> new/edited entries (`diff`),
@@ -58,7 +58,7 @@ _HOMES = {"BATCH_LINGER": "cycle", "WRITE_BATCH": "cycle", "Poller": "cycle",
 def __getattr__(name: str) -> Any:
     """The names above, imported on first use.
 
-    A parse worker imports `notifier.poll.parsepool`, and with it this package: importing
+    A parse worker imports `notifier.poll.parseworker`, and with it this package: importing
     the stages here would give every worker the HTTP client, the SQL layer and the
     configuration to load (half a second each) before it parses anything.
     """

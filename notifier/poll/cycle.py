@@ -124,10 +124,10 @@ class Poller:
         """Claimed feeds this node's plan did not read, and the plan generation that first
         met them (see `poll`)."""
         self.on_queued: Callable[[], None] | None = None
+        """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
         self.on_polled: Callable[[PollReport], None] | None = None
         """Called with what each written batch (and each cycle's failed discoveries) adds
         to a report, also for polls that land after their cycle returned (the metrics)."""
-        """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
 
     async def poll(self, *, force: bool = False) -> PollReport:
         """Poll every feed that is due (every feed with `force`) and queue what is new.

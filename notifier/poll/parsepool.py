@@ -10,8 +10,9 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
 - a **memory limit** (RLIMIT_AS) in the worker: a parse that needs more fails with
   "parser needed more than ... MiB" and the worker is replaced;
 - **recycling**: a worker whose resident size grew by more than `RECYCLE_GROWTH`, or that has
-  parsed `RECYCLE_JOBS` bodies, or that parsed a suspect (a body over `SUSPECT_BYTES`, a
-  feed whose parse overran before), exits after answering and a fresh one takes its place
+  parsed `RECYCLE_JOBS` bodies (both in `parseworker`, the worker's side, which imports
+  only the parser), or that parsed a suspect (a body over `SUSPECT_BYTES`, a feed whose
+  parse overran before), exits after answering and a fresh one takes its place
   when next needed, so one big feed does not keep its memory for the daemon's life;
 - **less to hold**: entries beyond `MAX_ENTRIES` are cut from the body before it is sent;
 - **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck;
@@ -28,21 +29,19 @@ import concurrent.futures
 import contextlib
 import multiprocessing
 import os
-import resource
 import signal
 import threading
 from collections import deque
 from collections.abc import Callable
 from multiprocessing import resource_tracker
-from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from notifier.budget import pause_budget
 from notifier.entrytext import cap_entries
 from notifier.failures import Failure, FailureKind
-from notifier.memory import return_large_blocks
 from notifier.models import FeedKind, ParsedFeed
+from notifier.poll.parseworker import parse_job, serve
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
 
@@ -51,13 +50,6 @@ PARSE_TIME_LIMIT = 10.0
 PARSE_MEMORY_LIMIT = 1024 * 1024 * 1024
 """Address space of a parse worker (RLIMIT_AS). Virtual, so well above what it touches:
 a worker's interpreter and libraries map ~150 MiB before parsing anything."""
-RECYCLE_GROWTH = 10 * 1024 * 1024
-"""A worker whose resident size grew by more than this over its size at start-up (about
-28 MiB under the daemon) is replaced after its answer: an ordinary feed adds a few MiB at
-most, a parse of thousands of entries would otherwise keep its peak for the worker's life.
-Growth, not size: a worker also imports its parent's main module, whose size varies."""
-RECYCLE_JOBS = 500
-"""Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
 WORKER_START_LIMIT = 60.0
 """Seconds a new worker may take to import its libraries."""
 SUSPECT_BYTES = 1024 * 1024
@@ -73,76 +65,6 @@ and hands over the next body, a round trip through the event loop and the GIL th
 Job = Callable[..., Any]
 _UNTOUCHED = object()
 """A job's answer when its worker went (retired, killed) before taking it."""
-
-
-def _parse_job(body: bytes, url: str, headers: dict[str, str],
-               expect: FeedKind | None = None) -> ParsedFeed | Failure:
-    """The parse itself: the parsed feed or why it is not one."""
-    # Imported here, in the worker: the daemon itself never parses, and a cycle of 304s
-    # should not pay for importing feedparser.
-    from notifier.parse import ParseError, parse_feed
-
-    try:
-        return parse_feed(body, url, headers, expect=expect)
-    except ParseError as exc:
-        return Failure(FailureKind.NOT_A_FEED, str(exc))
-    except MemoryError:
-        raise
-    except RecursionError:
-        return Failure(FailureKind.PARSER, "parser failed: the document is nested too deeply")
-    except Exception as exc:
-        return Failure(FailureKind.PARSER, f"parser failed: {type(exc).__name__}: {exc}")
-
-
-def _resident() -> int:
-    """This process's resident bytes now (what it keeps, which a recycle gives back).
-
-    Not `ru_maxrss`: Linux carries it over from the parent across fork and exec, so a worker
-    started by a large daemon would look large from its first job."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB elsewhere
-
-
-def _serve(conn: Connection, memory_limit: int) -> None:
-    """A worker's life: answer jobs until told to stop or it should be replaced."""
-    # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
-    # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by `_Worker`
-    return_large_blocks()
-    if memory_limit:
-        with contextlib.suppress(ValueError, OSError):
-            _, hard = resource.getrlimit(resource.RLIMIT_AS)
-            limit = memory_limit if hard == resource.RLIM_INFINITY else min(memory_limit, hard)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    conn.send("ready")  # imports done: the time limit counts parsing only
-    jobs = 0
-    started = _resident()
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        fn, args = job
-        retire = False
-        try:
-            result: object = fn(*args)
-        except MemoryError:
-            result = f"parser needed more than {memory_limit // (1024 * 1024)} MiB"
-            retire = True
-        jobs += 1
-        retire = retire or _resident() - started > RECYCLE_GROWTH or jobs >= RECYCLE_JOBS
-        try:
-            conn.send((retire, result))
-        except (OSError, ValueError):
-            return
-        if retire:
-            return
 
 
 class _Job:
@@ -170,9 +92,9 @@ class _Worker:
     def __init__(self, memory_limit: int) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(target=_serve, args=(child, memory_limit),
+        self.process: BaseProcess = ctx.Process(target=serve, args=(child, memory_limit),
                                                 name="notifier-parse", daemon=True)
-        # Until `_serve` ignores it, a Ctrl-C would interrupt the child's imports with a
+        # Until `serve` ignores it, a Ctrl-C would interrupt the child's imports with a
         # KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask is
         # inherited across fork and exec), so one sent meanwhile stays pending until
         # ignored, and is dropped. The resource tracker is started first: starting it
@@ -310,7 +232,7 @@ class ParsePool:
         # The entries beyond MAX_ENTRIES never travel: 100,000 of them are 14.6 MB to send
         # and to hold in the worker, the 5,000 kept a tenth of it.
         body = await asyncio.to_thread(cap_entries, body) if suspect else cap_entries(body)
-        result = await self.run(_parse_job, body, url, headers, expect, suspect=suspect,
+        result = await self.run(parse_job, body, url, headers, expect, suspect=suspect,
                                 budget=budget)
         if isinstance(result, str) and result.startswith(("parser took", "parser needed",
                                                           "parser worker died")):

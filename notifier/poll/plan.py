@@ -50,8 +50,6 @@ def discovery_budget(config: Config) -> float:
     return 2 * config.http.timeout
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class DiscoveryFailure:
     """A subscription whose feed could not be found this cycle: it counts as a failed feed."""

@@ -31,7 +31,6 @@ REST entries are keyed the same way: the diff sees one comment whichever way it 
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import re
@@ -545,6 +544,8 @@ async def wordpress_parents(fetcher: Fetcher, wanted: Mapping[str, str | None]
         if api_root and match:
             jobs.append((key, wordpress_comment(fetcher, api_root, match["n"],
                                                 post_guid=match["post"])))
+    import asyncio  # here: the parse workers import this module and need no event loop
+
     results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
     return {key: result for (key, _), result in zip(jobs, results, strict=True)
             if isinstance(result, Entry) and result.key == key}
@@ -638,6 +639,8 @@ async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
         return await wordpress_comments(fetcher, api_root, post_id, post_guid=match["post"],
                                         post_title=sample.post_title,
                                         post_link=sample.post_link)
+
+    import asyncio  # here: the parse workers import this module and need no event loop
 
     results = await asyncio.gather(*(one(sample) for sample in chosen),
                                    return_exceptions=True)

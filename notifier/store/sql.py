@@ -672,13 +672,17 @@ class Store(LeaseStore):
 
     def mark_sent(self, item_ids: int | Sequence[int], now: float,
                   claim: str | None = None) -> None:
-        """Record acceptance; several ids (a digest's members) in one transaction."""
+        """Record acceptance; several ids (a digest's members) in one transaction.
+
+        Once per message sent, each in its own transaction before the next is offered (a
+        crash repeats at most the one in flight), so the statement is built once: building
+        and compiling an UPDATE per call cost three times what executing it does."""
+        rows: list[dict[str, Any]] = [{"item": item, "now": now} for item in _id_list(item_ids)]
+        if claim is not None:
+            for row in rows:
+                row["claim"] = claim
         with self.engine.begin() as conn:
-            for chunk in _chunks(_id_list(item_ids)):
-                conn.execute(outbox.update().where(outbox.c.id.in_(chunk), *_fence(claim))
-                             .values(
-                    status="sent", sent_at=now, attempts=outbox.c.attempts + 1,
-                    claimed_until=None, last_error=None))
+            conn.execute(_MARK_SENT if claim is None else _MARK_SENT_FENCED, rows)
 
     def mark_failed(self, item_ids: int | Sequence[int], error: str,
                     next_attempt: float | None, now: float, claim: str | None = None) -> None:
@@ -917,6 +921,16 @@ def _outbox_select() -> Any:
                       feeds.c.url.label("feed_url"))
             .select_from(outbox.join(entries, outbox.c.entry_id == entries.c.id)
                          .join(feeds, entries.c.feed_id == feeds.c.id)))
+
+
+_SENT_VALUES: dict[str, Any] = {
+    "status": "sent", "sent_at": sa.bindparam("now"), "attempts": outbox.c.attempts + 1,
+    "claimed_until": None, "last_error": None}
+_MARK_SENT = outbox.update().where(outbox.c.id == sa.bindparam("item")).values(_SENT_VALUES)
+_MARK_SENT_FENCED = outbox.update().where(
+    outbox.c.id == sa.bindparam("item"),
+    outbox.c.claim_id == sa.bindparam("claim")).values(_SENT_VALUES)
+"""`mark_sent`'s statements, built once (with `_fence`'s condition, and without)."""
 
 
 def _fence(claim: str | None) -> list[Any]:

@@ -8,6 +8,7 @@ TLS from the first byte (port 465 style) or offer STARTTLS, with a throwaway cer
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import ssl
@@ -28,7 +29,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.support.threaded import wait_for_items
 
-Stage = Literal["RCPT", "DATA"]
+Stage = Literal["MAIL", "RCPT", "DATA"]
 Tls = Literal["none", "starttls", "implicit"]
 
 
@@ -41,6 +42,8 @@ class ReceivedMail(EmailMessage):
     mail_from: str = ""
     rcpt_tos: tuple[str, ...] = ()
     raw: bytes = b""  # as on the wire, CRLF line ends; the parsed message uses "\n"
+    peer: tuple[str, int] = ("", 0)
+    """The client's address and port: messages from one port came over one connection."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,22 @@ class _Handler:
     def __init__(self, owner: SmtpServer) -> None:
         self._owner = owner
 
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        self._owner._connected(server)
+        failure = self._owner._take_failure("MAIL", address, ())
+        if failure is not None:
+            return failure
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -120,7 +139,9 @@ class _Handler:
         if failure is not None:
             return failure
         content = envelope.original_content or b""
-        self._owner._deliver(envelope.mail_from or "", recipients, content)
+        peer = session.peer if isinstance(session.peer, tuple) else ("", 0)
+        self._owner._deliver(envelope.mail_from or "", recipients, content,
+                             (str(peer[0]), int(peer[1])))
         return "250 Message accepted for delivery"
 
 
@@ -154,8 +175,9 @@ class SmtpServer:
         self._lock = threading.Condition()
         self._messages: list[ReceivedMail] = []
         self._rejections: list[Rejection] = []
-        self._failures: dict[Stage, list[_Failure]] = {"RCPT": [], "DATA": []}
+        self._failures: dict[Stage, list[_Failure]] = {"MAIL": [], "RCPT": [], "DATA": []}
         self._controller: Controller | None = None
+        self._sessions: set[SMTP] = set()
 
     def _controller_kwargs(self) -> dict[str, Any]:
         """Controller and SMTP options for the TLS and login asked for."""
@@ -246,11 +268,38 @@ class SmtpServer:
     def fail_next(
         self, code: int = 451, text: str = "Try later", times: int = 1, stage: Stage = "DATA"
     ) -> None:
-        """Answer the next `times` DATA (or RCPT) commands with `code text` instead of 250."""
+        """Answer the next `times` DATA (or MAIL, RCPT) commands with `code text` instead
+        of 250."""
         if not 400 <= code <= 599 or times < 1:
             raise ValueError("code must be 4xx/5xx and times positive")
         with self._lock:
             self._failures[stage].append(_Failure(code, text, times))
+
+    def drop_connections(self, timeout: float = 5.0) -> int:
+        """Close every client connection that has sent MAIL, as a server does at its idle
+        timeout; returns once they are closed (how many there were)."""
+        controller = self._controller
+        if controller is None:
+            return 0
+
+        async def drop() -> int:
+            with self._lock:
+                sessions = [s for s in self._sessions if s.transport is not None]
+                self._sessions.clear()
+            for session in sessions:
+                if session.transport is not None:
+                    session.transport.close()
+            for _ in range(int(timeout / 0.01)):
+                if all(s.transport is None for s in sessions):
+                    break
+                await asyncio.sleep(0.01)
+            return len(sessions)
+
+        return asyncio.run_coroutine_threadsafe(drop(), controller.loop).result(timeout + 1)
+
+    def _connected(self, server: SMTP) -> None:
+        with self._lock:
+            self._sessions.add(server)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[ReceivedMail]:
         """Block until `count` messages arrived, or raise TimeoutError after `timeout` s."""
@@ -270,13 +319,15 @@ class SmtpServer:
             )
             return f"{failure.code} {failure.text}"
 
-    def _deliver(self, mail_from: str, rcpt_tos: tuple[str, ...], raw: bytes) -> None:
+    def _deliver(self, mail_from: str, rcpt_tos: tuple[str, ...], raw: bytes,
+                 peer: tuple[str, int]) -> None:
         # Parse with Unix line ends, as a local mailbox would, so bodies compare with "\n".
         unix = raw.replace(b"\r\n", b"\n")
         parsed = BytesParser(_class=ReceivedMail, policy=policy.default).parsebytes(unix)
         if not isinstance(parsed, ReceivedMail):  # typeshed types the result by the policy
             raise TypeError(f"parser returned {type(parsed).__name__}")
         parsed.mail_from, parsed.rcpt_tos, parsed.raw = mail_from, rcpt_tos, raw
+        parsed.peer = peer
         with self._lock:
             self._messages.append(parsed)
             self._lock.notify_all()
