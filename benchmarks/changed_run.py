@@ -50,6 +50,7 @@ from side_by_side import (
     ensure_nginx,
     free_port,
     interrupts_as_exit,
+    run_whole,
     start_nginx,
     write_feeds,
     write_notifier_config,
@@ -82,23 +83,10 @@ def export(rev: str, into: Path) -> Path:
 
 def run_once(argv: list[str], env: dict[str, str], log: Path, sink: Sink) -> Run:
     sink.take()
-    with log.open("ab") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
-        wall = time.perf_counter() - start
+    wall, code, usage = run_whole(argv, log, env, RUN_TIMEOUT)
     time.sleep(0.2)  # the sink's last message is counted before we read it
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-               os.waitstatus_to_exitcode(status), sink.take(), os.getloadavg()[0])
+               code, sink.take(), os.getloadavg()[0])
 
 
 def phases_child(config_path: str, profile: bool) -> None:

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -330,13 +331,14 @@ class Measure:
     emails: int
 
 
-def timed(argv: list[str], log: Path, sink: Sink) -> Measure:
-    """One whole process: wall clock from spawn to exit; the child's own rusage."""
-    sink.take()
+def run_whole(argv: list[str], log: Path, env: dict[str, str] | None = None,
+              timeout: float = RUN_TIMEOUT) -> tuple[float, int, resource.struct_rusage]:
+    """One whole process, its output appended to `log`: wall clock from spawn to exit, its
+    exit status, and the child's own rusage (CPU, peak RSS). Killed after `timeout` s."""
     with log.open("ab") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + RUN_TIMEOUT
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
@@ -347,10 +349,16 @@ def timed(argv: list[str], log: Path, sink: Sink) -> Measure:
                 break
             time.sleep(0.005)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, os.waitstatus_to_exitcode(status), usage
+
+
+def timed(argv: list[str], log: Path, sink: Sink) -> Measure:
+    """One whole process: wall clock from spawn to exit; the child's own rusage."""
+    sink.take()
+    wall, code, usage = run_whole(argv, log)
     time.sleep(0.2)  # the sink's last message is counted before we read it
     measure = Measure(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-                      proc.returncode, sink.take())
+                      code, sink.take())
     # Each figure as soon as it exists: a long run cut short still leaves its finished rows.
     print(f"  {Path(argv[0]).name} {' '.join(a for a in argv[1:] if not a.startswith('/'))}: "
           f"{measure}", file=sys.stderr, flush=True)
