@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 from aiosmtpd.controller import Controller
 
@@ -400,61 +400,81 @@ def _proc_cpu_and_rss(pid: int) -> tuple[float, float, float]:
     return cpu, main_rss, child_rss
 
 
+class CycleCounter:
+    """Reads a running daemon's log (its stderr, copied to `log`): whether it is up, and
+    how many polls its cycle summaries have counted. Unchanged polls log at DEBUG; each
+    cycle logs one INFO summary with its count."""
+
+    def __init__(self, stream: IO[str], log: IO[bytes]) -> None:
+        self.running = threading.Event()
+        self._polls = 0
+        self._lock = threading.Lock()
+        self._stream = stream
+        self._log = log
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            self._log.write(line.encode())
+            if " running: " in line:
+                self.running.set()
+            elif found := re.search(r" poll cycle: (\d+) feeds polled", line):
+                with self._lock:
+                    self._polls += int(found.group(1))
+
+    @property
+    def polls(self) -> int:
+        with self._lock:
+            return self._polls
+
+    def reset(self) -> None:
+        with self._lock:
+            self._polls = 0
+
+    def join(self) -> None:
+        self._reader.join(5)
+
+
+def stop_daemon(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def daemon_tick(config: Path, count: int, interval: int, log: Path) -> DaemonFigure | None:
     """CPU of `notifier run` over one full unchanged cycle, start-up excluded.
 
     The window opens once the daemon is up and idle and closes when its cycle summaries
     have counted N polls; with jitter 0 every feed comes due once per interval."""
-    polls = 0
-    running = threading.Event()
-    lock = threading.Lock()
     with log.open("ab") as out:
         proc = subprocess.Popen([notifier_command(), "run", "-c", str(config)],
                                 stdout=out, stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
-        stream = proc.stderr
-
-        def read() -> None:
-            # Unchanged polls log at DEBUG; each cycle logs one INFO summary with its count.
-            nonlocal polls
-            for line in stream:
-                out.write(line.encode())
-                if " running: " in line:
-                    running.set()
-                elif found := re.search(r" poll cycle: (\d+) feeds polled", line):
-                    with lock:
-                        polls += int(found.group(1))
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        counter = CycleCounter(proc.stderr, out)
         try:
-            if not running.wait(120):
+            if not counter.running.wait(120):
                 return None
             time.sleep(2.0)
-            with lock:
-                polls = 0
+            counter.reset()
             cpu0, _, _ = _proc_cpu_and_rss(proc.pid)
             start = time.monotonic()
             deadline = start + interval * 2 + 300
             while time.monotonic() < deadline and proc.poll() is None:
-                with lock:
-                    if polls >= count:
-                        break
+                if counter.polls >= count:
+                    break
                 time.sleep(0.1)
             else:
                 return None
             cpu1, rss, workers = _proc_cpu_and_rss(proc.pid)
-            with lock:
-                seen = polls
-            return DaemonFigure(cpu1 - cpu0, time.monotonic() - start, seen, rss, workers)
+            return DaemonFigure(cpu1 - cpu0, time.monotonic() - start, counter.polls, rss,
+                                workers)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            reader.join(5)
+            stop_daemon(proc)
+            counter.join()
 
 
 # --- one N ---------------------------------------------------------------------------

@@ -29,23 +29,23 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from side_by_side import (
+    CycleCounter,
     ensure_nginx,
     free_port,
     start_nginx,
+    stop_daemon,
     write_feeds,
     write_notifier_config,
 )
@@ -140,39 +140,22 @@ def daemon(tree: Path, config: Path, work: Path, count: int, lead: float, spread
                             for i, fid in enumerate(ids)])
     finally:
         db.close()  # before the next run's copy replaces the file under it
-    polls = 0
-    lock = threading.Lock()
     with (work / "daemon.log").open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "notifier", "run", "-c", str(config)],
                                 env=run_env(tree), cwd=work, stdout=log,
                                 stderr=subprocess.PIPE, text=True)
         assert proc.stderr is not None
-        stream = proc.stderr
-        running = threading.Event()
-
-        def read() -> None:
-            nonlocal polls
-            for line in stream:
-                log.write(line.encode())
-                if " running: " in line:
-                    running.set()
-                elif found := re.search(r" poll cycle: (\d+) feeds polled", line):
-                    with lock:
-                        polls += int(found.group(1))
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        counter = CycleCounter(proc.stderr, log)
         spy: subprocess.Popen[bytes] | None = None
         try:
-            if not running.wait(120):
+            if not counter.running.wait(120):
                 return None
             wait = now + lead - 1.0 - time.time()
             if wait < 0:
                 print("warning: --lead too short, the daemon started after the first due "
                       "time", file=sys.stderr)
             time.sleep(max(0.0, wait))
-            with lock:
-                polls = 0
+            counter.reset()
             if profile is not None:
                 spy = subprocess.Popen(["py-spy", "record", "-p", str(proc.pid), "-o",
                                         str(profile), "-f", "raw", "-r", "200", "--threads",
@@ -181,9 +164,8 @@ def daemon(tree: Path, config: Path, work: Path, count: int, lead: float, spread
             before = _threads(proc.pid)
             start = time.monotonic()
             while time.monotonic() < start + spread + 120 and proc.poll() is None:
-                with lock:
-                    if polls >= count:
-                        break
+                if counter.polls >= count:
+                    break
                 time.sleep(0.05)
             else:
                 return None
@@ -196,13 +178,8 @@ def daemon(tree: Path, config: Path, work: Path, count: int, lead: float, spread
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(60)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            reader.join(5)
+            stop_daemon(proc)
+            counter.join()
 
 
 def main() -> None:
