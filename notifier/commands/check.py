@@ -6,19 +6,16 @@ import argparse
 
 from notifier import redact
 from notifier.commands.common import EXIT_OK, Command, duration, load, timing
-from notifier.store import Store, StoreError
-from notifier.store.statefile import folder_problem, sqlite_path
+from notifier.store import Store
+from notifier.store.statefile import not_created
 
 
 def _check(args: argparse.Namespace) -> int:
     from notifier.channels import CHANNEL_KINDS
 
     config = load(args)
-    # `run` would stop at once on a state whose folder is missing: not OK, then.
-    path = sqlite_path(config.state_url())
-    problem = folder_problem(path) if path is not None else None
-    if problem is not None:
-        raise StoreError(problem)
+    # `run` would stop at once on a state whose folder is missing: not OK, then (raises).
+    not_created(config.state_url())
     if args.quiet:  # for scripts and reload hooks: problems only, on stderr
         return EXIT_OK
     print(f"{config.path}: OK")
