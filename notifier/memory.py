@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -28,11 +27,15 @@ ARENA_MAX = 2
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """Found once: `find_library` runs `ldconfig`, and the daemon asks after every cycle."""
+    """The C library this process runs on, found once: the daemon asks after every cycle.
+
+    The process's own symbols (`CDLL(None)`), where the C library's functions already are:
+    `ctypes.util.find_library("c")` ran `ldconfig -p` in a child process at every start.
+    """
     if not sys.platform.startswith("linux"):
         return None
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
             return libc
     return None
