@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -126,7 +127,11 @@ def _split(config: Config) -> tuple[Helper, Share] | None:
     if found is None:
         return None
     node = f"{node_name(config)}/2"[-64:]
-    return Helper.start(config, found.helper, node, _poll_share), found.parent
+    try:
+        return Helper.start(config, found.helper, node, _poll_share), found.parent
+    except OSError as exc:  # no fork (memory, process limit): one process does it all
+        logging.getLogger("notifier").warning("polling in one process: %s", exc)
+        return None
 
 
 def _poll_share(config: Config, share: Share, node: str, queued: Callable[[], None]
