@@ -98,14 +98,14 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
         return None
     if store.engine.dialect.name != "sqlite":
         return None  # several nodes on PostgreSQL already share the feeds between them
-    least = _least_feeds()
-    if len(config.subscriptions) < least // 10:
-        return None  # nothing to read: far too few for any split
+    least = max(_least_feeds(), 2)
+    if len(config.subscriptions) < least // 10 or store.feed_count() < least:
+        return None  # far too few for any split: the run's usual case, read cheaply
     states = store.subscription_states()
     if not all(has_feed(sub, states.get(sub.name)) for sub in config.subscriptions):
         return None  # discoveries to run: see the module's docstring
     feed_subs, _ = readers(config.subscriptions, states, store.thread_feeds())
-    if len(feed_subs) < max(least, 2):
+    if len(feed_subs) < least:
         return None
     urls = store.feed_urls()
     first, second = partition({i: host_key(urls.get(i, "")) for i in feed_subs}, 2)
