@@ -91,10 +91,6 @@ class Renderer:
         without knowing about them. `extra` adds a kind's own variables (email's
         `unsubscribe`).
         """
-        import jinja2  # both imported by `template`, below, if not before
-
-        from notifier.jinjaenv import RenderError
-
         if notice.digest:
             slot = DIGEST_PREFIX + slot
         template = self.template(kind, slot, notice.subscription, channel_templates)
@@ -103,16 +99,9 @@ class Renderer:
             context = {**context, **extra}
         try:
             text = template.render(context)
-        except jinja2.TemplateSyntaxError as exc:  # from an {% include %} compiled late
-            raise self._syntax_error(exc) from None
-        except jinja2.TemplateNotFound as exc:
-            raise RenderError(self._shown_name(template), f"included template {exc.name!r} "
-                              "not found") from None
         except Exception as exc:
-            name, line = self._locate(exc, template)
-            message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
-                f"{type(exc).__name__}: {exc}"
-            raise RenderError(name, message, line) from exc
+            error, cause = self._render_failure(exc, template)
+            raise error from cause
         text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
         if slot in ONE_LINE_SLOTS:
             text = " ".join(text.split())
@@ -123,17 +112,17 @@ class Renderer:
     def template(self, kind: str, slot: str, subscription: str | None,
                  channel_templates: Mapping[str, str]) -> jinja2.Template:
         """The compiled template for a slot; `check` calls it to find broken files early."""
+        name = self._template_name(kind, slot, subscription, channel_templates)
+        html = is_html_slot(slot)
+        cached = self._templates.get((html, name))
+        if cached is not None:
+            return cached
         import jinja2
 
         from notifier.jinjaenv import RenderError, environments
 
         if self._envs is None:
             self._envs = environments(self.base_dir, self._shown)
-        name = self._template_name(kind, slot, subscription, channel_templates)
-        html = is_html_slot(slot)
-        cached = self._templates.get((html, name))
-        if cached is not None:
-            return cached
         shown = _shown(name)
         try:
             compiled = self._envs[html].get_template(name)
@@ -177,6 +166,24 @@ class Renderer:
             if file:
                 return _FILE + file
         return f"{_PACKAGED}{kind}/{slot}.j2"
+
+    def _render_failure(self, exc: Exception, template: jinja2.Template
+                        ) -> tuple[RenderError, Exception | None]:
+        """The RenderError for what `template.render` raised, and the cause to chain to it:
+        none for Jinja's syntax and lookup errors, whose message says it all."""
+        import jinja2
+
+        from notifier.jinjaenv import RenderError
+
+        if isinstance(exc, jinja2.TemplateSyntaxError):  # from an {% include %} compiled late
+            return self._syntax_error(exc), None
+        if isinstance(exc, jinja2.TemplateNotFound):
+            return RenderError(self._shown_name(template), f"included template {exc.name!r} "
+                               "not found"), None
+        name, line = self._locate(exc, template)
+        message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
+            f"{type(exc).__name__}: {exc}"
+        return RenderError(name, message, line), exc
 
     def _syntax_error(self, exc: jinja2.TemplateSyntaxError,
                       shown: str | None = None) -> RenderError:
