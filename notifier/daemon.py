@@ -37,7 +37,7 @@ from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.memory import release_freed_memory
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
-from notifier.poll.shards import Helper, Share
+from notifier.poll.shards import Helper, Link, Share
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
@@ -235,15 +235,25 @@ async def open_engine(config: Config, *, node: Node | None = None, alone: bool =
         store.close()
 
 
-async def poll_share(config: Config, share: Share, node: str,
-                     queued: Callable[[], None]) -> PollReport:
-    """The helper of a split run (`poll.shards`): poll its share, deliver nothing."""
+async def poll_share(config: Config, share: Share, node: str, link: Link) -> PollReport:
+    """The helper of a split run (`poll.shards`): poll its share, deliver nothing, and say
+    it is alive at the heartbeat's rate (from this loop: a blocked loop falls silent)."""
     me = Node.of(config)
     me.name = node
-    async with open_engine(config, node=me, alone=False) as engine:
-        engine.poller.share = share
-        engine.poller.on_queued = queued
-        return await engine.poll(force=True)
+
+    async def alive() -> None:
+        while True:
+            link.alive()
+            await asyncio.sleep(link.every)
+
+    beating = asyncio.create_task(alive(), name="alive")
+    try:
+        async with open_engine(config, node=me, alone=False) as engine:
+            engine.poller.share = share
+            engine.poller.on_queued = link.queued
+            return await engine.poll(force=True)
+    finally:
+        beating.cancel()
 
 
 async def run_once(config: Config, helper: Helper | None = None,

@@ -39,7 +39,8 @@ def farms() -> Iterator[tuple[FeedFarm, FeedFarm]]:
         yield first, second
 
 
-def write_config(tmp_path: Path, farms: tuple[FeedFarm, ...], smtp: SmtpServer) -> Path:
+def write_config(tmp_path: Path, farms: tuple[FeedFarm, ...], smtp: SmtpServer,
+                 extra: str = "") -> Path:
     subs = "".join(f"  - {{name: h{h}t{t}, url: '{farm.origin}{farm.path(t)}', "
                    "watch: comments, notify: [me]}\n"
                    for h, farm in enumerate(farms) for t in range(THREADS))
@@ -49,7 +50,7 @@ state: sqlite:///state.db
 defaults: {{interval: 10m}}
 channels:
 {email_channel("me", smtp)}subscriptions:
-{subs}""", encoding="utf-8")
+{subs}{extra}""", encoding="utf-8")
     return path
 
 
@@ -133,6 +134,94 @@ def test_when_the_second_process_dies_the_first_polls_its_feeds(
     assert smtp_server.wait_for(2, timeout=20)
     time.sleep(0.5)
     assert len(smtp_server.messages) == 2  # each new comment once
+
+
+def test_a_second_process_ends_with_the_first(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer) -> None:
+    # A service manager's SIGTERM (KillMode=mixed, `kill`, a cron's timeout) reaches the
+    # first process only. The second one used to poll on, holding the state's lock: the
+    # next run exited 2 ("in use by another notifier") until it was done.
+    config = write_config(tmp_path, farms, smtp_server)
+    assert run_once(config).returncode == 0
+    for farm in farms:
+        farm.delay = 1.5  # the second process's share takes some 15 s
+    proc = _start(config)
+    helper = 0
+    try:
+        helper = _wait_for_helper(proc.pid, timeout=20)
+        proc.terminate()
+        proc.wait(timeout=20)  # not its output: the second process shares that
+        assert _ended(helper, timeout=5), "the second process outlived the first"
+    finally:
+        _stop(proc, helper)
+    for farm in farms:
+        farm.delay = 0
+        farm.add_comment(1)
+    again = run_once(config)
+    assert again.returncode == 0, again.stderr
+    assert smtp_server.wait_for(2, timeout=20)
+    time.sleep(0.5)
+    assert len(smtp_server.messages) == 2  # each new comment once, none lost
+
+
+def test_a_second_process_that_stops_answering_is_ended_and_its_feeds_polled(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer) -> None:
+    # A stopped (or hung) second process used to keep the run, and the state's lock, for
+    # ever: every later cron run exited 2.
+    config = write_config(tmp_path, farms, smtp_server, "cluster: {lease: 2s}\n")
+    assert run_once(config).returncode == 0
+    for farm in farms:
+        farm.add_comment(1)
+        farm.delay = 0.4
+    proc = _start(config)
+    helper = 0
+    try:
+        helper = _wait_for_helper(proc.pid, timeout=20)
+        os.kill(helper, signal.SIGSTOP)
+        try:
+            _, err = proc.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the run waited for a stopped second process") from None
+    finally:
+        _stop(proc, helper)
+    assert "second poll process sent nothing for 2 s" in err, err
+    assert "40 feeds polled" in err, err
+    assert proc.returncode == 0, err
+    assert smtp_server.wait_for(2, timeout=20)
+    time.sleep(0.5)
+    assert len(smtp_server.messages) == 2
+
+
+def _start(config: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "notifier", "run", "--once", "-c",
+                             str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=cli_env(SPLIT))
+
+
+def _stop(proc: subprocess.Popen[str], helper: int) -> None:
+    """Whatever is left of a run, ended: the first process, and the second (a stopped or
+    orphaned one is no longer the first's to end)."""
+    if helper and not _ended(helper, timeout=0):  # first: it holds the output's pipes
+        os.kill(helper, signal.SIGKILL)
+        _ended(helper, timeout=5)
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
+def _ended(pid: int, timeout: float) -> bool:
+    """Whether `pid` is gone (or a zombie) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _wait_for_helper(parent: int, timeout: float) -> int:

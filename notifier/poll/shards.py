@@ -30,6 +30,7 @@ import pickle
 import signal
 import struct
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from notifier.store import Store
 
 log = logging.getLogger("notifier")
 
-__all__ = ["SHARD_MIN_FEEDS", "Helper", "Share", "Split", "partition", "split"]
+__all__ = ["SHARD_MIN_FEEDS", "Helper", "Link", "Share", "Split", "partition", "split"]
 
 SHARD_MIN_FEEDS = 2_000
 """Feeds below which a run stays in one process: the helper's own start (its engine, its
@@ -52,7 +53,7 @@ SMALLEST_SHARE = 0.25
 """A split whose smaller share is less than this of the feeds is not worth a process."""
 
 _HEADER = struct.Struct("!cI")
-_QUEUED, _REPORT = b"q", b"r"
+_QUEUED, _ALIVE, _REPORT = b"q", b"a", b"r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,37 +123,69 @@ def _least_feeds() -> int:
         return SHARD_MIN_FEEDS
 
 
-class Helper:
-    """The second process of a split run, seen from the first: its messages and its end."""
+class Link:
+    """The second process's side of the pipe: what it tells the first."""
 
-    def __init__(self, pid: int, fd: int, node: str, share: Share) -> None:
+    def __init__(self, fd: int, lease: float) -> None:
+        self._fd = fd
+        self.every = lease / 3
+        """Seconds between "alive" messages: the node heartbeat's rate (`cluster.Node`)."""
+
+    def queued(self) -> None:
+        """Notifications were queued: the first process delivers them now."""
+        _send(self._fd, _QUEUED, b"")
+
+    def alive(self) -> None:
+        """Still polling: the first process ends a second one silent for a whole lease."""
+        _send(self._fd, _ALIVE, b"")
+
+
+class Helper:
+    """The second process of a split run, seen from the first: its messages and its end.
+
+    It never outlives the first: it reads a pipe that only the first writes to, and ends
+    itself when that pipe closes, which the kernel does when the first process ends however
+    it ends (SIGTERM to the first alone, SIGKILL, a crash); otherwise it would poll on with
+    nobody to deliver, holding the state's lock (inherited) against the next run. And the
+    first never waits for it for ever: one silent for a whole `cluster.lease` (stopped,
+    hung) is killed, and its feeds polled by the first, as for one that died."""
+
+    def __init__(self, pid: int, fd: int, node: str, share: Share, lease: float,
+                 lifeline: int) -> None:
         self.pid = pid
         self.node = node
         self.share = share
+        self.lease = lease
         self._fd = fd
+        self._lifeline = lifeline
 
     @classmethod
     def start(cls, config: Config, share: Share, node: str,
-              poll: Callable[[Config, Share, str, Callable[[], None]], PollReport]) -> Helper:
-        """Fork the helper; it runs `poll(config, share, node, queued)` and reports.
+              poll: Callable[[Config, Share, str, Link], PollReport]) -> Helper:
+        """Fork the helper; it runs `poll(config, share, node, link)` and reports.
 
         Called with no event loop, thread or connection open. The child never returns
         from here: it leaves with `os._exit`, so nothing of the parent's (the state's lock,
         buffered output, exit handlers) runs twice."""
+        lease = config.cluster.lease
         read, write = os.pipe()
+        watched, lifeline = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (read, write, watched, lifeline):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover - runs in the forked child; its report is tested
             code = 70
             try:
                 os.close(read)
+                os.close(lifeline)
+                _end_with_parent(watched)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C ends both at once
-
-                def queued() -> None:
-                    _send(write, _QUEUED, b"")
-
-                report = poll(config, share, node, queued)
+                report = poll(config, share, node, Link(write, lease))
                 _send(write, _REPORT, pickle.dumps(report))
                 code = 0
             except BaseException:
@@ -160,21 +193,30 @@ class Helper:
             finally:
                 os._exit(code)
         os.close(write)
-        return cls(pid, read, node, share)
+        os.close(watched)
+        return cls(pid, read, node, share, lease, lifeline)
 
     async def follow(self, on_queued: Callable[[], None]) -> PollReport | None:
         """Pass on its "queued" messages until it ends; its report, or None if it died
-        without one (then its exit is logged)."""
+        without one or fell silent for a lease (then it is killed, and its end logged)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 26)
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._fd, "rb", 0))
         report: PollReport | None = None
+        silent = False
         try:
             with contextlib.suppress(asyncio.IncompleteReadError):
                 while True:
-                    kind, size = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-                    body = await reader.readexactly(size)
+                    try:
+                        async with asyncio.timeout(self.lease):
+                            kind, size = _HEADER.unpack(
+                                await reader.readexactly(_HEADER.size))
+                            body = await reader.readexactly(size)
+                    except TimeoutError:
+                        silent = True
+                        os.kill(self.pid, signal.SIGKILL)
+                        break
                     if kind == _QUEUED:
                         on_queued()
                     elif kind == _REPORT:
@@ -185,10 +227,24 @@ class Helper:
         finally:
             transport.close()
             status = await asyncio.to_thread(_reap, self.pid)
+            os.close(self._lifeline)
         if report is None:
-            log.error("the second poll process ended without its report (%s); this process "
-                      "polls its %d feeds", _describe(status), len(self.share.feeds))
+            why = (f"sent nothing for {self.lease:.0f} s and was ended" if silent
+                   else f"ended without its report ({_describe(status)})")
+            log.error("the second poll process %s; this process polls its %d feeds", why,
+                      len(self.share.feeds))
         return report
+
+
+def _end_with_parent(fd: int) -> None:
+    """In the child: end this process as soon as the parent has (`fd` reads end of file:
+    the parent held the only other end)."""
+    def watch() -> None:
+        while os.read(fd, 1):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="end with the first process", daemon=True).start()
 
 
 def _send(fd: int, kind: bytes, body: bytes) -> None:
