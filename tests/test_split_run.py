@@ -192,6 +192,41 @@ def test_a_second_process_that_stops_answering_is_ended_and_its_feeds_polled(
     assert len(smtp_server.messages) == 2
 
 
+def test_a_run_stopped_while_its_second_process_is_stopped_ends(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer) -> None:
+    # Ctrl-C (SIGINT to the first process) ended the second with SIGTERM, which a stopped
+    # process does not act on, and then waited for it: the run never ended.
+    config = write_config(tmp_path, farms, smtp_server)
+    assert run_once(config).returncode == 0
+    for farm in farms:
+        farm.delay = 0.4
+    proc = _start(config)
+    helper = 0
+    try:
+        helper = _wait_for_helper(proc.pid, timeout=20)
+        os.kill(helper, signal.SIGSTOP)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("Ctrl-C did not end the run") from None
+        assert _ended(helper, timeout=5)
+    finally:
+        _stop(proc, helper)
+    assert proc.returncode != 0
+
+
+def test_one_connection_at_a_time_keeps_the_run_in_one_process(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer) -> None:
+    # Each process of a split run has at least one connection: two would break the limit.
+    config = write_config(tmp_path, farms, smtp_server, "http: {concurrency: 1}\n")
+    assert run_once(config).returncode == 0
+    again = run_once(config)
+    assert again.returncode == 0, again.stderr
+    assert "/2 (lease" not in again.stderr
+    assert len(polled_by(tmp_path / "state.db")) == 1
+
+
 def _start(config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "notifier", "run", "--once", "-c",
                              str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

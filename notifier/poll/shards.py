@@ -99,6 +99,8 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
         return None
     if store.engine.dialect.name != "sqlite":
         return None  # several nodes on PostgreSQL already share the feeds between them
+    if config.http.concurrency < 2:
+        return None  # each process needs a connection: two would break the limit
     least = max(_least_feeds(), 2)
     if len(config.subscriptions) < least // 10 or store.feed_count() < least:
         return None  # far too few for any split: the run's usual case, read cheaply
@@ -222,7 +224,9 @@ class Helper:
                     elif kind == _REPORT:
                         report = pickle.loads(body)  # our own child's report
         except BaseException:
-            os.kill(self.pid, signal.SIGTERM)
+            # SIGKILL: a stopped process would keep a SIGTERM pending, and the reap below
+            # wait for ever (a poll batch is one transaction: nothing is half written).
+            os.kill(self.pid, signal.SIGKILL)
             raise
         finally:
             transport.close()
