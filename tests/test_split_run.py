@@ -227,6 +227,24 @@ def test_one_connection_at_a_time_keeps_the_run_in_one_process(
     assert len(polled_by(tmp_path / "state.db")) == 1
 
 
+def test_status_lists_the_nodes_of_recent_runs_not_of_every_run(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer) -> None:
+    # Each `run --once` is a node of its own (host name and pid), a split run two: a cron
+    # job's `status` listed every one of them, thousands after a month.
+    config = write_config(tmp_path, farms, smtp_server)
+    for _ in range(4):
+        assert run_once(config).returncode == 0
+    shown = subprocess.run([sys.executable, "-m", "notifier", "status", "-c", str(config)],
+                           capture_output=True, text=True, env=cli_env({}), timeout=60,
+                           check=False)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.split("\nnodes (", 1)[1].splitlines()[2:]
+    nodes = [line.split()[0] for line in lines if line.startswith("  ") and " ago " in line]
+    # The last run's two processes, and the run before (whose name some feeds may still
+    # carry as the last to poll them); not the first two runs' three.
+    assert 2 <= len(nodes) <= 4, shown.stdout
+
+
 def _start(config: Path) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "notifier", "run", "--once", "-c",
                              str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
