@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.poll.shards import partition
+from notifier.poll.shards import hosts, partition
 from tests.support.configs import email_channel
 from tests.support.daemon import cli_env
 from tests.support.feed_farm import FeedFarm
@@ -318,6 +318,27 @@ def test_partition_keeps_each_host_whole_and_the_shares_even() -> None:
         assert members <= first or members <= second
     assert abs(len(first) - len(second)) <= 100  # the largest host is 300, the rest 100 each
     assert partition(dict(reversed(hosts.items())), 2) == [first, second]  # same split
+
+
+def test_a_site_whose_feeds_are_on_two_hosts_is_polled_by_one_process() -> None:
+    # A thread typed as example.com, threads followed on www.example.com, one REST root
+    # (the site's probe, read once per site): the two hosts go to the same process.
+    api = "https://www.site.example/wp-json/"
+    urls: dict[int, tuple[str, str | None]] = {
+        1: ("https://site.example/?p=1&feed=rss2", api),
+        2: ("https://www.site.example/2/feed/", api),
+        3: ("https://api.other.example/feed/", "https://other.example/wp-json/"),
+        4: ("https://other.example/feed/", None),
+    }
+    urls |= {10 + i: (f"https://h{i}.example/feed/", None) for i in range(4)}
+    urls |= {20 + i: ("https://site.example/feed/", None) for i in range(3)}
+    keys = hosts(urls, urls)
+    assert keys[1] == keys[2] == keys[20] and keys[3] == keys[4]
+    assert len(set(keys.values())) == 6
+    first, second = partition(keys, 2)
+    assert {1, 2, 20, 21, 22} <= first or {1, 2, 20, 21, 22} <= second
+    assert {3, 4} <= first or {3, 4} <= second
+    assert hosts({}, [5]) == {5: ""}  # a feed gone from the state: no host, one group
 
 
 def test_a_first_run_names_ten_subscriptions_and_counts_the_rest(

@@ -12,7 +12,8 @@ thread or connection exists; each polls its share, the first also delivers.
 
 Why by host: politeness is per host (`fetch.host_key`: `per_host`, Retry-After, a site's
 probe), and a host's feeds all in one process keep every limit exactly as one process
-would. A run whose feeds sit on too few hosts to split evenly runs in one process.
+would; a feed's host and its site's API root's host count as one (`hosts`). A run whose
+feeds sit on too few hosts to split evenly runs in one process.
 Why only when every subscription has its feed: discovery and the first look at a new site
 write what the other process's plan would need; a first run (where they happen) stays in
 one process. Each process claims its feeds under its own node name, and every write is
@@ -32,7 +33,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from notifier.config import Config
@@ -43,7 +44,7 @@ from notifier.store import Store
 
 log = logging.getLogger("notifier")
 
-__all__ = ["SHARD_MIN_FEEDS", "Helper", "Link", "Share", "Split", "partition", "split"]
+__all__ = ["SHARD_MIN_FEEDS", "Helper", "Link", "Share", "Split", "hosts", "partition", "split"]
 
 SHARD_MIN_FEEDS = 2_000
 """Feeds below which a run stays in one process: the helper's own start (its engine, its
@@ -89,6 +90,32 @@ def partition(hosts: Mapping[int, str], count: int) -> list[frozenset[int]]:
     return [frozenset(s) for s in shares]
 
 
+def hosts(urls: Mapping[int, tuple[str, str | None]], ids: Iterable[int]) -> dict[int, str]:
+    """Feed id -> the host that decides its share: its URL's, or, when its site's API root
+    (the WordPress probe's address) is on another host, one name for every host joined so.
+
+    A site probe's answer is read once per site: a site whose thread feeds sat on two hosts
+    (`example.com` typed, `www.example.com` found) was probed by both processes, and the
+    one that stored its answer first took the news ("count moved: rescan") from the other's
+    threads; its probe also went to a host the other process was polling."""
+    parent: dict[str, str] = {}
+
+    def root(host: str) -> str:
+        parent.setdefault(host, host)
+        while parent[host] != host:
+            parent[host] = parent[parent[host]]
+            host = parent[host]
+        return host
+
+    found = {i: urls.get(i, ("", None)) for i in ids}
+    for url, api_root in found.values():
+        if api_root:
+            a, b = root(host_key(url)), root(host_key(api_root))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {i: root(host_key(url)) for i, (url, _) in found.items()}
+
+
 def split(config: Config, store: Store, cpus: int | None = None) -> Split | None:
     """Whether and how to split this run between two processes (None: one process).
 
@@ -110,8 +137,7 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
     feed_subs, _ = readers(config.subscriptions, states, store.thread_feeds())
     if len(feed_subs) < least:
         return None
-    urls = store.feed_urls()
-    first, second = partition({i: host_key(urls.get(i, "")) for i in feed_subs}, 2)
+    first, second = partition(hosts(store.feed_urls(), feed_subs), 2)
     if min(len(first), len(second)) < SMALLEST_SHARE * len(feed_subs):
         return None
     store.release_node("", time.time(), everyone=True)
