@@ -8,7 +8,8 @@ thread or connection exists; each polls its share, the first also delivers.
 
     config + stored states -> `split`: every feed known? enough of them? -> two `Share`s
       parent: polls its share, delivers as the run goes   \\
-      helper: polls its share, says "queued" and at the end its `PollReport`  -> one summary
+      helper: polls its share, says "queued" (and "alive" at the heartbeat's rate), and
+              at the end its `PollReport`                            -> one summary
 
 Why by host: politeness is per host (`fetch.host_key`: `per_host`, Retry-After, a site's
 probe), and a host's feeds all in one process keep every limit exactly as one process
