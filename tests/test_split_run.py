@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier.poll.shards import hosts, partition
+from notifier.config import load_config
+from notifier.poll.shards import hosts, partition, split
+from notifier.store import Store
 from tests.support.configs import email_channel
 from tests.support.daemon import cli_env
 from tests.support.feed_farm import FeedFarm
@@ -339,6 +341,29 @@ def test_a_site_whose_feeds_are_on_two_hosts_is_polled_by_one_process() -> None:
     assert {1, 2, 20, 21, 22} <= first or {1, 2, 20, 21, 22} <= second
     assert {3, 4} <= first or {3, 4} <= second
     assert hosts({}, [5]) == {5: ""}  # a feed gone from the state: no host, one group
+
+
+def test_each_feed_is_in_one_share_and_a_feed_met_later_in_none(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A feed added during the run is a thread the second process began to follow on one of
+    # its own hosts: the first used to poll it too, a third connection to that host beside
+    # the second's `per_host`, blind to a Retry-After the second had met there.
+    path = write_config(tmp_path, farms, smtp_server)
+    assert run_once(path).returncode == 0
+    monkeypatch.setenv("NOTIFIER_SPLIT_MIN_FEEDS", "10")
+    config = load_config(path)
+    store = Store(config.state_url())
+    try:
+        found = split(config, store, cpus=2)
+        known = set(store.feed_urls())
+    finally:
+        store.close()
+    assert found is not None and len(known) == 2 * THREADS
+    for feed_id in known:
+        assert found.parent.polls(feed_id) != found.helper.polls(feed_id)
+    later = max(known) + 1
+    assert not found.parent.polls(later) and not found.helper.polls(later)
 
 
 def test_a_first_run_names_ten_subscriptions_and_counts_the_rest(

@@ -60,14 +60,18 @@ _QUEUED, _ALIVE, _REPORT = b"q", b"a", b"r"
 
 @dataclass(frozen=True, slots=True)
 class Share:
-    """The feeds one process of a split run polls: those in `feeds`, or every feed but
-    those (`others`) for the parent, which also takes any feed met after the split."""
+    """The feeds one process of a split run polls.
+
+    Only feeds known at the split: one met later is a thread the other process began to
+    follow on a site of its own (its posts feed was polled there), so polling it here
+    would ask that host from both processes past `per_host` and its Retry-After. It is
+    polled by the next run, as one process leaves a thread it began to follow in a cycle
+    to the next cycle (each cycle's plan is read once)."""
 
     feeds: frozenset[int]
-    others: bool = False
 
     def polls(self, feed_id: int) -> bool:
-        return (feed_id in self.feeds) != self.others
+        return feed_id in self.feeds
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +146,7 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
     if min(len(first), len(second)) < SMALLEST_SHARE * len(feed_subs):
         return None
     store.release_node("", time.time(), everyone=True)
-    return Split(parent=Share(second, others=True), helper=Share(second))
+    return Split(parent=Share(first), helper=Share(second))
 
 
 def _least_feeds() -> int:
