@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -136,6 +137,49 @@ def test_when_the_second_process_dies_the_first_polls_its_feeds(
     assert smtp_server.wait_for(2, timeout=20)
     time.sleep(0.5)
     assert len(smtp_server.messages) == 2  # each new comment once
+
+
+def test_a_second_process_that_dies_late_costs_no_count_and_no_second_request(
+        tmp_path: Path, farms: tuple[FeedFarm, FeedFarm], smtp_server: SmtpServer) -> None:
+    # Killed once one of its comments was mailed: the summary said "1 new entries" (its
+    # own vanished with it) and every feed it had polled was asked again.
+    config = write_config(tmp_path, farms, smtp_server)
+    assert run_once(config).returncode == 0
+    theirs = farms[1]  # the second host's feeds are the second process's (ties: by name)
+    for farm in farms:
+        farm.add_comment(1)
+        farm.delay = 0.4
+        farm.clear_hits()
+    proc = _start(config)
+    lines: list[str] = []
+    mailed = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if line.split(" INFO    sent ")[-1].startswith(theirs.origin):
+                mailed.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    helper = 0
+    try:
+        helper = _wait_for_helper(proc.pid, timeout=20)
+        assert mailed.wait(20), "".join(lines)
+        os.kill(helper, signal.SIGKILL)
+        proc.wait(timeout=60)
+        reader.join(10)
+    finally:
+        _stop(proc, helper)
+    err = "".join(lines)
+    assert "second poll process ended without its report (killed by signal 9)" in err, err
+    assert "40 feeds polled (38 unchanged, 0 failed), 2 new entries" in err, err
+    assert proc.returncode == 0, err
+    assert [h.thread for h in theirs.hits].count(1) == 1  # mailed: written, not asked again
+    assert smtp_server.wait_for(2, timeout=20)
+    time.sleep(0.5)
+    assert len(smtp_server.messages) == 2
 
 
 def test_a_second_process_ends_with_the_first(

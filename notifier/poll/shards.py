@@ -55,7 +55,7 @@ SMALLEST_SHARE = 0.25
 """A split whose smaller share is less than this of the feeds is not worth a process."""
 
 _HEADER = struct.Struct("!cI")
-_QUEUED, _ALIVE, _REPORT = b"q", b"a", b"r"
+_QUEUED, _ALIVE, _PART, _REPORT = b"q", b"a", b"p", b"r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +172,11 @@ class Link:
         """Still polling: the first process ends a second one silent for a whole lease."""
         _send(self._fd, _ALIVE, b"")
 
+    def polled(self, part: PollReport) -> None:
+        """A batch of polls was written: what it adds to the report (`Poller.on_polled`),
+        so that if this process dies the first still counts what it had done."""
+        _send(self._fd, _PART, pickle.dumps(part))
+
 
 class Helper:
     """The second process of a split run, seen from the first: its messages and its end.
@@ -184,11 +189,15 @@ class Helper:
     hung) is killed, and its feeds polled by the first, as for one that died."""
 
     def __init__(self, pid: int, fd: int, node: str, share: Share, lease: float,
-                 lifeline: int) -> None:
+                 lifeline: int, started: float) -> None:
         self.pid = pid
         self.node = node
         self.share = share
         self.lease = lease
+        self.started = started
+        """When it was forked: every poll it wrote since is of this run."""
+        self.partial = PollReport()
+        """What its written batches added to the report: its count if it dies."""
         self._fd = fd
         self._lifeline = lifeline
 
@@ -205,6 +214,7 @@ class Helper:
         watched, lifeline = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        started = time.time()
         try:
             pid = os.fork()
         except OSError:
@@ -227,7 +237,7 @@ class Helper:
                 os._exit(code)
         os.close(write)
         os.close(watched)
-        return cls(pid, read, node, share, lease, lifeline)
+        return cls(pid, read, node, share, lease, lifeline, started)
 
     async def follow(self, on_queued: Callable[[], None]) -> PollReport | None:
         """Pass on its "queued" messages until it ends; its report, or None if it died
@@ -252,6 +262,8 @@ class Helper:
                         break
                     if kind == _QUEUED:
                         on_queued()
+                    elif kind == _PART:
+                        self.partial.add(pickle.loads(body))  # our own child's
                     elif kind == _REPORT:
                         report = pickle.loads(body)  # our own child's report
         except BaseException:
@@ -266,8 +278,8 @@ class Helper:
         if report is None:
             why = (f"sent nothing for {self.lease:.0f} s and was ended" if silent
                    else f"ended without its report ({_describe(status)})")
-            log.error("the second poll process %s; this process polls its %d feeds", why,
-                      len(self.share.feeds))
+            log.error("the second poll process %s; this process polls those of its %d "
+                      "feeds it had not polled", why, len(self.share.feeds))
         return report
 
 
