@@ -505,6 +505,17 @@ class Fetcher:
                                               sock_connect=self.settings.connect_timeout)
         self._global = asyncio.Semaphore(self.settings.max_connections)
         self._hosts: dict[str, _HostSlot] = {}
+        self._headers: dict[str, Mapping[str, str]] = {}
+
+    def _plain_headers(self, accept: str) -> Mapping[str, str]:
+        """A request's headers without validators, built once per `accept` (never changed
+        in place: a request that adds to them copies them)."""
+        headers = self._headers[accept] = {
+            "User-Agent": self.settings.user_agent,
+            "Accept": accept,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        return headers
 
     def _open_session(self) -> aiohttp.ClientSession:
         """aiohttp told not to decompress (our decoder caps the decoded size) and not to
@@ -553,15 +564,13 @@ class Fetcher:
         just before each request goes out; if it says no, nothing is sent and `Withdrawn`
         is raised.
         """
-        headers = {
-            "User-Agent": self.settings.user_agent,
-            "Accept": accept,
-            "Accept-Encoding": ACCEPT_ENCODING,
-        }
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
+        headers = self._headers.get(accept) or self._plain_headers(accept)
+        if etag or last_modified:
+            headers = dict(headers)
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
         hop = _Hop(url=url)
         asking = _PROCEED.set(proceed)
         try:
