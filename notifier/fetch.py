@@ -47,7 +47,7 @@ from aiohttp.resolver import DefaultResolver
 from aiohttp.tracing import Trace
 
 from notifier import __version__, redact
-from notifier.budget import pause_budget
+from notifier.budget import Budget, pause_budget
 from notifier.errors import NotifierError
 from notifier.failures import FailureKind
 from notifier.httpheaders import parse_retry_after
@@ -747,12 +747,14 @@ class _Slot:
             # Both free (and nobody queued): taken without a wait, nothing in between, so
             # the budget need not stop (two moves of its timer for nearly every request).
             await self._acquire()
-            return
-        resume = pause_budget(self._budget, asyncio.get_running_loop())
-        try:
-            await self._acquire()
-        finally:
-            resume()
+        else:
+            resume = pause_budget(self._budget, asyncio.get_running_loop())
+            try:
+                await self._acquire()
+            finally:
+                resume()
+        if isinstance(self._budget, Budget):
+            self._budget.start(asyncio.get_running_loop())
 
     async def _acquire(self) -> None:
         hosts = self._fetcher._hosts

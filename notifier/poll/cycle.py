@@ -19,6 +19,7 @@ from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 from notifier import redact
+from notifier.budget import Budget
 from notifier.cluster import Node
 from notifier.config import Config
 from notifier.failures import FailedFeed, Failure, FailureKind
@@ -320,10 +321,11 @@ class Poller:
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None, proceed: Callable[[], bool]) -> Polled:
         try:
-            async with asyncio.timeout(self.feed_budget) as budget:
-                # The budget stands still while the request waits for a slot and the body
-                # for a parse worker: a large claim or a first run queues them for longer
-                # than a budget, and they must not time out there (see `notifier.budget`).
+            async with Budget(self.feed_budget) as budget:
+                # The budget starts when the request gets its slot and stands still while
+                # a later hop waits for one and the body for a parse worker: a large claim
+                # or a first run queues them for longer than a budget, and they must not
+                # time out there (see `notifier.budget`).
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
                                       conditional=conditional, expect=expect, budget=budget,
                                       proceed=proceed)
