@@ -27,6 +27,7 @@ import contextvars
 import functools
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import sys
@@ -429,9 +430,21 @@ def _flatten_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return flat
 
 
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?=[/?#]|\Z)")
+"""The start of a URL whose scheme, host and port need no closer look: lower-case http or
+https, a host of letters, digits, dots and dashes, a port of digits (checked for range)."""
+
+
 @functools.lru_cache(maxsize=URL_CACHE)
 def _url_problem(url: str) -> str | None:
-    """Why a URL cannot be fetched at all, checked before each hop; None when fine."""
+    """Why a URL cannot be fetched at all, checked before each hop; None when fine.
+
+    Nearly every feed URL is plain (`_PLAIN_URL`): said fine without splitting it, which
+    was most of a first poll's checks (every poll of `run --once`, a daemon's first cycle).
+    """
+    plain = _PLAIN_URL.match(url)
+    if plain is not None and (plain[1] is None or int(plain[1]) <= 65535):
+        return None
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port

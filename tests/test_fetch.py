@@ -327,10 +327,22 @@ def test_connection_refused_is_data() -> None:
         ("not a url", "unsupported URL scheme '(none)'"),
         ("http://[::1/feed", "invalid URL"),
         ("http:///feed", "invalid URL (no host)"),
+        ("http://example.org:65536/feed", "invalid URL"),
+        ("http://example.org:99999", "invalid URL"),
+        ("http://example.org:/feed", None),  # an empty port is the default port
+        ("http://:80/feed", "invalid URL (no host)"),
+        ("HTTP://Example.ORG/feed", None),
+        ("https://example.org:65535?q=1", None),
+        ("http://exa mple.org/feed", None),  # urlsplit takes it; the request fails later
+        ("mailto:someone@example.org", "unsupported URL scheme 'mailto'"),
+        ("http://[::1]:8080/feed", None),
     ],
 )
-def test_bad_urls_are_data(url: str, error: str) -> None:
-    assert get(url).error == error
+def test_bad_urls_are_data(url: str, error: str | None) -> None:
+    """Each hop's URL check, for the plain URLs that skip splitting and the others alike."""
+    assert fetch_module._url_problem(url) == error
+    if error is not None:
+        assert get(url).error == error
 
 
 def test_per_host_limit_holds_back_the_third_request(blog_server: BlogServer) -> None:
