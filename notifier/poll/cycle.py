@@ -210,6 +210,11 @@ class Poller:
                 named = list(unclaimed)
             due = await self._db(self.store.claim_feeds, self.node.name, now, named,
                                  size - active, self.node.lease, not force)
+            # A daemon's claim that took fewer than it asked for took all that is due: the
+            # feeds that come due while this cycle runs are the next tick's. Claimed as they
+            # came due, a dozen at a time, they cost a claim each (hundreds a cycle when due
+            # times are spread, as after a restart).
+            last = not force and len(due) < size - active
             if batch and len(due) < len(named or ()):
                 # Not expected; a feed that cannot be claimed is not named again.
                 taken = {f.id for f in due}
@@ -252,6 +257,8 @@ class Poller:
                 self._running += 1
                 task.add_done_callback(functools.partial(self._landed, feed.id))
                 tasks.append(task)
+            if last:
+                break
         if strange:
             self.planner.threads_moved()
             await self._db(self.store.release_feeds, self.node.name, strange)
