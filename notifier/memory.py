@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -28,13 +27,22 @@ ARENA_MAX = 2
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """Found once: `find_library` runs `ldconfig`, and the daemon asks after every cycle."""
+    """Found once, by glibc's own name first: `find_library` imports `ctypes.util` and runs
+    `ldconfig`, which every parse worker's start waited for; the daemon asks after every
+    cycle."""
     if not sys.platform.startswith("linux"):
         return None
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
-            return libc
+    for name in ("libc.so.6", None):
+        with contextlib.suppress(OSError, AttributeError):
+            if name is None:
+                from ctypes.util import find_library
+
+                name = find_library("c")
+                if name is None:
+                    return None
+            libc = ctypes.CDLL(name)
+            if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+                return libc
     return None
 
 
