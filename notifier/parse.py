@@ -28,10 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import feedparser
-import feedparser.mixin
-import feedparser.urls
 
-from notifier import sources
+from notifier import feedparser_shortcuts, sources
 from notifier.entrytext import (
     AUTHOR_DATE_KEY,
     ENTRIES_CUT,
@@ -63,45 +61,7 @@ __all__ = [
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
 
-_JOIN_CACHE = 256
-"""URI joins remembered in a parse worker; each of at most `_JOINED_CHARS` characters."""
-_JOINED_CHARS = 1024
-
-
-def _remembered(join: Callable[..., str]) -> Callable[..., str]:
-    """`join` with its answers for short URIs remembered (`_JOIN_CACHE` of them)."""
-    cached = functools.lru_cache(_JOIN_CACHE)(join)
-
-    def remembering(base: str, rel: str | None = None) -> str:
-        if len(base or "") + len(rel or "") > _JOINED_CHARS:
-            return join(base, rel)
-        return cached(base, rel)
-
-    return remembering
-
-
-def _remember_joins() -> None:
-    """Make feedparser's URI joins cheap: the same answer, computed once per pair of URIs.
-
-    feedparser joins URIs as it reads, with or without relative links in the feed: at every
-    element it joins the base in force with the element's `xml:base` (or with itself when
-    there is none), and it joins each link, id and content URL with that base. A ten-item
-    WordPress feed makes 140 joins of a handful of distinct pairs, a fifth of its parse.
-    Both functions depend on their arguments only, so remembering their answers changes
-    nothing but the time; long URIs (hostile ones) are joined each time, never kept.
-    """
-    for module, name in ((feedparser.mixin, "_urljoin"),
-                         (feedparser.mixin, "make_safe_absolute_uri"),
-                         (feedparser.urls, "make_safe_absolute_uri")):
-        join = getattr(module, name, None)
-        if callable(join) and not getattr(join, "_notifier_remembers", False):
-            remembering = _remembered(join)
-            remembering._notifier_remembers = True  # type: ignore[attr-defined]
-            setattr(module, name, remembering)
-
-
-_remember_joins()
-
+feedparser_shortcuts.install()
 
 # An element naming a person, whatever its prefix, then more text than a name ever holds.
 _LONG_PERSON_FIELD = re.compile(
