@@ -17,8 +17,11 @@ run, and a run in which 1 feed in 10 has one new item. Per run: wall time, CPU s
 as a daemon (`notifier run`): the CPU it spends on one full unchanged cycle, read from
 /proc (the process and its parse workers), and its resident memory.
 
-All feeds are on one host (127.0.0.1), so notifier gets `per_host` equal to `concurrency`:
-the stand-in for many hosts; rss2email fetches one feed after another whatever the host.
+The feeds are spread over 16 sites, one loopback address each (127.0.0.1 to 127.0.0.16,
+all served by the one nginx), as a reader's feeds are spread over many sites: notifier's
+politeness and its split of a large run between two processes both go by host. notifier
+gets `per_host` equal to `concurrency` (16 hosts stand in for the hundreds a real list
+holds); rss2email fetches one feed after another whatever the host.
 """
 
 from __future__ import annotations
@@ -61,8 +64,18 @@ RUN_TIMEOUT = 3600.0
 
 # --- the feeds -------------------------------------------------------------------------
 
+HOSTS = 16
+"""Loopback addresses the feeds are spread over, one site each (see the docstring)."""
+
+
+def site(origin: str, index: int) -> str:
+    """Feed `index`'s origin: `origin` (on 127.0.0.1) moved to its site's address."""
+    return origin.replace("//127.0.0.1:", f"//127.0.0.{1 + index % HOSTS}:", 1)
+
+
 def _rss_item(origin: str, index: int, number: int, comments: bool) -> str:
     when = format_datetime(BASE + timedelta(hours=index % 97, minutes=number), usegmt=True)
+    origin = site(origin, index)
     post = f"{origin}/{index}/a-post-about-things-{index}/"
     if comments:
         guid = f"{origin}/?p={index}#comment-{number}"
@@ -105,6 +118,8 @@ def feed_body(origin: str, index: int, newest: int) -> bytes:
     comments = index % 2 == 0
     items = "".join(_rss_item(origin, index, n, comments)
                     for n in range(newest, newest - WINDOW, -1))
+    self_url = feed_url(origin, index)
+    origin = site(origin, index)
     if comments:
         title = f"Comments on: A post about things {index}"
         link = f"{origin}/{index}/a-post-about-things-{index}/"
@@ -120,7 +135,7 @@ def feed_body(origin: str, index: int, newest: int) -> bytes:
 	xmlns:slash="http://purl.org/rss/1.0/modules/slash/">
 <channel>
 	<title>{title}</title>
-	<atom:link href="{feed_url(origin, index)}" rel="self" type="application/rss+xml" />
+	<atom:link href="{self_url}" rel="self" type="application/rss+xml" />
 	<link>{link}</link>
 	<description>Just another blog</description>
 	<lastBuildDate>{format_datetime(BASE + timedelta(minutes=newest), usegmt=True)}\
@@ -135,7 +150,7 @@ def feed_body(origin: str, index: int, newest: int) -> bytes:
 
 def feed_url(origin: str, index: int) -> str:
     kind = "comments" if index % 2 == 0 else "posts"
-    return f"{origin}/{kind}/{index}.xml"
+    return f"{site(origin, index)}/{kind}/{index}.xml"
 
 
 def write_feeds(root: Path, origin: str, count: int, *, changed: bool) -> None:
@@ -210,7 +225,7 @@ http {{
     default_type application/octet-stream;
     keepalive_requests 100000;
     server {{
-        listen 127.0.0.1:{port};
+        {" ".join(f"listen 127.0.0.{k}:{port};" for k in range(1, HOSTS + 1))}
         root {docroot};
         etag on;
         if_modified_since exact;

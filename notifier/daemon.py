@@ -37,6 +37,7 @@ from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.memory import release_freed_memory
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
+from notifier.poll.shards import Helper, Share
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
@@ -103,15 +104,16 @@ class Engine:
                                  node=self.node)
         self._heart: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, *, alone: bool = True) -> None:
         """Open the state, forget claims a killed process left behind, start beating.
 
         On SQLite this is the only node, so every claim left is a dead process's; on
         PostgreSQL only this node's own (a stable `cluster.node` name finds them at once;
-        others' run out within a lease).
+        others' run out within a lease). Not `alone`: one of the two processes of a split
+        run (`poll.shards`), whose claims were given back before they started.
         """
         await self.db(self.store.migrate)
-        single = self.store.engine.dialect.name == "sqlite"
+        single = alone and self.store.engine.dialect.name == "sqlite"
         await self.db(self.store.release_node, self.node.name, self.clock(), single)
         await self.node.beat(self.store, self.db, self.clock)
         self._heart = asyncio.create_task(self._beat(), name="heartbeat")
@@ -190,14 +192,21 @@ class Engine:
 
 
 @contextlib.asynccontextmanager
-async def open_engine(config: Config) -> AsyncIterator[Engine]:
-    """Everything a run needs, opened in order and closed in reverse, also on errors."""
-    node = Node.of(config)
+async def open_engine(config: Config, *, node: Node | None = None, alone: bool = True
+                      ) -> AsyncIterator[Engine]:
+    """Everything a run needs, opened in order and closed in reverse, also on errors.
+
+    `node` and `alone`: one process of a split run (see `Engine.start`)."""
+    node = node or Node.of(config)
     store = Store(config.state_url(), node.name, node.lease)
     parser = ParsePool()
     try:
         async with contextlib.AsyncExitStack() as stack:
-            fetcher = await stack.enter_async_context(Fetcher(fetch_settings(config)))
+            settings = fetch_settings(config)
+            if not alone:  # two processes share `http.concurrency` (each host is in one)
+                settings = dataclasses.replace(settings, max_connections=max(
+                    1, settings.max_connections // 2))
+            fetcher = await stack.enter_async_context(Fetcher(settings))
             http = None
             if any(CHANNEL_KINDS[c.type].uses_http for c in config.channels.values()):
                 import httpx  # only for channels that speak HTTP: mail alone does not load it
@@ -213,7 +222,7 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
             engine = Engine(config, store, fetcher, channels, parser=parser, context=context,
                             node=node)
             try:
-                await engine.start()
+                await engine.start(alone=alone)
                 try:
                     yield engine
                 finally:
@@ -226,9 +235,25 @@ async def open_engine(config: Config) -> AsyncIterator[Engine]:
         store.close()
 
 
-async def run_once(config: Config) -> OnceResult:
-    """Poll every subscription now, deliver everything due, and report."""
-    async with open_engine(config) as engine, contextlib.AsyncExitStack() as rounds:
+async def poll_share(config: Config, share: Share, node: str,
+                     queued: Callable[[], None]) -> PollReport:
+    """The helper of a split run (`poll.shards`): poll its share, deliver nothing."""
+    me = Node.of(config)
+    me.name = node
+    async with open_engine(config, node=me, alone=False) as engine:
+        engine.poller.share = share
+        engine.poller.on_queued = queued
+        return await engine.poll(force=True)
+
+
+async def run_once(config: Config, helper: Helper | None = None,
+                   share: Share | None = None) -> OnceResult:
+    """Poll every subscription now, deliver everything due, and report.
+
+    With a `helper` (a split run, `poll.shards`) this process polls `share` and the helper
+    the rest; its report joins this one's, and what it queues is delivered from here."""
+    async with (open_engine(config, alone=helper is None) as engine,
+                contextlib.AsyncExitStack() as rounds):
         # The whole run is one delivery round: a mail channel keeps its SMTP connection
         # from one batch to the next while the poll goes on (not one per batch).
         for channel in engine.delivery.channels.values():
@@ -251,7 +276,8 @@ async def run_once(config: Config) -> OnceResult:
 
         sender = asyncio.create_task(deliver_while_polling(), name="delivery while polling")
         try:
-            poll = await engine.poll(force=True)
+            poll = await (engine.poll(force=True) if helper is None
+                          else _poll_beside(engine, helper, share, queued.set))
         except BaseException:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
@@ -267,6 +293,28 @@ async def run_once(config: Config) -> OnceResult:
                  delivery.sent, delivery.failed, delivery.dead, delivery.held,
                  extra=poll.fields())
         return OnceResult(poll, delivery)
+
+
+async def _poll_beside(engine: Engine, helper: Helper, share: Share | None,
+                       queued: Callable[[], None]) -> PollReport:
+    """This process's share, while the helper polls its own; one report for both. A helper
+    that died without its report has its share polled here (a feed it had polled is asked
+    again, and what it had recorded is not recorded twice)."""
+    engine.poller.share = share
+    theirs = asyncio.create_task(helper.follow(queued), name="second poll process")
+    try:
+        report = await engine.poll(force=True)
+    except BaseException:
+        theirs.cancel()
+        await asyncio.gather(theirs, return_exceptions=True)
+        raise
+    helped = await theirs
+    if helped is None:
+        await engine.db(engine.store.release_node, helper.node, engine.clock())
+        engine.poller.share = helper.share
+        helped = await engine.poll(force=True)
+    report.add(helped)
+    return report
 
 
 def _add(total: DeliveryReport, part: DeliveryReport) -> None:

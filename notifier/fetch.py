@@ -206,7 +206,7 @@ def _format_size(size: int) -> str:
 
 
 @functools.lru_cache(maxsize=URL_CACHE)
-def _host_key(url: str) -> str:
+def host_key(url: str) -> str:
     """Politeness is per server name; ports of one host share its limit."""
     try:
         return (urlsplit(url).hostname or "").lower()
@@ -251,7 +251,7 @@ def transport_failure_kind(exc: BaseException) -> FailureKind:
 
 def describe_transport_error(exc: BaseException, url: str, settings: FetchSettings) -> str:
     """A short reason for a person reading a feed's status, never a stack trace or a URL."""
-    host = _host_key(url) or "?"
+    host = host_key(url) or "?"
     chain = _exception_chain(exc)
     for cause in chain:
         if isinstance(cause, PrivateAddressBlocked):
@@ -593,7 +593,7 @@ class Fetcher:
             hop.url = outcome
 
     def _slot(self, url: str, budget: asyncio.Timeout | None = None) -> _Slot:
-        return _Slot(self, _host_key(url), budget)
+        return _Slot(self, host_key(url), budget)
 
     async def _one_hop(
         self,

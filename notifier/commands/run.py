@@ -11,14 +11,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import logging
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from notifier.cluster import node_name
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, at, load
 from notifier.config import Config
 from notifier.memory import return_large_blocks
+from notifier.poll.record import PollReport
+from notifier.poll.shards import Helper, Share, split
 from notifier.store import Store
 from notifier.store.statefile import hold_state
 
@@ -94,7 +98,8 @@ def run_once(config: Config) -> int:
     from notifier.daemon import run_once as one_pass
 
     before = _baselined(config)
-    result = run_async(one_pass(config))
+    helper = _split(config)
+    result = run_async(one_pass(config, *helper) if helper else one_pass(config))
     for error in [*map(str, result.poll.errors), *result.delivery.errors]:
         print(f"notifier: {error}", file=sys.stderr)
     # One more look at the state for the words below: what got a baseline, what is stuck.
@@ -109,6 +114,32 @@ def run_once(config: Config) -> int:
     for line in stuck:
         print(f"notifier: {line}", file=sys.stderr)
     return EXIT_OK if result.ok and not stuck else EXIT_FAILED
+
+
+def _split(config: Config) -> tuple[Helper, Share] | None:
+    """A large run's second process, started now (see `notifier.poll.shards`), and the
+    share of the feeds left to this one; None when the run stays in one process."""
+    store = Store(config.state_url())
+    try:
+        found = split(config, store)
+    finally:
+        store.close()
+    if found is None:
+        return None
+    node = f"{node_name(config)}/2"[-64:]
+    try:
+        return Helper.start(config, found.helper, node, _poll_share), found.parent
+    except OSError as exc:  # no fork (memory, process limit): one process does it all
+        logging.getLogger("notifier").warning("polling in one process: %s", exc)
+        return None
+
+
+def _poll_share(config: Config, share: Share, node: str, queued: Callable[[], None]
+                ) -> PollReport:
+    """In the second process: its share of the feeds, polled (`daemon.poll_share`)."""
+    from notifier.daemon import poll_share
+
+    return run_async(poll_share(config, share, node, queued))
 
 
 def _baselined(config: Config) -> set[str]:
@@ -131,9 +162,16 @@ def baseline_summary(store: Store, before: set[str]) -> str | None:
     feeds = {url for url in fresh.values() if url}
     entries = sum(health.get(url, 0) for url in feeds)
     names = sorted(fresh)
+    # A first run of 10,000 subscriptions named every one of them, in one line.
+    shown = ", ".join(names[:BASELINE_NAMES]) + (
+        f" and {len(names) - BASELINE_NAMES} more" if len(names) > BASELINE_NAMES else "")
     return (f"baseline: {entries} entr{'y' if entries == 1 else 'ies'} recorded on "
-            f"{len(feeds)} feed{'' if len(feeds) == 1 else 's'} ({', '.join(names)}); "
+            f"{len(feeds)} feed{'' if len(feeds) == 1 else 's'} ({shown}); "
             "new ones will be reported")
+
+
+BASELINE_NAMES = 10
+"""Subscriptions named in the baseline line of `run --once`; the rest are counted."""
 
 
 def _still_failing(config: Config, store: Store) -> list[str]:

@@ -25,6 +25,8 @@ query per kind for the whole batch, everything the decision will need; `decide_p
 returns a frozen `PollRecord` (entries to store, `QueuedNotice`s, when to poll next);
 `record` writes the batch's records in one transaction and logs each poll (DEBUG when
 unchanged) and the cycle's summary (INFO). `retrieve` hands bodies to the `parsepool`.
+A large `run --once` runs this same cycle in two processes, each over its `shards` share
+of the feeds (whole hosts), so that it uses both cores.
 
 Rules the stages keep:
 - Each hands the next a frozen record, so what a stage decided cannot be changed behind it.

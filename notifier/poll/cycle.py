@@ -32,6 +32,7 @@ from notifier.poll.plan import Plan, Planner
 from notifier.poll.probe import probe_sites
 from notifier.poll.record import PollReport, report_batch
 from notifier.poll.retrieve import Polled, retrieve
+from notifier.poll.shards import Share
 from notifier.poll.waiting import wait_while_finishing
 from notifier.store import FeedState, PollRecord, Store
 from notifier.store.statefile import unwritable
@@ -125,6 +126,8 @@ class Poller:
         met them (see `poll`)."""
         self.on_queued: Callable[[], None] | None = None
         """Called whenever a written batch queued notifications (the daemon wakes delivery)."""
+        self.share: Share | None = None
+        """The feeds this process polls when a run is split between two (`shards`)."""
         self.on_polled: Callable[[PollReport], None] | None = None
         """Called with what each written batch (and each cycle's failed discoveries) adds
         to a report, also for polls that land after their cycle returned (the metrics)."""
@@ -181,7 +184,9 @@ class Poller:
         # Feeds are claimed (see `store.leases`) a batch at a time, the next batch when the
         # fetches of this cycle run low; each feed at most once per cycle. A feed still in
         # flight from an earlier cycle is not claimed again.
-        unclaimed = dict.fromkeys(i for i in plan.feed_subs if i not in self._inflight)
+        share = self.share
+        unclaimed = dict.fromkeys(i for i in plan.feed_subs if i not in self._inflight
+                                  and (share is None or share.polls(i)))
         size = claim_size(self.config, self.store)
         tasks: list[asyncio.Task[None]] = []
         seen: set[int] = set()

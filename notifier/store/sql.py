@@ -246,6 +246,12 @@ class Store(LeaseStore):
                 for row in conn.execute(query)
             }
 
+    def feed_urls(self) -> dict[int, str]:
+        """Feed id -> URL for every feed: which host each is on, to share a run's feeds
+        between processes (`notifier.poll.shards`)."""
+        with self.engine.connect() as conn:
+            return {int(i): url for i, url in conn.execute(sa.select(feeds.c.id, feeds.c.url))}
+
     def feed_count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(feeds)).scalar_one())
