@@ -27,23 +27,25 @@ ARENA_MAX = 2
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """Found once, by glibc's own name first: `find_library` imports `ctypes.util` and runs
-    `ldconfig`, which every parse worker's start waited for; the daemon asks after every
-    cycle."""
+    """Found once (the daemon asks after every cycle)."""
     if not sys.platform.startswith("linux"):
         return None
-    for name in ("libc.so.6", None):
-        with contextlib.suppress(OSError, AttributeError):
-            if name is None:
-                from ctypes.util import find_library
-
-                name = find_library("c")
-                if name is None:
-                    return None
-            libc = ctypes.CDLL(name)
-            if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
-                return libc
+    with contextlib.suppress(OSError, AttributeError):
+        libc = _open_libc()
+        if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+            return libc
     return None
+
+
+def _open_libc() -> ctypes.CDLL:
+    """glibc by its own name first: `find_library` imports `ctypes.util` and runs
+    `ldconfig`, which every parse worker's start waited for."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6")
 
 
 def return_large_blocks() -> bool:
