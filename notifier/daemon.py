@@ -37,7 +37,7 @@ from notifier.errors import NotifierError
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.memory import release_freed_memory
 from notifier.poll import ParsePool, Poller, PollReport, StoreThread
-from notifier.poll.shards import Helper, Share
+from notifier.poll.shards import Helper, Link, Share
 from notifier.render import Renderer
 from notifier.sdnotify import SystemdNotifier
 from notifier.store import DaemonRecord, Store
@@ -235,15 +235,26 @@ async def open_engine(config: Config, *, node: Node | None = None, alone: bool =
         store.close()
 
 
-async def poll_share(config: Config, share: Share, node: str,
-                     queued: Callable[[], None]) -> PollReport:
-    """The helper of a split run (`poll.shards`): poll its share, deliver nothing."""
+async def poll_share(config: Config, share: Share, node: str, link: Link) -> PollReport:
+    """The helper of a split run (`poll.shards`): poll its share, deliver nothing, and say
+    it is alive at the heartbeat's rate (from this loop: a blocked loop falls silent)."""
     me = Node.of(config)
     me.name = node
-    async with open_engine(config, node=me, alone=False) as engine:
-        engine.poller.share = share
-        engine.poller.on_queued = queued
-        return await engine.poll(force=True)
+
+    async def alive() -> None:
+        while True:
+            link.alive()
+            await asyncio.sleep(link.every)
+
+    beating = asyncio.create_task(alive(), name="alive")
+    try:
+        async with open_engine(config, node=me, alone=False) as engine:
+            engine.poller.share = share
+            engine.poller.on_queued = link.queued
+            engine.poller.on_polled = link.polled
+            return await engine.poll(force=True)
+    finally:
+        beating.cancel()
 
 
 async def run_once(config: Config, helper: Helper | None = None,
@@ -298,8 +309,9 @@ async def run_once(config: Config, helper: Helper | None = None,
 async def _poll_beside(engine: Engine, helper: Helper, share: Share | None,
                        queued: Callable[[], None]) -> PollReport:
     """This process's share, while the helper polls its own; one report for both. A helper
-    that died without its report has its share polled here (a feed it had polled is asked
-    again, and what it had recorded is not recorded twice)."""
+    that died without its report has the feeds it had not polled polled here, and what it
+    had written is counted from its messages (a feed it polled but had not written is asked
+    again; one recorded is never recorded twice)."""
     engine.poller.share = share
     theirs = asyncio.create_task(helper.follow(queued), name="second poll process")
     try:
@@ -311,8 +323,10 @@ async def _poll_beside(engine: Engine, helper: Helper, share: Share | None,
     helped = await theirs
     if helped is None:
         await engine.db(engine.store.release_node, helper.node, engine.clock())
-        engine.poller.share = helper.share
+        done = await engine.db(engine.store.polled_since, helper.node, helper.started)
+        engine.poller.share = Share(helper.share.feeds - done)
         helped = await engine.poll(force=True)
+        helped.add(helper.partial)
     report.add(helped)
     return report
 

@@ -14,7 +14,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from notifier.cluster import node_name
@@ -22,7 +22,7 @@ from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, 
 from notifier.config import Config
 from notifier.memory import return_large_blocks
 from notifier.poll.record import PollReport
-from notifier.poll.shards import Helper, Share, split
+from notifier.poll.shards import Helper, Link, Share, split
 from notifier.store import Store
 from notifier.store.statefile import hold_state
 
@@ -134,12 +134,11 @@ def _split(config: Config) -> tuple[Helper, Share] | None:
         return None
 
 
-def _poll_share(config: Config, share: Share, node: str, queued: Callable[[], None]
-                ) -> PollReport:
+def _poll_share(config: Config, share: Share, node: str, link: Link) -> PollReport:
     """In the second process: its share of the feeds, polled (`daemon.poll_share`)."""
     from notifier.daemon import poll_share
 
-    return run_async(poll_share(config, share, node, queued))
+    return run_async(poll_share(config, share, node, link))
 
 
 def _baselined(config: Config) -> set[str]:

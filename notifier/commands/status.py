@@ -256,7 +256,8 @@ def print_table(report: StatusReport) -> None:
 
 
 def print_nodes(nodes: list[NodeStatus], now: float) -> None:
-    """Who shares this state and does what; a node that ever ran on it has a row."""
+    """Who shares this state and does what; a node that ran on it has a row (on SQLite
+    until a later run finds it is no feed's last poller, `Store.release_node`)."""
     if not nodes:
         return
     print("nodes (a node's feeds and channels pass to the others one lease after its last "

@@ -8,11 +8,13 @@ thread or connection exists; each polls its share, the first also delivers.
 
     config + stored states -> `split`: every feed known? enough of them? -> two `Share`s
       parent: polls its share, delivers as the run goes   \\
-      helper: polls its share, says "queued" and at the end its `PollReport`  -> one summary
+      helper: polls its share, says "queued" (and "alive" at the heartbeat's rate), and
+              at the end its `PollReport`                            -> one summary
 
 Why by host: politeness is per host (`fetch.host_key`: `per_host`, Retry-After, a site's
 probe), and a host's feeds all in one process keep every limit exactly as one process
-would. A run whose feeds sit on too few hosts to split evenly runs in one process.
+would; a feed's host and its site's API root's host count as one (`hosts`). A run whose
+feeds sit on too few hosts to split evenly runs in one process.
 Why only when every subscription has its feed: discovery and the first look at a new site
 write what the other process's plan would need; a first run (where they happen) stays in
 one process. Each process claims its feeds under its own node name, and every write is
@@ -30,8 +32,9 @@ import pickle
 import signal
 import struct
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from notifier.config import Config
@@ -42,7 +45,7 @@ from notifier.store import Store
 
 log = logging.getLogger("notifier")
 
-__all__ = ["SHARD_MIN_FEEDS", "Helper", "Share", "Split", "partition", "split"]
+__all__ = ["SHARD_MIN_FEEDS", "Helper", "Link", "Share", "Split", "hosts", "partition", "split"]
 
 SHARD_MIN_FEEDS = 2_000
 """Feeds below which a run stays in one process: the helper's own start (its engine, its
@@ -52,19 +55,23 @@ SMALLEST_SHARE = 0.25
 """A split whose smaller share is less than this of the feeds is not worth a process."""
 
 _HEADER = struct.Struct("!cI")
-_QUEUED, _REPORT = b"q", b"r"
+_QUEUED, _ALIVE, _PART, _REPORT = b"q", b"a", b"p", b"r"
 
 
 @dataclass(frozen=True, slots=True)
 class Share:
-    """The feeds one process of a split run polls: those in `feeds`, or every feed but
-    those (`others`) for the parent, which also takes any feed met after the split."""
+    """The feeds one process of a split run polls.
+
+    Only feeds known at the split: one met later is a thread the other process began to
+    follow on a site of its own (its posts feed was polled there), so polling it here
+    would ask that host from both processes past `per_host` and its Retry-After. It is
+    polled by the next run, as one process leaves a thread it began to follow in a cycle
+    to the next cycle (each cycle's plan is read once)."""
 
     feeds: frozenset[int]
-    others: bool = False
 
     def polls(self, feed_id: int) -> bool:
-        return (feed_id in self.feeds) != self.others
+        return feed_id in self.feeds
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +95,32 @@ def partition(hosts: Mapping[int, str], count: int) -> list[frozenset[int]]:
     return [frozenset(s) for s in shares]
 
 
+def hosts(urls: Mapping[int, tuple[str, str | None]], ids: Iterable[int]) -> dict[int, str]:
+    """Feed id -> the host that decides its share: its URL's, or, when its site's API root
+    (the WordPress probe's address) is on another host, one name for every host joined so.
+
+    A site probe's answer is read once per site: a site whose thread feeds sat on two hosts
+    (`example.com` typed, `www.example.com` found) was probed by both processes, and the
+    one that stored its answer first took the news ("count moved: rescan") from the other's
+    threads; its probe also went to a host the other process was polling."""
+    parent: dict[str, str] = {}
+
+    def root(host: str) -> str:
+        parent.setdefault(host, host)
+        while parent[host] != host:
+            parent[host] = parent[parent[host]]
+            host = parent[host]
+        return host
+
+    found = {i: urls.get(i, ("", None)) for i in ids}
+    for url, api_root in found.values():
+        if api_root:
+            a, b = root(host_key(url)), root(host_key(api_root))
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    return {i: root(host_key(url)) for i, (url, _) in found.items()}
+
+
 def split(config: Config, store: Store, cpus: int | None = None) -> Split | None:
     """Whether and how to split this run between two processes (None: one process).
 
@@ -98,6 +131,8 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
         return None
     if store.engine.dialect.name != "sqlite":
         return None  # several nodes on PostgreSQL already share the feeds between them
+    if config.http.concurrency < 2:
+        return None  # each process needs a connection: two would break the limit
     least = max(_least_feeds(), 2)
     if len(config.subscriptions) < least // 10 or store.feed_count() < least:
         return None  # far too few for any split: the run's usual case, read cheaply
@@ -107,12 +142,11 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
     feed_subs, _ = readers(config.subscriptions, states, store.thread_feeds())
     if len(feed_subs) < least:
         return None
-    urls = store.feed_urls()
-    first, second = partition({i: host_key(urls.get(i, "")) for i in feed_subs}, 2)
+    first, second = partition(hosts(store.feed_urls(), feed_subs), 2)
     if min(len(first), len(second)) < SMALLEST_SHARE * len(feed_subs):
         return None
     store.release_node("", time.time(), everyone=True)
-    return Split(parent=Share(second, others=True), helper=Share(second))
+    return Split(parent=Share(first), helper=Share(second))
 
 
 def _least_feeds() -> int:
@@ -122,37 +156,79 @@ def _least_feeds() -> int:
         return SHARD_MIN_FEEDS
 
 
-class Helper:
-    """The second process of a split run, seen from the first: its messages and its end."""
+class Link:
+    """The second process's side of the pipe: what it tells the first."""
 
-    def __init__(self, pid: int, fd: int, node: str, share: Share) -> None:
+    def __init__(self, fd: int, lease: float) -> None:
+        self._fd = fd
+        self.every = lease / 3
+        """Seconds between "alive" messages: the node heartbeat's rate (`cluster.Node`)."""
+
+    def queued(self) -> None:
+        """Notifications were queued: the first process delivers them now."""
+        _send(self._fd, _QUEUED, b"")
+
+    def alive(self) -> None:
+        """Still polling: the first process ends a second one silent for a whole lease."""
+        _send(self._fd, _ALIVE, b"")
+
+    def polled(self, part: PollReport) -> None:
+        """A batch of polls was written: what it adds to the report (`Poller.on_polled`),
+        so that if this process dies the first still counts what it had done."""
+        _send(self._fd, _PART, pickle.dumps(part))
+
+
+class Helper:
+    """The second process of a split run, seen from the first: its messages and its end.
+
+    It never outlives the first: it reads a pipe that only the first writes to, and ends
+    itself when that pipe closes, which the kernel does when the first process ends however
+    it ends (SIGTERM to the first alone, SIGKILL, a crash); otherwise it would poll on with
+    nobody to deliver, holding the state's lock (inherited) against the next run. And the
+    first never waits for it for ever: one silent for a whole `cluster.lease` (stopped,
+    hung) is killed, and its feeds polled by the first, as for one that died."""
+
+    def __init__(self, pid: int, fd: int, node: str, share: Share, lease: float,
+                 lifeline: int, started: float) -> None:
         self.pid = pid
         self.node = node
         self.share = share
+        self.lease = lease
+        self.started = started
+        """When it was forked: every poll it wrote since is of this run."""
+        self.partial = PollReport()
+        """What its written batches added to the report: its count if it dies."""
         self._fd = fd
+        self._lifeline = lifeline
 
     @classmethod
     def start(cls, config: Config, share: Share, node: str,
-              poll: Callable[[Config, Share, str, Callable[[], None]], PollReport]) -> Helper:
-        """Fork the helper; it runs `poll(config, share, node, queued)` and reports.
+              poll: Callable[[Config, Share, str, Link], PollReport]) -> Helper:
+        """Fork the helper; it runs `poll(config, share, node, link)` and reports.
 
         Called with no event loop, thread or connection open. The child never returns
         from here: it leaves with `os._exit`, so nothing of the parent's (the state's lock,
         buffered output, exit handlers) runs twice."""
+        lease = config.cluster.lease
         read, write = os.pipe()
+        watched, lifeline = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        started = time.time()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (read, write, watched, lifeline):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover - runs in the forked child; its report is tested
             code = 70
             try:
                 os.close(read)
+                os.close(lifeline)
+                _end_with_parent(watched)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)  # a Ctrl-C ends both at once
-
-                def queued() -> None:
-                    _send(write, _QUEUED, b"")
-
-                report = poll(config, share, node, queued)
+                report = poll(config, share, node, Link(write, lease))
                 _send(write, _REPORT, pickle.dumps(report))
                 code = 0
             except BaseException:
@@ -160,35 +236,62 @@ class Helper:
             finally:
                 os._exit(code)
         os.close(write)
-        return cls(pid, read, node, share)
+        os.close(watched)
+        return cls(pid, read, node, share, lease, lifeline, started)
 
     async def follow(self, on_queued: Callable[[], None]) -> PollReport | None:
         """Pass on its "queued" messages until it ends; its report, or None if it died
-        without one (then its exit is logged)."""
+        without one or fell silent for a lease (then it is killed, and its end logged)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 26)
         transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(self._fd, "rb", 0))
         report: PollReport | None = None
+        silent = False
         try:
             with contextlib.suppress(asyncio.IncompleteReadError):
                 while True:
-                    kind, size = _HEADER.unpack(await reader.readexactly(_HEADER.size))
-                    body = await reader.readexactly(size)
+                    try:
+                        async with asyncio.timeout(self.lease):
+                            kind, size = _HEADER.unpack(
+                                await reader.readexactly(_HEADER.size))
+                            body = await reader.readexactly(size)
+                    except TimeoutError:
+                        silent = True
+                        os.kill(self.pid, signal.SIGKILL)
+                        break
                     if kind == _QUEUED:
                         on_queued()
+                    elif kind == _PART:
+                        self.partial.add(pickle.loads(body))  # our own child's
                     elif kind == _REPORT:
                         report = pickle.loads(body)  # our own child's report
         except BaseException:
-            os.kill(self.pid, signal.SIGTERM)
+            # SIGKILL: a stopped process would keep a SIGTERM pending, and the reap below
+            # wait for ever (a poll batch is one transaction: nothing is half written).
+            os.kill(self.pid, signal.SIGKILL)
             raise
         finally:
             transport.close()
             status = await asyncio.to_thread(_reap, self.pid)
+            os.close(self._lifeline)
         if report is None:
-            log.error("the second poll process ended without its report (%s); this process "
-                      "polls its %d feeds", _describe(status), len(self.share.feeds))
+            why = (f"sent nothing for {self.lease:.0f} s and was ended" if silent
+                   else f"ended without its report ({_describe(status)})")
+            log.error("the second poll process %s; this process polls those of its %d "
+                      "feeds it had not polled", why, len(self.share.feeds))
         return report
+
+
+def _end_with_parent(fd: int) -> None:
+    """In the child: end this process as soon as the parent has (`fd` reads end of file:
+    the parent held the only other end)."""
+    def watch() -> None:
+        while os.read(fd, 1):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="end with the first process", daemon=True).start()
 
 
 def _send(fd: int, kind: bytes, body: bytes) -> None:

@@ -219,7 +219,11 @@ class LeaseStore:
 
     def release_node(self, node: str, now: float, everyone: bool = False) -> None:
         """Give back what `node` holds (at its stop, or at start after a crash), so that
-        others need not wait for the lease; `everyone` when the database has one node."""
+        others need not wait for the lease; `everyone` when the database has one node.
+
+        Then (`everyone`) every other node is a process gone for good, and those that are
+        no feed's last poller are forgotten: each `run --once` is a node of its own (host
+        name and process id), and `status` listed every one that ever ran."""
         def owned(column: Any) -> Any:
             return sa.true() if everyone else column == node
 
@@ -233,6 +237,10 @@ class LeaseStore:
             conn.execute(channel_state.update().where(owned(channel_state.c.lease_owner))
                          .values(lease_until=None, lease_owner=None))
             conn.execute(nodes.update().where(nodes.c.name == node).values(stopped=now))
+            if everyone:
+                pollers = sa.select(feeds.c.polled_by).where(feeds.c.polled_by.is_not(None))
+                conn.execute(nodes.delete().where(nodes.c.name != node,
+                                                  nodes.c.name.not_in(pollers)))
 
     def nodes(self, now: float) -> list[NodeState]:
         """Every node that ever beat, with what it holds now, most recent first."""

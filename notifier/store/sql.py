@@ -246,11 +246,19 @@ class Store(LeaseStore):
                 for row in conn.execute(query)
             }
 
-    def feed_urls(self) -> dict[int, str]:
-        """Feed id -> URL for every feed: which host each is on, to share a run's feeds
-        between processes (`notifier.poll.shards`)."""
+    def feed_urls(self) -> dict[int, tuple[str, str | None]]:
+        """Feed id -> (URL, its site's API root) for every feed: which hosts each is asked
+        on, to share a run's feeds between processes (`notifier.poll.shards`)."""
         with self.engine.connect() as conn:
-            return {int(i): url for i, url in conn.execute(sa.select(feeds.c.id, feeds.c.url))}
+            return {int(i): (url, root) for i, url, root
+                    in conn.execute(sa.select(feeds.c.id, feeds.c.url, feeds.c.api_root))}
+
+    def polled_since(self, node: str, since: float) -> set[int]:
+        """The feeds whose last poll `node` wrote at `since` or later: those a split run's
+        second process finished before it died (`notifier.poll.shards`)."""
+        with self.engine.connect() as conn:
+            return {int(i) for i in conn.execute(sa.select(feeds.c.id).where(
+                feeds.c.polled_by == node, feeds.c.last_polled >= since)).scalars()}
 
     def feed_count(self) -> int:
         with self.engine.connect() as conn:
