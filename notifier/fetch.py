@@ -27,6 +27,7 @@ import contextvars
 import functools
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import sys
@@ -47,7 +48,7 @@ from aiohttp.resolver import DefaultResolver
 from aiohttp.tracing import Trace
 
 from notifier import __version__, redact
-from notifier.budget import pause_budget
+from notifier.budget import Budget, pause_budget
 from notifier.errors import NotifierError
 from notifier.failures import FailureKind
 from notifier.httpheaders import parse_retry_after
@@ -429,9 +430,21 @@ def _flatten_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return flat
 
 
+_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?=[/?#]|\Z)")
+"""The start of a URL whose scheme, host and port need no closer look: lower-case http or
+https, a host of letters, digits, dots and dashes, a port of digits (checked for range)."""
+
+
 @functools.lru_cache(maxsize=URL_CACHE)
 def _url_problem(url: str) -> str | None:
-    """Why a URL cannot be fetched at all, checked before each hop; None when fine."""
+    """Why a URL cannot be fetched at all, checked before each hop; None when fine.
+
+    Nearly every feed URL is plain (`_PLAIN_URL`): said fine without splitting it, which
+    was most of a first poll's checks (every poll of `run --once`, a daemon's first cycle).
+    """
+    plain = _PLAIN_URL.match(url)
+    if plain is not None and (plain[1] is None or int(plain[1]) <= 65535):
+        return None
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -505,6 +518,17 @@ class Fetcher:
                                               sock_connect=self.settings.connect_timeout)
         self._global = asyncio.Semaphore(self.settings.max_connections)
         self._hosts: dict[str, _HostSlot] = {}
+        self._headers: dict[str, Mapping[str, str]] = {}
+
+    def _plain_headers(self, accept: str) -> Mapping[str, str]:
+        """A request's headers without validators, built once per `accept` (never changed
+        in place: a request that adds to them copies them)."""
+        headers = self._headers[accept] = {
+            "User-Agent": self.settings.user_agent,
+            "Accept": accept,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        return headers
 
     def _open_session(self) -> aiohttp.ClientSession:
         """aiohttp told not to decompress (our decoder caps the decoded size) and not to
@@ -553,15 +577,13 @@ class Fetcher:
         just before each request goes out; if it says no, nothing is sent and `Withdrawn`
         is raised.
         """
-        headers = {
-            "User-Agent": self.settings.user_agent,
-            "Accept": accept,
-            "Accept-Encoding": ACCEPT_ENCODING,
-        }
-        if etag:
-            headers["If-None-Match"] = etag
-        if last_modified:
-            headers["If-Modified-Since"] = last_modified
+        headers = self._headers.get(accept) or self._plain_headers(accept)
+        if etag or last_modified:
+            headers = dict(headers)
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
         hop = _Hop(url=url)
         asking = _PROCEED.set(proceed)
         try:
@@ -738,12 +760,14 @@ class _Slot:
             # Both free (and nobody queued): taken without a wait, nothing in between, so
             # the budget need not stop (two moves of its timer for nearly every request).
             await self._acquire()
-            return
-        resume = pause_budget(self._budget, asyncio.get_running_loop())
-        try:
-            await self._acquire()
-        finally:
-            resume()
+        else:
+            resume = pause_budget(self._budget, asyncio.get_running_loop())
+            try:
+                await self._acquire()
+            finally:
+                resume()
+        if isinstance(self._budget, Budget):
+            self._budget.start(asyncio.get_running_loop())
 
     async def _acquire(self) -> None:
         hosts = self._fetcher._hosts

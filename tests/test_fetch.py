@@ -327,10 +327,22 @@ def test_connection_refused_is_data() -> None:
         ("not a url", "unsupported URL scheme '(none)'"),
         ("http://[::1/feed", "invalid URL"),
         ("http:///feed", "invalid URL (no host)"),
+        ("http://example.org:65536/feed", "invalid URL"),
+        ("http://example.org:99999", "invalid URL"),
+        ("http://example.org:/feed", None),  # an empty port is the default port
+        ("http://:80/feed", "invalid URL (no host)"),
+        ("HTTP://Example.ORG/feed", None),
+        ("https://example.org:65535?q=1", None),
+        ("http://exa mple.org/feed", None),  # urlsplit takes it; the request fails later
+        ("mailto:someone@example.org", "unsupported URL scheme 'mailto'"),
+        ("http://[::1]:8080/feed", None),
     ],
 )
-def test_bad_urls_are_data(url: str, error: str) -> None:
-    assert get(url).error == error
+def test_bad_urls_are_data(url: str, error: str | None) -> None:
+    """Each hop's URL check, for the plain URLs that skip splitting and the others alike."""
+    assert fetch_module._url_problem(url) == error
+    if error is not None:
+        assert get(url).error == error
 
 
 def test_per_host_limit_holds_back_the_third_request(blog_server: BlogServer) -> None:
@@ -532,6 +544,48 @@ def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path)
         assert [p.failure for p in polled] == [None] * len(feeds)
         assert all(p.parsed is not None and len(p.parsed.entries) == 2 for p in polled)
         assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 13))
+
+
+def test_a_poll_budget_counts_from_the_slot_on(tmp_path: Path) -> None:
+    """The budget starts when the request gets its slot (the wait before is not counted,
+    see above): a server slower than the budget still fails every poll for time, the first
+    as well as those that queued behind it."""
+    with _SlowFeeds() as server:
+        config_path = tmp_path / "notifier.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
+            "http": {"per_host": 1},
+            "subscriptions": [{"name": "q", "url": f"{server.origin}/feed/0/",
+                               "notify": ["out"]}]}), encoding="utf-8")
+        config = load_config(config_path, {})
+        feeds = [FeedState(id=n, url=f"{server.origin}/feed/{n}/", title="", api_root=None,
+                           etag=None, last_modified=None, body_hash=None, interval=600.0,
+                           next_due=0.0, last_polled=None, last_status=None,
+                           last_failure=None, error_count=0) for n in range(1, 4)]
+
+        async def drive() -> list[Polled]:
+            pool = ParsePool(workers=1)
+            store = Store(config.state_url())
+            db = StoreThread()
+            try:
+                async with Fetcher(fetch_settings(config)) as fetcher:
+                    poller = Poller(config, store, fetcher, db, parser=pool)
+                    poller.feed_budget = 0.15  # each answer takes 0.3 s
+                    polled = await asyncio.gather(*(
+                        poller._retrieve(feed, rescan=False, conditional=False, expect=None,
+                                         proceed=lambda: True) for feed in feeds))
+                    await poller.close()
+                    return list(polled)
+            finally:
+                pool.shutdown()
+                db.close()
+                store.close()
+
+        polled = asyncio.run(drive())
+        assert [p.failure.kind if p.failure else None for p in polled] == \
+            [FailureKind.TIMEOUT] * len(feeds)
+        assert all("took more than 0.15 s" in str(p.failure) for p in polled)
+        assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 4))
 
 
 def test_discoveries_queued_behind_a_slow_host_are_not_failed_for_time(

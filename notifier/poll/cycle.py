@@ -19,6 +19,7 @@ from dataclasses import fields, replace
 from typing import Any, TypeVar
 
 from notifier import redact
+from notifier.budget import Budget
 from notifier.cluster import Node
 from notifier.config import Config
 from notifier.failures import FailedFeed, Failure, FailureKind
@@ -214,6 +215,11 @@ class Poller:
                 named = list(unclaimed)
             due = await self._db(self.store.claim_feeds, self.node.name, now, named,
                                  size - active, self.node.lease, not force)
+            # A daemon's claim that took fewer than it asked for took all that is due: the
+            # feeds that come due while this cycle runs are the next tick's. Claimed as they
+            # came due, a dozen at a time, they cost a claim each (hundreds a cycle when due
+            # times are spread, as after a restart).
+            last = not force and len(due) < size - active
             if batch and len(due) < len(named or ()):
                 # Not expected; a feed that cannot be claimed is not named again.
                 taken = {f.id for f in due}
@@ -256,6 +262,8 @@ class Poller:
                 self._running += 1
                 task.add_done_callback(functools.partial(self._landed, feed.id))
                 tasks.append(task)
+            if last:
+                break
         if strange:
             self.planner.threads_moved()
             await self._db(self.store.release_feeds, self.node.name, strange)
@@ -325,10 +333,11 @@ class Poller:
     async def _retrieve(self, feed: Any, *, rescan: bool, conditional: bool,
                         expect: FeedKind | None, proceed: Callable[[], bool]) -> Polled:
         try:
-            async with asyncio.timeout(self.feed_budget) as budget:
-                # The budget stands still while the request waits for a slot and the body
-                # for a parse worker: a large claim or a first run queues them for longer
-                # than a budget, and they must not time out there (see `notifier.budget`).
+            async with Budget(self.feed_budget) as budget:
+                # The budget starts when the request gets its slot and stands still while
+                # a later hop waits for one and the body for a parse worker: a large claim
+                # or a first run queues them for longer than a budget, and they must not
+                # time out there (see `notifier.budget`).
                 return await retrieve(self.fetcher, self.parser, feed, rescan=rescan,
                                       conditional=conditional, expect=expect, budget=budget,
                                       proceed=proceed)

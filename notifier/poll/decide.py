@@ -73,9 +73,9 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     if polled.failure or polled.parsed is None:
         baselines: list[str] = []
         # A 304 still completes a subscription's baseline: nothing it has not seen.
-        if fetched.not_modified or polled.unchanged:
+        if (fetched.not_modified or polled.unchanged) and snapshot.had_entries:
             baselines = [s.name for s in subs if plan.states.get(s.name)
-                         and plan.states[s.name].baseline_at is None and snapshot.had_entries]
+                         and plan.states[s.name].baseline_at is None]
         # `replace` costs more than the rest of an unchanged feed's decision: only if needed.
         return Outcome(dataclasses.replace(base, baselines=baselines) if baselines else base,
                        None)

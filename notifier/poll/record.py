@@ -93,7 +93,8 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         report.fetch_seconds.append(polled.fetch.elapsed)
         level = logging.INFO if new or record.notices else logging.DEBUG
         # Redacting parses the URL: skipped for the quiet majority when no line shows it.
-        shown = (polled.failure or record.new_url or log.isEnabledFor(level)
+        told = log.isEnabledFor(level)
+        shown = (polled.failure or record.new_url or told
                  or (polled.parsed is not None and polled.parsed.kind_note)
                  or outcome.deaf_note)
         url = redact.url(polled.feed.url) if shown else ""
@@ -105,10 +106,11 @@ def report_batch(polls: Sequence[Polled], outcomes: Sequence[Outcome], queued: i
         else:
             if polled.fetch.not_modified or polled.unchanged:
                 report.not_modified += 1
-            status = f"{polled.fetch.status}{' unchanged' if polled.unchanged else ''}"
-            log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
-                    len(record.notices), " baseline" if record.baselines else "",
-                    polled.fetch.elapsed)
+            if told:  # its arguments are not built for a line nobody sees
+                status = f"{polled.fetch.status}{' unchanged' if polled.unchanged else ''}"
+                log.log(level, "poll %s %s new=%d queued=%d%s (%.2fs)", url, status, new,
+                        len(record.notices), " baseline" if record.baselines else "",
+                        polled.fetch.elapsed)
         if polled.parsed and polled.parsed.kind_note:
             log.info("feed %s %s", url, polled.parsed.kind_note)
         if outcome.deaf_note:

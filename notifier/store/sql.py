@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import operator
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -130,6 +131,29 @@ def _plain_update(keys: tuple[str, ...]) -> Any:
     return feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
         {k: (feeds.c.entries_seen + sa.bindparam("v_entries_seen")
              if k == "entries_seen" else sa.bindparam(_BOUND[k])) for k in keys})
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_sql(statement: Any, dialect: Any) -> tuple[str, tuple[str, ...]] | None:
+    """`statement` compiled once for `dialect` as the driver's SQL and the names of its
+    parameters in order, or None where the driver does not take them by position."""
+    compiled = statement.compile(dialect=dialect)
+    if not compiled.positional or compiled.positiontup is None:
+        return None
+    return compiled.string, tuple(compiled.positiontup)
+
+
+def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """`conn.execute(statement, rows)`; on SQLite straight to the driver's executemany,
+    each row a tuple. SQLAlchemy builds each row's parameters anew (`construct_params`),
+    which cost three times SQLite's own work for the 10,000 plain feed rows of an unchanged
+    cycle. The rows hold only numbers, text and None, which need no conversion."""
+    compiled = _driver_sql(statement, conn.dialect) if conn.dialect.name == "sqlite" else None
+    if compiled is None or len(rows) < 2:
+        conn.execute(statement, rows)
+        return
+    sql, names = compiled
+    conn.exec_driver_sql(sql, [tuple([row[name] for name in names]) for row in rows])
 
 
 def _feed_values(record: PollRecord) -> dict[str, Any]:
@@ -472,7 +496,7 @@ class Store(LeaseStore):
                 if record.notices:
                     queued.append(record)
         for keys, rows in plain.items():
-            conn.execute(_plain_update(keys), rows)
+            _execute_many(conn, _plain_update(keys), rows)
         if news:
             conn.execute(self._insert(entries).on_conflict_do_nothing(), news)
         return self._queue_notices(conn, queued) if queued else 0
@@ -535,8 +559,8 @@ class Store(LeaseStore):
             self._insert(outbox).on_conflict_do_nothing().returning(outbox.c.id), rows)
         return len(inserted.all())
 
-    def _feed_state_of(self, row: Any) -> FeedState:
-        return _feed_state(row)
+    def _feed_states_of(self, result: Any) -> list[FeedState]:
+        return _feed_states(result)
 
     def _update_threads(self, conn: Connection, update: ThreadUpdate, now: float) -> None:
         site = conn.execute(
@@ -973,6 +997,32 @@ def _feed_state(row: Any) -> FeedState:
         last_failure=Failure.stored(r["last_error_kind"], r["last_error"]),
         error_count=r["error_count"], post_id=r["post_id"], rescan_due=r["rescan_due"],
         entries_seen=r["entries_seen"], lease_token=r["lease_token"])
+
+
+_STATE_COLUMNS = ("id", "url", "title", "api_root", "etag", "last_modified", "body_hash",
+                  "interval", "next_due", "last_polled", "last_status", "last_error_kind",
+                  "last_error", "error_count", "post_id", "rescan_due", "entries_seen",
+                  "lease_token")
+
+
+def _feed_states(result: Any) -> list[FeedState]:
+    """`_feed_state` of every row of `result`, which holds at least `_STATE_COLUMNS`: the
+    rows fetched at once and read by position (a claim reads 2,000 at a time)."""
+    keys = list(result.keys())
+    pick = operator.itemgetter(*(keys.index(name) for name in _STATE_COLUMNS))
+    states = []
+    for row in result.all():
+        (fid, url, title, api_root, etag, last_modified, body_hash, interval, next_due,
+         last_polled, last_status, error_kind, error, error_count, post_id, rescan_due,
+         entries_seen, lease_token) = pick(row)
+        states.append(FeedState(
+            id=fid, url=url, title=title, api_root=api_root, etag=etag,
+            last_modified=last_modified, body_hash=body_hash, interval=interval,
+            next_due=next_due, last_polled=last_polled, last_status=last_status,
+            last_failure=Failure.stored(error_kind, error) if error is not None else None,
+            error_count=error_count, post_id=post_id, rescan_due=rescan_due,
+            entries_seen=entries_seen, lease_token=lease_token))
+    return states
 
 
 def _make_engine(url: str, node: str | None = None, lease: float | None = None) -> Engine:
