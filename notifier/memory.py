@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import sys
 
@@ -28,14 +27,25 @@ ARENA_MAX = 2
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """Found once: `find_library` runs `ldconfig`, and the daemon asks after every cycle."""
+    """Found once (the daemon asks after every cycle)."""
     if not sys.platform.startswith("linux"):
         return None
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = _open_libc()
         if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
             return libc
     return None
+
+
+def _open_libc() -> ctypes.CDLL:
+    """glibc by its own name first: `find_library` imports `ctypes.util` and runs
+    `ldconfig`, which every parse worker's start waited for."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6")
 
 
 def return_large_blocks() -> bool:
