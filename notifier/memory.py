@@ -27,18 +27,25 @@ ARENA_MAX = 2
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """The C library this process runs on, found once: the daemon asks after every cycle.
-
-    The process's own symbols (`CDLL(None)`), where the C library's functions already are:
-    `ctypes.util.find_library("c")` ran `ldconfig -p` in a child process at every start.
-    """
+    """Found once (the daemon asks after every cycle)."""
     if not sys.platform.startswith("linux"):
         return None
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
+        libc = _open_libc()
         if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
             return libc
     return None
+
+
+def _open_libc() -> ctypes.CDLL:
+    """glibc by its own name first: `find_library` imports `ctypes.util` and runs
+    `ldconfig`, which every parse worker's start waited for."""
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        from ctypes.util import find_library
+
+        return ctypes.CDLL(find_library("c") or "libc.so.6")
 
 
 def return_large_blocks() -> bool:

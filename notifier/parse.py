@@ -16,11 +16,12 @@ asked of the adapters in `notifier.sources`, so this module holds no platform's 
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 import feedparser
 
-from notifier import sources
+from notifier import feedparser_shortcuts, sources
 from notifier.entrytext import (
     AUTHOR_DATE_KEY,
     ENTRIES_CUT,
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
+
+feedparser_shortcuts.install()
 
 # An element naming a person, whatever its prefix, then more text than a name ever holds.
 _LONG_PERSON_FIELD = re.compile(
@@ -198,12 +201,14 @@ def _plain(detail: Mapping[str, Any], value: str) -> str:
     return _squash(value)
 
 
-def _content_html(raw: Mapping[str, Any], link: str) -> str:
+def _content_html(raw: Mapping[str, Any], link: str, text: Callable[[str], str]) -> str:
     """The richest body the entry carries that has text, as HTML (plain text escaped).
 
     Full content first (HTML before other types), then the summary: an empty
     `content:encoded` beside a full `description`, or an Atom `<content src="..."/>` that
-    only points elsewhere, must not hide the text the feed does carry.
+    only points elsewhere, must not hide the text the feed does carry. `text` is the entry's
+    `html_to_text`, which remembers what it read: only the bodies up to the first with text
+    are read here, and the entry's text is then that body's, read once.
     """
     contents = _maps(raw, "content")
     candidates = [
@@ -212,15 +217,21 @@ def _content_html(raw: Mapping[str, Any], link: str) -> str:
         _map(raw, "summary_detail") or {"value": _text(raw, "summary")},
     ]
     bodies = [(c, value) for c in candidates if (value := _clip(_text(c, "value")).strip())]
+
     # Markup without text ("<p></p>") yields to a body with text, but an image is kept when
     # there is nothing else.
-    with_text = [(c, v) for c, v in bodies if len(v) >= _SHORT or html_to_text(v).strip()]
-    if with_text and _text(with_text[0][0], "type") == "text/plain":
+    def has_text(value: str) -> bool:
+        return len(value) >= _SHORT or bool(text(value).strip())
+
+    first = next(((c, v) for c, v in bodies if has_text(v)), None)
+    if first is not None and _text(first[0], "type") == "text/plain":
         # A plain-text "content" is often a second, shorter description that feedparser
         # took for content (Google Cloud's blog nests an Open Graph <description> teaser in
         # each item, beside the item's own full HTML <description>): the longer text wins.
-        with_text.sort(key=lambda pair: -len(html_to_text(pair[1])))
-    for chosen, value in [*with_text, *bodies][:1]:
+        with_text = [(c, v) for c, v in bodies if has_text(v)]
+        with_text.sort(key=lambda pair: -len(text(pair[1])))
+        first = with_text[0]
+    for chosen, value in [*([first] if first else []), *bodies][:1]:
         if _text(chosen, "type") == "text/plain":
             value = html.escape(value).replace("\n", "<br>\n")
         return _fragments_on_page(value, _text(chosen, "base"), link)
@@ -427,7 +438,8 @@ def _entry(raw: Mapping[str, Any], doc: _Document) -> Entry | None:
     kind = doc.kind
     title = _clip(_plain(_map(raw, "title_detail"), _text(raw, "title")))
     link = _clip(_link_of(raw))
-    content = _content_html(raw, link)
+    text = functools.cache(html_to_text)  # the entry's bodies, each read once
+    content = _content_html(raw, link, text)
     author, author_url = _entry_author(raw, doc)
     published = _when(raw, "published_parsed")
     updated = _when(raw, "updated_parsed")
@@ -460,7 +472,7 @@ def _entry(raw: Mapping[str, Any], doc: _Document) -> Entry | None:
         updated=updated,
         link=link,
         content_html=content,
-        content_text=html_to_text(content),
+        content_text=text(content),
         post_key=_clip(thread.post_key),
         post_title=_clip(post_title),
         post_link=_clip(thread.post_link),

@@ -724,3 +724,43 @@ def test_pathological_nesting_and_nested_entities_never_reach_feedparser() -> No
     page = b"<!DOCTYPE html><html><body>" + b"<br><p>" * 1500 + b"</body></html>"
     with pytest.raises(ParseError, match="got an HTML page"):
         parse_feed(page, "http://ex.test/", {"content-type": "text/html"})
+
+
+def _relative_feed(marker: str, base: str = "") -> bytes:
+    xml_base = f' xml:base="{base}"' if base else ""
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"{xml_base}>
+  <title>Relative links {marker}</title>
+  <id>tag:example.org,2026:{marker}</id>
+  <updated>2026-12-01T10:00:00Z</updated>
+  <entry>
+    <title>Entry {marker}</title>
+    <id>tag:example.org,2026:{marker}-1</id>
+    <link rel="alternate" type="text/html" href="posts/{marker}.html"/>
+    <updated>2026-12-01T10:00:00Z</updated>
+    <content type="html">&lt;p&gt;See &lt;a href="../about/"&gt;about&lt;/a&gt; and
+      &lt;img src="img/{marker}.png"&gt;.&lt;/p&gt;</content>
+  </entry>
+</feed>""".encode()
+
+
+def test_relative_links_resolve_against_each_feeds_own_base() -> None:
+    """One parse worker reads many sites' feeds in turn: the same relative link in two
+    feeds, or the same feed at two addresses, points into the site of the feed it came in."""
+    first = parse_feed(_relative_feed("a"), "https://one.example/blog/feed/")
+    second = parse_feed(_relative_feed("a"), "https://two.example/news/atom.xml")
+    based = parse_feed(_relative_feed("b", "https://three.example/x/"),
+                       "https://one.example/blog/feed/")
+    again = parse_feed(_relative_feed("a"), "https://one.example/blog/feed/")
+    assert [f.entries[0].link for f in (first, second, based, again)] == [
+        "https://one.example/blog/feed/posts/a.html",
+        "https://two.example/news/posts/a.html",
+        "https://three.example/x/posts/b.html",
+        "https://one.example/blog/feed/posts/a.html",
+    ]
+    assert 'href="https://one.example/blog/about/"' in first.entries[0].content_html
+    assert 'src="https://one.example/blog/feed/img/a.png"' in first.entries[0].content_html
+    assert 'href="https://two.example/about/"' in second.entries[0].content_html
+    assert 'href="https://three.example/about/"' in based.entries[0].content_html
+    assert "<https://two.example/about/>" in second.entries[0].content_text
+    assert again == first

@@ -2,12 +2,13 @@
 
 Apart from the pool so that a worker imports only this and the parser: not asyncio, the
 thread pools and the pool's own machinery, which the parent needs and a worker does not
-(every worker start paid for them; at 10,000 feeds a run starts a worker per 500 bodies).
+(every worker start paid for them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import resource
 import signal
@@ -28,8 +29,12 @@ RECYCLE_GROWTH = 10 * 1024 * 1024
 28 MiB under the daemon) is replaced after its answer: an ordinary feed adds a few MiB at
 most, a parse of thousands of entries would otherwise keep its peak for the worker's life.
 Growth, not size: a worker also imports its parent's main module, whose size varies."""
-RECYCLE_JOBS = 500
-"""Bodies one worker parses before it is replaced (fragmentation, leaks in libraries)."""
+RECYCLE_JOBS = 2000
+"""Bodies one worker parses before it is replaced (fragmentation, leaks in libraries): a
+backstop, as `RECYCLE_GROWTH` sees what they cost. A replacement's start (0.1-0.3 s, the
+first body behind it waiting) is on a changed cycle's critical path, and at 500 a cycle
+over 10,000 feeds with 1,000 changed paid one; 3,000 parses of those feeds grew a worker by
+less than `RECYCLE_GROWTH`."""
 
 
 def parse_job(body: bytes, url: str, headers: dict[str, str],
@@ -80,6 +85,9 @@ def serve(conn: Connection, memory_limit: int) -> None:
     # after one parse.
     import notifier.parse  # noqa: F401
 
+    # What is imported lives as long as the worker: the cycle collector need not walk it
+    # again at every full collection a parse's garbage sets off (as in the daemon).
+    gc.freeze()
     conn.send("ready")  # imports done: the time limit counts parsing only
     jobs = 0
     started = _resident()
