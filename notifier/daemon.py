@@ -62,6 +62,8 @@ DELIVERY_TICK = 5.0
 
 @dataclass(frozen=True)
 class OnceResult:
+    """One pass of `run --once`: what its poll and its delivery did, for the exit status."""
+
     poll: PollReport
     delivery: DeliveryReport
 

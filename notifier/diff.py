@@ -30,6 +30,8 @@ class SubscriptionView:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """The diff of one feed against what is stored: what to store, and who may be told."""
+
     new_entries: tuple[Entry, ...]
     """Entries not stored before, oldest first: they are stored now."""
     changed_entries: tuple[Entry, ...]

@@ -10,7 +10,7 @@
     ├── TargetBlocked         fetch.py          an address refused by `block_private_networks`
     ├── Withdrawn             fetch.py          a request called off before it was sent
     ├── UnknownChannelKind    channels/         a `type:` no channel kind registers
-    ├── RenderError           render.py         a template failed (also a jinja2.TemplateError)
+    ├── RenderError           jinjaenv.py       a template failed (also a jinja2.TemplateError)
     ├── AdminListenError      daemon.py         `admin.listen` cannot be bound
     ├── ReloadRefused         daemon.py         a new file that cannot apply without a restart
     └── DeliveryError         delivery/channel.py

@@ -477,6 +477,9 @@ def _http_error(status: int) -> str:
 
 @dataclass
 class _HostSlot:
+    """One host's connection limit, shared by the fetches to it while any is in flight
+    (`users`), then dropped."""
+
     semaphore: asyncio.Semaphore
     users: int = 0
 

@@ -55,6 +55,8 @@ class FeedLink:
 
 @dataclass(frozen=True)
 class _LinkElement:
+    """One `<link>` of a page, with the attributes that say whether it names a feed."""
+
     rel: tuple[str, ...]
     type: str
     title: str
@@ -82,6 +84,8 @@ class _TagParser(HTMLParser):
 
 @dataclass(frozen=True)
 class _Head:
+    """The `<link>`s read from a page and the base URL they are resolved against."""
+
     links: tuple[_LinkElement, ...]
     base_url: str
     end: int = 0  # where reading stopped, in characters

@@ -11,26 +11,32 @@ mail body), and one-line slots such as an email subject have every line break an
 whitespace collapsed after rendering, so no feed text can start a new header line. Chat
 formats escape their own syntax in Python after rendering, never in the template, so a user's
 template cannot forget it.
+
+Jinja2 itself, and `RenderError` (a Jinja2 `TemplateError` too), are in `notifier.jinjaenv`,
+imported at the first template a renderer needs: a run that renders nothing never loads it.
 """
 
 from __future__ import annotations
 
 import re
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import jinja2
 from markupsafe import Markup, escape
 
-from notifier.errors import NotifierError
 from notifier.htmltext import excerpt, html_to_text
 from notifier.models import FLOOD_ID_PREFIX, Entry, Notice
 from notifier.sanitize import sanitize_html
 from notifier.textsafety import strip_bidi_controls
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from notifier.jinjaenv import RenderError
 
 __all__ = ["EXCERPT_CHARS", "ONE_LINE_SLOTS", "RenderError", "Renderer", "is_html_slot"]
 
@@ -48,54 +54,9 @@ _PACKAGED = "packaged:"
 _FILE = "file:"
 
 
-class RenderError(NotifierError, jinja2.TemplateError):
-    """A template could not be loaded, compiled or rendered.
-
-    The message names the template as the user knows it (the configured file, or the
-    packaged default) and the line, because the fix is an edit to that file.
-    """
-
-    def __init__(self, template: str, message: str, lineno: int | None = None) -> None:
-        where = f"{template}, line {lineno}" if lineno else template
-        super().__init__(f"template {where}: {message}")
-        self.template = template
-        self.lineno = lineno
-
-
 def is_html_slot(slot: str) -> bool:
     """Slots whose output is HTML, and so are autoescaped: `html`, `body.html`, ..."""
     return slot == "html" or slot.endswith((".html", "_html"))
-
-
-class _Loader(jinja2.BaseLoader):
-    """Two namespaces: `packaged:<kind>/<slot>.j2` and `file:<path from base_dir>`.
-
-    Names without a prefix (a user's `{% include "footer.j2" %}`) are files too.
-    """
-
-    def __init__(self, base_dir: Path) -> None:
-        self.base_dir = base_dir
-        self.packaged = jinja2.PackageLoader("notifier", "templates")
-        self.shown: dict[str, str] = {}
-        """Each loaded file's path -> the name errors show (as configured, or "(packaged)")."""
-
-    def get_source(self, environment: jinja2.Environment, template: str
-                   ) -> tuple[str, str | None, Callable[[], bool] | None]:
-        if template.startswith(_PACKAGED):
-            source, filename, uptodate = self.packaged.get_source(
-                environment, template.removeprefix(_PACKAGED))
-            if filename:
-                self.shown[filename] = _shown(template)
-            return source, filename, uptodate
-        path = self.base_dir / template.removeprefix(_FILE)
-        try:
-            source = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise jinja2.TemplateNotFound(template) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise jinja2.TemplateNotFound(f"{template} ({exc})") from None
-        self.shown[str(path)] = _shown(template)
-        return source, str(path), lambda: True
 
 
 class Renderer:
@@ -111,20 +72,11 @@ class Renderer:
         self.base_dir = Path(base_dir)
         self.subscription_templates = {name: dict(slots) for name, slots
                                        in (subscription_templates or {}).items()}
-        loader = _Loader(self.base_dir)
-        self._shown = loader.shown
-        common: dict[str, Any] = {
-            "loader": loader, "undefined": jinja2.StrictUndefined, "trim_blocks": True,
-            "lstrip_blocks": True, "auto_reload": False,
-        }
-        self._envs = {
-            True: jinja2.Environment(autoescape=True, **common),
-            False: jinja2.Environment(autoescape=False, **common),
-        }
-        for env in self._envs.values():
-            env.filters["quote"] = quote
-            env.filters["quote_bars"] = quote_bars
-            env.globals["quote_style"] = QUOTE_STYLE
+        self._shown: dict[str, str] = {}
+        """Each loaded file's path -> the name errors show (as configured, or "(packaged)")."""
+        self._envs: dict[bool, jinja2.Environment] | None = None
+        """Built at the first template (`notifier.jinjaenv`): until then Jinja2 is not even
+        imported, and a run that sends nothing never imports it."""
         self._templates: dict[tuple[bool, str], jinja2.Template] = {}
         self._last: tuple[Notice, dict[str, Any]] | None = None
 
@@ -147,16 +99,9 @@ class Renderer:
             context = {**context, **extra}
         try:
             text = template.render(context)
-        except jinja2.TemplateSyntaxError as exc:  # from an {% include %} compiled late
-            raise self._syntax_error(exc) from None
-        except jinja2.TemplateNotFound as exc:
-            raise RenderError(self._shown_name(template), f"included template {exc.name!r} "
-                              "not found") from None
         except Exception as exc:
-            name, line = self._locate(exc, template)
-            message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
-                f"{type(exc).__name__}: {exc}"
-            raise RenderError(name, message, line) from exc
+            error, cause = self._render_failure(exc, template)
+            raise error from cause
         text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
         if slot in ONE_LINE_SLOTS:
             text = " ".join(text.split())
@@ -172,6 +117,12 @@ class Renderer:
         cached = self._templates.get((html, name))
         if cached is not None:
             return cached
+        import jinja2
+
+        from notifier.jinjaenv import RenderError, environments
+
+        if self._envs is None:
+            self._envs = environments(self.base_dir, self._shown)
         shown = _shown(name)
         try:
             compiled = self._envs[html].get_template(name)
@@ -216,8 +167,28 @@ class Renderer:
                 return _FILE + file
         return f"{_PACKAGED}{kind}/{slot}.j2"
 
+    def _render_failure(self, exc: Exception, template: jinja2.Template
+                        ) -> tuple[RenderError, Exception | None]:
+        """The RenderError for what `template.render` raised, and the cause to chain to it:
+        none for Jinja's syntax and lookup errors, whose message says it all."""
+        import jinja2
+
+        from notifier.jinjaenv import RenderError
+
+        if isinstance(exc, jinja2.TemplateSyntaxError):  # from an {% include %} compiled late
+            return self._syntax_error(exc), None
+        if isinstance(exc, jinja2.TemplateNotFound):
+            return RenderError(self._shown_name(template), f"included template {exc.name!r} "
+                               "not found"), None
+        name, line = self._locate(exc, template)
+        message = str(exc) if isinstance(exc, jinja2.TemplateError) else \
+            f"{type(exc).__name__}: {exc}"
+        return RenderError(name, message, line), exc
+
     def _syntax_error(self, exc: jinja2.TemplateSyntaxError,
                       shown: str | None = None) -> RenderError:
+        from notifier.jinjaenv import RenderError
+
         name = shown or (_shown(exc.name) if exc.name else "(unknown)")
         if exc.filename and exc.filename in self._shown:
             name = self._shown[exc.filename]
@@ -445,3 +416,12 @@ def _last_template_frame(exc: BaseException, filenames: set[str]) -> tuple[str, 
         tb = tb.tb_next
     return found
 
+
+def __getattr__(name: str) -> Any:
+    """`RenderError`, which is Jinja2's `TemplateError` too, from `notifier.jinjaenv`: it
+    is imported by whoever asks for it, not by every start."""
+    if name == "RenderError":
+        from notifier.jinjaenv import RenderError
+
+        return RenderError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

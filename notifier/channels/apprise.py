@@ -32,7 +32,6 @@ from pydantic import Field, field_validator
 
 from notifier.delivery.channel import Channel, ChannelConfig, ChannelContext, TemporaryFailure
 from notifier.models import Notice
-from notifier.render import RenderError
 from notifier.schema import Duration
 
 if TYPE_CHECKING:
@@ -117,6 +116,8 @@ class AppriseChannel(Channel):
         return self._apprise
 
     async def send(self, notice: Notice) -> None:
+        from notifier.render import RenderError  # with Jinja2, at the first message
+
         try:
             title = self.render("title", notice).strip()[:APPRISE_TITLE_LIMIT]
             body = self.render("text", notice).strip()

@@ -53,7 +53,6 @@ from notifier.delivery.channel import (
 )
 from notifier.delivery.retry import SMTP_RETRY, RetryPolicy
 from notifier.models import Notice
-from notifier.render import RenderError
 from notifier.schema import EMAIL, Duration, StrictModel, StrList, check_http_url
 
 log = logging.getLogger(__name__)
@@ -225,6 +224,8 @@ class EmailChannel(Channel):
         Written by `mailbytes` rather than built as an `EmailMessage`: the same bytes at a
         fraction of the cost. Raises TemporaryFailure if a template fails.
         """
+        from notifier.render import RenderError  # with Jinja2, at the first message
+
         try:
             extra = self.template_vars()
             subject, text, html = (

@@ -33,7 +33,6 @@ from notifier.delivery.channel import (
 from notifier.httpheaders import parse_retry_after
 from notifier.limits import MAX_RETRY_AFTER
 from notifier.models import Notice
-from notifier.render import RenderError
 
 ELLIPSIS = "…"
 ZWSP = "\u200b"
@@ -224,6 +223,8 @@ class HttpChannel(Channel):
 
     def render_slot(self, slot: str, notice: Notice) -> str:
         """A broken template is fixed by editing a file; until then the message waits."""
+        from notifier.render import RenderError  # with Jinja2, at the first message
+
         try:
             return self.render(slot, notice).strip()
         except RenderError as exc:

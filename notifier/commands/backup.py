@@ -24,5 +24,4 @@ def _backup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("backup", "Copy the SQLite state to DEST, consistently, also while the "
-                            "daemon runs.", _backup, _configure)
+COMMAND = Command(_backup, _configure)

@@ -56,5 +56,4 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("check", "Validate the configuration file and print a summary (with -q, "
-                           "only problems).", _check)
+COMMAND = Command(_check)

@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from notifier.config import Config, load_config
-from notifier.delivery.digest import DeliveryTiming
+if TYPE_CHECKING:
+    from notifier.config import Config
+    from notifier.delivery.digest import DeliveryTiming
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "notifier.yaml"
@@ -21,13 +23,13 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
 
 @dataclass(frozen=True)
 class Command:
-    """One subcommand: its name and help as `notifier --help` lists them, and two hooks."""
+    """What one subcommand does: two hooks. Its name and help are listed in
+    `notifier.commands.COMMANDS`, which imports its module only when it is used."""
 
-    name: str
-    help: str
     run: Callable[[argparse.Namespace], int]
     configure: Callable[[argparse.ArgumentParser], None] = _no_arguments
     description: str | None = None
+    """The longer text of `notifier COMMAND --help`, if the listed help is not enough."""
     takes_config: bool = True
     """Whether `-c FILE` is offered; `run` loads the file itself (see `load`)."""
 
@@ -40,6 +42,8 @@ def load(args: argparse.Namespace, *, require_secrets: bool = True,
     without the service's environment file (see `load_config`); `add` and `import` pass
     `need_subscriptions=False`, being how the first one is written.
     """
+    from notifier.config import load_config  # not for `notifier --help`
+
     return load_config(args.config, require_secrets=require_secrets,
                        need_subscriptions=need_subscriptions)
 

@@ -92,6 +92,4 @@ subscriptions:
     return EXIT_OK
 
 
-COMMAND = Command("demo", "Poll a bundled demo blog on this machine through the real "
-                          "pipeline and print the notification it produces (no internet, "
-                          "nothing kept).", _demo, takes_config=False)
+COMMAND = Command(_demo, takes_config=False)

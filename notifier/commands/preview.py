@@ -276,6 +276,4 @@ def _show(request: httpx.Request) -> str:
     return f"{request.method} {redact.destination(str(request.url))}  ({kind})\n{body}"
 
 
-COMMAND = Command("preview", "Show the notification the newest entry of a subscription "
-                             "would produce in each of its channels; sends nothing.",
-                  _preview, _configure)
+COMMAND = Command(_preview, _configure)

@@ -74,5 +74,4 @@ def _same_process(pid: int, started: str) -> bool:
     return True
 
 
-COMMAND = Command("reload", "Make the running daemon read its configuration file again (as "
-                            "SIGHUP does), after checking the file here first.", _reload)
+COMMAND = Command(_reload)

@@ -64,6 +64,4 @@ def _retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("retry", "Queue dead-lettered notifications again and re-enable disabled "
-                           "channels; with --now, send failing ones now instead of at their "
-                           "next attempt.", _retry, _configure)
+COMMAND = Command(_retry, _configure)

@@ -193,5 +193,4 @@ def _still_failing(config: Config, store: Store) -> list[str]:
     return lines
 
 
-COMMAND = Command("run", "Run the daemon in the foreground until SIGTERM or SIGINT; SIGHUP "
-                         "makes it read its configuration again.", _run, _configure)
+COMMAND = Command(_run, _configure)

@@ -321,5 +321,4 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMAND = Command("status", "Show each channel's queue and each feed's health from the "
-                            "state; works without the channels' secrets.", _status, _configure)
+COMMAND = Command(_status, _configure)

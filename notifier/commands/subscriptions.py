@@ -200,11 +200,6 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-ADD = Command("add", "Discover a blog's or post's feed, say what will be followed, and "
-                     "append the subscription to the configuration file.", _add,
-              _configure_add)
-IMPORT = Command("import", "Append a subscription for every feed of an OPML file (a feed "
-                           "reader's export) to the configuration file.", _import,
-                 _configure_import)
-EXPORT = Command("export", "Write the subscriptions as OPML 2.0 to stdout, for a feed "
-                           "reader.", _export)
+ADD = Command(_add, _configure_add)
+IMPORT = Command(_import, _configure_import)
+EXPORT = Command(_export)

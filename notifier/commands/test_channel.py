@@ -44,6 +44,4 @@ def _test_channel(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-COMMAND = Command("test-channel", "Send a made-up test notification through one channel and "
-                                  "say whether its server accepted it.", _test_channel,
-                  _configure)
+COMMAND = Command(_test_channel, _configure)

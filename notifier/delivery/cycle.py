@@ -45,6 +45,9 @@ class StoreRunner(Protocol):
 
 @dataclass
 class DeliveryReport:
+    """What one delivery pass did: the counts the summary line shows, and the errors that
+    make `run --once` exit 1."""
+
     sent: int = 0
     failed: int = 0
     dead: int = 0

@@ -14,7 +14,6 @@ Cron expressions are run by APScheduler's `CronTrigger`, with standard crontab w
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 import uuid
@@ -47,6 +46,8 @@ def check_timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        import difflib  # only for a wrong name, as in `config.close_match`
+
         close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"{value!r} is not an IANA time zone name such as UTC or "

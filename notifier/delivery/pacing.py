@@ -21,6 +21,9 @@ cycle and the rows stay queued, so a stop signal is never kept waiting."""
 
 @dataclass(slots=True)
 class Pacer:
+    """When one channel's next message may start: its own pace, and a pause its server
+    asked for."""
+
     interval: float = 0.0
     """Minimum seconds between the starts of two messages; 0 is no pacing."""
     not_before: float = 0.0
