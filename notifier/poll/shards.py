@@ -17,9 +17,11 @@ would; a feed's host and its site's API root's host count as one (`hosts`). A ru
 feeds sit on too few hosts to split evenly runs in one process.
 Why only when every subscription has its feed: discovery and the first look at a new site
 write what the other process's plan would need; a first run (where they happen) stays in
-one process. Each process claims its feeds under its own node name, and every write is
-fenced as between nodes (`store.leases`): a share polled twice is never recorded twice.
-If the helper dies, the parent polls the helper's share itself before it reports.
+one process. Each process claims its feeds under its own node name (`store.leases`), and
+the shares are disjoint, so no feed is polled by both; what keeps a feed from being
+recorded twice is that, not the lease token (on SQLite its check is not inside the write's
+transaction). If the helper dies or falls silent, the parent polls the feeds of its share
+it had not written before it reports.
 """
 
 from __future__ import annotations
@@ -150,9 +152,14 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
 
 
 def _least_feeds() -> int:
+    raw = os.environ.get("NOTIFIER_SPLIT_MIN_FEEDS")
+    if raw is None:
+        return SHARD_MIN_FEEDS
     try:
-        return int(os.environ.get("NOTIFIER_SPLIT_MIN_FEEDS", SHARD_MIN_FEEDS))
+        return int(raw)
     except ValueError:
+        log.warning("NOTIFIER_SPLIT_MIN_FEEDS=%r is not a whole number of feeds; using "
+                    "%d", raw, SHARD_MIN_FEEDS)
         return SHARD_MIN_FEEDS
 
 
