@@ -308,16 +308,16 @@ class Reply:
             elif lowered == "content-length":
                 lengths.update(v.strip() for v in value.split(","))
             elif lowered == "transfer-encoding":
-                codings.extend(t.strip().lower() for t in value.split(",") if t.strip())
+                codings.extend(t.strip().lower() for t in value.split(",")
+                               if t.strip() and t.strip().lower() != "identity")
         keep = minor == 1 and "close" not in connection
         self._length: int | None = None
-        self._chunked = False
         if status in (204, 304):
             self._mode = "none"
         elif codings:  # Transfer-Encoding overrides Content-Length (RFC 9112, 6.3)
-            self._chunked = codings[-1] == "chunked"
-            self._mode = "chunked" if self._chunked else "close"
-            keep = keep and self._chunked
+            if codings != ["chunked"]:  # gzip as a transfer coding: not asked, not undone
+                raise ProtocolError(f"transfer coding {', '.join(codings)} not supported")
+            self._mode = "chunked"
         elif lengths:
             if len(lengths) > 1 or not all(v.isdigit() for v in lengths):
                 raise ProtocolError("conflicting or malformed Content-Length")
@@ -425,6 +425,10 @@ class _Exchange:
                 conn.close()
                 self._conn = None
                 continue
+            except BaseException:  # no __aexit__ follows a failed __aenter__
+                conn.close()
+                self._conn = None
+                raise
         raise ProtocolError("the server closed the connection without answering")
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
