@@ -142,6 +142,9 @@ async def _learn(urls: list[str]) -> dict[str, tuple[str, str]]:
 
     async with Fetcher(FetchSettings(max_connections=AT_ONCE, per_host=AT_ONCE)) as fetcher:
         results = await asyncio.gather(*(fetcher.fetch(u) for u in urls))
+    failed = [(r.url, r.status, r.error) for r in results if not r.etag]
+    if failed:
+        raise RuntimeError(f"{len(failed)} feeds gave no validators, e.g. {failed[:3]}")
     return {r.url: (r.etag or "", r.last_modified or "") for r in results}
 
 
@@ -156,6 +159,7 @@ def main() -> None:
         _child(args.child[0], args.child[1], args.child[2], args.requests)
         return
     work = Path(tempfile.mkdtemp(prefix="notifier-get-"))
+    work.chmod(0o755)  # nginx's worker runs as another user
     server = None
     try:
         port = free_port()
@@ -164,7 +168,6 @@ def main() -> None:
         server = start_nginx(ensure_nginx(), work, work / "www", port)
         wait_for_port(port)
         validators = asyncio.run(_learn(_urls(origin)))
-        assert all(etag for etag, _ in validators.values())
         stored = work / "validators.json"
         stored.write_text(json.dumps(validators))
         figures: dict[str, list[float]] = {v: [] for v in VARIANTS}
