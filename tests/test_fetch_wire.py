@@ -93,17 +93,17 @@ def test_validators_go_back_exactly_as_stored() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw_etag", "stored"),
+    "raw_etag",
     [
-        (b'"caf\xc3\xa9"', '"café"'),  # UTF-8 bytes
-        pytest.param(b'"caf\xe9"', None, marks=pytest.mark.xfail(
-            strict=True, reason="aiohttp reads the Latin-1 byte as a lone surrogate "
-            "('\"caf\\udce9\"', which no UTF-8 database column takes) and sends '\"caf\"' "
-            "back, so the server never answers 304")),
+        b'"caf\xc3\xa9"',  # UTF-8
+        pytest.param(b'"caf\xe9"', marks=pytest.mark.xfail(  # Latin-1
+            strict=True, reason="aiohttp reads the byte as a lone surrogate ('\"caf\\udce9\"') "
+            "and sends '\"caf\"' back; the poll then cannot be recorded either (\"the state "
+            "refused this poll's entries: ... surrogates not allowed\", every cycle)")),
     ],
+    ids=["utf-8", "latin-1"],
 )
-def test_a_validator_with_non_ascii_bytes_goes_back_byte_for_byte(
-        raw_etag: bytes, stored: str | None) -> None:
+def test_a_validator_with_non_ascii_bytes_goes_back_byte_for_byte(raw_etag: bytes) -> None:
     """Servers send ETag bytes outside ASCII now and then; conditional GET works only if
     the same bytes come back, and the poll can only record a validator that is text."""
     first = Reply(OK + b"ETag: " + raw_etag + b"\r\nContent-Length: 2\r\n\r\nok")
@@ -118,8 +118,6 @@ def test_a_validator_with_non_ascii_bytes_goes_back_byte_for_byte(
         sent = server.requests[1].raw
     assert one.etag is not None
     one.etag.encode("utf-8")  # storable text: no lone surrogates
-    if stored is not None:
-        assert one.etag == stored
     assert b"\r\nIf-None-Match: " + raw_etag + b"\r\n" in sent
     assert two.status == 304
 
