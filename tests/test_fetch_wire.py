@@ -81,6 +81,19 @@ def test_request_line_host_and_feed_headers_are_sent_once_each() -> None:
     assert request.header("authorization") is None
 
 
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [("", b"/"), ("?x=1", b"/?x=1"), ("/feed#comments", b"/feed"),
+     ("/feed?a=1#c", b"/feed?a=1")],
+    ids=["no-path", "query-only", "fragment", "query-and-fragment"],
+)
+def test_the_request_target_is_the_path_and_query_only(path: str, target: bytes) -> None:
+    with RawHTTPServer([response(body=b"<rss/>")]) as server:
+        assert fetch_one(server.origin + path).ok
+        [request] = server.requests
+    assert request.request_line == b"GET " + target + b" HTTP/1.1"
+
+
 def test_validators_go_back_exactly_as_stored() -> None:
     etag = 'W/"5f2b-1a, with a comma and  two spaces"'
     with RawHTTPServer([response("304 Not Modified", length=False)]) as server:
@@ -276,6 +289,32 @@ def test_a_reset_in_the_middle_of_an_answer_on_a_reused_connection_is_an_error()
         requests = server.requests
     assert_broken(results[1])
     assert len(requests) == 2
+
+
+@pytest.mark.parametrize("cut_by", ["fetch-timeout", "caller-cancel"])
+def test_a_connection_given_up_on_in_the_middle_of_an_answer_is_not_reused(
+        cut_by: str) -> None:
+    """The rest of a late answer would otherwise be read as the answer to the next
+    request, to this feed or another one on the same host."""
+    late = OK + b'ETag: "late"\r\nContent-Length: 15\r\n\r\n<rss>LATE</rss>'
+    # Half of the head, then the rest 0.3 s later: after the fetch gave up at 0.2 s.
+    slow = Reply(late, drip=((len(late) + 1) // 2, 0.3))
+    with RawHTTPServer([slow, response(body=b"next")]) as server:
+        async def main() -> FetchResult:
+            async with Fetcher(FetchSettings(timeout=0.2 if cut_by == "fetch-timeout"
+                                             else 5.0)) as fetcher:
+                first = fetcher.fetch(server.url("/1"))
+                if cut_by == "fetch-timeout":
+                    assert (await first).error == "timed out after 0.2 s"
+                else:
+                    with pytest.raises(TimeoutError):
+                        await asyncio.wait_for(first, 0.2)
+                await asyncio.sleep(0.4)  # the late answer has arrived by now
+                return await fetcher.fetch(server.url("/2"))
+
+        second = asyncio.run(main())
+    assert (second.status, second.body, second.etag) == (200, b"next", None)
+    assert server.connections == 2
 
 
 @pytest.mark.parametrize(
