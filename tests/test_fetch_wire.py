@@ -79,6 +79,17 @@ def test_request_line_host_and_feed_headers_are_sent_once_each() -> None:
     assert request.header("if-none-match") is None
     assert request.header("if-modified-since") is None
     assert request.header("authorization") is None
+    # A GET has no body: announcing one would make a server wait for it.
+    assert request.header("transfer-encoding") is None
+    assert request.header("content-length") in (None, "0")
+
+
+def test_a_configured_user_agent_is_sent_as_is() -> None:
+    agent = "notifier/1 (+https://blog.example/about-this-bot; ops@blog.example)"
+    with RawHTTPServer([response(body=b"<rss/>")]) as server:
+        fetch_one(server.url("/feed/"), FetchSettings(timeout=5.0, user_agent=agent))
+        [request] = server.requests
+    assert request.header("user-agent") == agent
 
 
 @pytest.mark.parametrize(
@@ -281,8 +292,8 @@ def test_the_retry_is_made_once_only() -> None:
     assert [r.request_line for r in requests].count(b"GET /2 HTTP/1.1") == 2
 
 
-def test_a_reset_in_the_middle_of_an_answer_on_a_reused_connection_is_an_error() -> None:
-    """Part of the answer came: that is the server's doing, not a stale connection."""
+def test_an_answer_cut_off_on_a_reused_connection_is_an_error_and_not_retried() -> None:
+    """Part of the answer came: the server broke it, the connection was not stale."""
     cut = Reply(OK + b"Content-Length: 10\r\n\r\nab", close=True)
     with RawHTTPServer([response(body=b"one"), cut, response(body=b"x")]) as server:
         results = fetch_in_turn([server.url("/1"), server.url("/2")])
