@@ -3,8 +3,10 @@
 `http.server` always writes a well-formed response; the fetcher's own HTTP client has to
 survive the malformed, the truncated and the slow ones too, and keep-alive has to be seen
 from the server's side (which connection carried which request). Each request read off a
-connection takes the next `Reply` of the script, whatever connection it came on; the
-server records every request's raw bytes and the connection it arrived on.
+connection takes the next `Reply` of the script, whatever connection it came on, unless
+its path has a route (the same reply every time it is asked for: a broken server stays
+broken when a client tries again). The server records every request's raw bytes and the
+connection it arrived on.
 
 Everything is bounded: one request's head is read up to `MAX_REQUEST_BYTES`, every socket
 has a timeout, every pause returns as soon as the server stops, and `stop()` closes all
@@ -19,7 +21,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -82,6 +84,12 @@ class RawRequest:
         return self.lines[0]
 
     @property
+    def target(self) -> str:
+        """The request line's middle part: "/feed?x=1" in "GET /feed?x=1 HTTP/1.1"."""
+        parts = self.request_line.split(b" ")
+        return parts[1].decode("latin-1") if len(parts) == 3 else ""
+
+    @property
     def headers(self) -> list[tuple[str, str]]:
         """(name, value) pairs in order, names lower-cased, values stripped."""
         pairs = []
@@ -101,11 +109,14 @@ class RawHTTPServer:
     """Scripted raw HTTP on 127.0.0.1, a port chosen by the OS, one thread per connection.
 
     Use as `with RawHTTPServer([reply, ...]) as server:`; `server.url("/feed")` addresses
-    it. When the script runs out, a request is answered by closing its connection.
+    it. `routes` maps a request target ("/feed?x=1") to its reply. When the script runs
+    out, a request is answered by closing its connection.
     """
 
-    def __init__(self, replies: Iterable[Reply] = ()) -> None:
+    def __init__(self, replies: Iterable[Reply] = (),
+                 routes: Mapping[str, Reply] | None = None) -> None:
         self._script: deque[Reply] = deque(replies)
+        self._routes = dict(routes or {})
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._requests: list[RawRequest] = []
@@ -205,9 +216,12 @@ class RawHTTPServer:
                 head, pending = self._read_head(conn, pending)
                 if head is None:
                     return
+                request = RawRequest(number, head)
                 with self._lock:
-                    self._requests.append(RawRequest(number, head))
-                    reply = self._script.popleft() if self._script else hang_up()
+                    self._requests.append(request)
+                    reply = self._routes.get(request.target)
+                    if reply is None:
+                        reply = self._script.popleft() if self._script else hang_up()
                 self._send(conn, reply)
                 if reply.stall:
                     self._stopping.wait(min(reply.stall, MAX_PAUSE))
