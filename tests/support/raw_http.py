@@ -161,7 +161,11 @@ class RawHTTPServer:
         return self
 
     def stop(self) -> None:
+        """Stop accepting (the accept loop ends within its 0.05 s poll), then close every
+        connection and wait for their threads; safe to call twice."""
         self._stopping.set()
+        if self._threads:
+            self._threads[0].join(JOIN_TIMEOUT)  # the accept loop: no connection after it
         with self._lock:
             sockets = list(self._sockets)
             threads = list(self._threads)
