@@ -482,6 +482,9 @@ def test_transfer_encoding_overrides_content_length() -> None:
     ids=["two-fields", "a-list", "negative", "plus-sign", "hex"],
 )
 def test_a_content_length_that_does_not_say_one_length_is_an_error(head: bytes) -> None:
+    """RFC 9112 6.3: an invalid Content-Length is unrecoverable framing. Picking one of two
+    lengths would read the rest of the body as the next answer (aiohttp's pure-Python
+    parser takes the first; its C parser refuses)."""
     with then_next(Reply(OK + head)) as server:
         first, second = fetch_in_turn([server.url("/1"), server.url("/2")])
     assert_broken(first)
