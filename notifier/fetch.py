@@ -51,6 +51,7 @@ from notifier.http1 import (
     PrivateAddressBlocked,
     ProtocolError,
     TransportError,
+    sendable,
 )
 from notifier.httpheaders import parse_retry_after
 from notifier.models import FetchResult
@@ -517,6 +518,12 @@ class Fetcher:
         is raised.
         """
         headers = self._headers.get(accept) or self._plain_headers(accept)
+        # A validator stored before its control characters were cleaned on arrival cannot
+        # be sent: asked without it, the feed answers in full and brings a clean one.
+        if etag and not sendable(etag):
+            etag = None
+        if last_modified and not sendable(last_modified):
+            last_modified = None
         if etag or last_modified:
             headers = dict(headers)
             if etag:

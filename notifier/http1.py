@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 import aiohappyeyeballs
 
 __all__ = ["ConnectFailed", "ConnectTimeout", "Pool", "PrivateAddressBlocked", "ProtocolError",
-           "Reply", "TransportError", "resolve"]
+           "Reply", "TransportError", "resolve", "sendable"]
 
 MAX_HEAD = 64 * 1024
 """Bytes of a status line and headers together (aiohttp allows 8 KiB per line; a feed
@@ -144,6 +144,12 @@ def _target(url: str) -> _Target:
 _UNSAFE_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 """Control characters (tab allowed): a header value carrying CR or LF would add headers of
 its own to the request (a validator a hostile server sent earlier, stored and sent back)."""
+_UNSAFE_BYTES = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def sendable(value: str) -> bool:
+    """Whether `value` can go into a request header as it is."""
+    return _UNSAFE_VALUE.search(value) is None
 
 
 def _request_bytes(target: _Target, headers: Mapping[str, str]) -> bytes:
@@ -156,7 +162,8 @@ def _request_bytes(target: _Target, headers: Mapping[str, str]) -> bytes:
     return "\r\n".join(lines).encode("latin-1", "strict")
 
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?:[ \t][^\r\n]*)?\Z")
+_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?:[ \t][^\r\n]*)?\Z")
+"""A status line; a version other than 1.x is read as 1.0 (aiohttp takes "HTTP/2.0" too)."""
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
@@ -279,13 +286,19 @@ def _parse_head(head: bytes) -> tuple[int, int, list[tuple[str, str]]]:
             if not headers:
                 raise ProtocolError("a folded header line with no header before it")
             folded, before = headers[-1]
-            headers[-1] = (folded, f"{before} {line.strip().decode('latin-1')}")
+            more = _UNSAFE_BYTES.sub(b" ", line.strip()).decode("latin-1")
+            headers[-1] = (folded, f"{before} {more}")
             continue
         name, sep, value = line.partition(b":")
+        name = name.rstrip(b" \t")  # "Content-Length : 2": RFC 9112 says a proxy strips it
         if not sep or _TOKEN.match(name) is None:
             raise ProtocolError("a malformed header line")
-        headers.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
-    return int(matched[1]), int(matched[2]), headers
+        # A CR or NUL inside a value is replaced by a space (RFC 9110, 5.5): kept, it would
+        # be stored as a validator and then could not be sent back.
+        value = _UNSAFE_BYTES.sub(b" ", value.strip(b" \t"))
+        headers.append((name.decode("ascii"), value.decode("latin-1")))
+    minor = int(matched[2]) if matched[1] == b"1" else 0
+    return minor, int(matched[3]), headers
 
 
 class Reply:
