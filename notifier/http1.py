@@ -46,6 +46,9 @@ MAX_HEAD = 64 * 1024
 server's head is under 2 KiB)."""
 MAX_LINE = 8 * 1024
 """Bytes of a chunk-size line or a trailer line."""
+MAX_INTERIM = 10
+"""1xx answers skipped before the real one (a GET expects none; a server that sends them
+without end is cut off here, not by the time limit)."""
 MAX_TRAILERS = 100
 """Trailer lines after a chunked body (read and dropped)."""
 KEEPALIVE = 15.0
@@ -561,7 +564,7 @@ class Pool:
                 raise _StaleConnection
             raise ProtocolError("connection closed before the request was sent")
         transport.write(request)
-        while True:
+        for _ in range(MAX_INTERIM + 1):
             try:
                 head = await conn.head()
             except ProtocolError:
@@ -575,3 +578,4 @@ class Pool:
                     raise ProtocolError("the server switched protocols on a GET")
                 continue
             return Reply(conn, minor, status, headers)
+        raise ProtocolError(f"more than {MAX_INTERIM} interim (1xx) answers")

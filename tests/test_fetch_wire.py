@@ -431,6 +431,15 @@ def test_interim_answers_before_the_real_one_are_skipped(interim: bytes) -> None
     assert second.body == b"next" and server.connections == 1
 
 
+def test_interim_answers_without_end_are_cut_off_before_the_time_limit() -> None:
+    """A server that answers 100 Continue over and over never sends the real answer; the
+    fetch gives up after a few, long before its 5 s limit."""
+    with RawHTTPServer([Reply(b"HTTP/1.1 100 Continue\r\n\r\n" * 50, stall=4.0)]) as server:
+        result = fetch_one(server.url("/feed/"))
+    assert result.status is None and result.error == BROKEN
+    assert result.elapsed < 2.0
+
+
 def test_gzip_over_chunked_with_the_gzip_stream_split_across_chunks() -> None:
     feed = b"<rss>" + b"<item>comment</item>" * 500 + b"</rss>"
     packed = gzip.compress(feed)
