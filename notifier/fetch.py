@@ -51,6 +51,7 @@ from notifier.http1 import (
     PrivateAddressBlocked,
     ProtocolError,
     TransportError,
+    content_length,
     sendable,
 )
 from notifier.httpheaders import parse_retry_after
@@ -338,8 +339,8 @@ async def _read_body(headers: Mapping[str, str], chunks: AsyncIterator[bytes],
     encoding = headers.get("content-encoding", "identity").strip().lower()
     decoder: _BoundedDecoder | None = None
     if encoding in ("", "identity"):
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
+        declared = content_length(headers.get("content-length", ""))
+        if declared is not None and declared > max_bytes:
             raise _BodyTooLarge
     elif encoding in ("gzip", "x-gzip", "deflate"):
         decoder = _BoundedDecoder("deflate" if encoding == "deflate" else "gzip", max_bytes)

@@ -39,7 +39,7 @@ from urllib.parse import quote, urlsplit
 import aiohappyeyeballs
 
 __all__ = ["ConnectFailed", "ConnectTimeout", "Pool", "PrivateAddressBlocked", "ProtocolError",
-           "Reply", "TransportError", "resolve", "sendable"]
+           "Reply", "TransportError", "content_length", "resolve", "sendable"]
 
 MAX_HEAD = 64 * 1024
 """Bytes of a status line and headers together (aiohttp allows 8 KiB per line; a feed
@@ -170,6 +170,15 @@ _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?:[ \t][^\r\n]*)?\
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
+_LENGTH = re.compile(r"0*([0-9]{1,18})\Z")
+"""ASCII digits only (str.isdigit() takes Latin-1's superscripts, which int() refuses), and
+not more than int() reads (it refuses 4300 digits): an exabyte is past any size cap."""
+
+
+def content_length(value: str) -> int | None:
+    """The length a Content-Length value names; None when it names none."""
+    matched = _LENGTH.match(value.strip())
+    return int(matched[1]) if matched is not None else None
 
 
 class _Connection(asyncio.Protocol):
@@ -335,9 +344,9 @@ class Reply:
                 raise ProtocolError(f"transfer coding {', '.join(codings)} not supported")
             self._mode = "chunked"
         elif lengths:
-            if len(lengths) > 1 or not all(v.isdigit() for v in lengths):
+            self._length = content_length(lengths.pop()) if len(lengths) == 1 else None
+            if self._length is None:
                 raise ProtocolError("conflicting or malformed Content-Length")
-            self._length = int(next(iter(lengths)))
             self._mode = "length" if self._length else "none"
         else:
             self._mode = "close"

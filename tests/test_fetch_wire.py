@@ -483,8 +483,11 @@ def test_transfer_encoding_overrides_content_length() -> None:
         b"Content-Length: -1\r\n\r\nok",
         b"Content-Length: +2\r\n\r\nok",
         b"Content-Length: 0x2\r\n\r\nok",
+        b"Content-Length: \xb2\r\n\r\nok",  # Latin-1's superscript two: a digit to str
+        b"Content-Length: " + b"9" * 5000 + b"\r\n\r\nok",  # past int()'s 4300 digits
     ],
-    ids=["two-fields", "a-list", "negative", "plus-sign", "hex"],
+    ids=["two-fields", "a-list", "negative", "plus-sign", "hex", "superscript-two",
+         "5000-digits"],
 )
 def test_a_content_length_that_does_not_say_one_length_is_an_error(head: bytes) -> None:
     """RFC 9112 6.3: an invalid Content-Length is unrecoverable framing. Picking one of two
