@@ -117,6 +117,9 @@ class _Target:
 
 
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+"""A '%' that starts no escape ("/100%/feed"): sent raw it makes the target malformed,
+which nginx and Apache answer with 400; encoded as "%25", as aiohttp (yarl) sent it."""
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
@@ -139,6 +142,7 @@ def _target(url: str) -> _Target:
     target = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
         target += "?" + quote(parts.query, safe=_QUERY_SAFE)
+    target = _LONE_PERCENT.sub("%25", target)
     if not target.isprintable() or " " in target:
         raise ValueError("invalid URL")
     return _Target((scheme, host, port), header, target)

@@ -163,6 +163,22 @@ def test_an_already_encoded_url_is_sent_unchanged() -> None:
     assert request.request_line == f"GET {path} HTTP/1.1".encode()
 
 
+@pytest.mark.parametrize(
+    ("path", "target"),
+    [("/100%/feed", b"/100%25/feed"), ("/feed?off=50%&x=%zz", b"/feed?off=50%25&x=%25zz"),
+     ("/a%2/b%", b"/a%252/b%25")],
+    ids=["path", "query", "one-hex-digit"],
+)
+def test_a_percent_sign_that_starts_no_escape_is_sent_encoded(path: str,
+                                                              target: bytes) -> None:
+    """A '%' not followed by two hex digits is not an escape: sent raw, the target is
+    malformed and nginx and Apache answer 400 (aiohttp sent it as %25, as yarl does)."""
+    with RawHTTPServer([response(body=b"<rss/>")]) as server:
+        assert fetch_one(server.url(path)).ok
+        [request] = server.requests
+    assert request.request_line == b"GET " + target + b" HTTP/1.1"
+
+
 def test_credentials_in_the_url_become_basic_auth_and_stay_out_of_the_request_line() -> None:
     with RawHTTPServer([response(body=b"<rss/>")]) as server:
         url = server.url("/private/feed?key=1").replace("://", "://read%20er:p%40ss:w@")
