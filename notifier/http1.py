@@ -166,7 +166,22 @@ def _request_bytes(target: _Target, headers: Mapping[str, str]) -> bytes:
             raise ValueError(f"header {name!r} holds a control character")
         lines.append(f"{name}: {value}")
     lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1", "strict")
+    head = "\r\n".join(lines)
+    try:
+        return head.encode("latin-1")
+    except UnicodeEncodeError:
+        return "\r\n".join(map(_line_bytes, lines)).encode("latin-1")
+
+
+def _line_bytes(line: str) -> str:
+    """A line with characters beyond Latin-1 as its UTF-8 bytes (one Latin-1 character
+    each). Values read here are Latin-1 and go back byte for byte; such a line was read as
+    UTF-8 (aiohttp stored validators so), and its UTF-8 bytes are what the server sent."""
+    try:
+        line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8").decode("latin-1")
+    return line
 
 
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?:[ \t][^\r\n]*)?\Z")

@@ -144,6 +144,20 @@ def test_a_validator_with_non_ascii_bytes_goes_back_byte_for_byte(raw_etag: byte
     assert two.status == 304
 
 
+@pytest.mark.parametrize("etag", ['"\u65e5\u672c"', '"\u20ac5"', 'W/"caf\u00e9-\u2014"'],
+                         ids=["cjk", "euro", "latin-1-and-beyond"])
+def test_a_validator_stored_as_utf_8_text_goes_back_as_its_utf_8_bytes(etag: str) -> None:
+    """aiohttp read header bytes as UTF-8, so validators stored before the own client
+    hold characters beyond Latin-1. Sent back as the UTF-8 bytes the server sent (as
+    aiohttp did), the feed still answers 304; refused as unsendable, the poll failed with
+    "invalid request" every time, and a failed poll keeps its validators."""
+    with RawHTTPServer([response("304 Not Modified", length=False)]) as server:
+        result = fetch_one(server.url("/feed/"), etag=etag)
+        [request] = server.requests
+    assert (result.status, result.error, result.etag) == (304, None, etag)
+    assert b"\r\nIf-None-Match: " + etag.encode() + b"\r\n" in request.raw
+
+
 def test_a_path_with_a_space_or_non_ascii_letters_is_sent_percent_encoded() -> None:
     with RawHTTPServer([response(body=b"<rss/>")]) as server:
         result = fetch_one(server.url("/blog/my posts/café/feed?tag=ü&lang=fr"))
