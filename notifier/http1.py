@@ -123,6 +123,18 @@ which nginx and Apache answer with 400; encoded as "%25", as aiohttp (yarl) sent
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
+def _idna(host: str) -> str:
+    """The ASCII name of an international host, by IDNA 2008 as browsers and aiohttp (yarl)
+    ask it: IDNA 2003, Python's "idna" codec, maps ß to "ss" and ς to σ, another domain.
+    A name IDNA 2008 refuses (symbols, emoji) falls back to IDNA 2003, as yarl's does."""
+    import idna  # only for international hosts: most runs never pay for its tables
+
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return host.encode("idna").decode("ascii")
+
+
 @functools.lru_cache(maxsize=URL_CACHE)
 def _target(url: str) -> _Target:
     """Raises ValueError for a URL that cannot be asked (the fetcher has checked its scheme
@@ -134,7 +146,7 @@ def _target(url: str) -> _Target:
         raise ValueError("invalid URL")
     port = parts.port or DEFAULT_PORTS[scheme]
     if not host.isascii():
-        host = host.encode("idna").decode("ascii")
+        host = _idna(host)
     shown = f"[{host}]" if ":" in host else host
     header = shown if port == DEFAULT_PORTS[scheme] else f"{shown}:{port}"
     # Characters a request line cannot carry are percent-encoded (UTF-8), as browsers do;

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
+import socket
 import zlib
+from typing import Any
 
 import pytest
 
+from notifier import http1
 from notifier.failures import FailureKind
 from notifier.fetch import FEED_ACCEPT, Fetcher, FetchSettings
 from notifier.models import FetchResult
@@ -191,6 +194,31 @@ def test_a_percent_sign_that_starts_no_escape_is_sent_encoded(path: str,
         assert fetch_one(server.url(path)).ok
         [request] = server.requests
     assert request.request_line == b"GET " + target + b" HTTP/1.1"
+
+
+@pytest.mark.parametrize(
+    ("host", "ascii_host"),
+    [("straße.example", "xn--strae-oqa.example"), ("σίσυφος.example", "xn--kxa6ajbbmh.example"),
+     ("bücher.example", "xn--bcher-kva.example")],
+    ids=["sharp-s", "final-sigma", "umlaut"],
+)
+def test_an_international_host_is_asked_by_its_idna_2008_name(
+        host: str, ascii_host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IDNA 2003 (Python's "idna" codec) maps ß to "ss" and ς to σ: straße.example would be
+    fetched from strasse.example, another domain and maybe another owner. Browsers and
+    aiohttp (yarl) use IDNA 2008 with UTS 46. The public DNS is played by loopback."""
+    asked: list[str] = []
+
+    async def loopback(name: str, port: int, block_private: bool = False) -> list[Any]:
+        asked.append(name)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(http1, "resolve", loopback)
+    with RawHTTPServer([response(body=b"<rss/>")]) as server:
+        assert fetch_one(f"http://{host}:{server.port}/feed").ok
+        [request] = server.requests
+    assert asked == [ascii_host]
+    assert request.header("host") == f"{ascii_host}:{server.port}"
 
 
 def test_credentials_in_the_url_become_basic_auth_and_stay_out_of_the_request_line() -> None:
