@@ -515,6 +515,7 @@ class Pool:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._lru: collections.OrderedDict[_Connection, None] = collections.OrderedDict()
         self._tls: ssl.SSLContext | None = None
+        self._closed = False
 
     def get(self, url: str, headers: Mapping[str, str],
             before_send: Callable[[], None] | None = None) -> _Exchange:
@@ -530,6 +531,8 @@ class Pool:
         self.close()
 
     def close(self) -> None:
+        """Closes the idle connections now, those in use as their exchanges end."""
+        self._closed = True
         for conn in list(self._lru):
             conn.close()
         self._lru.clear()
@@ -548,7 +551,7 @@ class Pool:
         return await self._connect(origin)
 
     def release(self, conn: _Connection) -> None:
-        if conn.closed or conn.buffer:
+        if self._closed or conn.closed or conn.buffer:
             conn.close()
             return
         conn.idle_since = time.monotonic()

@@ -9,6 +9,7 @@ the fetcher's own behaviour (redirects, limits, validators) in test_fetch.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 import threading
@@ -22,6 +23,7 @@ from notifier.failures import FailureKind
 from notifier.fetch import Fetcher, FetchSettings
 from notifier.http1 import Pool
 from notifier.models import FetchResult
+from tests.support.raw_http import RawHTTPServer, Reply, response
 from tests.support.smtp_server import make_certificate
 from tests.support.threaded import OwnedServer, ThreadedHTTPService
 
@@ -172,3 +174,45 @@ def test_idle_connections_beyond_the_bound_are_closed_oldest_first() -> None:
     finally:
         for host in hosts:
             host.stop()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def _open_fds_settled(expected: int) -> int:
+    """Open file descriptors once closing ones are gone (a transport closes on the loop's
+    next turns, the raw server's side once it reads the end): waits up to 2 s for
+    `expected`."""
+    for _ in range(40):
+        if _open_fds() == expected:
+            break
+        await asyncio.sleep(0.05)
+    return _open_fds()
+
+
+needs_proc = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"),
+                                reason="counts file descriptors in /proc")
+
+
+@needs_proc
+def test_a_connection_in_use_when_the_fetcher_closes_is_closed_when_its_answer_ends() -> None:
+    """A daemon that stops (or reloads) closes its fetcher while fetches are under way;
+    a connection that was in use then must not go back to the closed pool, where nothing
+    would ever close it: months of reloads would leak a socket per fetch in flight."""
+    feed = response(body=b"<rss/>").raw
+    slow = Reply(feed, drip=(len(feed) // 2 + 1, 0.3))  # half now, the rest in 0.3 s
+
+    async def main() -> tuple[int, int, FetchResult]:
+        with RawHTTPServer([slow]) as server:
+            before = _open_fds()
+            fetcher = Fetcher(FetchSettings(timeout=5.0))
+            task = asyncio.create_task(fetcher.fetch(server.url("/feed")))
+            await asyncio.sleep(0.15)  # connected, half of the answer read
+            await fetcher.aclose()
+            result = await task
+            return before, await _open_fds_settled(before), result
+
+    before, after, result = asyncio.run(main())
+    assert (result.status, result.body) == (200, b"<rss/>")
+    assert after == before
