@@ -20,13 +20,15 @@ from pathlib import Path
 import pytest
 
 from notifier.failures import FailureKind
-from notifier.fetch import Fetcher, FetchSettings
+from notifier.fetch import Fetcher, FetchSettings, Withdrawn
 from notifier.http1 import Pool
 from notifier.models import FetchResult
-from tests.support.raw_http import RawHTTPServer, Reply, response
+from tests.support.raw_http import RawHTTPServer, Reply, hang_up, response
 from tests.support.smtp_server import make_certificate
 from tests.support.threaded import OwnedServer, ThreadedHTTPService
 
+OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+OK_HEAD_PART = b"HTTP/1.1 200 OK\r\nContent-Len"
 FEED = b"<?xml version='1.0'?><rss version='2.0'><channel><title>t</title></channel></rss>"
 
 
@@ -182,9 +184,9 @@ def _open_fds() -> int:
 
 async def _open_fds_settled(expected: int) -> int:
     """Open file descriptors once closing ones are gone (a transport closes on the loop's
-    next turns, the raw server's side once it reads the end): waits up to 2 s for
+    next turns, the raw server's side once it reads the end): waits up to 3 s for
     `expected`."""
-    for _ in range(40):
+    for _ in range(60):
         if _open_fds() == expected:
             break
         await asyncio.sleep(0.05)
@@ -215,4 +217,52 @@ def test_a_connection_in_use_when_the_fetcher_closes_is_closed_when_its_answer_e
 
     before, after, result = asyncio.run(main())
     assert (result.status, result.body) == (200, b"<rss/>")
+    assert after == before
+
+
+@needs_proc
+def test_failing_fetches_of_every_kind_leave_no_socket_open() -> None:
+    """Months of polling hostile servers: every way a fetch can end early (time limit in
+    the head or the body, the caller giving up, a cut or reset answer, a body over the cap,
+    a request called off, a stale connection retried, a refused port) must close what it
+    opened. Counted with the servers still up, so that no server's close hides a leak."""
+    ok = response(body=b"<rss/>")
+    routes = {
+        "/head-stall": Reply(OK_HEAD_PART, stall=0.5),
+        "/body-stall": Reply(OK_HEAD + b"<rss>", stall=0.5),
+        "/cut": Reply(OK_HEAD + b"<rss>", close=True),
+        "/reset": Reply(OK_HEAD + b"<rss>", reset=True, stall=0.05),
+        "/big": response(body=b"x" * 200_000),
+        "/garbage": Reply(b"SSH-2.0-OpenSSH_9.2p1\r\n", close=True),
+        "/moved": response("302 Found", b"m" * 200_000, [("Location", "/ok")]),
+        "/304-with-body": Reply(b"HTTP/1.1 304 Not Modified\r\n\r\nsurplus"),
+        "/ok": ok,
+    }
+    with socket.socket() as closed_port:
+        closed_port.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{closed_port.getsockname()[1]}/feed"
+
+    async def main() -> tuple[int, int, list[str | None]]:
+        with RawHTTPServer([ok, hang_up(), ok] * 3, routes) as server:
+            before = _open_fds()
+            errors: list[str | None] = []
+            settings = FetchSettings(timeout=0.3, max_bytes=100_000)
+            async with Fetcher(settings) as fetcher:
+                for _ in range(3):
+                    for path in [*routes, "/then", "/stale"]:  # one on a dead connection
+                        errors.append((await fetcher.fetch(server.url(path))).error)
+                    with pytest.raises(TimeoutError):  # the caller gives up
+                        await asyncio.wait_for(fetcher.fetch(server.url("/head-stall")), 0.1)
+                    # yes for the slot, no once connected
+                    proceed = iter([True, False]).__next__
+                    with pytest.raises(Withdrawn):
+                        await fetcher.fetch(server.url("/ok"), proceed=proceed)
+                    errors.append((await fetcher.fetch(refused)).error)
+            return before, await _open_fds_settled(before), errors
+
+    before, after, errors = asyncio.run(main())
+    broken = "the server broke the HTTP protocol or closed the connection early"
+    assert errors == ["timed out after 0.3 s", "timed out after 0.3 s", broken,
+                      "connection reset by the server", "body larger than 100000 bytes",
+                      broken, None, None, None, None, None, "connection refused"] * 3
     assert after == before
