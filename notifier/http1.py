@@ -222,7 +222,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self.idle_since = 0.0
-        self.used = False  # has carried an exchange: may have been closed by the server
+        self.pooled = False  # has been idle in the pool: its server may have closed it
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
 
@@ -472,10 +472,8 @@ class _Exchange:
                     self._conn = None
                     pool.release(conn)  # unused: good for the next request
                     raise
-            reused = conn.used
-            conn.used = True
             try:
-                self._reply = await pool.exchange(conn, request, reused)
+                self._reply = await pool.exchange(conn, request, conn.pooled)
                 return self._reply
             except _StaleConnection:
                 conn.close()
@@ -555,6 +553,7 @@ class Pool:
             conn.close()
             return
         conn.idle_since = time.monotonic()
+        conn.pooled = True
         self._idle.setdefault(conn.origin, []).append(conn)
         self._lru[conn] = None
         while len(self._lru) > self.max_idle:

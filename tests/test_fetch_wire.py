@@ -20,7 +20,7 @@ import pytest
 
 from notifier import http1
 from notifier.failures import FailureKind
-from notifier.fetch import FEED_ACCEPT, Fetcher, FetchSettings
+from notifier.fetch import FEED_ACCEPT, Fetcher, FetchSettings, Withdrawn
 from notifier.models import FetchResult
 from tests.support.raw_http import RawHTTPServer, Reply, hang_up, response
 
@@ -355,6 +355,26 @@ def test_a_request_lost_on_a_reused_connection_is_sent_again_on_a_fresh_one() ->
                                                              (200, b"two", None)]
     assert [(r.connection, r.request_line) for r in requests] == [
         (1, b"GET /1 HTTP/1.1"), (1, b"GET /2 HTTP/1.1"), (2, b"GET /2 HTTP/1.1")]
+
+
+def test_a_connection_left_unused_by_a_request_called_off_is_retried_like_a_reused_one(
+        ) -> None:
+    """A request called off once its connection was open leaves the connection idle in
+    the pool; the server may close it as the next request goes out, as with any idle
+    connection, and that request is sent again on a fresh one."""
+    with RawHTTPServer([hang_up(), response(body=b"two")]) as server:
+        async def main() -> FetchResult:
+            async with Fetcher(SETTINGS) as fetcher:
+                proceed = iter([True, False]).__next__  # yes for the slot, then no
+                with pytest.raises(Withdrawn):
+                    await fetcher.fetch(server.url("/1"), proceed=proceed)
+                return await fetcher.fetch(server.url("/2"))
+
+        result = asyncio.run(main())
+        requests = server.requests
+    assert (result.status, result.body, result.error) == (200, b"two", None)
+    assert [(r.connection, r.request_line) for r in requests] == [
+        (1, b"GET /2 HTTP/1.1"), (2, b"GET /2 HTTP/1.1")]
 
 
 def test_the_retry_is_made_once_only() -> None:

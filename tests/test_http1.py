@@ -266,3 +266,4 @@ def test_failing_fetches_of_every_kind_leave_no_socket_open() -> None:
                       "connection reset by the server", "body larger than 100000 bytes",
                       broken, None, None, None, None, None, "connection refused"] * 3
     assert after == before
+
