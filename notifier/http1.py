@@ -223,6 +223,7 @@ class _Connection(asyncio.Protocol):
         self.error: BaseException | None = None
         self.idle_since = 0.0
         self.pooled = False  # has been idle in the pool: its server may have closed it
+        self.parked = False  # idle in the pool now
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
 
@@ -233,6 +234,9 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.parked:  # answers nothing asked: kept, it would be read as the next answer
+            self.close()
+            return
         self.buffer += data
         if len(self.buffer) > PAUSE_AT and not self._paused and self.transport is not None:
             self._paused = True
@@ -261,9 +265,7 @@ class _Connection(asyncio.Protocol):
         if self.closed:
             raise ProtocolError("connection closed before the answer was complete"
                                 ) from self.error
-        if self._paused and self.transport is not None:
-            self._paused = False
-            self.transport.resume_reading()
+        self._resume()
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
@@ -305,6 +307,18 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def park(self, now: float) -> None:
+        """Into the pool. Reading resumes if a large answer paused it: paused, the
+        connection would not see its server close it, and stay open until asked again."""
+        self.idle_since = now
+        self.pooled = self.parked = True
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
 
     def alive(self, now: float) -> bool:
         return (not self.closed and not self.buffer and self.transport is not None
@@ -543,6 +557,7 @@ class Pool:
             while idle:
                 conn = idle.pop()  # the most recently used: the least likely to be closed
                 self._lru.pop(conn, None)
+                conn.parked = False
                 if conn.alive(now):
                     return conn
                 conn.close()
@@ -552,8 +567,7 @@ class Pool:
         if self._closed or conn.closed or conn.buffer:
             conn.close()
             return
-        conn.idle_since = time.monotonic()
-        conn.pooled = True
+        conn.park(time.monotonic())
         self._idle.setdefault(conn.origin, []).append(conn)
         self._lru[conn] = None
         while len(self._lru) > self.max_idle:

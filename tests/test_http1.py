@@ -21,7 +21,7 @@ import pytest
 
 from notifier.failures import FailureKind
 from notifier.fetch import Fetcher, FetchSettings, Withdrawn
-from notifier.http1 import Pool
+from notifier.http1 import PAUSE_AT, Pool
 from notifier.models import FetchResult
 from tests.support.raw_http import RawHTTPServer, Reply, hang_up, response
 from tests.support.smtp_server import make_certificate
@@ -267,3 +267,47 @@ def test_failing_fetches_of_every_kind_leave_no_socket_open() -> None:
                       broken, None, None, None, None, None, "connection refused"] * 3
     assert after == before
 
+
+@needs_proc
+def test_a_server_closing_an_idle_connection_is_seen_after_an_answer_that_paused_reading(
+        ) -> None:
+    """An answer larger than the read buffer pauses reading until the caller catches up;
+    read to its end from the buffer alone, its connection went back to the pool paused.
+    Paused, it never saw its server close it: the socket stayed open (CLOSE_WAIT) until
+    the next GET to that origin found it dead, or for ever for an origin asked no more."""
+    big = response(body=b"x" * (PAUSE_AT + 50_000))
+    closing = Reply(big.raw, close=True, stall=0.3)
+
+    async def main() -> tuple[int, int, int]:
+        with RawHTTPServer([closing]) as server:
+            before = _open_fds()
+            async with Pool(connect_timeout=5.0) as pool:
+                async with pool.get(server.url("/feed"), {}) as reply:
+                    await asyncio.sleep(0.2)  # the whole answer has arrived meanwhile
+                    size = sum([len(c) async for c in reply.chunks()])
+                return before, await _open_fds_settled(before), size
+
+    before, after, size = asyncio.run(main())
+    assert size == PAUSE_AT + 50_000
+    assert after == before
+
+
+@needs_proc
+def test_an_idle_connection_whose_server_sends_anything_is_closed_at_once() -> None:
+    """Bytes on an idle connection answer nothing asked (a 304 followed by a body, a
+    flood): kept, they would be read as the next answer, and a flood would fill a buffer
+    per idle connection. The connection is closed as they come, not at its next use."""
+    head = b'HTTP/1.1 304 Not Modified\r\nETag: "e"\r\n\r\n'
+    late = Reply(head + b"<rss>a body after all</rss>", drip=(len(head), 0.2))
+
+    async def main() -> tuple[int, int, int]:
+        with RawHTTPServer([late]) as server:
+            before = _open_fds()
+            async with Pool(connect_timeout=5.0) as pool:
+                async with pool.get(server.url("/feed"), {}) as reply:
+                    status = reply.status
+                return before, await _open_fds_settled(before), status
+
+    before, after, status = asyncio.run(main())
+    assert status == 304
+    assert after == before
