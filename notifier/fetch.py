@@ -114,7 +114,7 @@ def _check_target(url: str, block_private: bool = False) -> None:
 
     It sees each redirect target, not only the first URL, because a public feed can redirect
     to an internal address. Host names are checked where they are resolved
-    (`http1.public_addresses`), so a name that resolves to an internal address, or starts to
+    (`http1.resolve`), so a name that resolves to an internal address, or starts to
     between two requests, is refused too. Raise `TargetBlocked` to refuse; the fetch then
     fails as data.
     """
@@ -224,7 +224,7 @@ def describe_transport_error(exc: BaseException, url: str, settings: FetchSettin
         if isinstance(cause, ConnectionResetError):
             return "connection reset by the server"
     if isinstance(exc, TransportError):
-        return _describe_transport(exc, host, settings)
+        return _describe_transport(exc, chain, host, settings)
     if isinstance(exc, ValueError):
         return "invalid request (a URL or header that cannot be sent)"
     if isinstance(exc, _DecodeFailed):
@@ -267,10 +267,15 @@ def _describe_httpx_error(exc: BaseException, host: str, settings: FetchSettings
     return None
 
 
-def _describe_transport(exc: TransportError, host: str, settings: FetchSettings) -> str:
+def _describe_transport(exc: TransportError, chain: list[BaseException], host: str,
+                        settings: FetchSettings) -> str:
     if isinstance(exc, ConnectTimeout):
         return f"could not connect within {settings.connect_timeout:g} s"
     if isinstance(exc, ProtocolError):
+        # The network failing under an answer (a route gone, the kernel's own timeout) is
+        # not the server breaking HTTP; aiohttp said "connection lost" too.
+        if any(isinstance(cause, OSError) for cause in chain[1:]):
+            return "connection lost"
         return "the server broke the HTTP protocol or closed the connection early"
     return f"could not connect to {host}"
 

@@ -20,8 +20,14 @@ from pathlib import Path
 import pytest
 
 from notifier.failures import FailureKind
-from notifier.fetch import Fetcher, FetchSettings, Withdrawn
-from notifier.http1 import PAUSE_AT, Pool
+from notifier.fetch import (
+    Fetcher,
+    FetchSettings,
+    Withdrawn,
+    describe_transport_error,
+    transport_failure_kind,
+)
+from notifier.http1 import PAUSE_AT, Pool, ProtocolError
 from notifier.models import FetchResult
 from tests.support.raw_http import RawHTTPServer, Reply, hang_up, response
 from tests.support.smtp_server import make_certificate
@@ -311,3 +317,24 @@ def test_an_idle_connection_whose_server_sends_anything_is_closed_at_once() -> N
     before, after, status = asyncio.run(main())
     assert status == 304
     assert after == before
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [BrokenPipeError(32, "Broken pipe"), TimeoutError(110, "Connection timed out"),
+     OSError(113, "No route to host"), ConnectionAbortedError(103, "Software caused abort")],
+    ids=["broken-pipe", "tcp-timeout", "no-route", "aborted"],
+)
+def test_a_connection_lost_to_the_network_is_not_blamed_on_the_server(
+        cause: OSError) -> None:
+    """The network failing under an answer (the kernel's own timeout, a route gone) is not
+    a server breaking HTTP: aiohttp said "connection lost", and so does the status."""
+    lost = ProtocolError("connection lost before the answer was complete")
+    lost.__cause__ = cause
+    settings = FetchSettings()
+    assert describe_transport_error(lost, "https://blog.example/feed", settings) == \
+        "connection lost"
+    assert transport_failure_kind(lost) is FailureKind.NETWORK
+    plain = ProtocolError("a malformed chunk size")
+    assert describe_transport_error(plain, "https://blog.example/feed", settings) == \
+        "the server broke the HTTP protocol or closed the connection early"
