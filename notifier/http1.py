@@ -235,7 +235,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.parked:  # answers nothing asked: kept, it would be read as the next answer
-            self.close()
+            self.abandon()
             return
         self.buffer += data
         if len(self.buffer) > PAUSE_AT and not self._paused and self.transport is not None:
@@ -307,6 +307,14 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def abandon(self) -> None:
+        """Closed without a goodbye. A graceful TLS close waits up to 30 s for the server's
+        close_notify, which a server that stopped answering never sends: every fetch given
+        up on would hold its socket that long. RFC 9112 9.8 lets a client not wait."""
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
 
     def park(self, now: float) -> None:
         """Into the pool. Reading resumes if a large answer paused it: paused, the
@@ -494,7 +502,7 @@ class _Exchange:
                 self._conn = None
                 continue
             except BaseException:  # no __aexit__ follows a failed __aenter__
-                conn.close()
+                conn.abandon()
                 self._conn = None
                 raise
         raise ProtocolError("the server closed the connection without answering")
@@ -505,7 +513,9 @@ class _Exchange:
         self._conn = None
         if conn is None:
             return
-        if exc is None and reply is not None and reply.complete and reply.reusable:
+        if exc is not None or reply is None or not reply.complete:
+            conn.abandon()  # given up on in the middle of an answer
+        elif reply.reusable:
             self._pool.release(conn)
         else:
             conn.close()
@@ -564,7 +574,10 @@ class Pool:
         return await self._connect(origin)
 
     def release(self, conn: _Connection) -> None:
-        if self._closed or conn.closed or conn.buffer:
+        if conn.buffer:  # more than its answer: a server not to wait for
+            conn.abandon()
+            return
+        if self._closed or conn.closed:
             conn.close()
             return
         conn.park(time.monotonic())

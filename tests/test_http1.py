@@ -344,3 +344,59 @@ def test_a_connection_lost_to_the_network_is_not_blamed_on_the_server(
     plain = ProtocolError("a malformed chunk size")
     assert describe_transport_error(plain, "https://blog.example/feed", settings) == \
         "the server broke the HTTP protocol or closed the connection early"
+
+
+class _SilentTLSServer:
+    """Over TLS, answers the first request with half an answer, then neither reads nor
+    closes (until stopped): a hostile or stuck server."""
+
+    def __init__(self, certificate: tuple[Path, Path]) -> None:
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(*certificate)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(5.0)
+        self.port = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> _SilentTLSServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10.0)
+        self._listener.close()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            raw, _ = self._listener.accept()
+            raw.settimeout(5.0)
+            with self._context.wrap_socket(raw, server_side=True) as conn:
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 65536:
+                    head += conn.recv(4096) or b"\r\n\r\n"
+                conn.sendall(OK_HEAD + b"<rss>")
+                self._stop.wait(10.0)
+
+
+@needs_proc
+def test_a_tls_connection_given_up_on_is_closed_at_once_not_after_a_goodbye(
+        certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A graceful TLS close waits up to 30 s for the server's close_notify; a server that
+    stopped answering never sends it, so every fetch given up on (time limit, size cap)
+    held its socket 30 s more: with many such feeds, hundreds of sockets at once. A
+    connection given up on is dropped at once (RFC 9112 9.8 lets a client not wait)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+
+    async def main() -> tuple[int, int, str | None]:
+        with _SilentTLSServer(certificate) as server:
+            before = _open_fds()
+            async with Fetcher(FetchSettings(timeout=0.5)) as fetcher:
+                result = await fetcher.fetch(f"https://127.0.0.1:{server.port}/feed")
+                # the server's own socket stays open: only the client's must go
+                return before + 1, await _open_fds_settled(before + 1), result.error
+
+    expected, after, error = asyncio.run(main())
+    assert error == "timed out after 0.5 s"
+    assert after == expected
