@@ -400,3 +400,14 @@ def test_a_tls_connection_given_up_on_is_closed_at_once_not_after_a_goodbye(
     expected, after, error = asyncio.run(main())
     assert error == "timed out after 0.5 s"
     assert after == expected
+
+
+def test_a_tls_handshake_that_never_ends_is_a_connect_timeout() -> None:
+    """A port that accepts and never answers the handshake: the connect limit ends it,
+    described and classed as under aiohttp, long before the fetch's own limit."""
+    with RawHTTPServer() as server:  # reads the ClientHello as a request head, waits
+        [result] = fetch_all([server.url("/feed").replace("http://", "https://")],
+                             FetchSettings(timeout=5.0, connect_timeout=0.3))
+    assert (result.status, result.error) == (None, "could not connect within 0.3 s")
+    assert result.error_kind is FailureKind.TIMEOUT
+    assert result.elapsed < 2.0
