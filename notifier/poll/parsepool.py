@@ -27,21 +27,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from multiprocessing import resource_tracker
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection
 from typing import Any
 
 from notifier.budget import pause_budget
 from notifier.entrytext import cap_entries
 from notifier.failures import Failure, FailureKind
 from notifier.models import FeedKind, ParsedFeed
-from notifier.poll.parseworker import parse_job, serve
+from notifier.poll.parseworker import BOOT, parse_job
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
 
@@ -90,27 +91,42 @@ class _Worker:
     """One worker process and the parent's end of its pipe."""
 
     def __init__(self, memory_limit: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(target=serve, args=(child, memory_limit),
-                                                name="notifier-parse", daemon=True)
-        # Until `serve` ignores it, a Ctrl-C would interrupt the child's imports with a
-        # KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask is
-        # inherited across fork and exec), so one sent meanwhile stays pending until
-        # ignored, and is dropped. The resource tracker is started first: starting it
-        # unblocks SIGINT on the way.
-        resource_tracker.ensure_running()
+        mine, theirs = socket.socketpair()
+        self.conn = Connection(mine.detach())
+        # A plain interpreter (`parseworker.BOOT`), not a multiprocessing child: it costs
+        # the interpreter's start and the parser's imports, no resource tracker and no
+        # second import of the daemon's `__main__`. Until `parseworker.main` ignores it, a
+        # Ctrl-C would interrupt the child's imports with a KeyboardInterrupt traceback: it
+        # starts with SIGINT blocked (a thread's mask is inherited across fork and exec),
+        # so one sent meanwhile stays pending until ignored, and is dropped.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            self.process.start()
+            self.process = subprocess.Popen(
+                [sys.executable, *_interpreter_flags(), "-c", BOOT, str(theirs.fileno()),
+                 str(memory_limit), str(os.getpid()), *sys.path],
+                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        except BaseException:
+            self.conn.close()
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        child.close()
+            theirs.close()
         self.retired = False
         # Runs on a thread: waits for the child's imports (seconds on a busy machine).
-        if not self.conn.poll(WORKER_START_LIMIT) or self.conn.recv() != "ready":
+        ended = False
+        try:
+            ready = self.conn.poll(WORKER_START_LIMIT) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            ready, ended = False, True
+        if not ready:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if ended:  # its end of the pipe closed: it exits, or has
+                    self.process.wait(1.0)
+            status = self.process.poll()
             self.kill()
-            raise OSError("a parse worker did not start")
+            raise OSError(f"it exited with status {status} before it was ready"
+                          if status is not None else
+                          f"it was not ready within {WORKER_START_LIMIT:g} s")
         self.start_reading()
 
     def start_reading(self) -> None:
@@ -169,7 +185,7 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.process.kill()
         with contextlib.suppress(Exception):
-            self.process.join(1.0)
+            self.process.wait(1.0)
         with contextlib.suppress(Exception):
             self.conn.close()
 
@@ -178,8 +194,15 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.conn.send(None)
         with contextlib.suppress(Exception):
-            self.process.join(0.5)
+            self.process.wait(0.5)
         self.kill()
+
+
+def _interpreter_flags() -> list[str]:
+    """The daemon's own interpreter options (-O, -X, -W, ...), as multiprocessing passes
+    them on; none where the helper is gone (it is private to `subprocess`)."""
+    flags: Callable[[], list[str]] = getattr(subprocess, "_args_from_interpreter_flags", list)
+    return flags()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -377,7 +400,7 @@ class ParsePool:
         return self._closed
 
     def worker_pids(self) -> list[int]:
-        return [w.process.pid for w in self._all if w.process.pid is not None]
+        return [w.process.pid for w in self._all]
 
     def shutdown(self) -> None:
         """Stop every worker now, a stuck one included: nothing they do needs finishing."""
