@@ -430,6 +430,39 @@ def test_a_parse_worker_imports_from_where_the_daemon_did(
     assert path[0] == str(extra)
 
 
+_INSTALLED = """
+import asyncio, json, notifier
+from notifier.poll.parsepool import ParsePool
+
+FEED = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>x</id>'
+        b'<updated>2026-01-01T00:00:00Z</updated></feed>')
+
+async def main():
+    pool = ParsePool(workers=1)
+    try:
+        parsed = await pool.parse(FEED, "http://blog.test/", {})
+        worker = await pool.run(eval, "__import__('notifier').__file__")
+    finally:
+        pool.shutdown()
+    print(json.dumps([notifier.__file__, worker, type(parsed).__name__]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_parse_worker_imports_an_installed_notifier(tmp_path: Path) -> None:
+    """A daemon started as users start it, from any folder, its package found by the
+    install alone (an editable install's import hook, as here, or site-packages): its
+    workers parse with that same package."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", _INSTALLED], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    daemons, workers, parsed = json.loads(done.stdout)
+    assert workers == daemons and parsed == "ParsedFeed"
+    assert not Path(daemons).is_relative_to(tmp_path)
+
+
 def test_a_worker_that_cannot_start_is_reported_at_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that dies before it is ready (a broken install, no memory) fails the parse

@@ -95,15 +95,18 @@ class _Worker:
         self.conn = Connection(mine.detach())
         # A plain interpreter (`parseworker.BOOT`), not a multiprocessing child: it costs
         # the interpreter's start and the parser's imports, no resource tracker and no
-        # second import of the daemon's `__main__`. Until `parseworker.main` ignores it, a
-        # Ctrl-C would interrupt the child's imports with a KeyboardInterrupt traceback: it
-        # starts with SIGINT blocked (a thread's mask is inherited across fork and exec),
-        # so one sent meanwhile stays pending until ignored, and is dropped.
+        # second import of the daemon's `__main__`. No `site` (-S) either: the path it
+        # would build is the daemon's, given whole (`_import_path`), and its `.pth` hooks
+        # (an editable install's importer) were a tenth of a start.
+        # Until `parseworker.main` ignores it, a Ctrl-C would interrupt the child's imports
+        # with a KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask
+        # is inherited across fork and exec), so one sent meanwhile stays pending until
+        # ignored, and is dropped.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self.process = subprocess.Popen(
-                [sys.executable, *_interpreter_flags(), "-c", BOOT, str(theirs.fileno()),
-                 str(memory_limit), str(os.getpid()), *sys.path],
+                [sys.executable, *_interpreter_flags(), "-S", "-c", BOOT,
+                 str(theirs.fileno()), str(memory_limit), str(os.getpid()), *_import_path()],
                 stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
         except BaseException:
             self.conn.close()
@@ -196,6 +199,15 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.process.wait(0.5)
         self.kill()
+
+
+def _import_path() -> list[str]:
+    """Where a worker imports from: the daemon's `sys.path`, then the folder that holds the
+    daemon's own `notifier` (found there by an editable install's import hook otherwise)."""
+    import notifier
+
+    home = os.path.dirname(os.path.dirname(os.path.abspath(notifier.__file__)))
+    return sys.path if home in sys.path else [*sys.path, home]
 
 
 def _interpreter_flags() -> list[str]:

@@ -36,10 +36,11 @@ __all__ = ["BOOT", "ORPHAN_CHECK", "RECYCLE_GROWTH", "RECYCLE_JOBS", "main", "pa
 
 BOOT = ("import sys; sys.path[:] = sys.argv[4:]; "
         "from notifier.poll.parseworker import main; main(sys.argv[1:4])")
-"""A worker's program (`python -c BOOT FD MEMORY_LIMIT PARENT_PID PATH...`): the parent's
-`sys.path` first, so that the worker imports notifier from where the parent did (a
-checkout, an editable install, a PYTHONPATH), then `main`. Not `-m`: that would import this
-module twice, as `__main__` and under its name (which the pool's jobs refer to)."""
+"""A worker's program (`python -S -c BOOT FD MEMORY_LIMIT PARENT_PID PATH...`): the
+parent's `sys.path` first, so that the worker imports notifier and the jobs' modules from
+where the parent did (a checkout, an install, a PYTHONPATH), then `main`. Not `-m`: that
+would import this module twice, as `__main__` and under its name (which the pool's jobs
+refer to)."""
 ORPHAN_CHECK = 1.0
 """Seconds between a worker's checks that its parent still runs (see `_exit_with_parent`)."""
 
