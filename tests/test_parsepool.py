@@ -373,7 +373,7 @@ def test_a_worker_started_for_a_parse_that_gave_up_serves_the_next_one(
 
 
 def test_a_parse_worker_loads_the_parser_and_not_the_daemons_libraries() -> None:
-    """Every worker start (one per 500 bodies, and each suspect's) pays for what it
+    """Every worker start (one per 2,000 bodies, and each suspect's) pays for what it
     imports: the parser, not the event loop, the SQL layer, the HTTP clients or the
     configuration's validation, which only the daemon uses."""
     # Nor multiprocessing's start-up (a resource tracker, a bootstrap that re-imported the

@@ -15,7 +15,8 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   parse overran before), exits after answering and a fresh one takes its place
   when next needed, so one big feed does not keep its memory for the daemon's life;
 - **less to hold**: entries beyond `MAX_ENTRIES` are cut from the body before it is sent;
-- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck;
+- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck, and
+  a worker whose daemon is gone however it went (`kill -9`, a crash) ends itself;
 - **no idle worker**: an ordinary worker holds `PIPELINE_DEPTH` bodies, the next one in its
   pipe while it parses; each body's time limit starts when the worker takes it up.
 

@@ -48,7 +48,7 @@ RECYCLE_GROWTH = 10 * 1024 * 1024
 """A worker whose resident size grew by more than this over its size at start-up (about
 28 MiB under the daemon) is replaced after its answer: an ordinary feed adds a few MiB at
 most, a parse of thousands of entries would otherwise keep its peak for the worker's life.
-Growth, not size: a worker also imports its parent's main module, whose size varies."""
+Growth, not size: a worker's size at start varies with the Python build and the install."""
 RECYCLE_JOBS = 2000
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries): a
 backstop, as `RECYCLE_GROWTH` sees what they cost. A replacement's start (0.1-0.3 s, the
