@@ -138,7 +138,9 @@ def _exit_with_parent(fd: int, parent: int) -> None:
     A multiprocessing child was ended by its parent's exit handlers, which a SIGKILL or a
     crash skips; an idle worker would see its pipe's end of file, but a busy one parses on
     for as long as its body takes (the pool's time limit died with the pool). The pipe's
-    hang-up wakes this thread at once; the parent's pid is checked as well, every
+    hang-up wakes this thread at once, and it ends the process as soon as it holds the
+    interpreter lock (a parse in Python gives it up every few milliseconds; a single long
+    call in C, a regex, ends first). The parent's pid is checked as well, every
     `ORPHAN_CHECK` seconds, for a copy of the pool's end held elsewhere (a fork)."""
     watch = select.poll()
     watch.register(fd, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
