@@ -3,9 +3,9 @@
 Apart from the pool so that a worker imports only this and the parser: not asyncio, the
 thread pools and the pool's own machinery, which the parent needs and a worker does not
 (every worker start paid for them). For the same reason a worker is a plain interpreter
-(`python -c`, see `BOOT`), not a multiprocessing child: that started a resource tracker (a
-whole other interpreter) first and re-imported the daemon's `__main__` (the console script
-and what it imports) in every worker, half of each start's time.
+(`python -S -c`, see `BOOT`), not a multiprocessing child: that started a resource tracker
+(a whole other interpreter) first and ran multiprocessing's bootstrap, which re-imported
+the daemon's `__main__`, in every worker: a quarter to a third of each start's CPU.
 
 The pipe is a socket the pool hands down, speaking `multiprocessing.connection`'s framing
 (a 4-byte big-endian length, then a pickle), so that the pool's side is a plain
