@@ -484,23 +484,24 @@ def test_a_worker_that_cannot_start_is_reported_at_once(
 
 
 _ORPHANS = """
-import asyncio, json, sys
+import asyncio, json, re
 from notifier.poll.parsepool import ParsePool
 
 FEED = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>x</id>'
         b'<updated>2026-01-01T00:00:00Z</updated></feed>')
 
 async def main():
-    pool = ParsePool(workers=1, time_limit=600)
-    await pool.parse(FEED, "http://blog.test/", {})
-    idle = pool.worker_pids()
-    busy = asyncio.create_task(pool.run(eval, "sum(i for i in range(10**12))", suspect=True))
-    while len(pool.worker_pids()) < 2:
+    quiet, busy = ParsePool(workers=1), ParsePool(workers=1, time_limit=3600)
+    await quiet.parse(FEED, "http://blog.test/", {})
+    # Endless jobs: one in Python, one in a single call in C (a regex that backtracks for
+    # hours) that never gives up the interpreter lock.
+    jobs = [asyncio.create_task(busy.run(eval, "sum(i for i in range(10**12))")),
+            asyncio.create_task(busy.run(re.match, "(a+)+$", "a" * 60 + "b", suspect=True))]
+    while len(busy.worker_pids()) < 2:
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.5)  # it has the endless job
-    print(json.dumps({"idle": idle, "busy": sorted(set(pool.worker_pids()) - set(idle))}),
-          flush=True)
-    await busy
+    await asyncio.sleep(0.5)  # they have their jobs
+    print(json.dumps({"idle": quiet.worker_pids(), "busy": busy.worker_pids()}), flush=True)
+    await asyncio.gather(*jobs)
 
 asyncio.run(main())
 """
@@ -515,13 +516,14 @@ def _gone(pid: int) -> bool:
 
 def test_parse_workers_end_when_the_daemon_is_killed() -> None:
     """`kill -9` of the daemon (or a crash) leaves no parse worker behind: an idle one ends
-    at its pipe's end, and so does one in the middle of a parse that would never end."""
+    at its pipe's end, and so do one in the middle of a parse that would never end and one
+    stuck in a single call in C."""
     daemon = subprocess.Popen([sys.executable, "-c", _ORPHANS], stdout=subprocess.PIPE)
     workers: dict[str, list[int]] = {}
     try:
         assert daemon.stdout is not None
         workers = json.loads(daemon.stdout.readline())
-        assert len(workers["idle"]) == 1 and len(workers["busy"]) == 1, workers
+        assert len(workers["idle"]) == 1 and len(workers["busy"]) == 2, workers
         assert not any(_gone(pid) for pid in workers["idle"] + workers["busy"])
         daemon.kill()
         daemon.wait(10)

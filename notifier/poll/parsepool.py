@@ -102,7 +102,8 @@ class _Worker:
         # Until `parseworker.main` ignores it, a Ctrl-C would interrupt the child's imports
         # with a KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask
         # is inherited across fork and exec), so one sent meanwhile stays pending until
-        # ignored, and is dropped.
+        # ignored, and is dropped. Runs on one of the pool's threads, which live as long
+        # as the pool: on Linux a worker is killed when the thread that started it ends.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self.process = subprocess.Popen(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import ctypes
 import gc
 import os
 import pickle
@@ -23,6 +24,7 @@ import resource
 import select
 import signal
 import struct
+import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from notifier.failures import Failure, FailureKind
@@ -154,8 +156,24 @@ def main(argv: list[str]) -> None:
     pid of the daemon that started it."""
     fd, memory_limit, parent = (int(arg) for arg in argv)
     ignore_ctrl_c()
+    _killed_with_parent()
     _thread.start_new_thread(_exit_with_parent, (fd, parent))
     serve(Channel(fd), memory_limit)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _killed_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker when the thread that started it ends:
+    `_exit_with_parent` needs the interpreter lock, which one long call in C (feedparser's
+    quadratic regex on a hostile author) holds for minutes. The pool starts workers on
+    its own threads, which live as long as it does. The parent may have ended before this
+    was set: `_exit_with_parent` sees that at once (the pipe's hang-up)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def ignore_ctrl_c() -> None:
