@@ -25,9 +25,10 @@ one feed or one message are not raised at all: they travel as data (a feed's as 
 so that one bad feed cannot stop the others.
 
 Not in the tree, on purpose: private signals that never leave their module (`_Full`,
-`_BodyTooLarge`, an SMTP `_ConnectionLost` that is a `TemporaryFailure`), and
-`fetch.PrivateAddressBlocked`, which aiohttp's resolver must see as an `OSError`; the
-fetcher turns it into a refused `Failure` before anyone else sees it.
+`_BodyTooLarge`, an SMTP `_ConnectionLost` that is a `TemporaryFailure`), and the feed
+transport's own (`http1.TransportError` with `http1.ProtocolError`, `http1.ConnectTimeout`,
+`http1.ConnectFailed`; `http1.PrivateAddressBlocked`, an `OSError` as a failed connect is):
+the fetcher turns each into a `Failure` with a reason before anyone else sees it.
 `tests/test_errors.py` walks the real classes and compares them with this drawing.
 """
 

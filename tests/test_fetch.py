@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import gzip
+import ipaddress
 import logging
 import socket
 import threading
@@ -458,17 +459,29 @@ def test_private_networks_can_be_blocked(blog_server: BlogServer) -> None:
 
 
 def test_private_resolver_drops_internal_addresses() -> None:
-    from notifier.fetch import PrivateAddressBlocked, PublicOnlyResolver
-
-    async def resolve(host: str) -> object:
-        resolver = PublicOnlyResolver()
-        try:
-            return await resolver.resolve(host, 80)
-        finally:
-            await resolver.close()
+    from notifier.http1 import PrivateAddressBlocked, resolve
 
     with pytest.raises(PrivateAddressBlocked, match="localhost resolves only to private"):
-        asyncio.run(resolve("localhost"))
+        asyncio.run(resolve("localhost", 80, block_private=True))
+    assert asyncio.run(resolve("localhost", 80))  # without the block, as they are
+
+
+def test_a_name_that_resolves_to_a_private_address_is_refused(blog_server: BlogServer) -> None:
+    """The check by name (`localhost`) is not the only one: any name is resolved, and the
+    connection goes only to the public addresses found, so a private one is never asked."""
+    name = socket.gethostname()
+    try:
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(name, None)}
+    except OSError:
+        pytest.skip("this machine's name does not resolve")
+    if any(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses):
+        pytest.skip("this machine's name resolves to a public address")
+    result = get(f"http://{name}:{blog_server.port}/feed/", FetchSettings(block_private=True))
+    assert result.status is None
+    assert result.error == (f"{name.lower()} resolves only to private or local addresses; "
+                            "http.block_private_networks is on")
+    assert result.error_kind is FailureKind.REFUSED
+    assert blog_server.count("/feed/") == 0
 
 
 class _SlowFeeds(ThreadedHTTPService):
