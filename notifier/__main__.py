@@ -1,7 +1,7 @@
 """`python -m notifier` and the `notifier` command.
 
-The command's script is re-imported (not run) by every spawned parse worker, so it imports
-nothing at module level: the CLI and all it needs are imported only when it runs.
+It imports nothing at module level: the CLI and all it needs are imported only when it runs
+(parse workers are plain child processes that import the parser alone, not this script).
 """
 
 import gc

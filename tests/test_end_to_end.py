@@ -479,3 +479,27 @@ subscriptions:
         each.stop()
     assert len(summaries) == 1 and summaries[0].startswith("9 new comments"), summaries
     assert len(singles) == 9, singles
+
+
+def test_a_second_subscription_to_a_polled_feed_gets_the_next_comment_too(
+        tmp_path: Path, blog_server: BlogServer, smtp_server: SmtpServer,
+        webhook_receiver: WebhookReceiver) -> None:
+    """A subscription added for a feed notifier already polls starts from what is stored:
+    the feed answers 304 (nothing new since), and that completes its first look. The next
+    comment then reaches it as well as the older subscription, not only the older one."""
+    url = f"{blog_server.origin}{POST_PATH}"
+    older = subscription("older", url, "me")
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver, older)
+    assert run_once(config).returncode == 0  # the first look: nothing reported
+    config = write_config(tmp_path, blog_server, smtp_server, webhook_receiver,
+                          older + subscription("newer", url, "team"))
+    added = run_once(config)
+    assert added.returncode == 0, added.stderr
+    blog_server.scenario = "02-markup-comment"
+    after = run_once(config)
+    assert after.returncode == 0, after.stderr
+    assert smtp_server.wait_for(1, timeout=10)
+    assert webhook_receiver.wait_for(1, timeout=10), after.stdout + after.stderr
+    time.sleep(0.3)
+    assert len(smtp_server.messages) == 1 and len(webhook_receiver.received) == 1
+    assert "Markup Tester" in json.loads(webhook_receiver.received[0].body)["text"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -13,6 +16,7 @@ from types import FrameType
 import pytest
 import yaml
 
+import notifier
 from notifier.config import load_config
 from notifier.daemon import fetch_settings
 from notifier.entrytext import MAX_ENTRIES
@@ -369,20 +373,168 @@ def test_a_worker_started_for_a_parse_that_gave_up_serves_the_next_one(
 
 
 def test_a_parse_worker_loads_the_parser_and_not_the_daemons_libraries() -> None:
-    """Every worker start (one per 500 bodies, and each suspect's) pays for what it
+    """Every worker start (one per 2,000 bodies, and each suspect's) pays for what it
     imports: the parser, not the event loop, the SQL layer, the HTTP clients or the
     configuration's validation, which only the daemon uses."""
+    # Nor multiprocessing's start-up (a resource tracker, a bootstrap that re-imported the
+    # daemon's main module and with it the command line's modules).
     heavy = ("asyncio", "concurrent", "sqlalchemy", "aiohttp", "httpx", "pydantic", "yaml",
-             "jinja2", "apscheduler")
+             "jinja2", "apscheduler", "multiprocessing", "threading", "runpy")
+    daemons = ("notifier.__main__", "notifier.cli", "notifier.commands", "notifier.daemon",
+               "notifier.config", "notifier.fetch", "notifier.store", "notifier.poll.parsepool")
     probe = ("sorted({m.split('.')[0] for m in __import__('sys').modules} & "
              f"{set(heavy) | {'feedparser', 'notifier'}!r})")
+    notifiers = "sorted(m for m in __import__('sys').modules if m.startswith('notifier.'))"
+
+    async def drive() -> tuple[object, object]:
+        pool = ParsePool(workers=1)
+        try:
+            assert isinstance(await pool.parse(atom(2), "http://blog.test/a/", {}), ParsedFeed)
+            return await pool.run(eval, probe), await pool.run(eval, notifiers)
+        finally:
+            pool.shutdown()
+
+    imported, modules = asyncio.run(drive())
+    assert imported == ["feedparser", "notifier"]
+    assert isinstance(modules, list) and "notifier.parse" in modules
+    assert not [m for m in modules if m.startswith(daemons)], modules
+
+
+def test_a_parse_worker_imports_from_where_the_daemon_did(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker finds notifier, and the modules its jobs name, where the daemon found them
+    (its `sys.path`: a checkout, an editable install, a PYTHONPATH), not wherever a fresh
+    interpreter would look: a benchmark or an upgrade in place ran another version's parser
+    otherwise."""
+    extra = tmp_path / "elsewhere"
+    extra.mkdir()
+    (extra / "pool_probe_job.py").write_text(
+        "def where():\n"
+        "    import notifier, sys\n"
+        "    return notifier.__file__, __file__, sys.path\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(extra))  # the daemon's sys.path, not its environment
+    import pool_probe_job  # type: ignore[import-not-found]
 
     async def drive() -> object:
         pool = ParsePool(workers=1)
         try:
-            assert isinstance(await pool.parse(atom(2), "http://blog.test/a/", {}), ParsedFeed)
-            return await pool.run(eval, probe)
+            return await pool.run(pool_probe_job.where)
         finally:
             pool.shutdown()
 
-    assert asyncio.run(drive()) == ["feedparser", "notifier"]
+    found = asyncio.run(drive())
+    assert isinstance(found, tuple)
+    package, job, path = found
+    assert package == notifier.__file__
+    assert Path(job) == extra / "pool_probe_job.py"
+    assert path[0] == str(extra)
+
+
+_INSTALLED = """
+import asyncio, json, notifier
+from notifier.poll.parsepool import ParsePool
+
+FEED = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>x</id>'
+        b'<updated>2026-01-01T00:00:00Z</updated></feed>')
+
+async def main():
+    pool = ParsePool(workers=1)
+    try:
+        parsed = await pool.parse(FEED, "http://blog.test/", {})
+        worker = await pool.run(eval, "__import__('notifier').__file__")
+    finally:
+        pool.shutdown()
+    print(json.dumps([notifier.__file__, worker, type(parsed).__name__]))
+
+asyncio.run(main())
+"""
+
+
+def test_a_parse_worker_imports_an_installed_notifier(tmp_path: Path) -> None:
+    """A daemon started as users start it, from any folder, its package found by the
+    install alone (an editable install's import hook, as here, or site-packages): its
+    workers parse with that same package."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", _INSTALLED], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    daemons, workers, parsed = json.loads(done.stdout)
+    assert workers == daemons and parsed == "ParsedFeed"
+    assert not Path(daemons).is_relative_to(tmp_path)
+
+
+def test_a_worker_that_cannot_start_is_reported_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that dies before it is ready (a broken install, no memory) fails the parse
+    with why, at once, not after the start's whole time limit."""
+    monkeypatch.setattr(parsepool, "BOOT", "import sys; sys.exit(3)")
+
+    async def drive() -> object:
+        pool = ParsePool(workers=1)
+        try:
+            return await pool.parse(atom(1), "http://blog.test/a/", {})
+        finally:
+            pool.shutdown()
+
+    started = time.monotonic()
+    result = asyncio.run(drive())
+    assert str(result) == ("parser worker did not start: it exited with status 3 before it "
+                           "was ready")
+    assert time.monotonic() - started < parsepool.WORKER_START_LIMIT / 2
+
+
+_ORPHANS = """
+import asyncio, json, re
+from notifier.poll.parsepool import ParsePool
+
+FEED = (b'<feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>x</id>'
+        b'<updated>2026-01-01T00:00:00Z</updated></feed>')
+
+async def main():
+    quiet, busy = ParsePool(workers=1), ParsePool(workers=1, time_limit=3600)
+    await quiet.parse(FEED, "http://blog.test/", {})
+    # Endless jobs: one in Python, one in a single call in C (a regex that backtracks for
+    # hours) that never gives up the interpreter lock.
+    jobs = [asyncio.create_task(busy.run(eval, "sum(i for i in range(10**12))")),
+            asyncio.create_task(busy.run(re.match, "(a+)+$", "a" * 60 + "b", suspect=True))]
+    while len(busy.worker_pids()) < 2:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # they have their jobs
+    print(json.dumps({"idle": quiet.worker_pids(), "busy": busy.worker_pids()}), flush=True)
+    await asyncio.gather(*jobs)
+
+asyncio.run(main())
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return True
+
+
+def test_parse_workers_end_when_the_daemon_is_killed() -> None:
+    """`kill -9` of the daemon (or a crash) leaves no parse worker behind: an idle one ends
+    at its pipe's end, and so do one in the middle of a parse that would never end and one
+    stuck in a single call in C."""
+    daemon = subprocess.Popen([sys.executable, "-c", _ORPHANS], stdout=subprocess.PIPE)
+    workers: dict[str, list[int]] = {}
+    try:
+        assert daemon.stdout is not None
+        workers = json.loads(daemon.stdout.readline())
+        assert len(workers["idle"]) == 1 and len(workers["busy"]) == 2, workers
+        assert not any(_gone(pid) for pid in workers["idle"] + workers["busy"])
+        daemon.kill()
+        daemon.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+                _gone(pid) for pid in workers["idle"] + workers["busy"]):
+            time.sleep(0.05)
+        assert [pid for pid in workers["idle"] + workers["busy"] if not _gone(pid)] == []
+    finally:
+        daemon.kill()
+        daemon.wait(10)
+        for pid in workers.get("idle", []) + workers.get("busy", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -75,7 +75,7 @@ def _starting_worker(pid: int) -> bool:
     """Whether a parse worker of `pid` exists (most likely still importing)."""
     for child in children(pid):
         try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+            if b"notifier.poll.parseworker" in Path(f"/proc/{child}/cmdline").read_bytes():
                 return True
         except OSError:
             continue

@@ -50,6 +50,17 @@ class Snapshot:
     fetched_parents: tuple[Entry, ...] = ()  # parents read from REST: stored, never offered
 
 
+def _first_look_unchanged(polled: Polled, plan: Plan) -> bool:
+    """An unchanged poll of a feed one of whose subscriptions has no baseline yet (added for
+    a feed already polled for another one)."""
+    if polled.parsed is not None or polled.failure is not None:
+        return False
+    if not (polled.fetch.not_modified or polled.unchanged):
+        return False
+    return any((state := plan.states.get(sub.name)) is not None and state.baseline_at is None
+               for sub in plan.readers(polled.feed.id))
+
+
 async def complete_batch(batch: Sequence[Polled], plan: Plan, *, config: Config, store: Store,
                          fetcher: Fetcher, parser: ParsePool, db: Db) -> list[Snapshot]:
     """Backfill, rescan, find parents and revisions: one `Snapshot` per poll of `batch`."""
@@ -57,7 +68,11 @@ async def complete_batch(batch: Sequence[Polled], plan: Plan, *, config: Config,
     wanted = {p.feed.id: [e.key for e in p.parsed.entries] for p in changed if p.parsed}
     seen: dict[int, dict[str, str]] = await db(store.seen_entries, wanted) if wanted else {}
     batch = await _stored_keys(batch, seen, store=store, db=db)
-    had: set[int] = await db(store.has_entries, list(wanted)) if wanted else set()
+    # A subscription still waiting for its first look at a feed that answered 304 (or the
+    # body parsed last time) takes what is stored as that look (`decide`): whether the feed
+    # has entries is read for those feeds too, not only for the changed ones.
+    asked = [*wanted, *(p.feed.id for p in batch if _first_look_unchanged(p, plan))]
+    had: set[int] = await db(store.has_entries, asked) if asked else set()
     polls = await _backfill(batch, plan, seen, had, config=config, store=store,
                             fetcher=fetcher, parser=parser, db=db)
     known, fetched = await _known_parents(polls, plan, store=store, fetcher=fetcher, db=db)

@@ -15,7 +15,8 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
   parse overran before), exits after answering and a fresh one takes its place
   when next needed, so one big feed does not keep its memory for the daemon's life;
 - **less to hold**: entries beyond `MAX_ENTRIES` are cut from the body before it is sent;
-- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck;
+- **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck, and
+  a worker whose daemon is gone however it went (`kill -9`, a crash) ends itself;
 - **no idle worker**: an ordinary worker holds `PIPELINE_DEPTH` bodies, the next one in its
   pipe while it parses; each body's time limit starts when the worker takes it up.
 
@@ -27,21 +28,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
-from multiprocessing import resource_tracker
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import Connection
 from typing import Any
 
 from notifier.budget import pause_budget
 from notifier.entrytext import cap_entries
 from notifier.failures import Failure, FailureKind
 from notifier.models import FeedKind, ParsedFeed
-from notifier.poll.parseworker import parse_job, serve
+from notifier.poll.parseworker import BOOT, parse_job
 
 __all__ = ["PARSE_MEMORY_LIMIT", "PARSE_TIME_LIMIT", "ParsePool"]
 
@@ -90,27 +92,46 @@ class _Worker:
     """One worker process and the parent's end of its pipe."""
 
     def __init__(self, memory_limit: int) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process: BaseProcess = ctx.Process(target=serve, args=(child, memory_limit),
-                                                name="notifier-parse", daemon=True)
-        # Until `serve` ignores it, a Ctrl-C would interrupt the child's imports with a
-        # KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask is
-        # inherited across fork and exec), so one sent meanwhile stays pending until
-        # ignored, and is dropped. The resource tracker is started first: starting it
-        # unblocks SIGINT on the way.
-        resource_tracker.ensure_running()
+        mine, theirs = socket.socketpair()
+        self.conn = Connection(mine.detach())
+        # A plain interpreter (`parseworker.BOOT`), not a multiprocessing child: it costs
+        # the interpreter's start and the parser's imports, no resource tracker and no
+        # second import of the daemon's `__main__`. No `site` (-S) either: the path it
+        # would build is the daemon's, given whole (`_import_path`), and its `.pth` hooks
+        # (an editable install's importer) were a tenth of a start.
+        # Until `parseworker.main` ignores it, a Ctrl-C would interrupt the child's imports
+        # with a KeyboardInterrupt traceback: it starts with SIGINT blocked (a thread's mask
+        # is inherited across fork and exec), so one sent meanwhile stays pending until
+        # ignored, and is dropped. Runs on one of the pool's threads, which live as long
+        # as the pool: on Linux a worker is killed when the thread that started it ends.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            self.process.start()
+            self.process = subprocess.Popen(
+                [sys.executable, *_interpreter_flags(), "-S", "-c", BOOT,
+                 str(theirs.fileno()), str(memory_limit), str(os.getpid()), *_import_path()],
+                stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        except BaseException:
+            self.conn.close()
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        child.close()
+            theirs.close()
         self.retired = False
         # Runs on a thread: waits for the child's imports (seconds on a busy machine).
-        if not self.conn.poll(WORKER_START_LIMIT) or self.conn.recv() != "ready":
+        ended = False
+        try:
+            ready = self.conn.poll(WORKER_START_LIMIT) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            ready, ended = False, True
+        if not ready:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                if ended:  # its end of the pipe closed: it exits, or has
+                    self.process.wait(1.0)
+            status = self.process.poll()
             self.kill()
-            raise OSError("a parse worker did not start")
+            raise OSError(f"it exited with status {status} before it was ready"
+                          if status is not None else
+                          f"it was not ready within {WORKER_START_LIMIT:g} s")
         self.start_reading()
 
     def start_reading(self) -> None:
@@ -169,7 +190,7 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.process.kill()
         with contextlib.suppress(Exception):
-            self.process.join(1.0)
+            self.process.wait(1.0)
         with contextlib.suppress(Exception):
             self.conn.close()
 
@@ -178,8 +199,24 @@ class _Worker:
         with contextlib.suppress(Exception):
             self.conn.send(None)
         with contextlib.suppress(Exception):
-            self.process.join(0.5)
+            self.process.wait(0.5)
         self.kill()
+
+
+def _import_path() -> list[str]:
+    """Where a worker imports from: the daemon's `sys.path`, then the folder that holds the
+    daemon's own `notifier` (found there by an editable install's import hook otherwise)."""
+    import notifier
+
+    home = os.path.dirname(os.path.dirname(os.path.abspath(notifier.__file__)))
+    return sys.path if home in sys.path else [*sys.path, home]
+
+
+def _interpreter_flags() -> list[str]:
+    """The daemon's own interpreter options (-O, -X, -W, ...), as multiprocessing passes
+    them on; none where the helper is gone (it is private to `subprocess`)."""
+    flags: Callable[[], list[str]] = getattr(subprocess, "_args_from_interpreter_flags", list)
+    return flags()
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -377,7 +414,7 @@ class ParsePool:
         return self._closed
 
     def worker_pids(self) -> list[int]:
-        return [w.process.pid for w in self._all if w.process.pid is not None]
+        return [w.process.pid for w in self._all]
 
     def shutdown(self) -> None:
         """Stop every worker now, a stuck one included: nothing they do needs finishing."""

@@ -2,33 +2,55 @@
 
 Apart from the pool so that a worker imports only this and the parser: not asyncio, the
 thread pools and the pool's own machinery, which the parent needs and a worker does not
-(every worker start paid for them).
+(every worker start paid for them). For the same reason a worker is a plain interpreter
+(`python -S -c`, see `BOOT`), not a multiprocessing child: that started a resource tracker
+(a whole other interpreter) first and ran multiprocessing's bootstrap, which re-imported
+the daemon's `__main__`, in every worker: a quarter to a third of each start's CPU.
+
+The pipe is a socket the pool hands down, speaking `multiprocessing.connection`'s framing
+(a 4-byte big-endian length, then a pickle), so that the pool's side is a plain
+`Connection`; this side reads and writes it with `os`, without importing multiprocessing.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import ctypes
 import gc
 import os
+import pickle
 import resource
+import select
 import signal
-from typing import TYPE_CHECKING
+import struct
+import sys
+from typing import TYPE_CHECKING, Any, Protocol
 
 from notifier.failures import Failure, FailureKind
 from notifier.memory import return_large_blocks
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
-
     from notifier.models import FeedKind, ParsedFeed
 
-__all__ = ["RECYCLE_GROWTH", "RECYCLE_JOBS", "parse_job", "serve"]
+__all__ = ["BOOT", "ORPHAN_CHECK", "RECYCLE_GROWTH", "RECYCLE_JOBS", "main", "parse_job",
+           "serve"]
+
+BOOT = ("import sys; sys.path[:] = sys.argv[4:]; "
+        "from notifier.poll.parseworker import main; main(sys.argv[1:4])")
+"""A worker's program (`python -S -c BOOT FD MEMORY_LIMIT PARENT_PID PATH...`): the
+parent's `sys.path` first, so that the worker imports notifier and the jobs' modules from
+where the parent did (a checkout, an install, a PYTHONPATH), then `main`. Not `-m`: that
+would import this module twice, as `__main__` and under its name (which the pool's jobs
+refer to)."""
+ORPHAN_CHECK = 1.0
+"""Seconds between a worker's checks that its parent still runs (see `_exit_with_parent`)."""
 
 RECYCLE_GROWTH = 10 * 1024 * 1024
 """A worker whose resident size grew by more than this over its size at start-up (about
 28 MiB under the daemon) is replaced after its answer: an ordinary feed adds a few MiB at
 most, a parse of thousands of entries would otherwise keep its peak for the worker's life.
-Growth, not size: a worker also imports its parent's main module, whose size varies."""
+Growth, not size: a worker's size at start varies with the Python build and the install."""
 RECYCLE_JOBS = 2000
 """Bodies one worker parses before it is replaced (fragmentation, leaks in libraries): a
 backstop, as `RECYCLE_GROWTH` sees what they cost. A replacement's start (0.1-0.3 s, the
@@ -68,12 +90,103 @@ def _resident() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB elsewhere
 
 
-def serve(conn: Connection, memory_limit: int) -> None:
-    """A worker's life: answer jobs until told to stop or it should be replaced."""
-    # Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
-    # ignore SIGINT instead of each printing a KeyboardInterrupt traceback.
+class Pipe(Protocol):
+    def send(self, obj: object) -> None: ...
+    def recv(self) -> Any: ...
+
+
+class Channel:
+    """The worker's end of its pipe: `multiprocessing.connection.Connection`'s framing."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, obj: object) -> None:
+        data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
+        size = len(data)
+        header = struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+        if size <= 16384:  # one write for the usual small answer
+            self._write(header + data)
+        else:
+            self._write(header)
+            self._write(data)
+
+    def recv(self) -> Any:
+        (size,) = struct.unpack("!i", self._read(4))
+        if size == -1:
+            (size,) = struct.unpack("!Q", self._read(8))
+        return pickle.loads(self._read(size))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def _read(self, size: int) -> bytearray:
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            n = os.readv(self.fd, [view[got:]])
+            if n == 0:
+                raise EOFError("the pool closed the pipe")
+            got += n
+        return buffer
+
+
+def _exit_with_parent(fd: int, parent: int) -> None:
+    """On a thread of its own: end the worker once the daemon has ended, however it ended.
+
+    A multiprocessing child was ended by its parent's exit handlers, which a SIGKILL or a
+    crash skips; an idle worker would see its pipe's end of file, but a busy one parses on
+    for as long as its body takes (the pool's time limit died with the pool). The pipe's
+    hang-up wakes this thread at once, and it ends the process as soon as it holds the
+    interpreter lock (a parse in Python gives it up every few milliseconds; a single long
+    call in C, a regex, ends first). The parent's pid is checked as well, every
+    `ORPHAN_CHECK` seconds, for a copy of the pool's end held elsewhere (a fork)."""
+    watch = select.poll()
+    watch.register(fd, select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+    while not watch.poll(ORPHAN_CHECK * 1000) and os.getppid() == parent:
+        pass
+    os._exit(1)
+
+
+def main(argv: list[str]) -> None:
+    """A worker's start (see `BOOT`): `argv` is its pipe's fd, the memory limit and the
+    pid of the daemon that started it."""
+    fd, memory_limit, parent = (int(arg) for arg in argv)
+    ignore_ctrl_c()
+    _killed_with_parent()
+    _thread.start_new_thread(_exit_with_parent, (fd, parent))
+    serve(Channel(fd), memory_limit)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _killed_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker when the thread that started it ends:
+    `_exit_with_parent` needs the interpreter lock, which one long call in C (feedparser's
+    quadratic regex on a hostile author) holds for minutes. The pool starts workers on
+    its own threads, which live as long as it does. The parent may have ended before this
+    was set: `_exit_with_parent` sees that at once (the pipe's hang-up)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def ignore_ctrl_c() -> None:
+    """Ctrl-C reaches the whole process group: the daemon stops its workers itself, so they
+    ignore SIGINT instead of each printing a KeyboardInterrupt traceback. The pool starts
+    a worker with SIGINT blocked (the mask is inherited across fork and exec), so one sent
+    during the interpreter's start stays pending until ignored here, and is dropped."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by `_Worker`
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def serve(conn: Pipe, memory_limit: int) -> None:
+    """A worker's life: answer jobs until told to stop or it should be replaced."""
     return_large_blocks()
     if memory_limit:
         with contextlib.suppress(ValueError, OSError):
