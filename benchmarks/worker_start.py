@@ -28,6 +28,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from changed_run import export  # the commit's package, byte-compiled as installed
+
 ROOT = Path(__file__).resolve().parent.parent
 FEED = (b'<?xml version="1.0" encoding="utf-8"?>'
         b'<feed xmlns="http://www.w3.org/2005/Atom"><title>Blog</title>'
@@ -77,14 +81,6 @@ def sample() -> None:
 
     print(json.dumps(asyncio.run(first_answer())))
 
-
-def export(rev: str, into: Path) -> Path:
-    folder = into / rev.replace("/", "_").replace("~", "-").replace("^", "-")
-    folder.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "notifier"],
-                             check=True, capture_output=True, timeout=120).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True, timeout=120)
-    return folder
 
 
 def main() -> None:

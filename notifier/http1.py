@@ -418,12 +418,7 @@ class Reply:
             return
         conn = self._conn
         if self._mode == "length":
-            left = self._length or 0
-            while left:
-                if not conn.buffer:
-                    await conn.more()
-                data = conn.take(min(left, READ_SIZE))
-                left -= len(data)
+            async for data in _exactly(conn, self._length or 0):
                 yield data
         elif self._mode == "chunked":
             async for data in self._chunked_body():
@@ -456,15 +451,22 @@ class Reply:
                     if not await conn.line():
                         return
                 raise ProtocolError(f"more than {MAX_TRAILERS} trailer lines")
-            left = size
-            while left:
-                if not conn.buffer:
-                    await conn.more()
-                data = conn.take(min(left, READ_SIZE))
-                left -= len(data)
+            async for data in _exactly(conn, size):
                 yield data
             if await conn.line():
                 raise ProtocolError("a chunk longer than its size")
+
+
+async def _exactly(conn: _Connection, size: int) -> AsyncIterator[bytes]:
+    """The next `size` bytes of the connection, in pieces of at most READ_SIZE (a body of
+    known length, or one chunk); ProtocolError if it ends first."""
+    left = size
+    while left:
+        if not conn.buffer:
+            await conn.more()
+        data = conn.take(min(left, READ_SIZE))
+        left -= len(data)
+        yield data
 
 
 class _Exchange:
