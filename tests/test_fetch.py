@@ -515,46 +515,54 @@ class _SlowFeeds(ThreadedHTTPService):
         self.paths: list[str] = []
 
 
+def _retrieve_behind_one_slow_host(tmp_path: Path, server: _SlowFeeds, count: int,
+                                   http: dict[str, int], budget: float) -> list[Polled]:
+    """Feeds 1..`count` of `server` retrieved at once by a poller with `http` settings and
+    a poll budget of `budget` seconds."""
+    config_path = tmp_path / "notifier.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
+        "http": http,
+        "subscriptions": [{"name": "q", "url": f"{server.origin}/feed/0/",
+                           "notify": ["out"]}]}), encoding="utf-8")
+    config = load_config(config_path, {})
+    feeds = [FeedState(id=n, url=f"{server.origin}/feed/{n}/", title="", api_root=None,
+                       etag=None, last_modified=None, body_hash=None, interval=600.0,
+                       next_due=0.0, last_polled=None, last_status=None,
+                       last_failure=None, error_count=0) for n in range(1, count + 1)]
+
+    async def drive() -> list[Polled]:
+        pool = ParsePool(workers=1)
+        store = Store(config.state_url())
+        db = StoreThread()
+        try:
+            async with Fetcher(fetch_settings(config)) as fetcher:
+                poller = Poller(config, store, fetcher, db, parser=pool)
+                poller.feed_budget = budget
+                polled = await asyncio.gather(*(
+                    poller._retrieve(feed, rescan=False, conditional=False, expect=None,
+                                     proceed=lambda: True) for feed in feeds))
+                await poller.close()
+                return list(polled)
+        finally:
+            pool.shutdown()
+            db.close()
+            store.close()
+
+    return asyncio.run(drive())
+
+
 def test_feeds_queued_behind_a_slow_host_are_not_failed_for_time(tmp_path: Path) -> None:
     """Raising `http.concurrency` claims more feeds at once, and the feeds of one blog queue
     for its `per_host` slots. That wait is politeness, not the feed's slowness: the feed's
     time budget must not run out there (it did: the last of a large claim on one slow host
     failed "fetch and parse took more than 40 s" on every cycle, and were asked again)."""
     with _SlowFeeds() as server:
-        config_path = tmp_path / "notifier.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
-            "http": {"concurrency": 20, "per_host": 1},
-            "subscriptions": [{"name": "q", "url": f"{server.origin}/feed/0/",
-                               "notify": ["out"]}]}), encoding="utf-8")
-        config = load_config(config_path, {})
-        feeds = [FeedState(id=n, url=f"{server.origin}/feed/{n}/", title="", api_root=None,
-                           etag=None, last_modified=None, body_hash=None, interval=600.0,
-                           next_due=0.0, last_polled=None, last_status=None,
-                           last_failure=None, error_count=0) for n in range(1, 13)]
-
-        async def drive() -> list[Polled]:
-            pool = ParsePool(workers=1)
-            store = Store(config.state_url())
-            db = StoreThread()
-            try:
-                async with Fetcher(fetch_settings(config)) as fetcher:
-                    poller = Poller(config, store, fetcher, db, parser=pool)
-                    # Each answer takes 0.3 s and one goes at a time: the last of twelve
-                    # waits 3.3 s for its slot, well over its budget.
-                    poller.feed_budget = 2.0
-                    polled = await asyncio.gather(*(
-                        poller._retrieve(feed, rescan=False, conditional=False, expect=None,
-                                         proceed=lambda: True) for feed in feeds))
-                    await poller.close()
-                    return list(polled)
-            finally:
-                pool.shutdown()
-                db.close()
-                store.close()
-
-        polled = asyncio.run(drive())
-        assert [p.failure for p in polled] == [None] * len(feeds)
+        # Each answer takes 0.3 s and one goes at a time: the last of twelve waits 3.3 s
+        # for its slot, well over its budget.
+        polled = _retrieve_behind_one_slow_host(
+            tmp_path, server, 12, {"concurrency": 20, "per_host": 1}, budget=2.0)
+        assert [p.failure for p in polled] == [None] * len(polled)
         assert all(p.parsed is not None and len(p.parsed.entries) == 2 for p in polled)
         assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 13))
 
@@ -564,39 +572,10 @@ def test_a_poll_budget_counts_from_the_slot_on(tmp_path: Path) -> None:
     see above): a server slower than the budget still fails every poll for time, the first
     as well as those that queued behind it."""
     with _SlowFeeds() as server:
-        config_path = tmp_path / "notifier.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "state": "sqlite:///state.db", "channels": {"out": {"type": "console"}},
-            "http": {"per_host": 1},
-            "subscriptions": [{"name": "q", "url": f"{server.origin}/feed/0/",
-                               "notify": ["out"]}]}), encoding="utf-8")
-        config = load_config(config_path, {})
-        feeds = [FeedState(id=n, url=f"{server.origin}/feed/{n}/", title="", api_root=None,
-                           etag=None, last_modified=None, body_hash=None, interval=600.0,
-                           next_due=0.0, last_polled=None, last_status=None,
-                           last_failure=None, error_count=0) for n in range(1, 4)]
-
-        async def drive() -> list[Polled]:
-            pool = ParsePool(workers=1)
-            store = Store(config.state_url())
-            db = StoreThread()
-            try:
-                async with Fetcher(fetch_settings(config)) as fetcher:
-                    poller = Poller(config, store, fetcher, db, parser=pool)
-                    poller.feed_budget = 0.15  # each answer takes 0.3 s
-                    polled = await asyncio.gather(*(
-                        poller._retrieve(feed, rescan=False, conditional=False, expect=None,
-                                         proceed=lambda: True) for feed in feeds))
-                    await poller.close()
-                    return list(polled)
-            finally:
-                pool.shutdown()
-                db.close()
-                store.close()
-
-        polled = asyncio.run(drive())
+        polled = _retrieve_behind_one_slow_host(  # each answer takes 0.3 s
+            tmp_path, server, 3, {"per_host": 1}, budget=0.15)
         assert [p.failure.kind if p.failure else None for p in polled] == \
-            [FailureKind.TIMEOUT] * len(feeds)
+            [FailureKind.TIMEOUT] * len(polled)
         assert all("took more than 0.15 s" in str(p.failure) for p in polled)
         assert sorted(server.paths) == sorted(f"/feed/{n}/" for n in range(1, 4))
 
