@@ -10,7 +10,6 @@ environment variable can never add keys or change the YAML structure.
 
 from __future__ import annotations
 
-import bisect
 import copy
 import glob
 import hashlib
@@ -27,21 +26,20 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
+from notifier.configproblems import ConfigError as ConfigError  # raised by load_config
+from notifier.configproblems import (
+    KeyPath,
+    Locator,
+    close_match,
+    dotted,
+    is_covered,
+    missing_problem,
+)
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
-from notifier.errors import NotifierError
 from notifier.schema import EMAIL, Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]
-KeyPath = tuple[str | int, ...]
-
-
-class ConfigError(NotifierError):
-    """One or more problems in a configuration file; `str()` lists them, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class Defaults(StrictModel):
@@ -301,7 +299,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
-    where = _Locator(file, lines, data)
+    where = Locator(file, lines, data, _RawConfig)
     missing = _substitute_env(data, env, where, stand_in=not require_secrets)
     if not require_secrets:
         tolerated = {key: names for key, names in missing.items()
@@ -311,7 +309,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         tolerated = {}
     # Missing variables do not stop the checks: every other mistake is reported with them,
     # not in a second round after the variables are set.
-    problems = [_missing_problem(where, key, names, env) for key, names in missing.items()]
+    problems = [missing_problem(where, key, names, env) for key, names in missing.items()]
     include_problems = _include(file, data, lines, env, where)
     include_problems += _read_secret_files(data, file.parent, where,
                                            stand_in=not require_secrets)
@@ -328,7 +326,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raw = _RawConfig.model_validate(data)
     except ValidationError as exc:
         problems += [where.describe_error(err) for err in exc.errors()
-                     if not _covered(where.error_path(err), covered)]
+                     if not is_covered(where.error_path(err), covered)]
     raw_channels = data.get("channels")
     channels: dict[str, ChannelConfig] = {}
     unresolved: dict[str, tuple[str, ...]] = {}
@@ -353,24 +351,6 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
                   unresolved=unresolved, admin=raw.admin, cluster=raw.cluster)
 
 
-def _missing_problem(where: _Locator, path: KeyPath, names: list[str],
-                     env: Mapping[str, str]) -> str:
-    """One problem per value; "did you mean" names a set variable spelt almost alike."""
-    text = "; ".join(
-        f"environment variable {name} is not set; set it, or write ${{{name}:-default}} "
-        f"to give a default{close_match(name, list(env), list_all=False)}"
-        for name in names)
-    return where.problem(path, text)
-
-
-def _covered(path: KeyPath, missing: Mapping[KeyPath, object]) -> bool:
-    """Whether a validation error sits under a value whose variable is missing: the
-    variable's problem says it already, and the empty stand-in would only add noise."""
-    return any(path[:len(m)] == m  # the value itself, or inside it
-               or (len(path) == len(m) - 1 and m[:len(path)] == path)  # its mapping's check
-               for m in missing)
-
-
 def _read(file: Path) -> str:
     """The file's text, refusing a file larger than MAX_CONFIG_BYTES before reading it all."""
     try:
@@ -388,7 +368,7 @@ def _read(file: Path) -> str:
 
 
 def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
-             env: Mapping[str, str], where: _Locator) -> list[str]:
+             env: Mapping[str, str], where: Locator) -> list[str]:
     """Append the subscriptions of the `include:` files to `data`, their lines to `lines`
     and their origins to `where`, so that later errors name the included file."""
     patterns = data.get("include")
@@ -418,7 +398,7 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
         return []  # validation reports the main file's mistake
     for rank, included in enumerate(files, start=1):
         inc_data, inc_lines = _parse_yaml(_read(included), included)
-        inc_where = _Locator(included, inc_lines, inc_data)
+        inc_where = Locator(included, inc_lines, inc_data, _RawConfig)
         if not isinstance(inc_data, dict) or not isinstance(inc_data.get("subscriptions"),
                                                             list):
             problems.append(f"{included}:1: an included file must be a mapping with one key, "
@@ -428,7 +408,7 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
         problems += [inc_where.problem((str(k),), "an included file may only hold "
                                                   "'subscriptions'; put it in the main file")
                      for k in extra]
-        problems += [_missing_problem(inc_where, path, names, env)
+        problems += [missing_problem(inc_where, path, names, env)
                      for path, names in _substitute_env(inc_data, env, inc_where).items()]
         where.adopt(inc_where, rank)
         offset = len(subs)
@@ -624,13 +604,13 @@ class _Builder:
                 continue
             if not isinstance(key_node, scalar):
                 raise ConfigError([f"{self.file}:{key_node.start_mark.line + 1}: "
-                                   f"{_dotted(path)}: a key must be a plain value"])
+                                   f"{dotted(path)}: a key must be a plain value"])
             key = key_node.value
             name = str(key)
             child = (*path, name)
             if name in seen:
                 self.problems.append(f"{self.file}:{key_node.start_mark.line + 1}: "
-                                     f"{_dotted(child)}: this key appears twice; "
+                                     f"{dotted(child)}: this key appears twice; "
                                      "keep one of them")
             seen.add(name)
             if key_tag != _STR_TAG:
@@ -676,7 +656,7 @@ def _merge_keys(merged: list[Any], own: dict[Any, Any], file: Path, line: int,
     for source in reversed(merged):
         for mapping in reversed(source) if isinstance(source, list) else [source]:
             if not isinstance(mapping, dict):
-                raise ConfigError([f"{file}:{line}: {_dotted(path)}: '<<' must merge a "
+                raise ConfigError([f"{file}:{line}: {dotted(path)}: '<<' must merge a "
                                    "mapping"])
             result.update(mapping)
     result.update(own)
@@ -814,7 +794,7 @@ class _EventBuilder:
                 if kind is yaml.AliasEvent:
                     raise _Unusual
                 raise ConfigError([f"{self.file}:{key_event.start_mark.line + 1}: "
-                                   f"{_dotted(path)}: a key must be a plain value"])
+                                   f"{dotted(path)}: a key must be a plain value"])
             tag = self._tag(key_event)
             if tag == _MERGE_TAG:
                 merged.append(self.value(self.next(), path))
@@ -823,7 +803,7 @@ class _EventBuilder:
             child = (*path, name)
             line = key_event.start_mark.line + 1
             if name in seen:
-                self.problems.append(f"{self.file}:{line}: {_dotted(child)}: this key "
+                self.problems.append(f"{self.file}:{line}: {dotted(child)}: this key "
                                      "appears twice; keep one of them")
             seen.add(name)
             key = key_event.value if tag == _STR_TAG else self._construct(key_event, tag)
@@ -856,7 +836,7 @@ the value; the file is read once, when the configuration is."""
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
-def _read_secret_files(data: Any, base_dir: Path, where: _Locator, *,
+def _read_secret_files(data: Any, base_dir: Path, where: Locator, *,
                        stand_in: bool = False) -> list[str]:
     """Replace each `<key>_file` (key in SECRET_KEYS) by `<key>` holding the file's text.
 
@@ -915,7 +895,7 @@ def _secret_from(file: Path) -> str | Exception:
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator, *,
+def _substitute_env(data: Any, env: Mapping[str, str], where: Locator, *,
                     stand_in: bool = False) -> dict[KeyPath, list[str]]:
     """Substitute in place; return the paths of values whose variables are not set and the
     variables' names. Those are left empty, or with `stand_in` (channel settings loaded
@@ -954,7 +934,7 @@ def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator, *,
     return missing
 
 
-def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator,
+def _validate_channels(raw: Mapping[str, dict[str, Any]], where: Locator,
                        covered: Mapping[KeyPath, object]
                        ) -> tuple[dict[str, ChannelConfig], list[str]]:
     channels: dict[str, ChannelConfig] = {}
@@ -978,12 +958,12 @@ def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator,
             channels[name] = config_type.model_validate(body)
         except ValidationError as exc:
             problems += [where.describe_error(err, prefix=path) for err in exc.errors()
-                         if not _covered(where.error_path(err, path), covered)]
+                         if not is_covered(where.error_path(err, path), covered)]
     return channels, problems
 
 
 def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_dir: Path,
-                 where: _Locator) -> list[str]:
+                 where: Locator) -> list[str]:
     """Checks that span sections: names that refer to other names, files that must exist."""
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -991,7 +971,7 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
         path: KeyPath = ("subscriptions", index)
         if sub.name in seen:
             first = ("subscriptions", seen[sub.name])
-            other = _dotted(where.shown_path(first))
+            other = dotted(where.shown_path(first))
             if where.file_of(first) != where.file_of(path):
                 other += f" in {where.location(first + ('name',))}"
             problems.append(where.problem(
@@ -1037,180 +1017,3 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                 problems.append(where.problem(("channels", name, "templates", slot),
                                               f"template file {file!r} does not exist"))
     return problems
-
-
-
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-class _Locator:
-    """Turns a key path into `file:line: path: message`, the line of the nearest known key.
-
-    Subscriptions from included files keep their own file and index in that file: `lines`
-    holds their lines under the combined index, and `add_file` says which range is whose.
-    """
-
-    def __init__(self, file: Path, lines: Mapping[KeyPath, int], data: Any) -> None:
-        self.file = file
-        self.lines = lines
-        self.data = data
-        self._starts: list[int] = []
-        self._origins: list[tuple[Path, int]] = []
-        self._order: dict[str, tuple[int, int]] = {}
-
-    def add_file(self, file: Path, rank: int, offset: int, count: int) -> None:
-        """Subscriptions `offset` to `offset + count - 1` come from `file`, the rank-th."""
-        if count:
-            self._starts.append(offset)
-            self._origins.append((file, rank))
-
-    def adopt(self, other: _Locator, rank: int) -> None:
-        """Sort the problems another file's locator described as that file's."""
-        self._order.update({text: (rank, line) for text, (_, line) in other._order.items()})
-
-    def _origin(self, path: KeyPath) -> tuple[Path, int, KeyPath]:
-        """The file, its rank and the path as that file spells it."""
-        if self._starts and len(path) >= 2 and path[0] == "subscriptions" \
-                and isinstance(path[1], int) and path[1] >= self._starts[0]:
-            which = bisect.bisect_right(self._starts, path[1]) - 1
-            file, rank = self._origins[which]
-            return file, rank, ("subscriptions", path[1] - self._starts[which], *path[2:])
-        return self.file, 0, path
-
-    def file_of(self, path: KeyPath) -> Path:
-        return self._origin(path)[0]
-
-    def shown_path(self, path: KeyPath) -> KeyPath:
-        return self._origin(path)[2]
-
-    def location(self, path: KeyPath) -> str:
-        """`file:line` of a key path."""
-        line = self._line(path)
-        return f"{self.file_of(path)}:{line}" if line else str(self.file_of(path))
-
-    def problem(self, path: KeyPath, message: str) -> str:
-        file, rank, shown = self._origin(path)
-        line = self._line(path)
-        text = f"{file}:{line}: {_dotted(shown)}: {message}" if line else \
-            f"{file}: {_dotted(shown)}: {message}"
-        self._order[text] = (rank, line or 0)
-        return text
-
-    def line_of(self, problem: str) -> tuple[int, int]:
-        """Sort key: problems are listed by file (main first), then in the order of lines."""
-        return self._order.get(problem, (0, 0))
-
-    def _line(self, path: KeyPath) -> int | None:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return None
-
-    def error_path(self, err: Any, prefix: KeyPath = ()) -> KeyPath:
-        return self._real_path(prefix + tuple(err["loc"]))
-
-    def describe_error(self, err: Any, prefix: KeyPath = ()) -> str:
-        path = self.error_path(err, prefix)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            parent = self._value_at(path[:-1])
-            hint = ""
-            if isinstance(parent, dict):
-                hint = self._under_empty_key(parent, path, prefix) or close_match(
-                    str(path[-1]), self._allowed_keys(path[:-1], prefix))
-            return self.problem(path, f"unknown key{hint}")
-        if kind == "missing":
-            return self.problem(path, "this required key is missing")
-        if kind in ("dict_type", "model_type", "list_type") and path \
-                and isinstance(parent := self._value_at(path[:-1]), dict | list) \
-                and _holds_none(parent, path[-1]):
-            # `c:` then `type: console` in the same column: YAML reads an empty `c`.
-            return self.problem(path, "nothing is written under this key; if the lines after "
-                                      "it belong to it, indent them more than the key")
-        message = str(err["msg"])
-        message = message.removeprefix("Value error, ")
-        if kind in ("literal_error", "enum"):
-            message += f" (got {err.get('input')!r})"
-        return self.problem(path, message)
-
-    def _under_empty_key(self, parent: dict[Any, Any], path: KeyPath,
-                         prefix: KeyPath) -> str:
-        """`defaults:` then `interval: 5m` in the same column: the key belongs under the
-        empty one before it, indented."""
-        keys = list(parent)
-        index = keys.index(path[-1]) if path[-1] in keys else 0
-        if index == 0 or parent[keys[index - 1]] is not None:
-            return ""
-        above = keys[index - 1]
-        if str(path[-1]) not in self._allowed_keys((*path[:-1], above), prefix):
-            return ""
-        return (f"; if it belongs under '{above}:' (empty as written), indent it more than "
-                f"'{above}'")
-
-    def _allowed_keys(self, path: KeyPath, prefix: KeyPath) -> list[str]:
-        """Field names of the model at `path`, to suggest the key the user meant."""
-        model: Any = _RawConfig
-        if prefix[:1] == ("channels",) and len(prefix) == 2:
-            body = self._value_at(prefix)
-            try:
-                model = channel_config_type(str(body.get("type")))
-            except (KeyError, AttributeError):
-                return []
-            path = path[len(prefix):]
-        for part in path:
-            if isinstance(part, int):
-                continue
-            field = getattr(model, "model_fields", {}).get(part)
-            if field is None:
-                return []
-            annotation = field.annotation
-            inner = getattr(annotation, "__args__", None)
-            model = inner[0] if inner and hasattr(inner[0], "model_fields") else annotation
-        fields = getattr(model, "model_fields", {})
-        return [f.alias or n for n, f in fields.items()]
-
-    def _real_path(self, loc: KeyPath) -> KeyPath:
-        """Drop pydantic's own loc parts (union tags, validator names) that are not keys."""
-        out: list[str | int] = []
-        value = self.data
-        for part in loc:
-            in_dict = isinstance(value, dict) and part in value
-            in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
-            if in_dict or in_list:
-                value = value[part]
-                out.append(part)
-            elif isinstance(value, dict) and isinstance(part, str) and part != "[key]":
-                out.append(part)  # a missing or unknown key: name it
-                value = None
-        return tuple(out)
-
-    def _value_at(self, path: KeyPath) -> Any:
-        value = self.data
-        for part in path:
-            try:
-                value = value[part]
-            except (KeyError, IndexError, TypeError):
-                return None
-        return value
-
-
-def _holds_none(parent: dict[Any, Any] | list[Any], key: str | int) -> bool:
-    if isinstance(parent, dict):
-        return key in parent and parent[key] is None
-    return isinstance(key, int) and 0 <= key < len(parent) and parent[key] is None
-
-
-def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
-    import difflib
-
-    best = difflib.get_close_matches(word, options, n=1)
-    if best:
-        return f"; did you mean {best[0]!r}?"
-    if options and list_all:
-        return f"; expected one of: {', '.join(options)}"
-    return ""
-
