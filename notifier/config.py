@@ -26,6 +26,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
+from notifier.configenv import read_secret_files, substitute_env
 from notifier.configproblems import ConfigError as ConfigError  # raised by load_config
 from notifier.configproblems import (
     KeyPath,
@@ -300,7 +301,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
     where = Locator(file, lines, data, _RawConfig)
-    missing = _substitute_env(data, env, where, stand_in=not require_secrets)
+    missing = substitute_env(data, env, where, stand_in=not require_secrets)
     if not require_secrets:
         tolerated = {key: names for key, names in missing.items()
                      if key[:1] == ("channels",) and len(key) > 2}
@@ -311,7 +312,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     # not in a second round after the variables are set.
     problems = [missing_problem(where, key, names, env) for key, names in missing.items()]
     include_problems = _include(file, data, lines, env, where)
-    include_problems += _read_secret_files(data, file.parent, where,
+    include_problems += read_secret_files(data, file.parent, where,
                                            stand_in=not require_secrets)
     if include_problems:
         raise ConfigError(sorted(problems + include_problems, key=where.line_of))
@@ -409,7 +410,7 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
                                                   "'subscriptions'; put it in the main file")
                      for k in extra]
         problems += [missing_problem(inc_where, path, names, env)
-                     for path, names in _substitute_env(inc_data, env, inc_where).items()]
+                     for path, names in substitute_env(inc_data, env, inc_where).items()]
         where.adopt(inc_where, rank)
         offset = len(subs)
         subs += inc_data["subscriptions"]
@@ -827,111 +828,6 @@ class _EventBuilder:
     def _construct(self, event: Any, tag: str) -> Any:
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         return _typed_scalar(self.constructor, node, self.file)
-
-
-SECRET_KEYS = frozenset({"password", "token", "access_token", "secret", "url", "state"})
-"""Keys whose value may come from a file instead: `password_file: /run/credentials/...`
-(systemd's LoadCredential=, Docker secrets). The file's text, without a final newline, is
-the value; the file is read once, when the configuration is."""
-MAX_SECRET_FILE_BYTES = 64 * 1024
-
-
-def _read_secret_files(data: Any, base_dir: Path, where: Locator, *,
-                       stand_in: bool = False) -> list[str]:
-    """Replace each `<key>_file` (key in SECRET_KEYS) by `<key>` holding the file's text.
-
-    With `stand_in` (read-only commands), a channel's unreadable file gets a stand-in
-    value, as an unset variable does: `status` needs no channel secret."""
-    problems: list[str] = []
-
-    def walk(value: Any, path: KeyPath) -> None:
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, path + (index,))
-            return
-        if not isinstance(value, dict):
-            return
-        for key in list(value):
-            name = str(key)
-            here = path + (name,)
-            target = name.removesuffix("_file")
-            if name.endswith("_file") and target in SECRET_KEYS:
-                source = value[key]
-                if target in value:
-                    problems.append(where.problem(here, f"give {target} or {name}, not both"))
-                    continue
-                if not isinstance(source, str) or not source:
-                    problems.append(where.problem(here, "must be the path of a file"))
-                    continue
-                secret = _secret_from(base_dir / source)
-                if isinstance(secret, Exception) and stand_in and path[:1] == ("channels",):
-                    secret = f"unset-{name}"
-                if isinstance(secret, Exception):
-                    problems.append(where.problem(here, f"cannot read {source}: {secret}"))
-                    continue
-                del value[key]
-                value[target] = secret
-            else:
-                walk(value[key], here)
-
-    walk(data, ())
-    return problems
-
-
-def _secret_from(file: Path) -> str | Exception:
-    try:
-        with file.open("rb") as stream:
-            content = stream.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as exc:
-        return Exception(exc.strerror or type(exc).__name__)
-    if len(content) > MAX_SECRET_FILE_BYTES:
-        return Exception(f"larger than {MAX_SECRET_FILE_BYTES // 1024} KiB; is it the right file?")
-    try:
-        return content.decode("utf-8").removesuffix("\n").removesuffix("\r")
-    except UnicodeDecodeError:
-        return Exception("not UTF-8 text")
-
-
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _substitute_env(data: Any, env: Mapping[str, str], where: Locator, *,
-                    stand_in: bool = False) -> dict[KeyPath, list[str]]:
-    """Substitute in place; return the paths of values whose variables are not set and the
-    variables' names. Those are left empty, or with `stand_in` (channel settings loaded
-    without secrets) given the text `unset-NAME`, which keeps a password or a URL's token
-    valid, so the channel can still be described and rendered."""
-    missing: dict[KeyPath, list[str]] = {}
-
-    def replace_in(text: str, path: KeyPath) -> str:
-        if "$" not in text:  # nearly every value: no pattern to run
-            return text
-
-        def one(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            missing.setdefault(path, []).append(name)
-            return f"unset-{name}" if stand_in and path[:1] == ("channels",) else ""
-        return _ENV_REF.sub(one, text)
-
-    def walk(value: Any, path: KeyPath) -> Any:
-        if isinstance(value, str):
-            return replace_in(value, path)
-        if isinstance(value, dict):
-            for key in list(value):
-                value[key] = walk(value[key], path + (str(key),))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                value[index] = walk(item, path + (index,))
-        return value
-
-    walk(data, ())
-    return missing
 
 
 def _validate_channels(raw: Mapping[str, dict[str, Any]], where: Locator,
