@@ -28,7 +28,7 @@ MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 def read_secret_files(data: Any, base_dir: Path, where: Locator, *,
-                       stand_in: bool = False) -> list[str]:
+                      stand_in: bool = False) -> list[str]:
     """Replace each `<key>_file` (key in SECRET_KEYS) by `<key>` holding the file's text.
 
     With `stand_in` (read-only commands), a channel's unreadable file gets a stand-in
@@ -87,7 +87,7 @@ _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def substitute_env(data: Any, env: Mapping[str, str], where: Locator, *,
-                    stand_in: bool = False) -> dict[KeyPath, list[str]]:
+                   stand_in: bool = False) -> dict[KeyPath, list[str]]:
     """Substitute in place; return the paths of values whose variables are not set and the
     variables' names. Those are left empty, or with `stand_in` (channel settings loaded
     without secrets) given the text `unset-NAME`, which keeps a password or a URL's token

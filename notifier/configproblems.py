@@ -201,7 +201,8 @@ def _holds_none(parent: dict[Any, Any] | list[Any], key: str | int) -> bool:
 
 
 def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
-    import difflib
+    """`; did you mean 'x'?` for a near miss, else `; expected one of: ...` (or nothing)."""
+    import difflib  # only when a name is wrong: not on every start
 
     best = difflib.get_close_matches(word, options, n=1)
     if best:
@@ -211,9 +212,8 @@ def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
     return ""
 
 
-
 def missing_problem(where: Locator, path: KeyPath, names: list[str],
-                     env: Mapping[str, str]) -> str:
+                    env: Mapping[str, str]) -> str:
     """One problem per value; "did you mean" names a set variable spelt almost alike."""
     text = "; ".join(
         f"environment variable {name} is not set; set it, or write ${{{name}:-default}} "

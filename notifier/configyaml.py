@@ -283,6 +283,7 @@ def _merge_keys(merged: list[Any], own: dict[Any, Any], file: Path, line: int,
 
 
 EVENT_PARSER: Any = getattr(getattr(yaml, "_yaml", None), "CParser", None)
+"""libyaml's parser, whose `get_event` the event builder reads; None without libyaml."""
 _IMPLICIT: dict[Any, list[tuple[str, re.Pattern[str]]]] = \
     yaml.resolver.Resolver.yaml_implicit_resolvers
 
