@@ -41,21 +41,25 @@ __all__ = ["SiteNews", "probe_sites"]
 
 
 async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
-                      store: Store, fetcher: Fetcher, db: Db, now: float,
-                      force: bool) -> SiteNews:
-    """Probe the sites of due thread feeds whose probe is due; see the module docstring."""
-    intervals = probe_intervals(due, plan, config)
+                      store: Store, fetcher: Fetcher, db: Db, now: float, force: bool,
+                      known: SiteNews) -> SiteNews:
+    """Probe the sites of due thread feeds whose probe is due; see the module docstring.
+
+    `known` is what the cycle's earlier batches learnt: their sites are not asked again,
+    and their news is returned with this batch's, for this batch's feeds too.
+    """
+    edits = edit_sites(due, plan)
+    intervals = probe_intervals(due, plan, config, known.answered(edits))
     if not intervals:
-        return SiteNews()
+        return known
     stored: dict[str, SiteState] = await db(store.site_probes, list(intervals))
     todo = probes_due(intervals, stored, now, force)
     adapters = {root: source_for(Hints(api_root=root)) for root in todo}
-    edits = edit_sites(due, plan)
     answers = await asyncio.gather(*(adapters[root].probe(fetcher, root, edits=root in edits)
                                      for root in todo))
     reading = read_probes({root: (adapters[root], answer)
                            for root, answer in zip(todo, answers, strict=True)},
-                          stored, intervals, now)
+                          stored, intervals, now, edits)
     for root, failure in reading.failed:
         log.debug("probe of %s failed: %s [%s]", redact.url(root), failure, failure.kind)
     for moved in reading.moved:
@@ -68,4 +72,4 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
                  "" if len(edited.posts) == 1 else "s",
                  "its thread" if len(edited.posts) == 1 else "their threads")
     await db(store.save_site_probes, list(reading.save), now)
-    return reading.news
+    return known | reading.news
