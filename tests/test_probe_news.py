@@ -22,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from notifier.cluster import Node
 from notifier.config import Config, load_config
 from notifier.daemon import Engine, fetch_settings
 from notifier.fetch import Fetcher
@@ -107,14 +108,16 @@ def _path_keys(keys: Iterable[str]) -> set[str]:
     return {key.split("//", 1)[1].split("/", 1)[1] for key in keys}
 
 
-def _run(config: Config, clock: Clock,
-         scenario: Callable[[Engine], Awaitable[T]]) -> T:
+def _run(config: Config, clock: Clock, scenario: Callable[[Engine], Awaitable[T]],
+         node: str | None = None) -> T:
     async def main() -> T:
         store = Store(config.state_url())
         pool = ParsePool(workers=1)
+        name = Node(node, config.cluster.lease, config.subscriptions_hash()) if node else None
         try:
             async with Fetcher(fetch_settings(config)) as fetcher:
-                engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock)
+                engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock,
+                                node=name)
                 await engine.start()
                 try:
                     return await asyncio.wait_for(scenario(engine), 120)
@@ -151,3 +154,48 @@ def test_a_late_approval_is_found_in_every_claim_batch_of_one_run(
     assert polled == THREADS
     assert queued == _path_keys(late)  # each thread's late comment, whichever batch
     assert probes == 1
+
+
+@pytest.mark.parametrize("handover", [False, True], ids=["same-node", "other-node"])
+def test_a_late_approval_is_found_by_a_later_tick_of_the_daemon(
+        tmp_path: Path, state: str, blog_server: BlogServer, handover: bool) -> None:
+    """The daemon: a site's threads come due at different ticks (jitter spreads them). The
+    tick that probed the site polls one of its threads; the others, due minutes later when
+    the probe is not due again, are read in full all the same, each at its own next poll,
+    also by another node (on SQLite: the same node after a restart)."""
+    posts = _site(blog_server)
+    config = _config(tmp_path, state, blog_server, posts)
+    clock = Clock()
+    first = blog_server.url(posts[0].path + "feed/atom/")
+
+    async def probing(engine: Engine) -> tuple[set[str], set[str]]:
+        await engine.poll(force=True)  # discovery and baselines
+        await engine.poll(force=True)
+        late = _approve_late(posts)
+        with engine.store.engine.begin() as conn:  # one thread due now, the rest in 5 min
+            conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
+                                 "THEN 0 ELSE :later END"),
+                         {"first": first, "later": clock() + 300})
+            conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+        blog_server.clear_log()
+        await engine.poll()
+        return late, _queued(engine.store)
+
+    async def later(engine: Engine) -> set[str]:
+        clock.ahead += 301
+        await engine.poll()
+        return _queued(engine.store)
+
+    async def both(engine: Engine) -> tuple[set[str], set[str], set[str]]:
+        late, ticked = await probing(engine)
+        return late, ticked, await later(engine)
+
+    if handover:
+        late, ticked = _run(config, clock, probing, node="node-a")
+        queued = _run(config, clock, later, node="node-b")
+    else:
+        late, ticked, queued = _run(config, clock, both)
+    probes = sum(1 for r in blog_server.requests if "_fields=" in r.path)
+    assert ticked == _path_keys({k for k in late if "/post-0/" in k})
+    assert queued == _path_keys(late)
+    assert probes == 1  # the later tick did not probe again: the first one's news stands

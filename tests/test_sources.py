@@ -465,6 +465,10 @@ def test_a_cycles_batches_join_their_news() -> None:
     assert both.answered(frozenset()) == {SITE, other}
     assert both.answered(frozenset({SITE, other})) == {other}  # SITE: ids only so far
     assert first | SiteNews() == first == SiteNews() | first
+    # Kept in the state for threads polled at a later tick or by another node: every
+    # thread of a site whose count moved, those of edited posts elsewhere.
+    assert (first | second).rescans() == {SITE: None, other: {"7"}}
+    assert SiteNews(touched={SITE: frozenset({"4"})}).rescans() == {}
 
 
 def test_a_site_is_probed_when_due_never_before_or_when_forced() -> None:

@@ -61,6 +61,15 @@ class SiteNews:
         the comments' text too."""
         return self.asked - (edits - self.asked_texts)
 
+    def rescans(self) -> dict[str, frozenset[str] | None]:
+        """The threads to rescan, for the store (`Store.rescan_threads`): every one of a
+        site whose count moved (None), else those of posts with an edited comment. Kept
+        there, the news also reaches threads polled at a later tick or by another node,
+        when this site's probe is not due again."""
+        marks: dict[str, frozenset[str] | None] = dict(self.edited)
+        marks.update(dict.fromkeys(self.moved))
+        return marks
+
     def edited_thread(self, feed: FeedState) -> bool:
         """Whether an edit was seen in this feed's thread (a site-wide feed: anywhere)."""
         if feed.api_root is None or not self.edited.get(feed.api_root):
