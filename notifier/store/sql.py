@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from notifier import __version__, redact
 from notifier.failures import Failure
 from notifier.models import Entry
-from notifier.store.leases import LeaseStore, new_claim_id
+from notifier.store.leases import LeaseStore, lock_for_writing, new_claim_id
 from notifier.store.records import (
     ChannelStats,
     DaemonRecord,
@@ -681,6 +681,7 @@ class Store(LeaseStore):
         # SKIP LOCKED: two nodes claiming at once take different rows, neither waits.
         query = query.with_for_update(skip_locked=True, of=outbox)
         with self.engine.begin() as conn:
+            lock_for_writing(conn)
             rows = conn.execute(query).all()
             ids = [row.id for row in rows]
             for chunk in _chunks(ids):
