@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import feedparser
 
-from notifier import feedparser_shortcuts, sources
+from notifier import feedparser_shortcuts, plainfeed, sources
 from notifier.entrytext import (
     AUTHOR_DATE_KEY,
     ENTRIES_CUT,
@@ -614,9 +614,11 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None, 
     response_headers = {key.lower(): value for key, value in (headers or {}).items()}
     response_headers["content-location"] = url
     capped = cap_entries(body)  # the parse pool cut it already; a direct call cuts here
-    parsed: Mapping[str, Any] = feedparser.parse(
-        io.BytesIO(defuse(capped)), response_headers=response_headers,
-        sanitize_html=False
+    defused = defuse(capped)
+    # Plain RSS 2.0 and Atom 1.0 are read directly (`plainfeed`: the same values, a few times
+    # faster); anything else by feedparser.
+    parsed: Mapping[str, Any] = plainfeed.read(defused, response_headers) or feedparser.parse(
+        io.BytesIO(defused), response_headers=response_headers, sanitize_html=False
     )
     all_raws = _maps(parsed, "entries")
     if not _text(parsed, "version") and not all_raws:
