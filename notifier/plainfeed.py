@@ -567,6 +567,10 @@ def _start_plain(key: str) -> Callable[[_Reader, dict[str, str]], None]:
     return start
 
 
+def _end_plain(r: _Reader, key: str) -> None:
+    r.pop(key)
+
+
 def _start_enclosure(r: _Reader, attrs: dict[str, str]) -> None:
     attrs = _enforce_href(attrs)
     attrs["rel"] = "enclosure"
@@ -575,6 +579,58 @@ def _start_enclosure(r: _Reader, attrs: dict[str, str]) -> None:
 
 def _nothing(r: _Reader, attrs: dict[str, str]) -> None:
     return None
+
+
+# Media RSS (WordPress.com puts a `media:content` with a `media:title` in every item).
+
+def _start_media_content(r: _Reader, attrs: dict[str, str]) -> None:
+    r._get_context().setdefault("media_content", []).append(attrs)
+
+
+def _start_media_thumbnail(r: _Reader, attrs: dict[str, str]) -> None:
+    context = r._get_context()
+    context.setdefault("media_thumbnail", [])
+    r.push("url", 1)
+    context["media_thumbnail"].append(attrs)
+
+
+def _end_media_thumbnail(r: _Reader) -> None:
+    url = r.pop("url")
+    context = r._get_context()
+    if url is not None and url.strip() and "url" not in context["media_thumbnail"][-1]:
+        context["media_thumbnail"][-1]["url"] = url
+
+
+def _end_media_title(r: _Reader) -> None:
+    title_depth = r.title_depth
+    _end_title(r)
+    r.title_depth = title_depth
+
+
+def _start_media_category(r: _Reader, attrs: dict[str, str]) -> None:
+    r.push("category", 1)
+
+
+def _start_media_part(key: str, kept: str) -> Callable[[_Reader, dict[str, str]], None]:
+    """A Media RSS element filed with its attributes under `kept` (its text as `content`)."""
+    def start(r: _Reader, attrs: dict[str, str]) -> None:
+        context = r._get_context()
+        if kept == "media_credit":
+            context.setdefault(kept, []).append(attrs)
+        else:
+            context.setdefault(kept, attrs)
+        r.push(key, 1)
+    return start
+
+
+def _end_media_part(key: str, kept: str) -> Callable[[_Reader], None]:
+    def end(r: _Reader) -> None:
+        text = r.pop(key)
+        if text is not None and text.strip():
+            context = r._get_context()
+            place = context[kept][-1] if kept == "media_credit" else context[kept]
+            place["content"] = text
+    return end
 
 
 _Start = Callable[[_Reader, dict[str, str]], None]
@@ -605,6 +661,12 @@ _STARTS: dict[str, _Start] = {
     "category": _start_plain("category"), "dc_subject": _start_plain("category"),
     "language": _start_plain("language"), "dc_language": _start_plain("language"),
     "enclosure": _start_enclosure, "cloud": _nothing,
+    "media_content": _start_media_content, "media_thumbnail": _start_media_thumbnail,
+    "media_title": _start_text("title", "text/plain"), "media_group": _nothing,
+    "media_description": _start_description, "media_category": _start_media_category,
+    "media_credit": _start_media_part("credit", "media_credit"),
+    "media_rating": _start_media_part("rating", "media_rating"),
+    "media_license": _start_media_part("license", "media_license"),
 }
 _ENDS: dict[str, _End] = {
     "channel": _end_feed, "feed": _end_feed, "item": _end_item, "entry": _end_item,
@@ -624,6 +686,12 @@ _ENDS: dict[str, _End] = {
     "modified": _end_date("updated"), "dc_date": _end_date("updated"),
     "dcterms_modified": _end_date("updated"),
     "generator": _end_generator,
+    "media_thumbnail": _end_media_thumbnail, "media_title": _end_media_title,
+    "media_description": _end_description,
+    "media_category": lambda r: _end_plain(r, "category"),
+    "media_credit": _end_media_part("credit", "media_credit"),
+    "media_rating": _end_media_part("rating", "media_rating"),
+    "media_license": _end_media_part("license", "media_license"),
 }
 _HANDLED = frozenset(_STARTS)
 

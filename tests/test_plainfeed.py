@@ -130,6 +130,14 @@ HOSTILE: dict[str, bytes] = {
     "two titles": b'<rss version="2.0"><channel><title>one</title><image><title>i</title>'
                   b"</image><title>two</title><item><title></title><title>x</title></item>"
                   b"<item><title>first</title><title>second</title></item></channel></rss>",
+    "WordPress.com media": b'<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/">'
+                           b"<channel><item><title>Post</title><guid>1</guid>"
+                           b'<media:content url="https://gravatar.example/a" medium="image">'
+                           b'<media:title type="html">author</media:title></media:content>'
+                           b"</item><item><guid>2</guid><media:content url=\"/b\">"
+                           b"<media:title>only a media title</media:title></media:content>"
+                           b"<media:thumbnail url='/t'/><title>late</title></item>"
+                           b"</channel></rss>",
     "author with email": b'<rss version="2.0"><channel><item><author>me@example.org (Me)'
                          b"</author><guid>1</guid></item></channel></rss>",
 }
