@@ -36,6 +36,11 @@ from feedparser.urls import make_safe_absolute_uri
 
 __all__ = ["read"]
 
+MAX_NAMESPACES = 64
+"""Namespaces a document may declare and still be read here (feeds declare a dozen): each
+element of a namespace feedparser does not know is named by a walk of those declared, as
+feedparser names it, which a document declaring one at every element would make quadratic."""
+
 _MIXIN: Any = _FeedParserMixin
 _NAMESPACES: dict[str, str] = {uri.lower(): prefix for uri, prefix in _MIXIN.namespaces.items()}
 _SPECIAL = frozenset(
@@ -196,6 +201,8 @@ class _Reader:
             raise Declined("RSS 1.0 or 0.9")
         if "backend.userland.com/rss" in lower:
             raise Declined("a userland namespace")
+        if len(self.namespaces) >= MAX_NAMESPACES:
+            raise Declined("more namespaces than a feed declares")
         if lower in _NAMESPACES:
             self.prefixes[prefix or ""] = _NAMESPACES[lower]
             self.namespaces[_NAMESPACES[lower]] = uri

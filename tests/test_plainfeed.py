@@ -152,6 +152,13 @@ def test_hostile_documents_read_as_feedparser_reads_them(
     assert _outcome(body, url, headers) == _by_feedparser(body, url, headers, monkeypatch)
 
 
+def test_a_namespace_at_every_element_is_left_to_feedparser() -> None:
+    items = b"".join(b'<x%d:e xmlns:x%d="urn:x:%d">v</x%d:e>' % (n, n, n, n) for n in range(3000))
+    body = b'<rss version="2.0"><channel><item>' + items + b"</item></channel></rss>"
+    headers = {"content-type": "application/rss+xml", "content-location": "https://b.example/"}
+    assert plainfeed.read(body, headers) is None
+
+
 def test_left_to_feedparser() -> None:
     """What the direct reader does not take, feedparser reads (the lenient parser, DOCTYPEs,
     XHTML, base64, markup inside text elements)."""
