@@ -56,7 +56,7 @@ _looks_like_html: Callable[[str], bool] = _MIXIN.looks_like_html
 _content_type: Callable[[str], str] = _MIXIN.map_content_type
 
 
-class Declined(Exception):
+class _Declined(Exception):
     """The document has something this reader leaves to feedparser."""
 
 
@@ -115,9 +115,9 @@ class _Reader:
         kind = self.content["type"]
         if attrs.get("mode", "") == "base64" or not (
                 kind.startswith("text/") or kind.endswith(("+xml", "/xml"))):
-            raise Declined("base64 content")
+            raise _Declined("base64 content")
         if kind == "application/xhtml+xml":
-            raise Declined("XHTML content")
+            raise _Declined("XHTML content")
         self.push(tag, expecting_text)
 
     def pop_content(self, tag: str) -> str | None:
@@ -193,16 +193,16 @@ class _Reader:
         self.names.clear()  # an element's name depends on the prefixes declared so far
         lower = uri.lower()
         if prefix and lower == "http://www.w3.org/1999/xlink":
-            raise Declined("xlink (feedparser adds its declaration to the attributes)")
+            raise _Declined("xlink (feedparser adds its declaration to the attributes)")
         if not self.version and lower == "http://www.w3.org/2005/atom":
             self.version = "atom10"
         elif not self.version and (lower == "http://purl.org/rss/1.0/" or (
                 prefix is None and lower == "http://my.netscape.com/rdf/simple/0.9/")):
-            raise Declined("RSS 1.0 or 0.9")
+            raise _Declined("RSS 1.0 or 0.9")
         if "backend.userland.com/rss" in lower:
-            raise Declined("a userland namespace")
+            raise _Declined("a userland namespace")
         if len(self.namespaces) >= MAX_NAMESPACES:
-            raise Declined("more namespaces than a feed declares")
+            raise _Declined("more namespaces than a feed declares")
         if lower in _NAMESPACES:
             self.prefixes[prefix or ""] = _NAMESPACES[lower]
             self.namespaces[_NAMESPACES[lower]] = uri
@@ -230,10 +230,10 @@ class _Reader:
 
     def start(self, expat_name: str, attributes: dict[str, str]) -> None:
         if self.stack and self.incontent:
-            raise Declined("markup inside a text element")
+            raise _Declined("markup inside a text element")
         name, prefixed = self._name(expat_name)
         if name.endswith(("math", "svg")):
-            raise Declined("MathML or SVG (feedparser adds their namespace as an attribute)")
+            raise _Declined("MathML or SVG (feedparser adds their namespace as an attribute)")
         self.depth += 1
         attrs = _attributes(attributes) if attributes else {}
         # feedparser's base in force: made again at every element, from its xml:base if any.
@@ -256,7 +256,7 @@ class _Reader:
         if name in _SPECIAL:
             handler = _STARTS.get(name)
             if handler is None:
-                raise Declined(f"<{name}>")
+                raise _Declined(f"<{name}>")
             handler(self, attrs)
         elif attrs:
             self._get_context()[name] = attrs
@@ -316,13 +316,13 @@ def _start_rss(r: _Reader, attrs: dict[str, str]) -> None:
 
 def _start_channel(r: _Reader, attrs: dict[str, str]) -> None:
     if "lastmod" in attrs or "href" in attrs:
-        raise Declined("CDF attributes")
+        raise _Declined("CDF attributes")
     r.infeed = 1
 
 
 def _start_feed(r: _Reader, attrs: dict[str, str]) -> None:
     if r.version != "atom10":
-        raise Declined("Atom other than 1.0")
+        raise _Declined("Atom other than 1.0")
     r.infeed = 1
 
 
@@ -332,7 +332,7 @@ def _end_feed(r: _Reader) -> None:
 
 def _start_item(r: _Reader, attrs: dict[str, str]) -> None:
     if "rdf:about" in attrs or "lastmod" in attrs or "href" in attrs:
-        raise Declined("RDF or CDF attributes")
+        raise _Declined("RDF or CDF attributes")
     r.entries.append({})
     r.push("item", 0)
     r.inentry = 1
