@@ -315,6 +315,10 @@ def _attributes(attributes: dict[str, str]) -> dict[str, str]:
 
 # -- the elements read here, as feedparser's methods of the same names read them ---------------
 
+_Start = Callable[[_Reader, dict[str, str]], None]
+_End = Callable[[_Reader], None]
+
+
 _RSS_VERSIONS = {"0.91": "rss091u", "0.92": "rss092", "0.93": "rss093", "0.94": "rss094"}
 
 
@@ -391,34 +395,19 @@ def _end_webmaster(r: _Reader) -> None:
     r._sync_author_detail("publisher")
 
 
-def _start_name(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("name", 0)
+def _start_author_part(key: str, expecting: int) -> _Start:
+    """An author's name, email or URI (`href`, a link): pushed as feedparser pushes it."""
+    def start(r: _Reader, attrs: dict[str, str]) -> None:
+        r.push(key, expecting)
+    return start
 
 
-def _end_name(r: _Reader) -> None:
-    value = r.pop("name")
-    if r.inauthor:
-        r._save_author("name", value)
-
-
-def _start_email(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("email", 0)
-
-
-def _end_email(r: _Reader) -> None:
-    value = r.pop("email")
-    if r.inauthor:
-        r._save_author("email", value)
-
-
-def _start_url(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("href", 1)
-
-
-def _end_url(r: _Reader) -> None:
-    value = r.pop("href")
-    if r.inauthor:
-        r._save_author("href", value)
+def _end_author_part(key: str) -> _End:
+    def end(r: _Reader) -> None:
+        value = r.pop(key)
+        if r.inauthor:
+            r._save_author(key, value)
+    return end
 
 
 def _start_number(name: str) -> Callable[[_Reader, dict[str, str]], None]:
@@ -650,16 +639,15 @@ def _end_media_part(key: str, kept: str) -> Callable[[_Reader], None]:
     return end
 
 
-_Start = Callable[[_Reader, dict[str, str]], None]
-_End = Callable[[_Reader], None]
 
 _STARTS: dict[str, _Start] = {
     "rss": _start_rss, "channel": _start_channel, "feed": _start_feed,
     "item": _start_item, "entry": _start_item, "image": _start_image,
     "author": _start_author, "dc_creator": _start_author, "dc_author": _start_author,
     "managingeditor": _start_author, "webmaster": _start_webmaster,
-    "name": _start_name, "email": _start_email,
-    "url": _start_url, "uri": _start_url, "homepage": _start_url,
+    "name": _start_author_part("name", 0), "email": _start_author_part("email", 0),
+    "url": _start_author_part("href", 1), "uri": _start_author_part("href", 1),
+    "homepage": _start_author_part("href", 1),
     "width": _start_number("width"), "height": _start_number("height"),
     "title": _start_text("title", "text/plain"),
     "subtitle": _start_text("subtitle", "text/plain", True),
@@ -689,8 +677,9 @@ _ENDS: dict[str, _End] = {
     "channel": _end_feed, "feed": _end_feed, "item": _end_item, "entry": _end_item,
     "image": _end_image, "author": _end_author, "dc_creator": _end_author,
     "managingeditor": _end_author, "webmaster": _end_webmaster,
-    "dc_author": _end_author, "name": _end_name, "email": _end_email,
-    "url": _end_url, "uri": _end_url, "homepage": _end_url,
+    "dc_author": _end_author, "name": _end_author_part("name"),
+    "email": _end_author_part("email"), "url": _end_author_part("href"),
+    "uri": _end_author_part("href"), "homepage": _end_author_part("href"),
     "width": _end_number("width"), "height": _end_number("height"),
     "title": _end_title, "subtitle": _end_text("subtitle"), "tagline": _end_text("subtitle"),
     "rights": _end_text("rights"), "copyright": _end_text("rights"),
