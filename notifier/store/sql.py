@@ -616,6 +616,19 @@ class Store(LeaseStore):
                       ("comment_total", "newest_id", "probed_at", "next_probe", "texts")}),
                 rows)
 
+    def rescan_threads(self, sites: Mapping[str, frozenset[str] | None], now: float) -> None:
+        """Make threads of these sites rescan at their next poll, whoever polls it (a later
+        claim batch, tick or node): of a site mapped to None every one, else those of the
+        posts named and its site-wide feeds. Only feeds already listed once (`rescan_due`
+        set) and not due anyway are touched; a rescan's poll sets the next one."""
+        with self.engine.begin() as conn:
+            for api_root, posts in sites.items():
+                where = [feeds.c.api_root == api_root, feeds.c.rescan_due > now]
+                if posts is not None:
+                    where.append(sa.or_(feeds.c.post_id.is_(None),
+                                        feeds.c.post_id.in_(sorted(posts))))
+                conn.execute(feeds.update().where(*where).values(rescan_due=now))
+
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
         out: dict[int, dict[str, bool]] = {}
