@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import feedparser
 
-from notifier import feedparser_shortcuts, plainfeed, sources
+from notifier import feedparser_shortcuts, sources
 from notifier.entrytext import (
     AUTHOR_DATE_KEY,
     ENTRIES_CUT,
@@ -62,6 +62,11 @@ __all__ = [
 THREAD_NS = "http://purl.org/syndication/thread/1.0"
 
 feedparser_shortcuts.install()
+
+try:
+    from notifier import plainfeed
+except (ImportError, AttributeError):  # a feedparser without the internals it calls
+    plainfeed = None  # type: ignore[assignment]
 
 # An element naming a person, whatever its prefix, then more text than a name ever holds.
 _LONG_PERSON_FIELD = re.compile(
@@ -617,7 +622,8 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None, 
     defused = defuse(capped)
     # Plain RSS 2.0 and Atom 1.0 are read directly (`plainfeed`: the same values, a few times
     # faster); anything else by feedparser.
-    parsed: Mapping[str, Any] = plainfeed.read(defused, response_headers) or feedparser.parse(
+    direct = plainfeed.read(defused, response_headers) if plainfeed is not None else None
+    parsed: Mapping[str, Any] = direct or feedparser.parse(
         io.BytesIO(defused), response_headers=response_headers, sanitize_html=False
     )
     all_raws = _maps(parsed, "entries")

@@ -166,3 +166,14 @@ def test_left_to_feedparser() -> None:
     for name in ("unbound prefix", "markup in a title", "xhtml content",
                  "base64 content", "truncated", "entity bomb"):
         assert plainfeed.read(HOSTILE[name], headers) is None, name
+
+
+def test_with_another_feedparser_release_everything_is_left_to_feedparser(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader follows feedparser 6.0's strict parser: under another release, whose
+    reading it has not been compared with, it stands aside."""
+    path = FIXTURES / "wordpress-6.1" / "01-seed-thread" / "comments.atom.xml"
+    url = "https://blog.example/comments/feed/atom/"
+    assert _direct(path.read_bytes(), url, _fixture_headers(path)) is not None
+    monkeypatch.setattr(plainfeed, "_FOLLOWED", False)
+    assert _direct(path.read_bytes(), url, _fixture_headers(path)) is None
