@@ -106,7 +106,8 @@ class Renderer:
         except Exception as exc:
             error, cause = self._render_failure(exc, template)
             raise error from cause
-        text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
+        if not text.isascii():  # (known at once; the search reads every character)
+            text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
         if slot in ONE_LINE_SLOTS:
             text = " ".join(text.split())
             if len(text) > MAX_ONE_LINE_CHARS:

@@ -189,6 +189,8 @@ class EmailChannel(Channel):
         self._envelope = (address_of(self.config.from_),
                           [address_of(to) for to in self.config.to])
         """The bare addresses of MAIL FROM and RCPT TO, the same for every message."""
+        self._domain = self.config.domain
+        """The right-hand side of every Message-ID: parsing `from` was a tenth of a message."""
         self._utf8 = not "".join([self._envelope[0], *self._envelope[1]]).isascii()
         """An address that is not ASCII needs SMTPUTF8, and headers written in UTF-8."""
         self._fixed: dict[tuple[str, str], bytes] = {}
@@ -235,7 +237,7 @@ class EmailChannel(Channel):
         except RenderError as exc:
             # A broken template is fixed by editing a file; until then, keep the message.
             raise TemporaryFailure(f"email {self.name}: {exc}") from None
-        domain = self.config.domain
+        domain = self._domain
         fixed = self._header
         root = thread_id(notice, domain)
         lines = [
