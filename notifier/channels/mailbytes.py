@@ -164,7 +164,8 @@ def _part(subtype: str, text: str, extra: bytes = b"") -> bytes:
     cte, body = _encoded(text)
     # `smtplib.send_message` flattened with the generator's default, which quotes a line
     # starting "From " (mbox's separator) as ">From ": kept, so old and new mail read alike.
-    body = _FROM.sub(b">From ", body)
+    if b"From " in body:  # (a scan of the bytes, a sixth of the regular expression's)
+        body = _FROM.sub(b">From ", body)
     return _TEXT_HEAD % (subtype.encode(), cte.encode()) + extra + CRLF + body
 
 
