@@ -7,10 +7,11 @@ fixture of test_store), because one node on SQLite takes the same code path.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +458,65 @@ def test_a_node_holds_no_more_feeds_than_it_fetches_at_once_across_cycles(
 
         held = asyncio.run(scenario())
     assert 0 < held <= 2
+
+
+def _while_another_process_writes(path: Path, statement: str, action: Callable[[], Any]
+                                  ) -> list[Any]:
+    """`action` run on a thread while another process holds SQLite's write lock and makes
+    `statement`'s change, committed once the action had time to read (or wait)."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=10)
+    outcome: list[Any] = []
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(statement)
+        worker = threading.Thread(target=lambda: outcome.append(action()))
+        worker.start()
+        time.sleep(0.3)  # the action waits for the lock, with or without having read first
+        other.execute("COMMIT")
+        worker.join(10)
+    finally:
+        other.close()
+    return outcome
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[tuple[Store, Path]]:
+    path = tmp_path / "state.db"
+    s = Store(f"sqlite:///{path}")
+    s.migrate()
+    try:
+        yield s, path
+    finally:
+        s.close()
+
+
+def test_a_claim_that_lands_while_a_write_waits_for_the_lock_is_seen(
+        sqlite_store: tuple[Store, Path]) -> None:
+    """SQLite has no row locks: the tokens are read under its write lock, else a claim that
+    another process committed after this node read them, before it could write, went
+    unseen and a node that lost its lease wrote its poll anyway (PostgreSQL reads them FOR
+    UPDATE)."""
+    store, path = sqlite_store
+    feed = setup_feed(store)
+    (mine,) = store.claim_feeds("a", 1000.0, [feed], 10, 60.0)
+    e = entry(1)
+    stale = record(feed, [e], [QueuedNotice("thread", "me", e.key)], now=1001.0)
+    outcome = _while_another_process_writes(
+        path, f"UPDATE feeds SET lease_owner = 'b', lease_token = lease_token + 1 "
+              f"WHERE id = {feed}",
+        lambda: store.record_fenced([stale], "a", {feed: mine.lease_token}))
+    assert outcome == [(0, [feed])]
+    assert store.seen_entries({feed: [e.key]}) == {feed: {}}
+
+
+def test_a_notification_another_process_claims_meanwhile_is_not_claimed_twice(
+        sqlite_store: tuple[Store, Path]) -> None:
+    """Two processes claiming one SQLite outbox at once take different rows: one that read
+    a row as unclaimed before the other's claim committed would send it a second time."""
+    store, path = sqlite_store
+    feed = setup_feed(store)
+    store.record_polls([record(feed, [entry(1)], [QueuedNotice("thread", "me", entry(1).key)])])
+    outcome = _while_another_process_writes(
+        path, "UPDATE outbox SET claimed_until = 4000, claim_owner = 'b', claim_id = 'theirs'",
+        lambda: store.claim_due(3000.0, 10, 60.0, ["me"], "a"))
+    assert outcome == [[]]

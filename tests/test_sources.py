@@ -444,8 +444,31 @@ def test_a_failed_or_missing_probe_keeps_the_stored_baseline() -> None:
     down = Failure(FailureKind.HTTP, "REST API: HTTP 503 Service Unavailable")
     reading = read_probes({SITE: (WordPress(), down), "http://c.test/": (Generic(), None)},
                           stored, {SITE: 600.0, "http://c.test/": 600.0}, now=2000.0)
-    assert reading.save == () and reading.news == SiteNews()
-    assert reading.failed == ((SITE, down),)
+    assert reading.save == () and reading.failed == ((SITE, down),)
+    # Nothing to act on; both count as asked, so no later batch of the cycle asks again.
+    assert reading.news == SiteNews(asked=frozenset({SITE, "http://c.test/"}))
+
+
+def test_a_cycles_batches_join_their_news() -> None:
+    """A site's threads may be claimed in any batch of a cycle: each batch's news joins the
+    earlier ones', and a site asked already is not asked again, unless a later batch wants
+    the comments' text and it was asked for ids only."""
+    other = "http://c.test/wp-json/"
+    first = SiteNews(frozenset({SITE}), {SITE: frozenset({"4"})}, {}, frozenset({SITE}))
+    second = SiteNews(frozenset(), {SITE: frozenset({"5"}), other: frozenset({"7"})},
+                      {other: frozenset({"7"})}, frozenset({other}), frozenset({other}))
+    both = first | second
+    assert both.moved == {SITE}
+    assert both.touched == {SITE: {"4", "5"}, other: {"7"}} and both.edited == {other: {"7"}}
+    assert rescan_now(_thread("9"), 21600.0, both, now=0.0)  # moved in the first batch
+    assert both.unconditional(_thread("5")) and not both.unconditional(_thread("6"))
+    assert both.answered(frozenset()) == {SITE, other}
+    assert both.answered(frozenset({SITE, other})) == {other}  # SITE: ids only so far
+    assert first | SiteNews() == first == SiteNews() | first
+    # Kept in the state for threads polled at a later tick or by another node: every
+    # thread of a site whose count moved, those of edited posts elsewhere.
+    assert (first | second).rescans() == {SITE: None, other: {"7"}}
+    assert SiteNews(touched={SITE: frozenset({"4"})}).rescans() == {}
 
 
 def test_a_site_is_probed_when_due_never_before_or_when_forced() -> None:

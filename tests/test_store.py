@@ -226,6 +226,33 @@ def test_a_version_1_state_is_upgraded_keeping_what_it_saw(tmp_path: Path) -> No
     store.close()
 
 
+def test_a_sites_threads_are_marked_for_a_rescan_at_their_next_poll(store: Store) -> None:
+    """What a site probe found reaches threads polled later (another tick, another node):
+    a moved count marks all of the site's listed threads, an edit only its post's (and the
+    site-wide comment feed); threads not yet listed, already due or on another site keep
+    their own rescan time."""
+    site, other = "http://blog.test/wp-json/", "http://other.test/wp-json/"
+    ids = {}
+    for name, root, post in (("p4", site, "4"), ("p5", site, "5"), ("all", site, None),
+                             ("new", site, "6"), ("due", site, "7"), ("far", other, "4")):
+        ids[name] = store.save_discovery(name, f"http://x.test/{name}/", "comments",
+                                         f"http://x.test/{name}/feed/", root, 600.0, 1000.0)
+        rescan = {"new": None, "due": 1500.0}.get(name, 9000.0)
+        store.record_polls([PollRecord(feed_id=ids[name], polled_at=1000.0, next_due=1600.0,
+                                       status=200, post_id=post, rescan_due=rescan)])
+
+    def due() -> dict[str, float | None]:
+        states = store.feeds_by_id(ids.values())
+        return {name: states[i].rescan_due for name, i in ids.items()}
+
+    store.rescan_threads({site: frozenset({"5"})}, 2000.0)
+    assert due() == {"p4": 9000.0, "p5": 2000.0, "all": 2000.0, "new": None, "due": 1500.0,
+                     "far": 9000.0}
+    store.rescan_threads({site: None}, 2100.0)
+    assert due() == {"p4": 2100.0, "p5": 2000.0, "all": 2000.0, "new": None, "due": 1500.0,
+                     "far": 9000.0}
+
+
 def test_thread_feeds_join_quietly_at_baseline_and_retire_by_age(store: Store) -> None:
     site = store.save_discovery("site", "http://blog.test/", "threads",
                                 "http://blog.test/feed/atom/", None, 600.0, 1000.0)

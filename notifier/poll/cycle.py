@@ -191,6 +191,9 @@ class Poller:
         size = claim_size(self.config, self.store)
         tasks: list[asyncio.Task[None]] = []
         seen: set[int] = set()
+        # What the probes of this cycle's batches said, joined: a site's threads may be
+        # claimed in any batch, and each is read as its site's probe asked.
+        news = SiteNews()
         strange: list[int] = []
         while unclaimed:
             # Stragglers of earlier cycles count: claiming a full batch each cycle beside
@@ -255,7 +258,8 @@ class Poller:
                 unclaimed.pop(feed.id, None)
             self.node.feeds.update(feed.id for feed in due)
             news = await probe_sites(due, plan, self.config, store=self.store,
-                                     fetcher=self.fetcher, db=self._db, now=now, force=force)
+                                     fetcher=self.fetcher, db=self._db, now=now, force=force,
+                                     known=news)
             for feed in due:
                 task = asyncio.create_task(one(feed, news, now))
                 self._inflight[feed.id] = task

@@ -5,6 +5,7 @@
     their answers    -> read_probes     -> SiteNews (rescan a site? read which posts in full?
                                            rescan which posts for an edit?)
                                            + the probes to store as the next baseline
+    SiteNews | the next batch's SiteNews -> what the whole cycle's probes said
     SiteNews + a feed + now -> rescan_now / SiteNews.unconditional -> how to poll that feed
 
 Why apart from `probe`: that module asks the sites and the store; this one decides what
@@ -31,7 +32,12 @@ __all__ = ["Reading", "SiteNews", "edit_sites", "probe_intervals", "probes_due",
 
 @dataclass(frozen=True, slots=True)
 class SiteNews:
-    """What this cycle's probes say about the due thread feeds."""
+    """What this cycle's probes say about the due thread feeds.
+
+    A cycle claims its feeds in batches, and a site's threads may fall into any of them: the
+    news of every batch so far is joined (`|`), so a thread claimed after its site's probe
+    is read as that probe asked, and a site is asked once per cycle (`asked`).
+    """
 
     moved: frozenset[str] = frozenset()
     """Sites whose count moved beyond their new comments: rescan every followed thread."""
@@ -39,6 +45,30 @@ class SiteNews:
     """Per site, the posts with new comments: read their threads without validators."""
     edited: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """Per site, the posts with a comment whose text changed: rescan their threads."""
+    asked: frozenset[str] = frozenset()
+    """Sites probed this cycle, answered or not: not asked again by a later batch ..."""
+    asked_texts: frozenset[str] = frozenset()
+    """... unless it wants the comments' text and the site was asked for ids only."""
+
+    def __or__(self, other: SiteNews) -> SiteNews:
+        """The news of two batches of one cycle together."""
+        return SiteNews(self.moved | other.moved, _joined(self.touched, other.touched),
+                        _joined(self.edited, other.edited), self.asked | other.asked,
+                        self.asked_texts | other.asked_texts)
+
+    def answered(self, edits: frozenset[str]) -> frozenset[str]:
+        """The sites whose probe this cycle answers for a batch whose sites `edits` want
+        the comments' text too."""
+        return self.asked - (edits - self.asked_texts)
+
+    def rescans(self) -> dict[str, frozenset[str] | None]:
+        """The threads to rescan, for the store (`Store.rescan_threads`): every one of a
+        site whose count moved (None), else those of posts with an edited comment. Kept
+        there, the news also reaches threads polled at a later tick or by another node,
+        when this site's probe is not due again."""
+        marks: dict[str, frozenset[str] | None] = dict(self.edited)
+        marks.update(dict.fromkeys(self.moved))
+        return marks
 
     def edited_thread(self, feed: FeedState) -> bool:
         """Whether an edit was seen in this feed's thread (a site-wide feed: anywhere)."""
@@ -52,6 +82,15 @@ class SiteNews:
             return False
         posts = self.touched[feed.api_root]
         return bool(posts) and (feed.post_id is None or feed.post_id in posts)
+
+
+def _joined(a: Mapping[str, frozenset[str]], b: Mapping[str, frozenset[str]]
+            ) -> Mapping[str, frozenset[str]]:
+    if not b:
+        return a
+    if not a:
+        return b
+    return {root: a.get(root, frozenset()) | b.get(root, frozenset()) for root in {*a, *b}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +121,15 @@ class Reading:
     failed: tuple[tuple[str, Failure], ...] = ()  # site -> why its probe gave no answer
 
 
-def probe_intervals(due: Sequence[FeedState], plan: Plan, config: Config) -> dict[str, float]:
+def probe_intervals(due: Sequence[FeedState], plan: Plan, config: Config,
+                    answered: frozenset[str] = frozenset()) -> dict[str, float]:
     """The sites (API roots) of due thread feeds, each with the shortest interval of its
-    feeds: a site is probed as often as its most often polled thread, no more."""
+    feeds: a site is probed as often as its most often polled thread, no more. A site
+    whose probe this cycle `answered` already (an earlier batch's) is left out."""
     intervals: dict[str, float] = {}
     for feed in due:
-        if feed.api_root and plan.rescan_every(config, feed.id) is not None:
+        if feed.api_root and feed.api_root not in answered \
+                and plan.rescan_every(config, feed.id) is not None:
             intervals[feed.api_root] = min(intervals.get(feed.api_root, float("inf")),
                                            feed.interval)
     return intervals
@@ -110,8 +152,9 @@ def probes_due(intervals: Mapping[str, float], stored: Mapping[str, SiteState], 
 
 def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]],
                 stored: Mapping[str, SiteState], intervals: Mapping[str, float],
-                now: float) -> Reading:
-    """What each site's answer means against its stored probe.
+                now: float, edits: frozenset[str] = frozenset()) -> Reading:
+    """What each site's answer means against its stored probe (`edits`: the sites asked
+    for the comments' text too).
 
     A site whose platform has no probe (None) or whose probe failed keeps its stored
     baseline: the next answer is compared with the last good one, so nothing that moved in
@@ -142,7 +185,8 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
         save.append(SiteState(root, answer.total, answer.newest_id, now + intervals[root],
                               texts))
     news = SiteNews(frozenset(m.api_root for m in moved), touched,
-                    {e.api_root: e.posts for e in edited})
+                    {e.api_root: e.posts for e in edited}, frozenset(answers),
+                    edits & frozenset(answers))
     return Reading(news, tuple(save), tuple(moved), tuple(edited), tuple(failed))
 
 

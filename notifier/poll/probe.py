@@ -3,6 +3,8 @@
     due thread feeds -> their sites (REST root) -> one probe per site per interval
                      -> count explained by new ids? keep asking with validators
                                                   : read that site's followed threads in full
+    news of this batch | news of the cycle's earlier batches -> the feeds of every batch
+    rescans found -> the store (`rescan_threads`) -> threads polled at a later tick or node
 
 WordPress's ETag and Last-Modified are the site's (its newest post or comment anywhere). A
 new comment moves them, so a conditional GET of its thread answers 200; a comment approved
@@ -16,6 +18,14 @@ rescanned (unconditional GET and REST listing). Where a subscription wants edits
 whose comments' text changed are rescanned. The periodic `rescan` stays the safety net for
 what a count cannot show (an approval and a trash in one interval, an edit of a comment
 older than the newest 100).
+
+A site's followed threads are rarely polled together: a cycle claims its due feeds in
+batches (a probe's news is joined into the next batches', and a site is asked once per
+cycle), and in the daemon jitter spreads them over many ticks, when the probe is not due
+again, and over nodes. So a rescan the probe calls for (a moved count, an edit) is also
+written to the store as the threads' `rescan_due`: whoever polls a thread next rescans it,
+and that poll sets its next rescan. What a new id alone says (read one thread without
+validators) lives for the cycle only.
 
 This module only asks (the store, the sites) and logs; what the answers mean is decided in
 `notifier.poll.news`, from values.
@@ -41,21 +51,25 @@ __all__ = ["SiteNews", "probe_sites"]
 
 
 async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
-                      store: Store, fetcher: Fetcher, db: Db, now: float,
-                      force: bool) -> SiteNews:
-    """Probe the sites of due thread feeds whose probe is due; see the module docstring."""
-    intervals = probe_intervals(due, plan, config)
+                      store: Store, fetcher: Fetcher, db: Db, now: float, force: bool,
+                      known: SiteNews) -> SiteNews:
+    """Probe the sites of due thread feeds whose probe is due; see the module docstring.
+
+    `known` is what the cycle's earlier batches learnt: their sites are not asked again,
+    and their news is returned with this batch's, for this batch's feeds too.
+    """
+    edits = edit_sites(due, plan)
+    intervals = probe_intervals(due, plan, config, known.answered(edits))
     if not intervals:
-        return SiteNews()
+        return known
     stored: dict[str, SiteState] = await db(store.site_probes, list(intervals))
     todo = probes_due(intervals, stored, now, force)
     adapters = {root: source_for(Hints(api_root=root)) for root in todo}
-    edits = edit_sites(due, plan)
     answers = await asyncio.gather(*(adapters[root].probe(fetcher, root, edits=root in edits)
                                      for root in todo))
     reading = read_probes({root: (adapters[root], answer)
                            for root, answer in zip(todo, answers, strict=True)},
-                          stored, intervals, now)
+                          stored, intervals, now, edits)
     for root, failure in reading.failed:
         log.debug("probe of %s failed: %s [%s]", redact.url(root), failure, failure.kind)
     for moved in reading.moved:
@@ -68,4 +82,6 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
                  "" if len(edited.posts) == 1 else "s",
                  "its thread" if len(edited.posts) == 1 else "their threads")
     await db(store.save_site_probes, list(reading.save), now)
-    return reading.news
+    if marks := reading.news.rescans():
+        await db(store.rescan_threads, marks, now)
+    return known | reading.news

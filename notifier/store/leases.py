@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from notifier.store.records import FeedState, NodeState, PollRecord
 from notifier.store.schema import channel_state, feeds, nodes, outbox
 
-__all__ = ["LeaseStore", "new_claim_id"]
+__all__ = ["LeaseStore", "lock_for_writing", "new_claim_id"]
 
 
 def new_claim_id() -> str:
@@ -41,6 +41,17 @@ _TOKENS = (sa.select(feeds.c.id, feeds.c.lease_owner, feeds.c.lease_token)
            .with_for_update())
 """Who holds each of some feeds, under which token; built once (a statement with 200 ids
 in it, built for every written batch, cost more than its execution)."""
+
+
+def lock_for_writing(conn: Connection) -> None:
+    """On SQLite, take the database's write lock now, before a read the write depends on.
+
+    PostgreSQL locks the rows read (FOR UPDATE); SQLite drops FOR UPDATE, and its driver
+    begins a transaction only at the first write, so what was read first (a lease's token,
+    which rows are unclaimed) could have been changed by another process meanwhile, unseen:
+    a node that lost its lease wrote its poll anyway."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class LeaseStore:
@@ -95,6 +106,7 @@ class LeaseStore:
         """
         ids = sorted({r.feed_id for r in records})
         with self.engine.begin() as conn:
+            lock_for_writing(conn)
             current: dict[int, tuple[str | None, int]] = {}
             for start in range(0, len(ids), 500):
                 rows = conn.execute(_TOKENS, {"ids": ids[start:start + 500]}).all()

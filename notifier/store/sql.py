@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from notifier import __version__, redact
 from notifier.failures import Failure
 from notifier.models import Entry
-from notifier.store.leases import LeaseStore, new_claim_id
+from notifier.store.leases import LeaseStore, lock_for_writing, new_claim_id
 from notifier.store.records import (
     ChannelStats,
     DaemonRecord,
@@ -616,6 +616,19 @@ class Store(LeaseStore):
                       ("comment_total", "newest_id", "probed_at", "next_probe", "texts")}),
                 rows)
 
+    def rescan_threads(self, sites: Mapping[str, frozenset[str] | None], now: float) -> None:
+        """Make threads of these sites rescan at their next poll, whoever polls it (a later
+        claim batch, tick or node): of a site mapped to None every one, else those of the
+        posts named and its site-wide feeds. Only feeds already listed once (`rescan_due`
+        set) and not due anyway are touched; a rescan's poll sets the next one."""
+        with self.engine.begin() as conn:
+            for api_root, posts in sites.items():
+                where = [feeds.c.api_root == api_root, feeds.c.rescan_due > now]
+                if posts is not None:
+                    where.append(sa.or_(feeds.c.post_id.is_(None),
+                                        feeds.c.post_id.in_(sorted(posts))))
+                conn.execute(feeds.update().where(*where).values(rescan_due=now))
+
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
         out: dict[int, dict[str, bool]] = {}
@@ -668,6 +681,7 @@ class Store(LeaseStore):
         # SKIP LOCKED: two nodes claiming at once take different rows, neither waits.
         query = query.with_for_update(skip_locked=True, of=outbox)
         with self.engine.begin() as conn:
+            lock_for_writing(conn)
             rows = conn.execute(query).all()
             ids = [row.id for row in rows]
             for chunk in _chunks(ids):

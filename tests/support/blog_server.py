@@ -111,6 +111,68 @@ class _Override:
     drip: tuple[int, float] | None = None
 
 
+@dataclass(frozen=True)
+class PostComment:
+    """One approved comment on a `Post`; `date` is UTC without an offset, as REST's
+    `date_gmt` ("2013-10-25T10:00:00")."""
+
+    id: int
+    author: str
+    date: str
+    text: str
+
+
+@dataclass
+class Post:
+    """A post beyond the captured one, on the same site: its comment feed (Atom, with the
+    site's validators), its REST listing (`?post=<id>`), its comments in the site's count.
+
+    Append to `comments` to approve one: an id below the site's newest and an old date is
+    a late approval, which moves neither the feed's validators nor the newest id.
+    """
+
+    post_id: int
+    path: str
+    title: str
+    comments: list[PostComment] = field(default_factory=list)
+
+    def rest_item(self, comment: PostComment) -> dict[str, object]:
+        """The comment as WordPress's REST API lists it (the fields notifier reads)."""
+        return {"id": comment.id, "post": self.post_id, "parent": 0,
+                "author_name": comment.author, "author_url": "", "date": comment.date,
+                "date_gmt": comment.date, "content": {"rendered": f"<p>{comment.text}</p>\n"},
+                "link": f"{FIXTURE_ORIGIN}{self.path}#comment-{comment.id}",
+                "status": "approved", "type": "comment"}
+
+    def atom(self) -> bytes:
+        """The post's comment feed as WordPress writes it: newest 10 by date, newest first."""
+        link = f"{FIXTURE_ORIGIN}{self.path}"
+        shown = sorted(self.comments, key=lambda c: (c.date, c.id), reverse=True)[:10]
+        entries = "".join(f"""
+\t<entry>
+\t\t<title>By: {c.author}</title>
+\t\t<link rel="alternate" href="{link}#comment-{c.id}" type="text/html" />
+\t\t<author><name>{c.author}</name></author>
+\t\t<id>{link}#comment-{c.id}</id>
+\t\t<updated>{c.date}Z</updated>
+\t\t<published>{c.date}Z</published>
+\t\t<content type="html"><![CDATA[<p>{c.text}</p>]]></content>
+\t\t<thr:in-reply-to ref="{link}" href="{link}" type="text/html" />
+\t</entry>""" for c in shown)
+        updated = shown[0].date if shown else "2013-10-20T10:00:00"
+        return f"""<?xml version="1.0" encoding="UTF-8" ?><feed
+\txmlns="http://www.w3.org/2005/Atom" xml:lang="en-US"
+\txmlns:thr="http://purl.org/syndication/thread/1.0">
+\t<title type="text">Comments on {self.title}</title>
+\t<updated>{updated}Z</updated>
+\t<link rel="alternate" type="text/html" href="{link}#comments" />
+\t<link rel="self" type="application/atom+xml" href="{link}feed/atom/" />
+\t<id>{link}feed/atom/</id>
+<generator uri="https://wordpress.org/" version="6.1.9">WordPress</generator>{entries}
+</feed>
+""".encode()
+
+
 @dataclass
 class _AddedFile:
     body: bytes
@@ -286,6 +348,7 @@ class BlogServer(ThreadedHTTPService):
         self._scenario = DEFAULT_SCENARIO
         self.extra_rest_comments: list[dict[str, object]] = []
         """Comments REST lists beyond the captures: a late approval at an old id."""
+        self._posts: dict[int, Post] = {}
         self.scenario = scenario
         # WordPress answers 304 from validators alone; switch off to see every body.
         self.conditional_get = True
@@ -380,6 +443,11 @@ class BlogServer(ThreadedHTTPService):
         with self._lock:
             self._files[path] = _AddedFile(body, all_headers)
 
+    def add_post(self, post: Post) -> None:
+        """Serve `post` beside the captured one, under the same REST root (see `Post`)."""
+        with self._lock:
+            self._posts[post.post_id] = post
+
     def remove_file(self, path: str) -> None:
         with self._lock:
             self._files.pop(path, None)
@@ -437,6 +505,9 @@ class BlogServer(ThreadedHTTPService):
                     list(added.headers.items()), request_headers):
                 return self._304(list(added.headers.items()))
             return self._added(added)
+        post = self._post_feed(path)
+        if post is not None:
+            return self._post_comments_feed(post, request_headers)
         if path.rstrip("/") == REST_COMMENTS_PATH:
             return self._rest_comments(query)
         if (one := _REST_ONE_COMMENT.fullmatch(path)) is not None:
@@ -565,7 +636,9 @@ class BlogServer(ThreadedHTTPService):
                                     "Invalid parameter(s): page")
         page = int(page_text)
         if posts and "4" not in posts:
-            return self._rest_list(template_headers, [])
+            return self._rest_list(template_headers, sorted(
+                (item for item in self._post_items() if str(item["post"]) in posts),
+                key=lambda item: int(str(item["id"]))))
         if params.get("orderby", [""])[0] == "id" and not posts:
             return self._rest_by_id(template_headers, unpaged, pages, params)
         after = params.get("after", [""])[0]
@@ -668,6 +741,7 @@ class BlogServer(ThreadedHTTPService):
         for source in sources:
             items.extend(json.loads(source.read_bytes()))
         items.extend(self.extra_rest_comments)
+        items.extend(self._post_items())
         items.extend(self._uncaptured_comments({int(str(i["id"])) for i in items}))
         descending = params.get("order", ["desc"])[0] == "desc"
         items.sort(key=lambda item: int(str(item["id"])), reverse=descending)
@@ -680,6 +754,37 @@ class BlogServer(ThreadedHTTPService):
         pages_total = -(-len(items) // per_page) if per_page else 0
         headers += [("X-WP-Total", str(len(items))), ("X-WP-TotalPages", str(pages_total))]
         return self._from_capture(200, "OK", headers, _wp_json(shown))
+
+    def _post_feed(self, path: str) -> Post | None:
+        with self._lock:
+            return next((p for p in self._posts.values() if path == p.path + "feed/atom/"),
+                        None)
+
+    def _post_items(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [post.rest_item(c) for post in self._posts.values() for c in post.comments]
+
+    def _post_comments_feed(self, post: Post, request_headers: Mapping[str, str]) -> _Response:
+        """An added post's comment feed. Its validators are the site's (here the captured
+        post feed's, as WordPress's are its newest comment anywhere): approving a comment at
+        an old date does not move them, so a conditional GET is answered 304."""
+        captured = self._find("post-comments.atom.xml.headers", self._scenario)
+        assert captured is not None
+        _, _, site = parse_headers_file(captured.read_text())
+        headers: Headers = [(name, value) for name, value in site
+                            if name.lower() in ("date", "server", "last-modified", "etag")]
+        headers += [
+            ("Link", f'<{FIXTURE_ORIGIN}/wp-json/>; rel="https://api.w.org/"'),
+            ("Link", f"<{FIXTURE_ORIGIN}/wp-json/wp/v2/posts/{post.post_id}>; "
+                     'rel="alternate"; type="application/json"'),
+            ("Link", f"<{FIXTURE_ORIGIN}/?p={post.post_id}>; rel=shortlink"),
+            ("Content-Type", "application/atom+xml; charset=UTF-8"),
+        ]
+        if self.conditional_get and self._not_modified(headers, request_headers):
+            return self._304(headers)
+        with self._lock:
+            body = post.atom()
+        return self._from_capture(200, "OK", [*headers, ("Vary", "Accept-Encoding")], body)
 
     def _uncaptured_comments(self, listed: set[int]) -> list[dict[str, object]]:
         """Comments the scenario's own post feed shows but no REST capture lists.
