@@ -125,8 +125,11 @@ def cache_folder() -> Path | None:
 
 
 def _salt() -> bytes:
-    """What compiled code depends on besides the template: this module and `render`."""
-    digest = hashlib.sha1(sys.implementation.cache_tag.encode(), usedforsecurity=False)
+    """What compiled code depends on besides the template: Jinja2's version (its own mark
+    in the files changes only with their format, not with what its compiler writes), the
+    Python implementation, this module and `render`."""
+    digest = hashlib.sha1(f"{jinja2.__version__} {sys.implementation.cache_tag}".encode(),
+                          usedforsecurity=False)
     for name in ("render.py", "jinjaenv.py"):
         try:
             digest.update((Path(__file__).parent / name).read_bytes())

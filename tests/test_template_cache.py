@@ -63,6 +63,17 @@ def test_the_next_process_renders_from_the_compiled_templates(
     assert compiled == []
 
 
+def test_another_jinja2_compiles_anew(cache_home: Path, compiled: list[str],
+                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upgraded Jinja2 may write other code for the same template (and its own mark in
+    the cache files changes only with their format)."""
+    expected = email(Renderer(tmp_path))
+    monkeypatch.setattr(jinja2, "__version__", "3.99.0")
+    compiled.clear()
+    assert email(Renderer(tmp_path)) == expected
+    assert len(compiled) == 3
+
+
 def test_an_edited_template_is_compiled_anew(cache_home: Path, compiled: list[str],
                                              tmp_path: Path) -> None:
     file = tmp_path / "mine.j2"
