@@ -34,6 +34,7 @@ from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.sanitizer import replace_doctype
 from feedparser.urls import make_safe_absolute_uri
+from feedparser.util import FeedParserDict
 
 __all__ = ["FOLLOWS", "read"]
 
@@ -56,8 +57,13 @@ _NAMESPACES: dict[str, str] = {uri.lower(): prefix for uri, prefix in _MIXIN.nam
 _SPECIAL = frozenset(
     name.split("_", 2)[2] for name in dir(_StrictFeedParser) + dir(_MIXIN)
     if name.startswith(("_start_", "_end_")))
-"""Elements feedparser has a method for; one of them without a handler here (`_STARTS`) is
+"""Elements feedparser has a method for; one of them without a handler here (`_HANDLERS`) is
 left to feedparser. The others it files under their name, as `_Reader.start` does."""
+_KEYS: dict[str, str] = {old: new[0] if isinstance(new, list) else new
+                         for old, new in FeedParserDict.keymap.items()}
+"""The keys feedparser's dicts file a value under when it is stored under another (`url` as
+`href`, `date` as `updated`, ...): `FeedParserDict.__setitem__`, for this reader's plain
+dicts."""
 _RELATIVE = frozenset(_MIXIN.can_be_relative_uri)
 _MARKUP_WITH_LINKS = frozenset(_MIXIN.can_contain_relative_uris)
 _HTML_TYPES = frozenset(_MIXIN.html_types)
@@ -179,20 +185,22 @@ class _Reader:
                 old = depths.get(element)
                 if old is None or self.depth <= old:
                     depths[element] = self.depth
-                    entry[element] = output
+                    entry[_KEYS.get(element, element)] = output
                 if self.incontent:
-                    entry[element + "_detail"] = {**content, "value": output}
+                    detail = element + "_detail"
+                    entry[_KEYS.get(detail, detail)] = {**content, "value": output}
         elif self.infeed:
             context = self._get_context()
             if element == "description":
                 element = "subtitle"
-            context[element] = output
+            context[_KEYS.get(element, element)] = output
             if element == "link":
                 output = _ENTITY_IN_LINK.sub(r"&\g<1>", output)
                 context[element] = output
                 context["links"][-1]["href"] = output
             elif self.incontent:
-                context[element + "_detail"] = {**content, "value": output}
+                detail = element + "_detail"
+                context[_KEYS.get(detail, detail)] = {**content, "value": output}
         return output
 
     # -- expat's events ---------------------------------------------------------------------------
@@ -264,25 +272,22 @@ class _Reader:
             if name not in ("title", "link", "description", "url", "href", "width", "height"):
                 self.inimage = 0
         if name in _SPECIAL:
-            handler = _STARTS.get(name)
-            if handler is None:
+            handlers = _HANDLERS.get(name)
+            if handlers is None:
                 raise _Declined(f"<{name}>")
-            handler(self, attrs)
+            handlers[0](self, attrs)
         elif attrs:
-            self._get_context()[name] = attrs
+            self._get_context()[_KEYS.get(name, name)] = attrs
         else:
             self.push(name, 1)
 
     def end(self, expat_name: str) -> None:
         name = self._name(expat_name)[0]
-        if name in _SPECIAL:
-            handler = _ENDS.get(name)
-            if handler is None:
-                self.pop(name)
-            else:
-                handler(self)
-        else:
+        end = _HANDLERS[name][1] if name in _SPECIAL else None
+        if end is None:
             self.pop(name)
+        else:
+            end(self)
         bases = self.bases
         if bases:
             bases.pop()
@@ -314,6 +319,17 @@ def _attributes(attributes: dict[str, str]) -> dict[str, str]:
 
 
 # -- the elements read here, as feedparser's methods of the same names read them ---------------
+
+_Start = Callable[[_Reader, dict[str, str]], None]
+_End = Callable[[_Reader], None]
+
+
+def _push(key: str, expecting: int = 1) -> _Start:
+    """An element feedparser only pushes, under `key` (its end handler files the text)."""
+    def start(r: _Reader, attrs: dict[str, str]) -> None:
+        r.push(key, expecting)
+    return start
+
 
 _RSS_VERSIONS = {"0.91": "rss091u", "0.92": "rss092", "0.93": "rss093", "0.94": "rss094"}
 
@@ -391,40 +407,12 @@ def _end_webmaster(r: _Reader) -> None:
     r._sync_author_detail("publisher")
 
 
-def _start_name(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("name", 0)
-
-
-def _end_name(r: _Reader) -> None:
-    value = r.pop("name")
-    if r.inauthor:
-        r._save_author("name", value)
-
-
-def _start_email(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("email", 0)
-
-
-def _end_email(r: _Reader) -> None:
-    value = r.pop("email")
-    if r.inauthor:
-        r._save_author("email", value)
-
-
-def _start_url(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("href", 1)
-
-
-def _end_url(r: _Reader) -> None:
-    value = r.pop("href")
-    if r.inauthor:
-        r._save_author("href", value)
-
-
-def _start_number(name: str) -> Callable[[_Reader, dict[str, str]], None]:
-    def start(r: _Reader, attrs: dict[str, str]) -> None:
-        r.push(name, 0)
-    return start
+def _end_author_part(key: str) -> _End:
+    def end(r: _Reader) -> None:
+        value = r.pop(key)
+        if r.inauthor:
+            r._save_author(key, value)
+    return end
 
 
 def _end_number(name: str) -> Callable[[_Reader], None]:
@@ -550,12 +538,6 @@ def _end_content(r: _Reader) -> None:
         r._save("summary", value)
 
 
-def _start_date(key: str) -> Callable[[_Reader, dict[str, str]], None]:
-    def start(r: _Reader, attrs: dict[str, str]) -> None:
-        r.push(key, 1)
-    return start
-
-
 def _end_date(key: str) -> Callable[[_Reader], None]:
     def end(r: _Reader) -> None:
         r._save(f"{key}_parsed", _parse_date(r.pop(key)), overwrite=True)
@@ -578,12 +560,6 @@ def _end_generator(r: _Reader) -> None:
         context["generator_detail"]["name"] = value
 
 
-def _start_plain(key: str) -> Callable[[_Reader, dict[str, str]], None]:
-    def start(r: _Reader, attrs: dict[str, str]) -> None:
-        r.push(key, 1)
-    return start
-
-
 def _end_plain(r: _Reader, key: str) -> None:
     r.pop(key)
 
@@ -596,6 +572,10 @@ def _start_enclosure(r: _Reader, attrs: dict[str, str]) -> None:
 
 def _nothing(r: _Reader, attrs: dict[str, str]) -> None:
     return None
+
+
+def _start_cloud(r: _Reader, attrs: dict[str, str]) -> None:
+    r._get_context()["cloud"] = dict(attrs)
 
 
 # Media RSS (WordPress.com puts a `media:content` with a `media:title` in every item).
@@ -624,10 +604,6 @@ def _end_media_title(r: _Reader) -> None:
     r.title_depth = title_depth
 
 
-def _start_media_category(r: _Reader, attrs: dict[str, str]) -> None:
-    r.push("category", 1)
-
-
 def _start_media_part(key: str, kept: str) -> Callable[[_Reader, dict[str, str]], None]:
     """A Media RSS element filed with its attributes under `kept` (its text as `content`)."""
     def start(r: _Reader, attrs: dict[str, str]) -> None:
@@ -650,65 +626,53 @@ def _end_media_part(key: str, kept: str) -> Callable[[_Reader], None]:
     return end
 
 
-_Start = Callable[[_Reader, dict[str, str]], None]
-_End = Callable[[_Reader], None]
 
-_STARTS: dict[str, _Start] = {
-    "rss": _start_rss, "channel": _start_channel, "feed": _start_feed,
-    "item": _start_item, "entry": _start_item, "image": _start_image,
-    "author": _start_author, "dc_creator": _start_author, "dc_author": _start_author,
-    "managingeditor": _start_author, "webmaster": _start_webmaster,
-    "name": _start_name, "email": _start_email,
-    "url": _start_url, "uri": _start_url, "homepage": _start_url,
-    "width": _start_number("width"), "height": _start_number("height"),
-    "title": _start_text("title", "text/plain"),
-    "subtitle": _start_text("subtitle", "text/plain", True),
-    "tagline": _start_text("subtitle", "text/plain", True),
-    "rights": _start_text("rights", "text/plain", True),
-    "copyright": _start_text("rights", "text/plain", True),
-    "link": _start_link, "guid": _start_guid, "id": _start_guid,
-    "description": _start_description, "summary": _start_summary,
-    "content": _start_content, "content_encoded": _start_content_encoded,
-    "pubdate": _start_date("published"), "published": _start_date("published"),
-    "issued": _start_date("published"), "dcterms_issued": _start_date("published"),
-    "updated": _start_date("updated"), "lastbuilddate": _start_date("updated"),
-    "modified": _start_date("updated"), "dc_date": _start_date("updated"),
-    "dcterms_modified": _start_date("updated"),
-    "generator": _start_generator,
-    "category": _start_plain("category"), "dc_subject": _start_plain("category"),
-    "language": _start_plain("language"), "dc_language": _start_plain("language"),
-    "enclosure": _start_enclosure, "cloud": _nothing,
-    "media_content": _start_media_content, "media_thumbnail": _start_media_thumbnail,
-    "media_title": _start_text("title", "text/plain"), "media_group": _nothing,
-    "media_description": _start_description, "media_category": _start_media_category,
-    "media_credit": _start_media_part("credit", "media_credit"),
-    "media_rating": _start_media_part("rating", "media_rating"),
-    "media_license": _start_media_part("license", "media_license"),
-}
-_ENDS: dict[str, _End] = {
-    "channel": _end_feed, "feed": _end_feed, "item": _end_item, "entry": _end_item,
-    "image": _end_image, "author": _end_author, "dc_creator": _end_author,
-    "managingeditor": _end_author, "webmaster": _end_webmaster,
-    "dc_author": _end_author, "name": _end_name, "email": _end_email,
-    "url": _end_url, "uri": _end_url, "homepage": _end_url,
-    "width": _end_number("width"), "height": _end_number("height"),
-    "title": _end_title, "subtitle": _end_text("subtitle"), "tagline": _end_text("subtitle"),
-    "rights": _end_text("rights"), "copyright": _end_text("rights"),
-    "guid": _end_guid, "id": _end_guid,
-    "description": _end_description, "summary": _end_summary,
-    "content": _end_content, "content_encoded": _end_content,
-    "pubdate": _end_date("published"), "published": _end_date("published"),
-    "issued": _end_date("published"), "dcterms_issued": _end_date("published"),
-    "updated": _end_date("updated"), "lastbuilddate": _end_date("updated"),
-    "modified": _end_date("updated"), "dc_date": _end_date("updated"),
-    "dcterms_modified": _end_date("updated"),
-    "generator": _end_generator,
-    "media_thumbnail": _end_media_thumbnail, "media_title": _end_media_title,
-    "media_description": _end_description,
-    "media_category": lambda r: _end_plain(r, "category"),
-    "media_credit": _end_media_part("credit", "media_credit"),
-    "media_rating": _end_media_part("rating", "media_rating"),
-    "media_license": _end_media_part("license", "media_license"),
+_HANDLERS: dict[str, tuple[_Start, _End | None]] = {
+    # element: (start, end); an end of None pops the element, as feedparser's generic end.
+    "rss": (_start_rss, None), "channel": (_start_channel, _end_feed),
+    "feed": (_start_feed, _end_feed),
+    "item": (_start_item, _end_item), "entry": (_start_item, _end_item),
+    "image": (_start_image, _end_image),
+    "author": (_start_author, _end_author), "dc_creator": (_start_author, _end_author),
+    "dc_author": (_start_author, _end_author), "managingeditor": (_start_author, _end_author),
+    "webmaster": (_start_webmaster, _end_webmaster),
+    "name": (_push("name", 0), _end_author_part("name")),
+    "email": (_push("email", 0), _end_author_part("email")),
+    "url": (_push("href"), _end_author_part("href")),
+    "uri": (_push("href"), _end_author_part("href")),
+    "homepage": (_push("href"), _end_author_part("href")),
+    "width": (_push("width", 0), _end_number("width")),
+    "height": (_push("height", 0), _end_number("height")),
+    "title": (_start_text("title", "text/plain"), _end_title),
+    "subtitle": (_start_text("subtitle", "text/plain", True), _end_text("subtitle")),
+    "tagline": (_start_text("subtitle", "text/plain", True), _end_text("subtitle")),
+    "rights": (_start_text("rights", "text/plain", True), _end_text("rights")),
+    "copyright": (_start_text("rights", "text/plain", True), _end_text("rights")),
+    "link": (_start_link, None), "guid": (_start_guid, _end_guid), "id": (_start_guid, _end_guid),
+    "description": (_start_description, _end_description),
+    "summary": (_start_summary, _end_summary),
+    "content": (_start_content, _end_content),
+    "content_encoded": (_start_content_encoded, _end_content),
+    **dict.fromkeys(("pubdate", "published", "issued", "dcterms_issued"),
+                    (_push("published"), _end_date("published"))),
+    **dict.fromkeys(("updated", "lastbuilddate", "modified", "dc_date", "dcterms_modified"),
+                    (_push("updated"), _end_date("updated"))),
+    "generator": (_start_generator, _end_generator),
+    "category": (_push("category"), None), "dc_subject": (_push("category"), None),
+    "language": (_push("language"), None), "dc_language": (_push("language"), None),
+    "enclosure": (_start_enclosure, None), "cloud": (_start_cloud, None),
+    "media_content": (_start_media_content, None),
+    "media_thumbnail": (_start_media_thumbnail, _end_media_thumbnail),
+    "media_title": (_start_text("title", "text/plain"), _end_media_title),
+    "media_group": (_nothing, None),
+    "media_description": (_start_description, _end_description),
+    "media_category": (_push("category"), lambda r: _end_plain(r, "category")),
+    "media_credit": (_start_media_part("credit", "media_credit"),
+                     _end_media_part("credit", "media_credit")),
+    "media_rating": (_start_media_part("rating", "media_rating"),
+                     _end_media_part("rating", "media_rating")),
+    "media_license": (_start_media_part("license", "media_license"),
+                      _end_media_part("license", "media_license")),
 }
 
 
