@@ -397,16 +397,17 @@ def test_a_new_id_at_an_old_date_rescans_only_its_posts_thread() -> None:
     assert (SiteNews() | reading.news).imported == {SITE: {"9"}}
 
 
-@pytest.mark.parametrize(("dates", "newest_id", "imported"), [
-    ({4: OCT_24, 3: OCT_24}, 3, {"9"}),  # the same second as a known one moves nothing
-    ({4: OCT_25, 3: OCT_24}, 3, set()),  # made after every known comment
-    ({3: OCT_24}, 3, set()),  # the new id has no date: taken as made now
-    ({4: OCT_21}, 3, set()),  # no known comment's date to compare with
-], ids=["same-second", "newer", "undated", "nothing-known"])
-def test_what_counts_as_an_import(dates: dict[int, float], newest_id: int,
-                                  imported: set[str]) -> None:
-    answer = SiteProbe(4, 4, (4, 3), {4: 9, 3: 4}, dates=dates)
-    assert _read(answer, newest_id).news.imported == ({SITE: imported} if imported else {})
+@pytest.mark.parametrize(("dates", "imported"), [
+    ({5: OCT_25, 4: OCT_24, 3: OCT_24}, {"9"}),  # the same second as a known one
+    ({5: OCT_25 + 60, 4: OCT_25, 3: OCT_24}, set()),  # made after every comment before it
+    ({5: OCT_24, 4: OCT_25, 3: OCT_21}, {"8"}),  # before a new comment of a lower id
+    ({5: OCT_25, 3: OCT_24}, set()),  # the new id has no date: taken as made now
+    ({5: OCT_25, 4: OCT_21}, set()),  # the window starts there: nothing to compare with
+], ids=["same-second", "newer", "before-a-new-one", "undated", "nothing-before"])
+def test_what_counts_as_an_import(dates: dict[int, float], imported: set[str]) -> None:
+    """Ids 4 (post 9) and 5 (post 8) are new, 3 (post 4) was known."""
+    answer = SiteProbe(5, 5, (5, 4, 3), {5: 8, 4: 9, 3: 4}, dates=dates)
+    assert _read(answer).news.imported == ({SITE: imported} if imported else {})
 
 
 def test_the_first_probe_is_a_baseline_for_imports_too() -> None:

@@ -586,24 +586,28 @@ def unexplained_change(previous: SiteProbe | None, current: SiteProbe) -> bool:
 
 
 def imported_posts(previous: SiteProbe | None, current: SiteProbe) -> frozenset[str]:
-    """The posts of new comments dated no later than a comment known before: imports.
+    """The posts of new comments dated no later than a comment of a lower id: imports.
 
     Ids grow with creation, and a comment is dated when it is made (a held one keeps that
-    date), so a comment made after those the previous probe saw is dated after them too; it
-    moves the site's validators and tops its thread's feed. One that is not -- imported, or
-    re-dated -- moves nothing, and a thread's feed shows only its newest 10 by date, so a
-    read without validators may miss it as well: its thread is listed in full. The dates
-    compared are those of this probe's window (the known comments in it: ids up to the
-    previous newest), so no date needs storing; a new id without a date is taken as made now.
+    date), so a comment is dated after every comment of a lower id; made after those the
+    previous probe saw, it moves the site's validators and tops its thread's feed. One that
+    is not -- imported, or re-dated -- moves nothing, and a thread's feed shows only its
+    newest 10 by date, so a read without validators may miss it as well: its thread is
+    listed in full. Only dates of this probe's window are compared (the comments before it
+    are older by id), so no date needs storing; a new id without a date is taken as made
+    now. Pure, and a comment made now is never taken for an import.
     """
     if previous is None:
         return frozenset()
-    known = [when for i, when in current.dates.items() if i <= previous.newest_id]
-    if not known:
-        return frozenset()
-    newest = max(known)
-    return frozenset(str(current.posts[i]) for i, when in current.dates.items()
-                     if i > previous.newest_id and when <= newest and i in current.posts)
+    posts: set[str] = set()
+    latest: float | None = None  # the newest date among the lower ids seen so far
+    for i in sorted(current.dates):
+        when = current.dates[i]
+        if i > previous.newest_id and latest is not None and when <= latest \
+                and i in current.posts:
+            posts.add(str(current.posts[i]))
+        latest = when if latest is None else max(latest, when)
+    return frozenset(posts)
 
 
 async def probe_site(fetcher: Fetcher, api_root: str, *, edits: bool = False
