@@ -63,6 +63,11 @@ THREAD_NS = "http://purl.org/syndication/thread/1.0"
 
 feedparser_shortcuts.install()
 
+try:
+    from notifier import plainfeed
+except (ImportError, AttributeError):  # a feedparser without the internals it calls
+    plainfeed = None  # type: ignore[assignment]
+
 # An element naming a person, whatever its prefix, then more text than a name ever holds.
 _LONG_PERSON_FIELD = re.compile(
     rb"(<(?:[A-Za-z_][\w.-]{0,64}:)?(?:author|name|email|creator|managingEditor|webMaster)"
@@ -614,9 +619,12 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None, 
     response_headers = {key.lower(): value for key, value in (headers or {}).items()}
     response_headers["content-location"] = url
     capped = cap_entries(body)  # the parse pool cut it already; a direct call cuts here
-    parsed: Mapping[str, Any] = feedparser.parse(
-        io.BytesIO(defuse(capped)), response_headers=response_headers,
-        sanitize_html=False
+    defused = defuse(capped)
+    # Plain RSS 2.0 and Atom 1.0 are read directly (`plainfeed`: the same values, a few times
+    # faster); anything else by feedparser.
+    direct = plainfeed.read(defused, response_headers) if plainfeed is not None else None
+    parsed: Mapping[str, Any] = direct or feedparser.parse(
+        io.BytesIO(defused), response_headers=response_headers, sanitize_html=False
     )
     all_raws = _maps(parsed, "entries")
     if not _text(parsed, "version") and not all_raws:

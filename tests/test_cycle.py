@@ -10,11 +10,8 @@ from pathlib import Path
 import yaml
 
 from notifier.config import load_config
-from notifier.daemon import Engine, fetch_settings
-from notifier.fetch import Fetcher
-from notifier.poll import ParsePool
 from notifier.poll.cycle import CYCLE_WAIT
-from notifier.store import Store
+from tests.support.engine import running_engine
 from tests.support.feed_farm import FeedFarm
 
 FEEDS = 45
@@ -54,33 +51,20 @@ def test_a_daemon_cycle_leaves_a_slow_hosts_stragglers_to_the_background(
         config = load_config(path)
 
         async def scenario() -> tuple[int, int, int]:
-            store = Store(config.state_url())
-            pool = ParsePool(workers=1)
-            try:
-                async with Fetcher(fetch_settings(config)) as fetcher:
-                    engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock)
-                    await engine.start()
-                    try:
-                        # Bounded: a writer that lost count of its queue would hang a cycle.
-                        await asyncio.wait_for(engine.poll(force=True), 60)  # the baselines
-                        farm.clear_hits()
-                        farm.delay = SLOW
-                        clock.ahead += 61  # every feed due
-                        report = await asyncio.wait_for(engine.poll(), 60)
-                        left = engine.poller._running
-                        for _ in range(300):  # the stragglers land (bounded: 30 s)
-                            if not engine.poller._inflight:
-                                break
-                            await asyncio.sleep(0.1)
-                        later = engine.poller._take_report()
-                        return left, report.feeds_polled, later.feeds_polled
-                    finally:
-                        await engine.stop()
-                        await engine.poller.close()
-                        engine.close()
-            finally:
-                pool.shutdown()
-                store.close()
+            async with running_engine(config, clock=clock) as engine:
+                # Bounded: a writer that lost count of its queue would hang a cycle.
+                await asyncio.wait_for(engine.poll(force=True), 60)  # the baselines
+                farm.clear_hits()
+                farm.delay = SLOW
+                clock.ahead += 61  # every feed due
+                report = await asyncio.wait_for(engine.poll(), 60)
+                left = engine.poller._running
+                for _ in range(300):  # the stragglers land (bounded: 30 s)
+                    if not engine.poller._inflight:
+                        break
+                    await asyncio.sleep(0.1)
+                later = engine.poller._take_report()
+                return left, report.feeds_polled, later.feeds_polled
 
         left, in_cycle, after = asyncio.run(scenario())
         hits = farm.hits

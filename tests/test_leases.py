@@ -22,9 +22,6 @@ import yaml
 from notifier.cluster import Node
 from notifier.commands.status import node_statuses, print_nodes
 from notifier.config import load_config
-from notifier.daemon import Engine, fetch_settings
-from notifier.fetch import Fetcher
-from notifier.poll import ParsePool
 from notifier.store import (
     SCHEMA_VERSION,
     DaemonRecord,
@@ -35,6 +32,7 @@ from notifier.store import (
     ThreadLink,
     ThreadUpdate,
 )
+from tests.support.engine import running_engine
 from tests.support.feed_farm import FeedFarm, Hit
 from tests.test_store import entry, record, setup_feed
 from tests.test_store import store as store  # the fixture, on SQLite and PostgreSQL
@@ -318,36 +316,23 @@ def test_a_node_paused_while_its_fetches_wait_asks_for_none_of_them(tmp_path: Pa
         config = load_config(path)
 
         async def scenario() -> tuple[list[Hit], int, list[Hit]]:
-            store = Store(config.state_url())
-            pool = ParsePool(workers=1)
-            try:
-                async with Fetcher(fetch_settings(config)) as fetcher:
-                    engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock)
-                    await engine.start()
-                    try:
-                        await engine.poll(force=True)  # discovery and baseline
-                        farm.clear_hits()
-                        clock.paused += 61  # both feeds due
-                        served = farm.record
+            async with running_engine(config, clock=clock) as engine:
+                await engine.poll(force=True)  # discovery and baseline
+                farm.clear_hits()
+                clock.paused += 61  # both feeds due
+                served = farm.record
 
-                        def record(hit: Hit) -> None:
-                            served(hit)
-                            clock.paused += 100  # stopped while the other fetch waits
+                def record(hit: Hit) -> None:
+                    served(hit)
+                    clock.paused += 100  # stopped while the other fetch waits
 
-                        farm.record = record  # type: ignore[method-assign]
-                        report = await engine.poll()
-                        farm.record = served  # type: ignore[method-assign]
-                        during = farm.hits
-                        farm.clear_hits()
-                        await engine.poll()
-                        return during, report.fenced, farm.hits
-                    finally:
-                        await engine.stop()
-                        await engine.poller.close()
-                        engine.close()
-            finally:
-                pool.shutdown()
-                store.close()
+                farm.record = record  # type: ignore[method-assign]
+                report = await engine.poll()
+                farm.record = served  # type: ignore[method-assign]
+                during = farm.hits
+                farm.clear_hits()
+                await engine.poll()
+                return during, report.fenced, farm.hits
 
         during, fenced, after = asyncio.run(scenario())
     assert len(during) == 1, during  # the waiting fetch was called off, not sent
@@ -379,33 +364,20 @@ def test_a_thread_another_node_began_following_is_polled_not_put_off(
         config = load_config(path)
 
         async def scenario() -> list[Hit]:
-            pool = ParsePool(workers=1)
-            node_b = Store(store.url)
-            try:
-                async with Fetcher(fetch_settings(config)) as fetcher:
-                    engine = Engine(config, node_b, fetcher, {}, parser=pool)
-                    await engine.start()
-                    try:
-                        await engine.poll(force=True)  # b's plan: thread 0 only
-                        now = time.time()
-                        polled = store.subscription_states()["thread 0"].feed_id
-                        assert polled is not None
-                        store.record_polls([PollRecord(  # a's poll of the site's posts
-                            feed_id=polled, polled_at=now, next_due=now + 600, status=304,
-                            threads=(ThreadUpdate("site", (ThreadLink(
-                                "site", farm.origin + farm.path(1), "post-1", now),),
-                                retire_before=0.0, quiet=False),))])
-                        farm.clear_hits()
-                        for _ in range(2):
-                            await engine.poll()
-                        return farm.hits
-                    finally:
-                        await engine.stop()
-                        await engine.poller.close()
-                        engine.close()
-            finally:
-                pool.shutdown()
-                node_b.close()
+            async with running_engine(config, state=store.url) as engine:
+                await engine.poll(force=True)  # b's plan: thread 0 only
+                now = time.time()
+                polled = store.subscription_states()["thread 0"].feed_id
+                assert polled is not None
+                store.record_polls([PollRecord(  # a's poll of the site's posts
+                    feed_id=polled, polled_at=now, next_due=now + 600, status=304,
+                    threads=(ThreadUpdate("site", (ThreadLink(
+                        "site", farm.origin + farm.path(1), "post-1", now),),
+                        retire_before=0.0, quiet=False),))])
+                farm.clear_hits()
+                for _ in range(2):
+                    await engine.poll()
+                return farm.hits
 
         hits = asyncio.run(scenario())
     assert [hit.thread for hit in hits] == [1]
@@ -435,26 +407,13 @@ def test_a_node_holds_no_more_feeds_than_it_fetches_at_once_across_cycles(
                                  farm.origin + farm.path(i), None, 600.0, time.time())
 
         async def scenario() -> int:
-            pool = ParsePool(workers=1)
-            node = Store(store.url)
-            try:
-                async with Fetcher(fetch_settings(config)) as fetcher:
-                    engine = Engine(config, node, fetcher, {}, parser=pool)
-                    await engine.start()
-                    try:
-                        for _ in range(3):
-                            await engine.poll()
-                        with store.engine.connect() as conn:
-                            return int(conn.execute(sa.text(
-                                "SELECT count(*) FROM feeds WHERE lease_owner = 'a' "
-                                "AND lease_until > :now"), {"now": time.time()}).scalar_one())
-                    finally:
-                        await engine.stop()
-                        await engine.poller.close()
-                        engine.close()
-            finally:
-                pool.shutdown()
-                node.close()
+            async with running_engine(config, state=store.url) as engine:
+                for _ in range(3):
+                    await engine.poll()
+                with store.engine.connect() as conn:
+                    return int(conn.execute(sa.text(
+                        "SELECT count(*) FROM feeds WHERE lease_owner = 'a' "
+                        "AND lease_until > :now"), {"now": time.time()}).scalar_one())
 
         held = asyncio.run(scenario())
     assert 0 < held <= 2

@@ -9,7 +9,8 @@
       |            the cycle's batches; rescans also kept in the store for later ticks
       |            and other nodes                                          -> SiteNews
       |  retrieve  conditional GET -> 304 | same body as last time
-      v            | body -> `parsepool` worker (`parseworker`: feedparser, adapters) -> Polled
+      v            | body -> `parsepool` worker (`parseworker`: `plainfeed` or feedparser,
+      |                    then the adapters)                             -> Polled
       |  complete  per batch: gap or rescan -> backfill (`gaps` decides, `backfill` reads);
       v            parents of replies; stored keys and revisions; one batch read -> Snapshot
       |  decide    (pure) Snapshot + Plan + config + now -> new/edited entries (`diff`),
