@@ -16,6 +16,7 @@ against the blog server on loopback.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -248,9 +249,12 @@ def _listings(blog: BlogServer, post: Post) -> int:
 
 
 def test_an_imported_comment_on_a_busy_thread_is_reported_by_the_next_cycle(
-        tmp_path: Path, state: str, blog_server: BlogServer) -> None:
+        tmp_path: Path, state: str, blog_server: BlogServer,
+        caplog: pytest.LogCaptureFixture) -> None:
     """`run --once`: a comment imported into a thread of 12 (dated before the 10 its feed
-    shows) is reported by the next cycle, though no feed shows it and no count is off."""
+    shows) is reported by the next cycle, though no feed shows it and no count is off; the
+    log says why that thread was read in full."""
+    caplog.set_level(logging.INFO, logger="notifier")
     posts = [*_site(blog_server), _busy_post(blog_server)]
     config = _config(tmp_path, state, blog_server, posts)
 
@@ -269,6 +273,9 @@ def test_an_imported_comment_on_a_busy_thread_is_reported_by_the_next_cycle(
     # thread (13 comments) and none for the others.
     assert _listings(blog_server, posts[-1]) == 1
     assert len(blog_server.requests) == 1 + len(posts) + 1
+    said = [r.getMessage() for r in caplog.records if "imported" in r.getMessage()]
+    assert said == [f"site {blog_server.url('/wp-json/')}: comments imported (new ids at "
+                    "old dates) on 1 post; reading its thread in full"]
 
 
 @pytest.mark.parametrize("comments", [2, BUSY], ids=["small-thread", "busy-thread"])
