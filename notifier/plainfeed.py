@@ -34,6 +34,7 @@ from feedparser.html import _cp1252
 from feedparser.mixin import _FeedParserMixin
 from feedparser.sanitizer import replace_doctype
 from feedparser.urls import make_safe_absolute_uri
+from feedparser.util import FeedParserDict
 
 __all__ = ["FOLLOWS", "read"]
 
@@ -58,6 +59,11 @@ _SPECIAL = frozenset(
     if name.startswith(("_start_", "_end_")))
 """Elements feedparser has a method for; one of them without a handler here (`_HANDLERS`) is
 left to feedparser. The others it files under their name, as `_Reader.start` does."""
+_KEYS: dict[str, str] = {old: new[0] if isinstance(new, list) else new
+                         for old, new in FeedParserDict.keymap.items()}
+"""The keys feedparser's dicts file a value under when it is stored under another (`url` as
+`href`, `date` as `updated`, ...): `FeedParserDict.__setitem__`, for this reader's plain
+dicts."""
 _RELATIVE = frozenset(_MIXIN.can_be_relative_uri)
 _MARKUP_WITH_LINKS = frozenset(_MIXIN.can_contain_relative_uris)
 _HTML_TYPES = frozenset(_MIXIN.html_types)
@@ -179,20 +185,22 @@ class _Reader:
                 old = depths.get(element)
                 if old is None or self.depth <= old:
                     depths[element] = self.depth
-                    entry[element] = output
+                    entry[_KEYS.get(element, element)] = output
                 if self.incontent:
-                    entry[element + "_detail"] = {**content, "value": output}
+                    detail = element + "_detail"
+                    entry[_KEYS.get(detail, detail)] = {**content, "value": output}
         elif self.infeed:
             context = self._get_context()
             if element == "description":
                 element = "subtitle"
-            context[element] = output
+            context[_KEYS.get(element, element)] = output
             if element == "link":
                 output = _ENTITY_IN_LINK.sub(r"&\g<1>", output)
                 context[element] = output
                 context["links"][-1]["href"] = output
             elif self.incontent:
-                context[element + "_detail"] = {**content, "value": output}
+                detail = element + "_detail"
+                context[_KEYS.get(detail, detail)] = {**content, "value": output}
         return output
 
     # -- expat's events ---------------------------------------------------------------------------
@@ -269,7 +277,7 @@ class _Reader:
                 raise _Declined(f"<{name}>")
             handlers[0](self, attrs)
         elif attrs:
-            self._get_context()[name] = attrs
+            self._get_context()[_KEYS.get(name, name)] = attrs
         else:
             self.push(name, 1)
 
@@ -566,6 +574,10 @@ def _nothing(r: _Reader, attrs: dict[str, str]) -> None:
     return None
 
 
+def _start_cloud(r: _Reader, attrs: dict[str, str]) -> None:
+    r._get_context()["cloud"] = dict(attrs)
+
+
 # Media RSS (WordPress.com puts a `media:content` with a `media:title` in every item).
 
 def _start_media_content(r: _Reader, attrs: dict[str, str]) -> None:
@@ -648,7 +660,7 @@ _HANDLERS: dict[str, tuple[_Start, _End | None]] = {
     "generator": (_start_generator, _end_generator),
     "category": (_push("category"), None), "dc_subject": (_push("category"), None),
     "language": (_push("language"), None), "dc_language": (_push("language"), None),
-    "enclosure": (_start_enclosure, None), "cloud": (_nothing, None),
+    "enclosure": (_start_enclosure, None), "cloud": (_start_cloud, None),
     "media_content": (_start_media_content, None),
     "media_thumbnail": (_start_media_thumbnail, _end_media_thumbnail),
     "media_title": (_start_text("title", "text/plain"), _end_media_title),
