@@ -30,10 +30,9 @@ import yaml
 
 from notifier.cluster import Node
 from notifier.config import Config, load_config
-from notifier.daemon import Engine, fetch_settings
+from notifier.daemon import Engine
 from notifier.failures import Failure
 from notifier.fetch import Fetcher
-from notifier.poll import ParsePool
 from notifier.poll import cycle as poll_cycle
 from notifier.poll.news import Reading, SiteNews, read_probes, rescan_now
 from notifier.sources import SiteProbe
@@ -41,6 +40,7 @@ from notifier.sources.wordpress import WordPress, probe_site
 from notifier.store import FeedState, SiteState, Store
 from tests.support import databases
 from tests.support.blog_server import BlogServer, Post, PostComment
+from tests.support.engine import running_engine
 
 T = TypeVar("T")
 
@@ -121,25 +121,24 @@ def _path_keys(keys: Iterable[str]) -> set[str]:
 def _run(config: Config, clock: Clock, scenario: Callable[[Engine], Awaitable[T]],
          node: str | None = None) -> T:
     async def main() -> T:
-        store = Store(config.state_url())
-        pool = ParsePool(workers=1)
         name = Node(node, config.cluster.lease, config.subscriptions_hash()) if node else None
-        try:
-            async with Fetcher(fetch_settings(config)) as fetcher:
-                engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock,
-                                node=name)
-                await engine.start()
-                try:
-                    return await asyncio.wait_for(scenario(engine), 120)
-                finally:
-                    await engine.stop()
-                    await engine.poller.close()
-                    engine.close()
-        finally:
-            pool.shutdown()
-            store.close()
+        async with running_engine(config, clock=clock, node=name) as engine:
+            return await asyncio.wait_for(scenario(engine), 120)
 
     return asyncio.run(main())
+
+
+async def _poll_one_now_the_rest_later(engine: Engine, first: str, clock: Clock,
+                                       blog_server: BlogServer) -> None:
+    """A daemon's tick at which only the thread feed `first` is due (the others 5 minutes
+    later) and the site's probe is: the probe's news must reach the others' later polls."""
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
+                             "THEN 0 ELSE :later END"),
+                     {"first": first, "later": clock() + 300})
+        conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+    blog_server.clear_log()
+    await engine.poll()
 
 
 def test_a_late_approval_is_found_in_every_claim_batch_of_one_run(
@@ -182,13 +181,7 @@ def test_a_late_approval_is_found_by_a_later_tick_of_the_daemon(
         await engine.poll(force=True)  # discovery and baselines
         await engine.poll(force=True)
         late = _approve_late(posts)
-        with engine.store.engine.begin() as conn:  # one thread due now, the rest in 5 min
-            conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
-                                 "THEN 0 ELSE :later END"),
-                         {"first": first, "later": clock() + 300})
-            conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
-        blog_server.clear_log()
-        await engine.poll()
+        await _poll_one_now_the_rest_later(engine, first, clock, blog_server)
         return late, _queued(engine.store)
 
     async def later(engine: Engine) -> set[str]:
@@ -298,13 +291,7 @@ def test_an_imported_comment_is_found_by_a_later_tick_of_the_daemon(
         await engine.poll(force=True)  # discovery and baselines
         await engine.poll(force=True)
         key = _import(target)
-        with engine.store.engine.begin() as conn:  # one other thread due now, the rest later
-            conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
-                                 "THEN 0 ELSE :later END"),
-                         {"first": first, "later": clock() + 300})
-            conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
-        blog_server.clear_log()
-        await engine.poll()
+        await _poll_one_now_the_rest_later(engine, first, clock, blog_server)
         return key, _queued(engine.store)
 
     async def later(engine: Engine) -> set[str]:
