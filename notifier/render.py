@@ -3,7 +3,8 @@
 Every channel kind ships default templates, `notifier/templates/<kind>/<slot>.j2`. A user
 overrides one with a file named in the configuration, either on the channel (`templates:` of
 a channel) or on the subscription, and the subscription's wins: it is the more specific
-choice. Each template is compiled once and cached for the life of the renderer.
+choice. Each template is compiled once and cached for the life of the renderer, and the
+compiled code is kept on disk for the next process (`notifier.jinjaenv.TemplateCache`).
 
 Feed text is untrusted. HTML slots are autoescaped and get the comment as HTML that has been
 through `sanitize_html`; plain text slots are not escaped (there is nothing to escape in a
@@ -67,9 +68,12 @@ class Renderer:
     """
 
     def __init__(self, base_dir: Path,
-                 subscription_templates: Mapping[str, Mapping[str, str]] | None = None
-                 ) -> None:
+                 subscription_templates: Mapping[str, Mapping[str, str]] | None = None,
+                 *, keep_compiled: bool = True) -> None:
         self.base_dir = Path(base_dir)
+        self.keep_compiled = keep_compiled
+        """Keep compiled templates in the user's cache folder for the next process
+        (`notifier.jinjaenv.TemplateCache`)."""
         self.subscription_templates = {name: dict(slots) for name, slots
                                        in (subscription_templates or {}).items()}
         self._shown: dict[str, str] = {}
@@ -102,7 +106,8 @@ class Renderer:
         except Exception as exc:
             error, cause = self._render_failure(exc, template)
             raise error from cause
-        text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
+        if not text.isascii():  # (known at once; the search reads every character)
+            text = strip_bidi_controls(text)  # a name must not reverse the rest of the line
         if slot in ONE_LINE_SLOTS:
             text = " ".join(text.split())
             if len(text) > MAX_ONE_LINE_CHARS:
@@ -119,10 +124,11 @@ class Renderer:
             return cached
         import jinja2
 
-        from notifier.jinjaenv import RenderError, environments
+        from notifier.jinjaenv import RenderError, cache_folder, environments
 
         if self._envs is None:
-            self._envs = environments(self.base_dir, self._shown)
+            self._envs = environments(self.base_dir, self._shown,
+                                      cache_folder() if self.keep_compiled else None)
         shown = _shown(name)
         try:
             compiled = self._envs[html].get_template(name)

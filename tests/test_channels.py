@@ -27,7 +27,7 @@ from notifier.channels import (
 )
 from notifier.channels.apprise import AppriseChannel
 from notifier.channels.console import SEPARATOR, ConsoleChannel
-from notifier.channels.email import EmailChannel, EmailConfig
+from notifier.channels.email import BUILD_AHEAD, EmailChannel, EmailConfig
 from notifier.channels.matrix import MatrixChannel
 from notifier.channels.ntfy import NtfyChannel
 from notifier.channels.telegram import TelegramChannel
@@ -560,6 +560,41 @@ def test_email_a_bug_building_the_next_message_still_tells_the_sent_one(
         run(send)
     assert [(r.notification_id, r.error) for r in told] == [(items[0].notification_id, None)]
     assert len(smtp_server.wait_for(1)) == 1
+
+
+def test_email_a_long_batch_tells_every_result_in_order(
+        smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Messages are built several at a time: across those groups, each notice still gets
+    its own result, in order, a broken template fails only its own message, and a bug
+    stops the batch only after every message before it is told."""
+    items = [make_notice(n) for n in range(3 * BUILD_AHEAD)]
+    broken_template = {items[3].notification_id, items[BUILD_AHEAD].notification_id}
+    bug = items[2 * BUILD_AHEAD + 2].notification_id
+    original = EmailChannel.message_bytes
+
+    def failing(self: EmailChannel, notice: Notice) -> Any:
+        if notice.notification_id in broken_template:
+            raise TemporaryFailure("template text.j2, line 1: 'x' is undefined")
+        if notice.notification_id == bug:
+            raise RuntimeError("a bug in building")
+        return original(self, notice)
+
+    monkeypatch.setattr(EmailChannel, "message_bytes", failing)
+    told: list[SendResult] = []
+
+    async def send(context: ChannelContext) -> None:
+        async for result in channel(context, email_body(smtp_server.port)).send_batch(items):
+            told.append(result)
+
+    with pytest.raises(RuntimeError, match="a bug in building"):
+        run(send)
+    before_bug = items[:2 * BUILD_AHEAD + 2]
+    assert [r.notification_id for r in told] == [n.notification_id for n in before_bug]
+    assert {r.notification_id for r in told if r.error is not None} == broken_template
+    sent = [n for n in before_bug if n.notification_id not in broken_template]
+    mails = smtp_server.wait_for(len(sent))
+    assert [m["Message-ID"] for m in mails] == [
+        f"<{n.notification_id}@example.org>" for n in sent]
 
 
 def test_email_unreachable_server_fails_the_whole_batch_temporarily() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import random
+from email import quoprimime
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.channels.mailbytes import POLICY, alternative, header
+from notifier.channels.mailbytes import POLICY, alternative, header, quoted_printable
 
 HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
            "List-Id", "Auto-Submitted", "X-Auto-Response-Suppress", "List-Unsubscribe",
@@ -99,6 +100,20 @@ def test_any_text_is_written_as_the_standard_library_writes_it(subject: str, tex
     if name == "Subject":
         headers = usual(subject)
     assert direct(headers, text, html, 7) == reference(headers, text, html, 7)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lines=st.lists(st.text(st.sampled_from("ab= \t\x0b\x0c\x85\xe9\x7f\x00"), max_size=170),
+                      min_size=1, max_size=5))
+def test_quoted_printable_is_the_standard_librarys(lines: list[str]) -> None:
+    """Lines around the 78-character limit, with escapes and spaces at every place a line
+    is cut or ends (the cases the encoder treats apart)."""
+    text = "\n".join(lines) + "\n"
+    assert quoted_printable(text) == quoprimime.body_encode(text, 78)
+    for width in range(74, 82):  # every place an "=" escape or a space meets the limit
+        for tail in ("=", " ", "\t", "x=", "= ", "é "):
+            line = "y" * (width - len(tail)) + tail + "\n"
+            assert quoted_printable(line) == quoprimime.body_encode(line, 78), repr(line)
 
 
 @pytest.mark.parametrize("value", ["a\r\nBcc: evil@example.org", "line\nbreak", "two\rlines"])

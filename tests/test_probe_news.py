@@ -5,7 +5,10 @@ One WordPress site (one REST root) with several followed threads; a comment on e
 approved late (an old id, an old date: neither the feed's validators nor the site's newest
 id move, so a conditional GET answers 304). The site probe sees the count move; every
 thread must be read in full within one poll interval, whichever claim batch (a cycle claims
-`claim_size` feeds at a time), tick or node polls it. Runs on SQLite and, when
+`claim_size` feeds at a time), tick or node polls it. An imported comment (a new id, an
+old date: the count is explained, no validator moves, and a thread of more than 10 shows
+only its newest 10 by date) is found the same way, for its own thread only, while a
+comment made now costs no more than its thread's feed. Runs on SQLite and, when
 NOTIFIER_TEST_POSTGRES_URL is set, on PostgreSQL, in-process (the `Engine` a daemon runs)
 against the blog server on loopback.
 """
@@ -13,8 +16,11 @@ against the blog server on loopback.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,13 +30,17 @@ import yaml
 
 from notifier.cluster import Node
 from notifier.config import Config, load_config
-from notifier.daemon import Engine, fetch_settings
+from notifier.daemon import Engine
+from notifier.failures import Failure
 from notifier.fetch import Fetcher
-from notifier.poll import ParsePool
 from notifier.poll import cycle as poll_cycle
-from notifier.store import Store
+from notifier.poll.news import Reading, SiteNews, read_probes, rescan_now
+from notifier.sources import SiteProbe
+from notifier.sources.wordpress import WordPress, probe_site
+from notifier.store import FeedState, SiteState, Store
 from tests.support import databases
 from tests.support.blog_server import BlogServer, Post, PostComment
+from tests.support.engine import running_engine
 
 T = TypeVar("T")
 
@@ -111,25 +121,24 @@ def _path_keys(keys: Iterable[str]) -> set[str]:
 def _run(config: Config, clock: Clock, scenario: Callable[[Engine], Awaitable[T]],
          node: str | None = None) -> T:
     async def main() -> T:
-        store = Store(config.state_url())
-        pool = ParsePool(workers=1)
         name = Node(node, config.cluster.lease, config.subscriptions_hash()) if node else None
-        try:
-            async with Fetcher(fetch_settings(config)) as fetcher:
-                engine = Engine(config, store, fetcher, {}, parser=pool, clock=clock,
-                                node=name)
-                await engine.start()
-                try:
-                    return await asyncio.wait_for(scenario(engine), 120)
-                finally:
-                    await engine.stop()
-                    await engine.poller.close()
-                    engine.close()
-        finally:
-            pool.shutdown()
-            store.close()
+        async with running_engine(config, clock=clock, node=name) as engine:
+            return await asyncio.wait_for(scenario(engine), 120)
 
     return asyncio.run(main())
+
+
+async def _poll_one_now_the_rest_later(engine: Engine, first: str, clock: Clock,
+                                       blog_server: BlogServer) -> None:
+    """A daemon's tick at which only the thread feed `first` is due (the others 5 minutes
+    later) and the site's probe is: the probe's news must reach the others' later polls."""
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
+                             "THEN 0 ELSE :later END"),
+                     {"first": first, "later": clock() + 300})
+        conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+    blog_server.clear_log()
+    await engine.poll()
 
 
 def test_a_late_approval_is_found_in_every_claim_batch_of_one_run(
@@ -172,13 +181,7 @@ def test_a_late_approval_is_found_by_a_later_tick_of_the_daemon(
         await engine.poll(force=True)  # discovery and baselines
         await engine.poll(force=True)
         late = _approve_late(posts)
-        with engine.store.engine.begin() as conn:  # one thread due now, the rest in 5 min
-            conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
-                                 "THEN 0 ELSE :later END"),
-                         {"first": first, "later": clock() + 300})
-            conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
-        blog_server.clear_log()
-        await engine.poll()
+        await _poll_one_now_the_rest_later(engine, first, clock, blog_server)
         return late, _queued(engine.store)
 
     async def later(engine: Engine) -> set[str]:
@@ -199,3 +202,224 @@ def test_a_late_approval_is_found_by_a_later_tick_of_the_daemon(
     assert ticked == _path_keys({k for k in late if "/post-0/" in k})
     assert queued == _path_keys(late)
     assert probes == 1  # the later tick did not probe again: the first one's news stands
+
+
+# -- imports: a new id at an old date ----------------------------------------------------
+#
+# WordPress's importer (and any plugin that inserts comments with their original dates) gives
+# an old comment a new id: the count and the newest id move together, so the count is
+# explained, and the date moves no validator. On a thread of more than 10 comments the
+# feed shows the newest 10 by date, so even a read without validators does not show it.
+
+BUSY = 12
+"""Comments on the busy thread: more than the 10 its feed shows."""
+IMPORTED = 500
+
+
+def _busy_post(blog: BlogServer) -> Post:
+    """Post 30, with 12 comments from 24 Oct (ids 200..211): its feed shows the newest 10."""
+    post = Post(30, "/2013/10/24/busy/", "Busy", [
+        PostComment(200 + n, f"Reader {n}", f"2013-10-24T{8 + n:02d}:00:00", f"Comment {n}")
+        for n in range(BUSY)])
+    blog.add_post(post)
+    return post
+
+
+def _import(post: Post, date: str = "2013-10-21T08:30:00") -> str:
+    """A comment imported into `post`: a new id, its original (old) date; its key."""
+    post.comments.append(PostComment(IMPORTED, "Imported", date, "Brought over from the old blog"))
+    return f"http://blog.test{post.path}#comment-{IMPORTED}"
+
+
+def _now_gmt() -> str:
+    """A comment made now, dated as WordPress dates it (UTC, no offset)."""
+    return datetime.now(UTC).replace(microsecond=0, tzinfo=None).isoformat()
+
+
+def _listings(blog: BlogServer, post: Post) -> int:
+    """REST listings of one post's thread the server answered (a rescan's full read)."""
+    return sum(1 for r in blog.requests if f"post={post.post_id}" in r.path)
+
+
+def test_an_imported_comment_on_a_busy_thread_is_reported_by_the_next_cycle(
+        tmp_path: Path, state: str, blog_server: BlogServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`run --once`: a comment imported into a thread of 12 (dated before the 10 its feed
+    shows) is reported by the next cycle, though no feed shows it and no count is off; the
+    log says why that thread was read in full."""
+    caplog.set_level(logging.INFO, logger="notifier")
+    posts = [*_site(blog_server), _busy_post(blog_server)]
+    config = _config(tmp_path, state, blog_server, posts)
+
+    async def scenario(engine: Engine) -> tuple[str, set[str]]:
+        await engine.poll(force=True)  # discovery and baselines
+        await engine.poll(force=True)
+        assert _queued(engine.store) == set()
+        key = _import(posts[-1])
+        blog_server.clear_log()
+        await engine.poll(force=True)
+        return key, _queued(engine.store)
+
+    key, queued = _run(config, Clock(), scenario)
+    assert queued == _path_keys({key})
+    # The cost: the probe, one request per thread feed, one REST page for the import's
+    # thread (13 comments) and none for the others.
+    assert _listings(blog_server, posts[-1]) == 1
+    assert len(blog_server.requests) == 1 + len(posts) + 1
+    said = [r.getMessage() for r in caplog.records if "imported" in r.getMessage()]
+    assert said == [f"site {blog_server.url('/wp-json/')}: comments imported (new ids at "
+                    "old dates) on 1 post; reading its thread in full"]
+
+
+@pytest.mark.parametrize("comments", [2, BUSY], ids=["small-thread", "busy-thread"])
+@pytest.mark.parametrize("handover", [False, True], ids=["same-node", "other-node"])
+def test_an_imported_comment_is_found_by_a_later_tick_of_the_daemon(
+        tmp_path: Path, state: str, blog_server: BlogServer, comments: int,
+        handover: bool) -> None:
+    """The daemon: the tick that probes the site polls another thread; the imported
+    comment's thread, due minutes later when the probe is not due again, is read in full at
+    its own poll (a conditional GET answers 304: the import's date moves no validator)."""
+    posts = _site(blog_server)
+    target = _busy_post(blog_server)
+    del target.comments[comments:]
+    posts.append(target)
+    config = _config(tmp_path, state, blog_server, posts)
+    clock = Clock()
+    first = blog_server.url(posts[0].path + "feed/atom/")
+
+    async def probing(engine: Engine) -> tuple[str, set[str]]:
+        await engine.poll(force=True)  # discovery and baselines
+        await engine.poll(force=True)
+        key = _import(target)
+        await _poll_one_now_the_rest_later(engine, first, clock, blog_server)
+        return key, _queued(engine.store)
+
+    async def later(engine: Engine) -> set[str]:
+        clock.ahead += 301
+        await engine.poll()
+        return _queued(engine.store)
+
+    async def both(engine: Engine) -> tuple[str, set[str], set[str]]:
+        key, ticked = await probing(engine)
+        return key, ticked, await later(engine)
+
+    if handover:
+        key, ticked = _run(config, clock, probing, node="node-a")
+        queued = _run(config, clock, later, node="node-b")
+    else:
+        key, ticked, queued = _run(config, clock, both)
+    probes = sum(1 for r in blog_server.requests if "_fields=" in r.path)
+    assert ticked == set()  # the tick that probed did not poll that thread
+    assert queued == _path_keys({key})
+    assert probes == 1
+    assert _listings(blog_server, target) == 1  # its thread listed once, nobody else's
+    assert all(_listings(blog_server, p) == 0 for p in posts[:-1])
+
+
+@pytest.mark.parametrize("later_tick", [False, True], ids=["same-cycle", "later-tick"])
+def test_an_ordinary_new_comment_costs_no_rest_listing(
+        tmp_path: Path, state: str, blog_server: BlogServer, later_tick: bool) -> None:
+    """A comment made now on the busy thread (a new id, today's date) moves the site's
+    validators and tops its thread's feed: it is reported by the feed alone, at the next
+    cycle or at its thread's own later tick, and the thread is not listed through REST."""
+    posts = [*_site(blog_server), _busy_post(blog_server)]
+    target = posts[-1]
+    config = _config(tmp_path, state, blog_server, posts)
+    clock = Clock()
+    first = blog_server.url(posts[0].path + "feed/atom/")
+
+    async def scenario(engine: Engine) -> tuple[set[str], int]:
+        await engine.poll(force=True)  # discovery and baselines
+        await engine.poll(force=True)
+        target.comments.append(PostComment(IMPORTED, "Carol", _now_gmt(), "Just now"))
+        blog_server.clear_log()
+        if later_tick:
+            with engine.store.engine.begin() as conn:
+                conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
+                                     "THEN 0 ELSE :later END"),
+                             {"first": first, "later": clock() + 300})
+                conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+            await engine.poll()
+            clock.ahead += 301
+            await engine.poll()
+        else:
+            await engine.poll(force=True)
+        return _queued(engine.store), len(blog_server.requests)
+
+    queued, requests = _run(config, clock, scenario)
+    assert queued == _path_keys({f"http://blog.test{target.path}#comment-{IMPORTED}"})
+    assert _listings(blog_server, target) == 0
+    # The cost stays what the README states: the probe, one request per thread feed.
+    assert requests == 1 + len(posts)
+
+
+# -- what a probe's dates mean: pure, no server, no store, no clock ----------------------
+
+SITE = "http://b.test/wp-json/"
+OCT_21, OCT_24, OCT_25 = 1382344200.0, 1382601600.0, 1382688000.0  # 2013, UTC
+
+
+def _thread(post_id: str | None) -> FeedState:
+    return FeedState(id=1, url="http://b.test/p/feed/atom/", title="", api_root=SITE,
+                     etag='"e"', last_modified=None, body_hash=None, interval=600.0,
+                     next_due=0.0, last_polled=None, last_status=200, last_failure=None,
+                     error_count=0, post_id=post_id, rescan_due=1e12)
+
+
+def _read(answer: SiteProbe, newest_id: int = 3) -> Reading:
+    stored = {SITE: SiteState(SITE, 3, newest_id, next_probe=1000.0)}
+    return read_probes({SITE: (WordPress(), answer)}, stored, {SITE: 600.0}, now=2000.0)
+
+
+def test_a_new_id_at_an_old_date_rescans_only_its_posts_thread() -> None:
+    """Comments 1-3 known (newest dated 24 Oct); id 7 on post 9 dated 21 Oct is an import:
+    post 9's thread is rescanned (now and, through the state, by whoever polls it next);
+    id 8 on post 5, dated after the known ones, is a comment made now: its thread is only
+    read without validators, as before."""
+    answer = SiteProbe(5, 8, (8, 7, 3, 2, 1), {8: 5, 7: 9, 3: 4, 2: 4, 1: 4},
+                       dates={8: OCT_25, 7: OCT_21, 3: OCT_24, 2: OCT_21, 1: OCT_21})
+    reading = _read(answer)
+    assert reading.news.moved == frozenset()  # the count is explained by the new ids
+    assert reading.news.imported == {SITE: {"9"}}
+    assert reading.news.touched == {SITE: {"5", "9"}}
+    assert reading.news.rescans() == {SITE: frozenset({"9"})}
+    assert rescan_now(_thread("9"), 21600.0, reading.news, now=2000.0)
+    assert not rescan_now(_thread("5"), 21600.0, reading.news, now=2000.0)
+    assert reading.news.unconditional(_thread("5"))
+    assert rescan_now(_thread(None), 21600.0, reading.news, now=2000.0)  # site-wide feed
+    # Joined over a cycle's batches like the rest of the news.
+    assert (SiteNews() | reading.news).imported == {SITE: {"9"}}
+
+
+@pytest.mark.parametrize(("dates", "imported"), [
+    ({5: OCT_25, 4: OCT_24, 3: OCT_24}, {"9"}),  # the same second as a known one
+    ({5: OCT_25 + 60, 4: OCT_25, 3: OCT_24}, set()),  # made after every comment before it
+    ({5: OCT_24, 4: OCT_25, 3: OCT_21}, {"8"}),  # before a new comment of a lower id
+    ({5: OCT_25, 3: OCT_24}, set()),  # the new id has no date: taken as made now
+    ({5: OCT_25, 4: OCT_21}, set()),  # the window starts there: nothing to compare with
+], ids=["same-second", "newer", "before-a-new-one", "undated", "nothing-before"])
+def test_what_counts_as_an_import(dates: dict[int, float], imported: set[str]) -> None:
+    """Ids 4 (post 9) and 5 (post 8) are new, 3 (post 4) was known."""
+    answer = SiteProbe(5, 5, (5, 4, 3), {5: 8, 4: 9, 3: 4}, dates=dates)
+    assert _read(answer).news.imported == ({SITE: imported} if imported else {})
+
+
+def test_the_first_probe_is_a_baseline_for_imports_too() -> None:
+    answer = SiteProbe(2, 7, (7, 3), {7: 9, 3: 4}, dates={7: OCT_21, 3: OCT_24})
+    first = read_probes({SITE: (WordPress(), answer)}, {}, {SITE: 600.0}, now=2000.0)
+    assert first.news.imported == {} and first.imported == ()
+
+
+def test_the_probe_reads_each_comments_date(blog_server: BlogServer) -> None:
+    """Real WordPress 6.1 output: `date_gmt` (UTC, no offset) of each of the newest ids."""
+    async def main() -> SiteProbe | Failure:
+        async with Fetcher() as fetcher:
+            return await probe_site(fetcher, blog_server.url("/wp-json/"))
+
+    blog_server.scenario = "03-burst-of-24"
+    probe = asyncio.run(main())
+    assert isinstance(probe, SiteProbe)
+    assert set(probe.dates) == set(probe.ids)
+    first = datetime(2013, 10, 21, 9, 12, tzinfo=UTC).timestamp()
+    assert min(probe.dates.values()) == first
+    assert all(probe.dates[a] >= probe.dates[b] for a, b in pairwise(probe.ids))

@@ -71,7 +71,7 @@ def test_burst_of_24_is_reported_completely_once_and_in_order(
         else:
             assert entry["is_reply"] is False and parent is None
     # The REST API filled the gap, page by page (beside the one site probe).
-    probes = [r for r in blog_server.requests if "_fields=id,post" in unquote(r.path)]
+    probes = [r for r in blog_server.requests if "_fields=id,post,date_gmt" in unquote(r.path)]
     assert blog_server.count("/wp-json/wp/v2/comments") - len(probes) == 3
     assert len(probes) == 1
     assert "missing" not in json.dumps(burst)
@@ -257,7 +257,7 @@ def test_an_edit_on_wordpress_is_found_by_the_site_probe_within_one_poll(
     first = run_once(config)
     assert first.returncode == 0, first.stderr
     probes = [unquote(r.path) for r in blog_server.requests if "_fields=" in r.path]
-    assert probes and all(p.endswith("_fields=id,post,content") for p in probes), probes
+    assert probes and all(p.endswith("_fields=id,post,date_gmt,content") for p in probes), probes
 
     # The capture also trashed comment 5; keep it listed, so only the edit is left to find
     # (the count alone would have rescanned the site: see the late-approval test).
@@ -310,7 +310,7 @@ def test_without_notify_edits_the_probe_asks_for_no_text(
     quiet = run_once(config)
     assert quiet.returncode == 0, quiet.stderr
     probes = [unquote(r.path) for r in blog_server.requests if "_fields=" in r.path]
-    assert probes and all(p.endswith("_fields=id,post") for p in probes), probes
+    assert probes and all(p.endswith("_fields=id,post,date_gmt") for p in probes), probes
     assert "edited" not in quiet.stderr
     time.sleep(0.3)
     assert not any("Edited" in m["Subject"] for m in smtp_server.messages)

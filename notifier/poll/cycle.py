@@ -46,6 +46,10 @@ WRITE_BATCH = 200
 what a crash can make the next run fetch again."""
 BATCH_LINGER = 0.25
 """Seconds the writer waits for more finished polls before writing a smaller batch."""
+NEWS_LINGER = 0.02
+"""... once the batch holds a changed feed: its notifications are sent only once written
+(in a `run --once` over 1,000 feeds with 100 changed, most mail waited for the last batch,
+after the parses, instead of going out while they ran)."""
 STRAGGLER_WAIT = 1.0
 """A daemon cycle stops waiting once no feed finished for this long: the rest are slow
 (dripping servers, stuck parses) and finish in the background within their budget."""
@@ -390,8 +394,12 @@ class Poller:
             # Linger briefly so that a batch, and so a transaction, covers many feeds; not
             # past the end of the cycle (nothing more is coming then). One deadline for the
             # batch, not `wait_for` per poll (a task and a timer each).
+            # A batch with news (a changed feed) lingers less: its notifications, and the
+            # channels sending them, wait for its transaction.
+            news = first.parsed is not None
             try:
-                async with asyncio.timeout_at(loop.time() + BATCH_LINGER):
+                linger = NEWS_LINGER if news else BATCH_LINGER
+                async with asyncio.timeout_at(loop.time() + linger) as lingering:
                     while len(batch) < WRITE_BATCH:
                         more = (self._queue.get_nowait() if self._queue.qsize()
                                 else await self._queue.get())
@@ -399,6 +407,11 @@ class Poller:
                             ends += 1
                             break
                         batch.append(more)
+                        if not news and more.parsed is not None:
+                            news = True
+                            soon = loop.time() + NEWS_LINGER
+                            if (lingering.when() or soon) > soon:
+                                lingering.reschedule(soon)
             except TimeoutError:
                 pass
             written = self._report.written

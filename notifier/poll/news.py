@@ -3,7 +3,7 @@
     due thread feeds -> probe_intervals -> probes_due(stored probes, now) -> sites to ask
                      -> edit_sites      -> which of them to ask for comment text too
     their answers    -> read_probes     -> SiteNews (rescan a site? read which posts in full?
-                                           rescan which posts for an edit?)
+                                           rescan which posts for an import or an edit?)
                                            + the probes to store as the next baseline
     SiteNews | the next batch's SiteNews -> what the whole cycle's probes said
     SiteNews + a feed + now -> rescan_now / SiteNews.unconditional -> how to poll that feed
@@ -11,8 +11,9 @@
 Why apart from `probe`: that module asks the sites and the store; this one decides what
 the answers mean, from values only (stored probes, answers, `now`), so the rules "a count
 moved beyond its new ids: rescan the site's threads", "a new id: read its thread without
-validators" and "a comment's text changed: rescan its post's thread" are tested without a
-server, a store or a clock.
+validators", "a new id at an old date (an import): rescan its post's thread" and "a
+comment's text changed: rescan its post's thread" are tested without a server, a store or a
+clock.
 """
 
 from __future__ import annotations
@@ -49,12 +50,15 @@ class SiteNews:
     """Sites probed this cycle, answered or not: not asked again by a later batch ..."""
     asked_texts: frozenset[str] = frozenset()
     """... unless it wants the comments' text and the site was asked for ids only."""
+    imported: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per site, the posts with a new comment at an old date: rescan their threads."""
 
     def __or__(self, other: SiteNews) -> SiteNews:
         """The news of two batches of one cycle together."""
         return SiteNews(self.moved | other.moved, _joined(self.touched, other.touched),
                         _joined(self.edited, other.edited), self.asked | other.asked,
-                        self.asked_texts | other.asked_texts)
+                        self.asked_texts | other.asked_texts,
+                        _joined(self.imported, other.imported))
 
     def answered(self, edits: frozenset[str]) -> frozenset[str]:
         """The sites whose probe this cycle answers for a batch whose sites `edits` want
@@ -63,18 +67,21 @@ class SiteNews:
 
     def rescans(self) -> dict[str, frozenset[str] | None]:
         """The threads to rescan, for the store (`Store.rescan_threads`): every one of a
-        site whose count moved (None), else those of posts with an edited comment. Kept
-        there, the news also reaches threads polled at a later tick or by another node,
-        when this site's probe is not due again."""
-        marks: dict[str, frozenset[str] | None] = dict(self.edited)
+        site whose count moved (None), else those of posts with an edited or an imported
+        comment. Kept there, the news also reaches threads polled at a later tick or by
+        another node, when this site's probe is not due again."""
+        marks: dict[str, frozenset[str] | None] = dict(_joined(self.edited, self.imported))
         marks.update(dict.fromkeys(self.moved))
         return marks
 
-    def edited_thread(self, feed: FeedState) -> bool:
-        """Whether an edit was seen in this feed's thread (a site-wide feed: anywhere)."""
-        if feed.api_root is None or not self.edited.get(feed.api_root):
+    def reread_thread(self, feed: FeedState) -> bool:
+        """Whether an edit or an import was seen in this feed's thread (a site-wide feed:
+        anywhere on its site)."""
+        if feed.api_root is None:
             return False
-        return feed.post_id is None or feed.post_id in self.edited[feed.api_root]
+        posts = self.edited.get(feed.api_root, frozenset()) \
+            | self.imported.get(feed.api_root, frozenset())
+        return bool(posts) and (feed.post_id is None or feed.post_id in posts)
 
     def unconditional(self, feed: FeedState) -> bool:
         """Whether to ask for this feed without validators (a site-wide feed: any news)."""
@@ -111,6 +118,14 @@ class Edited:
 
 
 @dataclass(frozen=True, slots=True)
+class Imported:
+    """A site where new comments came at old dates (for the INFO line)."""
+
+    api_root: str
+    posts: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
 class Reading:
     """What a cycle's probe answers mean, and what to store of them."""
 
@@ -118,6 +133,7 @@ class Reading:
     save: tuple[SiteState, ...] = ()  # the answered probes: the next baseline per site
     moved: tuple[Moved, ...] = ()
     edited: tuple[Edited, ...] = ()
+    imported: tuple[Imported, ...] = ()
     failed: tuple[tuple[str, Failure], ...] = ()  # site -> why its probe gave no answer
 
 
@@ -162,6 +178,7 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
     """
     moved: list[Moved] = []
     edited: list[Edited] = []
+    imported: list[Imported] = []
     failed: list[tuple[str, Failure]] = []
     touched: dict[str, frozenset[str]] = {}
     save: list[SiteState] = []
@@ -177,6 +194,8 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
         if adapter.unexplained_change(previous, answer):
             moved.append(Moved(root, previous.total if previous else 0, answer.total))
         touched[root] = answer.posts_since(previous)
+        if posts := adapter.imported_posts(previous, answer):
+            imported.append(Imported(root, posts))
         if posts := answer.edited_since(previous):
             edited.append(Edited(root, posts))
         # A probe that did not ask for text (nobody due this cycle wants edits) keeps the
@@ -186,16 +205,17 @@ def read_probes(answers: Mapping[str, tuple[Source, SiteProbe | Failure | None]]
                               texts))
     news = SiteNews(frozenset(m.api_root for m in moved), touched,
                     {e.api_root: e.posts for e in edited}, frozenset(answers),
-                    edits & frozenset(answers))
-    return Reading(news, tuple(save), tuple(moved), tuple(edited), tuple(failed))
+                    edits & frozenset(answers), {i.api_root: i.posts for i in imported})
+    return Reading(news, tuple(save), tuple(moved), tuple(edited), tuple(imported),
+                   tuple(failed))
 
 
 def rescan_now(feed: FeedState, every: float | None, news: SiteNews, now: float) -> bool:
     """Whether this poll rescans its thread (a full read and listing): when its periodic
     `rescan` is due, when its site's count moved beyond what new comments explain, or when
-    the probe saw a comment of its thread edited."""
+    the probe saw a comment of its thread edited or imported."""
     if every is None:
         return False
     return ((feed.rescan_due is not None and feed.rescan_due <= now)
             or (feed.api_root is not None and feed.api_root in news.moved)
-            or news.edited_thread(feed))
+            or news.reread_thread(feed))

@@ -12,8 +12,10 @@ late, imported or edited at an old date moves nothing, and its thread answers 30
 than fetch every thread in full on every poll (slow, and what gets a poller blocked), one
 small request per site (the platform adapter's `probe`; WordPress's reads the REST API) says
 whether the approved-comment count moved by more than its new ids explain (the adapter's
-`unexplained_change`, pure); only then are the site's followed threads
-rescanned (unconditional GET and REST listing). Where a subscription wants edits
+`unexplained_change`, pure); only then are the site's followed threads rescanned
+(unconditional GET and REST listing). A new id at an old date (an import,
+`imported_posts`) is explained by the count but moves no validator and may sit below its
+thread's feed window: only its post's thread is rescanned. Where a subscription wants edits
 (`notify_edits`), the same request carries the newest comments' text, and only the threads
 whose comments' text changed are rescanned. The periodic `rescan` stays the safety net for
 what a count cannot show (an approval and a trash in one interval, an edit of a comment
@@ -22,10 +24,11 @@ older than the newest 100).
 A site's followed threads are rarely polled together: a cycle claims its due feeds in
 batches (a probe's news is joined into the next batches', and a site is asked once per
 cycle), and in the daemon jitter spreads them over many ticks, when the probe is not due
-again, and over nodes. So a rescan the probe calls for (a moved count, an edit) is also
-written to the store as the threads' `rescan_due`: whoever polls a thread next rescans it,
-and that poll sets its next rescan. What a new id alone says (read one thread without
-validators) lives for the cycle only.
+again, and over nodes. So a rescan the probe calls for (a moved count, an import, an edit)
+is also written to the store as the threads' `rescan_due`: whoever polls a thread next
+rescans it, and that poll sets its next rescan. What a new id alone says (read one thread
+without validators) lives for the cycle only: a comment made now has moved the site's
+validators as well, so a later conditional GET of its thread answers 200 anyway.
 
 This module only asks (the store, the sites) and logs; what the answers mean is decided in
 `notifier.poll.news`, from values.
@@ -76,6 +79,11 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
         log.info("site %s: approved comments %d -> %d beyond its new ones; reading its "
                  "followed threads in full", redact.url(moved.api_root), moved.before,
                  moved.after)
+    for imported in reading.imported:
+        log.info("site %s: comments imported (new ids at old dates) on %d post%s; reading "
+                 "%s in full", redact.url(imported.api_root), len(imported.posts),
+                 "" if len(imported.posts) == 1 else "s",
+                 "its thread" if len(imported.posts) == 1 else "their threads")
     for edited in reading.edited:
         log.info("site %s: comments edited on %d post%s; reading %s in full",
                  redact.url(edited.api_root), len(edited.posts),

@@ -13,8 +13,8 @@ generic code are in `records.py`. Where the generic code asks them, by stage:
     threads: which threads to follow -> source_for(hints).thread_feed
     poll.complete: what a window     -> post_id, fetch_parents (asked of all);
       does not show                     source_for(hints).list_thread / list_window
-    poll.probe, poll.news:           -> source_for(hints).probe (I/O), .unexplained_change
-      what changed cheaply              (pure)
+    poll.probe, poll.news:           -> source_for(hints).probe (I/O), .unexplained_change,
+      what changed cheaply              .imported_posts (pure)
 
 Why: platform rules (WordPress's `#comment-N` keys, "In reply to" line and REST API,
 Blogger's ids and related links) used to be spread over five modules; one file per platform

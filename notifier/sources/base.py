@@ -8,7 +8,7 @@
     diff      sequence                                           same-second entries' order
     threads   thread_feed                                        which comment feed to follow
     complete  post_id, list_thread, list_window, fetch_parents   what a window does not show
-    probe     probe, unexplained_change                          something old changed, cheaply
+    probe     probe, unexplained_change, imported_posts          something old changed, cheaply
 
 Why defaults: an adapter subclasses `Source` and overrides only what its platform does
 differently, so a new platform is one file of its own rules. Every default says "not mine"
@@ -146,3 +146,9 @@ class Source(Protocol):
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:
         """Pure: whether two probes differ by more than new comments explain."""
         return False
+
+    def imported_posts(self, previous: SiteProbe | None, current: SiteProbe) -> frozenset[str]:
+        """Pure: the posts (ids) of new comments that their thread's feed may not show,
+        read conditionally or not (WordPress: an imported comment, a new id at an old date);
+        their threads are rescanned."""
+        return frozenset()

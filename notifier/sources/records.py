@@ -4,7 +4,7 @@
     a feed document's title, id, URLs, items -> FeedFacts -> Source.comment_document
     a comment's opening line -> Source.reply_line -> ReplyLine (its parent, the rest)
     Source.list_thread / list_window -> Backfill -> backfill merges it into the poll
-    Source.probe -> SiteProbe | Failure -> Source.unexplained_change
+    Source.probe -> SiteProbe | Failure -> Source.unexplained_change, Source.imported_posts
 
 Why its own module: the registry in `notifier.sources` imports every adapter, and every
 adapter needs these records, so they sit below both and import neither.
@@ -110,6 +110,9 @@ class SiteProbe:
     posts: Mapping[int, int] = field(default_factory=dict)  # comment id -> its post's id
     texts: Mapping[int, str] = field(default_factory=dict)
     """Comment id -> a short digest of its text; empty when the probe did not ask for text."""
+    dates: Mapping[int, float] = field(default_factory=dict)
+    """Comment id -> its date (POSIX seconds), where the platform gives one: a new id with
+    an old date (an import) is news a conditional read of its thread may not show."""
 
     def posts_since(self, previous: SiteProbe | None) -> frozenset[str]:
         """The posts that got comments newer (by id) than `previous` saw, as id strings.

@@ -5,6 +5,7 @@
     comment keys `<post guid>#comment-N`; a reply's RSS2 text opens "In reply to <a>Name</a>."
     gap or rescan -> REST `wp/v2/comments?post=ID` page by page -> entries keyed like the feed
     once per site per interval -> probe_site -> unexplained_change(previous, current) -> rescan
+                                              -> imported_posts(previous, current) -> rescan those
 
 Conventions (see the field notes): posts `/feed/`, all comments `/comments/feed/`, one post's
 comments `<permalink>/feed/`, each with an Atom twin under `.../feed/atom/`; plain permalinks
@@ -18,9 +19,14 @@ Why a probe: WordPress's ETag and Last-Modified are site-wide, so a thread's com
 answer 304 while a comment was approved late (moderation keeps its old date and position),
 imported or trashed. One small REST request per site -- the newest 100 ids and the
 `X-WP-Total` of approved comments -- tells whether something happened that the feeds cannot
-show; `unexplained_change` decides that purely, from two probes. An edit moves neither count
-nor validators: where a subscription wants edits, the same request carries the comments'
-text, and a changed digest names the post to read in full (`SiteProbe.edited_since`).
+show; `unexplained_change` decides that purely, from two probes. An import (the importer,
+or a plugin that copies comments with their original dates) is a new id at an old date: the
+count is explained, the validators do not move, and on a thread of more than 10 comments
+its feed (the newest 10 by date) does not even show it; the probe's dates tell it from a
+comment made now (`imported_posts`), and only its thread is read in full. An edit moves
+neither count nor validators: where a subscription wants edits, the same request carries
+the comments' text, and a changed digest names the post to read in full
+(`SiteProbe.edited_since`).
 
 Identity: a comment's guid is the post's guid + "#comment-N", and its link the post's
 permalink (+ "comment-page-N/" when comments are paged) + "#comment-N". The two agree only
@@ -76,6 +82,7 @@ __all__ = [
     "PROBE_SIZE",
     "SiteProbe",
     "WordPress",
+    "imported_posts",
     "next_link",
     "parse_wp_rest_comments",
     "probe_site",
@@ -578,16 +585,42 @@ def unexplained_change(previous: SiteProbe | None, current: SiteProbe) -> bool:
     return current.total - previous.total != len(new)
 
 
+def imported_posts(previous: SiteProbe | None, current: SiteProbe) -> frozenset[str]:
+    """The posts of new comments dated no later than a comment of a lower id: imports.
+
+    Ids grow with creation, and a comment is dated when it is made (a held one keeps that
+    date), so a comment is dated after every comment of a lower id; made after those the
+    previous probe saw, it moves the site's validators and tops its thread's feed. One that
+    is not -- imported, or re-dated -- moves nothing, and a thread's feed shows only its
+    newest 10 by date, so a read without validators may miss it as well: its thread is
+    listed in full. Only dates of this probe's window are compared (the comments before it
+    are older by id), so no date needs storing; a new id without a date is taken as made
+    now. Pure, and a comment made now is never taken for an import.
+    """
+    if previous is None:
+        return frozenset()
+    posts: set[str] = set()
+    latest: float | None = None  # the newest date among the lower ids seen so far
+    for i in sorted(current.dates):
+        when = current.dates[i]
+        if i > previous.newest_id and latest is not None and when <= latest \
+                and i in current.posts:
+            posts.add(str(current.posts[i]))
+        latest = when if latest is None else max(latest, when)
+    return frozenset(posts)
+
+
 async def probe_site(fetcher: Fetcher, api_root: str, *, edits: bool = False
                      ) -> SiteProbe | Failure:
-    """Ask a site for its approved-comment count and newest ids: one small request.
+    """Ask a site for its approved-comment count, newest ids and their dates: one small
+    request (the dates tell an import from a comment made now: `imported_posts`).
 
     With `edits` (a subscription on the site wants them) the same request also asks for the
     newest comments' text (`_fields=...,content`), kept as a short digest per comment: an
     edit moves neither the count nor the site's validators, only the text. A body of about
     100 comments instead of 100 ids, still one request, and only where someone asked.
     """
-    fields = "id,post,content" if edits else "id,post"
+    fields = "id,post,date_gmt,content" if edits else "id,post,date_gmt"
     url = rest_url(api_root, "wp/v2/comments", {
         "per_page": PROBE_SIZE, "orderby": "id", "order": "desc", "_fields": fields})
     fetched = await fetcher.fetch(url, accept=JSON_ACCEPT)
@@ -607,7 +640,9 @@ async def probe_site(fetcher: Fetcher, api_root: str, *, edits: bool = False
              if isinstance(item.get("post"), int) and not isinstance(item.get("post"), bool)}
     texts = {item["id"]: sha256(text_of(map_of(item, "content"), "rendered"))[:TEXT_DIGEST]
              for item in items if edits and isinstance(item.get("content"), Mapping)}
-    return SiteProbe(int(total_text), ids[0] if ids else 0, ids, posts, texts)
+    dates = {item["id"]: when.timestamp() for item in items
+             if (when := _rest_time(item.get("date_gmt"))) is not None}
+    return SiteProbe(int(total_text), ids[0] if ids else 0, ids, posts, texts, dates)
 
 
 async def list_window(fetcher: Fetcher, api_root: str, window: Sequence[Entry]
@@ -729,3 +764,6 @@ class WordPress(Source):
 
     def unexplained_change(self, previous: SiteProbe | None, current: SiteProbe) -> bool:
         return unexplained_change(previous, current)
+
+    def imported_posts(self, previous: SiteProbe | None, current: SiteProbe) -> frozenset[str]:
+        return imported_posts(previous, current)

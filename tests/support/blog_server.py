@@ -7,13 +7,14 @@ gzip and slow bodies go through the same HTTP stack as in production.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -765,14 +766,17 @@ class BlogServer(ThreadedHTTPService):
             return [post.rest_item(c) for post in self._posts.values() for c in post.comments]
 
     def _post_comments_feed(self, post: Post, request_headers: Mapping[str, str]) -> _Response:
-        """An added post's comment feed. Its validators are the site's (here the captured
-        post feed's, as WordPress's are its newest comment anywhere): approving a comment at
-        an old date does not move them, so a conditional GET is answered 304."""
+        """An added post's comment feed. Its validators are the site's, as WordPress's are
+        its newest comment anywhere: the captured post feed's, or an added comment's date
+        when that is newer (a comment made now moves them for every thread). Approving or
+        importing a comment at an old date does not move them, so a conditional GET is
+        answered 304."""
         captured = self._find("post-comments.atom.xml.headers", self._scenario)
         assert captured is not None
         _, _, site = parse_headers_file(captured.read_text())
         headers: Headers = [(name, value) for name, value in site
                             if name.lower() in ("date", "server", "last-modified", "etag")]
+        headers = self._site_validators(headers)
         headers += [
             ("Link", f'<{FIXTURE_ORIGIN}/wp-json/>; rel="https://api.w.org/"'),
             ("Link", f"<{FIXTURE_ORIGIN}/wp-json/wp/v2/posts/{post.post_id}>; "
@@ -785,6 +789,22 @@ class BlogServer(ThreadedHTTPService):
         with self._lock:
             body = post.atom()
         return self._from_capture(200, "OK", [*headers, ("Vary", "Accept-Encoding")], body)
+
+    def _site_validators(self, headers: Headers) -> Headers:
+        """WordPress's `Last-Modified` (the newest comment's `date_gmt` anywhere) and its
+        `ETag` (the md5 of that header, quoted), moved on by an added comment newer than
+        the captured ones."""
+        with self._lock:
+            dates = [c.date for p in self._posts.values() for c in p.comments]
+        captured = get_header(headers, "Last-Modified")
+        newest = max((datetime.fromisoformat(d).replace(tzinfo=UTC) for d in dates),
+                     default=None)
+        if captured is None or newest is None \
+                or newest.timestamp() <= (_http_timestamp(captured) or 0.0):
+            return headers
+        modified = format_datetime(newest, usegmt=True)
+        return [*without(headers, "Last-Modified", "ETag"), ("Last-Modified", modified),
+                ("ETag", f'"{hashlib.md5(modified.encode()).hexdigest()}"')]
 
     def _uncaptured_comments(self, listed: set[int]) -> list[dict[str, object]]:
         """Comments the scenario's own post feed shows but no REST capture lists.
