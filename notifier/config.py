@@ -4,14 +4,16 @@ Every problem is reported with the file, the line and the key path, and what is 
 because the person reading it is editing a YAML file at 2 a.m. and needs to go straight to
 the line. All problems are collected and shown together rather than one per attempt.
 
-`${VAR}` and `${VAR:-default}` are substituted inside parsed string values only, so an
-environment variable can never add keys or change the YAML structure.
+This module holds the models everyone imports and `load_config`, whose steps are:
+read the YAML with the line of every key (`configyaml`) -> substitute `${VAR}`
+(`configenv`) -> append the `include:` files' subscriptions, read and substituted alike ->
+read `<key>_file` values (`configenv`) -> validate against the models -> cross-check names
+and files -> `Config`. Each step words its problems through `configproblems`, which knows
+the file and line of every key path.
 """
 
 from __future__ import annotations
 
-import bisect
-import copy
 import glob
 import hashlib
 import json
@@ -23,25 +25,25 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
+from notifier.configenv import read_secret_files, substitute_env
+from notifier.configproblems import ConfigError as ConfigError  # raised by load_config
+from notifier.configproblems import (
+    KeyPath,
+    Locator,
+    close_match,
+    dotted,
+    is_covered,
+    missing_problem,
+)
+from notifier.configyaml import EVENT_PARSER, parse_yaml
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
-from notifier.errors import NotifierError
 from notifier.schema import EMAIL, Duration, HttpUrl, Size, StrictModel, StrList, normalise_name
 
 Watch = Literal["posts", "comments", "threads"]
-KeyPath = tuple[str | int, ...]
-
-
-class ConfigError(NotifierError):
-    """One or more problems in a configuration file; `str()` lists them, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 class Defaults(StrictModel):
@@ -254,32 +256,9 @@ MAX_SUBSCRIPTIONS = 100_000
 """Most subscriptions in all files together: ten times what one daemon is meant to poll, so
 a generated file that went wrong is refused before it is validated and scheduled."""
 
-MAX_ALIAS_NODES = 10_000
-"""Most values one file may produce by expanding YAML aliases (`*name`). Aliases are handy
-for a shared `notify:` list, but nested ones multiply: nine levels of nine references in
-631 bytes expand to 387 million values (a "billion laughs" bomb)."""
-
-_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml composes ten times faster than the pure-Python parser; not every build has it."""
-
-_STR_TAG = "tag:yaml.org,2002:str"
-_FIRST_CHARS = frozenset(_BASE_LOADER.yaml_implicit_resolvers)
-
-
-class _Loader(_BASE_LOADER):  # type: ignore[misc]
-    """The safe loader, resolving most strings without trying every implicit type.
-
-    Even libyaml calls back into Python to resolve each node's tag; a quoted scalar, or a
-    plain one whose first character starts no implicit type (bool, int, null, ...), is a
-    string, which is what most values are. Everything else goes the usual way.
-    """
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and None not in _FIRST_CHARS and (
-                not implicit[0] or (value and value[0] not in _FIRST_CHARS)):
-            return _STR_TAG
-        return super().resolve(kind, value, implicit)
-_MERGE_TAG = "tag:yaml.org,2002:merge"
+_EVENT_PARSER: Any = EVENT_PARSER
+"""libyaml's event parser, None where PyYAML lacks libyaml: every file is then read through
+the node tree (tests set it None to read through that path)."""
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, *,
@@ -297,12 +276,12 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     """
     file = Path(path)
     env = os.environ if environ is None else environ
-    data, lines = _parse_yaml(_read(file) if text is None else text, file)
+    data, lines = parse_yaml(_read(file) if text is None else text, file, _EVENT_PARSER)
     if not isinstance(data, dict):
         raise ConfigError([f"{file}:1: the file must be a mapping with keys such as "
                            "'channels' and 'subscriptions'"])
-    where = _Locator(file, lines, data)
-    missing = _substitute_env(data, env, where, stand_in=not require_secrets)
+    where = Locator(file, lines, data, _RawConfig)
+    missing = substitute_env(data, env, where, stand_in=not require_secrets)
     if not require_secrets:
         tolerated = {key: names for key, names in missing.items()
                      if key[:1] == ("channels",) and len(key) > 2}
@@ -311,9 +290,9 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         tolerated = {}
     # Missing variables do not stop the checks: every other mistake is reported with them,
     # not in a second round after the variables are set.
-    problems = [_missing_problem(where, key, names, env) for key, names in missing.items()]
+    problems = [missing_problem(where, key, names, env) for key, names in missing.items()]
     include_problems = _include(file, data, lines, env, where)
-    include_problems += _read_secret_files(data, file.parent, where,
+    include_problems += read_secret_files(data, file.parent, where,
                                            stand_in=not require_secrets)
     if include_problems:
         raise ConfigError(sorted(problems + include_problems, key=where.line_of))
@@ -328,7 +307,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         raw = _RawConfig.model_validate(data)
     except ValidationError as exc:
         problems += [where.describe_error(err) for err in exc.errors()
-                     if not _covered(where.error_path(err), covered)]
+                     if not is_covered(where.error_path(err), covered)]
     raw_channels = data.get("channels")
     channels: dict[str, ChannelConfig] = {}
     unresolved: dict[str, tuple[str, ...]] = {}
@@ -353,24 +332,6 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
                   unresolved=unresolved, admin=raw.admin, cluster=raw.cluster)
 
 
-def _missing_problem(where: _Locator, path: KeyPath, names: list[str],
-                     env: Mapping[str, str]) -> str:
-    """One problem per value; "did you mean" names a set variable spelt almost alike."""
-    text = "; ".join(
-        f"environment variable {name} is not set; set it, or write ${{{name}:-default}} "
-        f"to give a default{close_match(name, list(env), list_all=False)}"
-        for name in names)
-    return where.problem(path, text)
-
-
-def _covered(path: KeyPath, missing: Mapping[KeyPath, object]) -> bool:
-    """Whether a validation error sits under a value whose variable is missing: the
-    variable's problem says it already, and the empty stand-in would only add noise."""
-    return any(path[:len(m)] == m  # the value itself, or inside it
-               or (len(path) == len(m) - 1 and m[:len(path)] == path)  # its mapping's check
-               for m in missing)
-
-
 def _read(file: Path) -> str:
     """The file's text, refusing a file larger than MAX_CONFIG_BYTES before reading it all."""
     try:
@@ -388,7 +349,7 @@ def _read(file: Path) -> str:
 
 
 def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
-             env: Mapping[str, str], where: _Locator) -> list[str]:
+             env: Mapping[str, str], where: Locator) -> list[str]:
     """Append the subscriptions of the `include:` files to `data`, their lines to `lines`
     and their origins to `where`, so that later errors name the included file."""
     patterns = data.get("include")
@@ -417,8 +378,8 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
     if not isinstance(subs, list):
         return []  # validation reports the main file's mistake
     for rank, included in enumerate(files, start=1):
-        inc_data, inc_lines = _parse_yaml(_read(included), included)
-        inc_where = _Locator(included, inc_lines, inc_data)
+        inc_data, inc_lines = parse_yaml(_read(included), included, _EVENT_PARSER)
+        inc_where = Locator(included, inc_lines, inc_data, _RawConfig)
         if not isinstance(inc_data, dict) or not isinstance(inc_data.get("subscriptions"),
                                                             list):
             problems.append(f"{included}:1: an included file must be a mapping with one key, "
@@ -428,8 +389,8 @@ def _include(file: Path, data: dict[Any, Any], lines: dict[KeyPath, int],
         problems += [inc_where.problem((str(k),), "an included file may only hold "
                                                   "'subscriptions'; put it in the main file")
                      for k in extra]
-        problems += [_missing_problem(inc_where, path, names, env)
-                     for path, names in _substitute_env(inc_data, env, inc_where).items()]
+        problems += [missing_problem(inc_where, path, names, env)
+                     for path, names in substitute_env(inc_data, env, inc_where).items()]
         where.adopt(inc_where, rank)
         offset = len(subs)
         subs += inc_data["subscriptions"]
@@ -459,502 +420,7 @@ def _expand(base: Path, pattern: str) -> list[Path]:
     return out
 
 
-def _parse_yaml(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
-    """The plain values and the line of every key and list item.
-
-    Built straight from libyaml's parse events when it is there: composing a node tree
-    calls back into Python to resolve every node's tag and to make every node, about 90% of
-    the time of loading 10,000 subscriptions; the events alone cost a tenth of it. Anything
-    unusual (a YAML error, an undefined alias, a second document) is handed to the node-tree
-    path, which reports it as it always did.
-    """
-    if _EVENT_PARSER is not None:
-        lines: dict[KeyPath, int] = {}
-        builder = _EventBuilder(file, lines, _EVENT_PARSER(text))
-        try:
-            data = builder.document()
-        except RecursionError:
-            raise ConfigError([f"{file}: the YAML is nested too deeply"]) from None
-        except (yaml.YAMLError, _Unusual):
-            pass
-        else:
-            if builder.problems:
-                raise ConfigError(builder.problems)
-            return data, lines
-    return _parse_yaml_nodes(text, file)
-
-
-def _parse_yaml_nodes(text: str, file: Path) -> tuple[Any, dict[KeyPath, int]]:
-    """Compose once, then build the plain values and the line of every key and list item in
-    one walk over the node tree."""
-    node = _compose(text, file)
-    lines: dict[KeyPath, int] = {}
-    if node is None:
-        return None, lines
-    builder = _Builder(file, lines)
-    try:
-        data = builder.build(node, ())
-    except RecursionError:
-        raise ConfigError([f"{file}: the YAML is nested too deeply"]) from None
-    if builder.problems:
-        raise ConfigError(builder.problems)
-    return data, lines
-
-
-def _compose(text: str, file: Path) -> yaml.Node | None:
-    try:
-        node: yaml.Node | None = yaml.compose(text, Loader=_Loader)
-        return node
-    except yaml.YAMLError as exc:
-        error: yaml.YAMLError = exc
-    if _BASE_LOADER is not yaml.SafeLoader:
-        # The pure-Python parser's messages say what it expected; parse again to show them.
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            return node
-        except yaml.YAMLError as exc:
-            error = exc
-    if isinstance(error, yaml.MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        hinted = _yaml_hint(error)
-        if hinted is not None:
-            line_number, hint = hinted
-            raise ConfigError([f"{file}:{line_number}: not valid YAML: {hint}"])
-        line = f":{mark.line + 1}" if mark else ""
-        context = ""
-        if error.context and error.context_mark and error.context_mark is not mark:
-            context = f" ({error.context} that starts on line {error.context_mark.line + 1})"
-        raise ConfigError([f"{file}{line}: not valid YAML: {error.problem or error}{context}"])
-    raise ConfigError([f"{file}: not valid YAML: {error}"])
-
-
-_INDENT_HINT = ("the indentation of this line does not fit the lines above it: the keys of "
-                "one mapping start in the same column, and a list item's keys line up under "
-                "the first one after '- '")
-
-
-def _yaml_hint(error: yaml.MarkedYAMLError) -> tuple[int, str] | None:
-    """The line the user has to change and what to do, for the mistakes people make.
-
-    The parser often notices a mistake a line later (a key without ':' is found out when
-    the next line starts); these messages point at the line where it was made.
-    """
-    problem = error.problem or ""
-    at = error.problem_mark.line + 1 if error.problem_mark else None
-    since = error.context_mark.line + 1 if error.context_mark else None
-    context = error.context or ""
-    if "could not find expected ':'" in problem and since is not None:
-        return since, ("this line has no ':' after its key; write `key: value`, with a "
-                       "space after the colon")
-    if "quoted scalar" in context and since is not None:
-        return since, "the quoted value that starts on this line is never closed"
-    if "flow sequence" in context and since is not None:
-        return since, "the [ list ] that starts on this line is not closed with ]"
-    if "flow mapping" in context and since is not None:
-        return since, "the { mapping } that starts on this line is not closed with }"
-    if "'\\t'" in problem and at is not None:
-        return at, "a tab character; YAML indents with spaces only"
-    if at is not None and ("expected <block end>" in problem
-                           or "mapping values are not allowed" in problem
-                           or "expected <block mapping start>" in problem):
-        return at, _INDENT_HINT
-    return None
-
-
-class _Builder:
-    """Plain values from a node tree, recording lines and counting what aliases expand to.
-
-    The composer shares one node for an anchor and all its aliases; a node seen before is an
-    alias, and everything built under it counts against MAX_ALIAS_NODES.
-    """
-
-    def __init__(self, file: Path, lines: dict[KeyPath, int]) -> None:
-        self.file = file
-        self.lines = lines
-        self.problems: list[str] = []
-        self.seen: set[int] = set()
-        self.open: set[int] = set()
-        self.expanded = 0
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def build(self, node: yaml.Node, path: KeyPath, in_alias: bool = False) -> Any:
-        if isinstance(node, yaml.ScalarNode):
-            if in_alias:
-                self._count(node)
-            if node.tag == _STR_TAG:
-                return node.value
-            return self._scalar(node)
-        ident = id(node)
-        if ident in self.open:
-            raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: an alias refers to "
-                               "a collection that contains it"])
-        if ident in self.seen:
-            in_alias = True
-        self.seen.add(ident)
-        if in_alias:
-            self._count(node)
-        self.open.add(ident)
-        try:
-            if isinstance(node, yaml.SequenceNode):
-                items = []
-                for index, item in enumerate(node.value):
-                    if item.tag == _STR_TAG and not in_alias \
-                            and isinstance(item, yaml.ScalarNode):
-                        items.append(item.value)
-                    else:
-                        items.append(self.build(item, (*path, index), in_alias))
-                    self.lines[(*path, index)] = item.start_mark.line + 1
-                return items
-            if isinstance(node, yaml.MappingNode):
-                return self._mapping(node, path, in_alias)
-        finally:
-            self.open.discard(ident)
-        return None
-
-    def _mapping(self, node: yaml.MappingNode, path: KeyPath, in_alias: bool) -> Any:
-        out: dict[Any, Any] = {}
-        merged: list[Any] = []
-        seen: set[str] = set()
-        lines = self.lines
-        scalar = yaml.ScalarNode
-        for key_node, value_node in node.value:
-            key_tag = key_node.tag
-            if key_tag == _MERGE_TAG:
-                merged.append(self.build(value_node, path, in_alias))
-                continue
-            if not isinstance(key_node, scalar):
-                raise ConfigError([f"{self.file}:{key_node.start_mark.line + 1}: "
-                                   f"{_dotted(path)}: a key must be a plain value"])
-            key = key_node.value
-            name = str(key)
-            child = (*path, name)
-            if name in seen:
-                self.problems.append(f"{self.file}:{key_node.start_mark.line + 1}: "
-                                     f"{_dotted(child)}: this key appears twice; "
-                                     "keep one of them")
-            seen.add(name)
-            if key_tag != _STR_TAG:
-                key = self._scalar(key_node)
-            if value_node.tag == _STR_TAG and not in_alias and type(value_node) is scalar:
-                out[key] = value_node.value  # most values: skip the call
-            else:
-                out[key] = self.build(value_node, child, in_alias)
-            lines[child] = key_node.start_mark.line + 1
-        return _merge_keys(merged, out, self.file, node.start_mark.line + 1, path)
-
-    def _scalar(self, node: yaml.ScalarNode) -> Any:
-        return _typed_scalar(self.constructor, node, self.file)
-
-    def _count(self, node: yaml.Node) -> None:
-        self.expanded += 1
-        if self.expanded > MAX_ALIAS_NODES:
-            raise ConfigError([f"{self.file}:{node.start_mark.line + 1}: aliases (*name) "
-                               f"expand to more than {MAX_ALIAS_NODES} values; write the "
-                               "values out or use fewer nested aliases"])
-
-
-def _typed_scalar(constructor: Any, node: yaml.ScalarNode, file: Path) -> Any:
-    """A scalar's value by its tag (int, bool, null, a timestamp...), as the safe loader
-    makes it; an explicit tag it does not know (`!!python/...`) is a mistake at its line."""
-    construct = constructor.yaml_constructors.get(node.tag)
-    try:
-        if construct is not None:
-            return construct(constructor, node)
-        return constructor.construct_object(node)  # raises: unknown tag
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"{file}:{node.start_mark.line + 1}: not valid YAML: "
-                           f"{getattr(exc, 'problem', None) or exc}"]) from None
-
-
-def _merge_keys(merged: list[Any], own: dict[Any, Any], file: Path, line: int,
-                path: KeyPath) -> dict[Any, Any]:
-    """A mapping's `<<` merges under its own keys; of several merged mappings the first
-    wins (YAML's merge key rule), so they are applied last to first."""
-    if not merged:
-        return own
-    result: dict[Any, Any] = {}
-    for source in reversed(merged):
-        for mapping in reversed(source) if isinstance(source, list) else [source]:
-            if not isinstance(mapping, dict):
-                raise ConfigError([f"{file}:{line}: {_dotted(path)}: '<<' must merge a "
-                                   "mapping"])
-            result.update(mapping)
-    result.update(own)
-    return result
-
-
-_EVENT_PARSER: Any = getattr(getattr(yaml, "_yaml", None), "CParser", None)
-_IMPLICIT: dict[Any, list[tuple[str, re.Pattern[str]]]] = \
-    yaml.resolver.Resolver.yaml_implicit_resolvers
-
-
-class _Unusual(Exception):
-    """Something the event builder leaves to the node-tree path."""
-
-
-_RESOLVERS: dict[Any, list[tuple[str, re.Pattern[str]]]] = {
-    first: [*resolvers, *_IMPLICIT.get(None, [])] for first, resolvers in _IMPLICIT.items()}
-"""The resolvers a plain scalar's first character selects, those for any first character
-after them (PyYAML's order), joined once: not again for each of 70,000 scalars."""
-_ANY_FIRST: list[tuple[str, re.Pattern[str]]] = _IMPLICIT.get(None, [])
-
-
-def _plain_tag(value: str) -> str:
-    """The tag of a plain (unquoted) scalar, as PyYAML's resolver finds it."""
-    for tag, pattern in _RESOLVERS.get(value[0] if value else "", _ANY_FIRST):
-        if pattern.match(value):
-            return tag
-    return _STR_TAG
-
-
-class _EventBuilder:
-    """What `_Builder` makes from a node tree, made from the parse events instead.
-
-    An anchored value is kept with its size (values, aliases inside it expanded) and the
-    lines under it, so an alias costs its size against MAX_ALIAS_NODES before it is copied,
-    and its keys get lines, as in the node-tree walk.
-    """
-
-    def __init__(self, file: Path, lines: dict[KeyPath, int], parser: Any) -> None:
-        self.file = file
-        self.lines = lines
-        self.next = parser.get_event
-        self.problems: list[str] = []
-        self.anchors: dict[str, tuple[Any, int, list[tuple[KeyPath, int]]]] = {}
-        self.open: set[str] = set()
-        self.captures: list[tuple[int, list[tuple[KeyPath, int]]]] = []
-        self.expanded = 0
-        self.size = 0
-        self.constructor = yaml.constructor.SafeConstructor()
-
-    def document(self) -> Any:
-        if not isinstance(self.next(), yaml.StreamStartEvent):
-            raise _Unusual
-        event = self.next()
-        if isinstance(event, yaml.StreamEndEvent):
-            return None
-        if not isinstance(event, yaml.DocumentStartEvent):
-            raise _Unusual
-        data = self.value(self.next(), ())
-        if not isinstance(self.next(), yaml.DocumentEndEvent) \
-                or not isinstance(self.next(), yaml.StreamEndEvent):
-            raise _Unusual  # a second document: the node-tree path says so
-        return data
-
-    def _line(self, path: KeyPath, line: int) -> None:
-        self.lines[path] = line
-        for depth, capture in self.captures:
-            capture.append((path[depth:], line))
-
-    def value(self, event: Any, path: KeyPath) -> Any:
-        self.size += 1
-        kind = type(event)
-        if kind is yaml.ScalarEvent:
-            result = self._scalar(event)
-            if event.anchor is not None:
-                self.anchors[event.anchor] = (result, 1, [])
-            return result
-        if kind is yaml.AliasEvent:
-            self.size -= 1
-            return self._alias(event, path)
-        anchor = event.anchor
-        start_size = self.size
-        if anchor is not None:
-            self.open.add(anchor)
-            self.captures.append((len(path), []))
-        if kind is yaml.SequenceStartEvent:
-            result = self._sequence(path)
-        elif kind is yaml.MappingStartEvent:
-            result = self._mapping(event, path)
-        else:
-            raise _Unusual
-        if anchor is not None:
-            self.open.discard(anchor)
-            _, capture = self.captures.pop()
-            self.anchors[anchor] = (result, self.size - start_size + 1, capture)
-        return result
-
-    def _alias(self, event: Any, path: KeyPath) -> Any:
-        name = event.anchor
-        if name in self.open:
-            raise ConfigError([f"{self.file}:{event.start_mark.line + 1}: an alias refers to "
-                               "a collection that contains it"])
-        if name not in self.anchors:
-            raise _Unusual  # undefined alias: the composer's message names it
-        value, size, capture = self.anchors[name]
-        self.expanded += size
-        self.size += size
-        if self.expanded > MAX_ALIAS_NODES:
-            raise ConfigError([f"{self.file}:{event.start_mark.line + 1}: aliases (*name) "
-                               f"expand to more than {MAX_ALIAS_NODES} values; write the "
-                               "values out or use fewer nested aliases"])
-        for rel, line in capture:
-            self._line((*path, *rel), line)
-        return copy.deepcopy(value)
-
-    def _sequence(self, path: KeyPath) -> list[Any]:
-        items: list[Any] = []
-        while True:
-            event = self.next()
-            if type(event) is yaml.SequenceEndEvent:
-                return items
-            self._line((*path, len(items)), event.start_mark.line + 1)
-            items.append(self.value(event, (*path, len(items))))
-
-    def _mapping(self, start: Any, path: KeyPath) -> Any:
-        out: dict[Any, Any] = {}
-        merged: list[Any] = []
-        seen: set[str] = set()
-        while True:
-            key_event = self.next()
-            kind = type(key_event)
-            if kind is yaml.MappingEndEvent:
-                break
-            if kind is not yaml.ScalarEvent:
-                if kind is yaml.AliasEvent:
-                    raise _Unusual
-                raise ConfigError([f"{self.file}:{key_event.start_mark.line + 1}: "
-                                   f"{_dotted(path)}: a key must be a plain value"])
-            tag = self._tag(key_event)
-            if tag == _MERGE_TAG:
-                merged.append(self.value(self.next(), path))
-                continue
-            name = str(key_event.value)
-            child = (*path, name)
-            line = key_event.start_mark.line + 1
-            if name in seen:
-                self.problems.append(f"{self.file}:{line}: {_dotted(child)}: this key "
-                                     "appears twice; keep one of them")
-            seen.add(name)
-            key = key_event.value if tag == _STR_TAG else self._construct(key_event, tag)
-            out[key] = self.value(self.next(), child)
-            self._line(child, line)
-        return _merge_keys(merged, out, self.file, start.start_mark.line + 1, path)
-
-    @staticmethod
-    def _tag(event: Any) -> str:
-        tag = event.tag
-        if tag is None or tag == "!":
-            return _plain_tag(event.value) if event.implicit[0] else _STR_TAG
-        return str(tag)
-
-    def _scalar(self, event: Any) -> Any:
-        tag = self._tag(event)
-        if tag == _STR_TAG:
-            return event.value
-        return self._construct(event, tag)
-
-    def _construct(self, event: Any, tag: str) -> Any:
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        return _typed_scalar(self.constructor, node, self.file)
-
-
-SECRET_KEYS = frozenset({"password", "token", "access_token", "secret", "url", "state"})
-"""Keys whose value may come from a file instead: `password_file: /run/credentials/...`
-(systemd's LoadCredential=, Docker secrets). The file's text, without a final newline, is
-the value; the file is read once, when the configuration is."""
-MAX_SECRET_FILE_BYTES = 64 * 1024
-
-
-def _read_secret_files(data: Any, base_dir: Path, where: _Locator, *,
-                       stand_in: bool = False) -> list[str]:
-    """Replace each `<key>_file` (key in SECRET_KEYS) by `<key>` holding the file's text.
-
-    With `stand_in` (read-only commands), a channel's unreadable file gets a stand-in
-    value, as an unset variable does: `status` needs no channel secret."""
-    problems: list[str] = []
-
-    def walk(value: Any, path: KeyPath) -> None:
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, path + (index,))
-            return
-        if not isinstance(value, dict):
-            return
-        for key in list(value):
-            name = str(key)
-            here = path + (name,)
-            target = name.removesuffix("_file")
-            if name.endswith("_file") and target in SECRET_KEYS:
-                source = value[key]
-                if target in value:
-                    problems.append(where.problem(here, f"give {target} or {name}, not both"))
-                    continue
-                if not isinstance(source, str) or not source:
-                    problems.append(where.problem(here, "must be the path of a file"))
-                    continue
-                secret = _secret_from(base_dir / source)
-                if isinstance(secret, Exception) and stand_in and path[:1] == ("channels",):
-                    secret = f"unset-{name}"
-                if isinstance(secret, Exception):
-                    problems.append(where.problem(here, f"cannot read {source}: {secret}"))
-                    continue
-                del value[key]
-                value[target] = secret
-            else:
-                walk(value[key], here)
-
-    walk(data, ())
-    return problems
-
-
-def _secret_from(file: Path) -> str | Exception:
-    try:
-        with file.open("rb") as stream:
-            content = stream.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as exc:
-        return Exception(exc.strerror or type(exc).__name__)
-    if len(content) > MAX_SECRET_FILE_BYTES:
-        return Exception(f"larger than {MAX_SECRET_FILE_BYTES // 1024} KiB; is it the right file?")
-    try:
-        return content.decode("utf-8").removesuffix("\n").removesuffix("\r")
-    except UnicodeDecodeError:
-        return Exception("not UTF-8 text")
-
-
-_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _substitute_env(data: Any, env: Mapping[str, str], where: _Locator, *,
-                    stand_in: bool = False) -> dict[KeyPath, list[str]]:
-    """Substitute in place; return the paths of values whose variables are not set and the
-    variables' names. Those are left empty, or with `stand_in` (channel settings loaded
-    without secrets) given the text `unset-NAME`, which keeps a password or a URL's token
-    valid, so the channel can still be described and rendered."""
-    missing: dict[KeyPath, list[str]] = {}
-
-    def replace_in(text: str, path: KeyPath) -> str:
-        if "$" not in text:  # nearly every value: no pattern to run
-            return text
-
-        def one(match: re.Match[str]) -> str:
-            if match.group(0) == "$$":
-                return "$"
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return env[name]
-            if default is not None:
-                return default
-            missing.setdefault(path, []).append(name)
-            return f"unset-{name}" if stand_in and path[:1] == ("channels",) else ""
-        return _ENV_REF.sub(one, text)
-
-    def walk(value: Any, path: KeyPath) -> Any:
-        if isinstance(value, str):
-            return replace_in(value, path)
-        if isinstance(value, dict):
-            for key in list(value):
-                value[key] = walk(value[key], path + (str(key),))
-        elif isinstance(value, list):
-            for index, item in enumerate(value):
-                value[index] = walk(item, path + (index,))
-        return value
-
-    walk(data, ())
-    return missing
-
-
-def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator,
+def _validate_channels(raw: Mapping[str, dict[str, Any]], where: Locator,
                        covered: Mapping[KeyPath, object]
                        ) -> tuple[dict[str, ChannelConfig], list[str]]:
     channels: dict[str, ChannelConfig] = {}
@@ -978,12 +444,12 @@ def _validate_channels(raw: Mapping[str, dict[str, Any]], where: _Locator,
             channels[name] = config_type.model_validate(body)
         except ValidationError as exc:
             problems += [where.describe_error(err, prefix=path) for err in exc.errors()
-                         if not _covered(where.error_path(err, path), covered)]
+                         if not is_covered(where.error_path(err, path), covered)]
     return channels, problems
 
 
 def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_dir: Path,
-                 where: _Locator) -> list[str]:
+                 where: Locator) -> list[str]:
     """Checks that span sections: names that refer to other names, files that must exist."""
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -991,7 +457,7 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
         path: KeyPath = ("subscriptions", index)
         if sub.name in seen:
             first = ("subscriptions", seen[sub.name])
-            other = _dotted(where.shown_path(first))
+            other = dotted(where.shown_path(first))
             if where.file_of(first) != where.file_of(path):
                 other += f" in {where.location(first + ('name',))}"
             problems.append(where.problem(
@@ -1037,180 +503,3 @@ def _cross_check(raw: _RawConfig, channels: Mapping[str, ChannelConfig], base_di
                 problems.append(where.problem(("channels", name, "templates", slot),
                                               f"template file {file!r} does not exist"))
     return problems
-
-
-
-def _dotted(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-class _Locator:
-    """Turns a key path into `file:line: path: message`, the line of the nearest known key.
-
-    Subscriptions from included files keep their own file and index in that file: `lines`
-    holds their lines under the combined index, and `add_file` says which range is whose.
-    """
-
-    def __init__(self, file: Path, lines: Mapping[KeyPath, int], data: Any) -> None:
-        self.file = file
-        self.lines = lines
-        self.data = data
-        self._starts: list[int] = []
-        self._origins: list[tuple[Path, int]] = []
-        self._order: dict[str, tuple[int, int]] = {}
-
-    def add_file(self, file: Path, rank: int, offset: int, count: int) -> None:
-        """Subscriptions `offset` to `offset + count - 1` come from `file`, the rank-th."""
-        if count:
-            self._starts.append(offset)
-            self._origins.append((file, rank))
-
-    def adopt(self, other: _Locator, rank: int) -> None:
-        """Sort the problems another file's locator described as that file's."""
-        self._order.update({text: (rank, line) for text, (_, line) in other._order.items()})
-
-    def _origin(self, path: KeyPath) -> tuple[Path, int, KeyPath]:
-        """The file, its rank and the path as that file spells it."""
-        if self._starts and len(path) >= 2 and path[0] == "subscriptions" \
-                and isinstance(path[1], int) and path[1] >= self._starts[0]:
-            which = bisect.bisect_right(self._starts, path[1]) - 1
-            file, rank = self._origins[which]
-            return file, rank, ("subscriptions", path[1] - self._starts[which], *path[2:])
-        return self.file, 0, path
-
-    def file_of(self, path: KeyPath) -> Path:
-        return self._origin(path)[0]
-
-    def shown_path(self, path: KeyPath) -> KeyPath:
-        return self._origin(path)[2]
-
-    def location(self, path: KeyPath) -> str:
-        """`file:line` of a key path."""
-        line = self._line(path)
-        return f"{self.file_of(path)}:{line}" if line else str(self.file_of(path))
-
-    def problem(self, path: KeyPath, message: str) -> str:
-        file, rank, shown = self._origin(path)
-        line = self._line(path)
-        text = f"{file}:{line}: {_dotted(shown)}: {message}" if line else \
-            f"{file}: {_dotted(shown)}: {message}"
-        self._order[text] = (rank, line or 0)
-        return text
-
-    def line_of(self, problem: str) -> tuple[int, int]:
-        """Sort key: problems are listed by file (main first), then in the order of lines."""
-        return self._order.get(problem, (0, 0))
-
-    def _line(self, path: KeyPath) -> int | None:
-        for end in range(len(path), -1, -1):
-            if path[:end] in self.lines:
-                return self.lines[path[:end]]
-        return None
-
-    def error_path(self, err: Any, prefix: KeyPath = ()) -> KeyPath:
-        return self._real_path(prefix + tuple(err["loc"]))
-
-    def describe_error(self, err: Any, prefix: KeyPath = ()) -> str:
-        path = self.error_path(err, prefix)
-        kind = err["type"]
-        if kind == "extra_forbidden":
-            parent = self._value_at(path[:-1])
-            hint = ""
-            if isinstance(parent, dict):
-                hint = self._under_empty_key(parent, path, prefix) or close_match(
-                    str(path[-1]), self._allowed_keys(path[:-1], prefix))
-            return self.problem(path, f"unknown key{hint}")
-        if kind == "missing":
-            return self.problem(path, "this required key is missing")
-        if kind in ("dict_type", "model_type", "list_type") and path \
-                and isinstance(parent := self._value_at(path[:-1]), dict | list) \
-                and _holds_none(parent, path[-1]):
-            # `c:` then `type: console` in the same column: YAML reads an empty `c`.
-            return self.problem(path, "nothing is written under this key; if the lines after "
-                                      "it belong to it, indent them more than the key")
-        message = str(err["msg"])
-        message = message.removeprefix("Value error, ")
-        if kind in ("literal_error", "enum"):
-            message += f" (got {err.get('input')!r})"
-        return self.problem(path, message)
-
-    def _under_empty_key(self, parent: dict[Any, Any], path: KeyPath,
-                         prefix: KeyPath) -> str:
-        """`defaults:` then `interval: 5m` in the same column: the key belongs under the
-        empty one before it, indented."""
-        keys = list(parent)
-        index = keys.index(path[-1]) if path[-1] in keys else 0
-        if index == 0 or parent[keys[index - 1]] is not None:
-            return ""
-        above = keys[index - 1]
-        if str(path[-1]) not in self._allowed_keys((*path[:-1], above), prefix):
-            return ""
-        return (f"; if it belongs under '{above}:' (empty as written), indent it more than "
-                f"'{above}'")
-
-    def _allowed_keys(self, path: KeyPath, prefix: KeyPath) -> list[str]:
-        """Field names of the model at `path`, to suggest the key the user meant."""
-        model: Any = _RawConfig
-        if prefix[:1] == ("channels",) and len(prefix) == 2:
-            body = self._value_at(prefix)
-            try:
-                model = channel_config_type(str(body.get("type")))
-            except (KeyError, AttributeError):
-                return []
-            path = path[len(prefix):]
-        for part in path:
-            if isinstance(part, int):
-                continue
-            field = getattr(model, "model_fields", {}).get(part)
-            if field is None:
-                return []
-            annotation = field.annotation
-            inner = getattr(annotation, "__args__", None)
-            model = inner[0] if inner and hasattr(inner[0], "model_fields") else annotation
-        fields = getattr(model, "model_fields", {})
-        return [f.alias or n for n, f in fields.items()]
-
-    def _real_path(self, loc: KeyPath) -> KeyPath:
-        """Drop pydantic's own loc parts (union tags, validator names) that are not keys."""
-        out: list[str | int] = []
-        value = self.data
-        for part in loc:
-            in_dict = isinstance(value, dict) and part in value
-            in_list = isinstance(value, list) and isinstance(part, int) and part < len(value)
-            if in_dict or in_list:
-                value = value[part]
-                out.append(part)
-            elif isinstance(value, dict) and isinstance(part, str) and part != "[key]":
-                out.append(part)  # a missing or unknown key: name it
-                value = None
-        return tuple(out)
-
-    def _value_at(self, path: KeyPath) -> Any:
-        value = self.data
-        for part in path:
-            try:
-                value = value[part]
-            except (KeyError, IndexError, TypeError):
-                return None
-        return value
-
-
-def _holds_none(parent: dict[Any, Any] | list[Any], key: str | int) -> bool:
-    if isinstance(parent, dict):
-        return key in parent and parent[key] is None
-    return isinstance(key, int) and 0 <= key < len(parent) and parent[key] is None
-
-
-def close_match(word: str, options: list[str], *, list_all: bool = True) -> str:
-    import difflib
-
-    best = difflib.get_close_matches(word, options, n=1)
-    if best:
-        return f"; did you mean {best[0]!r}?"
-    if options and list_all:
-        return f"; expected one of: {', '.join(options)}"
-    return ""
-

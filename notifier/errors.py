@@ -1,7 +1,7 @@
 """The root of every error notifier raises on purpose, and where each branch lives.
 
     NotifierError
-    ├── ConfigError           config.py         the file is wrong: file, line, key, what to do
+    ├── ConfigError           configproblems.py the file is wrong: file, line, key, what to do
     ├── ConfigWriteError      configfile.py     `add`/`import` cannot replace the file
     ├── StoreError            store/records.py  the state cannot be opened, or is too new
     ├── ParseError            entrytext.py      a body is not a feed (or not REST JSON)

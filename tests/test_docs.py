@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from notifier.channels import CHANNEL_KINDS, channel_config_type
 from notifier.commands import COMMANDS, build_parser, main
-from notifier.config import SECRET_KEYS, _RawConfig, load_config
+from notifier.config import _RawConfig, load_config
+from notifier.configenv import SECRET_KEYS
 from notifier.delivery.channel import ChannelConfig
 from notifier.delivery.digest import DeliveryTiming
 

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 
 from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
-from notifier.config import Config, Subscription, close_match
+from notifier.config import Config, Subscription
+from notifier.configproblems import close_match
 from notifier.delivery.channel import ChannelConfig, ChannelContext, DeliveryError
 from notifier.errors import NotifierError
 from notifier.failures import FailedFeed

@@ -12,7 +12,7 @@ import sys
 import time
 
 from notifier.commands.common import EXIT_OK, EXIT_USAGE, Command, load
-from notifier.config import close_match
+from notifier.configproblems import close_match
 from notifier.store import Store
 from notifier.store.statefile import not_created
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from notifier import redact
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
-from notifier.config import Config, close_match
+from notifier.config import Config
 from notifier.configfile import ConfigWriteError, append_subscriptions
+from notifier.configproblems import close_match
 from notifier.opml import OpmlError, OpmlOutline, read_opml, subscription_name, write_opml
 from notifier.store import Store, StoreError
 from notifier.store.statefile import not_created

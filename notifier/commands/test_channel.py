@@ -7,7 +7,7 @@ import asyncio
 import sys
 
 from notifier.commands.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Command, load
-from notifier.config import close_match
+from notifier.configproblems import close_match
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:

@@ -46,7 +46,7 @@ def check_timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        import difflib  # only for a wrong name, as in `config.close_match`
+        import difflib  # only for a wrong name, as in `configproblems.close_match`
 
         close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
