@@ -83,7 +83,9 @@ def export(rev: str, into: Path) -> Path:
 
 def run_once(argv: list[str], env: dict[str, str], log: Path, sink: Sink) -> Run:
     sink.take()
-    wall, code, usage = run_whole(argv, log, env, RUN_TIMEOUT)
+    # In the work folder: started in a checkout, `python -m notifier` would import the
+    # checkout's notifier for every variant, not the one PYTHONPATH names.
+    wall, code, usage = run_whole(argv, log, env, RUN_TIMEOUT, cwd=log.parent)
     time.sleep(0.2)  # the sink's last message is counted before we read it
     return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
                code, sink.take(), os.getloadavg()[0])

@@ -347,12 +347,18 @@ class Measure:
 
 
 def run_whole(argv: list[str], log: Path, env: dict[str, str] | None = None,
-              timeout: float = RUN_TIMEOUT) -> tuple[float, int, resource.struct_rusage]:
+              timeout: float = RUN_TIMEOUT, cwd: Path | None = None
+              ) -> tuple[float, int, resource.struct_rusage]:
     """One whole process, its output appended to `log`: wall clock from spawn to exit, its
-    exit status, and the child's own rusage (CPU, peak RSS). Killed after `timeout` s."""
+    exit status, and the child's own rusage (CPU, peak RSS). Killed after `timeout` s.
+
+    `cwd`: where it runs. `python -m notifier` puts its working directory first on the
+    import path, so a run started inside a checkout imports that checkout's notifier
+    whatever PYTHONPATH says: runs of other code (`changed_run.py`'s exports) go elsewhere.
+    """
     with log.open("ab") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         deadline = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
