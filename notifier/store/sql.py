@@ -221,7 +221,7 @@ class Store(LeaseStore):
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
                                  {"key": MIGRATION_LOCK})
                 else:  # SQLite: take the write lock before reading the version
-                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    lock_for_writing(conn)
                 metadata.create_all(conn, tables=[meta_table])
                 row = conn.execute(sa.select(meta_table.c.value).where(
                     meta_table.c.key == "schema_version")).first()
