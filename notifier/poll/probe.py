@@ -79,16 +79,13 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
         log.info("site %s: approved comments %d -> %d beyond its new ones; reading its "
                  "followed threads in full", redact.url(moved.api_root), moved.before,
                  moved.after)
-    for imported in reading.imported:
-        log.info("site %s: comments imported (new ids at old dates) on %d post%s; reading "
-                 "%s in full", redact.url(imported.api_root), len(imported.posts),
-                 "" if len(imported.posts) == 1 else "s",
-                 "its thread" if len(imported.posts) == 1 else "their threads")
-    for edited in reading.edited:
-        log.info("site %s: comments edited on %d post%s; reading %s in full",
-                 redact.url(edited.api_root), len(edited.posts),
-                 "" if len(edited.posts) == 1 else "s",
-                 "its thread" if len(edited.posts) == 1 else "their threads")
+    for what, found in (("imported (new ids at old dates)", reading.imported),
+                        ("edited", reading.edited)):
+        for site in found:
+            one = len(site.posts) == 1
+            log.info("site %s: comments %s on %d post%s; reading %s in full",
+                     redact.url(site.api_root), what, len(site.posts), "" if one else "s",
+                     "its thread" if one else "their threads")
     await db(store.save_site_probes, list(reading.save), now)
     if marks := reading.news.rescans():
         await db(store.rescan_threads, marks, now)
