@@ -18,6 +18,7 @@ import _thread
 import contextlib
 import ctypes
 import gc
+import importlib
 import os
 import pickle
 import resource
@@ -25,6 +26,7 @@ import select
 import signal
 import struct
 import sys
+import types
 from typing import TYPE_CHECKING, Any, Protocol
 
 from notifier.failures import Failure, FailureKind
@@ -88,6 +90,46 @@ def _resident() -> int:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB elsewhere
+
+
+DEFERRED = ("urllib.request", "feedparser.http")
+"""What a worker imports only if something uses it (`defer_module`)."""
+
+
+class _Deferred(types.ModuleType):
+    """A module's stand-in that imports the real one at its first use."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def defer_module(name: str) -> None:
+    """Put off importing `name` until something uses it.
+
+    For HTTP clients a worker never uses: `feedparser.api` imports its own at once, and
+    `xml.sax.saxutils` (which feedparser imports for `escape`) imports `urllib.request`
+    for the system ids of documents it would fetch; with them come http.client, email and
+    ssl, a fifth of a worker's imports (some 20 ms of every start, and a start is on a
+    changed cycle's critical path), while a worker hands the parsers bytes, never a URL.
+    Whoever does fetch still gets the real module, imported then. Not
+    `importlib.util.LazyLoader`: the import system reads a module's `__spec__` when it
+    meets it in `sys.modules`, and that read already loads a lazy module; here `__spec__`
+    is the plain attribute every module has (None).
+    """
+    if name in sys.modules:
+        return
+    stand_in = _Deferred(name)
+    sys.modules[name] = stand_in
+    # `import a.b` then `a.b.x` reads b off the package: the stand-in is put there too
+    # (the package imported after it is in place, so that the package's own imports of it
+    # meet the stand-in); the real module replaces it there when it is imported.
+    parent, _, child = name.rpartition(".")
+    if parent:
+        package = importlib.import_module(parent)
+        if not hasattr(package, child):
+            setattr(package, child, stand_in)
 
 
 class Pipe(Protocol):
@@ -196,6 +238,8 @@ def serve(conn: Pipe, memory_limit: int) -> None:
     # The parser is imported before the worker measures its size at start: importing it
     # at the first job (some 11 MiB) counted as that job's growth and retired every worker
     # after one parse.
+    for unused in DEFERRED:
+        defer_module(unused)
     import notifier.parse  # noqa: F401
 
     # What is imported lives as long as the worker: the cycle collector need not walk it
