@@ -3,7 +3,8 @@
 `GET /feed/<i>/` answers the Atom comment feed of thread i (its newest 10 comments) with an
 ETag, and 304 to a matching If-None-Match, as WordPress does. `add_comment(i)` gives thread
 i one more comment. Each request is logged with the path and the time it arrived, so a test
-can tell how often, and how close together, each feed was asked for.
+can tell how often, and how close together, each feed was asked for. Threads in `held`
+are answered only once `released` is set.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.support.threaded import ThreadedHTTPService
 
 WINDOW = 10
 FIRST = 3  # comments every thread has before the test adds any
+HOLD_LIMIT = 30.0  # seconds a held thread's answer waits at most for `released`
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
         thread = int(match.group(1))
         if farm.delay:
             time.sleep(farm.delay)
+        if thread in farm.held:
+            farm.released.wait(HOLD_LIMIT)
         etag, body = farm.answer(thread)
         status = 304 if self.headers.get("If-None-Match") == etag else 200
         farm.record(Hit(thread, time.time(), status))
@@ -69,6 +73,10 @@ class FeedFarm(ThreadedHTTPService):
         self._lock = threading.Lock()
         self._count = [FIRST] * threads
         self._hits: list[Hit] = []
+        self.held: frozenset[int] = frozenset()
+        """Threads whose answers wait until `released` is set (at most `HOLD_LIMIT` s):
+        a test that must act while a client is still polling keeps it polling."""
+        self.released = threading.Event()
 
     def path(self, thread: int) -> str:
         return f"/feed/{thread}/"
