@@ -128,17 +128,30 @@ def _run(config: Config, clock: Clock, scenario: Callable[[Engine], Awaitable[T]
     return asyncio.run(main())
 
 
+def _gmt(seconds_ago: float) -> str:
+    """A WordPress `date_gmt` that many seconds before now."""
+    return datetime.fromtimestamp(time.time() - seconds_ago, UTC).replace(
+        microsecond=0, tzinfo=None).isoformat()
+
+
+async def _tick(engine: Engine, clock: Clock, due: str, *, probe: bool) -> None:
+    """A daemon's tick at which only the thread feed `due` is due (the others 5 minutes
+    later), with the site's probe due or not."""
+    with engine.store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :due "
+                             "THEN 0 ELSE :later END"),
+                     {"due": due, "later": clock() + 300})
+        conn.execute(sa.text("UPDATE sites SET next_probe = :at"),
+                     {"at": 0 if probe else clock() + 10_000})
+    await engine.poll()
+
+
 async def _poll_one_now_the_rest_later(engine: Engine, first: str, clock: Clock,
                                        blog_server: BlogServer) -> None:
     """A daemon's tick at which only the thread feed `first` is due (the others 5 minutes
     later) and the site's probe is: the probe's news must reach the others' later polls."""
-    with engine.store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
-                             "THEN 0 ELSE :later END"),
-                     {"first": first, "later": clock() + 300})
-        conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
     blog_server.clear_log()
-    await engine.poll()
+    await _tick(engine, clock, first, probe=True)
 
 
 def test_a_late_approval_is_found_in_every_claim_batch_of_one_run(
@@ -202,6 +215,47 @@ def test_a_late_approval_is_found_by_a_later_tick_of_the_daemon(
     assert ticked == _path_keys({k for k in late if "/post-0/" in k})
     assert queued == _path_keys(late)
     assert probes == 1  # the later tick did not probe again: the first one's news stands
+
+
+def test_a_comment_approved_behind_a_newer_one_is_found_at_its_threads_next_poll(
+        tmp_path: Path, state: str, blog_server: BlogServer) -> None:
+    """A first-time commenter's reply waits for moderation while someone else answers on
+    the same thread. The newer comment is reported at the thread's next poll (its date
+    moved the site's validators); the held one, approved after that poll, is dated before
+    the site's newest comment, so the thread's conditional GET goes on answering 304. The
+    probe, at another thread's tick, counts both as new ids; the thread is read without
+    validators at its own next poll, with no REST listing."""
+    posts = _site(blog_server)
+    config = _config(tmp_path, state, blog_server, posts)
+    clock = Clock()
+    first, second = (blog_server.url(p.path + "feed/atom/") for p in posts[:2])
+    newest = max(c.id for p in posts for c in p.comments)
+    held = f"{posts[0].path}#comment-{newest + 1}"
+    newer = f"{posts[0].path}#comment-{newest + 2}"
+
+    async def scenario(engine: Engine) -> list[set[str]]:
+        await engine.poll(force=True)  # discovery and baselines
+        await engine.poll(force=True)
+        queued = [_queued(engine.store)]
+        posts[0].comments.append(PostComment(newest + 2, "Newer", _gmt(60), "Answered first"))
+        await _tick(engine, clock, first, probe=False)
+        queued.append(_queued(engine.store))
+        posts[0].comments.append(PostComment(newest + 1, "First Time", _gmt(120),
+                                             "Held for moderation"))
+        await _tick(engine, clock, second, probe=True)
+        queued.append(_queued(engine.store))
+        blog_server.clear_log()
+        await _tick(engine, clock, first, probe=False)
+        queued.append(_queued(engine.store))
+        return queued
+
+    before, after_newer, after_probe, after_next_poll = _run(config, clock, scenario)
+    assert before == set()
+    assert after_newer == {newer.lstrip("/")}
+    assert after_probe == after_newer  # the probe's tick polled another thread
+    assert after_next_poll == {newer.lstrip("/"), held.lstrip("/")}
+    assert _listings(blog_server, posts[0]) == 0  # one feed read, no REST listing
+    assert [r.path for r in blog_server.requests] == [posts[0].path + "feed/atom/"]
 
 
 # -- imports: a new id at an old date ----------------------------------------------------

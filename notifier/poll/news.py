@@ -74,6 +74,15 @@ class SiteNews:
         marks.update(dict.fromkeys(self.moved))
         return marks
 
+    def rereads(self) -> dict[str, frozenset[str]]:
+        """The threads to read without validators at their next poll, for the store
+        (`Store.reread_threads`): those of posts with new comments. One of them may have
+        been polled between a newer comment's arrival and this probe, and a comment
+        approved after that poll, dated before the newer one, moves no validator: without
+        this its thread would answer 304 until its periodic rescan. The cost is one full
+        read of such a thread instead of a 304, and no request more."""
+        return {root: posts for root, posts in self.touched.items() if posts}
+
     def reread_thread(self, feed: FeedState) -> bool:
         """Whether an edit or an import was seen in this feed's thread (a site-wide feed:
         anywhere on its site)."""

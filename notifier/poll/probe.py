@@ -4,7 +4,8 @@
                      -> count explained by new ids? keep asking with validators
                                                   : read that site's followed threads in full
     news of this batch | news of the cycle's earlier batches -> the feeds of every batch
-    rescans found -> the store (`rescan_threads`) -> threads polled at a later tick or node
+    rescans and rereads found -> the store (`rescan_threads`, `reread_threads`)
+                              -> threads polled at a later tick or node
 
 WordPress's ETag and Last-Modified are the site's (its newest post or comment anywhere). A
 new comment moves them, so a conditional GET of its thread answers 200; a comment approved
@@ -26,9 +27,12 @@ batches (a probe's news is joined into the next batches', and a site is asked on
 cycle), and in the daemon jitter spreads them over many ticks, when the probe is not due
 again, and over nodes. So a rescan the probe calls for (a moved count, an import, an edit)
 is also written to the store as the threads' `rescan_due`: whoever polls a thread next
-rescans it, and that poll sets its next rescan. What a new id alone says (read one thread
-without validators) lives for the cycle only: a comment made now has moved the site's
-validators as well, so a later conditional GET of its thread answers 200 anyway.
+rescans it, and that poll sets its next rescan. What a new id says (read its thread without
+validators) is written there too, as the thread's validators forgotten: a comment made now
+moves the site's validators, but one approved late behind a newer comment does not, and
+when its thread was polled between the newer comment and the approval, a conditional GET
+of it would answer 304 until the periodic rescan (a first-time commenter's reply, held for
+moderation while someone else answered, is the common case).
 
 This module only asks (the store, the sites) and logs; what the answers mean is decided in
 `notifier.poll.news`, from values.
@@ -89,4 +93,6 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
     await db(store.save_site_probes, list(reading.save), now)
     if marks := reading.news.rescans():
         await db(store.rescan_threads, marks, now)
+    if rereads := reading.news.rereads():
+        await db(store.reread_threads, rereads)
     return known | reading.news

@@ -629,6 +629,18 @@ class Store(LeaseStore):
                                         feeds.c.post_id.in_(sorted(posts))))
                 conn.execute(feeds.update().where(*where).values(rescan_due=now))
 
+    def reread_threads(self, sites: Mapping[str, frozenset[str]]) -> None:
+        """Make threads of these sites' posts (and the sites' site-wide feeds) ask without
+        validators at their next poll, whoever polls it: their stored validators are
+        forgotten, and that poll stores the ones it is answered with."""
+        with self.engine.begin() as conn:
+            for api_root, posts in sites.items():
+                conn.execute(feeds.update().where(
+                    feeds.c.api_root == api_root,
+                    sa.or_(feeds.c.post_id.is_(None), feeds.c.post_id.in_(sorted(posts))),
+                    sa.or_(feeds.c.etag.is_not(None), feeds.c.last_modified.is_not(None)),
+                ).values(etag=None, last_modified=None))
+
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
         out: dict[int, dict[str, bool]] = {}
