@@ -6,8 +6,8 @@
       |            a batch at a time                                        -> [FeedState]
       |  probe     one small request per platform site: did something old change?
       v            `news` (pure): rescan a site? read which threads in full? joined over
-      |            the cycle's batches; rescans also kept in the store for later ticks
-      |            and other nodes                                          -> SiteNews
+      |            the cycle's batches; rescans and rereads (forgotten validators)
+      |            also kept in the store for later ticks and other nodes  -> SiteNews
       |  retrieve  conditional GET -> 304 | same body as last time
       v            | body -> `parsepool` worker (`parseworker`: `plainfeed` or feedparser,
       |                    then the adapters)                             -> Polled
