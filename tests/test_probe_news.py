@@ -37,7 +37,7 @@ from notifier.poll import cycle as poll_cycle
 from notifier.poll.news import Reading, SiteNews, read_probes, rescan_now
 from notifier.sources import SiteProbe
 from notifier.sources.wordpress import WordPress, probe_site
-from notifier.store import FeedState, SiteState, Store
+from notifier.store import FeedState, PollRecord, SiteState, Store
 from tests.support import databases
 from tests.support.blog_server import BlogServer, Post, PostComment
 from tests.support.engine import running_engine
@@ -477,3 +477,32 @@ def test_the_probe_reads_each_comments_date(blog_server: BlogServer) -> None:
     first = datetime(2013, 10, 21, 9, 12, tzinfo=UTC).timestamp()
     assert min(probe.dates.values()) == first
     assert all(probe.dates[a] >= probe.dates[b] for a, b in pairwise(probe.ids))
+
+
+def test_a_poll_answered_with_its_own_validators_leaves_forgotten_ones_forgotten(
+        state: str) -> None:
+    """Another batch's or node's probe forgets a thread's validators while a poll of it,
+    claimed before, is answered 304: that poll's record must not write the old validators
+    back, or the comment the probe saw would wait for the rescan after all."""
+    root, post = "http://blog.test/wp-json/", "10"
+    store = Store(state)
+    try:
+        store.migrate()
+        feed = store.save_discovery("thread", "http://blog.test/p/", "comments",
+                                    "http://blog.test/p/feed/", root, 600, 0.0)
+        store.record_polls([PollRecord(feed, 1.0, 600.0, 200, etag='"v1"',
+                                       last_modified="Fri, 25 Oct 2013 11:00:00 GMT",
+                                       post_id=post, rescan_due=21_600.0)])
+        store.reread_threads({root: frozenset({post})})
+        store.record_polls([PollRecord(feed, 2.0, 601.0, 304, etag='"v1"',
+                                       last_modified="Fri, 25 Oct 2013 11:00:00 GMT",
+                                       validators_changed=False)])
+        forgotten = store.feeds_by_id([feed])[feed]
+        store.record_polls([PollRecord(feed, 3.0, 602.0, 200, etag='"v2"',
+                                       last_modified="Fri, 25 Oct 2013 12:00:00 GMT")])
+        read = store.feeds_by_id([feed])[feed]
+    finally:
+        store.close()
+    assert (forgotten.etag, forgotten.last_modified) == (None, None)
+    assert forgotten.last_polled == 2.0
+    assert (read.etag, read.last_modified) == ('"v2"', "Fri, 25 Oct 2013 12:00:00 GMT")

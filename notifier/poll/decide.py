@@ -68,6 +68,8 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     base = PollRecord(
         feed_id=feed.id, polled_at=now, status=fetched.status, failure=polled.failure,
         next_due=next_due, etag=etag, last_modified=last_modified,
+        validators_changed=not fetched.not_modified
+        or (etag, last_modified) != (feed.etag, feed.last_modified),
         new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None,
         body_hash=polled.body_hash, rescan_due=rescan_due)
     if polled.failure or polled.parsed is None:

@@ -108,6 +108,10 @@ class PollRecord:
     failure: Failure | None = None
     etag: str | None = None
     last_modified: str | None = None
+    validators_changed: bool = True
+    """False for a 304 that kept the validators the feed was claimed with: they are not
+    written back then, so validators forgotten meanwhile (`Store.reread_threads`, by the
+    probe of another batch or node) stay forgotten."""
     body_hash: str | None = None
     new_url: str | None = None
     title: str | None = None

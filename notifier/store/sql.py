@@ -166,8 +166,9 @@ def _feed_values(record: PollRecord) -> dict[str, Any]:
     }
     if record.failure is None:
         values["error_count"] = 0
-        values["etag"] = record.etag
-        values["last_modified"] = record.last_modified
+        if record.validators_changed:
+            values["etag"] = record.etag
+            values["last_modified"] = record.last_modified
         if record.body_hash:
             values["body_hash"] = record.body_hash
     if record.title:
@@ -630,13 +631,15 @@ class Store(LeaseStore):
                 conn.execute(feeds.update().where(*where).values(rescan_due=now))
 
     def reread_threads(self, sites: Mapping[str, frozenset[str]]) -> None:
-        """Make threads of these sites' posts (and the sites' site-wide feeds) ask without
-        validators at their next poll, whoever polls it: their stored validators are
-        forgotten, and that poll stores the ones it is answered with."""
+        """Make threads of these sites' posts (and the sites' site-wide comment feeds) ask
+        without validators at their next poll, whoever polls it: their stored validators
+        are forgotten, and that poll stores the ones it is answered with. Only comment
+        feeds, which are those already listed once (`rescan_due` set, as `rescan_threads`
+        reads it): a site's posts feed keeps its validators."""
         with self.engine.begin() as conn:
             for api_root, posts in sites.items():
                 conn.execute(feeds.update().where(
-                    feeds.c.api_root == api_root,
+                    feeds.c.api_root == api_root, feeds.c.rescan_due.is_not(None),
                     sa.or_(feeds.c.post_id.is_(None), feeds.c.post_id.in_(sorted(posts))),
                     sa.or_(feeds.c.etag.is_not(None), feeds.c.last_modified.is_not(None)),
                 ).values(etag=None, last_modified=None))
