@@ -252,3 +252,47 @@ def test_a_token_pasted_with_a_space_or_line_break_is_named(tmp_path: Path) -> N
     assert f"notifier.yaml:9: channels.room.access_token: {said}" in found, found
     assert f"notifier.yaml:13: channels.phone.token: {said}" in found, found
     assert "syt_abc" not in found and "tk_abc" not in found
+
+
+def test_the_subscriptions_digest_nodes_compare_follows_meaning_not_spelling(
+        tmp_path: Path) -> None:
+    """Nodes sharing a database compare this digest: the same subscriptions written in
+    another order of keys, style or folder layout agree; a changed interval, a changed
+    default or one more subscription does not."""
+    def digest(text: str) -> str:
+        path = tmp_path / "notifier.yaml"
+        path.write_text(text, encoding="utf-8")
+        return load_config(path).subscriptions_hash()
+
+    plain = digest(
+        "channels: {me: {type: console}}\n"
+        "subscriptions:\n"
+        "  - {name: a, url: 'https://blog.example.org/', notify: [me]}\n"
+        "  - {name: b, url: 'https://other.example.org/feed/', notify: [me], interval: 1h}\n")
+    respelled = digest(
+        "# the same, written otherwise\n"
+        "channels:\n"
+        "  me:\n"
+        "    type: console\n"
+        "subscriptions:\n"
+        "  - name: a\n"
+        "    notify: [me]\n"
+        "    url: https://blog.example.org/\n"
+        "  - url: \"https://other.example.org/feed/\"\n"
+        "    interval: 60m\n"
+        "    name: b\n"
+        "    notify:\n"
+        "      - me\n")
+    other_interval = digest(
+        "channels: {me: {type: console}}\n"
+        "subscriptions:\n"
+        "  - {name: a, url: 'https://blog.example.org/', notify: [me]}\n"
+        "  - {name: b, url: 'https://other.example.org/feed/', notify: [me], interval: 2h}\n")
+    other_default = digest(
+        "channels: {me: {type: console}}\n"
+        "defaults: {interval: 5m}\n"
+        "subscriptions:\n"
+        "  - {name: a, url: 'https://blog.example.org/', notify: [me]}\n"
+        "  - {name: b, url: 'https://other.example.org/feed/', notify: [me], interval: 1h}\n")
+    assert plain == respelled
+    assert len({plain, other_interval, other_default}) == 3

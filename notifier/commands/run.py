@@ -127,6 +127,7 @@ def _split(config: Config) -> tuple[Helper, Share] | None:
     if found is None:
         return None
     node = f"{node_name(config)}/2"[-64:]
+    config.subscriptions_hash()  # once, before the fork: both processes' nodes carry it
     try:
         return Helper.start(config, found.helper, node, _poll_share), found.parent
     except OSError as exc:  # no fork (memory, process limit): one process does it all
