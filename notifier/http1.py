@@ -172,18 +172,27 @@ def sendable(value: str) -> bool:
     return _UNSAFE_VALUE.search(value) is None
 
 
+_HEADER_TEXT = bytes([0x09, *range(0x20, 0x7F), *range(0x80, 0x100)])
+"""What a request head may hold besides its line ends: no control character but tab."""
+
+
 def _request_bytes(target: _Target, headers: Mapping[str, str]) -> bytes:
     lines = [f"GET {target.target} HTTP/1.1", f"Host: {target.host_header}"]
-    for name, value in headers.items():
-        if _UNSAFE_VALUE.search(value) or _UNSAFE_VALUE.search(name) or ":" in name:
-            raise ValueError(f"header {name!r} holds a control character")
-        lines.append(f"{name}: {value}")
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     lines.append("\r\n")
     head = "\r\n".join(lines)
     try:
-        return head.encode("latin-1")
+        data = head.encode("latin-1")
     except UnicodeEncodeError:
-        return "\r\n".join(map(_line_bytes, lines)).encode("latin-1")
+        data = "\r\n".join(map(_line_bytes, lines)).encode("latin-1")
+    # The whole head checked at once, not each name and value by a pattern (a third of a
+    # request's CPU): with every allowed byte taken out, only the line ends put there may
+    # be left. Otherwise the header to blame is looked for.
+    if data.translate(None, _HEADER_TEXT) != b"\r\n" * len(lines) or ":" in "".join(headers):
+        for name, value in headers.items():
+            if _UNSAFE_VALUE.search(value) or _UNSAFE_VALUE.search(name) or ":" in name:
+                raise ValueError(f"header {name!r} holds a control character")
+    return data
 
 
 def _line_bytes(line: str) -> str:
@@ -200,7 +209,16 @@ def _line_bytes(line: str) -> str:
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?:[ \t][^\r\n]*)?\Z")
 """A status line; a version other than 1.x is read as 1.0 (aiohttp takes "HTTP/2.0" too)."""
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_HEAD_END = re.compile(rb"\n\r?\n")
+"""The end of a head, but for the CR that may come before it: a pattern that starts with
+a literal is searched for as fast as `bytes.find`, one with `\r?` first is tried at every
+byte of the head."""
+_PLAIN_HEAD = re.compile(
+    rb"HTTP/1\.([01]) ([0-9]{3})(?: [\x20-\x7e\x80-\xff]*)?"
+    rb"((?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)*)\Z")
+"""A head as servers send it nearly always: HTTP/1.x, CRLF line ends, no control
+characters, no folded lines, no space before a colon. Read by `_FIELD` in one call."""
+_FIELD = re.compile(r"\r\n([^:]+):[ \t]*((?:[^\r]*[^\r \t])?)")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}\Z")
 _LENGTH = re.compile(r"0*([0-9]{1,18})\Z")
 """ASCII digits only (str.isdigit() takes Latin-1's superscripts, which int() refuses), and
@@ -297,8 +315,11 @@ class _Connection(asyncio.Protocol):
         while True:
             found = _HEAD_END.search(self.buffer, max(0, start - 3))
             if found is not None:
-                data = self.take(found.end())
-                return data[:found.start() - found.end()]
+                begin, end = found.start(), found.end()
+                if begin and self.buffer[begin - 1] == 13:  # "\r\n\r\n"
+                    begin -= 1
+                data = self.take(end)
+                return data[:begin - end]
             if len(self.buffer) > MAX_HEAD:
                 raise ProtocolError(f"response headers larger than {MAX_HEAD // 1024} KiB")
             start = len(self.buffer)
@@ -340,6 +361,9 @@ class _StaleConnection(Exception):
 
 def _parse_head(head: bytes) -> tuple[int, int, list[tuple[str, str]]]:
     """(minor version, status, headers) of a response head."""
+    plain = _PLAIN_HEAD.match(head)
+    if plain is not None:
+        return int(plain[1]), int(plain[2]), _FIELD.findall(plain[3].decode("latin-1"))
     lines = head.split(b"\n")
     status_line = lines[0].rstrip(b"\r")
     matched = _STATUS_LINE.match(status_line)
