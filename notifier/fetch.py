@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Self
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from notifier import __version__, redact
-from notifier.budget import Budget, pause_budget
+from notifier.budget import Budget, deadline, pause_budget
 from notifier.errors import NotifierError
 from notifier.failures import FailureKind
 from notifier.http1 import (
@@ -480,7 +480,7 @@ class Fetcher:
 
     def _open_pool(self) -> Pool:
         """Opened at the first request; idle connections are kept for as many requests as
-        may run at once. Each hop runs under `asyncio.timeout` of what is left of
+        may run at once. Each hop runs under a `budget.deadline` of what is left of
         `settings.timeout`, so there is no per-read timer to set and cancel."""
         settings = self.settings
         self._pool = Pool(connect_timeout=settings.connect_timeout,
@@ -579,7 +579,7 @@ class Fetcher:
         remaining = self.settings.timeout - hop.spent
         started = time.monotonic()
         try:
-            async with asyncio.timeout(max(remaining, 0.0)):
+            async with deadline(max(remaining, 0.0)):
                 return await self._request(url, hop, headers, etag, last_modified, started,
                                            proceed)
         except _BodyTooLarge:
