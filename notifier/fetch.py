@@ -479,12 +479,15 @@ class Fetcher:
         return headers
 
     def _open_pool(self) -> Pool:
-        """Opened at the first request; idle connections are kept for as many requests as
-        may run at once. Each hop runs under a `budget.deadline` of what is left of
+        """Opened at the first request; idle connections are kept for twice as many requests
+        as may run at once: as many, and the hosts among the requests in flight change
+        faster than their connections, so that a cycle over 10,000 feeds on 16 hosts opened
+        a new connection for one request in 40 (one per request at any bound, on a new
+        host, as before). Each hop runs under a `budget.deadline` of what is left of
         `settings.timeout`, so there is no per-read timer to set and cancel."""
         settings = self.settings
         self._pool = Pool(connect_timeout=settings.connect_timeout,
-                          max_idle=settings.max_connections,
+                          max_idle=2 * settings.max_connections,
                           block_private=settings.block_private)
         return self._pool
 
