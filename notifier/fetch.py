@@ -164,6 +164,9 @@ def _format_size(size: int) -> str:
 @functools.lru_cache(maxsize=URL_CACHE)
 def host_key(url: str) -> str:
     """Politeness is per server name; ports of one host share its limit."""
+    plain = _PLAIN_URL.match(url)  # nearly every feed: no need to split it
+    if plain is not None:
+        return plain[1].lower()
     try:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
@@ -380,7 +383,7 @@ def _flatten_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return flat
 
 
-_PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?=[/?#]|\Z)")
+_PLAIN_URL = re.compile(r"https?://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(?=[/?#]|\Z)")
 """The start of a URL whose scheme, host and port need no closer look: lower-case http or
 https, a host of letters, digits, dots and dashes, a port of digits (checked for range)."""
 
@@ -393,7 +396,7 @@ def _url_problem(url: str) -> str | None:
     was most of a first poll's checks (every poll of `run --once`, a daemon's first cycle).
     """
     plain = _PLAIN_URL.match(url)
-    if plain is not None and (plain[1] is None or int(plain[1]) <= 65535):
+    if plain is not None and (plain[2] is None or int(plain[2]) <= 65535):
         return None
     try:
         parts = urlsplit(url)

@@ -136,10 +136,28 @@ def _idna(host: str) -> str:
         return host.encode("idna").decode("ascii")
 
 
+_PLAIN_TARGET = re.compile(
+    r"(https?)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?"
+    r"(/[A-Za-z0-9/:@!$&'()*+,;=._~-]*)?(?:\?([A-Za-z0-9/:@!$&'()*+,;=._~?-]*))?\Z")
+"""A URL that splitting and quoting would leave as it is: lower-case scheme, a host of
+letters, digits, dots and dashes, and a path and query of characters a request line
+carries unencoded (no '%', no fragment)."""
+
+
 @functools.lru_cache(maxsize=URL_CACHE)
 def _target(url: str) -> _Target:
     """Raises ValueError for a URL that cannot be asked (the fetcher has checked its scheme
-    and host already; this is the last word on what goes into the request line)."""
+    and host already; this is the last word on what goes into the request line).
+
+    A plain URL (`_PLAIN_TARGET`, nearly every feed's) is read by one match: splitting and
+    quoting it was most of the CPU of a daemon's first poll of a feed."""
+    plain = _PLAIN_TARGET.match(url)
+    if plain is not None and (plain[3] is None or int(plain[3]) <= 65535):
+        scheme, host, path, query = plain[1], plain[2].lower(), plain[4], plain[5]
+        port = int(plain[3] or 0) or DEFAULT_PORTS[scheme]  # ":0" as urlsplit reads it
+        header = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+        target = f"{path or '/'}?{query}" if query else path or "/"
+        return _Target((scheme, host, port), header, target)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = parts.hostname
