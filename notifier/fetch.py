@@ -706,6 +706,9 @@ class _Slot:
     Host first: a task queued behind a busy host must not sit on a global slot that a task
     for an idle host could use. Host semaphores are dropped when unused, so polling thousands
     of hosts does not grow a dict forever. The poll's `budget` stands still while it waits.
+    A per-host limit no smaller than the global one never holds a request back that the
+    global one lets go: then there is no host slot to take (a second wait, in a queue of its
+    own, for most of a large claim's requests to few hosts).
     """
 
     def __init__(self, fetcher: Fetcher, host: str, budget: asyncio.Timeout | None = None
@@ -732,6 +735,10 @@ class _Slot:
             self._budget.start(asyncio.get_running_loop())
 
     async def _acquire(self) -> None:
+        settings = self._fetcher.settings
+        if settings.per_host >= settings.max_connections:
+            await self._fetcher._global.acquire()
+            return
         hosts = self._fetcher._hosts
         slot = hosts.get(self._host)
         if slot is None:
