@@ -543,11 +543,8 @@ class Fetcher:
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
         hop = _Hop(url=url)
-        return await self._hops(url, hop, headers, etag, last_modified, proceed, budget)
-
-    async def _hops(self, url: str, hop: _Hop, headers: Mapping[str, str], etag: str | None,
-                    last_modified: str | None, proceed: Callable[[], bool] | None,
-                    budget: asyncio.Timeout | None = None) -> FetchResult:
+        # The hops walked here, not in a coroutine of their own: a poll's task passes
+        # through each level of its awaits every time it wakes.
         while True:
             try:
                 _check_target(hop.url, self.settings.block_private)
@@ -581,13 +578,34 @@ class Fetcher:
         last_modified: str | None,
         proceed: Callable[[], bool] | None = None,
     ) -> FetchResult | str:
-        """One request; returns the result, or the next URL when redirected."""
+        """One request; returns the result, or the next URL when redirected (the request
+        made here too, not in a coroutine of its own, as the hops in `fetch`)."""
         remaining = self.settings.timeout - hop.spent
         started = time.monotonic()
         try:
             async with deadline(max(remaining, 0.0)):
-                return await self._request(url, hop, headers, etag, last_modified, started,
-                                           proceed)
+                target, authorization = split_credentials(hop.url)
+                if authorization is not None:
+                    headers = {**headers, "Authorization": authorization}
+                if self._client is not None:
+                    async with self._client.stream(
+                        "GET", target, headers=headers, follow_redirects=False
+                    ) as response:
+                        return await self._answer(
+                            url, hop, etag, last_modified, started, response.status_code,
+                            response.headers.multi_items(), response.aiter_raw)
+                pool = self._pool or self._open_pool()
+
+                def before_send() -> None:
+                    # Asked again once the connection is open: opening one yields to the
+                    # loop, and a process stopped there would otherwise send the request
+                    # when it wakes.
+                    if proceed is not None and not proceed():
+                        raise Withdrawn(f"request to {redact.url(hop.url)} called off")
+
+                async with pool.get(target, headers, before_send) as reply:
+                    return await self._answer(url, hop, etag, last_modified, started,
+                                              reply.status, reply.headers, reply.chunks)
         except _BodyTooLarge:
             hop.spent += time.monotonic() - started
             size = _format_size(self.settings.max_bytes)
@@ -604,38 +622,6 @@ class Fetcher:
             hop.spent += time.monotonic() - started
             return self._failure(url, hop, f"timed out after {self.settings.timeout:g} s",
                                  FailureKind.TIMEOUT)
-
-    async def _request(
-        self,
-        url: str,
-        hop: _Hop,
-        headers: Mapping[str, str],
-        etag: str | None,
-        last_modified: str | None,
-        started: float,
-        proceed: Callable[[], bool] | None = None,
-    ) -> FetchResult | str:
-        target, authorization = split_credentials(hop.url)
-        if authorization is not None:
-            headers = {**headers, "Authorization": authorization}
-        if self._client is not None:
-            async with self._client.stream(
-                "GET", target, headers=headers, follow_redirects=False
-            ) as response:
-                return await self._answer(url, hop, etag, last_modified, started,
-                                          response.status_code, response.headers.multi_items(),
-                                          response.aiter_raw)
-        pool = self._pool or self._open_pool()
-
-        def before_send() -> None:
-            # Asked again once the connection is open: opening one yields to the loop, and
-            # a process stopped there would otherwise send the request when it wakes.
-            if proceed is not None and not proceed():
-                raise Withdrawn(f"request to {redact.url(hop.url)} called off")
-
-        async with pool.get(target, headers, before_send) as reply:
-            return await self._answer(url, hop, etag, last_modified, started, reply.status,
-                                      reply.headers, reply.chunks)
 
     async def _answer(
         self,
