@@ -530,7 +530,9 @@ class _Exchange:
         request = _request_bytes(target, self._headers)
         pool = self._pool
         for attempt in range(2):
-            conn = await pool.acquire(target.origin, fresh=attempt > 0)
+            # An idle connection is taken without a coroutine of its own (nearly always)
+            conn = (pool.idle(target.origin) if attempt == 0 else None
+                    ) or await pool.acquire(target.origin, fresh=True)
             self._conn = conn
             if self._before_send is not None:
                 try:
@@ -606,8 +608,12 @@ class Pool:
         self._idle.clear()
 
     async def acquire(self, origin: tuple[str, str, int], fresh: bool = False) -> _Connection:
-        if not fresh:
-            idle = self._idle.get(origin)
+        return (None if fresh else self.idle(origin)) or await self._connect(origin)
+
+    def idle(self, origin: tuple[str, str, int]) -> _Connection | None:
+        """An idle connection to `origin` still open, taken out of the pool; None if none."""
+        idle = self._idle.get(origin)
+        if idle:
             now = time.monotonic()
             while idle:
                 conn = idle.pop()  # the most recently used: the least likely to be closed
@@ -616,7 +622,7 @@ class Pool:
                 if conn.alive(now):
                     return conn
                 conn.close()
-        return await self._connect(origin)
+        return None
 
     def release(self, conn: _Connection) -> None:
         if conn.buffer:  # more than its answer: a server not to wait for
