@@ -562,6 +562,9 @@ class Store(LeaseStore):
     def _feed_states_of(self, result: Any) -> list[FeedState]:
         return _feed_states(result)
 
+    def _state_columns(self) -> tuple[Any, ...]:
+        return _STATE_RETURNING
+
     def _update_threads(self, conn: Connection, update: ThreadUpdate, now: float) -> None:
         site = conn.execute(
             sa.select(feeds.c.interval, feeds.c.api_root)
@@ -1019,24 +1022,28 @@ _STATE_COLUMNS = ("id", "url", "title", "api_root", "etag", "last_modified", "bo
                   "lease_token")
 
 
+_STATE_RETURNING = tuple(feeds.c[name] for name in _STATE_COLUMNS)
+"""What a claim returns: only what a `FeedState` holds (not the lease columns it has just
+set), in the order `_feed_states` reads it."""
+
+
 def _feed_states(result: Any) -> list[FeedState]:
     """`_feed_state` of every row of `result`, which holds at least `_STATE_COLUMNS`: the
-    rows fetched at once and read by position (a claim reads 2,000 at a time)."""
-    keys = list(result.keys())
-    pick = operator.itemgetter(*(keys.index(name) for name in _STATE_COLUMNS))
-    states = []
-    for row in result.all():
-        (fid, url, title, api_root, etag, last_modified, body_hash, interval, next_due,
-         last_polled, last_status, error_kind, error, error_count, post_id, rescan_due,
-         entries_seen, lease_token) = pick(row)
-        states.append(FeedState(
-            id=fid, url=url, title=title, api_root=api_root, etag=etag,
-            last_modified=last_modified, body_hash=body_hash, interval=interval,
-            next_due=next_due, last_polled=last_polled, last_status=last_status,
-            last_failure=Failure.stored(error_kind, error) if error is not None else None,
-            error_count=error_count, post_id=post_id, rescan_due=rescan_due,
-            entries_seen=entries_seen, lease_token=lease_token))
-    return states
+    rows fetched at once and, when they are those columns in that order (a claim's), read
+    as they come, each state built from positions (a claim reads 2,000 at a time)."""
+    keys = tuple(result.keys())
+    rows: Iterable[Any] = result.all()
+    if keys != _STATE_COLUMNS:
+        pick = operator.itemgetter(*(keys.index(name) for name in _STATE_COLUMNS))
+        rows = map(pick, rows)
+    stored = Failure.stored
+    return [FeedState(fid, url, title, api_root, etag, last_modified, body_hash, interval,
+                      next_due, last_polled, last_status,
+                      stored(error_kind, error) if error is not None else None,
+                      error_count, post_id, rescan_due, entries_seen, lease_token)
+            for (fid, url, title, api_root, etag, last_modified, body_hash, interval,
+                 next_due, last_polled, last_status, error_kind, error, error_count,
+                 post_id, rescan_due, entries_seen, lease_token) in rows]
 
 
 def _make_engine(url: str, node: str | None = None, lease: float | None = None) -> Engine:
