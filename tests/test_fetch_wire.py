@@ -866,3 +866,18 @@ def test_concurrent_fetches_to_one_host_open_no_more_than_per_host_connections()
     assert server.connections == 2
     assert sorted(r.request_line for r in requests) == [
         f"GET /feed/{n} HTTP/1.1".encode() for n in range(6)]
+
+
+def test_a_per_host_limit_above_the_global_one_leaves_the_global_one_in_force() -> None:
+    """A host may be given as many connections as all hosts together (a single-host run):
+    the global limit still bounds it."""
+    with RawHTTPServer([response(body=b"<rss/>", stall=0.05)] * 6) as server:
+        async def main() -> list[FetchResult]:
+            settings = FetchSettings(timeout=5.0, max_connections=2, per_host=50)
+            async with Fetcher(settings) as fetcher:
+                return await asyncio.gather(
+                    *(fetcher.fetch(server.url(f"/feed/{n}")) for n in range(6)))
+
+        results = asyncio.run(main())
+    assert [r.body for r in results] == [b"<rss/>"] * 6
+    assert server.connections == 2

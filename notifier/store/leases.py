@@ -67,6 +67,10 @@ class LeaseStore:
     def _feed_states_of(self, result: Any) -> list[FeedState]:
         raise NotImplementedError
 
+    def _state_columns(self) -> tuple[Any, ...]:
+        """The columns `_feed_states_of` reads, in its order."""
+        raise NotImplementedError
+
     # --- feeds ---------------------------------------------------------------------------
 
     def claim_feeds(self, node: str, now: float, feed_ids: Sequence[int] | None, limit: int,
@@ -90,7 +94,7 @@ class LeaseStore:
         claim = (feeds.update().where(feeds.c.id.in_(chosen.scalar_subquery()))
                  .values(lease_owner=node, lease_until=now + lease,
                          lease_token=feeds.c.lease_token + 1)
-                 .returning(*feeds.c))
+                 .returning(*self._state_columns()))
         with self.engine.begin() as conn:
             claimed = self._feed_states_of(conn.execute(claim))
         claimed.sort(key=lambda f: f.next_due)

@@ -124,13 +124,19 @@ _BOUND = {name: f"v_{name}" for name in (
 """Each value `_write_polls` binds by name: a feed's column and its parameter."""
 
 
+_PLAIN_NULLS = frozenset({"last_error", "last_error_kind", "lease_until"})
+"""What a plain poll (no failure) always sets to NULL: written so in the statement, not
+bound (SQLite's driver asks each None bound how to adapt it, three times a row)."""
+
+
 @functools.lru_cache(maxsize=64)
 def _plain_update(keys: tuple[str, ...]) -> Any:
-    """The executemany UPDATE of feed rows setting `keys` (a shape of `_feed_values`),
-    built once per shape, not for every batch of every cycle."""
+    """The executemany UPDATE of feed rows setting `keys` (a shape of `_feed_values` of a
+    poll without failure), built once per shape, not for every batch of every cycle."""
     return feeds.update().where(feeds.c.id == sa.bindparam("v_id")).values(
-        {k: (feeds.c.entries_seen + sa.bindparam("v_entries_seen")
-             if k == "entries_seen" else sa.bindparam(_BOUND[k])) for k in keys})
+        {k: (feeds.c.entries_seen + sa.bindparam("v_entries_seen") if k == "entries_seen"
+             else sa.null() if k in _PLAIN_NULLS else sa.bindparam(_BOUND[k]))
+         for k in keys})
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,17 +149,23 @@ def _driver_sql(statement: Any, dialect: Any) -> tuple[str, tuple[str, ...]] | N
     return compiled.string, tuple(compiled.positiontup)
 
 
-def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]],
+                  prefix: str = "") -> None:
     """`conn.execute(statement, rows)`; on SQLite straight to the driver's executemany,
     each row a tuple. SQLAlchemy builds each row's parameters anew (`construct_params`),
     which cost three times SQLite's own work for the 10,000 plain feed rows of an unchanged
-    cycle. The rows hold only numbers, text and None, which need no conversion."""
+    cycle. The rows hold only numbers, text and None, which need no conversion.
+
+    With `prefix`, each parameter's name is the row's key after it (`v_etag` is a row's
+    `etag`): the rows need not be copied under the statement's names."""
     compiled = _driver_sql(statement, conn.dialect) if conn.dialect.name == "sqlite" else None
     if compiled is None or len(rows) < 2:
-        conn.execute(statement, rows)
+        conn.execute(statement, [{prefix + k: v for k, v in row.items()} for row in rows]
+                     if prefix else rows)
         return
     sql, names = compiled
-    conn.exec_driver_sql(sql, [tuple([row[name] for name in names]) for row in rows])
+    keys = [name.removeprefix(prefix) for name in names]
+    conn.exec_driver_sql(sql, [tuple([row[key] for key in keys]) for row in rows])
 
 
 def _feed_values(record: PollRecord) -> dict[str, Any]:
@@ -474,21 +486,26 @@ class Store(LeaseStore):
         news: list[dict[str, Any]] = []
         queued: list[PollRecord] = []
         for record in records:
-            stamp = None if fence is None else {
-                "polled_by": fence[0], "polled_token": fence[1][record.feed_id],
-                "lease_until": None}
             if record.failure is None and not record.new_url:
                 values = _feed_values(record)
-                if stamp is not None:
-                    values.update(stamp)
+                if fence is not None:
+                    values["polled_by"] = fence[0]
+                    values["polled_token"] = fence[1][record.feed_id]
+                    values["lease_until"] = None
                 added = len(record.new_entries)
                 shape = (*values, "entries_seen") if added else tuple(values)
-                row = {_BOUND[k]: v for k, v in values.items()}
-                row["v_id"] = record.feed_id
+                # Bound by name as `_plain_update` names them ("v_" and the key); what it
+                # writes as NULL is not bound
+                for key in _PLAIN_NULLS:
+                    values.pop(key, None)
+                values["id"] = record.feed_id
                 if added:
-                    row["v_entries_seen"] = added
-                plain.setdefault(shape, []).append(row)
+                    values["entries_seen"] = added
+                plain.setdefault(shape, []).append(values)
             else:
+                stamp = None if fence is None else {
+                    "polled_by": fence[0], "polled_token": fence[1][record.feed_id],
+                    "lease_until": None}
                 self._write_feed_row(conn, record, stamp)
             if not _feed_row_only(record):
                 news.extend({**_entry_row(e), "feed_id": record.feed_id,
@@ -497,7 +514,7 @@ class Store(LeaseStore):
                 if record.notices:
                     queued.append(record)
         for keys, rows in plain.items():
-            _execute_many(conn, _plain_update(keys), rows)
+            _execute_many(conn, _plain_update(keys), rows, "v_")
         if news:
             conn.execute(self._insert(entries).on_conflict_do_nothing(), news)
         return self._queue_notices(conn, queued) if queued else 0
@@ -562,6 +579,9 @@ class Store(LeaseStore):
 
     def _feed_states_of(self, result: Any) -> list[FeedState]:
         return _feed_states(result)
+
+    def _state_columns(self) -> tuple[Any, ...]:
+        return _STATE_RETURNING
 
     def _update_threads(self, conn: Connection, update: ThreadUpdate, now: float) -> None:
         site = conn.execute(
@@ -1034,24 +1054,28 @@ _STATE_COLUMNS = ("id", "url", "title", "api_root", "etag", "last_modified", "bo
                   "lease_token")
 
 
+_STATE_RETURNING = tuple(feeds.c[name] for name in _STATE_COLUMNS)
+"""What a claim returns: only what a `FeedState` holds (not the lease columns it has just
+set), in the order `_feed_states` reads it."""
+
+
 def _feed_states(result: Any) -> list[FeedState]:
     """`_feed_state` of every row of `result`, which holds at least `_STATE_COLUMNS`: the
-    rows fetched at once and read by position (a claim reads 2,000 at a time)."""
-    keys = list(result.keys())
-    pick = operator.itemgetter(*(keys.index(name) for name in _STATE_COLUMNS))
-    states = []
-    for row in result.all():
-        (fid, url, title, api_root, etag, last_modified, body_hash, interval, next_due,
-         last_polled, last_status, error_kind, error, error_count, post_id, rescan_due,
-         entries_seen, lease_token) = pick(row)
-        states.append(FeedState(
-            id=fid, url=url, title=title, api_root=api_root, etag=etag,
-            last_modified=last_modified, body_hash=body_hash, interval=interval,
-            next_due=next_due, last_polled=last_polled, last_status=last_status,
-            last_failure=Failure.stored(error_kind, error) if error is not None else None,
-            error_count=error_count, post_id=post_id, rescan_due=rescan_due,
-            entries_seen=entries_seen, lease_token=lease_token))
-    return states
+    rows fetched at once and, when they are those columns in that order (a claim's), read
+    as they come, each state built from positions (a claim reads 2,000 at a time)."""
+    keys = tuple(result.keys())
+    rows: Iterable[Any] = result.all()
+    if keys != _STATE_COLUMNS:
+        pick = operator.itemgetter(*(keys.index(name) for name in _STATE_COLUMNS))
+        rows = map(pick, rows)
+    stored = Failure.stored
+    return [FeedState(fid, url, title, api_root, etag, last_modified, body_hash, interval,
+                      next_due, last_polled, last_status,
+                      stored(error_kind, error) if error is not None else None,
+                      error_count, post_id, rescan_due, entries_seen, lease_token)
+            for (fid, url, title, api_root, etag, last_modified, body_hash, interval,
+                 next_due, last_polled, last_status, error_kind, error, error_count,
+                 post_id, rescan_due, entries_seen, lease_token) in rows]
 
 
 def _make_engine(url: str, node: str | None = None, lease: float | None = None) -> Engine:
