@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from notifier import __version__, redact
@@ -88,6 +88,16 @@ class Withdrawn(NotifierError):
 
     A node that was paused (SIGSTOP, a long GC) while its fetches queued wakes up after
     another node took the feed over; sending then would ask the server twice."""
+
+
+class Gate(Protocol):
+    """What a request waits for once its slot is free (`Fetcher.fetch`'s `gate`): the
+    caller's back-pressure, e.g. the parse pool when the bodies it has not parsed yet are
+    too many (`ParsePool.room`). Waiting there holds the slot, so all fetching pauses."""
+
+    def crowded(self) -> bool: ...
+
+    async def room(self) -> None: ...
 
 
 class TargetBlocked(NotifierError):
@@ -519,15 +529,18 @@ class Fetcher:
         accept: str = FEED_ACCEPT,
         proceed: Callable[[], bool] | None = None,
         budget: asyncio.Timeout | None = None,
+        gate: Gate | None = None,
     ) -> FetchResult:
         """GET `url`, following up to `max_redirects` redirects; never raises for I/O.
 
         `elapsed` counts network time only, not the wait for a free slot, so a long queue
         behind a slow host does not look like a slow feed, and queueing never times out:
         `budget`, the caller's deadline for the whole poll, stands still while it queues.
-        `proceed` is asked once the slot is free and again once the connection is open,
-        just before each request goes out; if it says no, nothing is sent and `Withdrawn`
-        is raised.
+        Once the slot is free, while `gate` is crowded the request waits for its room (the
+        budget still standing still): checked there, not before queueing, since thousands
+        of requests queue at once. `proceed` is asked once the slot is free and again once
+        the connection is open, just before each request goes out; if it says no, nothing
+        is sent and `Withdrawn` is raised.
         """
         headers = self._headers.get(accept) or self._plain_headers(accept)
         # A validator stored before its control characters were cleaned on arrival cannot
@@ -555,6 +568,12 @@ class Fetcher:
             if problem:
                 return self._failure(url, hop, problem, FailureKind.REFUSED)
             async with self._slot(hop.url, budget):
+                if gate is not None and gate.crowded():
+                    resume = pause_budget(budget, asyncio.get_running_loop())
+                    try:
+                        await gate.room()
+                    finally:
+                        resume()
                 if proceed is not None and not proceed():
                     raise Withdrawn(f"request to {redact.url(hop.url)} called off")
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified,

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import pytest
 import yaml
@@ -20,14 +21,18 @@ import notifier
 from notifier.config import load_config
 from notifier.daemon import fetch_settings
 from notifier.entrytext import MAX_ENTRIES
+from notifier.failures import Failure
 from notifier.fetch import Fetcher
 from notifier.models import ParsedFeed
 from notifier.poll import Poller, StoreThread, parsepool
 from notifier.poll.parsepool import ParsePool
 from notifier.poll.parseworker import RECYCLE_GROWTH
+from notifier.poll.record import PollReport
 from notifier.poll.retrieve import Polled
 from notifier.store import FeedState, Store
 from tests.support.blog_server import BlogServer
+from tests.support.engine import running_engine
+from tests.support.feed_farm import FeedFarm
 from tests.test_hostile_feeds import atom, rss_with_author
 
 
@@ -570,3 +575,53 @@ def test_parse_workers_end_when_the_daemon_is_killed() -> None:
         for pid in workers.get("idle", []) + workers.get("busy", []):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+class _HeavyFarm(FeedFarm):
+    """Comment feeds of some 200 KB each, as a blog's full-text feeds weigh."""
+
+    def answer(self, thread: int) -> tuple[str, bytes]:
+        etag, body = super().answer(thread)
+        return etag, body.replace(b"</feed>", b"<!-- " + b"x" * 200_000 + b" --></feed>")
+
+
+def test_fetching_waits_while_the_bodies_waiting_for_a_parse_are_too_many(
+        tmp_path: Path) -> None:
+    """Fetching outruns one parse worker: a first run held every feed's body at once (996
+    at 1,000 feeds), hundreds of MB with real blogs' feeds. Past the pool's limit, new
+    requests wait for the parse to catch up; every feed is still read and parsed."""
+    feeds, concurrency, body = 30, 6, 200_000
+    limit = 512 * 1024
+    with _HeavyFarm(feeds) as farm:
+        config_file = tmp_path / "notifier.yaml"
+        config_file.write_text(yaml.safe_dump({
+            "state": "sqlite:///state.db",
+            "http": {"concurrency": concurrency, "per_host": concurrency},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [{"name": f"t{i}", "url": farm.origin + farm.path(i),
+                               "watch": "comments", "notify": ["me"]} for i in range(feeds)],
+        }), encoding="utf-8")
+        config = load_config(config_file)
+        peak = 0
+
+        async def drive() -> PollReport:
+            async with running_engine(config) as engine:
+                pool = engine.poller.parser
+                pool.max_waiting = limit
+                parse = pool.parse
+
+                async def watched(body: bytes, *args: Any, **kwargs: Any
+                                  ) -> ParsedFeed | Failure:
+                    nonlocal peak
+                    peak = max(peak, pool.waiting + len(body))
+                    return await parse(body, *args, **kwargs)
+
+                pool.parse = watched  # type: ignore[method-assign]
+                return await engine.poll(force=True)
+
+        report = asyncio.run(asyncio.wait_for(drive(), 120))
+        statuses = [h.status for h in farm.hits]
+    assert "30 feeds polled (0 unchanged, 0 failed)" in report.summary()
+    assert statuses.count(200) >= feeds
+    # The limit, plus what requests already on their way when it was reached brought.
+    assert peak <= limit + concurrency * (body + 10_000), peak

@@ -18,7 +18,11 @@ author-email regex is quadratic: an 80,000-character author costs 22 s per item)
 - **shutdown** kills the workers, so SIGTERM stops the daemon while a parse is stuck, and
   a worker whose daemon is gone however it went (`kill -9`, a crash) ends itself;
 - **no idle worker**: an ordinary worker holds `PIPELINE_DEPTH` bodies, the next one in its
-  pipe while it parses; each body's time limit starts when the worker takes it up.
+  pipe while it parses; each body's time limit starts when the worker takes it up;
+- **bodies held in check**: fetching outruns the parse (50 requests at once, one worker),
+  so when the bodies waiting for a parse hold more than `MAX_WAITING_BYTES`, new requests
+  wait (`room`) until the parse catches up: a first run over 1,000 feeds held all 996 of
+  them at once, which with real blogs' feeds (50-500 KB with full text) is hundreds of MB.
 
 Failures are data (a `failures.Failure`: a kind and a message), as everywhere in the poll path.
 """
@@ -63,6 +67,17 @@ PIPELINE_DEPTH = 2
 so it never idles while the daemon (busy fetching, writing, sending mail) takes an answer
 and hands over the next body, a round trip through the event loop and the GIL that cost
 2-4 ms a body, a third of a parse. A suspect's worker takes one at a time."""
+
+MAX_WAITING_BYTES = 8 * 1024 * 1024
+"""Bytes of fetched bodies the pool holds before they are parsed (queued, or in a worker)
+past which new requests wait (`ParsePool.room`). Some 900 bodies of a plain blog feed
+(9 KB), 80 of 100 KB: 0.4-0.8 s of one worker's parsing, more than a request takes over
+the internet, so the worker does not idle for the next body, while what a run holds stays
+bounded whatever its feeds weigh (the requests already on their way when the limit is
+reached still bring theirs, and one body may be up to `http.max_body`). A first run over
+1,000 of the benchmark's feeds (8.7 MB of bodies, all held at once without a limit): 1 MiB
+5.02 / 4.89 s and a peak of 75 MiB, 4 MiB 4.76 / 5.85 s and 78 MiB, 16 MiB (no wait at that
+size) 5.88 / 6.74 s and 83 MiB."""
 
 Job = Callable[..., Any]
 _UNTOUCHED = object()
@@ -257,6 +272,10 @@ class ParsePool:
         self._suspects: set[str] = set()
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+        self.max_waiting = MAX_WAITING_BYTES
+        self._waiting = 0
+        """Bytes of the bodies given to `parse` and not yet answered."""
+        self._roomy: asyncio.Event | None = None
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str],
                     expect: FeedKind | None = None, *,
@@ -265,6 +284,37 @@ class ParsePool:
 
         `budget`, the caller's deadline, stands still while the body waits for a worker.
         """
+        size = len(body)
+        self._waiting += size
+        try:
+            result = await self._parse(body, url, headers, expect, budget)
+        finally:
+            self._waiting -= size
+            if self._roomy is not None and self._waiting < self.max_waiting:
+                self._roomy.set()
+        return result
+
+    @property
+    def waiting(self) -> int:
+        """Bytes of the bodies given to `parse` and not yet answered."""
+        return self._waiting
+
+    def crowded(self) -> bool:
+        """Whether the bodies waiting for a parse hold `max_waiting` bytes or more."""
+        return self._waiting >= self.max_waiting and not self._closed
+
+    async def room(self) -> None:
+        """Return once the bodies waiting for a parse hold less than `max_waiting` bytes
+        (or the pool is shut down): a caller about to fetch a body waits here first."""
+        while self.crowded():
+            if self._roomy is None:
+                self._roomy = asyncio.Event()
+            self._roomy.clear()
+            await self._roomy.wait()
+
+    async def _parse(self, body: bytes, url: str, headers: dict[str, str],
+                     expect: FeedKind | None, budget: asyncio.Timeout | None
+                     ) -> ParsedFeed | Failure:
         suspect = len(body) > SUSPECT_BYTES or url in self._suspects
         # The entries beyond MAX_ENTRIES never travel: 100,000 of them are 14.6 MB to send
         # and to hold in the worker, the 5,000 kept a tenth of it.
@@ -419,6 +469,8 @@ class ParsePool:
     def shutdown(self) -> None:
         """Stop every worker now, a stuck one included: nothing they do needs finishing."""
         self._closed = True
+        if self._roomy is not None:
+            self._roomy.set()  # nobody waits for room in a pool that is gone
         for worker in list(self._all):
             if not any(lane.get(worker) for lane in self._lanes.values()):
                 worker.stop()  # idle

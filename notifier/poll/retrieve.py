@@ -59,9 +59,10 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
     out (see `Fetcher.fetch`, which raises `Withdrawn` when it does not).
     """
     ask = conditional and not rescan
+    # While the parse is behind, no more bodies are brought in (the pool's `room`).
     fetched = await fetcher.fetch(feed.url, etag=feed.etag if ask else None,
                                   last_modified=feed.last_modified if ask else None,
-                                  proceed=proceed, budget=budget)
+                                  proceed=proceed, budget=budget, gate=parser)
     digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.ok and digest is not None and digest == feed.body_hash:
         return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)
