@@ -532,7 +532,7 @@ class _Exchange:
         for attempt in range(2):
             # An idle connection is taken without a coroutine of its own (nearly always)
             conn = (pool.idle(target.origin) if attempt == 0 else None
-                    ) or await pool.acquire(target.origin, fresh=True)
+                    ) or await pool.connect(target.origin)
             self._conn = conn
             if self._before_send is not None:
                 try:
@@ -607,9 +607,6 @@ class Pool:
         self._lru.clear()
         self._idle.clear()
 
-    async def acquire(self, origin: tuple[str, str, int], fresh: bool = False) -> _Connection:
-        return (None if fresh else self.idle(origin)) or await self._connect(origin)
-
     def idle(self, origin: tuple[str, str, int]) -> _Connection | None:
         """An idle connection to `origin` still open, taken out of the pool; None if none."""
         idle = self._idle.get(origin)
@@ -649,7 +646,8 @@ class Pool:
             self._tls = ssl.create_default_context()
         return self._tls
 
-    async def _connect(self, origin: tuple[str, str, int]) -> _Connection:
+    async def connect(self, origin: tuple[str, str, int]) -> _Connection:
+        """A new connection to `origin` (an idle one is `idle`'s)."""
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if scheme == "https" else None

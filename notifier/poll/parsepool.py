@@ -273,8 +273,7 @@ class ParsePool:
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
         self.max_waiting = MAX_WAITING_BYTES
-        self._waiting = 0
-        """Bytes of the bodies given to `parse` and not yet answered."""
+        self._waiting = 0  # see `waiting`
         self._roomy: asyncio.Event | None = None
 
     async def parse(self, body: bytes, url: str, headers: dict[str, str],
