@@ -623,9 +623,15 @@ def parse_feed(body: bytes, url: str, headers: Mapping[str, str] | None = None, 
     # Plain RSS 2.0 and Atom 1.0 are read directly (`plainfeed`: the same values, a few times
     # faster); anything else by feedparser.
     direct = plainfeed.read(defused, response_headers) if plainfeed is not None else None
-    parsed: Mapping[str, Any] = direct or feedparser.parse(
-        io.BytesIO(defused), response_headers=response_headers, sanitize_html=False
-    )
+    try:
+        parsed: Mapping[str, Any] = direct or feedparser.parse(
+            io.BytesIO(defused), response_headers=response_headers, sanitize_html=False
+        )
+    except ValueError as exc:
+        # feedparser's encoding detection raises (UnicodeDecodeError, "embedded null
+        # character") on an XML declaration whose encoding name holds a non-ASCII byte or a
+        # NUL, where it flags other broken documents: the same verdict, not a crash.
+        raise ParseError(f"not a feed: its encoding cannot be read ({exc})") from exc
     all_raws = _maps(parsed, "entries")
     if not _text(parsed, "version") and not all_raws:
         raise _not_a_feed(body, parsed, response_headers)

@@ -90,3 +90,14 @@ def test_deeply_nested_and_huge_markup_is_bounded() -> None:
     assert "deep" in html_to_text(nested) or html_to_text(nested) == ""
     clean = sanitize_html("<p>" + "x" * 2_000_000 + "</p>", "http://blog.test/")
     assert len(clean) < 1_100_000
+
+
+@pytest.mark.parametrize("name", [b"\x80UTF-8", b"\x00UTF-8"])
+def test_an_encoding_name_feedparser_cannot_read_is_not_a_feed(name: bytes) -> None:
+    """feedparser's encoding detection raises on an XML declaration whose encoding name
+    holds a non-ASCII byte or a NUL (found by the property test above), instead of flagging
+    the document: that is a parse error naming it, not a crash of the parse."""
+    body = b'<?xml version="1.0" encoding="' + name + b'" ?>' + ATOM.split(b"?>", 1)[1]
+    with pytest.raises(ParseError, match="not a feed: "):
+        parse_feed(body, "http://blog.test/2013/10/20/why-defend-stalin/feed/atom/",
+                   {"content-type": "application/atom+xml"})
