@@ -414,10 +414,12 @@ def test_a_parse_worker_leaves_the_http_clients_unloaded_until_something_fetches
              b'</title><link>http://blog.test/</link></channel><item rdf:about="http://'
              b'blog.test/1"><title>One</title><link>http://blog.test/1</link></item>'
              b'</rdf:RDF>')
-    loaded = ("[m for m in ('urllib.request', 'http.client', 'ssl', 'feedparser.http') "
+    loaded = ("[m for m in ('urllib.request', 'urllib.error', 'http.client', 'ssl', "
+              "'tempfile', 'feedparser.http') "
               "if type(__import__('sys').modules.get(m)).__name__ == 'module']")
     fetches = ("__import__('feedparser.api').api.http.get.__module__, "
-               "__import__('urllib.request').request.urlopen.__module__")
+               "__import__('urllib.request').request.urlopen.__module__, "
+               "__import__('feedparser.api').api.urllib.error.URLError.__module__")
 
     async def drive() -> tuple[object, object, object, object]:
         pool = ParsePool(workers=1)
@@ -434,7 +436,7 @@ def test_a_parse_worker_leaves_the_http_clients_unloaded_until_something_fetches
     assert isinstance(rdf_feed, ParsedFeed)
     assert [e.link for e in rdf_feed.entries] == ["http://blog.test/1"]
     assert unloaded == []
-    assert modules == ("feedparser.http", "urllib.request")
+    assert modules == ("feedparser.http", "urllib.request", "urllib.error")
 
 
 def test_a_parse_worker_imports_from_where_the_daemon_did(
