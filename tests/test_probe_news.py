@@ -16,6 +16,7 @@ against the blog server on loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -256,6 +257,61 @@ def test_a_comment_approved_behind_a_newer_one_is_found_at_its_threads_next_poll
     assert after_next_poll == {newer.lstrip("/"), held.lstrip("/")}
     assert _listings(blog_server, posts[0]) == 0  # one feed read, no REST listing
     assert [r.path for r in blog_server.requests] == [posts[0].path + "feed/atom/"]
+
+
+def _fail_rescans(store: Store, on: bool) -> None:
+    """A database that fails the probe's rescan marks (a rescan moved earlier), and only
+    them: a real trigger, standing for a crash or a lost connection between two writes."""
+    with store.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(sa.text(
+                "CREATE TRIGGER no_rescans BEFORE UPDATE OF rescan_due ON feeds "
+                "WHEN NEW.rescan_due < OLD.rescan_due "
+                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END" if on
+                else "DROP TRIGGER no_rescans"))
+        elif on:
+            conn.execute(sa.text(
+                "CREATE FUNCTION no_rescans() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql"))
+            conn.execute(sa.text(
+                "CREATE TRIGGER no_rescans BEFORE UPDATE OF rescan_due ON feeds FOR EACH ROW "
+                "WHEN (NEW.rescan_due < OLD.rescan_due) EXECUTE FUNCTION no_rescans()"))
+        else:
+            conn.execute(sa.text("DROP TRIGGER no_rescans ON feeds"))
+            conn.execute(sa.text("DROP FUNCTION no_rescans()"))
+
+
+def test_a_probe_whose_news_was_not_written_is_asked_again(
+        tmp_path: Path, state: str, blog_server: BlogServer) -> None:
+    """The probe saw the count move, and writing the rescans it calls for failed (a crash,
+    a lost database). Nothing of it was kept: the probe is still due, sees the same move at
+    the next tick, and every thread's late approval is reported then. (The probe was saved
+    apart from its rescans before: the move counted as seen, the threads were left to the
+    periodic rescan, hours later.)"""
+    posts = _site(blog_server)
+    config = _config(tmp_path, state, blog_server, posts)
+    clock = Clock()
+
+    async def scenario(engine: Engine) -> tuple[set[str], set[str], int]:
+        await engine.poll(force=True)  # discovery and baselines
+        await engine.poll(force=True)
+        late = _approve_late(posts)
+        with engine.store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+        _fail_rescans(engine.store, on=True)
+        try:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                await engine.poll(force=True)
+        finally:
+            _fail_rescans(engine.store, on=False)
+        clock.ahead += 301
+        await engine.poll(force=True)
+        probes = sum(1 for r in blog_server.requests if "_fields=" in r.path)
+        return late, _queued(engine.store), probes
+
+    late, queued, probes = _run(config, clock, scenario)
+    assert queued == _path_keys(late)
+    assert probes >= 2  # asked again: the failed one was not taken as seen
 
 
 # -- imports: a new id at an old date ----------------------------------------------------

@@ -4,7 +4,7 @@
                      -> count explained by new ids? keep asking with validators
                                                   : read that site's followed threads in full
     news of this batch | news of the cycle's earlier batches -> the feeds of every batch
-    rescans and rereads found -> the store (`rescan_threads`, `reread_threads`)
+    probes, rescans and rereads found -> the store, in one transaction (`record_probes`)
                               -> threads polled at a later tick or node
 
 WordPress's ETag and Last-Modified are the site's (its newest post or comment anywhere). A
@@ -90,9 +90,6 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
             log.info("site %s: comments %s on %d post%s; reading %s in full",
                      redact.url(site.api_root), what, len(site.posts), "" if one else "s",
                      "its thread" if one else "their threads")
-    await db(store.save_site_probes, list(reading.save), now)
-    if marks := reading.news.rescans():
-        await db(store.rescan_threads, marks, now)
-    if rereads := reading.news.rereads():
-        await db(store.reread_threads, rereads)
+    await db(store.record_probes, list(reading.save), reading.news.rescans(),
+             reading.news.rereads(), now)
     return known | reading.news

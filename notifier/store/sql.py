@@ -620,8 +620,22 @@ class Store(LeaseStore):
                                                     _site_texts(row.texts))
         return found
 
-    def save_site_probes(self, probes: Sequence[SiteState], now: float) -> None:
-        """Replace the stored probe of each site; one transaction for the cycle's probes."""
+    def record_probes(self, probes: Sequence[SiteState],
+                      rescans: Mapping[str, frozenset[str] | None],
+                      rereads: Mapping[str, frozenset[str]], now: float) -> None:
+        """What a batch's site probes found, in one transaction: each site's new probe
+        (replacing what was stored), and the rescans (`rescan_threads`) and rereads
+        (`reread_threads`) it calls for. Together, because the stored probe is what the
+        next probe compares with: had it landed without them (a crash, a lost database
+        between two transactions), the count it saw move would be explained already, and
+        the late approval behind it left to the periodic rescan."""
+        with self.engine.begin() as conn:
+            self._save_site_probes(conn, probes, now)
+            self._rescan_threads(conn, rescans, now)
+            self._reread_threads(conn, rereads)
+
+    def _save_site_probes(self, conn: sa.Connection, probes: Sequence[SiteState],
+                          now: float) -> None:
         if not probes:
             return
         rows = [{"api_root": p.api_root, "comment_total": p.comment_total,
@@ -629,13 +643,12 @@ class Store(LeaseStore):
                  "texts": json.dumps({str(k): v for k, v in p.texts.items()})
                  if p.texts else None}
                 for p in probes]
-        with self.engine.begin() as conn:
-            statement = self._insert(sites)
-            conn.execute(statement.on_conflict_do_update(
-                index_elements=[sites.c.api_root],
-                set_={name: statement.excluded[name] for name in
-                      ("comment_total", "newest_id", "probed_at", "next_probe", "texts")}),
-                rows)
+        statement = self._insert(sites)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=[sites.c.api_root],
+            set_={name: statement.excluded[name] for name in
+                  ("comment_total", "newest_id", "probed_at", "next_probe", "texts")}),
+            rows)
 
     def rescan_threads(self, sites: Mapping[str, frozenset[str] | None], now: float) -> None:
         """Make threads of these sites rescan at their next poll, whoever polls it (a later
@@ -643,12 +656,17 @@ class Store(LeaseStore):
         posts named and its site-wide feeds. Only feeds already listed once (`rescan_due`
         set) and not due anyway are touched; a rescan's poll sets the next one."""
         with self.engine.begin() as conn:
-            for api_root, posts in sites.items():
-                where = [feeds.c.api_root == api_root, feeds.c.rescan_due > now]
-                if posts is not None:
-                    where.append(sa.or_(feeds.c.post_id.is_(None),
-                                        feeds.c.post_id.in_(sorted(posts))))
-                conn.execute(feeds.update().where(*where).values(rescan_due=now))
+            self._rescan_threads(conn, sites, now)
+
+    @staticmethod
+    def _rescan_threads(conn: sa.Connection, sites: Mapping[str, frozenset[str] | None],
+                        now: float) -> None:
+        for api_root, posts in sites.items():
+            where = [feeds.c.api_root == api_root, feeds.c.rescan_due > now]
+            if posts is not None:
+                where.append(sa.or_(feeds.c.post_id.is_(None),
+                                    feeds.c.post_id.in_(sorted(posts))))
+            conn.execute(feeds.update().where(*where).values(rescan_due=now))
 
     def reread_threads(self, sites: Mapping[str, frozenset[str]]) -> None:
         """Make threads of these sites' posts (and the sites' site-wide comment feeds) ask
@@ -657,12 +675,16 @@ class Store(LeaseStore):
         feeds, which are those already listed once (`rescan_due` set, as `rescan_threads`
         reads it): a site's posts feed keeps its validators."""
         with self.engine.begin() as conn:
-            for api_root, posts in sites.items():
-                conn.execute(feeds.update().where(
-                    feeds.c.api_root == api_root, feeds.c.rescan_due.is_not(None),
-                    sa.or_(feeds.c.post_id.is_(None), feeds.c.post_id.in_(sorted(posts))),
-                    sa.or_(feeds.c.etag.is_not(None), feeds.c.last_modified.is_not(None)),
-                ).values(etag=None, last_modified=None))
+            self._reread_threads(conn, sites)
+
+    @staticmethod
+    def _reread_threads(conn: sa.Connection, sites: Mapping[str, frozenset[str]]) -> None:
+        for api_root, posts in sites.items():
+            conn.execute(feeds.update().where(
+                feeds.c.api_root == api_root, feeds.c.rescan_due.is_not(None),
+                sa.or_(feeds.c.post_id.is_(None), feeds.c.post_id.in_(sorted(posts))),
+                sa.or_(feeds.c.etag.is_not(None), feeds.c.last_modified.is_not(None)),
+            ).values(etag=None, last_modified=None))
 
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
