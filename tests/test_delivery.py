@@ -28,6 +28,7 @@ from notifier.cli import main
 from notifier.config import load_config
 from notifier.daemon import Engine, digest_times, fetch_settings
 from notifier.delivery.channel import ChannelContext
+from notifier.delivery.cycle import DeliveryReport
 from notifier.fetch import Fetcher
 from notifier.models import Entry
 from notifier.poll import ParsePool
@@ -456,3 +457,24 @@ def test_the_daemon_wakes_delivery_at_every_distinct_digest_time(tmp_path: Path)
                         {"digest": "0 18 * * 1-5"})
     assert digest_times(load_config(path, {})) == [("0 18 * * 1-5", "UTC"),
                                                     ("0 8 * * *", "Europe/Berlin")]
+
+
+def test_a_failed_delivery_names_its_channel_and_what_comes_next(
+        tmp_path: Path, webhook_receiver: WebhookReceiver) -> None:
+    """What `run --once` prints for a message a channel did not take, and counts as a
+    failure: the channel, the server's words, and whether it is retried or given up."""
+    path = write_config(tmp_path, hook(webhook_receiver))
+    queue(path, range(1, 3), NOON)
+    webhook_receiver.script([(503, {}, b"down"), (400, {}, b"no such hook")])
+
+    async def run() -> DeliveryReport:
+        async with pipeline(path, Clock(NOON)) as pipe:
+            return await pipe.deliver()
+
+    report = asyncio.run(run())
+    assert [(e.channel, e.dead, e.notifications) for e in report.errors] == [
+        ("hook", False, 1), ("hook", True, 1)]
+    retried, given_up = map(str, report.errors)
+    assert retried.startswith("channel hook: ") and "503" in retried and "retry" in retried
+    assert "400" in given_up and given_up.endswith("(permanent failure)")
+    assert (report.failed, report.dead) == (1, 1)

@@ -100,7 +100,7 @@ def run_once(config: Config) -> int:
     before = _baselined(config)
     helper = _split(config)
     result = run_async(one_pass(config, *helper) if helper else one_pass(config))
-    for error in [*map(str, result.poll.errors), *result.delivery.errors]:
+    for error in [*result.poll.errors, *result.delivery.errors]:
         print(f"notifier: {error}", file=sys.stderr)
     # One more look at the state for the words below: what got a baseline, what is stuck.
     store = Store(config.state_url())

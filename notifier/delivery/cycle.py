@@ -26,7 +26,7 @@ from notifier.config import Config
 from notifier.delivery.channel import Channel, DeliveryError, PermanentFailure, TemporaryFailure
 from notifier.delivery.digest import DIGEST_MAX, Schedule, plan, schedule_for
 from notifier.delivery.pacing import MAX_INLINE_WAIT, Pacer
-from notifier.delivery.retry import after_failure
+from notifier.delivery.retry import Verdict, after_failure
 from notifier.models import Entry, Notice
 from notifier.store import OutboxItem, Store
 from notifier.textsafety import shown_entry, strip_bidi_controls
@@ -43,16 +43,37 @@ class StoreRunner(Protocol):
     def __call__(self, fn: Callable[..., T], *args: Any) -> Awaitable[T]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """A message a channel did not take, and what becomes of it: a value, as a feed's
+    failure is (`failures.FailedFeed`), for the code that counts, and a line for the
+    person reading `run --once`."""
+
+    channel: str
+    reason: str  # the channel's words (`DeliveryError`: no secrets)
+    verdict: Verdict  # retried when, or dead-lettered
+    notifications: int  # one message may carry several (a digest)
+
+    @property
+    def dead(self) -> bool:
+        """Whether nothing more will be tried: a permanent failure, or out of attempts."""
+        return self.verdict.retry_at is None
+
+    def __str__(self) -> str:
+        """The line `run --once` prints: "channel <name>: <reason> (<what next>)"."""
+        return f"channel {self.channel}: {self.reason} ({self.verdict.reason})"
+
+
 @dataclass
 class DeliveryReport:
-    """What one delivery pass did: the counts the summary line shows, and the errors that
-    make `run --once` exit 1."""
+    """What one delivery pass did: the counts the summary line shows, and the failures
+    that make `run --once` exit 1."""
 
     sent: int = 0
     failed: int = 0
     dead: int = 0
     held: int = 0  # newly held for a digest or quiet hours
-    errors: list[str] = field(default_factory=list)
+    errors: list[FailedDelivery] = field(default_factory=list)
 
 
 class Delivery:
@@ -235,7 +256,7 @@ class Delivery:
         # A retry's "in 593 s" goes stale at once; `status` shows the stored next_attempt.
         stored = str(error) if verdict.retry_at is not None else text
         await self._db(self.store.mark_failed, ids, stored, verdict.retry_at, now, claim)
-        report.errors.append(f"channel {channel.name}: {text}")
+        report.errors.append(FailedDelivery(channel.name, str(error), verdict, len(ids)))
         if verdict.retry_at is None:
             report.dead += len(ids)
         else:
