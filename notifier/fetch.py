@@ -46,6 +46,7 @@ from notifier.budget import Budget, deadline, pause_budget
 from notifier.errors import NotifierError
 from notifier.failures import FailureKind
 from notifier.http1 import (
+    PLAIN_ORIGIN,
     ConnectTimeout,
     Pool,
     PrivateAddressBlocked,
@@ -176,7 +177,7 @@ def host_key(url: str) -> str:
     """Politeness is per server name; ports of one host share its limit."""
     plain = _PLAIN_URL.match(url)  # nearly every feed: no need to split it
     if plain is not None:
-        return plain[1].lower()
+        return plain[2].lower()
     try:
         return (urlsplit(url).hostname or "").lower()
     except ValueError:
@@ -393,9 +394,8 @@ def _flatten_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     return flat
 
 
-_PLAIN_URL = re.compile(r"https?://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?(?=[/?#]|\Z)")
-"""The start of a URL whose scheme, host and port need no closer look: lower-case http or
-https, a host of letters, digits, dots and dashes, a port of digits (checked for range)."""
+_PLAIN_URL = re.compile(PLAIN_ORIGIN + r"(?=[/?#]|\Z)")
+"""A URL that starts plainly (`http1.PLAIN_ORIGIN`), whatever follows its host and port."""
 
 
 @functools.lru_cache(maxsize=URL_CACHE)
@@ -406,7 +406,7 @@ def _url_problem(url: str) -> str | None:
     was most of a first poll's checks (every poll of `run --once`, a daemon's first cycle).
     """
     plain = _PLAIN_URL.match(url)
-    if plain is not None and (plain[2] is None or int(plain[2]) <= 65535):
+    if plain is not None and (plain[3] is None or int(plain[3]) <= 65535):
         return None
     try:
         parts = urlsplit(url)

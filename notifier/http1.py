@@ -39,8 +39,8 @@ from urllib.parse import quote, urlsplit
 
 import aiohappyeyeballs
 
-__all__ = ["ConnectFailed", "ConnectTimeout", "Pool", "PrivateAddressBlocked", "ProtocolError",
-           "Reply", "TransportError", "content_length", "resolve", "sendable"]
+__all__ = ["PLAIN_ORIGIN", "ConnectFailed", "ConnectTimeout", "Pool", "PrivateAddressBlocked",
+           "ProtocolError", "Reply", "TransportError", "content_length", "resolve", "sendable"]
 
 MAX_HEAD = 64 * 1024
 """Bytes of a status line and headers together (aiohttp allows 8 KiB per line; a feed
@@ -136,8 +136,14 @@ def _idna(host: str) -> str:
         return host.encode("idna").decode("ascii")
 
 
+PLAIN_ORIGIN = r"(https?)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?"
+"""The start of a URL whose scheme, host and port need no closer look (groups: scheme,
+host, port): lower-case http or https, a host of letters, digits, dots and dashes, a port
+of digits (whose range the caller checks). Nearly every feed's URL starts so; this module's
+request targets and `fetch`'s URL checks and politeness hosts read it by one match."""
+
 _PLAIN_TARGET = re.compile(
-    r"(https?)://([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?"
+    PLAIN_ORIGIN +
     r"(/[A-Za-z0-9/:@!$&'()*+,;=._~-]*)?(?:\?([A-Za-z0-9/:@!$&'()*+,;=._~?-]*))?\Z")
 """A URL that splitting and quoting would leave as it is: lower-case scheme, a host of
 letters, digits, dots and dashes, and a path and query of characters a request line
