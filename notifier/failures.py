@@ -4,8 +4,11 @@
     parse (not a feed, parser crashed or overran)                 ├─> Failure(kind, message)
     discovery (no feed found), the store refusing a poll          ┘     -> Polled -> PollRecord
         -> store (last_error, last_error_kind) -> `status`
-        -> FeedFailure (the feed or subscription + the Failure) -> PollReport.errors
+        -> FailedFeed (the feed or subscription + the Failure) -> PollReport.errors
         -> the cycle summary (counts by kind), the JSON log, `/metrics`, `run --once`
+
+Delivery's failures are values too (`delivery.cycle.FailedDelivery`: the channel, the
+server's words, and what comes next), beside these in a run's report.
 
 Why values and not exceptions: at thousands of feeds a failing feed is the normal case, and
 one must never stop the batch (see `notifier.errors` for what is raised). Why a kind beside
