@@ -90,6 +90,7 @@ async def probe_sites(due: Sequence[FeedState], plan: Plan, config: Config, *,
             log.info("site %s: comments %s on %d post%s; reading %s in full",
                      redact.url(site.api_root), what, len(site.posts), "" if one else "s",
                      "its thread" if one else "their threads")
-    await db(store.record_probes, list(reading.save), reading.news.rescans(),
-             reading.news.rereads(), now)
+    rescans, rereads = reading.news.rescans(), reading.news.rereads()
+    if reading.save or rescans or rereads:
+        await db(store.record_probes, list(reading.save), rescans, rereads, now)
     return known | reading.news
