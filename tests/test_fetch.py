@@ -602,7 +602,7 @@ def test_discoveries_queued_behind_a_slow_host_are_not_failed_for_time(
             db = StoreThread()
             try:
                 async with Fetcher(fetch_settings(config)) as fetcher:
-                    planner = Planner(config, store, fetcher, db, time.time)
+                    planner = Planner(config, store, fetcher, db, time.time, "node-a")
                     try:
                         return await asyncio.wait_for(planner.plan(force=True), 60)
                     finally:

@@ -32,6 +32,8 @@ from notifier.store import (
     ThreadLink,
     ThreadUpdate,
 )
+from tests.support import databases
+from tests.support.blog_server import POST_PATH, BlogServer
 from tests.support.engine import running_engine
 from tests.support.feed_farm import FeedFarm, Hit
 from tests.test_store import entry, record, setup_feed
@@ -479,3 +481,59 @@ def test_a_notification_another_process_claims_meanwhile_is_not_claimed_twice(
         path, "UPDATE outbox SET claimed_until = 4000, claim_owner = 'b', claim_id = 'theirs'",
         lambda: store.claim_due(3000.0, 10, 60.0, ["me"], "a"))
     assert outcome == [[]]
+
+
+def test_a_discovery_is_claimed_by_one_node_until_its_claim_runs_out(store: Store) -> None:
+    """Nodes starting together with the same subscriptions: each subscription's discovery
+    goes to one of them; a node's own claim it takes again; a claim whose node died passes
+    on when it runs out; a finished discovery ends it. On SQLite (one process per state)
+    every discovery is the process's own."""
+    names = ["s1", "s2", "s3"]
+    a = store.claim_discoveries(names[:2], "a", 1000.0, 1060.0)
+    b = store.claim_discoveries(names, "b", 1000.0, 1060.0)
+    if store.engine.dialect.name == "sqlite":
+        assert a == {"s1", "s2"} and b == set(names)
+        return
+    assert a == {"s1", "s2"} and b == {"s3"}
+    assert store.claim_discoveries(names, "a", 1010.0, 1070.0) == {"s1", "s2"}  # its own
+    assert store.claim_discoveries(names, "c", 1065.0, 1125.0) == {"s3"}  # b's ran out
+    store.save_discovery("s1", "http://blog.test/1/", "comments", "http://blog.test/1/feed/",
+                         None, 600.0, 1066.0)
+    store.release_discoveries(["s2"], "a")  # a stops: s2 is free at once
+    assert store.claim_discoveries(names, "d", 1066.0, 1126.0) == {"s1", "s2"}
+
+
+def test_nodes_starting_together_ask_each_page_once_between_them(
+        tmp_path: Path, blog_server: BlogServer) -> None:
+    """Two nodes on one PostgreSQL, started together with subscriptions that name blog
+    pages (each a discovery: the page, then its feed): each page is asked for once, not
+    once per node, and both nodes then poll every subscription's feed (the other node's
+    discoveries read from the state at their next tick)."""
+    pages = {"/": "posts", POST_PATH: "comments"}  # the blog's home page and one post
+    with databases.state_url("postgresql", tmp_path) as url:
+        path = tmp_path / "notifier.yaml"
+        path.write_text(yaml.safe_dump({
+            "state": url,
+            "defaults": {"interval": "60s", "jitter": 0},
+            "channels": {"me": {"type": "console"}},
+            "subscriptions": [{"name": f"page {i}", "url": blog_server.url(page),
+                               "watch": watch, "notify": ["me"]}
+                              for i, (page, watch) in enumerate(pages.items())],
+        }), encoding="utf-8")
+        config = load_config(path)
+        nodes = [Node(name, config.cluster.lease, config.subscriptions_hash())
+                 for name in ("node-a", "node-b")]
+
+        async def scenario() -> tuple[list[int], list[list[int | None]]]:
+            async with running_engine(config, node=nodes[0]) as a, \
+                    running_engine(config, node=nodes[1]) as b:
+                await asyncio.gather(a.poll(force=True), b.poll(force=True))
+                asked = [blog_server.count(page) for page in pages]
+                await asyncio.gather(a.poll(force=True), b.poll(force=True))
+                feeds = [[s.feed_id for s in (await engine.db(
+                    engine.store.subscription_states)).values()] for engine in (a, b)]
+                return asked, feeds
+
+        asked, feeds = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert asked == [1, 1]
+    assert all(len(seen) == 2 and None not in seen for seen in feeds)

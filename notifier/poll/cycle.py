@@ -109,7 +109,7 @@ class Poller:
         self.clock = clock
         self.rng = rng or random.Random()
         self._db = db
-        self.planner = Planner(config, store, fetcher, db, clock)
+        self.planner = Planner(config, store, fetcher, db, clock, self.node.name)
         self._retired: list[Planner] = []
         self.feed_budget = feed_budget(config)
         self._inflight: dict[int, asyncio.Task[None]] = {}
@@ -365,7 +365,8 @@ class Poller:
         """
         self._retired = [p for p in self._retired if p.discovering] + [self.planner]
         self.config = config
-        self.planner = Planner(config, self.store, self.fetcher, self._db, self.clock)
+        self.planner = Planner(config, self.store, self.fetcher, self._db, self.clock,
+                               self.node.name)
         self.feed_budget = feed_budget(config)
 
     async def close(self) -> None:

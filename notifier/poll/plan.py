@@ -1,6 +1,7 @@
 """Plan a poll cycle: which feed each subscription reads, and which feeds are due.
 
     subscriptions (config) + stored discoveries -> discover what is new or changed
+                                                   (what no other node is discovering)
                           -> `Plan`: feed -> subscriptions reading it (threads included)
                           -> due feeds (stored `next_due`), in batches
 
@@ -44,6 +45,11 @@ discovers every subscription), while they keep finishing; the rest land in a lat
 
 
 _READINGS = itertools.count(1)
+
+CLAIM_SPAN = 2
+"""A node's claim on a discovery lasts this many discovery time limits: a discovery's
+limit stands still while it waits for a request slot (a first start of thousands), and
+another node asking the same site meanwhile is what the claim is for."""
 
 
 def discovery_budget(config: Config) -> float:
@@ -153,12 +159,13 @@ class Planner:
     with when to try again (the same backoff as a failed poll, Retry-After and 410 included)."""
 
     def __init__(self, config: Config, store: Store, fetcher: Fetcher, db: Db,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], node: str) -> None:
         self.config = config
         self.store = store
         self.fetcher = fetcher
         self._db = db
         self._clock = clock
+        self._node = node
         self._subs = {s.name: s for s in config.subscriptions}
         self._discovering: dict[str, asyncio.Task[Discovery]] = {}
         self._harvested: list[str] = []
@@ -193,11 +200,18 @@ class Planner:
             self._lacking = [sub for sub in self.config.subscriptions
                              if not has_feed(sub, states.get(sub.name))]
             self._lacking_read = states
-        for sub in self._lacking:
-            if sub.name not in self._discovering and needs_discovery(
-                    sub, states.get(sub.name), now, force=force):
-                task = asyncio.create_task(self._discover_one(sub), name=f"discover {sub.name}")
-                self._discovering[sub.name] = task
+        wanted = [sub.name for sub in self._lacking if sub.name not in self._discovering
+                  and needs_discovery(sub, states.get(sub.name), now, force=force)]
+        # Only those no other node is discovering: nodes that start together with the same
+        # subscriptions ask each site once between them; the others' states show the feed
+        # once found (read again at every tick while a subscription lacks its feed).
+        mine = await self._db(self.store.claim_discoveries, wanted, self._node, now,
+                              now + CLAIM_SPAN * discovery_budget(self.config)) if wanted else ()
+        for name in wanted:
+            if name in mine:
+                sub = self._subs[name]
+                task = asyncio.create_task(self._discover_one(sub), name=f"discover {name}")
+                self._discovering[name] = task
                 started.append(task)
         # Discoveries run beside the cycle: it waits while they keep finishing, then moves
         # on; a slow one lands in a later cycle (each is bounded by `discovery_budget`).
@@ -275,6 +289,10 @@ class Planner:
         for task in self._discovering.values():
             task.cancel()
         await asyncio.gather(*self._discovering.values(), return_exceptions=True)
+        if self._discovering:  # cut short, or finished but not recorded: asked again
+            # by another node now, not when the claims run out.
+            await self._db(self.store.release_discoveries, list(self._discovering),
+                           self._node)
         self._discovering.clear()
 
     async def _readers(self, states: Mapping[str, SubscriptionState]

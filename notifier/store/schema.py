@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 metadata = sa.MetaData()
 
@@ -186,6 +186,15 @@ nodes = sa.Table(
     sa.Column("stopped", sa.Float),
 )
 
+# Migration 9 (several nodes): who is discovering a subscription's feed, and until when, so
+# that nodes starting together ask each site for it once, not once per node.
+discovery_claims = sa.Table(
+    "discovery_claims", metadata,
+    sa.Column("subscription", sa.String(100), primary_key=True),
+    sa.Column("node", sa.String(64), nullable=False),
+    sa.Column("until", sa.Float, nullable=False),
+)
+
 
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[feeds, subscriptions, entries, outbox, channel_state])
@@ -255,5 +264,10 @@ def _migration_8(conn: Connection) -> None:
     _add_missing_columns(conn, sites, ("texts",))
 
 
+def _migration_9(conn: Connection) -> None:
+    """Discovery claims: a subscription's feed discovered by one node of several."""
+    metadata.create_all(conn, tables=[discovery_claims])
+
+
 _MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
-               _migration_6, _migration_7, _migration_8]
+               _migration_6, _migration_7, _migration_8, _migration_9]

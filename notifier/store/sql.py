@@ -47,6 +47,7 @@ from notifier.store.schema import (
     _MIGRATIONS,
     SCHEMA_VERSION,
     channel_state,
+    discovery_claims,
     entries,
     feeds,
     meta_table,
@@ -311,10 +312,47 @@ class Store(LeaseStore):
         with self.engine.connect() as conn:
             return {name: url for name, url in conn.execute(query)}
 
+    def claim_discoveries(self, names: Sequence[str], node: str, now: float,
+                          until: float) -> set[str]:
+        """The subscriptions among `names` whose feed this node is to discover now: those no
+        other node is discovering. Each is claimed until `until` (its discovery's time
+        limit): nodes starting together with the same subscriptions, which would each
+        have asked every site for every page, ask it once between them; a claim whose node
+        died passes on when it runs out. `save_discovery` and `record_discovery_error`
+        end the claim; a node's own claim it may take again. A SQLite state has one
+        process (`statefile.hold_state`): there every discovery is its own."""
+        if self.engine.dialect.name == "sqlite":
+            return set(names)
+        won: set[str] = set()
+        with self.engine.begin() as conn:
+            for start in range(0, len(names), _CHUNK):
+                statement = self._insert(discovery_claims).values(
+                    [{"subscription": name, "node": node, "until": until}
+                     for name in names[start:start + _CHUNK]])
+                statement = statement.on_conflict_do_update(
+                    index_elements=[discovery_claims.c.subscription],
+                    set_={"node": statement.excluded.node, "until": statement.excluded.until},
+                    where=sa.or_(discovery_claims.c.until <= now,
+                                 discovery_claims.c.node == node))
+                won.update(conn.execute(
+                    statement.returning(discovery_claims.c.subscription)).scalars())
+        return won
+
+    def release_discoveries(self, names: Sequence[str], node: str) -> None:
+        """Give up this node's claims on these discoveries (cancelled: the node stops), so
+        that another node takes them up at once rather than when they run out."""
+        with self.engine.begin() as conn:
+            for start in range(0, len(names), _CHUNK):
+                conn.execute(discovery_claims.delete().where(
+                    discovery_claims.c.node == node,
+                    discovery_claims.c.subscription.in_(names[start:start + _CHUNK])))
+
     def save_discovery(self, name: str, source_url: str, watch: str, feed_url: str,
                        api_root: str | None, interval: float, now: float) -> int:
         """Point a subscription at its feed, creating the feed; a new feed means a new baseline."""
         with self.engine.begin() as conn:
+            conn.execute(discovery_claims.delete().where(
+                discovery_claims.c.subscription == name))
             feed_id = self._feed_id(conn, feed_url, interval, now)
             if api_root:
                 conn.execute(feeds.update().where(feeds.c.id == feed_id)
@@ -339,6 +377,8 @@ class Store(LeaseStore):
         """Remember a failed discovery, its kind, and when to try again (`next_due`)."""
         error = {"last_error": failure.message, "last_error_kind": failure.kind.value}
         with self.engine.begin() as conn:
+            conn.execute(discovery_claims.delete().where(
+                discovery_claims.c.subscription == name))
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
                                    .values(source_url=source_url, watch=watch,
                                            discovered_at=None,
