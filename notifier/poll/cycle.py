@@ -184,7 +184,7 @@ class Poller:
                 self._inflight.pop(feed.id, None)
                 self._abandoned.add(feed.id)
                 return
-            await self._queue.put(polled)
+            self._queue.put_nowait(polled)  # unbounded: `put` would only add a coroutine
 
         # Feeds are claimed (see `store.leases`) a batch at a time, the next batch when the
         # fetches of this cycle run low; each feed at most once per cycle. A feed still in
