@@ -661,7 +661,8 @@ class Fetcher:
                     ) as response:
                         return await self._answer(
                             url, hop, etag, last_modified, started, response.status_code,
-                            response.headers.multi_items(), response.aiter_raw)
+                            _flatten_headers(response.headers.multi_items()),
+                            response.aiter_raw)
                 pool = self._pool or self._open_pool()
 
                 def before_send() -> None:
@@ -673,7 +674,7 @@ class Fetcher:
 
                 async with pool.get(target, headers, before_send) as reply:
                     return await self._answer(url, hop, etag, last_modified, started,
-                                              reply.status, reply.headers, reply.chunks)
+                                              reply.status, reply.fields, reply.chunks)
         except _BodyTooLarge:
             hop.spent += time.monotonic() - started
             size = _format_size(self.settings.max_bytes)
@@ -699,11 +700,11 @@ class Fetcher:
         last_modified: str | None,
         started: float,
         status: int,
-        raw_headers: Iterable[tuple[str, str]],
+        flat: dict[str, str],
         chunks: Callable[[], AsyncIterator[bytes]],
     ) -> FetchResult | str:
-        """What a response means, whichever client brought it: the next hop or a result."""
-        flat = _flatten_headers(raw_headers)
+        """What a response means, whichever client brought it: the next hop or a result.
+        `flat` holds its headers by lower-case name (`_flatten_headers`)."""
         location = flat.get("location")
         if status in REDIRECT_CODES and location:
             await _drain(chunks())

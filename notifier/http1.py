@@ -419,19 +419,22 @@ class Reply:
         self._conn = conn
         self.complete = False
         self.reusable = False
-        connection: set[str] = set()
-        lengths: set[str] = set()
-        codings: list[str] = []
+        # The headers by lower-case name, a repeated one's values joined by ", " (RFC 9110
+        # allows it): what the fetcher reads, and what the framing is read from here, in
+        # one walk over the headers, not one here and one in the fetcher.
+        fields: dict[str, str] = {}
         for name, value in headers:
-            lowered = name.lower()
-            if lowered == "connection":
-                connection.update(t.strip().lower() for t in value.split(","))
-            elif lowered == "content-length":
-                lengths.update(v.strip() for v in value.split(","))
-            elif lowered == "transfer-encoding":
-                codings.extend(t.strip().lower() for t in value.split(",")
-                               if t.strip() and t.strip().lower() != "identity")
-        keep = minor == 1 and "close" not in connection
+            key = name.lower()
+            fields[key] = f"{fields[key]}, {value}" if key in fields else value
+        self.fields = fields
+        framing = fields.get("connection")
+        keep = minor == 1 and (framing is None or "close" not in {
+            t.strip().lower() for t in framing.split(",")})
+        framing = fields.get("content-length")
+        lengths = {v.strip() for v in framing.split(",")} if framing is not None else set()
+        framing = fields.get("transfer-encoding")
+        codings = [t.strip().lower() for t in framing.split(",")
+                   if t.strip() and t.strip().lower() != "identity"] if framing else []
         self._length: int | None = None
         if status in (204, 304):
             self._mode = "none"
