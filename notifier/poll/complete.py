@@ -55,7 +55,7 @@ def _first_look_unchanged(polled: Polled, plan: Plan) -> bool:
     a feed already polled for another one)."""
     if polled.parsed is not None or polled.failure is not None:
         return False
-    if not (polled.fetch.not_modified or polled.unchanged):
+    if not (polled.fetch.not_modified or polled.unchanged) or not plan.awaiting_baseline():
         return False
     return any((state := plan.states.get(sub.name)) is not None and state.baseline_at is None
                for sub in plan.readers(polled.feed.id))
