@@ -299,15 +299,20 @@ class _Connection(asyncio.Protocol):
 
     async def more(self) -> None:
         """Wait for more bytes; raise ProtocolError at the end of the stream."""
+        try:
+            await self._more_soon()
+        finally:
+            self._waiter = None
+
+    def _more_soon(self) -> asyncio.Future[None]:
+        """What `more` waits for: awaited by `head` itself, not through `more`, since every
+        request waits there once (a coroutine less for its task to pass through)."""
         if self.closed:
             raise ProtocolError("connection closed before the answer was complete"
                                 ) from self.error
         self._resume()
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def take(self, size: int) -> bytes:
         data = bytes(self.buffer[:size])
@@ -341,7 +346,10 @@ class _Connection(asyncio.Protocol):
             if len(self.buffer) > MAX_HEAD:
                 raise ProtocolError(f"response headers larger than {MAX_HEAD // 1024} KiB")
             start = len(self.buffer)
-            await self.more()
+            try:
+                await self._more_soon()
+            finally:
+                self._waiter = None
 
     def close(self) -> None:
         self.closed = True
