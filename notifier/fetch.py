@@ -651,7 +651,7 @@ class Fetcher:
         remaining = self.settings.timeout - hop.spent
         started = time.monotonic()
         try:
-            async with deadline(max(remaining, 0.0)):
+            async with deadline(0.0 if remaining < 0.0 else remaining):
                 target, authorization = split_credentials(hop.url)
                 if authorization is not None:
                     headers = {**headers, "Authorization": authorization}

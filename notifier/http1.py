@@ -336,7 +336,7 @@ class _Connection(asyncio.Protocol):
         """The status line and headers, up to the empty line."""
         start = 0
         while True:
-            found = _HEAD_END.search(self.buffer, max(0, start - 3))
+            found = _HEAD_END.search(self.buffer, start - 3 if start > 3 else 0)
             if found is not None:
                 begin, end = found.start(), found.end()
                 if begin and self.buffer[begin - 1] == 13:  # "\r\n\r\n"
