@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from notifier import sources, threads
 from notifier.config import Config, Subscription
 from notifier.diff import Decision, SubscriptionView, decide
+from notifier.frozen import quick_init
 from notifier.match import match
 from notifier.models import FLOOD_ID_PREFIX, Entry, FeedKind, ParsedFeed
 from notifier.poll.complete import Snapshot
@@ -30,6 +31,7 @@ from notifier.store import FeedState, PollRecord, QueuedNotice, SubscriptionStat
 __all__ = ["Outcome", "decide_poll", "unread_intervals"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A poll's write intent, and the diff it came from (for the cycle's report)."""

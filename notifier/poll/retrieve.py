@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from notifier.failures import Failure
 from notifier.fetch import Fetcher
+from notifier.frozen import quick_init
 from notifier.models import FeedKind, FetchResult, ParsedFeed
 from notifier.poll.parsepool import ParsePool
 from notifier.store import FeedState
@@ -24,6 +25,7 @@ from notifier.store import FeedState
 __all__ = ["ParsePool", "Polled", "retrieve"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Polled:
     """One feed's fetch and parse, and what the follow-up stage (`complete`) added."""
