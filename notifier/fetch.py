@@ -600,7 +600,7 @@ class Fetcher:
                 headers["If-None-Match"] = etag
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
-        hop = _Hop(url=url)
+        hop = _Hop(url)  # not url=: a keyword makes the call build a dict (once per fetch)
         # The hops walked here, not in a coroutine of their own: a poll's task passes
         # through each level of its awaits every time it wakes.
         while True:

@@ -67,7 +67,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
                                   proceed=proceed, budget=budget, gate=parser)
     digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.ok and digest is not None and digest == feed.body_hash:
-        return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)
+        return Polled(feed, fetched, None, None, digest, True, rescan)  # unchanged, rescan
     parsed: ParsedFeed | None = None
     failure = fetched.failure
     if fetched.ok and fetched.body is not None:
@@ -77,4 +77,5 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
             failure = result
         else:
             parsed = result
-    return Polled(feed, fetched, parsed, failure, digest, rescan=rescan)
+    # By position (unchanged, rescan): keywords make the call build a dict, once per poll
+    return Polled(feed, fetched, parsed, failure, digest, False, rescan)
