@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import functools
 import ipaddress
 import logging
@@ -438,12 +439,55 @@ def _http_error(status: int) -> str:
     return f"HTTP {status} {reason}" if reason else f"HTTP {status}"
 
 
+class _Slots:
+    """A number of free slots and the requests waiting for one, first come first served.
+
+    Not `asyncio.Semaphore`: a release hands its slot to the first waiter itself, so a
+    waiter never wakes to find it taken, and nothing walks past waiters already woken (the
+    semaphore's release looks at each of them, and each woken one removes itself from its
+    queue): at 10,000 feeds and 50 slots, most requests of a claim wait here once."""
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take(self) -> bool:
+        """A slot taken now, if one is free (none is while anyone waits: see `release`)."""
+        if self.free > 0:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until a release hands this request its slot."""
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # Handed the slot just as it was called off: the slot goes on to the next.
+            if waiter.done() and not waiter.cancelled():
+                self.release()
+            raise  # a cancelled waiter stays queued, passed over by `release`
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
 @dataclass
 class _HostSlot:
     """One host's connection limit, shared by the fetches to it while any is in flight
     (`users`), then dropped."""
 
-    semaphore: asyncio.Semaphore
+    slots: _Slots
     users: int = 0
 
 
@@ -477,7 +521,8 @@ class Fetcher:
             import httpx
             self._transport_errors += (httpx.HTTPError, httpx.InvalidURL)
         self._pool: Pool | None = None
-        self._global = asyncio.Semaphore(self.settings.max_connections)
+        self._global = _Slots(self.settings.max_connections)
+        self._no_host_slots = self.settings.per_host >= self.settings.max_connections
         self._hosts: dict[str, _HostSlot] = {}
         self._headers: dict[str, Mapping[str, str]] = {}
 
@@ -555,7 +600,7 @@ class Fetcher:
                 headers["If-None-Match"] = etag
             if last_modified:
                 headers["If-Modified-Since"] = last_modified
-        hop = _Hop(url=url)
+        hop = _Hop(url)  # not url=: a keyword makes the call build a dict (once per fetch)
         # The hops walked here, not in a coroutine of their own: a poll's task passes
         # through each level of its awaits every time it wakes.
         while True:
@@ -567,7 +612,12 @@ class Fetcher:
             problem = _url_problem(hop.url)
             if problem:
                 return self._failure(url, hop, problem, FailureKind.REFUSED)
-            async with self._slot(hop.url, budget):
+            slot = _Slot(self, host_key(hop.url))
+            if not slot.take():
+                await slot.wait(budget)
+            try:
+                if isinstance(budget, Budget):
+                    budget.start(asyncio.get_running_loop())
                 if gate is not None and gate.crowded():
                     resume = pause_budget(budget, asyncio.get_running_loop())
                     try:
@@ -578,15 +628,14 @@ class Fetcher:
                     raise Withdrawn(f"request to {redact.url(hop.url)} called off")
                 outcome = await self._one_hop(url, hop, headers, etag, last_modified,
                                               proceed)
+            finally:
+                slot.release()
             if isinstance(outcome, FetchResult):
                 return outcome
             hop.redirects += 1
             if hop.redirects > self.settings.max_redirects:
                 return self._failure(url, hop, "too many redirects", FailureKind.REFUSED)
             hop.url = outcome
-
-    def _slot(self, url: str, budget: asyncio.Timeout | None = None) -> _Slot:
-        return _Slot(self, host_key(url), budget)
 
     async def _one_hop(
         self,
@@ -602,7 +651,7 @@ class Fetcher:
         remaining = self.settings.timeout - hop.spent
         started = time.monotonic()
         try:
-            async with deadline(max(remaining, 0.0)):
+            async with deadline(0.0 if remaining < 0.0 else remaining):
                 target, authorization = split_credentials(hop.url)
                 if authorization is not None:
                     headers = {**headers, "Authorization": authorization}
@@ -612,7 +661,8 @@ class Fetcher:
                     ) as response:
                         return await self._answer(
                             url, hop, etag, last_modified, started, response.status_code,
-                            response.headers.multi_items(), response.aiter_raw)
+                            _flatten_headers(response.headers.multi_items()),
+                            response.aiter_raw)
                 pool = self._pool or self._open_pool()
 
                 def before_send() -> None:
@@ -624,7 +674,7 @@ class Fetcher:
 
                 async with pool.get(target, headers, before_send) as reply:
                     return await self._answer(url, hop, etag, last_modified, started,
-                                              reply.status, reply.headers, reply.chunks)
+                                              reply.status, reply.fields, reply.chunks)
         except _BodyTooLarge:
             hop.spent += time.monotonic() - started
             size = _format_size(self.settings.max_bytes)
@@ -650,11 +700,11 @@ class Fetcher:
         last_modified: str | None,
         started: float,
         status: int,
-        raw_headers: Iterable[tuple[str, str]],
+        flat: dict[str, str],
         chunks: Callable[[], AsyncIterator[bytes]],
     ) -> FetchResult | str:
-        """What a response means, whichever client brought it: the next hop or a result."""
-        flat = _flatten_headers(raw_headers)
+        """What a response means, whichever client brought it: the next hop or a result.
+        `flat` holds its headers by lower-case name (`_flatten_headers`)."""
         location = flat.get("location")
         if status in REDIRECT_CODES and location:
             await _drain(chunks())
@@ -684,18 +734,20 @@ class Fetcher:
             new_modified = flat.get("last-modified") if error is None else None
         if log.isEnabledFor(logging.DEBUG):
             log.debug("fetched %s: %s in %.3f s", redact.url(hop.url), status, hop.spent)
+        # By position, in the order of its fields: called with keywords, the class is handed
+        # a dict of them to take apart again (0.7 us of each fetch's 1.5 us for this).
         return FetchResult(
-            url=url,
-            final_url=hop.url,
-            status=status,
-            body=body,
-            headers=flat,
-            etag=new_etag,
-            last_modified=new_modified,
-            permanent_url=hop.url if hop.history and hop.all_permanent else None,
-            error=error,
-            retry_after=retry_after,
-            elapsed=hop.spent,
+            url,
+            hop.url,  # final_url
+            status,
+            body,
+            flat,  # headers
+            new_etag,  # etag
+            new_modified,  # last_modified
+            hop.url if hop.history and hop.all_permanent else None,  # permanent_url
+            error,
+            retry_after,
+            hop.spent,  # elapsed
         )
 
     def _failure(self, url: str, hop: _Hop, reason: str,
@@ -706,78 +758,83 @@ class Fetcher:
 
 
 class _Slot:
-    """Holds a per-host slot, then a global one, for one request.
+    """Holds a per-host slot, then a global one, for one request: `take` when both are free
+    (nearly always at once, no coroutine), else `wait`; `release` when the request is done.
 
     Host first: a task queued behind a busy host must not sit on a global slot that a task
-    for an idle host could use. Host semaphores are dropped when unused, so polling thousands
-    of hosts does not grow a dict forever. The poll's `budget` stands still while it waits.
+    for an idle host could use. Host slots are dropped when unused, so polling thousands of
+    hosts does not grow a dict forever. The poll's `budget` stands still while it waits.
     A per-host limit no smaller than the global one never holds a request back that the
     global one lets go: then there is no host slot to take (a second wait, in a queue of its
     own, for most of a large claim's requests to few hosts).
     """
 
-    def __init__(self, fetcher: Fetcher, host: str, budget: asyncio.Timeout | None = None
-                 ) -> None:
+    __slots__ = ("_fetcher", "_host", "_slot")
+
+    def __init__(self, fetcher: Fetcher, host: str) -> None:
         self._fetcher = fetcher
         self._host = host
         self._slot: _HostSlot | None = None
-        self._budget = budget
 
-    async def __aenter__(self) -> None:
+    def take(self) -> bool:
+        """Both slots taken now, without a wait; False (nothing taken) if one is busy."""
         fetcher = self._fetcher
+        free = fetcher._global
+        if fetcher._no_host_slots:
+            return free.take()
         slot = fetcher._hosts.get(self._host)
-        if not fetcher._global.locked() and (slot is None or not slot.semaphore.locked()):
-            # Both free (and nobody queued): taken without a wait, nothing in between, so
-            # the budget need not stop (two moves of its timer for nearly every request).
-            await self._acquire()
-        else:
-            resume = pause_budget(self._budget, asyncio.get_running_loop())
-            try:
-                await self._acquire()
-            finally:
-                resume()
-        if isinstance(self._budget, Budget):
-            self._budget.start(asyncio.get_running_loop())
-
-    async def _acquire(self) -> None:
-        settings = self._fetcher.settings
-        if settings.per_host >= settings.max_connections:
-            await self._fetcher._global.acquire()
-            return
-        hosts = self._fetcher._hosts
-        slot = hosts.get(self._host)
+        if free.free <= 0 or (slot is not None and slot.slots.free <= 0):
+            return False
         if slot is None:
-            slot = hosts[self._host] = _HostSlot(asyncio.Semaphore(self._fetcher.settings.per_host))
+            slot = fetcher._hosts[self._host] = _HostSlot(_Slots(fetcher.settings.per_host))
+        slot.slots.free -= 1
+        free.free -= 1
         slot.users += 1
         self._slot = slot
-        try:
-            await slot.semaphore.acquire()
-        except BaseException:
-            self._release_user()
-            raise
-        try:
-            await self._fetcher._global.acquire()
-        except BaseException:
-            slot.semaphore.release()
-            self._release_user()
-            raise
+        return True
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def wait(self, budget: asyncio.Timeout | None) -> None:
+        """Both slots, waited for in turn, `budget` standing still meanwhile."""
+        fetcher = self._fetcher
+        loop = asyncio.get_running_loop()
+        resume = pause_budget(budget, loop)
+        try:
+            if not fetcher._no_host_slots:
+                hosts = fetcher._hosts
+                slot = hosts.get(self._host)
+                if slot is None:
+                    slot = hosts[self._host] = _HostSlot(_Slots(fetcher.settings.per_host))
+                slot.users += 1
+                self._slot = slot
+                try:
+                    if not slot.slots.take():
+                        await slot.slots.wait(loop)
+                except BaseException:
+                    self._release_user()
+                    raise
+            try:
+                if not fetcher._global.take():
+                    await fetcher._global.wait(loop)
+            except BaseException:
+                if self._slot is not None:
+                    self._slot.slots.release()
+                    self._release_user()
+                raise
+        finally:
+            resume()
+
+    def release(self) -> None:
         self._fetcher._global.release()
         if self._slot is not None:
-            self._slot.semaphore.release()
-        self._release_user()
+            self._slot.slots.release()
+            self._release_user()
 
     def _release_user(self) -> None:
         slot = self._slot
         if slot is None:
             return
         slot.users -= 1
-        if slot.users == 0 and self._fetcher._hosts.get(self._host) is slot:
-            del self._fetcher._hosts[self._host]
+        hosts = self._fetcher._hosts
+        if slot.users == 0 and hosts.get(self._host) is slot:
+            del hosts[self._host]
         self._slot = None

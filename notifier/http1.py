@@ -305,15 +305,20 @@ class _Connection(asyncio.Protocol):
 
     async def more(self) -> None:
         """Wait for more bytes; raise ProtocolError at the end of the stream."""
+        try:
+            await self._more_soon()
+        finally:
+            self._waiter = None
+
+    def _more_soon(self) -> asyncio.Future[None]:
+        """What `more` waits for: awaited by `head` itself, not through `more`, since every
+        request waits there once (a coroutine less for its task to pass through)."""
         if self.closed:
             raise ProtocolError("connection closed before the answer was complete"
                                 ) from self.error
         self._resume()
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def take(self, size: int) -> bytes:
         data = bytes(self.buffer[:size])
@@ -337,7 +342,7 @@ class _Connection(asyncio.Protocol):
         """The status line and headers, up to the empty line."""
         start = 0
         while True:
-            found = _HEAD_END.search(self.buffer, max(0, start - 3))
+            found = _HEAD_END.search(self.buffer, start - 3 if start > 3 else 0)
             if found is not None:
                 begin, end = found.start(), found.end()
                 if begin and self.buffer[begin - 1] == 13:  # "\r\n\r\n"
@@ -347,7 +352,10 @@ class _Connection(asyncio.Protocol):
             if len(self.buffer) > MAX_HEAD:
                 raise ProtocolError(f"response headers larger than {MAX_HEAD // 1024} KiB")
             start = len(self.buffer)
-            await self.more()
+            try:
+                await self._more_soon()
+            finally:
+                self._waiter = None
 
     def close(self) -> None:
         self.closed = True
@@ -425,19 +433,22 @@ class Reply:
         self._conn = conn
         self.complete = False
         self.reusable = False
-        connection: set[str] = set()
-        lengths: set[str] = set()
-        codings: list[str] = []
+        # The headers by lower-case name, a repeated one's values joined by ", " (RFC 9110
+        # allows it): what the fetcher reads, and what the framing is read from here, in
+        # one walk over the headers, not one here and one in the fetcher.
+        fields: dict[str, str] = {}
         for name, value in headers:
-            lowered = name.lower()
-            if lowered == "connection":
-                connection.update(t.strip().lower() for t in value.split(","))
-            elif lowered == "content-length":
-                lengths.update(v.strip() for v in value.split(","))
-            elif lowered == "transfer-encoding":
-                codings.extend(t.strip().lower() for t in value.split(",")
-                               if t.strip() and t.strip().lower() != "identity")
-        keep = minor == 1 and "close" not in connection
+            key = name.lower()
+            fields[key] = f"{fields[key]}, {value}" if key in fields else value
+        self.fields = fields
+        framing = fields.get("connection")
+        keep = minor == 1 and (framing is None or "close" not in {
+            t.strip().lower() for t in framing.split(",")})
+        framing = fields.get("content-length")
+        lengths = {v.strip() for v in framing.split(",")} if framing is not None else set()
+        framing = fields.get("transfer-encoding")
+        codings = [t.strip().lower() for t in framing.split(",")
+                   if t.strip() and t.strip().lower() != "identity"] if framing else []
         self._length: int | None = None
         if status in (204, 304):
             self._mode = "none"

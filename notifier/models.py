@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Literal
 
 from notifier.failures import Failure, FailureKind
+from notifier.frozen import quick_init
 
 EntryKind = Literal["post", "comment"]
 FeedKind = Literal["posts", "comments"]
@@ -66,6 +67,7 @@ class ParsedFeed:
     kind_reason: str = ""  # why the document, by itself, looks like comments or posts (parse)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FetchResult:
     """The outcome of one HTTP fetch; failures are carried as data, never raised.

@@ -34,4 +34,4 @@ def next_poll(now: float, interval: float, jitter: float, *, errors: int = 0,
     delay = interval * factor * (1 + (rng or random).uniform(-jitter, jitter))
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return now + max(delay, 1.0)
+    return now + (1.0 if delay < 1.0 else delay)  # max(), without a call: once per poll

@@ -25,6 +25,7 @@ from typing import Any
 from notifier import backfill, diff, gaps, redact, sources
 from notifier.config import Config
 from notifier.fetch import Fetcher
+from notifier.frozen import quick_init
 from notifier.models import Entry, ParsedFeed
 from notifier.poll.plan import Db, Plan
 from notifier.poll.retrieve import ParsePool, Polled
@@ -38,6 +39,7 @@ PARENT_LEVELS = 5
 __all__ = ["PARENT_LEVELS", "Snapshot", "complete_batch"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What is stored about one polled feed, as far as its decision needs it."""
@@ -55,7 +57,7 @@ def _first_look_unchanged(polled: Polled, plan: Plan) -> bool:
     a feed already polled for another one)."""
     if polled.parsed is not None or polled.failure is not None:
         return False
-    if not (polled.fetch.not_modified or polled.unchanged):
+    if not (polled.fetch.not_modified or polled.unchanged) or not plan.awaiting_baseline():
         return False
     return any((state := plan.states.get(sub.name)) is not None and state.baseline_at is None
                for sub in plan.readers(polled.feed.id))

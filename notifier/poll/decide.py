@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from notifier import sources, threads
 from notifier.config import Config, Subscription
 from notifier.diff import Decision, SubscriptionView, decide
+from notifier.frozen import quick_init
 from notifier.match import match
 from notifier.models import FLOOD_ID_PREFIX, Entry, FeedKind, ParsedFeed
 from notifier.poll.complete import Snapshot
@@ -30,6 +31,7 @@ from notifier.store import FeedState, PollRecord, QueuedNotice, SubscriptionStat
 __all__ = ["Outcome", "decide_poll", "unread_intervals"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A poll's write intent, and the diff it came from (for the cycle's report)."""
@@ -65,13 +67,22 @@ def decide_poll(snapshot: Snapshot, plan: Plan, config: Config, *, now: float,
     if polled.unchanged:
         # Same body as last time: keep the validators as they were judged then.
         etag, last_modified = feed.etag, feed.last_modified
+    # By position, in the order of its fields: called with keywords, the class is handed a
+    # dict of them to take apart again (0.7 us of each poll's 2 us for this record).
     base = PollRecord(
-        feed_id=feed.id, polled_at=now, status=fetched.status, failure=polled.failure,
-        next_due=next_due, etag=etag, last_modified=last_modified,
-        validators_changed=not fetched.not_modified
+        feed.id,  # feed_id
+        now,  # polled_at
+        next_due,
+        fetched.status,  # status
+        polled.failure,  # failure
+        etag,
+        last_modified,
+        not fetched.not_modified  # validators_changed
         or (etag, last_modified) != (feed.etag, feed.last_modified),
-        new_url=fetched.permanent_url if fetched.permanent_url != feed.url else None,
-        body_hash=polled.body_hash, rescan_due=rescan_due)
+        polled.body_hash,  # body_hash
+        fetched.permanent_url if fetched.permanent_url != feed.url else None,  # new_url
+        None, (), (), (), (), None,  # title, new and changed entries, baselines, notices, post_id
+        rescan_due)
     if polled.failure or polled.parsed is None:
         baselines: list[str] = []
         # A 304 still completes a subscription's baseline: nothing it has not seen.

@@ -75,13 +75,15 @@ class PlanMemo:
     emptied when it meets another states reading or configuration.
     """
 
-    __slots__ = ("config", "kinds", "rescans", "states")
+    __slots__ = ("awaiting", "awaiting_of", "config", "kinds", "rescans", "states")
 
     def __init__(self) -> None:
         self.config: object = None
         self.rescans: dict[int, float | None] = {}
         self.states: object = None
         self.kinds: dict[int, FeedKind | None] = {}
+        self.awaiting_of: object = None
+        self.awaiting = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,16 @@ class Plan:
         kinds = set(self.readings(feed_id).values())
         kind = memo.kinds[feed_id] = kinds.pop() if len(kinds) == 1 else None
         return kind
+
+    def awaiting_baseline(self) -> bool:
+        """Whether any subscription in the states read has no baseline yet: once each has
+        one (nearly every tick of a daemon), no unchanged poll is anyone's first look, and
+        the writer need not ask each poll's readers (once per states reading)."""
+        memo = self.memo
+        if memo.awaiting_of is not self.states:
+            memo.awaiting_of = self.states
+            memo.awaiting = any(state.baseline_at is None for state in self.states.values())
+        return memo.awaiting
 
     def rescan_every(self, config: Config, feed_id: int) -> float | None:
         """The shortest `rescan` of the subscriptions reading a feed; None for posts only."""

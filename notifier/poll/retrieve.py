@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from notifier.failures import Failure
 from notifier.fetch import Fetcher
+from notifier.frozen import quick_init
 from notifier.models import FeedKind, FetchResult, ParsedFeed
 from notifier.poll.parsepool import ParsePool
 from notifier.store import FeedState
@@ -24,6 +25,7 @@ from notifier.store import FeedState
 __all__ = ["ParsePool", "Polled", "retrieve"]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Polled:
     """One feed's fetch and parse, and what the follow-up stage (`complete`) added."""
@@ -65,7 +67,7 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
                                   proceed=proceed, budget=budget, gate=parser)
     digest = hashlib.sha256(fetched.body).hexdigest() if fetched.body is not None else None
     if fetched.ok and digest is not None and digest == feed.body_hash:
-        return Polled(feed, fetched, None, None, digest, unchanged=True, rescan=rescan)
+        return Polled(feed, fetched, None, None, digest, True, rescan)  # unchanged, rescan
     parsed: ParsedFeed | None = None
     failure = fetched.failure
     if fetched.ok and fetched.body is not None:
@@ -75,4 +77,5 @@ async def retrieve(fetcher: Fetcher, parser: ParsePool, feed: FeedState, *,
             failure = result
         else:
             parsed = result
-    return Polled(feed, fetched, parsed, failure, digest, rescan=rescan)
+    # By position (unchanged, rescan): keywords make the call build a dict, once per poll
+    return Polled(feed, fetched, parsed, failure, digest, False, rescan)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from notifier.errors import NotifierError
 from notifier.failures import Failure
+from notifier.frozen import quick_init
 from notifier.models import Entry
 
 
@@ -28,6 +29,7 @@ class SubscriptionState:
     discovery_due: float | None = None  # when a failed discovery may be tried again
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FeedState:
     id: int
@@ -97,6 +99,7 @@ class ThreadUpdate:
     quiet: bool
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PollRecord:
     """Everything one poll of one feed changes, written in one transaction with its batch."""
