@@ -230,7 +230,8 @@ def ignore_ctrl_c() -> None:
 
 
 def serve(conn: Pipe, memory_limit: int) -> None:
-    """A worker's life: answer jobs until told to stop or it should be replaced."""
+    """A worker's life: answer jobs until its pipe closes (the pool kills it) or it
+    should be replaced."""
     return_large_blocks()
     if memory_limit:
         with contextlib.suppress(ValueError, OSError):
@@ -254,8 +255,6 @@ def serve(conn: Pipe, memory_limit: int) -> None:
         try:
             job = conn.recv()
         except (EOFError, OSError):
-            return
-        if job is None:
             return
         fn, args = job
         retire = False

@@ -169,6 +169,11 @@ def _execute_many(conn: Connection, statement: Any, rows: list[dict[str, Any]],
     conn.exec_driver_sql(sql, [tuple([row[key] for key in keys]) for row in rows])
 
 
+def _end_discovery_claim(conn: Connection, name: str) -> None:
+    """A discovery recorded, found or failed: its claim (`Store.claim_discoveries`) ends."""
+    conn.execute(discovery_claims.delete().where(discovery_claims.c.subscription == name))
+
+
 def _feed_values(record: PollRecord) -> dict[str, Any]:
     """The plain values a poll writes on its feed's row (no SQL expressions)."""
     values: dict[str, Any] = {
@@ -351,8 +356,7 @@ class Store(LeaseStore):
                        api_root: str | None, interval: float, now: float) -> int:
         """Point a subscription at its feed, creating the feed; a new feed means a new baseline."""
         with self.engine.begin() as conn:
-            conn.execute(discovery_claims.delete().where(
-                discovery_claims.c.subscription == name))
+            _end_discovery_claim(conn, name)
             feed_id = self._feed_id(conn, feed_url, interval, now)
             if api_root:
                 conn.execute(feeds.update().where(feeds.c.id == feed_id)
@@ -377,8 +381,7 @@ class Store(LeaseStore):
         """Remember a failed discovery, its kind, and when to try again (`next_due`)."""
         error = {"last_error": failure.message, "last_error_kind": failure.kind.value}
         with self.engine.begin() as conn:
-            conn.execute(discovery_claims.delete().where(
-                discovery_claims.c.subscription == name))
+            _end_discovery_claim(conn, name)
             updated = conn.execute(subscriptions.update().where(subscriptions.c.name == name)
                                    .values(source_url=source_url, watch=watch,
                                            discovered_at=None,
