@@ -38,8 +38,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-
-import sqlalchemy as sa
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 from notifier.config import load_config  # noqa: E402
 from notifier.daemon import open_engine  # noqa: E402
 from notifier.store import Store  # noqa: E402
+from notifier.store.db import Connection, Database  # noqa: E402
 
 
 def schema_url(base: str, schema: str) -> str:
@@ -79,13 +79,17 @@ async def run_node(config_path: Path, stats: Path) -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     counts = {"statements": 0, "polled": 0, "cycles": 0, "claims": 0, "failed": 0}
 
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        counts["statements"] += 1
-        if statement.lstrip().upper().startswith("UPDATE FEEDS SET LEASE_OWNER"):
-            counts["claims"] += 1
+    def counted(method: Any) -> Any:
+        def execute(conn: Connection, statement: str, *args: Any) -> Any:
+            counts["statements"] += 1
+            if statement.lstrip().upper().startswith("UPDATE FEEDS SET LEASE_OWNER"):
+                counts["claims"] += 1
+            return method(conn, statement, *args)
+        return execute
 
+    Connection.execute = counted(Connection.execute)  # type: ignore[method-assign]
+    Connection.execute_many = counted(Connection.execute_many)  # type: ignore[method-assign]
     async with open_engine(config) as engine:
-        sa.event.listen(engine.store.engine, "before_cursor_execute", count)
         while not stop.is_set():
             began = time.perf_counter()
             report = await engine.poll()
@@ -110,11 +114,11 @@ def node_stats(folder: Path, names: list[str]) -> dict[str, dict[str, int]]:
     return out
 
 
-def wait_all_polled(engine: sa.Engine, after: float, feeds: int, timeout: float) -> float:
+def wait_all_polled(engine: Database, after: float, feeds: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with engine.connect() as conn:
-            done = conn.execute(sa.text("SELECT count(*) FROM feeds WHERE last_polled > :t"),
+            done = conn.execute("SELECT count(*) FROM feeds WHERE last_polled > :t",
                                 {"t": after}).scalar()
         if done is not None and done >= feeds:
             return time.time()
@@ -128,19 +132,19 @@ def claim_cost(base: str, rows: int, claims: int = 100, size: int = 50
     claim (any due feed) and a claim naming every feed (`run --once`); and per heartbeat
     (its own row, then what every node holds, read from the whole table)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    admin = Database(base)
     with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        conn.execute(f"CREATE SCHEMA {schema}")
     store = Store(schema_url(base, schema))
     try:
         store.migrate()
-        with store.engine.begin() as conn:
-            conn.execute(sa.text(
+        with store.db.begin() as conn:
+            conn.execute(
                 "INSERT INTO feeds (url, interval, next_due, created) "
-                "SELECT 'http://bench.test/' || g, 3600, 0, 0 FROM generate_series(1, :n) g"),
+                "SELECT 'http://bench.test/' || g, 3600, 0, 0 FROM generate_series(1, :n) g",
                 {"n": rows})
-            conn.execute(sa.text("ANALYZE feeds"))
-            ids = [int(i) for i in conn.execute(sa.text("SELECT id FROM feeds")).scalars()]
+            conn.execute("ANALYZE feeds")
+            ids = [int(i) for i in conn.execute("SELECT id FROM feeds").scalars()]
         now = time.time()
         start = time.perf_counter()
         for n in range(claims):  # as a daemon claims: any due feed, by the next_due index
@@ -159,7 +163,7 @@ def claim_cost(base: str, rows: int, claims: int = 100, size: int = 50
     finally:
         store.close()
         with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
 
 
@@ -212,11 +216,11 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int,
               per_host: int | None = None, delay: float = 0.0) -> None:
     """The passes over every feed by `nodes` real node processes (see the module doc)."""
     schema = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    admin = Database(base)
     with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        conn.execute(f"CREATE SCHEMA {schema}")
     url = schema_url(base, schema)
-    db = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    db = Database(url)
     server = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "feed_server.py")],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     procs: list[subprocess.Popen[bytes]] = []
@@ -241,7 +245,7 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int,
             print(f"{feeds} feeds discovered by one process in "
                   f"{time.time() - started:.1f} s")
             with db.begin() as conn:
-                conn.execute(sa.text("UPDATE feeds SET next_due = 0, lease_until = NULL"))
+                conn.execute("UPDATE feeds SET next_due = 0, lease_until = NULL")
             if delay:  # discovery went at full speed; the polls meet the slow server
                 urllib.request.urlopen(urllib.request.Request(
                     f"{origin}/_delay?seconds={delay}", method="POST"), timeout=10).close()
@@ -256,7 +260,7 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int,
                          "--stats", str(folder / f"{n}.json")], env=env) for n in names]
                 else:
                     with db.begin() as conn:
-                        conn.execute(sa.text("UPDATE feeds SET next_due = 0"))
+                        conn.execute("UPDATE feeds SET next_due = 0")
                 t1 = wait_all_polled(db, t0, feeds, 1800)
                 time.sleep(1.5)  # the last cycle's stats file
                 after = node_stats(folder, names)
@@ -265,9 +269,9 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int,
                 claims = {n: after[n]["claims"] - before[n]["claims"] for n in names}
                 failed = sum(after[n]["failed"] - before[n]["failed"] for n in names)
                 with db.connect() as conn:
-                    shares: dict[str, int] = dict(conn.execute(sa.text(
+                    shares: dict[str, int] = dict(conn.execute(
                         "SELECT polled_by, count(*) FROM feeds WHERE last_polled > :t "
-                        "GROUP BY polled_by"), {"t": t0}).all())
+                        "GROUP BY polled_by", {"t": t0}).tuples())
                 total = sum(statements.values())
                 print(f"{label}: {t1 - t0:.1f} s for {feeds} feeds on {nodes} "
                       f"nodes; polled by {dict(sorted(shares.items()))}; {failed} polls failed; "
@@ -281,7 +285,7 @@ def run_nodes(base: str, feeds: int, nodes: int, concurrency: int,
         server.wait(timeout=10)
         db.dispose()
         with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
 
 

@@ -2,14 +2,15 @@
 
     .venv/bin/python benchmarks/startup.py --samples 11
 
-Why this exists: a `run --once` over 1,000 unchanged feeds lasts 0.6-0.8 s, and about half
-of it is the interpreter importing what the run needs, before the first feed is asked.
+Why this exists: a `run --once` over 1,000 unchanged feeds lasts about 0.4-0.5 s, and more
+than half of it is the interpreter importing what the run needs, before the first feed is
+asked.
 That part does not shrink with faster polling, so it decides how far a small run can get
 ahead of a tool that imports little (rss2email). This prints it in steps, each the extra
 time one more group of imports takes in a fresh interpreter (the groups before it
-imported already): the interpreter itself, the standard library a run uses, SQLAlchemy
-(the store), pydantic and PyYAML (the configuration), the event loop, the mail and HTML
-libraries, and last notifier's own modules (their pydantic models and dataclasses are built
+imported already): the interpreter itself, the standard library a run uses (sqlite3, the
+store's driver, among it), pydantic and PyYAML (the configuration), the event loop, the mail
+and HTML libraries, and last notifier's own modules (their pydantic models and dataclasses are built
 at import). Each step is timed in `--samples` interpreters; the least and the median are
 printed. Nothing but the venv is needed.
 """
@@ -28,7 +29,6 @@ STEPS: list[tuple[str, str]] = [
      "weakref, threading, inspect, enum, operator, itertools, functools, datetime, pathlib, "
      "sqlite3, email.utils, socket, hashlib, concurrent.futures, zoneinfo, ssl, argparse, "
      "glob, html.parser, http, ctypes, resource, secrets, multiprocessing.connection"),
-    ("SQLAlchemy (Core, the SQLite dialect)", "import sqlalchemy, sqlalchemy.dialects.sqlite"),
     ("pydantic (what the models use)",
      "import pydantic, pydantic.types, pydantic.main, pydantic.functional_validators, "
      "pydantic.networks, pydantic.json_schema, annotated_types"),

@@ -115,7 +115,7 @@ class Engine:
         run (`poll.shards`), whose claims were given back before they started.
         """
         await self.db(self.store.migrate)
-        single = alone and self.store.engine.dialect.name == "sqlite"
+        single = alone and self.store.dialect == "sqlite"
         await self.db(self.store.release_node, self.node.name, self.clock(), single)
         await self.node.beat(self.store, self.db, self.clock)
         self._heart = asyncio.create_task(self._beat(), name="heartbeat")
@@ -450,7 +450,7 @@ class Daemon:
         store, me = self.engine.store, os.getpid()
         other = await self.engine.db(store.daemon_record)
         # Several nodes on one PostgreSQL share the work by design (see `cluster`).
-        shared = store.engine.dialect.name == "postgresql"
+        shared = store.dialect == "postgresql"
         if other is not None and other.pid != me and other.host == socket.gethostname() \
                 and not shared and other.started \
                 and process_started(other.pid) == other.started:

@@ -21,7 +21,7 @@ LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 THIRD_PARTY = ("aiohttp", "aiosmtpd", "apscheduler", "asyncio", "httpcore", "httpx",
-               "httpx_aiohttp", "mail.log", "sqlalchemy", "urllib3")
+               "httpx_aiohttp", "mail.log", "urllib3")
 """Loggers kept at WARNING unless `-vv`."""
 ALWAYS_QUIET = ("apprise",)
 """Loggers kept at WARNING even with `-vv`: Apprise's lines print its service URLs, whose

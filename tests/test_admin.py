@@ -256,14 +256,14 @@ def test_healthz_is_503_when_the_database_stops_answering_or_a_loop_dies(
 
                 await health()
                 # The state's file is replaced by something that is not a database.
-                engine.store.engine.dispose()
+                engine.store.close()
                 state = tmp_path / "state.db"
                 for extra in ("-wal", "-shm"):
                     Path(f"{state}{extra}").unlink(missing_ok=True)
                 state.write_bytes(b"this is not a database\n" * 200)
                 await health()
                 # A fresh database: healthy again.
-                engine.store.engine.dispose()
+                engine.store.close()
                 state.unlink()
                 await asyncio.to_thread(engine.store.migrate)
                 await health()

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from tests.support import databases
@@ -351,8 +350,7 @@ def test_a_state_that_cannot_be_written_gives_one_error_then_quiet_retries(
     from notifier import daemon
 
     monkeypatch.setattr(daemon, "STATE_BACKOFF_MAX", 0.05)
-    full = sa.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError(
-        "database or disk is full"))
+    full = sqlite3.OperationalError("database or disk is full")
     calls = 0
 
     async def cycle() -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from notifier.cluster import Node
@@ -136,9 +135,9 @@ def test_one_node_delivers_to_a_channel_and_a_pause_is_shared(store: Store) -> N
 
 def test_nodes_migrating_at_once_migrate_once(store: Store) -> None:
     # Back to version 5 (before nodes), then four nodes start together.
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE nodes"))
-        conn.execute(sa.text("UPDATE meta SET value = '5' WHERE key = 'schema_version'"))
+    with store.db.begin() as conn:
+        conn.execute("DROP TABLE nodes")
+        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     errors: list[BaseException] = []
 
     def start() -> None:
@@ -156,17 +155,17 @@ def test_nodes_migrating_at_once_migrate_once(store: Store) -> None:
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    with store.engine.connect() as conn:
-        assert conn.execute(sa.text(
-            "SELECT value FROM meta WHERE key = 'schema_version'")).scalars().all() == [
+    with store.db.connect() as conn:
+        assert conn.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").scalars() == [
             str(SCHEMA_VERSION)]
     store.heartbeat("a", "1.0", "h", 1.0, 60.0, 1.0)
     assert [n.name for n in store.nodes(2.0)] == ["a"]
 
 
 def test_a_node_refuses_a_schema_from_a_newer_node(store: Store) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
+    with store.db.begin() as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match=r"schema version 99.*upgrade notifier on this node"):
         Store(store.url).migrate()
 
@@ -270,17 +269,16 @@ def test_nodes_registering_at_once_do_not_crash_each_other(store: Store) -> None
             errors.append(exc)
 
     try:
-        with store.engine.connect() as conn:
-            with conn.begin():
-                # As `register_daemon` of the first node, held open mid-way.
-                conn.execute(sa.text("DELETE FROM meta WHERE key = 'daemon'"))
-                conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('daemon', :v)"),
-                             {"v": '{"pid": 1, "started": "1", "host": "one", '
-                                   '"config": "a.yaml"}'})
-                racer = threading.Thread(target=register)
-                racer.start()
-                racer.join(timeout=1.0)  # blocked behind this transaction (SQLite: busy)
-            racer.join(timeout=30)
+        with store.db.begin() as conn:
+            # As `register_daemon` of the first node, held open mid-way.
+            conn.execute("DELETE FROM meta WHERE key = 'daemon'")
+            conn.execute("INSERT INTO meta (key, value) VALUES ('daemon', :v)",
+                         {"v": '{"pid": 1, "started": "1", "host": "one", '
+                               '"config": "a.yaml"}'})
+            racer = threading.Thread(target=register)
+            racer.start()
+            racer.join(timeout=1.0)  # blocked behind this transaction (SQLite: busy)
+        racer.join(timeout=30)
         assert not racer.is_alive()
         assert errors == []
         assert store.daemon_record() == second
@@ -348,7 +346,7 @@ def test_a_thread_another_node_began_following_is_polled_not_put_off(
     # plan does not know that feed yet when its claim (any due feed) takes it. b must not
     # put the feed off by an interval as one nobody here reads: it reads the threads again
     # and polls it.
-    if store.engine.dialect.name != "postgresql":
+    if store.dialect != "postgresql":
         pytest.skip("one node on SQLite names the feeds it claims")
     with FeedFarm(2) as farm:
         path = tmp_path / "b.yaml"
@@ -390,7 +388,7 @@ def test_a_node_holds_no_more_feeds_than_it_fetches_at_once_across_cycles(
     # Slow feeds outlive their cycle (stragglers finish in the background). The next
     # cycles must count them: a node that claimed `http.concurrency` more each cycle would
     # pile up thousands of fetches and parses, each running out of its time budget.
-    if store.engine.dialect.name != "postgresql":
+    if store.dialect != "postgresql":
         pytest.skip("one node on SQLite claims its due feeds in one batch")
     with FeedFarm(12, delay=6.0) as farm:
         path = tmp_path / "a.yaml"
@@ -412,10 +410,10 @@ def test_a_node_holds_no_more_feeds_than_it_fetches_at_once_across_cycles(
             async with running_engine(config, state=store.url) as engine:
                 for _ in range(3):
                     await engine.poll()
-                with store.engine.connect() as conn:
-                    return int(conn.execute(sa.text(
+                with store.db.connect() as conn:
+                    return int(conn.execute(
                         "SELECT count(*) FROM feeds WHERE lease_owner = 'a' "
-                        "AND lease_until > :now"), {"now": time.time()}).scalar_one())
+                        "AND lease_until > :now", {"now": time.time()}).scalar())
 
         held = asyncio.run(scenario())
     assert 0 < held <= 2
@@ -491,7 +489,7 @@ def test_a_discovery_is_claimed_by_one_node_until_its_claim_runs_out(store: Stor
     names = ["s1", "s2", "s3"]
     a = store.claim_discoveries(names[:2], "a", 1000.0, 1060.0)
     b = store.claim_discoveries(names, "b", 1000.0, 1060.0)
-    if store.engine.dialect.name == "sqlite":
+    if store.dialect == "sqlite":
         assert a == {"s1", "s2"} and b == set(names)
         return
     assert a == {"s1", "s2"} and b == {"s3"}

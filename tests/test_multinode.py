@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 import notifier
+from notifier.store.db import Database
 from tests.support import databases
 from tests.support.daemon import run_cli, signal_group, start, stop_groups, wait_until
 from tests.support.feed_farm import FeedFarm
@@ -79,10 +79,10 @@ CREATE TRIGGER queued_by AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION lo
 
 
 @pytest.fixture
-def database() -> Iterator[tuple[str, sa.Engine]]:
+def database() -> Iterator[tuple[str, Database]]:
     """A schema of its own on the test PostgreSQL: its URL and an engine on it."""
     with databases.postgres_schema() as url:
-        engine = sa.create_engine(databases.engine_url(url))
+        engine = Database(url)
         try:
             yield url, engine
         finally:
@@ -105,16 +105,16 @@ def write_config(folder: Path, name: str, state: str, farm: FeedFarm,
     return path
 
 
-def _held(engine: sa.Engine, node: str) -> dict[int, int]:
+def _held(engine: Database, node: str) -> dict[int, int]:
     """Feed id -> fencing token of the feeds `node` holds an unexpired lease on."""
     with engine.connect() as conn:
-        return {row.id: row.lease_token for row in conn.execute(sa.text(
+        return {row.id: row.lease_token for row in conn.execute(
             "SELECT id, lease_token FROM feeds WHERE lease_owner = :n "
-            "AND lease_until > extract(epoch from now())"), {"n": node})}
+            "AND lease_until > extract(epoch from now())", {"n": node})}
 
 
 def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
-        tmp_path: Path, database: tuple[str, sa.Engine],
+        tmp_path: Path, database: tuple[str, Database],
         webhook_receiver: WebhookReceiver) -> None:
     url, engine = database
     rng = random.Random()
@@ -124,7 +124,7 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
         baseline = run_cli("run", "--once", "-c", str(configs["n1"]), timeout=300)
         assert baseline.returncode == 0, baseline.stderr
         with engine.begin() as conn:
-            conn.exec_driver_sql(WRITE_LOG)
+            conn.execute(WRITE_LOG)
         farm.clear_hits()
 
         added: list[tuple[int, int]] = []
@@ -141,8 +141,8 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
         try:
             def polled_by() -> dict[str, int]:
                 with engine.connect() as conn:
-                    return dict(conn.execute(sa.text(
-                        "SELECT polled_by, count(*) FROM feeds GROUP BY polled_by")).all())
+                    return dict(conn.execute(
+                        "SELECT polled_by, count(*) FROM feeds GROUP BY polled_by").all())
 
             # Three interpreters start at once: on a loaded machine that alone takes seconds.
             wait_until(lambda: all(polled_by().get(n, 0) > 0 for n in NODES), 60,
@@ -170,8 +170,8 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
 
             def taken_over() -> bool:
                 with engine.connect() as conn:
-                    now = {row.id: row.lease_token for row in conn.execute(sa.text(
-                        "SELECT id, lease_token FROM feeds WHERE id = ANY(:ids)"),
+                    now = {row.id: row.lease_token for row in conn.execute(
+                        "SELECT id, lease_token FROM feeds WHERE id = ANY(:ids)",
                         {"ids": list(stopped)})}
                 # Feeds whose rows n2 holds locked (stopped in the middle of a batch sent as
                 # one pipeline) stay its own until it wakes: its write is then legitimate.
@@ -179,13 +179,13 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
 
             def feeds_left() -> object:
                 with engine.connect() as conn:
-                    return conn.execute(sa.text(
+                    return conn.execute(
                         "SELECT id, lease_owner, lease_until, lease_token, next_due, "
-                        "extract(epoch from now()) FROM feeds WHERE id = ANY(:ids)"),
-                        {"ids": list(stopped)}).all(), conn.execute(sa.text(
+                        "extract(epoch from now()) FROM feeds WHERE id = ANY(:ids)",
+                        {"ids": list(stopped)}).all(), conn.execute(
                         "SELECT application_name, state, now() - state_change, "
                         "left(query, 60) "
-                        "FROM pg_stat_activity WHERE application_name LIKE 'n%'")).all()
+                        "FROM pg_stat_activity WHERE application_name LIKE 'n%'").all()
 
             wait_until(taken_over, 4 * LEASE + 2 * INTERVAL, "n2's feeds to be taken over",
                        explain=feeds_left)
@@ -209,13 +209,13 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
             def undelivered() -> object:
                 missing = sorted(expected - delivered())
                 with engine.connect() as conn:
-                    outbox = conn.execute(sa.text(
+                    outbox = conn.execute(
                         "SELECT entry_key, status, claimed_until, claim_owner, attempts, "
-                        "last_error FROM outbox WHERE status <> 'sent'")).all()
-                    channels = conn.execute(sa.text("SELECT * FROM channel_state")).all()
-                    feeds = conn.execute(sa.text(
+                        "last_error FROM outbox WHERE status <> 'sent'").all()
+                    channels = conn.execute("SELECT * FROM channel_state").all()
+                    feeds = conn.execute(
                         "SELECT id, lease_owner, lease_until, next_due, last_polled, etag "
-                        "FROM feeds WHERE url = ANY(:u)"),
+                        "FROM feeds WHERE url = ANY(:u)",
                         {"u": [farm.origin + farm.path(t) for t, _ in missing]}).all()
                 return (missing, outbox, channels, feeds, time.time(),
                         {n: logs[n].read_text()[-1500:] for n in ("n2", "n3")})
@@ -245,7 +245,7 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     assert all(shares.get(n, 0) > 0 for n in NODES), shares
     with engine.connect() as conn:
         held_threads = {int(re.findall(r"/feed/(\d+)/", row.url)[0]) for row in conn.execute(
-            sa.text("SELECT url FROM feeds WHERE id = ANY(:ids)"), {"ids": list(stopped)})}
+            "SELECT url FROM feeds WHERE id = ANY(:ids)", {"ids": list(stopped)})}
     by_feed: dict[int, list[float]] = defaultdict(list)
     for hit in hits:
         by_feed[hit.thread].append(hit.at)
@@ -260,9 +260,9 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     assert len(excused) <= dropped, (excused, dropped)
     if close:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
+            rows = conn.execute(
                 "SELECT f.url, w.writer, w.lease_owner, w.lease_token, w.last_polled, w.written "
-                "FROM poll_writes w JOIN feeds f ON f.id = w.feed_id")).all()
+                "FROM poll_writes w JOIN feeds f ON f.id = w.feed_id").all()
         t0 = killed_at
         detail = {feed: ([round(t - t0, 2) for t in sorted(by_feed[feed])],
                          [(r.writer, r.lease_token, round(r.last_polled - t0, 2),
@@ -292,9 +292,9 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     # Fencing: every poll was written by the node holding the feed's lease at that moment,
     # and nothing the paused node fetched before its pause was written after it woke.
     with engine.connect() as conn:
-        writes = conn.execute(sa.text(
+        writes = conn.execute(
             "SELECT feed_id, writer, lease_owner, lease_token, last_polled, written "
-            "FROM poll_writes")).all()
+            "FROM poll_writes").all()
     foreign = [w for w in writes if w.writer != w.lease_owner]
     assert not foreign, f"polls written by a node not holding the lease: {foreign[:5]}"
     stale = [w for w in writes if w.writer == "n2" and w.last_polled < stopped_at
@@ -307,8 +307,8 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
     # The killed node's feeds were claimed by the others once its leases ran out (within
     # a lease, then the next poll tick of a node), not left waiting for it.
     with engine.connect() as conn:
-        claims = conn.execute(sa.text(
-            "SELECT feed_id, owner, claimed FROM claims WHERE claimed > :t"),
+        claims = conn.execute(
+            "SELECT feed_id, owner, claimed FROM claims WHERE claimed > :t",
             {"t": killed_at}).all()
     late = {feed: min((c.claimed - killed_at for c in claims
                        if c.feed_id == feed and c.owner != "n1"), default=None)
@@ -323,7 +323,7 @@ def test_three_nodes_share_feeds_and_survive_a_kill_and_a_pause(
 
 
 def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
-        tmp_path: Path, database: tuple[str, sa.Engine],
+        tmp_path: Path, database: tuple[str, Database],
         webhook_receiver: WebhookReceiver) -> None:
     """A channel with a digest (every minute here): two daemons poll, one gathers and sends.
 
@@ -346,12 +346,12 @@ def test_two_nodes_send_each_digest_once_and_a_killed_sender_is_replaced(
         baseline = run_cli("run", "--once", "-c", str(configs["d1"]), timeout=300)
         assert baseline.returncode == 0, baseline.stderr
         with engine.begin() as conn:  # which node queued each notification
-            conn.exec_driver_sql(QUEUE_LOG)
+            conn.execute(QUEUE_LOG)
         procs = {n: start(configs[n], logs[n]) for n in configs}
         try:
-            def query(sql: str, **params: object) -> list[sa.Row[Any]]:
+            def query(sql: str, **params: object) -> list[Any]:
                 with engine.connect() as conn:
-                    return list(conn.execute(sa.text(sql), params).all())
+                    return list(conn.execute(sql, params).all())
 
             def sender() -> str | None:
                 rows = query("SELECT lease_owner FROM channel_state WHERE name = 'hook' "

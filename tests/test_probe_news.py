@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
 from notifier.cluster import Node
@@ -110,8 +109,8 @@ def _approve_late(posts: list[Post]) -> set[str]:
 
 def _queued(store: Store) -> set[str]:
     """The entry keys of every queued notification, origin-free."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT entry_key FROM outbox")).scalars().all()
+    with store.db.connect() as conn:
+        rows = conn.execute("SELECT entry_key FROM outbox").scalars()
     return _path_keys(str(key) for key in rows)
 
 
@@ -138,11 +137,11 @@ def _gmt(seconds_ago: float) -> str:
 async def _tick(engine: Engine, clock: Clock, due: str, *, probe: bool) -> None:
     """A daemon's tick at which only the thread feed `due` is due (the others 5 minutes
     later), with the site's probe due or not."""
-    with engine.store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :due "
-                             "THEN 0 ELSE :later END"),
+    with engine.store.db.begin() as conn:
+        conn.execute("UPDATE feeds SET next_due = CASE WHEN url = :due "
+                             "THEN 0 ELSE :later END",
                      {"due": due, "later": clock() + 300})
-        conn.execute(sa.text("UPDATE sites SET next_probe = :at"),
+        conn.execute("UPDATE sites SET next_probe = :at",
                      {"at": 0 if probe else clock() + 10_000})
     await engine.poll()
 
@@ -262,23 +261,23 @@ def test_a_comment_approved_behind_a_newer_one_is_found_at_its_threads_next_poll
 def _fail_rescans(store: Store, on: bool) -> None:
     """A database that fails the probe's rescan marks (a rescan moved earlier), and only
     them: a real trigger, standing for a crash or a lost connection between two writes."""
-    with store.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.execute(sa.text(
+    with store.db.begin() as conn:
+        if conn.dialect == "sqlite":
+            conn.execute(
                 "CREATE TRIGGER no_rescans BEFORE UPDATE OF rescan_due ON feeds "
                 "WHEN NEW.rescan_due < OLD.rescan_due "
                 "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END" if on
-                else "DROP TRIGGER no_rescans"))
+                else "DROP TRIGGER no_rescans")
         elif on:
-            conn.execute(sa.text(
+            conn.execute(
                 "CREATE FUNCTION no_rescans() RETURNS trigger AS $$ BEGIN "
-                "RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql"))
-            conn.execute(sa.text(
+                "RAISE EXCEPTION 'disk I/O error'; END $$ LANGUAGE plpgsql")
+            conn.execute(
                 "CREATE TRIGGER no_rescans BEFORE UPDATE OF rescan_due ON feeds FOR EACH ROW "
-                "WHEN (NEW.rescan_due < OLD.rescan_due) EXECUTE FUNCTION no_rescans()"))
+                "WHEN (NEW.rescan_due < OLD.rescan_due) EXECUTE FUNCTION no_rescans()")
         else:
-            conn.execute(sa.text("DROP TRIGGER no_rescans ON feeds"))
-            conn.execute(sa.text("DROP FUNCTION no_rescans()"))
+            conn.execute("DROP TRIGGER no_rescans ON feeds")
+            conn.execute("DROP FUNCTION no_rescans()")
 
 
 def test_a_probe_whose_news_was_not_written_is_asked_again(
@@ -296,11 +295,11 @@ def test_a_probe_whose_news_was_not_written_is_asked_again(
         await engine.poll(force=True)  # discovery and baselines
         await engine.poll(force=True)
         late = _approve_late(posts)
-        with engine.store.engine.begin() as conn:
-            conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+        with engine.store.db.begin() as conn:
+            conn.execute("UPDATE sites SET next_probe = 0")
         _fail_rescans(engine.store, on=True)
         try:
-            with contextlib.suppress(sa.exc.DBAPIError):
+            with contextlib.suppress(engine.store.db.Error):
                 await engine.poll(force=True)
         finally:
             _fail_rescans(engine.store, on=False)
@@ -444,11 +443,11 @@ def test_an_ordinary_new_comment_costs_no_rest_listing(
         target.comments.append(PostComment(IMPORTED, "Carol", _now_gmt(), "Just now"))
         blog_server.clear_log()
         if later_tick:
-            with engine.store.engine.begin() as conn:
-                conn.execute(sa.text("UPDATE feeds SET next_due = CASE WHEN url = :first "
-                                     "THEN 0 ELSE :later END"),
+            with engine.store.db.begin() as conn:
+                conn.execute("UPDATE feeds SET next_due = CASE WHEN url = :first "
+                                     "THEN 0 ELSE :later END",
                              {"first": first, "later": clock() + 300})
-                conn.execute(sa.text("UPDATE sites SET next_probe = 0"))
+                conn.execute("UPDATE sites SET next_probe = 0")
             await engine.poll()
             clock.ahead += 301
             await engine.poll()

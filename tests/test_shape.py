@@ -21,8 +21,9 @@ DECISIONS = [
 ]
 """Modules that decide: values in, a verdict out. What their docstrings promise."""
 
-IO_MODULES = ("asyncio", "aiohttp", "httpx", "socket", "smtplib", "subprocess", "sqlalchemy",
-              "logging", "notifier.fetch", "notifier.store.sql", "notifier.daemon")
+IO_MODULES = ("asyncio", "aiohttp", "httpx", "socket", "smtplib", "subprocess", "sqlite3",
+              "psycopg", "logging", "notifier.fetch", "notifier.store.db", "notifier.store.sql",
+              "notifier.daemon")
 CLOCK_CALLS = {("time", "time"), ("time", "monotonic"), ("datetime", "now"),
                ("datetime", "utcnow"), ("random", "random")}
 

@@ -66,7 +66,7 @@ def claim_size(config: Config, store: Store) -> int:
     """Feeds a node holds claimed at once. One node (SQLite) takes large batches, as before
     there were claims; with several nodes a node claims only what it can fetch at once, so
     that every node gets a share and no claimed feed waits for a free connection."""
-    if store.engine.dialect.name == "sqlite":
+    if store.dialect == "sqlite":
         return 10 * WRITE_BATCH
     return max(config.http.concurrency, 2)
 
@@ -211,7 +211,7 @@ class Poller:
             now = self.clock()
             # A daemon cycle claims any due feed (an index walk, however many feeds there
             # are) and gives back what it does not poll; `run --once` names its feeds.
-            single = self.store.engine.dialect.name == "sqlite"  # one node
+            single = self.store.dialect == "sqlite"  # one node
             batch = force and single
             named: list[int] | None = None
             if batch:

@@ -131,7 +131,7 @@ def split(config: Config, store: Store, cpus: int | None = None) -> Split | None
     gives back what the other has just claimed."""
     if (cpus if cpus is not None else os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
         return None
-    if store.engine.dialect.name != "sqlite":
+    if store.dialect != "sqlite":
         return None  # several nodes on PostgreSQL already share the feeds between them
     if config.http.concurrency < 2:
         return None  # each process needs a connection: two would break the limit

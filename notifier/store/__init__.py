@@ -1,8 +1,9 @@
 """The one place that speaks SQL: feeds, subscriptions, seen entries and the outbox.
 
-`schema` declares the tables and their migrations, `records` the plain records the store
-takes and returns, `sql` the `Store` with every query. Nothing outside this package imports
-SQLAlchemy.
+`db` opens the database (sqlite3, or psycopg for PostgreSQL) and names where the two
+differ, `schema` declares the tables and their migrations, `records` the plain records the
+store takes and returns, `sql` the `Store` with every query (`leases` its several-node half).
+Nothing outside this package writes SQL or imports a database driver.
 """
 
 from notifier.store.records import (

@@ -13,62 +13,41 @@ Channels are leased the same way, whole: one node delivers to a channel at a tim
 node paces it and builds its digests. A pause a server asked for is stored with the channel.
 Outbox rows are claimed under a claim id, and a send's outcome is written only under it.
 
-SQLite runs the same statements (it ignores `FOR UPDATE`); it has one node.
+SQLite runs the same statements without the row locks (`Connection.for_update`), behind
+the one write lock a transaction takes first (`Connection.lock_for_writing`); it has one node.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-
+from notifier.store.db import Connection, Database, Result, listed
 from notifier.store.records import FeedState, NodeState, PollRecord
-from notifier.store.schema import channel_state, feeds, nodes, outbox
 
-__all__ = ["LeaseStore", "lock_for_writing", "new_claim_id"]
+__all__ = ["LeaseStore", "new_claim_id"]
 
 
 def new_claim_id() -> str:
     return uuid.uuid4().hex
 
 
-_TOKENS = (sa.select(feeds.c.id, feeds.c.lease_owner, feeds.c.lease_token)
-           .where(feeds.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(feeds.c.id)
-           .with_for_update())
-"""Who holds each of some feeds, under which token; built once (a statement with 200 ids
-in it, built for every written batch, cost more than its execution)."""
-
-
-def lock_for_writing(conn: Connection) -> None:
-    """On SQLite, take the database's write lock now, before a read the write depends on.
-
-    PostgreSQL locks the rows read (FOR UPDATE); SQLite drops FOR UPDATE, and its driver
-    begins a transaction only at the first write, so what was read first (a lease's token,
-    which rows are unclaimed) could have been changed by another process meanwhile, unseen:
-    a node that lost its lease wrote its poll anyway."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
 class LeaseStore:
     """The lease half of `Store` (mixed into it); every method is one transaction."""
 
-    engine: Engine
+    db: Database
 
     # Provided by `Store`.
     def _write_polls(self, conn: Connection, records: Iterable[PollRecord],
                      fence: tuple[str, Mapping[int, int]] | None = None) -> int:
         raise NotImplementedError
 
-    def _feed_states_of(self, result: Any) -> list[FeedState]:
+    def _feed_states_of(self, result: Result) -> list[FeedState]:
         raise NotImplementedError
 
-    def _state_columns(self) -> tuple[Any, ...]:
-        """The columns `_feed_states_of` reads, in its order."""
+    def _state_columns(self) -> str:
+        """The columns `_feed_states_of` reads, in its order, as a SELECT list."""
         raise NotImplementedError
 
     # --- feeds ---------------------------------------------------------------------------
@@ -84,19 +63,22 @@ class LeaseStore:
         """
         if limit <= 0 or (feed_ids is not None and not feed_ids):
             return []
-        conditions = [sa.or_(feeds.c.lease_until.is_(None), feeds.c.lease_until < now)]
-        if feed_ids is not None:
-            conditions.append(self._id_in(feed_ids))
-        if due_only:
-            conditions.append(feeds.c.next_due <= now)
-        chosen = (sa.select(feeds.c.id).where(*conditions).order_by(feeds.c.next_due)
-                  .limit(limit).with_for_update(skip_locked=True))
-        claim = (feeds.update().where(feeds.c.id.in_(chosen.scalar_subquery()))
-                 .values(lease_owner=node, lease_until=now + lease,
-                         lease_token=feeds.c.lease_token + 1)
-                 .returning(*self._state_columns()))
-        with self.engine.begin() as conn:
-            claimed = self._feed_states_of(conn.execute(claim))
+        params: dict[str, Any] = {"now": now, "limit": limit, "node": node,
+                                  "until": now + lease}
+        with self.db.begin() as conn:
+            conditions = ["(lease_until IS NULL OR lease_until < :now)"]
+            if feed_ids is not None:
+                condition, params["feed_ids"] = conn.among("id", "feed_ids",
+                                                          sorted(set(feed_ids)))
+                conditions.append(condition)
+            if due_only:
+                conditions.append("next_due <= :now")
+            chosen = (f"SELECT id FROM feeds WHERE {' AND '.join(conditions)} "
+                      f"ORDER BY next_due LIMIT :limit{conn.for_update(skip_locked=True)}")
+            claimed = self._feed_states_of(conn.execute(
+                "UPDATE feeds SET lease_owner = :node, lease_until = :until, "
+                f"lease_token = lease_token + 1 WHERE id IN ({chosen}) "
+                f"RETURNING {self._state_columns()}", params))
         claimed.sort(key=lambda f: f.next_due)
         return claimed
 
@@ -109,11 +91,16 @@ class LeaseStore:
         lock in the writing transaction, so no claim can slip in between check and write.
         """
         ids = sorted({r.feed_id for r in records})
-        with self.engine.begin() as conn:
-            lock_for_writing(conn)
+        with self.db.begin() as conn:
+            conn.lock_for_writing()
             current: dict[int, tuple[str | None, int]] = {}
             for start in range(0, len(ids), 500):
-                rows = conn.execute(_TOKENS, {"ids": ids[start:start + 500]}).all()
+                # Who holds each feed, under which token: one parameter for the ids, so
+                # the statement's text is the same for every batch.
+                condition, chunk = conn.among("id", "ids", ids[start:start + 500])
+                rows = conn.execute(
+                    f"SELECT id, lease_owner, lease_token FROM feeds WHERE {condition} "
+                    f"ORDER BY id{conn.for_update()}", {"ids": chunk}).tuples()
                 current.update({fid: (owner, token) for fid, owner, token in rows})
             kept = {fid for fid in ids
                     if current.get(fid) == (node, tokens.get(fid))}
@@ -131,27 +118,13 @@ class LeaseStore:
         With `not_before`, a feed no subscription of this node reads: it is not due again
         before then (`now + interval`), so claims do not keep returning it."""
         wanted = sorted(set(feed_ids))
-        values: dict[str, Any] = {"lease_until": None}
-        if not_before is not None:
-            values["next_due"] = not_before + feeds.c.interval
-        with self.engine.begin() as conn:
+        due = "" if not_before is None else ", next_due = :not_before + interval"
+        with self.db.begin() as conn:
             for start in range(0, len(wanted), 500):
-                conn.execute(feeds.update().where(
-                    feeds.c.id.in_(wanted[start:start + 500]), feeds.c.lease_owner == node)
-                    .values(**values))
-
-    def _id_in(self, ids: Sequence[int]) -> Any:
-        """`feeds.id` among `ids` with one bound parameter, however many ids."""
-        values = sorted(set(ids))
-        if self.engine.dialect.name == "postgresql":
-            # Here: SQLite states never load the PostgreSQL dialect.
-            from sqlalchemy.dialects.postgresql import ARRAY
-
-            return feeds.c.id == sa.any_(
-                sa.bindparam("feed_ids", values, type_=ARRAY(sa.Integer)))
-        listed = sa.func.json_each(sa.bindparam("feed_ids", json.dumps(values))
-                                   ).table_valued("value")
-        return feeds.c.id.in_(sa.select(listed.c.value))
+                ids, params = listed("id", wanted[start:start + 500])
+                conn.execute(f"UPDATE feeds SET lease_until = NULL{due} "
+                             f"WHERE id IN {ids} AND lease_owner = :node",
+                             {**params, "node": node, "not_before": not_before})
 
     # --- channels ------------------------------------------------------------------------
 
@@ -161,35 +134,26 @@ class LeaseStore:
 
         The pause is any time before which a server asked not to be sent more.
         """
-        with self.engine.begin() as conn:
-            conn.execute(self._insert_ignore(channel_state), [{"name": name}])
+        with self.db.begin() as conn:
+            conn.execute(_ADD_CHANNEL, {"name": name})
             taken = conn.execute(
-                channel_state.update().where(
-                    channel_state.c.name == name,
-                    sa.or_(channel_state.c.lease_owner == node,
-                           channel_state.c.lease_until.is_(None),
-                           channel_state.c.lease_until < now))
-                .values(lease_owner=node, lease_until=now + lease)
-                .returning(channel_state.c.paused_until)).first()
-            if taken is not None:
-                return True, taken.paused_until
-            paused = conn.execute(sa.select(channel_state.c.paused_until)
-                                  .where(channel_state.c.name == name)).scalar()
+                "UPDATE channel_state SET lease_owner = :node, lease_until = :until "
+                "WHERE name = :name AND (lease_owner = :node OR lease_until IS NULL "
+                "OR lease_until < :now) RETURNING paused_until",
+                {"node": node, "until": now + lease, "name": name, "now": now}).tuples()
+            if taken:
+                return True, taken[0][0]
+            paused = conn.execute("SELECT paused_until FROM channel_state WHERE name = :name",
+                                  {"name": name}).scalar()
             return False, paused
 
     def pause_channel(self, name: str, until: float) -> None:
         """Remember for every node that a channel's server asked for a pause."""
-        with self.engine.begin() as conn:
-            conn.execute(self._insert_ignore(channel_state), [{"name": name}])
-            conn.execute(channel_state.update().where(
-                channel_state.c.name == name,
-                sa.or_(channel_state.c.paused_until.is_(None),
-                       channel_state.c.paused_until < until))
-                .values(paused_until=until))
-
-    def _insert_ignore(self, table: sa.Table) -> Any:
-        insert = cast(Any, self)._insert(table)
-        return insert.on_conflict_do_nothing()
+        with self.db.begin() as conn:
+            conn.execute(_ADD_CHANNEL, {"name": name})
+            conn.execute("UPDATE channel_state SET paused_until = :until WHERE name = :name "
+                         "AND (paused_until IS NULL OR paused_until < :until)",
+                         {"name": name, "until": until})
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -203,25 +167,26 @@ class LeaseStore:
         Channel leases are renewed by the delivery that holds them.
         """
         until = now + lease
-        with self.engine.begin() as conn:
-            row = {"name": node, "version": version, "config_hash": config_hash,
-                   "started": started, "heartbeat": now, "lease": lease, "stopped": None}
-            insert = cast(Any, self)._insert(nodes)
-            conn.execute(insert.on_conflict_do_update(
-                index_elements=[nodes.c.name],
-                set_={k: insert.excluded[k] for k in row if k != "name"}), [row])
+        with self.db.begin() as conn:
+            conn.execute(
+                "INSERT INTO nodes (name, version, config_hash, started, heartbeat, lease, "
+                "stopped) VALUES (:name, :version, :config_hash, :started, :heartbeat, "
+                ":lease, NULL) ON CONFLICT (name) DO UPDATE SET version = excluded.version, "
+                "config_hash = excluded.config_hash, started = excluded.started, "
+                "heartbeat = excluded.heartbeat, lease = excluded.lease, stopped = NULL",
+                {"name": node, "version": version, "config_hash": config_hash,
+                 "started": started, "heartbeat": now, "lease": lease})
             if feed_ids:
-                mine = (sa.select(feeds.c.id)
-                        .where(self._id_in(feed_ids), feeds.c.lease_owner == node,
-                               feeds.c.lease_until >= now)
-                        .with_for_update(skip_locked=True))
-                conn.execute(feeds.update().where(feeds.c.id.in_(mine.scalar_subquery()))
-                             .values(lease_until=until))
+                condition, ids = conn.among("id", "feed_ids", sorted(set(feed_ids)))
+                mine = (f"SELECT id FROM feeds WHERE {condition} AND lease_owner = :node "
+                        f"AND lease_until >= :now{conn.for_update(skip_locked=True)}")
+                conn.execute(f"UPDATE feeds SET lease_until = :until WHERE id IN ({mine})",
+                             {"feed_ids": ids, "node": node, "now": now, "until": until})
             if claim_ids:
-                conn.execute(outbox.update().where(outbox.c.claim_id.in_(list(claim_ids)),
-                                                   outbox.c.claim_owner == node,
-                                                   outbox.c.claimed_until >= now)
-                             .values(claimed_until=until))
+                claims, params = listed("claim", list(claim_ids))
+                conn.execute(f"UPDATE outbox SET claimed_until = :until WHERE claim_id IN "
+                             f"{claims} AND claim_owner = :node AND claimed_until >= :now",
+                             {**params, "until": until, "node": node, "now": now})
 
     def release_stranded(self, node: str, taken_before: float, claims: Collection[str]) -> None:
         """Give back `node`'s outbox claims that run out by `taken_before` (taken before the
@@ -230,12 +195,16 @@ class LeaseStore:
 
         Feed leases are left to run out: a feed whose poll could not be written is due at
         once, and giving it back now would ask its server again within a second."""
-        with self.engine.begin() as conn:
-            conn.execute(outbox.update().where(
-                outbox.c.claim_owner == node, outbox.c.claimed_until.is_not(None),
-                outbox.c.claimed_until <= taken_before,
-                outbox.c.claim_id.not_in(list(claims)) if claims else sa.true())
-                .values(claimed_until=None))
+        params: dict[str, Any] = {"node": node, "before": taken_before}
+        kept = ""
+        if claims:
+            names, listed_claims = listed("claim", list(claims))
+            kept = f" AND claim_id NOT IN {names}"
+            params.update(listed_claims)
+        with self.db.begin() as conn:
+            conn.execute("UPDATE outbox SET claimed_until = NULL WHERE claim_owner = :node "
+                         "AND claimed_until IS NOT NULL AND claimed_until <= :before" + kept,
+                         params)
 
     def release_node(self, node: str, now: float, everyone: bool = False) -> None:
         """Give back what `node` holds (at its stop, or at start after a crash), so that
@@ -244,41 +213,46 @@ class LeaseStore:
         Then (`everyone`) every other node is a process gone for good, and those that are
         no feed's last poller are forgotten: each `run --once` is a node of its own (host
         name and process id), and `status` listed every one that ever ran."""
-        def owned(column: Any) -> Any:
-            return sa.true() if everyone else column == node
+        def owned(column: str) -> str:
+            return "" if everyone else f" AND {column} = :node"
 
-        with self.engine.begin() as conn:
-            conn.execute(feeds.update().where(owned(feeds.c.lease_owner),
-                                              feeds.c.lease_until.is_not(None))
-                         .values(lease_until=None))
-            conn.execute(outbox.update().where(outbox.c.claimed_until.is_not(None),
-                                               owned(outbox.c.claim_owner))
-                         .values(claimed_until=None))
-            conn.execute(channel_state.update().where(owned(channel_state.c.lease_owner))
-                         .values(lease_until=None, lease_owner=None))
-            conn.execute(nodes.update().where(nodes.c.name == node).values(stopped=now))
+        params = {"node": node, "now": now}
+        with self.db.begin() as conn:
+            conn.execute("UPDATE feeds SET lease_until = NULL WHERE lease_until IS NOT NULL"
+                         + owned("lease_owner"), params)
+            conn.execute("UPDATE outbox SET claimed_until = NULL "
+                         "WHERE claimed_until IS NOT NULL" + owned("claim_owner"), params)
+            conn.execute("UPDATE channel_state SET lease_until = NULL, lease_owner = NULL "
+                         "WHERE " + ("1 = 1" if everyone else "lease_owner = :node"), params)
+            conn.execute("UPDATE nodes SET stopped = :now WHERE name = :node", params)
             if everyone:
-                pollers = sa.select(feeds.c.polled_by).where(feeds.c.polled_by.is_not(None))
-                conn.execute(nodes.delete().where(nodes.c.name != node,
-                                                  nodes.c.name.not_in(pollers)))
+                conn.execute("DELETE FROM nodes WHERE name != :node AND name NOT IN "
+                             "(SELECT polled_by FROM feeds WHERE polled_by IS NOT NULL)",
+                             params)
 
     def nodes(self, now: float) -> list[NodeState]:
         """Every node that ever beat, with what it holds now, most recent first."""
-        with self.engine.connect() as conn:
+        with self.db.connect() as conn:
             claimed: dict[str, int] = dict(conn.execute(
-                sa.select(feeds.c.lease_owner, sa.func.count())
-                .where(feeds.c.lease_until >= now).group_by(feeds.c.lease_owner)).all())
+                "SELECT lease_owner, count(*) FROM feeds WHERE lease_until >= :now "
+                "GROUP BY lease_owner", {"now": now}).tuples())
             polled: dict[str, int] = dict(conn.execute(
-                sa.select(feeds.c.polled_by, sa.func.count())
-                .where(feeds.c.polled_by.is_not(None)).group_by(feeds.c.polled_by)).all())
+                "SELECT polled_by, count(*) FROM feeds WHERE polled_by IS NOT NULL "
+                "GROUP BY polled_by").tuples())
             channels: dict[str, list[str]] = {}
-            for row in conn.execute(sa.select(channel_state.c.name, channel_state.c.lease_owner)
-                                    .where(channel_state.c.lease_until >= now)):
-                channels.setdefault(row.lease_owner, []).append(row.name)
+            for name, owner in conn.execute(
+                    "SELECT name, lease_owner FROM channel_state WHERE lease_until >= :now",
+                    {"now": now}).tuples():
+                channels.setdefault(owner, []).append(name)
             return [NodeState(
                 name=row.name, version=row.version, config_hash=row.config_hash,
                 started=row.started, heartbeat=row.heartbeat, lease=row.lease,
                 stopped=row.stopped, feeds_claimed=int(claimed.get(row.name, 0)),
                 feeds_polled=int(polled.get(row.name, 0)),
                 channels=tuple(sorted(channels.get(row.name, ()))))
-                for row in conn.execute(sa.select(nodes).order_by(nodes.c.heartbeat.desc()))]
+                for row in conn.execute("SELECT name, version, config_hash, started, "
+                                        "heartbeat, lease, stopped FROM nodes "
+                                        "ORDER BY heartbeat DESC")]
+
+
+_ADD_CHANNEL = "INSERT INTO channel_state (name) VALUES (:name) ON CONFLICT DO NOTHING"

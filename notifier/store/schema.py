@@ -3,218 +3,265 @@
 Tables are declared once, as they are now; `_migration_1` creates them so, and each later
 migration adds to an older database only what it lacks. The schema version is kept in the
 `meta` table, and a database from a newer notifier is refused rather than misread.
+
+The declarations are the SQL both databases take, column by column (as SQLAlchemy Core
+wrote them when it built the store, so a database created by an older notifier and one
+created now are alike); the only difference is the type of a generated id (`{id}`:
+SQLite's INTEGER row id, PostgreSQL's SERIAL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from notifier.store.db import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """A table's columns (name, SQL declaration), its primary key and other constraints."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    constraints: tuple[str, ...] = ()
+
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def create(self, conn: Connection, id_type: str) -> None:
+        """CREATE TABLE, unless the table exists."""
+        parts = [f"{_quoted(name)} {declared.format(id=id_type)}"
+                 for name, declared in self.columns]
+        parts.append(f"PRIMARY KEY ({', '.join(_quoted(k) for k in self.key)})")
+        parts.extend(self.constraints)
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {self.name} (\n\t"
+                     + ", \n\t".join(parts) + "\n)")
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"' if name == "key" else name
+
 
 SCHEMA_VERSION = 9
 
-metadata = sa.MetaData()
+meta_table = Table(
+    "meta", (
+    ("key", "VARCHAR(64) NOT NULL"),
+    ("value", "TEXT NOT NULL"),
+), key=("key",))
 
-meta_table = sa.Table(
-    "meta", metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-
-feeds = sa.Table(
-    "feeds", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("url", sa.Text, nullable=False, unique=True),
-    sa.Column("title", sa.Text, nullable=False, server_default=""),
-    sa.Column("api_root", sa.Text),
-    sa.Column("etag", sa.Text),
-    sa.Column("last_modified", sa.Text),
+feeds = Table(
+    "feeds", (
+    ("id", "{id} NOT NULL"),
+    ("url", "TEXT NOT NULL"),
+    ("title", "TEXT DEFAULT '' NOT NULL"),
+    ("api_root", "TEXT"),
+    ("etag", "TEXT"),
+    ("last_modified", "TEXT"),
     # Digest of the last body parsed: an identical body is not parsed again, which matters
     # for feeds whose validators cannot be trusted and are fetched in full every time.
-    sa.Column("body_hash", sa.String(64)),
-    sa.Column("interval", sa.Float, nullable=False),
-    sa.Column("next_due", sa.Float, nullable=False),
-    sa.Column("last_polled", sa.Float),
-    sa.Column("last_status", sa.Integer),
-    sa.Column("last_error", sa.Text),
-    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
+    ("body_hash", "VARCHAR(64)"),
+    ("interval", "FLOAT NOT NULL"),
+    ("next_due", "FLOAT NOT NULL"),
+    ("last_polled", "FLOAT"),
+    ("last_status", "INTEGER"),
+    ("last_error", "TEXT"),
+    ("error_count", "INTEGER DEFAULT '0' NOT NULL"),
+    ("entries_seen", "INTEGER DEFAULT '0' NOT NULL"),
     # Room for several nodes sharing one database: a poller holds a lease with a fencing
     # token; writes from a node whose lease expired are refused. Unused by one node.
-    sa.Column("lease_owner", sa.String(64)),
-    sa.Column("lease_until", sa.Float),
-    sa.Column("lease_token", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("created", sa.Float, nullable=False),
+    ("lease_owner", "VARCHAR(64)"),
+    ("lease_until", "FLOAT"),
+    ("lease_token", "INTEGER DEFAULT '0' NOT NULL"),
+    ("created", "FLOAT NOT NULL"),
     # Migration 2 (threads): the WordPress post a per-post comment feed belongs to, for REST
     # backfill, and when the feed is next read in full (without validators, through REST).
-    sa.Column("post_id", sa.Text),
-    sa.Column("rescan_due", sa.Float),
+    ("post_id", "TEXT"),
+    ("rescan_due", "FLOAT"),
     # Migration 6 (typed failures): the kind of the last error (`failures.FailureKind`).
-    sa.Column("last_error_kind", sa.String(32)),
+    ("last_error_kind", "VARCHAR(32)"),
     # Migration 7 (several nodes): who wrote the last poll, under which fencing token.
-    sa.Column("polled_by", sa.String(64)),
-    sa.Column("polled_token", sa.Integer),
-)
-ix_feeds_due = sa.Index("ix_feeds_due", feeds.c.next_due)
+    ("polled_by", "VARCHAR(64)"),
+    ("polled_token", "INTEGER"),
+), key=("id",), constraints=("UNIQUE (url)",))
+ix_feeds_due = "CREATE INDEX IF NOT EXISTS ix_feeds_due ON feeds (next_due)"
 
-subscriptions = sa.Table(
-    "subscriptions", metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("source_url", sa.Text, nullable=False),
-    sa.Column("watch", sa.String(16), nullable=False),
-    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id")),
-    sa.Column("discovered_at", sa.Float),
-    sa.Column("baseline_at", sa.Float),
-    sa.Column("last_error", sa.Text),
+subscriptions = Table(
+    "subscriptions", (
+    ("name", "VARCHAR(100) NOT NULL"),
+    ("source_url", "TEXT NOT NULL"),
+    ("watch", "VARCHAR(16) NOT NULL"),
+    ("feed_id", "INTEGER"),
+    ("discovered_at", "FLOAT"),
+    ("baseline_at", "FLOAT"),
+    ("last_error", "TEXT"),
     # Migration 5: failed discoveries back off like failed polls, across restarts.
-    sa.Column("discovery_errors", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("discovery_due", sa.Float),
-    sa.Column("last_error_kind", sa.String(32)),  # migration 6
-)
+    ("discovery_errors", "INTEGER DEFAULT '0' NOT NULL"),
+    ("discovery_due", "FLOAT"),
+    ("last_error_kind", "VARCHAR(32)"),  # migration 6
+), key=("name",), constraints=("FOREIGN KEY(feed_id) REFERENCES feeds (id)",))
 
-entries = sa.Table(
-    "entries", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id"), nullable=False),
-    sa.Column("key", sa.Text, nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("title", sa.Text, nullable=False),
-    sa.Column("author", sa.Text, nullable=False),
-    sa.Column("author_url", sa.Text, nullable=False),
-    sa.Column("published", sa.Float),
-    sa.Column("updated", sa.Float),
-    sa.Column("link", sa.Text, nullable=False),
-    sa.Column("content_html", sa.Text, nullable=False),
-    sa.Column("content_text", sa.Text, nullable=False),
-    sa.Column("post_key", sa.Text, nullable=False),
-    sa.Column("post_title", sa.Text, nullable=False),
-    sa.Column("post_link", sa.Text, nullable=False),
-    sa.Column("parent_key", sa.Text, nullable=False),
-    sa.Column("parent_author", sa.Text, nullable=False),
-    sa.Column("content_hash", sa.String(64), nullable=False),
-    sa.Column("first_seen", sa.Float, nullable=False),
+entries = Table(
+    "entries", (
+    ("id", "{id} NOT NULL"),
+    ("feed_id", "INTEGER NOT NULL"),
+    ("key", "TEXT NOT NULL"),
+    ("kind", "VARCHAR(16) NOT NULL"),
+    ("title", "TEXT NOT NULL"),
+    ("author", "TEXT NOT NULL"),
+    ("author_url", "TEXT NOT NULL"),
+    ("published", "FLOAT"),
+    ("updated", "FLOAT"),
+    ("link", "TEXT NOT NULL"),
+    ("content_html", "TEXT NOT NULL"),
+    ("content_text", "TEXT NOT NULL"),
+    ("post_key", "TEXT NOT NULL"),
+    ("post_title", "TEXT NOT NULL"),
+    ("post_link", "TEXT NOT NULL"),
+    ("parent_key", "TEXT NOT NULL"),
+    ("parent_author", "TEXT NOT NULL"),
+    ("content_hash", "VARCHAR(64) NOT NULL"),
+    ("first_seen", "FLOAT NOT NULL"),
     # Migration 2: edits counted (the outbox's revision), and the commenter's email hash.
-    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("author_hash", sa.Text, nullable=False, server_default=""),
-    sa.UniqueConstraint("feed_id", "key", name="uq_entries_feed_key"),
-)
+    ("revision", "INTEGER DEFAULT '0' NOT NULL"),
+    ("author_hash", "TEXT DEFAULT '' NOT NULL"),
+), key=("id",), constraints=("CONSTRAINT uq_entries_feed_key UNIQUE (feed_id, \"key\")",
+                 "FOREIGN KEY(feed_id) REFERENCES feeds (id)"))
 
-thread_feeds = sa.Table(
+thread_feeds = Table(
     # `watch: threads`: the comment feeds of recent posts a subscription follows besides its
     # posts feed. `quiet` marks a feed that joined with the subscription's own baseline, so its
     # first poll records what exists instead of reporting it.
-    "thread_feeds", metadata,
-    sa.Column("subscription", sa.String(100), primary_key=True),
-    sa.Column("feed_id", sa.Integer, sa.ForeignKey("feeds.id"), primary_key=True),
-    sa.Column("post_key", sa.Text, nullable=False),
-    sa.Column("post_published", sa.Float),
-    sa.Column("quiet", sa.Boolean, nullable=False),
-)
-sa.Index("ix_entries_key", entries.c.key)
+    "thread_feeds", (
+    ("subscription", "VARCHAR(100) NOT NULL"),
+    ("feed_id", "INTEGER NOT NULL"),
+    ("post_key", "TEXT NOT NULL"),
+    ("post_published", "FLOAT"),
+    ("quiet", "BOOLEAN NOT NULL"),
+), key=("subscription", "feed_id"),
+   constraints=("FOREIGN KEY(feed_id) REFERENCES feeds (id)",))
+ix_entries_key = "CREATE INDEX IF NOT EXISTS ix_entries_key ON entries (\"key\")"
 
-outbox = sa.Table(
-    "outbox", metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("notification_id", sa.String(64), nullable=False, unique=True),
-    sa.Column("subscription", sa.String(100), nullable=False),
-    sa.Column("channel", sa.String(100), nullable=False),
-    sa.Column("entry_id", sa.Integer, sa.ForeignKey("entries.id"), nullable=False),
-    sa.Column("entry_key", sa.Text, nullable=False),
-    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("status", sa.String(16), nullable=False),  # queued | held | sent | dead
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt", sa.Float, nullable=False),
-    sa.Column("claimed_until", sa.Float),
-    sa.Column("created", sa.Float, nullable=False),
-    sa.Column("sent_at", sa.Float),
-    sa.Column("last_error", sa.Text),
+outbox = Table(
+    "outbox", (
+    ("id", "{id} NOT NULL"),
+    ("notification_id", "VARCHAR(64) NOT NULL"),
+    ("subscription", "VARCHAR(100) NOT NULL"),
+    ("channel", "VARCHAR(100) NOT NULL"),
+    ("entry_id", "INTEGER NOT NULL"),
+    ("entry_key", "TEXT NOT NULL"),
+    ("revision", "INTEGER DEFAULT '0' NOT NULL"),
+    ("missing", "INTEGER DEFAULT '0' NOT NULL"),
+    ("status", "VARCHAR(16) NOT NULL"),  # queued | held | sent | dead
+    ("attempts", "INTEGER DEFAULT '0' NOT NULL"),
+    ("next_attempt", "FLOAT NOT NULL"),
+    ("claimed_until", "FLOAT"),
+    ("created", "FLOAT NOT NULL"),
+    ("sent_at", "FLOAT"),
+    ("last_error", "TEXT"),
     # Migration 3 (digests): when a held row was released, and the digest message it went
     # (or goes) out in. A digest's members are written before it is sent, so a digest cut
     # short by a crash is sent again whole, with the same id.
-    sa.Column("held_until", sa.Float),
-    sa.Column("digest_id", sa.String(64)),
+    ("held_until", "FLOAT"),
+    ("digest_id", "VARCHAR(64)"),
     # Migration 7: the node holding the claim and the claim's id, its fencing token: the
     # outcome of a send is written only under the claim that took the row.
-    sa.Column("claim_owner", sa.String(64)),
-    sa.Column("claim_id", sa.String(32)),
+    ("claim_owner", "VARCHAR(64)"),
+    ("claim_id", "VARCHAR(32)"),
     # One message per comment per destination, even when several subscriptions match it.
-    sa.UniqueConstraint("channel", "entry_key", "revision", name="uq_outbox_once"),
-)
-sa.Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt)
-ix_outbox_digest = sa.Index("ix_outbox_digest", outbox.c.digest_id)
+), key=("id",), constraints=("CONSTRAINT uq_outbox_once UNIQUE (channel, entry_key, revision)",
+                 "UNIQUE (notification_id)", "FOREIGN KEY(entry_id) REFERENCES entries (id)"))
+ix_outbox_due = "CREATE INDEX IF NOT EXISTS ix_outbox_due ON outbox (status, next_attempt)"
+ix_outbox_digest = "CREATE INDEX IF NOT EXISTS ix_outbox_digest ON outbox (digest_id)"
 
-channel_state = sa.Table(
-    "channel_state", metadata,
-    sa.Column("name", sa.String(100), primary_key=True),
-    sa.Column("disabled_reason", sa.Text),
-    sa.Column("disabled_at", sa.Float),
+channel_state = Table(
+    "channel_state", (
+    ("name", "VARCHAR(100) NOT NULL"),
+    ("disabled_reason", "TEXT"),
+    ("disabled_at", "FLOAT"),
     # Migration 7: a pause a server asked for (429 Retry-After), seen by every node; and the
     # node that delivers to this channel for now, so one node paces it and builds digests.
-    sa.Column("paused_until", sa.Float),
-    sa.Column("lease_owner", sa.String(64)),
-    sa.Column("lease_until", sa.Float),
-)
+    ("paused_until", "FLOAT"),
+    ("lease_owner", "VARCHAR(64)"),
+    ("lease_until", "FLOAT"),
+), key=("name",))
 
 # Migration 4 (conditional GET everywhere): the last look at each WordPress site's approved
 # comment count. A thread feed is asked with its validators, which on WordPress are the
 # site's; a count that moved without new comments to explain it (a late approval, an
 # import, a trash) makes that site's followed threads be read in full once.
-sites = sa.Table(
-    "sites", metadata,
-    sa.Column("api_root", sa.Text, primary_key=True),
-    sa.Column("comment_total", sa.Integer, nullable=False),
-    sa.Column("newest_id", sa.Integer, nullable=False),
-    sa.Column("probed_at", sa.Float, nullable=False),
-    sa.Column("next_probe", sa.Float, nullable=False),
+sites = Table(
+    "sites", (
+    ("api_root", "TEXT NOT NULL"),
+    ("comment_total", "INTEGER NOT NULL"),
+    ("newest_id", "INTEGER NOT NULL"),
+    ("probed_at", "FLOAT NOT NULL"),
+    ("next_probe", "FLOAT NOT NULL"),
     # Migration 8 (edits within one interval): comment id -> digest of its text, as JSON, for
     # the newest comments of sites where a subscription has `notify_edits`; else NULL.
-    sa.Column("texts", sa.Text),
-)
+    ("texts", "TEXT"),
+), key=("api_root",))
 
 
 # Migration 7 (several nodes): one row per node, written by its heartbeat.
-nodes = sa.Table(
-    "nodes", metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("version", sa.String(32), nullable=False),
-    sa.Column("config_hash", sa.String(64), nullable=False),
-    sa.Column("started", sa.Float, nullable=False),
-    sa.Column("heartbeat", sa.Float, nullable=False),
-    sa.Column("lease", sa.Float, nullable=False),
-    sa.Column("stopped", sa.Float),
-)
+nodes = Table(
+    "nodes", (
+    ("name", "VARCHAR(64) NOT NULL"),
+    ("version", "VARCHAR(32) NOT NULL"),
+    ("config_hash", "VARCHAR(64) NOT NULL"),
+    ("started", "FLOAT NOT NULL"),
+    ("heartbeat", "FLOAT NOT NULL"),
+    ("lease", "FLOAT NOT NULL"),
+    ("stopped", "FLOAT"),
+), key=("name",))
 
 # Migration 9 (several nodes): who is discovering a subscription's feed, and until when, so
 # that nodes starting together ask each site for it once, not once per node.
-discovery_claims = sa.Table(
-    "discovery_claims", metadata,
-    sa.Column("subscription", sa.String(100), primary_key=True),
-    sa.Column("node", sa.String(64), nullable=False),
-    sa.Column("until", sa.Float, nullable=False),
-)
+discovery_claims = Table(
+    "discovery_claims", (
+    ("subscription", "VARCHAR(100) NOT NULL"),
+    ("node", "VARCHAR(64) NOT NULL"),
+    ("until", "FLOAT NOT NULL"),
+), key=("subscription",))
+
+
+def _create(conn: Connection, *tables: Table) -> None:
+    id_type = "SERIAL" if conn.dialect == "postgresql" else "INTEGER"
+    for table in tables:
+        table.create(conn, id_type)
 
 
 def _migration_1(conn: Connection) -> None:
-    metadata.create_all(conn, tables=[feeds, subscriptions, entries, outbox, channel_state])
+    _create(conn, feeds, subscriptions, entries, outbox, channel_state)
+    for index in (ix_entries_key, ix_outbox_due):
+        conn.execute(index)
 
 
-def _add_missing_columns(conn: Connection, table: sa.Table, names: Sequence[str]) -> None:
+def _present_columns(conn: Connection, table: str) -> set[str]:
+    if conn.dialect == "sqlite":
+        return {row[1] for row in conn.execute(f"PRAGMA table_info({table})").tuples()}
+    return set(conn.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = :table",
+        {"table": table}).scalars())
+
+
+def _add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
     """ALTER TABLE ADD COLUMN for each declared column the database lacks.
 
     Only where missing, because a database created by this version's `_migration_1` already
     has every column (it creates the tables as currently declared).
     """
-    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    present = _present_columns(conn, table.name)
+    declared = dict(table.columns)
     for name in names:
-        if name in present:
-            continue
-        column = table.c[name]
-        kind = column.type.compile(dialect=conn.dialect)
-        server_default = getattr(column.server_default, "arg", None)
-        default = f" NOT NULL DEFAULT '{server_default}'" if server_default is not None else ""
-        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}{default}"))
+        if name not in present:
+            # As the column was always added: NOT NULL before its default.
+            kind, _, default = declared[name].removesuffix(" NOT NULL").partition(" DEFAULT ")
+            added = f"{kind} NOT NULL DEFAULT {default}" if default else declared[name]
+            conn.execute(f"ALTER TABLE {table.name} ADD COLUMN {name} {added}")
 
 
 def _migration_2(conn: Connection) -> None:
@@ -222,19 +269,19 @@ def _migration_2(conn: Connection) -> None:
     and the digest of the last body parsed, so an identical body is not parsed again."""
     _add_missing_columns(conn, feeds, ("post_id", "rescan_due", "body_hash"))
     _add_missing_columns(conn, entries, ("revision", "author_hash"))
-    metadata.create_all(conn, tables=[thread_feeds])
+    _create(conn, thread_feeds)
 
 
 def _migration_3(conn: Connection) -> None:
     """Digests and quiet hours: held rows and digest membership in the outbox."""
     _add_missing_columns(conn, outbox, ("held_until", "digest_id"))
-    ix_outbox_digest.create(conn, checkfirst=True)
+    conn.execute(ix_outbox_digest)
 
 
 def _migration_4(conn: Connection) -> None:
     """Site probes: one small request per WordPress site per interval instead of fetching
     every thread in full."""
-    metadata.create_all(conn, tables=[sites])
+    _create(conn, sites)
 
 
 def _migration_5(conn: Connection) -> None:
@@ -255,8 +302,8 @@ def _migration_7(conn: Connection) -> None:
     _add_missing_columns(conn, feeds, ("polled_by", "polled_token"))
     _add_missing_columns(conn, outbox, ("claim_owner", "claim_id"))
     _add_missing_columns(conn, channel_state, ("paused_until", "lease_owner", "lease_until"))
-    ix_feeds_due.create(conn, checkfirst=True)
-    metadata.create_all(conn, tables=[nodes])
+    conn.execute(ix_feeds_due)
+    _create(conn, nodes)
 
 
 def _migration_8(conn: Connection) -> None:
@@ -266,8 +313,13 @@ def _migration_8(conn: Connection) -> None:
 
 def _migration_9(conn: Connection) -> None:
     """Discovery claims: a subscription's feed discovered by one node of several."""
-    metadata.create_all(conn, tables=[discovery_claims])
+    _create(conn, discovery_claims)
 
 
 _MIGRATIONS = [_migration_1, _migration_2, _migration_3, _migration_4, _migration_5,
                _migration_6, _migration_7, _migration_8, _migration_9]
+
+
+def create_meta(conn: Connection) -> None:
+    """The `meta` table, where the schema version is read before any migration."""
+    _create(conn, meta_table)

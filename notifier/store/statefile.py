@@ -25,8 +25,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import sqlalchemy as sa
-
+from notifier.store.db import operational, sqlite_target
 from notifier.store.records import StoreError
 
 log = logging.getLogger("notifier")
@@ -38,12 +37,13 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The file of a `sqlite:///...` state URL; None for any other database."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix):
+    """The file of a `sqlite:///...` state URL; None for any other database, one in
+    memory, or a URL the store refuses (it says why when it opens it)."""
+    try:
+        target = sqlite_target(url)
+    except StoreError:
         return None
-    path = url[len(prefix):].partition("?")[0]
-    return None if path in ("", ":memory:") else Path(path)
+    return None if target in (None, ":memory:") else Path(target)
 
 
 def folder_problem(path: Path) -> str | None:
@@ -138,8 +138,8 @@ def hold_state(url: str) -> Iterator[None]:
 def unwritable(exc: BaseException) -> str | None:
     """The database's reason when `exc` says the state cannot be used right now (disk full,
     read-only file, server gone), else None: a condition to wait out, not a bug."""
-    if isinstance(exc, sa.exc.OperationalError):
-        return (str(exc.orig or exc).strip().splitlines() or ["unknown"])[0][:300]
+    if operational(exc):
+        return (str(exc).strip().splitlines() or ["unknown"])[0][:300]
     return None
 
 

@@ -14,16 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
+
+from notifier.store.db import Database
 
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL")
 KINDS = ("sqlite", "postgresql")
 """The `params` of a fixture that runs its tests on each database."""
-
-
-def engine_url(url: str) -> str:
-    """SQLAlchemy's name for the driver notifier uses (psycopg 3)."""
-    return url.replace("postgresql://", "postgresql+psycopg://", 1)
 
 
 @contextlib.contextmanager
@@ -31,14 +27,14 @@ def postgres_schema() -> Iterator[str]:
     """The URL of a fresh schema on the test PostgreSQL, dropped on exit."""
     assert PG_URL is not None
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(engine_url(PG_URL))
+    admin = Database(PG_URL)
     with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        conn.execute(f"CREATE SCHEMA {schema}")
     try:
         yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
 
 
