@@ -30,7 +30,7 @@ tokens sit where a host name would (`pover://user@token`), so no redaction can s
 
 class LibraryRedactor(logging.Filter):
     """Every URL in a library's line shown as scheme and host only: httpx logs each request
-    (a webhook's token is in its path), SQLAlchemy its statements' parameters."""
+    (a webhook's token is in its path)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name != "notifier" and not record.name.startswith("notifier."):

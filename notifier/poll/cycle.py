@@ -525,9 +525,8 @@ class Poller:
 
 
 def _db_reason(exc: Exception) -> str:
-    """The database's own message, first line only (SQLAlchemy appends the whole SQL)."""
-    orig = getattr(exc, "orig", None)
-    return (str(orig if orig is not None else exc).strip().splitlines() or [""])[0][:300]
+    """The database's own message, first line only (psycopg adds lines of context)."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def storable_record(record: PollRecord) -> PollRecord:
