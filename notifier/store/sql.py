@@ -137,6 +137,15 @@ def _plain_update(keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
     return f"UPDATE feeds SET {', '.join(sets)} WHERE id = ?", (*bound, "id")
 
 
+def _of_posts(posts: frozenset[str]) -> tuple[str, dict[str, Any]]:
+    """The condition that a feed of a site is its site-wide comment feed (no post) or the
+    thread of one of `posts`, and its parameters."""
+    if not posts:
+        return "post_id IS NULL", {}
+    named, params = listed("p", sorted(posts))
+    return f"(post_id IS NULL OR post_id IN {named})", params
+
+
 def _end_discovery_claim(conn: Connection, name: str) -> None:
     """A discovery recorded, found or failed: its claim (`Store.claim_discoveries`) ends."""
     conn.execute("DELETE FROM discovery_claims WHERE subscription = :name", {"name": name})
@@ -705,16 +714,10 @@ class Store(LeaseStore):
     def _rescan_threads(conn: Connection, sites: Mapping[str, frozenset[str] | None],
                         now: float) -> None:
         for api_root, posts in sites.items():
-            params: dict[str, Any] = {"root": api_root, "now": now}
-            which = ""
-            if posts is not None:
-                which = " AND post_id IS NULL"
-                if posts:
-                    named, listed_posts = listed("p", sorted(posts))
-                    which = f" AND (post_id IS NULL OR post_id IN {named})"
-                    params.update(listed_posts)
+            which, params = ("1 = 1", {}) if posts is None else _of_posts(posts)
             conn.execute("UPDATE feeds SET rescan_due = :now WHERE api_root = :root "
-                         "AND rescan_due > :now" + which, params)
+                         f"AND rescan_due > :now AND {which}",
+                         {**params, "root": api_root, "now": now})
 
     def reread_threads(self, sites: Mapping[str, frozenset[str]]) -> None:
         """Make threads of these sites' posts (and the sites' site-wide comment feeds) ask
@@ -728,15 +731,11 @@ class Store(LeaseStore):
     @staticmethod
     def _reread_threads(conn: Connection, sites: Mapping[str, frozenset[str]]) -> None:
         for api_root, posts in sites.items():
-            params: dict[str, Any] = {"root": api_root}
-            which = "post_id IS NULL"
-            if posts:
-                named, listed_posts = listed("p", sorted(posts))
-                which = f"(post_id IS NULL OR post_id IN {named})"
-                params.update(listed_posts)
+            which, params = _of_posts(posts)
             conn.execute("UPDATE feeds SET etag = NULL, last_modified = NULL "
-                         "WHERE api_root = :root AND rescan_due IS NOT NULL AND " + which
-                         + " AND (etag IS NOT NULL OR last_modified IS NOT NULL)", params)
+                         f"WHERE api_root = :root AND rescan_due IS NOT NULL AND {which} "
+                         "AND (etag IS NOT NULL OR last_modified IS NOT NULL)",
+                         {**params, "root": api_root})
 
     def thread_feeds(self) -> dict[int, dict[str, bool]]:
         """Feed id -> {subscription: quiet} for every thread feed a subscription follows."""
