@@ -2,13 +2,12 @@
 
 Why the store writes its SQL out instead of building it with a query library: a
 `run --once` over 1,000 unchanged feeds lasts about half a second, and importing SQLAlchemy
-Core took a fifth of it (100 ms, before the first feed was asked); the daemon's store
-thread spent a quarter of an unchanged tick building statements and rows. The two
-databases differ in few places, and each difference is named here once: the type of a
-generated id, row locks (`FOR UPDATE ... SKIP LOCKED`, which SQLite has no syntax for),
-how a list of ids travels as one parameter, and the driver's placeholders. The store
-writes `:name` (and `?`) placeholders as sqlite3 takes them; for psycopg they are rewritten
-once per statement text.
+Core took a fifth of it (100 ms, before the first feed was asked), and every statement and
+row of the daemon's store thread went through it. The two databases differ in few places,
+each named once: the type of a generated id (`schema`), and here row locks (`FOR UPDATE
+... SKIP LOCKED`, which SQLite has no syntax for), how a list of ids travels as one
+parameter, and the driver's placeholders. The store writes `:name` (and `?`) placeholders
+as sqlite3 takes them; for psycopg they are rewritten once per statement text.
 
 The pool keeps a few connections open between transactions (opening a PostgreSQL
 connection costs a round trip and a process on the server). A PostgreSQL connection is
