@@ -331,3 +331,40 @@ def test_a_percent_or_colon_in_a_literal_is_no_parameter(store: Store) -> None:
     with store.db.connect() as conn:
         row = conn.execute("SELECT 'a%b:c', :x -- isn't :y a name?\n", {"x": "it's"}).first()
     assert tuple(row) == ("a%b:c", "it's")
+
+
+def test_a_postgresql_connection_the_server_dropped_is_replaced(tmp_path: Path) -> None:
+    """A server restart or failover drops the connections the store keeps open between
+    transactions: the next transaction gets a new one instead of failing. One dropped in
+    the middle of a transaction fails that transaction with the server's reason, which the
+    daemon reads as a state it cannot use right now (it waits and tries again), and the
+    one after it works."""
+    from notifier.store.statefile import unwritable
+
+    with databases.state_url("postgresql", tmp_path) as url:
+        store = Store(url, node="dropped-test")
+        store.migrate()
+        feed = setup_feed(store)
+        admin = Database(url)
+
+        def drop() -> int:
+            with admin.begin() as conn:
+                return len(conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'dropped-test'").scalars())
+
+        try:
+            assert drop() >= 1  # the store's idle connection
+            store.record_polls([record(feed, [entry(1)], [])])
+            assert store.seen_entries({feed: [entry(1).key]}) == {
+                feed: {entry(1).key: entry(1).content_hash}}
+            with pytest.raises(store.db.Error) as failed, store.db.begin() as conn:
+                conn.execute("UPDATE feeds SET title = 'half-written'")
+                drop()
+                conn.execute("UPDATE feeds SET title = 'never'")
+            assert unwritable(failed.value)
+            assert store.feed_count() == 1
+            assert store.feeds_by_id([feed])[feed].title != "half-written"
+        finally:
+            store.close()
+            admin.dispose()
