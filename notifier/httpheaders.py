@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin
 
 from notifier.limits import MAX_RETRY_AFTER
@@ -35,6 +34,10 @@ def parse_retry_after(value: str, now: datetime | float) -> float | None:
         return None
     if text.isascii() and _DELAY_SECONDS.match(text):
         return min(float(text), MAX_RETRY_AFTER)
+    # Here, not at import: a parse worker reads Link headers through this module, and
+    # email.utils (with socket, random, calendar) is a tenth of its start.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
