@@ -35,7 +35,7 @@ def parse_retry_after(value: str, now: datetime | float) -> float | None:
     if text.isascii() and _DELAY_SECONDS.match(text):
         return min(float(text), MAX_RETRY_AFTER)
     # Here, not at import: a parse worker reads Link headers through this module, and
-    # email.utils (with socket, random, calendar) is a tenth of its start.
+    # email.utils (with socket and random) was some 5 ms of its 75 ms start.
     from email.utils import parsedate_to_datetime
 
     try:

@@ -383,8 +383,8 @@ def test_a_parse_worker_loads_the_parser_and_not_the_daemons_libraries() -> None
     configuration's validation, which only the daemon uses."""
     # Nor multiprocessing's start-up (a resource tracker, a bootstrap that re-imported the
     # daemon's main module and with it the command line's modules).
-    heavy = ("asyncio", "concurrent", "sqlite3", "aiohttp", "httpx", "pydantic", "yaml",
-             "jinja2", "apscheduler", "multiprocessing", "threading", "runpy")
+    heavy = ("asyncio", "concurrent", "sqlite3", "socket", "aiohttp", "httpx", "pydantic",
+             "yaml", "jinja2", "apscheduler", "multiprocessing", "threading", "runpy")
     daemons = ("notifier.__main__", "notifier.cli", "notifier.commands", "notifier.daemon",
                "notifier.config", "notifier.fetch", "notifier.store", "notifier.poll.parsepool")
     probe = ("sorted({m.split('.')[0] for m in __import__('sys').modules} & "
