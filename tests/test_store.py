@@ -191,39 +191,73 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         Store(url).migrate()
 
 
-def test_a_version_1_state_is_upgraded_keeping_what_it_saw(tmp_path: Path) -> None:
-    """Migrations 2 and 3 add what came after version 1 to a state written by version 1."""
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    old = Store(url)
-    old.migrate()
-    feed = setup_feed(old)
-    old.record_polls([record(feed, [entry(1)], [])])
-    old.close()
-    engine = Database(url)
-    with engine.begin() as conn:  # back to version 1's shape
-        conn.execute("DROP INDEX ix_outbox_digest")
-        for table, column in (("feeds", "post_id"), ("feeds", "rescan_due"),
-                              ("feeds", "body_hash"), ("entries", "revision"),
-                              ("entries", "author_hash"), ("outbox", "held_until"),
-                              ("outbox", "digest_id")):
-            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        conn.execute("DROP TABLE thread_feeds")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    engine.dispose()
+_LATER_COLUMNS = (
+    ("feeds", "post_id"), ("feeds", "rescan_due"), ("feeds", "body_hash"),  # 2
+    ("entries", "revision"), ("entries", "author_hash"),  # 2
+    ("outbox", "held_until"), ("outbox", "digest_id"),  # 3
+    ("subscriptions", "discovery_errors"), ("subscriptions", "discovery_due"),  # 5
+    ("feeds", "last_error_kind"), ("subscriptions", "last_error_kind"),  # 6
+    ("feeds", "polled_by"), ("feeds", "polled_token"), ("outbox", "claim_owner"),  # 7
+    ("outbox", "claim_id"), ("channel_state", "paused_until"),  # 7
+    ("channel_state", "lease_owner"), ("channel_state", "lease_until"),  # 7
+)
+"""The columns migrations 2 to 8 added to version 1's tables."""
 
-    store = Store(url)
-    store.migrate()
-    assert store.seen_entries({feed: [entry(1).key]}) == {feed: {entry(1).key: "h1hi"}}
-    assert store.entry_revisions(feed, [entry(1).key]) == {entry(1).key: 0}
-    edited = entry(1, "edited")
-    store.record_polls([PollRecord(feed_id=feed, polled_at=3000.0, next_due=3600.0,
-                                   status=200, changed_entries=[edited], post_id="4",
-                                   rescan_due=9000.0)])
-    assert store.entry_revisions(feed, [edited.key]) == {edited.key: 1}
-    state = store.feeds_by_id([feed])[feed]
-    assert (state.post_id, state.rescan_due, state.body_hash) == ("4", 9000.0, None)
-    assert store.thread_feeds() == {}
-    store.close()
+
+def _schema(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's columns as the database describes them (name, type, nullability,
+    default): what an upgraded state and a new one must agree on."""
+    with db.connect() as conn:
+        if conn.dialect == "sqlite":
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
+                                  ).scalars()
+            return {t: sorted((r[1], r[2], r[3], r[4]) for r in conn.execute(
+                f"PRAGMA table_info({t})").tuples()) for t in tables}
+        found: dict[str, list[tuple[object, ...]]] = {}
+        for row in conn.execute(
+                "SELECT table_name, column_name, data_type, character_maximum_length, "
+                "is_nullable, column_default FROM information_schema.columns "
+                "WHERE table_schema = current_schema()").tuples():
+            found.setdefault(row[0], []).append(row[1:])
+        return {t: sorted(columns, key=str) for t, columns in found.items()}
+
+
+@pytest.mark.parametrize("kind", databases.KINDS)
+def test_a_version_1_state_is_upgraded_keeping_what_it_saw(tmp_path: Path, kind: str) -> None:
+    """Migrations 2 to 9 add what came after version 1 to a state written by version 1:
+    its rows are kept, and its tables end as a new state's, column for column."""
+    with databases.state_url(kind, tmp_path) as url:
+        old = Store(url)
+        old.migrate()
+        feed = setup_feed(old)
+        old.record_polls([record(feed, [entry(1)], [])])
+        new_schema = _schema(old.db)
+        old.close()
+        engine = Database(url)
+        with engine.begin() as conn:  # back to version 1's shape
+            for index in ("ix_outbox_digest", "ix_feeds_due"):
+                conn.execute(f"DROP INDEX {index}")
+            for table, column in _LATER_COLUMNS:
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+            for table in ("thread_feeds", "sites", "nodes", "discovery_claims"):
+                conn.execute(f"DROP TABLE {table}")
+            conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+
+        store = Store(url)
+        store.migrate()
+        assert _schema(engine) == new_schema
+        engine.dispose()
+        assert store.seen_entries({feed: [entry(1).key]}) == {feed: {entry(1).key: "h1hi"}}
+        assert store.entry_revisions(feed, [entry(1).key]) == {entry(1).key: 0}
+        edited = entry(1, "edited")
+        store.record_polls([PollRecord(feed_id=feed, polled_at=3000.0, next_due=3600.0,
+                                       status=200, changed_entries=[edited], post_id="4",
+                                       rescan_due=9000.0)])
+        assert store.entry_revisions(feed, [edited.key]) == {edited.key: 1}
+        state = store.feeds_by_id([feed])[feed]
+        assert (state.post_id, state.rescan_due, state.body_hash) == ("4", 9000.0, None)
+        assert store.thread_feeds() == {}
+        store.close()
 
 
 def test_a_sites_threads_are_marked_for_a_rescan_at_their_next_poll(store: Store) -> None:
