@@ -162,9 +162,11 @@ class _RawConfig(StrictModel):
     def _database_url(cls, value: str) -> str:
         """Found here, a mistake is one `check` names; found by the store, it stopped the
         daemon at its start. The value is never repeated: it may hold a password."""
-        scheme = value.partition("://")[0].lower()
-        if "://" not in value or scheme.split("+")[0] not in ("sqlite", "postgresql"):
-            raise ValueError("expected sqlite:///FILE or postgresql://user:password@host/db")
+        from notifier.store.db import url_problem  # the store's own rules
+
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         try:
             _ = urlsplit(value).port  # parsing it is the check
         except ValueError:
@@ -246,11 +248,11 @@ class Config:
 
 
 def resolve_state_url(state: str, base_dir: Path) -> str:
-    prefix = "sqlite:///"
-    if state.startswith(prefix) and not state.startswith("sqlite:////"):
-        rest = state[len(prefix):]
-        if rest and rest != ":memory:" and not Path(rest).is_absolute():
-            return prefix + str((base_dir / rest).resolve())
+    scheme, sep, rest = state.partition(":///")
+    if sep and scheme.lower() in ("sqlite", "sqlite+pysqlite") and not rest.startswith("/"):
+        path, mark, query = rest.partition("?")
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            return f"{scheme}:///{(base_dir / path).resolve()}{mark}{query}"
     return state
 
 

@@ -127,6 +127,11 @@ def test_add_and_preview_of_an_unreadable_private_feed_never_print_its_secrets(
      "state: the port of this database URL is not a number from 1 to 65535"),
     (f"postgres://notifier:{PASSWORD}@db.example.org/notifier",
      "state: expected sqlite:///FILE or postgresql://user:password@host/db"),
+    # The store speaks psycopg: another driver's name is refused by `check`, not at start.
+    (f"postgresql+asyncpg://notifier:{PASSWORD}@db.example.org/notifier",
+     "state: expected sqlite:///FILE or postgresql://user:password@host/db"),
+    ("sqlite:///state.db?mode=ro",
+     "state: unknown option mode='ro'; a SQLite state URL takes only ?timeout=SECONDS"),
 ])
 def test_a_wrong_database_url_is_named_by_check_without_its_password(
         tmp_path: Path, state: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -144,7 +149,7 @@ def test_a_wrong_database_url_is_named_by_check_without_its_password(
 
 def test_vv_shows_the_libraries_http_lines_without_a_webhooks_token(
         tmp_path: Path, webhook_receiver: WebhookReceiver) -> None:
-    """README: `-v` adds notifier's debug detail, `-vv` also the libraries' (HTTP, SQL,
+    """README: `-v` adds notifier's debug detail, `-vv` also the libraries' (HTTP,
     scheduler). The HTTP client names the request's whole URL; the webhook's token in its
     path must not reach the log even then."""
     config = tmp_path / "notifier.yaml"

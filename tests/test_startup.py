@@ -62,7 +62,7 @@ def write_config(tmp_path: Path, blog: BlogServer, smtp: SmtpServer) -> Path:
 NOT_FOR_POLLING = {"jinja2", "notifier.jinjaenv", "notifier.commands.preview",
                    "notifier.commands.demo", "notifier.commands.status",
                    "notifier.commands.subscriptions", "notifier.opml", "http.server",
-                   "aiohttp"}
+                   "aiohttp", "psycopg"}
 """Templates, the other commands' modules (`preview`, `demo`'s web server, OPML), and
 aiohttp (the admin page's server only: feeds are fetched over `notifier.http1`)."""
 

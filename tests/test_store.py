@@ -7,6 +7,9 @@ database (`.ci/run` starts one).
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,19 +204,26 @@ _LATER_COLUMNS = (
     ("outbox", "claim_id"), ("channel_state", "paused_until"),  # 7
     ("channel_state", "lease_owner"), ("channel_state", "lease_until"),  # 7
 )
-"""The columns migrations 2 to 8 added to version 1's tables."""
+"""The columns migrations 2 to 7 added to version 1's tables (migration 8's is in a table
+of migration 4, dropped whole)."""
 
 
 def _schema(db: Database) -> dict[str, list[tuple[object, ...]]]:
     """Every table's columns as the database describes them (name, type, nullability,
-    default): what an upgraded state and a new one must agree on."""
+    default), and the indexes: what an upgraded state and a new one must agree on."""
     with db.connect() as conn:
         if conn.dialect == "sqlite":
             tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
                                   ).scalars()
-            return {t: sorted((r[1], r[2], r[3], r[4]) for r in conn.execute(
-                f"PRAGMA table_info({t})").tuples()) for t in tables}
-        found: dict[str, list[tuple[object, ...]]] = {}
+            found: dict[str, list[tuple[object, ...]]] = {
+                t: sorted((r[1], r[2], r[3], r[4]) for r in conn.execute(
+                    f"PRAGMA table_info({t})").tuples()) for t in tables}
+            found["indexes"] = sorted((name,) for name in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index'").scalars())
+            return found
+        found = {"indexes": sorted((name,) for name in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            ).scalars())}
         for row in conn.execute(
                 "SELECT table_name, column_name, data_type, character_maximum_length, "
                 "is_nullable, column_default FROM information_schema.columns "
@@ -354,8 +364,20 @@ def test_a_state_url_reads_as_it_always_did(tmp_path: Path) -> None:
     again.close()
     with pytest.raises(StoreError, match=r"unknown option mode='ro'.*\?timeout=SECONDS"):
         Store(f"sqlite:///{tmp_path / 'x.db'}?mode=ro")
-    with pytest.raises(StoreError, match="not a state URL notifier knows"):
+    with pytest.raises(StoreError, match="expected sqlite:///FILE or postgresql://"):
         Store("mysql://u@db.test/notifier")
+    # ?timeout= is how long a write waits for another process's lock: 0, not 30 s.
+    holder = sqlite3.connect(folder / "state.db")
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        impatient = Store(url.replace("timeout=5", "timeout=0"))
+        began = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            impatient.record_polls([record(1, [entry(2)], [])])
+        assert time.monotonic() - began < 5
+        impatient.close()
+    finally:
+        holder.close()
 
 
 def test_a_percent_or_colon_in_a_literal_is_no_parameter(store: Store) -> None:
@@ -376,16 +398,18 @@ def test_a_postgresql_connection_the_server_dropped_is_replaced(tmp_path: Path) 
     from notifier.store.statefile import unwritable
 
     with databases.state_url("postgresql", tmp_path) as url:
-        store = Store(url, node="dropped-test")
+        name = f"dropped-{uuid.uuid4().hex[:12]}"  # this test's connections only
+        store = Store(url, node=name)
         store.migrate()
         feed = setup_feed(store)
         admin = Database(url)
 
         def drop() -> int:
+            """Terminate this store's connections and wait until they are gone."""
             with admin.begin() as conn:
                 return len(conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'dropped-test'").scalars())
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                    "WHERE application_name = :name", {"name": name}).scalars())
 
         try:
             assert drop() >= 1  # the store's idle connection

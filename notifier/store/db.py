@@ -36,7 +36,8 @@ from typing import Any
 from notifier import redact
 from notifier.store.records import StoreError
 
-__all__ = ["Connection", "Database", "Result", "listed", "operational", "sqlite_target"]
+__all__ = ["Connection", "Database", "Result", "listed", "operational", "sqlite_target",
+           "url_problem"]
 
 _POOL_SIZE = 5
 """Connections kept open between transactions; more may be open at once."""
@@ -208,21 +209,20 @@ class Database:
         self._generation = 0  # moves at `dispose`: a connection out then is not kept
         self._shared: Any = None  # an in-memory SQLite database has one connection,
         self._shared_lock = threading.RLock()  # used by one thread at a time
+        problem = url_problem(url)
+        if problem is not None:
+            raise StoreError(f"cannot use state {redact.url(url)}: {problem}")
         target = sqlite_target(url)
         if target is not None:
             self.dialect = "sqlite"
             self._target = target
-            self._timeout = _sqlite_options(url, url.partition("?")[2]).get("timeout", 30.0)
+            self._timeout = float(dict(urllib.parse.parse_qsl(url.partition("?")[2])).get(
+                "timeout", 30.0))
             self._memory = self._target == ":memory:"
             self.Error: type[Exception] = sqlite3.Error
             self.DatabaseError: type[Exception] = sqlite3.DatabaseError
             self.IntegrityError: type[Exception] = sqlite3.IntegrityError
             return
-        scheme, sep, rest = url.partition("://")
-        if scheme not in ("postgresql", "postgresql+psycopg", "postgres") or not sep:
-            raise StoreError(
-                f"cannot use state {redact.url(url)}: not a state URL notifier knows; give "
-                "sqlite:///path/to/notifier.db or postgresql://user@host/database")
         try:
             import psycopg
         except ImportError as exc:
@@ -231,7 +231,7 @@ class Database:
                 "install notifier[postgres] (pip install 'notifier[postgres]')") from exc
         self.dialect = "postgresql"
         self._memory = False
-        self._target = "postgresql://" + rest
+        self._target = "postgresql://" + url.partition("://")[2]
         self._node = node
         self._lease = lease
         self.Error = psycopg.Error
@@ -345,34 +345,46 @@ def _close_quietly(raw: Any) -> None:
         raw.close()
 
 
+_SQLITE = ("sqlite", "sqlite+pysqlite")
+_POSTGRESQL = ("postgresql", "postgresql+psycopg")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a state URL, in words that do not repeat it (it may hold a
+    password); None when the store can open it. The configuration's check asks the same,
+    so that `notifier check` refuses what the store would refuse at the daemon's start."""
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in (*_SQLITE, *_POSTGRESQL):
+        return "expected sqlite:///FILE or postgresql://user:password@host/db"
+    if scheme in _POSTGRESQL:
+        return None
+    path, _, query = rest.partition("?")
+    if path not in ("", "/", "/:memory:") and not path.startswith("/"):
+        return "a SQLite state URL is sqlite:///FILE (three slashes, then the path)"
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+        try:
+            if name == "timeout" and float(value) >= 0:
+                continue
+        except ValueError:
+            pass
+        return (f"unknown option {name}={value!r}; a SQLite state URL takes only "
+                "?timeout=SECONDS")
+    return None
+
+
 def sqlite_target(url: str) -> str | None:
     """The file of a SQLite state URL (`sqlite:///relative/path`, `sqlite:////abs/path`,
     escapes such as `%20` decoded), `:memory:` for `sqlite://`; None for another database.
     The URL may say `?timeout=SECONDS` (how long to wait for another process's write lock);
-    any other option is refused rather than ignored."""
+    any other option is refused rather than ignored (`url_problem`)."""
     scheme, sep, rest = url.partition("://")
-    if scheme not in ("sqlite", "sqlite+pysqlite") or not sep:
+    if not sep or scheme.lower() not in _SQLITE:
         return None
-    rest, _, query = rest.partition("?")
-    if query:
-        _sqlite_options(url, query)
-    if rest in ("", "/", "/:memory:"):
+    problem = url_problem(url)
+    if problem is not None:
+        raise StoreError(f"cannot use state {redact.url(url)}: {problem}")
+    path = rest.partition("?")[0]
+    if path in ("", "/", "/:memory:"):
         return ":memory:"
-    if not rest.startswith("/"):
-        raise StoreError(f"cannot use state {redact.url(url)}: a SQLite state URL is "
-                         "sqlite:///path/to/notifier.db (three slashes, then the path)")
-    return urllib.parse.unquote(rest[1:])
-
-
-def _sqlite_options(url: str, query: str) -> dict[str, float]:
-    options: dict[str, float] = {}
-    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        try:
-            if name != "timeout":
-                raise ValueError(name)
-            options[name] = float(value)
-        except ValueError:
-            raise StoreError(
-                f"cannot use state {redact.url(url)}: unknown option {name}={value!r}; a "
-                "SQLite state URL takes only ?timeout=SECONDS") from None
-    return options
+    return urllib.parse.unquote(path[1:])
