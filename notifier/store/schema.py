@@ -32,15 +32,16 @@ class Table:
 
     def create(self, conn: Connection, id_type: str) -> None:
         """CREATE TABLE, unless the table exists."""
-        parts = [f"{_quoted(name)} {declared.format(id=id_type)}"
+        parts = [f"{quoted(name)} {declared.format(id=id_type)}"
                  for name, declared in self.columns]
-        parts.append(f"PRIMARY KEY ({', '.join(_quoted(k) for k in self.key)})")
+        parts.append(f"PRIMARY KEY ({', '.join(quoted(k) for k in self.key)})")
         parts.extend(self.constraints)
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self.name} (\n\t"
                      + ", \n\t".join(parts) + "\n)")
 
 
-def _quoted(name: str) -> str:
+def quoted(name: str) -> str:
+    """A column's name as SQL takes it: `key` is a keyword in SQLite, quoted everywhere."""
     return f'"{name}"' if name == "key" else name
 
 

@@ -42,7 +42,7 @@ from notifier.store.records import (
     SubscriptionState,
     ThreadUpdate,
 )
-from notifier.store.schema import _MIGRATIONS, SCHEMA_VERSION, create_meta
+from notifier.store.schema import _MIGRATIONS, SCHEMA_VERSION, create_meta, quoted
 from notifier.store.statefile import folder_problem, sqlite_path
 
 MIGRATION_LOCK = 0x6E6F7469666965  # "notifie": the advisory lock key of migrations
@@ -61,8 +61,7 @@ _ENTRY_COLUMNS = ("key", "kind", "title", "author", "author_url", "published", "
                   "post_link", "parent_key", "parent_author", "content_hash", "author_hash")
 """An entry's columns as `_entry_row` writes them and `_row_entry` reads them."""
 
-_ENTRY_SELECT = ", ".join(f'entries."{c}"' if c == "key" else f"entries.{c}"
-                          for c in _ENTRY_COLUMNS)
+_ENTRY_SELECT = ", ".join(f"entries.{quoted(c)}" for c in _ENTRY_COLUMNS)
 
 
 def _entry_row(entry: Entry) -> dict[str, Any]:
@@ -177,7 +176,7 @@ def _feed_values(record: PollRecord) -> dict[str, Any]:
 
 def _insert(table: str, columns: Sequence[str], conflict: str = "") -> str:
     """INSERT of one row of these columns, bound by name; `conflict` its ON CONFLICT."""
-    names = ", ".join(f'"{c}"' if c == "key" else c for c in columns)
+    names = ", ".join(quoted(c) for c in columns)
     values = ", ".join(f":{c}" for c in columns)
     return f"INSERT INTO {table} ({names}) VALUES ({values}){conflict}"
 
@@ -1083,7 +1082,7 @@ _DAEMON_KEY = "daemon"
 _OUTBOX_SELECT = (
     "SELECT o.id, o.notification_id, o.subscription, o.channel, o.attempts, o.created, "
     "o.missing, o.revision, o.held_until, o.digest_id, "
-    + ", ".join(f'e."{c}"' if c == "key" else f"e.{c}" for c in _ENTRY_COLUMNS)
+    + ", ".join(f"e.{quoted(c)}" for c in _ENTRY_COLUMNS)
     + ", f.title AS feed_title, f.url AS feed_url FROM outbox o "
     "JOIN entries e ON o.entry_id = e.id JOIN feeds f ON e.feed_id = f.id")
 """Outbox rows with everything rendering needs: the entry and its feed."""
@@ -1096,11 +1095,10 @@ _OUTBOX_COLUMNS = ("notification_id", "subscription", "channel", "entry_id", "en
 _INSERT_ENTRY = _insert("entries", (*_ENTRY_COLUMNS, "feed_id", "first_seen"),
                         " ON CONFLICT DO NOTHING")
 
-_SENT = ("UPDATE outbox SET status = 'sent', sent_at = :now, attempts = attempts + 1, "
-         "claimed_until = NULL, last_error = NULL WHERE id = :item")
-_MARK_SENT = _SENT
-_MARK_SENT_FENCED = _SENT + " AND claim_id = :claim"
-"""`mark_sent`'s statements (with `_fence`'s condition, and without)."""
+_MARK_SENT = ("UPDATE outbox SET status = 'sent', sent_at = :now, attempts = attempts + 1, "
+              "claimed_until = NULL, last_error = NULL WHERE id = :item")
+_MARK_SENT_FENCED = _MARK_SENT + " AND claim_id = :claim"
+"""`mark_sent`'s statements: without a claim, and only while the claim holds the row."""
 
 
 def _id_list(ids: int | Sequence[int]) -> list[int]:
