@@ -36,8 +36,8 @@ from typing import Any
 from notifier import redact
 from notifier.store.records import StoreError
 
-__all__ = ["Connection", "Database", "Result", "listed", "operational", "sqlite_target",
-           "url_problem"]
+__all__ = ["CHUNK", "Connection", "Database", "Result", "chunks", "listed", "operational",
+           "sqlite_target", "url_problem"]
 
 _POOL_SIZE = 5
 """Connections kept open between transactions; more may be open at once."""
@@ -177,6 +177,16 @@ class Connection:
         if self._pg:
             return f"{column} = ANY(:{name})", list(values)
         return f"{column} IN (SELECT value FROM json_each(:{name}))", json.dumps(list(values))
+
+
+CHUNK = 500
+"""Values of a list sent in one statement at most (SQLite takes 32,766 parameters,
+PostgreSQL 65,535): a longer list of ids or keys is read or written in pieces (`chunks`)."""
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def listed(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:

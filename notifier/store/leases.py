@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from notifier.store.db import Connection, Database, Result, listed
+from notifier.store.db import Connection, Database, Result, chunks, listed
 from notifier.store.records import FeedState, NodeState, PollRecord
 
 __all__ = ["LeaseStore", "new_claim_id"]
@@ -94,13 +94,13 @@ class LeaseStore:
         with self.db.begin() as conn:
             conn.lock_for_writing()
             current: dict[int, tuple[str | None, int]] = {}
-            for start in range(0, len(ids), 500):
+            for chunk in chunks(ids):
                 # Who holds each feed, under which token: one parameter for the ids, so
                 # the statement's text is the same for every batch.
-                condition, chunk = conn.among("id", "ids", ids[start:start + 500])
+                condition, value = conn.among("id", "ids", chunk)
                 rows = conn.execute(
                     f"SELECT id, lease_owner, lease_token FROM feeds WHERE {condition} "
-                    f"ORDER BY id{conn.for_update()}", {"ids": chunk}).tuples()
+                    f"ORDER BY id{conn.for_update()}", {"ids": value}).tuples()
                 current.update({fid: (owner, token) for fid, owner, token in rows})
             kept = {fid for fid in ids
                     if current.get(fid) == (node, tokens.get(fid))}
@@ -120,8 +120,8 @@ class LeaseStore:
         wanted = sorted(set(feed_ids))
         due = "" if not_before is None else ", next_due = :not_before + interval"
         with self.db.begin() as conn:
-            for start in range(0, len(wanted), 500):
-                ids, params = listed("id", wanted[start:start + 500])
+            for chunk in chunks(wanted):
+                ids, params = listed("id", chunk)
                 conn.execute(f"UPDATE feeds SET lease_until = NULL{due} "
                              f"WHERE id IN {ids} AND lease_owner = :node",
                              {**params, "node": node, "not_before": not_before})

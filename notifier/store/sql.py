@@ -18,14 +18,14 @@ import json
 import operator
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from notifier import __version__, redact
 from notifier.failures import Failure
 from notifier.models import Entry
-from notifier.store.db import Connection, Database, Result, listed
+from notifier.store.db import CHUNK, Connection, Database, Result, chunks, listed
 from notifier.store.leases import LeaseStore, new_claim_id
 from notifier.store.records import (
     ChannelStats,
@@ -46,7 +46,7 @@ from notifier.store.schema import _MIGRATIONS, SCHEMA_VERSION, create_meta, quot
 from notifier.store.statefile import folder_problem, sqlite_path
 
 MIGRATION_LOCK = 0x6E6F7469666965  # "notifie": the advisory lock key of migrations
-_CHUNK = 500  # bound on parameters per statement (SQLite allows 32766; stay far below)
+
 
 def _ts(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
@@ -98,11 +98,6 @@ def _site_texts(stored: str | None) -> dict[int, str]:
         return {}
     return {int(k): v for k, v in data.items()
             if isinstance(k, str) and k.isdigit() and len(k) < 19 and isinstance(v, str)}
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _feed_row_only(record: PollRecord) -> bool:
@@ -312,7 +307,7 @@ class Store(LeaseStore):
             return set(names)
         won: set[str] = set()
         with self.db.begin() as conn:
-            for chunk in _chunks(names):
+            for chunk in chunks(names):
                 rows = ", ".join(f"(:s{i}, :node, :until)" for i in range(len(chunk)))
                 params: dict[str, Any] = {f"s{i}": name for i, name in enumerate(chunk)}
                 params.update(node=node, until=until, now=now)
@@ -328,7 +323,7 @@ class Store(LeaseStore):
         """Give up this node's claims on these discoveries (cancelled: the node stops), so
         that another node takes them up at once rather than when they run out."""
         with self.db.begin() as conn:
-            for chunk in _chunks(names):
+            for chunk in chunks(names):
                 claimed, params = listed("s", chunk)
                 conn.execute(f"DELETE FROM discovery_claims WHERE node = :node "
                              f"AND subscription IN {claimed}", {**params, "node": node})
@@ -397,7 +392,7 @@ class Store(LeaseStore):
         """
         with self.db.begin() as conn:
             current: dict[int, float] = {}
-            for chunk in _chunks(sorted(intervals)):
+            for chunk in chunks(sorted(intervals)):
                 ids, params = listed("id", chunk)
                 current.update(conn.execute(
                     f"SELECT id, interval FROM feeds WHERE id IN {ids}", params).tuples())
@@ -414,7 +409,7 @@ class Store(LeaseStore):
         wanted = sorted(set(ids))
         out: dict[int, FeedState] = {}
         with self.db.connect() as conn:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 listed_ids, params = listed("id", chunk)
                 for state in _feed_states(conn.execute(
                         f"SELECT {_STATE_SELECT} FROM feeds WHERE id IN {listed_ids}",
@@ -430,8 +425,8 @@ class Store(LeaseStore):
         keys = sorted({key for _, key in pairs})
         # One query per chunk of keys for the whole batch, not one per feed.
         with self.db.connect() as conn:
-            for feed_chunk in _chunks(feed_ids):
-                for key_chunk in _chunks(keys):
+            for feed_chunk in chunks(feed_ids):
+                for key_chunk in chunks(keys):
                     in_feeds, params = listed("f", feed_chunk)
                     in_keys, key_params = listed("k", key_chunk)
                     params.update(key_params)
@@ -447,7 +442,7 @@ class Store(LeaseStore):
         """How many edits of each stored entry were seen: the next edit is reported as +1."""
         out: dict[str, int] = {}
         with self.db.connect() as conn:
-            for chunk in _chunks(sorted(set(keys))):
+            for chunk in chunks(sorted(set(keys))):
                 in_keys, params = listed("k", chunk)
                 out.update({key: int(revision) for key, revision in conn.execute(
                     f'SELECT "key", revision FROM entries WHERE feed_id = :feed '
@@ -480,7 +475,7 @@ class Store(LeaseStore):
         wanted = sorted(set(feed_ids))
         found: set[int] = set()
         with self.db.connect() as conn:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 ids, params = listed("f", chunk)
                 found.update(int(v) for v in conn.execute(
                     f"SELECT feed_id FROM entries WHERE feed_id IN {ids} GROUP BY feed_id",
@@ -492,7 +487,7 @@ class Store(LeaseStore):
         wanted = sorted(set(k for k in keys if k))
         out: dict[str, Entry] = {}
         with self.db.connect() as conn:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 in_keys, params = listed("k", chunk)
                 for row in conn.execute(f'SELECT {_ENTRY_SELECT} FROM entries '
                                         f'WHERE "key" IN {in_keys} ORDER BY id', params):
@@ -597,7 +592,7 @@ class Store(LeaseStore):
         """Queue the records' notifications, in order; how many were new."""
         wanted = sorted({(r.feed_id, n.entry_key) for r in records for n in r.notices})
         ids: dict[tuple[int, str], int] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             in_feeds, params = listed("f", sorted({f for f, _ in chunk}))
             in_keys, key_params = listed("k", sorted({k for _, k in chunk}))
             params.update(key_params)
@@ -613,8 +608,8 @@ class Store(LeaseStore):
         # equals); RETURNING counts what was really inserted (a row already queued for the
         # same comment and destination is not).
         inserted = 0
-        per_statement = _CHUNK // len(_OUTBOX_COLUMNS)
-        for chunk in _chunks(rows, per_statement):
+        per_statement = CHUNK // len(_OUTBOX_COLUMNS)
+        for chunk in chunks(rows, per_statement):
             values = ", ".join(["(" + ", ".join("?" * len(_OUTBOX_COLUMNS)) + ")"] * len(chunk))
             inserted += len(conn.execute(
                 f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES {values} "
@@ -661,7 +656,7 @@ class Store(LeaseStore):
         """The last probe of each of these sites that has one."""
         found: dict[str, SiteState] = {}
         with self.db.connect() as conn:
-            for chunk in _chunks(sorted(set(api_roots))):
+            for chunk in chunks(sorted(set(api_roots))):
                 roots, params = listed("r", chunk)
                 for api_root, total, newest, next_probe, texts in conn.execute(
                         "SELECT api_root, comment_total, newest_id, next_probe, texts "
@@ -779,7 +774,7 @@ class Store(LeaseStore):
         Taken under `claim` (that of the rows that started the digests) when given."""
         wanted = sorted(set(digest_ids))
         items: list[OutboxItem] = []
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             named, params = listed("d", chunk)
             params["now"] = now
             items += self._claim(
@@ -797,7 +792,7 @@ class Store(LeaseStore):
             # SKIP LOCKED: two nodes claiming at once take different rows, neither waits.
             rows = conn.execute(query + conn.for_update(of="o", skip_locked=True),
                                 params).all()
-            for chunk in _chunks([row.id for row in rows]):
+            for chunk in chunks([row.id for row in rows]):
                 ids, id_params = listed("id", chunk)
                 conn.execute(f"UPDATE outbox SET claimed_until = :until, claim_owner = :node, "
                              f"claim_id = :claim WHERE id IN {ids}",
@@ -816,7 +811,7 @@ class Store(LeaseStore):
         given), in one transaction."""
         fence = "" if claim is None else " AND claim_id = :claim"
         with self.db.begin() as conn:
-            for chunk in _chunks(list(item_ids)):
+            for chunk in chunks(list(item_ids)):
                 ids, bound = listed("id", chunk)
                 conn.execute(f"UPDATE outbox SET {sets} WHERE id IN {ids}{fence}",
                              {**bound, **(params or {}), "claim": claim})
@@ -829,7 +824,7 @@ class Store(LeaseStore):
         fence = "" if claim is None else " AND claim_id = :claim"
         with self.db.begin() as conn:
             for when, ids in by_time.items():
-                for chunk in _chunks(ids):
+                for chunk in chunks(ids):
                     named, params = listed("id", chunk)
                     conn.execute("UPDATE outbox SET status = 'held', next_attempt = :when, "
                                  "held_until = :when, claimed_until = NULL "
@@ -987,7 +982,7 @@ class Store(LeaseStore):
         if not urls:
             return kinds
         with self.db.connect() as conn:
-            for chunk in _chunks(list(urls)):
+            for chunk in chunks(list(urls)):
                 named, params = listed("u", chunk)
                 for url, kind, count in conn.execute(
                         "SELECT f.url, e.kind, count(*) FROM entries e JOIN feeds f "
