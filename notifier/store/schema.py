@@ -71,8 +71,9 @@ feeds = Table(
     ("last_error", "TEXT"),
     ("error_count", "INTEGER DEFAULT '0' NOT NULL"),
     ("entries_seen", "INTEGER DEFAULT '0' NOT NULL"),
-    # Room for several nodes sharing one database: a poller holds a lease with a fencing
-    # token; writes from a node whose lease expired are refused. Unused by one node.
+    # Several nodes sharing one database: a poller holds a lease with a fencing token; a
+    # poll is written only while the feed still carries the token it was claimed under
+    # (another node's claim since moves it on). One node claims and writes the same way.
     ("lease_owner", "VARCHAR(64)"),
     ("lease_until", "FLOAT"),
     ("lease_token", "INTEGER DEFAULT '0' NOT NULL"),
