@@ -36,6 +36,7 @@ from notifier.poll.retrieve import Polled, retrieve
 from notifier.poll.shards import Share
 from notifier.poll.waiting import wait_while_finishing
 from notifier.store import FeedState, PollRecord, Store
+from notifier.store.db import reason as db_reason
 from notifier.store.statefile import unwritable
 from notifier.textsafety import storable
 
@@ -468,7 +469,7 @@ class Poller:
             # One poll the database still refuses must not lose the batch's others: each
             # is written on its own, and the refused one is recorded as a failed poll.
             log.error("writing %d polls together failed (%s); writing them one by one",
-                      len(records), _db_reason(exc))
+                      len(records), db_reason(exc))
             queued, records = await self._write_one_by_one(records, tokens)
             outcomes = [replace(o, record=r, decision=o.decision if r.failure is None else None)
                         for o, r in zip(outcomes, records, strict=True)]
@@ -511,7 +512,7 @@ class Poller:
                                           self.node.name, tokens)
                 queued += count
             except Exception as exc:
-                reason = f"the state refused this poll's entries: {_db_reason(exc)}"
+                reason = f"the state refused this poll's entries: {db_reason(exc)}"
                 record = PollRecord(feed_id=record.feed_id, polled_at=record.polled_at,
                                     next_due=record.next_due, status=record.status,
                                     failure=Failure(FailureKind.STATE, reason))
@@ -519,14 +520,9 @@ class Poller:
                     await self._db(self.store.record_fenced, [record], self.node.name, tokens)
                 except Exception as again:
                     log.error("feed %d: even its failure could not be stored: %s",
-                              record.feed_id, _db_reason(again))
+                              record.feed_id, db_reason(again))
             written.append(record)
         return queued, written
-
-
-def _db_reason(exc: Exception) -> str:
-    """The database's own message, first line only (psycopg adds lines of context)."""
-    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def storable_record(record: PollRecord) -> PollRecord:

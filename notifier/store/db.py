@@ -37,7 +37,7 @@ from notifier import redact
 from notifier.store.records import StoreError
 
 __all__ = ["CHUNK", "Connection", "Database", "Result", "chunks", "listed", "operational",
-           "sqlite_target", "url_problem"]
+           "reason", "sqlite_target", "url_problem"]
 
 _POOL_SIZE = 5
 """Connections kept open between transactions; more may be open at once."""
@@ -194,6 +194,12 @@ def listed(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
     empty (an empty IN list is not SQL)."""
     names = [f"{name}_{i}" for i in range(len(values))]
     return "(" + ", ".join(":" + n for n in names) + ")", dict(zip(names, values, strict=True))
+
+
+def reason(exc: BaseException) -> str:
+    """A database error's own message, its first line only (psycopg adds lines of
+    context): what a log line or a feed's last error shows."""
+    return (str(exc).strip().splitlines() or ["unknown"])[0][:300]
 
 
 def operational(exc: BaseException) -> bool:

@@ -25,7 +25,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from notifier.store.db import operational, sqlite_target
+from notifier.store.db import operational, reason, sqlite_target
 from notifier.store.records import StoreError
 
 log = logging.getLogger("notifier")
@@ -139,7 +139,7 @@ def unwritable(exc: BaseException) -> str | None:
     """The database's reason when `exc` says the state cannot be used right now (disk full,
     read-only file, server gone), else None: a condition to wait out, not a bug."""
     if operational(exc):
-        return (str(exc).strip().splitlines() or ["unknown"])[0][:300]
+        return reason(exc)
     return None
 
 
